@@ -1,0 +1,374 @@
+import type { ModelConfig } from "../model/checkpoint.js";
+import { Sampler, type SamplingParams } from "../model/sampler.js";
+import type { StepRunner } from "../model/step-runner.js";
+import type { Tokenizer } from "../model/tokenizer.js";
+import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
+import type { EvictionSpec, KeepPlan } from "../policies/policy.js";
+import { resolveEviction } from "../policies/registry.js";
+import { EngineError } from "./engine-error.js";
+import { Sequence } from "./sequence.js";
+
+export interface EngineOptions {
+  /** Bytes of KV memory all sequences together may hold. */
+  kvBudgetBytes: number;
+  /** Most entries any KV head of one sequence may hold. */
+  maxSequenceTokens: number;
+  /** Prefill runs the model on at most this many tokens at a time. */
+  prefillChunkTokens: number;
+  /** Allow positions past the model's trained context. */
+  allowPastContext: boolean;
+  /** Idle sequences are dropped after this long. */
+  sequenceTtlMs: number;
+}
+
+/** The model as the engine drives it. */
+export interface EngineModel {
+  config: ModelConfig;
+  tokenizer: Tokenizer;
+  runner: StepRunner;
+  /** Tokens that end generation unless the request says otherwise. */
+  defaultStopTokens: readonly number[];
+}
+
+export interface PrefillInput {
+  sequenceId: string;
+  tokenIds?: readonly number[];
+  text?: string;
+  eviction?: EvictionSpec;
+}
+
+export interface EvictionOutcome {
+  policy: string;
+  applied: boolean;
+  budgetTokens: number;
+  entriesBefore: number;
+  entriesAfter: number;
+  bytesBefore: number;
+  bytesAfter: number;
+  kept: number[][];
+  detail: string;
+}
+
+export interface PrefillOutcome {
+  sequenceId: string;
+  promptTokens: number;
+  position: number;
+  kvBytes: number;
+  tokenIds: number[];
+  eviction?: EvictionOutcome;
+}
+
+export interface DecodeInput {
+  sequenceId: string;
+  maxNewTokens: number;
+  sampling: SamplingParams;
+  /** Empty = the model's default stop tokens (unless ignoreEos). */
+  stopTokenIds: readonly number[];
+  ignoreEos: boolean;
+}
+
+export type FinishReason = "length" | "stop" | "context";
+
+export interface GeneratedToken {
+  tokenId: number;
+  text: string;
+  position: number;
+  finishReason?: FinishReason;
+}
+
+export interface SequenceSnapshot {
+  sequenceId: string;
+  position: number;
+  kvBytes: number;
+  entries: number;
+  headLengths: number[][];
+  idleMs: number;
+}
+
+export interface StatsSnapshot {
+  kvBytesUsed: number;
+  kvBytesBudget: number;
+  kvBytesPooled: number;
+  sequenceCount: number;
+  sequences: SequenceSnapshot[];
+}
+
+/**
+ * Owns the sequences: runs prefill chunks and decode steps on the model,
+ * applies eviction policies, enforces budgets. A call that fails leaves its
+ * sequence exactly as it was; calls on different sequences run concurrently,
+ * and a second concurrent call on one sequence is refused (ABORTED).
+ */
+export class Engine {
+  readonly pool: SlabPool;
+  private readonly sequences = new Map<string, Sequence>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    readonly model: EngineModel,
+    readonly options: EngineOptions,
+  ) {
+    this.pool = new SlabPool(options.kvBudgetBytes);
+    this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
+    this.sweeper.unref();
+  }
+
+  async prefill(input: PrefillInput, signal?: AbortSignal): Promise<PrefillOutcome> {
+    const existing = this.sequences.get(input.sequenceId);
+    const tokens = this.promptTokens(input, existing === undefined);
+    const sequence = existing ?? this.create(input.sequenceId);
+    return this.withSequence(sequence, async () => {
+      const position = sequence.position;
+      const limit = this.options.allowPastContext ? Infinity : this.model.config.contextLength;
+      if (position + tokens.length > limit) {
+        throw new EngineError(
+          "OUT_OF_RANGE",
+          `sequence '${input.sequenceId}' would reach position ${position + tokens.length}, past the model's trained context of ${limit} tokens`,
+        );
+      }
+      const resolved = input.eviction && resolveEviction(input.eviction, sequence.maxHeadLength + tokens.length + (sequence.pendingToken === null ? 0 : 1));
+      await this.feed(sequence, tokens, signal);
+      const eviction = input.eviction && resolved ? this.applyEviction(sequence, input.eviction, resolved) : undefined;
+      return {
+        sequenceId: sequence.id,
+        promptTokens: tokens.length,
+        position: sequence.position,
+        kvBytes: sequence.bytes,
+        tokenIds: tokens,
+        eviction,
+      };
+    }, existing === undefined);
+  }
+
+  async *decode(input: DecodeInput, signal?: AbortSignal): AsyncGenerator<GeneratedToken> {
+    const sequence = this.lookup(input.sequenceId);
+    if (!Number.isInteger(input.maxNewTokens) || input.maxNewTokens < 1) {
+      throw new EngineError("INVALID_ARGUMENT", `max_new_tokens must be at least 1, got ${input.maxNewTokens}`);
+    }
+    this.checkTokens(input.stopTokenIds, "stop_token_ids");
+    this.claim(sequence);
+    try {
+      if (sequence.lastLogits === null && sequence.pendingToken === null) {
+        throw new EngineError("FAILED_PRECONDITION", `sequence '${sequence.id}' has no tokens yet: prefill it before decoding`);
+      }
+      const limit = this.options.allowPastContext ? Infinity : this.model.config.contextLength;
+      if (sequence.position >= limit) {
+        throw new EngineError("OUT_OF_RANGE", `sequence '${sequence.id}' is at position ${sequence.position}, the model's trained context`);
+      }
+      const stops = new Set(input.stopTokenIds.length > 0 || input.ignoreEos ? input.stopTokenIds : this.model.defaultStopTokens);
+      const sampler = new Sampler(input.sampling);
+      const text = new TextDecoder("utf-8");
+      for (let produced = 0; produced < input.maxNewTokens; ) {
+        if (signal?.aborted) return;
+        if (sequence.pendingToken !== null) await this.feed(sequence, [], signal);
+        const tokenId = sampler.next(sequence.lastLogits!);
+        const position = sequence.position;
+        const previous = sequence.lastToken;
+        sequence.pendingToken = tokenId;
+        sequence.lastToken = tokenId;
+        produced++;
+        const finishReason: FinishReason | undefined = stops.has(tokenId)
+          ? "stop"
+          : produced === input.maxNewTokens
+            ? "length"
+            : position + 1 >= limit || !this.canGrow(sequence)
+              ? "context"
+              : undefined;
+        const piece = finishReason === "stop" ? "" : text.decode(this.model.tokenizer.tokenBytes(tokenId, previous), { stream: true });
+        sequence.lastUsed = Date.now();
+        yield { tokenId, text: finishReason ? piece + text.decode() : piece, position, finishReason };
+        if (finishReason) return;
+      }
+    } finally {
+      sequence.busy = false;
+      sequence.lastUsed = Date.now();
+    }
+  }
+
+  async evict(sequenceId: string, spec: EvictionSpec): Promise<EvictionOutcome> {
+    const sequence = this.lookup(sequenceId);
+    const resolved = resolveEviction(spec, sequence.maxHeadLength);
+    return this.withSequence(sequence, async () => this.applyEviction(sequence, spec, resolved), false);
+  }
+
+  release(sequenceId: string): { found: boolean; freedBytes: number } {
+    const sequence = this.sequences.get(sequenceId);
+    if (!sequence) return { found: false, freedBytes: 0 };
+    if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; release it when that call ends`);
+    this.sequences.delete(sequenceId);
+    return { found: true, freedBytes: sequence.release() };
+  }
+
+  stats(sequenceId?: string): StatsSnapshot {
+    const chosen = sequenceId ? [this.lookup(sequenceId)] : [...this.sequences.values()];
+    const now = Date.now();
+    return {
+      kvBytesUsed: this.pool.used,
+      kvBytesBudget: this.pool.budgetBytes,
+      kvBytesPooled: this.pool.pooled,
+      sequenceCount: this.sequences.size,
+      sequences: chosen.map((s) => ({
+        sequenceId: s.id,
+        position: s.position,
+        kvBytes: s.bytes,
+        entries: s.entries,
+        headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
+        idleMs: s.busy ? 0 : now - s.lastUsed,
+      })),
+    };
+  }
+
+  /** Drops sequences idle for longer than the TTL. */
+  expireIdle(now = Date.now()): void {
+    for (const [id, sequence] of this.sequences) {
+      if (!sequence.busy && now - sequence.lastUsed > this.options.sequenceTtlMs) {
+        this.sequences.delete(id);
+        sequence.release();
+      }
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const sequence of this.sequences.values()) sequence.release();
+    this.sequences.clear();
+  }
+
+  private promptTokens(input: PrefillInput, isNew: boolean): number[] {
+    const hasTokens = (input.tokenIds?.length ?? 0) > 0;
+    const hasText = (input.text?.length ?? 0) > 0;
+    if (hasTokens === hasText) {
+      throw new EngineError("INVALID_ARGUMENT", hasTokens ? "give either token_ids or text, not both" : "the prompt is empty: give token_ids or text");
+    }
+    if (hasTokens) {
+      this.checkTokens(input.tokenIds!, "token_ids");
+      return [...input.tokenIds!];
+    }
+    const { tokenizer } = this.model;
+    return [...(isNew ? [tokenizer.bosId] : []), ...tokenizer.encode(input.text!)];
+  }
+
+  private checkTokens(tokens: readonly number[], field: string): void {
+    const vocab = this.model.config.vocabSize;
+    const bad = tokens.findIndex((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (bad >= 0) {
+      throw new EngineError("INVALID_ARGUMENT", `${field}[${bad}] = ${tokens[bad]} is outside the vocabulary of ${vocab} tokens`);
+    }
+  }
+
+  private create(id: string): Sequence {
+    const { config } = this.model;
+    const sequence = new Sequence(id, this.pool, { kvHeads: config.kvHeads, headSize: config.headSize }, config.layers);
+    this.sequences.set(id, sequence);
+    return sequence;
+  }
+
+  private lookup(sequenceId: string): Sequence {
+    const sequence = this.sequences.get(sequenceId);
+    if (!sequence) throw new EngineError("NOT_FOUND", `sequence '${sequenceId}' not found (never created, released or expired)`);
+    return sequence;
+  }
+
+  private claim(sequence: Sequence): void {
+    if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequence.id}' is busy with another call`);
+    sequence.busy = true;
+  }
+
+  /** Runs `work` holding the sequence; a new sequence that fails is removed again. */
+  private async withSequence<T>(sequence: Sequence, work: () => Promise<T>, isNew: boolean): Promise<T> {
+    if (!isNew) this.claim(sequence);
+    sequence.busy = true;
+    try {
+      return await work();
+    } catch (error) {
+      if (isNew) {
+        this.sequences.delete(sequence.id);
+        sequence.release();
+      }
+      throw error;
+    } finally {
+      sequence.busy = false;
+      sequence.lastUsed = Date.now();
+    }
+  }
+
+  private canGrow(sequence: Sequence): boolean {
+    return sequence.maxHeadLength + 1 <= this.options.maxSequenceTokens;
+  }
+
+  /**
+   * Feeds the pending token (if any) and `tokens` through the model in chunks,
+   * appending their keys and values. All or nothing: on any failure the
+   * sequence is rolled back.
+   */
+  private async feed(sequence: Sequence, tokens: readonly number[], signal?: AbortSignal): Promise<void> {
+    const all = sequence.pendingToken === null ? [...tokens] : [sequence.pendingToken, ...tokens];
+    if (sequence.maxHeadLength + all.length > this.options.maxSequenceTokens) {
+      throw new EngineError(
+        "RESOURCE_EXHAUSTED",
+        `sequence '${sequence.id}' would hold ${sequence.maxHeadLength + all.length} entries per head, over the per-sequence cap of ${this.options.maxSequenceTokens}; evict or release it`,
+      );
+    }
+    const checkpoint = sequence.checkpoint();
+    try {
+      this.pool.assertRoom(sequence.bytesWithRoomFor(all.length), sequence.bytes);
+      for (const layer of sequence.layers) layer.reserve(all.length);
+      const { kvHeads, headSize } = this.model.config;
+      for (let start = 0; start < all.length; start += this.options.prefillChunkTokens) {
+        if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
+        const chunk = all.slice(start, start + this.options.prefillChunkTokens);
+        const out = await this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows: 0 });
+        const layerStride = kvHeads * chunk.length * headSize;
+        sequence.layers.forEach((layer, l) =>
+          layer.append(out.newKeys, out.newValues, l * layerStride, chunk.length, sequence.fedTokens, out.attentionColsums[l]),
+        );
+        sequence.fedTokens += chunk.length;
+        sequence.lastLogits = out.logits;
+      }
+      sequence.pendingToken = null;
+      if (all.length > 0) sequence.lastToken = all[all.length - 1];
+    } catch (error) {
+      sequence.rollback(checkpoint);
+      if (error instanceof KvBudgetExceeded) {
+        throw new EngineError("RESOURCE_EXHAUSTED", `${error.message} (budget ${this.pool.budgetBytes} bytes)`);
+      }
+      throw error;
+    }
+  }
+
+  private applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ReturnType<typeof resolveEviction>): EvictionOutcome {
+    const { policy, budget } = resolved;
+    const entriesBefore = sequence.entries;
+    const bytesBefore = sequence.bytes;
+    const over = sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)));
+    const outcome = (applied: boolean, detail: string): EvictionOutcome => ({
+      policy: policy.name,
+      applied,
+      budgetTokens: budget(sequence.maxHeadLength),
+      entriesBefore,
+      entriesAfter: sequence.entries,
+      bytesBefore,
+      bytesAfter: sequence.bytes,
+      kept: sequence.layers.map((layer) => Array.from(layer.lengths)),
+      detail,
+    });
+    if (policy.name === "none" || !over) {
+      return outcome(false, policy.name === "none" ? "policy 'none' keeps every entry" : "every head already fits the budget; nothing evicted");
+    }
+    const plan = policy.plan(sequence.layers, budget, spec);
+    checkPlan(plan, sequence);
+    sequence.layers.forEach((layer, l) => layer.retain(plan[l]));
+    return outcome(true, "");
+  }
+}
+
+/** A policy's plan must keep, per head, at least one existing slot, ascending. */
+function checkPlan(plan: KeepPlan, sequence: Sequence): void {
+  sequence.layers.forEach((layer, l) =>
+    layer.lengths.forEach((length, h) => {
+      const slots = plan[l]?.[h];
+      const valid = slots && (length === 0 || slots.length > 0) && slots.every((s, i) => s >= 0 && s < length && (i === 0 || s > slots[i - 1]));
+      if (!valid) throw new Error(`eviction plan for layer ${l} head ${h} is invalid`);
+    }),
+  );
+}

@@ -1,0 +1,87 @@
+import { LayerCache, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
+import type { SlabPool } from "../kv/slab-pool.js";
+
+/** What a failed call must restore so the sequence is exactly as before it. */
+export interface SequenceCheckpoint {
+  layers: LayerCheckpoint[];
+  fedTokens: number;
+  pendingToken: number | null;
+  lastToken: number;
+  lastLogits: Float32Array | null;
+}
+
+/**
+ * One caller-named sequence: its cache (one LayerCache per layer) and where
+ * generation stands. A token sampled by Decode belongs to the sequence at once
+ * but is fed to the model lazily (`pendingToken`), by the next call that needs
+ * its keys and values, so a Decode call never runs a step it does not use.
+ */
+export class Sequence {
+  readonly layers: LayerCache[];
+  /** Tokens whose keys and values have been computed. */
+  fedTokens = 0;
+  pendingToken: number | null = null;
+  /** The most recent token of the sequence (-1 when empty); decoding a piece depends on it. */
+  lastToken = -1;
+  /** Logits after the last fed token; the next token is chosen from them. */
+  lastLogits: Float32Array | null = null;
+  lastUsed = Date.now();
+  /** Set while a call mutates the sequence; a second one is refused. */
+  busy = false;
+
+  constructor(
+    readonly id: string,
+    pool: SlabPool,
+    shape: KvShape,
+    layerCount: number,
+  ) {
+    this.layers = Array.from({ length: layerCount }, () => new LayerCache(pool, shape));
+  }
+
+  /** Tokens that belong to the sequence; the next one takes this position. */
+  get position(): number {
+    return this.fedTokens + (this.pendingToken === null ? 0 : 1);
+  }
+
+  get bytes(): number {
+    return this.layers.reduce((sum, layer) => sum + layer.bytes, 0);
+  }
+
+  get entries(): number {
+    return this.layers.reduce((sum, layer) => sum + layer.entries, 0);
+  }
+
+  /** The longest head over all layers. */
+  get maxHeadLength(): number {
+    return this.layers.reduce((max, layer) => Math.max(max, layer.maxLength), 0);
+  }
+
+  /** Bytes the sequence would hold after making room for `extra` entries per head. */
+  bytesWithRoomFor(extra: number): number {
+    return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), 0);
+  }
+
+  checkpoint(): SequenceCheckpoint {
+    return {
+      layers: this.layers.map((layer) => layer.checkpoint()),
+      fedTokens: this.fedTokens,
+      pendingToken: this.pendingToken,
+      lastToken: this.lastToken,
+      lastLogits: this.lastLogits,
+    };
+  }
+
+  rollback(checkpoint: SequenceCheckpoint): void {
+    this.layers.forEach((layer, l) => layer.rollback(checkpoint.layers[l]));
+    this.fedTokens = checkpoint.fedTokens;
+    this.pendingToken = checkpoint.pendingToken;
+    this.lastToken = checkpoint.lastToken;
+    this.lastLogits = checkpoint.lastLogits;
+  }
+
+  release(): number {
+    const bytes = this.bytes;
+    for (const layer of this.layers) layer.release();
+    return bytes;
+  }
+}

@@ -1,0 +1,107 @@
+import ort from "onnxruntime-node";
+import type { ModelConfig } from "./checkpoint.js";
+import { STEP_IO } from "./llama-graph.js";
+
+/** A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] and a mask. */
+export interface PastLayer {
+  readonly capacity: number;
+  readonly keys: Float32Array;
+  readonly values: Float32Array;
+  readonly mask: Float32Array;
+}
+
+export interface StepInput {
+  tokens: readonly number[];
+  /** Original position of the first token; the rest follow. */
+  firstPosition: number;
+  past: readonly PastLayer[];
+  /** Trailing rows whose post-RoPE queries to return. */
+  queryRows: number;
+}
+
+export interface StepOutput {
+  /** Logits of the last token [V]. */
+  logits: Float32Array;
+  /** New post-RoPE keys and values [L, Hkv, S, d]. */
+  newKeys: Float32Array;
+  newValues: Float32Array;
+  /** Post-RoPE queries of the last rows [L, Hq, R, d]. */
+  queries: Float32Array;
+  /** Per layer, attention summed over rows and query groups [Hkv, C_l + S]. */
+  attentionColsums: Float32Array[];
+}
+
+export type ExecutionProvider = "cpu" | "cuda";
+
+export interface RunnerOptions {
+  executionProvider: ExecutionProvider;
+  intraOpThreads: number;
+}
+
+/** Runs the step graph: one call per prefill chunk or decode step. */
+export class StepRunner {
+  private readonly causalMasks = new Map<number, ort.Tensor>();
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly config: ModelConfig,
+  ) {}
+
+  static async create(graph: Uint8Array, config: ModelConfig, options: RunnerOptions): Promise<StepRunner> {
+    const session = await ort.InferenceSession.create(graph, {
+      executionProviders: [options.executionProvider],
+      intraOpNumThreads: options.intraOpThreads,
+      graphOptimizationLevel: "all",
+      // The graph's outputs have symbolic shapes that ORT's checker cannot verify; the values are exact.
+      logSeverityLevel: 3,
+    });
+    return new StepRunner(session, config);
+  }
+
+  async run(input: StepInput): Promise<StepOutput> {
+    const { layers, kvHeads, headSize } = this.config;
+    const count = input.tokens.length;
+    const feeds: Record<string, ort.Tensor> = {
+      [STEP_IO.inputIds]: new ort.Tensor("int64", BigInt64Array.from(input.tokens, BigInt), [1, count]),
+      [STEP_IO.positionIds]: new ort.Tensor(
+        "int64",
+        BigInt64Array.from({ length: count }, (_, i) => BigInt(input.firstPosition + i)),
+        [1, count],
+      ),
+      [STEP_IO.causalMask]: this.causalMask(count),
+      [STEP_IO.queryRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.min(input.queryRows, count))), [1]),
+    };
+    input.past.forEach((layer, l) => {
+      const dims = [1, kvHeads, layer.capacity, headSize];
+      feeds[STEP_IO.pastKey(l)] = new ort.Tensor("float32", layer.keys, dims);
+      feeds[STEP_IO.pastValue(l)] = new ort.Tensor("float32", layer.values, dims);
+      feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [1, kvHeads, 1, 1, layer.capacity]);
+    });
+    const out = await this.session.run(feeds);
+    const data = (name: string) => out[name].data as Float32Array;
+    return {
+      logits: data(STEP_IO.logits),
+      newKeys: data(STEP_IO.newKeys),
+      newValues: data(STEP_IO.newValues),
+      queries: data(STEP_IO.queries),
+      attentionColsums: Array.from({ length: layers }, (_, l) => data(STEP_IO.attentionColsum(l))),
+    };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+
+  private causalMask(count: number): ort.Tensor {
+    let mask = this.causalMasks.get(count);
+    if (!mask) {
+      const values = new Float32Array(count * count);
+      for (let r = 0; r < count; r++) values.fill(-Infinity, r * count + r + 1, (r + 1) * count);
+      mask = new ort.Tensor("float32", values, [count, count]);
+      // Few sizes recur (1 for decode, the chunk size for prefill); keep the cache small.
+      if (this.causalMasks.size >= 8) this.causalMasks.clear();
+      this.causalMasks.set(count, mask);
+    }
+    return mask;
+  }
+}

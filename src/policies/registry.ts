@@ -1,0 +1,41 @@
+import { budgetFor } from "./budget.js";
+import { nonePolicy } from "./none.js";
+import { InvalidEvictionError, type EvictionSpec, type Policy } from "./policy.js";
+import { streamingLlmPolicy } from "./streaming-llm.js";
+
+/** Every policy this build offers, by name. */
+export const POLICIES: ReadonlyMap<string, Policy> = new Map([nonePolicy, streamingLlmPolicy].map((p) => [p.name, p]));
+
+/**
+ * Checks a request against its policy before anything runs: known name, only
+ * parameters the policy takes, a budget within bounds. `entries` is the
+ * largest head length the eviction will see. Returns the policy and C(T).
+ */
+export function resolveEviction(spec: EvictionSpec, entries: number): { policy: Policy; budget: (entries: number) => number } {
+  const policy = POLICIES.get(spec.policy);
+  if (!policy) {
+    throw new InvalidEvictionError(
+      "eviction.policy",
+      `unknown eviction policy '${spec.policy}'; available: ${[...POLICIES.keys()].join(", ")}`,
+    );
+  }
+  for (const name of Object.keys(spec.params)) {
+    if (!policy.parameters.some((p) => p.name === name)) {
+      throw new InvalidEvictionError(`eviction.${snakeCase(name)}`, `policy '${policy.name}' does not take parameter ${snakeCase(name)}`);
+    }
+  }
+  const budget = budgetFor(spec);
+  const minimum = policy.minimumBudget(spec.params);
+  const resolved = budget(entries);
+  if (policy !== nonePolicy && resolved < minimum && resolved < entries) {
+    throw new InvalidEvictionError(
+      "maxTokens" in spec.budget ? "eviction.max_tokens" : "eviction.keep_fraction",
+      `budget of ${resolved} entries per head is below the minimum of ${minimum} for policy '${policy.name}'`,
+    );
+  }
+  return { policy, budget };
+}
+
+export function snakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}

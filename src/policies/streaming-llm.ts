@@ -1,0 +1,21 @@
+import { uniformCounts } from "./allocators/uniform.js";
+import { paramOf, type Policy } from "./policy.js";
+import { positionScores } from "./scorers/position.js";
+import { selectTopK } from "./selectors/top-k.js";
+
+/** StreamingLLM: attention sinks (the first S entries) plus the most recent C - S. */
+export const streamingLlmPolicy: Policy = {
+  name: "streaming_llm",
+  description: "Keeps the first sink_tokens entries (attention sinks) and the most recent ones (StreamingLLM).",
+  parameters: [{ name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 }],
+  minimumBudget(params) {
+    return paramOf(this, params, "sinkTokens") + 1;
+  },
+  plan(layers, budget, spec) {
+    const sinks = paramOf(this, spec.params, "sinkTokens");
+    const counts = uniformCounts(layers, budget);
+    return layers.map((layer, l) =>
+      Array.from(layer.lengths, (_, h) => selectTopK(positionScores(layer, h), counts[l][h], (slot) => slot < sinks)),
+    );
+  },
+};

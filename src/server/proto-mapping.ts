@@ -1,0 +1,105 @@
+import type { DecodeInput, EvictionOutcome, SequenceSnapshot } from "../engine/engine.js";
+import { EngineError } from "../engine/engine-error.js";
+import type { SamplingParams } from "../model/sampler.js";
+import { SeededRandom } from "../model/seeded-random.js";
+import type { EvictionSpec as PolicySpec, PolicyParams } from "../policies/policy.js";
+import type {
+  DecodeRequest,
+  EvictionResult,
+  EvictionSpec,
+  Sampling,
+  SequenceStats,
+} from "../gen/kvwarden/v1/kvwarden.js";
+import { GroupReduction, Pooling } from "../gen/kvwarden/v1/kvwarden.js";
+
+/** Longest accepted sequence id; ids are map keys and appear in logs and traces. */
+const MAX_SEQUENCE_ID_LENGTH = 256;
+
+export function sequenceIdOf(request: { sequenceId: string }): string {
+  const id = request.sequenceId;
+  if (id.length === 0) throw new EngineError("INVALID_ARGUMENT", "sequence_id is required");
+  if (id.length > MAX_SEQUENCE_ID_LENGTH) {
+    throw new EngineError("INVALID_ARGUMENT", `sequence_id is ${id.length} characters long; the limit is ${MAX_SEQUENCE_ID_LENGTH}`);
+  }
+  return id;
+}
+
+/** The proto EvictionSpec as the policies read it; shape errors name the field. */
+export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
+  if (spec.policy.length === 0) throw new EngineError("INVALID_ARGUMENT", "eviction.policy is required");
+  let budget: PolicySpec["budget"];
+  if (spec.maxTokens !== undefined) budget = { maxTokens: spec.maxTokens };
+  else if (spec.keepFraction !== undefined) budget = { keepFraction: spec.keepFraction };
+  else if (spec.policy === "none") budget = { keepFraction: 1 };
+  else throw new EngineError("INVALID_ARGUMENT", "eviction needs a budget: set eviction.max_tokens or eviction.keep_fraction");
+
+  const params: Partial<PolicyParams> = {};
+  const set = (name: keyof PolicyParams, field: string, value: number | undefined, check: (v: number) => boolean, rule: string) => {
+    if (value === undefined) return;
+    if (!check(value)) throw new EngineError("INVALID_ARGUMENT", `eviction.${field} ${rule}, got ${value}`);
+    params[name] = value;
+  };
+  const count = (v: number) => Number.isInteger(v) && v >= 0 && v <= 1_000_000;
+  set("sinkTokens", "sink_tokens", spec.sinkTokens, count, "must be a whole number of tokens up to 1000000");
+  set("window", "window", spec.window, (v) => count(v) && v > 0, "must be between 1 and 1000000");
+  set("kernelSize", "kernel_size", spec.kernelSize, (v) => count(v) && v % 2 === 1, "must be odd");
+  set("recentTokens", "recent_tokens", spec.recentTokens, count, "must be a whole number of tokens up to 1000000");
+  set("proxyTokens", "proxy_tokens", spec.proxyTokens, (v) => count(v) && v > 0, "must be between 1 and 1000000");
+  set("alpha", "alpha", spec.alpha, (v) => v >= 0 && v <= 1, "must be in [0, 1]");
+  set("delta", "delta", spec.delta, (v) => v >= 0 && v <= 1, "must be in [0, 1]");
+  set("beta", "beta", spec.beta, (v) => v > 0 && Number.isFinite(v), "must be positive");
+  set("temperature", "temperature", spec.temperature, (v) => v >= 0 && Number.isFinite(v), "must be non-negative");
+  const unsupported = [
+    spec.pooling !== Pooling.POOLING_UNSPECIFIED && "pooling",
+    spec.groupReduction !== GroupReduction.GROUP_REDUCTION_UNSPECIFIED && "group_reduction",
+    spec.proxySpan !== undefined && "proxy_span",
+    spec.skipLayers.length > 0 && "skip_layers",
+    spec.basePolicy !== "" && "base_policy",
+  ].filter(Boolean);
+  if (unsupported.length > 0) {
+    throw new EngineError("INVALID_ARGUMENT", `policy '${spec.policy}' does not take parameter ${unsupported.join(", ")}`);
+  }
+  return { policy: spec.policy, budget, seed: spec.seed === undefined ? undefined : BigInt(spec.seed), params };
+}
+
+export function samplingOf(sampling: Sampling | undefined): SamplingParams {
+  const seed = sampling?.seed === undefined ? SeededRandom.randomSeed() : BigInt(sampling.seed);
+  const params = { temperature: sampling?.temperature ?? 0, topK: sampling?.topK ?? 0, topP: sampling?.topP ?? 0, seed };
+  if (!(params.temperature >= 0 && Number.isFinite(params.temperature))) {
+    throw new EngineError("INVALID_ARGUMENT", `sampling.temperature must be a finite number >= 0, got ${params.temperature}`);
+  }
+  if (!(params.topP >= 0 && params.topP <= 1)) throw new EngineError("INVALID_ARGUMENT", `sampling.top_p must be in [0, 1], got ${params.topP}`);
+  return params;
+}
+
+export function decodeInputOf(request: DecodeRequest): DecodeInput {
+  return {
+    sequenceId: sequenceIdOf(request),
+    maxNewTokens: request.maxNewTokens,
+    sampling: samplingOf(request.sampling),
+    stopTokenIds: request.stopTokenIds,
+    ignoreEos: request.ignoreEos,
+  };
+}
+
+export function evictionResultOf(outcome: EvictionOutcome): EvictionResult {
+  return {
+    ...outcome,
+    entriesBefore: BigInt(outcome.entriesBefore),
+    entriesAfter: BigInt(outcome.entriesAfter),
+    bytesBefore: BigInt(outcome.bytesBefore),
+    bytesAfter: BigInt(outcome.bytesAfter),
+    kept: outcome.kept.map((headLengths) => ({ headLengths })),
+  };
+}
+
+export function sequenceStatsOf(snapshot: SequenceSnapshot): SequenceStats {
+  return {
+    sequenceId: snapshot.sequenceId,
+    position: snapshot.position,
+    kvBytes: BigInt(snapshot.kvBytes),
+    entries: BigInt(snapshot.entries),
+    layers: snapshot.headLengths.map((headLengths) => ({ headLengths })),
+    idleMs: BigInt(snapshot.idleMs),
+  };
+}
