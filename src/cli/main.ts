@@ -41,6 +41,7 @@ program
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
   .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
+  .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, 64)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
@@ -55,6 +56,7 @@ program
       prefillChunkTokens: options.prefillChunk,
       allowPastContext: options.allowPastContext,
       sequenceTtlMs: options.sequenceTtl * 1000,
+      recentQueryRows: options.recentQueries,
     });
     const server = new KvwardenServer(engine, { executionProvider, version });
     const port = await server.listen(options.listen);

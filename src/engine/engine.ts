@@ -19,6 +19,8 @@ export interface EngineOptions {
   allowPastContext: boolean;
   /** Idle sequences are dropped after this long. */
   sequenceTtlMs: number;
+  /** Post-RoPE queries of this many recent tokens are kept per sequence for attention scorers. */
+  recentQueryRows: number;
 }
 
 /** The model as the engine drives it. */
@@ -46,6 +48,7 @@ export interface EvictionOutcome {
   bytesBefore: number;
   bytesAfter: number;
   kept: number[][];
+  lazyLayers: number[];
   detail: string;
 }
 
@@ -126,9 +129,16 @@ export class Engine {
           `sequence '${input.sequenceId}' would reach position ${position + tokens.length}, past the model's trained context of ${limit} tokens`,
         );
       }
-      const resolved = input.eviction && resolveEviction(input.eviction, sequence.maxHeadLength + tokens.length + (sequence.pendingToken === null ? 0 : 1));
+      const resolved = input.eviction && this.resolve(input.eviction, sequence.maxHeadLength + tokens.length + (sequence.pendingToken === null ? 0 : 1));
+      const checkpoint = sequence.checkpoint();
       await this.feed(sequence, tokens, signal);
-      const eviction = input.eviction && resolved ? this.applyEviction(sequence, input.eviction, resolved) : undefined;
+      let eviction: EvictionOutcome | undefined;
+      try {
+        eviction = input.eviction && resolved ? this.applyEviction(sequence, input.eviction, resolved) : undefined;
+      } catch (error) {
+        sequence.rollback(checkpoint); // the eviction was refused before changing anything
+        throw error;
+      }
       return {
         sequenceId: sequence.id,
         promptTokens: tokens.length,
@@ -187,7 +197,7 @@ export class Engine {
 
   async evict(sequenceId: string, spec: EvictionSpec): Promise<EvictionOutcome> {
     const sequence = this.lookup(sequenceId);
-    const resolved = resolveEviction(spec, sequence.maxHeadLength);
+    const resolved = this.resolve(spec, sequence.maxHeadLength);
     return this.withSequence(sequence, async () => this.applyEviction(sequence, spec, resolved), false);
   }
 
@@ -256,9 +266,14 @@ export class Engine {
     }
   }
 
+  private resolve(spec: EvictionSpec, entries: number): ReturnType<typeof resolveEviction> {
+    return resolveEviction(spec, entries, this.options.recentQueryRows);
+  }
+
   private create(id: string): Sequence {
     const { config } = this.model;
-    const sequence = new Sequence(id, this.pool, { kvHeads: config.kvHeads, headSize: config.headSize }, config.layers);
+    const shape = { layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, headSize: config.headSize };
+    const sequence = new Sequence(id, this.pool, shape, this.options.recentQueryRows);
     this.sequences.set(id, sequence);
     return sequence;
   }
@@ -317,11 +332,13 @@ export class Engine {
       for (let start = 0; start < all.length; start += this.options.prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
         const chunk = all.slice(start, start + this.options.prefillChunkTokens);
-        const out = await this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows: 0 });
+        const queryRows = Math.min(chunk.length, this.options.recentQueryRows);
+        const out = await this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows });
         const layerStride = kvHeads * chunk.length * headSize;
         sequence.layers.forEach((layer, l) =>
           layer.append(out.newKeys, out.newValues, l * layerStride, chunk.length, sequence.fedTokens, out.attentionColsums[l]),
         );
+        sequence.recentQueries.push(out.queries, queryRows, sequence.fedTokens + chunk.length - queryRows);
         sequence.fedTokens += chunk.length;
         sequence.lastLogits = out.logits;
       }
@@ -350,14 +367,17 @@ export class Engine {
       bytesBefore,
       bytesAfter: sequence.bytes,
       kept: sequence.layers.map((layer) => Array.from(layer.lengths)),
+      lazyLayers,
       detail,
     });
+    let lazyLayers: number[] = [];
     if (policy.name === "none" || !over) {
       return outcome(false, policy.name === "none" ? "policy 'none' keeps every entry" : "every head already fits the budget; nothing evicted");
     }
-    const plan = policy.plan(sequence.layers, budget, spec);
-    checkPlan(plan, sequence);
-    sequence.layers.forEach((layer, l) => layer.retain(plan[l]));
+    const plan = policy.plan(sequence.view(), budget, spec);
+    checkPlan(plan.keep, sequence);
+    sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
+    lazyLayers = plan.lazyLayers ?? [];
     return outcome(true, "");
   }
 }

@@ -1,9 +1,12 @@
 import { LayerCache, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
+import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
+import type { CacheShape, CacheView } from "../policies/policy.js";
 
 /** What a failed call must restore so the sequence is exactly as before it. */
 export interface SequenceCheckpoint {
   layers: LayerCheckpoint[];
+  recentQueries: RingCheckpoint;
   fedTokens: number;
   pendingToken: number | null;
   lastToken: number;
@@ -18,6 +21,7 @@ export interface SequenceCheckpoint {
  */
 export class Sequence {
   readonly layers: LayerCache[];
+  readonly recentQueries: RecentQueryRing;
   /** Tokens whose keys and values have been computed. */
   fedTokens = 0;
   pendingToken: number | null = null;
@@ -32,10 +36,12 @@ export class Sequence {
   constructor(
     readonly id: string,
     pool: SlabPool,
-    shape: KvShape,
-    layerCount: number,
+    readonly shape: CacheShape,
+    recentQueryRows: number,
   ) {
-    this.layers = Array.from({ length: layerCount }, () => new LayerCache(pool, shape));
+    const kvShape: KvShape = { kvHeads: shape.kvHeads, headSize: shape.headSize };
+    this.layers = Array.from({ length: shape.layers }, () => new LayerCache(pool, kvShape));
+    this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows);
   }
 
   /** Tokens that belong to the sequence; the next one takes this position. */
@@ -44,7 +50,7 @@ export class Sequence {
   }
 
   get bytes(): number {
-    return this.layers.reduce((sum, layer) => sum + layer.bytes, 0);
+    return this.layers.reduce((sum, layer) => sum + layer.bytes, this.recentQueries.bytes);
   }
 
   get entries(): number {
@@ -58,12 +64,18 @@ export class Sequence {
 
   /** Bytes the sequence would hold after making room for `extra` entries per head. */
   bytesWithRoomFor(extra: number): number {
-    return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), 0);
+    return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), this.recentQueries.fullBytes);
+  }
+
+  /** The cache as eviction policies read it. */
+  view(): CacheView {
+    return { shape: this.shape, layers: this.layers, recentQueries: this.recentQueries.view(), position: this.fedTokens };
   }
 
   checkpoint(): SequenceCheckpoint {
     return {
       layers: this.layers.map((layer) => layer.checkpoint()),
+      recentQueries: this.recentQueries.checkpoint(),
       fedTokens: this.fedTokens,
       pendingToken: this.pendingToken,
       lastToken: this.lastToken,
@@ -73,6 +85,7 @@ export class Sequence {
 
   rollback(checkpoint: SequenceCheckpoint): void {
     this.layers.forEach((layer, l) => layer.rollback(checkpoint.layers[l]));
+    this.recentQueries.rollback(checkpoint.recentQueries);
     this.fedTokens = checkpoint.fedTokens;
     this.pendingToken = checkpoint.pendingToken;
     this.lastToken = checkpoint.lastToken;
@@ -82,6 +95,7 @@ export class Sequence {
   release(): number {
     const bytes = this.bytes;
     for (const layer of this.layers) layer.release();
+    this.recentQueries.release();
     return bytes;
   }
 }

@@ -5,6 +5,7 @@ export const nonePolicy: Policy = {
   name: "none",
   description: "Keeps every entry (no eviction).",
   parameters: [],
+  queryRowsNeeded: () => 0,
   minimumBudget: () => 1,
-  plan: (layers) => layers.map((layer) => Array.from(layer.lengths, (n) => Int32Array.from({ length: n }, (_, i) => i))),
+  plan: (cache) => ({ keep: cache.layers.map((layer) => Array.from(layer.lengths, (n) => Int32Array.from({ length: n }, (_, i) => i))) }),
 };

@@ -2,41 +2,91 @@
 export interface EvictionSpec {
   policy: string;
   budget: { maxTokens: number } | { keepFraction: number };
+  /** Seed for random draws; absent = the engine picks one. */
   seed?: bigint;
   /** Typed optional parameters; absent = the policy's default. */
   params: Partial<PolicyParams>;
 }
 
+export type Pooling = "max" | "avg" | "none";
+export type GroupReduction = "mean" | "max" | "sum";
+
 export interface PolicyParams {
   sinkTokens: number;
   window: number;
   kernelSize: number;
+  pooling: Pooling;
   recentTokens: number;
   alpha: number;
   delta: number;
   beta: number;
   proxyTokens: number;
+  /** Half-open range of original positions [start, end) used as NACL's proxy queries. */
+  proxySpan: { start: number; end: number };
   temperature: number;
+  groupReduction: GroupReduction;
+  skipLayers: number[];
+  /** The policy adakv wraps: "snapkv" or "pyramidkv". */
+  basePolicy: string;
 }
 
 export type ParamName = keyof PolicyParams;
+
+/** Model dimensions a policy needs. */
+export interface CacheShape {
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headSize: number;
+}
 
 /** One layer of a sequence's cache, read-only, as policies see it. */
 export interface LayerView {
   /** Entries per KV head. */
   readonly lengths: Int32Array;
+  /** Slots per head in the arrays below; head h's entries are its first lengths[h] slots. */
   readonly capacity: number;
-  /** Original positions, [Hkv, capacity]; head h's entries are its first lengths[h] slots. */
+  /** Original positions [Hkv, capacity], ascending per head. */
   readonly positions: Int32Array;
+  /** Post-RoPE keys [Hkv, capacity, d]. */
+  readonly keys: Float32Array;
+  /** Attention each entry has received since it was cached, summed over every query row and
+   * the query heads of its group [Hkv, capacity] (H2O's accumulated score). */
+  readonly mass: Float32Array;
+}
+
+/** Post-RoPE queries of the sequence's most recent tokens (oldest first), kept for attention scorers. */
+export interface RecentQueries {
+  /** Number of rows R held (at most what the engine keeps). */
+  readonly count: number;
+  /** Original position of each row [R]. */
+  readonly positions: Int32Array;
+  /** Per layer, [Hq, R, d]. */
+  readonly layers: readonly Float32Array[];
+}
+
+/** Everything a policy may read about one sequence. */
+export interface CacheView {
+  readonly shape: CacheShape;
+  readonly layers: readonly LayerView[];
+  readonly recentQueries: RecentQueries;
+  /** Tokens fed to the sequence so far. */
+  readonly position: number;
 }
 
 /** Per layer, per KV head: the slots to keep, ascending. */
 export type KeepPlan = Int32Array[][];
 
+export interface PolicyPlan {
+  keep: KeepPlan;
+  /** Layers judged lazy (SimLayerKV). */
+  lazyLayers?: number[];
+}
+
 export interface ParameterDoc {
   name: ParamName;
   description: string;
-  defaultValue: number;
+  defaultValue: PolicyParams[ParamName];
 }
 
 /** A named eviction method: a declaration over a scorer, an allocator and a selector. */
@@ -44,13 +94,15 @@ export interface Policy {
   readonly name: string;
   readonly description: string;
   readonly parameters: readonly ParameterDoc[];
+  /** Most recent query rows the policy reads (0 when it reads none). */
+  queryRowsNeeded(params: Partial<PolicyParams>): number;
   /** The smallest budget C the policy accepts with these parameters. */
   minimumBudget(params: Partial<PolicyParams>): number;
-  /** Which entries to keep; `budget(T)` is C for a head holding T entries. */
-  plan(layers: readonly LayerView[], budget: (entries: number) => number, spec: EvictionSpec): KeepPlan;
+  /** Which entries to keep; `budget(T)` is C for a head holding T entries. Pure: no I/O. */
+  plan(cache: CacheView, budget: (entries: number) => number, spec: EvictionSpec): PolicyPlan;
 }
 
-/** A request that names an impossible eviction; `field` is the offending field. */
+/** A request that names an impossible eviction; `field` is the offending request field. */
 export class InvalidEvictionError extends Error {
   constructor(
     readonly field: string,
@@ -60,11 +112,11 @@ export class InvalidEvictionError extends Error {
   }
 }
 
-/** The value of a parameter for this request, or its documented default. */
-export function paramOf(policy: Policy, params: Partial<PolicyParams>, name: ParamName): number {
+/** The value of a parameter for this request, or the policy's documented default. */
+export function paramOf<N extends ParamName>(policy: Policy, params: Partial<PolicyParams>, name: N): PolicyParams[N] {
   const given = params[name];
   if (given !== undefined) return given;
   const doc = policy.parameters.find((p) => p.name === name);
   if (!doc) throw new Error(`${policy.name} has no parameter ${name}`);
-  return doc.defaultValue;
+  return doc.defaultValue as PolicyParams[N];
 }

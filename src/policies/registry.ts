@@ -11,7 +11,11 @@ export const POLICIES: ReadonlyMap<string, Policy> = new Map([nonePolicy, stream
  * parameters the policy takes, a budget within bounds. `entries` is the
  * largest head length the eviction will see. Returns the policy and C(T).
  */
-export function resolveEviction(spec: EvictionSpec, entries: number): { policy: Policy; budget: (entries: number) => number } {
+export function resolveEviction(
+  spec: EvictionSpec,
+  entries: number,
+  recentQueryRows: number,
+): { policy: Policy; budget: (entries: number) => number } {
   const policy = POLICIES.get(spec.policy);
   if (!policy) {
     throw new InvalidEvictionError(
@@ -23,6 +27,13 @@ export function resolveEviction(spec: EvictionSpec, entries: number): { policy: 
     if (!policy.parameters.some((p) => p.name === name)) {
       throw new InvalidEvictionError(`eviction.${snakeCase(name)}`, `policy '${policy.name}' does not take parameter ${snakeCase(name)}`);
     }
+  }
+  const rows = policy.queryRowsNeeded(spec.params);
+  if (rows > recentQueryRows) {
+    throw new InvalidEvictionError(
+      "eviction",
+      `policy '${policy.name}' needs the queries of the last ${rows} tokens, but this server keeps ${recentQueryRows} (--recent-queries)`,
+    );
   }
   const budget = budgetFor(spec);
   const minimum = policy.minimumBudget(spec.params);

@@ -8,14 +8,17 @@ export const streamingLlmPolicy: Policy = {
   name: "streaming_llm",
   description: "Keeps the first sink_tokens entries (attention sinks) and the most recent ones (StreamingLLM).",
   parameters: [{ name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 }],
+  queryRowsNeeded: () => 0,
   minimumBudget(params) {
     return paramOf(this, params, "sinkTokens") + 1;
   },
-  plan(layers, budget, spec) {
+  plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
-    const counts = uniformCounts(layers, budget);
-    return layers.map((layer, l) =>
-      Array.from(layer.lengths, (_, h) => selectTopK(positionScores(layer, h), counts[l][h], (slot) => slot < sinks)),
-    );
+    const counts = uniformCounts(cache.layers, budget);
+    return {
+      keep: cache.layers.map((layer, l) =>
+        Array.from(layer.lengths, (_, h) => selectTopK(positionScores(layer, h), counts[l][h], (slot) => slot < sinks)),
+      ),
+    };
   },
 };

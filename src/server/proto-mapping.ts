@@ -2,7 +2,12 @@ import type { DecodeInput, EvictionOutcome, SequenceSnapshot } from "../engine/e
 import { EngineError } from "../engine/engine-error.js";
 import type { SamplingParams } from "../model/sampler.js";
 import { SeededRandom } from "../model/seeded-random.js";
-import type { EvictionSpec as PolicySpec, PolicyParams } from "../policies/policy.js";
+import type {
+  EvictionSpec as PolicySpec,
+  GroupReduction as PolicyGroupReduction,
+  PolicyParams,
+  Pooling as PolicyPooling,
+} from "../policies/policy.js";
 import type {
   DecodeRequest,
   EvictionResult,
@@ -11,6 +16,20 @@ import type {
   SequenceStats,
 } from "../gen/kvwarden/v1/kvwarden.js";
 import { GroupReduction, Pooling } from "../gen/kvwarden/v1/kvwarden.js";
+
+type NumericParam = { [N in keyof PolicyParams]: PolicyParams[N] extends number ? N : never }[keyof PolicyParams];
+
+const POOLINGS: Partial<Record<Pooling, PolicyPooling>> = {
+  [Pooling.POOLING_MAX]: "max",
+  [Pooling.POOLING_AVG]: "avg",
+  [Pooling.POOLING_NONE]: "none",
+};
+
+const GROUP_REDUCTIONS: Partial<Record<GroupReduction, PolicyGroupReduction>> = {
+  [GroupReduction.GROUP_REDUCTION_MEAN]: "mean",
+  [GroupReduction.GROUP_REDUCTION_MAX]: "max",
+  [GroupReduction.GROUP_REDUCTION_SUM]: "sum",
+};
 
 /** Longest accepted sequence id; ids are map keys and appear in logs and traces. */
 const MAX_SEQUENCE_ID_LENGTH = 256;
@@ -34,31 +53,39 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   else throw new EngineError("INVALID_ARGUMENT", "eviction needs a budget: set eviction.max_tokens or eviction.keep_fraction");
 
   const params: Partial<PolicyParams> = {};
-  const set = (name: keyof PolicyParams, field: string, value: number | undefined, check: (v: number) => boolean, rule: string) => {
+  const set = <N extends NumericParam>(name: N, field: string, value: number | undefined, check: (v: number) => boolean, rule: string) => {
     if (value === undefined) return;
     if (!check(value)) throw new EngineError("INVALID_ARGUMENT", `eviction.${field} ${rule}, got ${value}`);
     params[name] = value;
   };
   const count = (v: number) => Number.isInteger(v) && v >= 0 && v <= 1_000_000;
-  set("sinkTokens", "sink_tokens", spec.sinkTokens, count, "must be a whole number of tokens up to 1000000");
+  const countRule = "must be a whole number of tokens up to 1000000";
+  set("sinkTokens", "sink_tokens", spec.sinkTokens, count, countRule);
   set("window", "window", spec.window, (v) => count(v) && v > 0, "must be between 1 and 1000000");
   set("kernelSize", "kernel_size", spec.kernelSize, (v) => count(v) && v % 2 === 1, "must be odd");
-  set("recentTokens", "recent_tokens", spec.recentTokens, count, "must be a whole number of tokens up to 1000000");
+  set("recentTokens", "recent_tokens", spec.recentTokens, count, countRule);
   set("proxyTokens", "proxy_tokens", spec.proxyTokens, (v) => count(v) && v > 0, "must be between 1 and 1000000");
   set("alpha", "alpha", spec.alpha, (v) => v >= 0 && v <= 1, "must be in [0, 1]");
   set("delta", "delta", spec.delta, (v) => v >= 0 && v <= 1, "must be in [0, 1]");
   set("beta", "beta", spec.beta, (v) => v > 0 && Number.isFinite(v), "must be positive");
   set("temperature", "temperature", spec.temperature, (v) => v >= 0 && Number.isFinite(v), "must be non-negative");
-  const unsupported = [
-    spec.pooling !== Pooling.POOLING_UNSPECIFIED && "pooling",
-    spec.groupReduction !== GroupReduction.GROUP_REDUCTION_UNSPECIFIED && "group_reduction",
-    spec.proxySpan !== undefined && "proxy_span",
-    spec.skipLayers.length > 0 && "skip_layers",
-    spec.basePolicy !== "" && "base_policy",
-  ].filter(Boolean);
-  if (unsupported.length > 0) {
-    throw new EngineError("INVALID_ARGUMENT", `policy '${spec.policy}' does not take parameter ${unsupported.join(", ")}`);
+  if (spec.pooling !== Pooling.POOLING_UNSPECIFIED) {
+    const pooling = POOLINGS[spec.pooling];
+    if (!pooling) throw new EngineError("INVALID_ARGUMENT", `eviction.pooling ${spec.pooling} is not a known pooling`);
+    params.pooling = pooling;
   }
+  if (spec.groupReduction !== GroupReduction.GROUP_REDUCTION_UNSPECIFIED) {
+    const reduction = GROUP_REDUCTIONS[spec.groupReduction];
+    if (!reduction) throw new EngineError("INVALID_ARGUMENT", `eviction.group_reduction ${spec.groupReduction} is not a known reduction`);
+    params.groupReduction = reduction;
+  }
+  if (spec.proxySpan) {
+    const { start, end } = spec.proxySpan;
+    if (end <= start) throw new EngineError("INVALID_ARGUMENT", `eviction.proxy_span must have start < end, got [${start}, ${end})`);
+    params.proxySpan = { start, end };
+  }
+  if (spec.skipLayers.length > 0) params.skipLayers = [...spec.skipLayers];
+  if (spec.basePolicy !== "") params.basePolicy = spec.basePolicy;
   return { policy: spec.policy, budget, seed: spec.seed === undefined ? undefined : BigInt(spec.seed), params };
 }
 

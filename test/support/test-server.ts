@@ -1,0 +1,67 @@
+import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
+import { KvCacheClient, type DecodeRequest, type DecodeResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenServer } from "../../src/server/server.js";
+
+export const DEFAULT_TEST_OPTIONS: EngineOptions = {
+  kvBudgetBytes: 64 * 1024 * 1024,
+  maxSequenceTokens: 4096,
+  prefillChunkTokens: 64,
+  allowPastContext: false,
+  sequenceTtlMs: 600_000,
+  recentQueryRows: 64,
+};
+
+export interface TestServer {
+  server: KvwardenServer;
+  engine: Engine;
+  client: KvCacheClient;
+  address: string;
+  close(): Promise<void>;
+}
+
+/** A real server on an ephemeral loopback port with a real client. */
+export async function startTestServer(model: EngineModel, options: Partial<EngineOptions> = {}): Promise<TestServer> {
+  const engine = new Engine(model, { ...DEFAULT_TEST_OPTIONS, ...options });
+  const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" });
+  const port = await server.listen("127.0.0.1:0");
+  const address = `127.0.0.1:${port}`;
+  const client = new KvCacheClient(address, credentials.createInsecure());
+  return {
+    server,
+    engine,
+    client,
+    address,
+    async close() {
+      client.close();
+      await server.close(1_000);
+    },
+  };
+}
+
+type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: object, callback: (error: ServiceError | null, response: Res) => void) => unknown;
+
+/** Calls a unary method as a promise. */
+export function call<Req, Res>(client: KvCacheClient, method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
+  return new Promise((resolve, reject) =>
+    method.call(client, request, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))),
+  );
+}
+
+/** Collects a whole Decode stream. */
+export async function decodeAll(client: KvCacheClient, request: Partial<DecodeRequest> & { sequenceId: string }): Promise<DecodeResponse[]> {
+  const messages: DecodeResponse[] = [];
+  for await (const message of client.decode({ maxNewTokens: 1, stopTokenIds: [], ignoreEos: false, ...request })) messages.push(message);
+  return messages;
+}
+
+/** The gRPC status code a promise fails with. */
+export async function statusOf(promise: Promise<unknown>): Promise<{ code: number; details: string }> {
+  try {
+    await promise;
+  } catch (error) {
+    const { code, details } = error as ServiceError;
+    return { code, details };
+  }
+  throw new Error("expected the call to fail");
+}
