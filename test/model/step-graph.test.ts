@@ -10,8 +10,8 @@ import { loadTestModel, loadTestWeights, REFERENCE_TEXT } from "../support/test-
 /** Max abs error allowed between the fp32 graph and the fp64 reference. */
 const TOLERANCE = 1e-4;
 
-type Measure = "logits" | "keys" | "values" | "queries" | "colsums";
-const worst: Record<Measure, number> = { logits: 0, keys: 0, values: 0, queries: 0, colsums: 0 };
+type Measure = "logits" | "keys" | "values" | "queries" | "colsums" | "mass";
+const worst: Record<Measure, number> = { logits: 0, keys: 0, values: 0, queries: 0, colsums: 0, mass: 0 };
 
 function record(measure: Measure, actual: number, expected: number, where: string): void {
   const error = Math.abs(actual - expected);
@@ -27,6 +27,8 @@ function record(measure: Measure, actual: number, expected: number, where: strin
 class Twin {
   readonly layers: LayerCache[];
   readonly reference: ReferenceCache;
+  /** [layer][kvHead][entry]: reference attention each entry received since cached (what LayerCache.mass accumulates). */
+  private readonly mass: number[][][];
   private fed = 0;
 
   constructor(
@@ -37,6 +39,7 @@ class Twin {
     const pool = new SlabPool(64 * 1024 * 1024);
     this.layers = Array.from({ length: config.layers }, () => new LayerCache(pool, { kvHeads: config.kvHeads, headSize: config.headSize }));
     this.reference = createReferenceCache(config);
+    this.mass = this.reference.map((layer) => layer.map(() => []));
   }
 
   /** Feeds `tokens` as one step; returns the greedy next token (graph and reference agree on it). */
@@ -88,6 +91,9 @@ class Twin {
         // Padding slots are masked with -inf: exactly no attention, not merely little.
         for (let j = past; j < capacity; j++) expect(row[j], `padding slot ${j} of layer ${l} kv head ${g}`).toBe(0);
         for (let r = 0; r < count; r++) record("colsums", row[capacity + r], expected[past + r], `${at} layer ${l} kv head ${g} new row ${r}`);
+        const mass = this.mass[l][g];
+        for (let j = 0; j < past; j++) mass[j] += expected[j];
+        for (let r = 0; r < count; r++) mass.push(expected[past + r]);
       }
     }
 
@@ -102,6 +108,7 @@ class Twin {
   evict(keep: number[][][]): void {
     this.layers.forEach((layer, l) => layer.retain(keep[l].map((slots) => Int32Array.from(slots))));
     evictReference(this.reference, keep);
+    this.mass.forEach((layer, l) => layer.forEach((mass, g) => (layer[g] = keep[l][g].map((j) => mass[j]))));
     this.expectSameEntries();
   }
 
@@ -118,6 +125,7 @@ class Twin {
             record("keys", layer.keys[(base + j) * headSize + i], entry.key[i], `cached layer ${l} kv head ${g} slot ${j}`);
             record("values", layer.values[(base + j) * headSize + i], entry.value[i], `cached layer ${l} kv head ${g} slot ${j}`);
           }
+          record("mass", layer.mass[base + j], this.mass[l][g][j], `cached layer ${l} kv head ${g} slot ${j}`);
         });
         expect(layer.mask.subarray(base, base + layer.capacity).every((m, j) => m === (j < entries.length ? 0 : -Infinity))).toBe(true);
       }),
