@@ -1,4 +1,5 @@
 import type { Policy } from "./policy.js";
+import { keepAll } from "./selectors/keep-all.js";
 
 /** Keeps everything. */
 export const nonePolicy: Policy = {
@@ -7,5 +8,5 @@ export const nonePolicy: Policy = {
   parameters: [],
   queryRowsNeeded: () => 0,
   minimumBudget: () => 1,
-  plan: (cache) => ({ keep: cache.layers.map((layer) => Array.from(layer.lengths, (n) => Int32Array.from({ length: n }, (_, i) => i))) }),
+  plan: (cache) => ({ keep: cache.layers.map((layer) => Array.from(layer.lengths, (n) => keepAll(n))) }),
 };

@@ -86,6 +86,8 @@ export interface PolicyPlan {
 export interface ParameterDoc {
   name: ParamName;
   description: string;
+  /** The default; where it depends on the request (h2o's recent_tokens is floor(C/2)), the rule in
+   * words, and the policy then reads that parameter from the request itself, never through paramOf. */
   defaultValue: PolicyParams[ParamName];
 }
 

@@ -1,10 +1,33 @@
+import { adakvPolicy } from "./adakv.js";
 import { budgetFor } from "./budget.js";
+import { h2oPolicy } from "./h2o.js";
+import { knormPolicy } from "./knorm.js";
+import { naclPolicy } from "./nacl.js";
 import { nonePolicy } from "./none.js";
 import { InvalidEvictionError, type EvictionSpec, type Policy } from "./policy.js";
+import { pyramidkvPolicy } from "./pyramidkv.js";
+import { randomPolicy } from "./random.js";
+import { simlayerkvPolicy } from "./simlayerkv.js";
+import { snapkvPolicy } from "./snapkv.js";
 import { streamingLlmPolicy } from "./streaming-llm.js";
+import { tovaPolicy } from "./tova.js";
 
 /** Every policy this build offers, by name. */
-export const POLICIES: ReadonlyMap<string, Policy> = new Map([nonePolicy, streamingLlmPolicy].map((p) => [p.name, p]));
+export const POLICIES: ReadonlyMap<string, Policy> = new Map(
+  [
+    nonePolicy,
+    streamingLlmPolicy,
+    snapkvPolicy,
+    pyramidkvPolicy,
+    adakvPolicy,
+    naclPolicy,
+    knormPolicy,
+    simlayerkvPolicy,
+    h2oPolicy,
+    tovaPolicy,
+    randomPolicy,
+  ].map((p) => [p.name, p]),
+);
 
 /**
  * Checks a request against its policy before anything runs: known name, only

@@ -1,0 +1,27 @@
+import type { CacheView } from "../policy.js";
+import { summedAttention } from "../scorers/attention-probabilities.js";
+
+/**
+ * SimLayerKV's laziness of one layer: the attention probability that the
+ * given query rows put on each head's first `sinks` entries and last
+ * C - sinks entries (C = budget(T) of that head), averaged over rows and all
+ * query heads. A head within its budget counts everything, so it scores 1.
+ */
+export function lazinessScore(cache: CacheView, layer: number, rows: readonly number[], sinks: number, budget: (entries: number) => number): number {
+  const { heads, kvHeads } = cache.shape;
+  const view = cache.layers[layer];
+  let mass = 0;
+  for (let q = 0; q < heads; q++) {
+    const entries = view.lengths[Math.floor(q / (heads / kvHeads))];
+    const recentFrom = entries - Math.max(0, budget(entries) - sinks);
+    summedAttention(cache, layer, q, rows).forEach((sum, slot) => {
+      if (slot < sinks || slot >= recentFrom) mass += sum;
+    });
+  }
+  return mass / (heads * rows.length);
+}
+
+/** Layers whose laziness exceeds `delta`: SimLayerKV trims these to sinks + recent and leaves the rest whole. */
+export function lazyLayers(cache: CacheView, rows: readonly number[], sinks: number, budget: (entries: number) => number, delta: number): number[] {
+  return cache.layers.flatMap((_, l) => (lazinessScore(cache, l, rows, sinks, budget) > delta ? [l] : []));
+}

@@ -1,0 +1,27 @@
+import { uniformCounts } from "./allocators/uniform.js";
+import { paramOf, type Policy } from "./policy.js";
+import { keyNormScores } from "./scorers/key-norm.js";
+import { selectTopK } from "./selectors/top-k.js";
+import { keepAll } from "./selectors/keep-all.js";
+
+/** KNorm: per head, the C entries with the lowest key L2 norm; skipped layers keep everything. */
+export const knormPolicy: Policy = {
+  name: "knorm",
+  description: "Keeps the entries whose keys have the lowest L2 norm (low-norm keys draw attention); layers in skip_layers keep everything (KNorm).",
+  parameters: [{ name: "skipLayers", description: "layers left whole (the norm-attention link fails in the first layers)", defaultValue: [0, 1] }],
+  queryRowsNeeded: () => 0,
+  minimumBudget: () => 1,
+  plan(cache, budget, spec) {
+    const skip = paramOf(this, spec.params, "skipLayers");
+    const counts = uniformCounts(cache.layers, budget);
+    return {
+      keep: cache.layers.map((layer, l) =>
+        Array.from(layer.lengths, (entries, h) =>
+          skip.includes(l)
+            ? keepAll(entries)
+            : selectTopK(keyNormScores(layer, h, cache.shape.headSize), counts[l][h], () => false),
+        ),
+      ),
+    };
+  },
+};

@@ -1,0 +1,35 @@
+import { pyramidBudget } from "./allocators/pyramid.js";
+import { paramOf, type Policy } from "./policy.js";
+import { lastQueryRows } from "./scorers/query-rows.js";
+import { windowAttentionScores } from "./scorers/window-attention.js";
+import { selectTopKBeforeWindow } from "./selectors/top-k.js";
+import { windowScoringOf, windowScoringParameters } from "./snapkv.js";
+
+/** PyramidKV: SnapKV with budgets falling linearly from the bottom layer to the top. */
+export const pyramidkvPolicy: Policy = {
+  name: "pyramidkv",
+  description: "SnapKV with per-layer budgets that shrink from the bottom layer to the top, averaging the requested budget (PyramidKV).",
+  parameters: [
+    ...windowScoringParameters,
+    { name: "beta", description: "the top layer selects (C - W) / beta entries beyond its window", defaultValue: 20 },
+  ],
+  queryRowsNeeded(params) {
+    return paramOf(this, params, "window");
+  },
+  minimumBudget(params) {
+    return paramOf(this, params, "window") + 1;
+  },
+  plan(cache, budget, spec) {
+    const scoring = windowScoringOf(this, spec.params);
+    const beta = paramOf(this, spec.params, "beta");
+    const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
+    return {
+      keep: cache.layers.map((layer, l) =>
+        windowAttentionScores(cache, l, rows, scoring).map((scores, h) => {
+          const entries = layer.lengths[h];
+          return selectTopKBeforeWindow(scores, entries, pyramidBudget(entries, budget(entries), scoring.window, beta, l, cache.layers.length));
+        }),
+      ),
+    };
+  },
+};

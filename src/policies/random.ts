@@ -1,0 +1,33 @@
+import { SeededRandom } from "../model/seeded-random.js";
+import { paramOf, type Policy } from "./policy.js";
+import { randomScores } from "./scorers/random.js";
+import { selectTopK } from "./selectors/top-k.js";
+import { keepAll } from "./selectors/keep-all.js";
+
+/**
+ * Random: per head, the first S entries plus a uniformly random choice of the
+ * rest, C in all. The engine always passes a seed (the request's, or a fresh
+ * one); a missing seed here means 0.
+ */
+export const randomPolicy: Policy = {
+  name: "random",
+  description: "Keeps the first sink_tokens entries and a seeded uniformly random choice of the others (a baseline).",
+  parameters: [{ name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 }],
+  queryRowsNeeded: () => 0,
+  minimumBudget(params) {
+    return paramOf(this, params, "sinkTokens") + 1;
+  },
+  plan(cache, budget, spec) {
+    const sinks = paramOf(this, spec.params, "sinkTokens");
+    const random = new SeededRandom(spec.seed ?? 0n);
+    return {
+      keep: cache.layers.map((layer) =>
+        Array.from(layer.lengths, (entries) => {
+          const count = budget(entries);
+          if (entries <= count) return keepAll(entries);
+          return selectTopK(randomScores(random, entries), count, (slot) => slot < sinks);
+        }),
+      ),
+    };
+  },
+};

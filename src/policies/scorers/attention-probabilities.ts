@@ -1,0 +1,49 @@
+import type { CacheView } from "../policy.js";
+
+/**
+ * For one query head, the sum over the given recent-query rows of its
+ * attention probabilities over its KV head's cached entries (one value per
+ * slot). Each row is a softmax, scale 1/sqrt(d), over the entries whose
+ * position is at most the row's position (causal). Math is float64; callers
+ * divide by the row count where they need a mean.
+ */
+export function summedAttention(cache: CacheView, layer: number, queryHead: number, rows: readonly number[]): Float64Array {
+  const { heads, kvHeads, headSize } = cache.shape;
+  const view = cache.layers[layer];
+  const queries = cache.recentQueries.layers[layer];
+  const held = cache.recentQueries.count;
+  const kvHead = Math.floor(queryHead / (heads / kvHeads));
+  const entries = view.lengths[kvHead];
+  const slotBase = kvHead * view.capacity;
+  const scale = 1 / Math.sqrt(headSize);
+  const sums = new Float64Array(entries);
+  const logits = new Float64Array(entries);
+  for (const row of rows) {
+    const rowPosition = cache.recentQueries.positions[row];
+    const queryBase = (queryHead * held + row) * headSize;
+    // Positions ascend per head, so the entries a row may see are a prefix of the slots.
+    let visible = 0;
+    while (visible < entries && view.positions[slotBase + visible] <= rowPosition) visible++;
+    if (visible === 0) continue;
+    let max = -Infinity;
+    for (let slot = 0; slot < visible; slot++) {
+      const keyBase = (slotBase + slot) * headSize;
+      let dot = 0;
+      for (let i = 0; i < headSize; i++) dot += queries[queryBase + i] * view.keys[keyBase + i];
+      logits[slot] = dot * scale;
+      if (logits[slot] > max) max = logits[slot];
+    }
+    let total = 0;
+    for (let slot = 0; slot < visible; slot++) {
+      logits[slot] = Math.exp(logits[slot] - max);
+      total += logits[slot];
+    }
+    for (let slot = 0; slot < visible; slot++) sums[slot] += logits[slot] / total;
+  }
+  return sums;
+}
+
+/** `summedAttention` for every query head of a layer, indexed by query head. */
+export function summedAttentionPerQueryHead(cache: CacheView, layer: number, rows: readonly number[]): Float64Array[] {
+  return Array.from({ length: cache.shape.heads }, (_, q) => summedAttention(cache, layer, q, rows));
+}
