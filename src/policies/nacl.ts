@@ -1,4 +1,4 @@
-import { SeededRandom } from "../model/seeded-random.js";
+import { evictionRandom } from "./eviction-random.js";
 import { paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { proxyAttentionScores } from "./scorers/proxy-attention.js";
 import { lastQueryRows, queryRowsInSpan } from "./scorers/query-rows.js";
@@ -22,8 +22,7 @@ function proxyLength(policy: Policy, params: Partial<PolicyParams>): number {
 /**
  * NACL: per head, the sinks and the proxy tokens' own entries, the entries
  * the proxy tokens attend to most, and a seeded random draw biased by the
- * same scores. The engine always passes a seed (the request's, or a fresh
- * one); a missing seed here means 0.
+ * same scores; the same seed keeps the same entries.
  */
 export const naclPolicy: Policy = {
   name: "nacl",
@@ -51,7 +50,7 @@ export const naclPolicy: Policy = {
       ? queryRowsInSpan(cache.recentQueries, proxySpan)
       : lastQueryRows(cache.recentQueries, paramOf(this, spec.params, "proxyTokens"), "eviction.proxy_tokens");
     const proxyPositions = new Set(rows.map((row) => cache.recentQueries.positions[row]));
-    const random = new SeededRandom(spec.seed ?? 0n);
+    const random = evictionRandom(spec.seed);
     return {
       keep: cache.layers.map((layer, l) =>
         proxyAttentionScores(cache, l, rows, reduction).map((scores, h) => {

@@ -1,4 +1,4 @@
-import { SeededRandom } from "../model/seeded-random.js";
+import { evictionRandom } from "./eviction-random.js";
 import { paramOf, type Policy } from "./policy.js";
 import { randomScores } from "./scorers/random.js";
 import { selectTopK } from "./selectors/top-k.js";
@@ -6,8 +6,7 @@ import { keepAll } from "./selectors/keep-all.js";
 
 /**
  * Random: per head, the first S entries plus a uniformly random choice of the
- * rest, C in all. The engine always passes a seed (the request's, or a fresh
- * one); a missing seed here means 0.
+ * rest, C in all; the same seed keeps the same entries.
  */
 export const randomPolicy: Policy = {
   name: "random",
@@ -19,7 +18,7 @@ export const randomPolicy: Policy = {
   },
   plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
-    const random = new SeededRandom(spec.seed ?? 0n);
+    const random = evictionRandom(spec.seed);
     return {
       keep: cache.layers.map((layer) =>
         Array.from(layer.lengths, (entries) => {
