@@ -1,5 +1,6 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
+import { SeededRandom } from "../model/seeded-random.js";
 import type { StepRunner } from "../model/step-runner.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
@@ -85,6 +86,7 @@ export interface SequenceSnapshot {
   kvBytes: number;
   entries: number;
   headLengths: number[][];
+  lazyLayers: number[];
   idleMs: number;
 }
 
@@ -223,6 +225,7 @@ export class Engine {
         kvBytes: s.bytes,
         entries: s.entries,
         headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
+        lazyLayers: s.lazyLayers,
         idleMs: s.busy ? 0 : now - s.lastUsed,
       })),
     };
@@ -355,30 +358,30 @@ export class Engine {
 
   private applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ReturnType<typeof resolveEviction>): EvictionOutcome {
     const { policy, budget } = resolved;
-    const entriesBefore = sequence.entries;
-    const bytesBefore = sequence.bytes;
+    const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, budgetTokens: budget(sequence.maxHeadLength) };
     const over = sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)));
-    const outcome = (applied: boolean, detail: string): EvictionOutcome => ({
+    let lazyLayers: number[] = [];
+    let detail = "";
+    if (policy.name === "none") detail = "policy 'none' keeps every entry";
+    else if (!over) detail = "every head already fits the budget; nothing evicted";
+    else {
+      // Random draws are reproducible with the request's seed, and fresh without one.
+      const plan = policy.plan(sequence.view(), budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
+      checkPlan(plan.keep, sequence);
+      sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
+      lazyLayers = plan.lazyLayers ?? [];
+      sequence.lazyLayers = lazyLayers;
+    }
+    return {
       policy: policy.name,
-      applied,
-      budgetTokens: budget(sequence.maxHeadLength),
-      entriesBefore,
+      applied: detail === "",
+      ...before,
       entriesAfter: sequence.entries,
-      bytesBefore,
       bytesAfter: sequence.bytes,
       kept: sequence.layers.map((layer) => Array.from(layer.lengths)),
       lazyLayers,
       detail,
-    });
-    let lazyLayers: number[] = [];
-    if (policy.name === "none" || !over) {
-      return outcome(false, policy.name === "none" ? "policy 'none' keeps every entry" : "every head already fits the budget; nothing evicted");
-    }
-    const plan = policy.plan(sequence.view(), budget, spec);
-    checkPlan(plan.keep, sequence);
-    sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
-    lazyLayers = plan.lazyLayers ?? [];
-    return outcome(true, "");
+    };
   }
 }
 

@@ -30,6 +30,8 @@ export class Sequence {
   /** Logits after the last fed token; the next token is chosen from them. */
   lastLogits: Float32Array | null = null;
   lastUsed = Date.now();
+  /** Layers the latest eviction judged lazy (SimLayerKV). */
+  lazyLayers: number[] = [];
   /** Set while a call mutates the sequence; a second one is refused. */
   busy = false;
 

@@ -82,7 +82,7 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
         }
       })().then(
         () => call.end(),
-        (error) => call.destroy(toServiceError(error) as Error),
+        (error) => call.emit("error", toServiceError(error)),
       );
     },
 

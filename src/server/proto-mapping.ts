@@ -128,5 +128,6 @@ export function sequenceStatsOf(snapshot: SequenceSnapshot): SequenceStats {
     entries: BigInt(snapshot.entries),
     layers: snapshot.headLengths.map((headLengths) => ({ headLengths })),
     idleMs: BigInt(snapshot.idleMs),
+    lazyLayers: snapshot.lazyLayers,
   };
 }
