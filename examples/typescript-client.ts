@@ -1,5 +1,5 @@
 // A TypeScript client: prefill a prompt, stream a greedy continuation, free the sequence.
-// Run against a server on 127.0.0.1:50051:  node dist/examples/client.js
+// Run against a server on 127.0.0.1:50051:  npx tsx examples/typescript-client.ts
 import { credentials } from "@grpc/grpc-js";
 import { KvCacheClient, type PrefillResponse } from "../src/gen/kvwarden/v1/kvwarden.js";
 

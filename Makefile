@@ -1,0 +1,26 @@
+# Entry points; npm scripts do the work (see package.json).
+.PHONY: install build test serve bench bench-quick python-stubs clean
+
+install:
+	ONNXRUNTIME_NODE_INSTALL=skip npm ci
+
+build:
+	npm run build
+
+test:
+	npm test
+
+serve: build
+	npm run serve
+
+bench: build
+	node dist/bench/bench.js
+
+bench-quick: build
+	node dist/bench/bench.js --quick
+
+python-stubs:
+	bash examples/python/generate-stubs.sh
+
+clean:
+	rm -rf dist src/gen examples/python/kvwarden

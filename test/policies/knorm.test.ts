@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { knormPolicy } from "../../src/policies/knorm.js";
+import { resolveEviction } from "../../src/policies/registry.js";
+import { cacheView, evictionSpec, kept } from "./support/cache-view.js";
+
+// Key norms by slot: 5, 1, 2, 0, sqrt 2, 1.
+const keys = [
+  [3, 4],
+  [1, 0],
+  [0, 2],
+  [0, 0],
+  [1, 1],
+  [0, -1],
+];
+const threeLayers = cacheView({ heads: 1, layers: [[{ keys }], [{ keys }], [{ keys }]] });
+const all = [0, 1, 2, 3, 4, 5];
+
+describe("knorm", () => {
+  it("keeps the lowest key norms, skipping layers 0 and 1 by default", () => {
+    expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm")))).toEqual([[all], [all], [[1, 3, 5]]]);
+  });
+
+  it("breaks equal norms toward the earlier position", () => {
+    // Norm 0, then the two norms of 1 at slots 1 and 5: slot 1 wins.
+    expect(kept(knormPolicy.plan(threeLayers, () => 2, evictionSpec("knorm", { skipLayers: [] })))).toEqual([[[1, 3]], [[1, 3]], [[1, 3]]]);
+  });
+
+  it("skips exactly the layers it is told to", () => {
+    expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [2] })))).toEqual([[[1, 3, 5]], [[1, 3, 5]], [all]]);
+  });
+
+  it("keeps one entry per head when a tiny keep_fraction floors to zero", () => {
+    const spec = { ...evictionSpec("knorm", { skipLayers: [] }), budget: { keepFraction: 0.01 } };
+    const { policy, budget } = resolveEviction(spec, 6, 0);
+    expect(budget(6)).toBe(1);
+    expect(kept(policy.plan(threeLayers, budget, spec))).toEqual([[[3]], [[3]], [[3]]]);
+  });
+
+  it("declares Part A's defaults and needs no queries", () => {
+    expect(knormPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([["skipLayers", [0, 1]]]);
+    expect(knormPolicy.queryRowsNeeded({})).toBe(0);
+    expect(knormPolicy.minimumBudget({})).toBe(1);
+  });
+});
