@@ -3,9 +3,9 @@ import { pyramidBudget } from "./allocators/pyramid.js";
 import { InvalidEvictionError, paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
+import { keepAll } from "./selectors/keep-all.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
 import { windowScoringOf, windowScoringParameters } from "./snapkv.js";
-import { keepAll } from "./selectors/keep-all.js";
 
 const BASE_POLICIES = ["snapkv", "pyramidkv"];
 

@@ -1,4 +1,4 @@
-import { type Policy } from "./policy.js";
+import type { Policy } from "./policy.js";
 import { accumulatedAttentionScores } from "./scorers/accumulated-attention.js";
 import { selectTopK } from "./selectors/top-k.js";
 

@@ -1,8 +1,8 @@
 import { uniformCounts } from "./allocators/uniform.js";
 import { paramOf, type Policy } from "./policy.js";
 import { keyNormScores } from "./scorers/key-norm.js";
-import { selectTopK } from "./selectors/top-k.js";
 import { keepAll } from "./selectors/keep-all.js";
+import { selectTopK } from "./selectors/top-k.js";
 
 /** KNorm: per head, the C entries with the lowest key L2 norm; skipped layers keep everything. */
 export const knormPolicy: Policy = {

@@ -2,8 +2,8 @@ import { evictionRandom } from "./eviction-random.js";
 import { paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { proxyAttentionScores } from "./scorers/proxy-attention.js";
 import { lastQueryRows, queryRowsInSpan } from "./scorers/query-rows.js";
-import { selectTopKWithRandom } from "./selectors/top-k-with-random.js";
 import { keepAll } from "./selectors/keep-all.js";
+import { selectTopKWithRandom } from "./selectors/top-k-with-random.js";
 
 /**
  * How NACL splits the budget left after the protected entries: 12/19 to proxy

@@ -1,8 +1,8 @@
 import { evictionRandom } from "./eviction-random.js";
 import { paramOf, type Policy } from "./policy.js";
 import { randomScores } from "./scorers/random.js";
-import { selectTopK } from "./selectors/top-k.js";
 import { keepAll } from "./selectors/keep-all.js";
+import { selectTopK } from "./selectors/top-k.js";
 
 /**
  * Random: per head, the first S entries plus a uniformly random choice of the

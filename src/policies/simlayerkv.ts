@@ -2,8 +2,8 @@ import { lazyLayers } from "./allocators/lazy-layer.js";
 import { paramOf, type Policy } from "./policy.js";
 import { positionScores } from "./scorers/position.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
-import { selectTopK } from "./selectors/top-k.js";
 import { keepAll } from "./selectors/keep-all.js";
+import { selectTopK } from "./selectors/top-k.js";
 
 /**
  * SimLayerKV: a layer whose recent queries look almost only at the sinks and

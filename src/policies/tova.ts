@@ -1,4 +1,4 @@
-import { type Policy } from "./policy.js";
+import type { Policy } from "./policy.js";
 import { lastRowAttentionByPosition } from "./scorers/last-row-attention.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { keepAll } from "./selectors/keep-all.js";
