@@ -1,13 +1,16 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
-import { SeededRandom } from "../model/seeded-random.js";
 import type { StepRunner } from "../model/step-runner.js";
 import type { Tokenizer } from "../model/tokenizer.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
-import type { EvictionSpec, KeepPlan } from "../policies/policy.js";
+import type { EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
+import { applyEviction, type EvictionOutcome, type ResolvedEviction } from "./apply-eviction.js";
+import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
 import { Sequence } from "./sequence.js";
+
+export type { EvictionOutcome } from "./apply-eviction.js";
 
 export interface EngineOptions {
   /** Bytes of KV memory all sequences together may hold. */
@@ -40,19 +43,6 @@ export interface PrefillInput {
   eviction?: EvictionSpec;
 }
 
-export interface EvictionOutcome {
-  policy: string;
-  applied: boolean;
-  budgetTokens: number;
-  entriesBefore: number;
-  entriesAfter: number;
-  bytesBefore: number;
-  bytesAfter: number;
-  kept: number[][];
-  lazyLayers: number[];
-  detail: string;
-}
-
 export interface PrefillOutcome {
   sequenceId: string;
   promptTokens: number;
@@ -69,6 +59,8 @@ export interface DecodeInput {
   /** Empty = the model's default stop tokens (unless ignoreEos). */
   stopTokenIds: readonly number[];
   ignoreEos: boolean;
+  /** Sets the sequence's standing decode budget; policy "none" removes it. */
+  eviction?: EvictionSpec;
 }
 
 export type FinishReason = "length" | "stop" | "context";
@@ -78,6 +70,8 @@ export interface GeneratedToken {
   text: string;
   position: number;
   finishReason?: FinishReason;
+  /** What the decode budget evicted before this token, if it ran. */
+  eviction?: EvictionOutcome;
 }
 
 export interface SequenceSnapshot {
@@ -88,6 +82,8 @@ export interface SequenceSnapshot {
   headLengths: number[][];
   lazyLayers: number[];
   idleMs: number;
+  decodePolicy: string;
+  decodeBudgetTokens: number;
 }
 
 export interface StatsSnapshot {
@@ -122,23 +118,23 @@ export class Engine {
     const existing = this.sequences.get(input.sequenceId);
     const tokens = this.promptTokens(input, existing === undefined);
     const sequence = existing ?? this.create(input.sequenceId);
-    return this.withSequence(sequence, async () => {
+    return this.withSequence(sequence, existing === undefined, async () => {
       const position = sequence.position;
-      const limit = this.options.allowPastContext ? Infinity : this.model.config.contextLength;
+      const limit = this.contextLimit();
       if (position + tokens.length > limit) {
         throw new EngineError(
           "OUT_OF_RANGE",
           `sequence '${input.sequenceId}' would reach position ${position + tokens.length}, past the model's trained context of ${limit} tokens`,
         );
       }
-      const resolved = input.eviction && this.resolve(input.eviction, sequence.maxHeadLength + tokens.length + (sequence.pendingToken === null ? 0 : 1));
+      const resolved = input.eviction && this.resolve(input.eviction, sequence.maxHeadLength + (position - sequence.fedTokens) + tokens.length);
       const checkpoint = sequence.checkpoint();
       await this.feed(sequence, tokens, signal);
       let eviction: EvictionOutcome | undefined;
       try {
-        eviction = input.eviction && resolved ? this.applyEviction(sequence, input.eviction, resolved) : undefined;
+        eviction = input.eviction && resolved ? applyEviction(sequence, input.eviction, resolved) : undefined;
       } catch (error) {
-        sequence.rollback(checkpoint); // the eviction was refused before changing anything
+        sequence.rollback(checkpoint); // the policy refused before changing anything
         throw error;
       }
       return {
@@ -149,7 +145,7 @@ export class Engine {
         tokenIds: tokens,
         eviction,
       };
-    }, existing === undefined);
+    });
   }
 
   async *decode(input: DecodeInput, signal?: AbortSignal): AsyncGenerator<GeneratedToken> {
@@ -163,16 +159,18 @@ export class Engine {
       if (sequence.lastLogits === null && sequence.pendingToken === null) {
         throw new EngineError("FAILED_PRECONDITION", `sequence '${sequence.id}' has no tokens yet: prefill it before decoding`);
       }
-      const limit = this.options.allowPastContext ? Infinity : this.model.config.contextLength;
+      const limit = this.contextLimit();
       if (sequence.position >= limit) {
         throw new EngineError("OUT_OF_RANGE", `sequence '${sequence.id}' is at position ${sequence.position}, the model's trained context`);
       }
+      if (input.eviction) sequence.decodeBudget = this.decodeBudgetFor(input.eviction, sequence);
       const stops = new Set(input.stopTokenIds.length > 0 || input.ignoreEos ? input.stopTokenIds : this.model.defaultStopTokens);
       const sampler = new Sampler(input.sampling);
       const text = new TextDecoder("utf-8");
       for (let produced = 0; produced < input.maxNewTokens; ) {
         if (signal?.aborted) return;
         if (sequence.pendingToken !== null) await this.feed(sequence, [], signal);
+        const eviction = sequence.decodeBudget?.enforce(sequence) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
         const position = sequence.position;
         const previous = sequence.lastToken;
@@ -188,7 +186,7 @@ export class Engine {
               : undefined;
         const piece = finishReason === "stop" ? "" : text.decode(this.model.tokenizer.tokenBytes(tokenId, previous), { stream: true });
         sequence.lastUsed = Date.now();
-        yield { tokenId, text: finishReason ? piece + text.decode() : piece, position, finishReason };
+        yield { tokenId, text: finishReason ? piece + text.decode() : piece, position, finishReason, eviction };
         if (finishReason) return;
       }
     } finally {
@@ -200,7 +198,7 @@ export class Engine {
   async evict(sequenceId: string, spec: EvictionSpec): Promise<EvictionOutcome> {
     const sequence = this.lookup(sequenceId);
     const resolved = this.resolve(spec, sequence.maxHeadLength);
-    return this.withSequence(sequence, async () => this.applyEviction(sequence, spec, resolved), false);
+    return this.withSequence(sequence, false, async () => applyEviction(sequence, spec, resolved));
   }
 
   release(sequenceId: string): { found: boolean; freedBytes: number } {
@@ -227,6 +225,8 @@ export class Engine {
         headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
         lazyLayers: s.lazyLayers,
         idleMs: s.busy ? 0 : now - s.lastUsed,
+        decodePolicy: s.decodeBudget?.policyName ?? "",
+        decodeBudgetTokens: s.decodeBudget?.tokens ?? 0,
       })),
     };
   }
@@ -245,6 +245,10 @@ export class Engine {
     clearInterval(this.sweeper);
     for (const sequence of this.sequences.values()) sequence.release();
     this.sequences.clear();
+  }
+
+  private contextLimit(): number {
+    return this.options.allowPastContext ? Infinity : this.model.config.contextLength;
   }
 
   private promptTokens(input: PrefillInput, isNew: boolean): number[] {
@@ -269,8 +273,13 @@ export class Engine {
     }
   }
 
-  private resolve(spec: EvictionSpec, entries: number): ReturnType<typeof resolveEviction> {
+  private resolve(spec: EvictionSpec, entries: number): ResolvedEviction {
     return resolveEviction(spec, entries, this.options.recentQueryRows);
+  }
+
+  private decodeBudgetFor(spec: EvictionSpec, sequence: Sequence): DecodeBudget | null {
+    if (spec.policy === "none") return null;
+    return DecodeBudget.create(spec, this.resolve(spec, sequence.maxHeadLength), sequence.maxHeadLength);
   }
 
   private create(id: string): Sequence {
@@ -292,10 +301,10 @@ export class Engine {
     sequence.busy = true;
   }
 
-  /** Runs `work` holding the sequence; a new sequence that fails is removed again. */
-  private async withSequence<T>(sequence: Sequence, work: () => Promise<T>, isNew: boolean): Promise<T> {
-    if (!isNew) this.claim(sequence);
-    sequence.busy = true;
+  /** Runs `work` holding the sequence; a new sequence whose first call fails is removed again. */
+  private async withSequence<T>(sequence: Sequence, isNew: boolean, work: () => Promise<T>): Promise<T> {
+    if (isNew) sequence.busy = true;
+    else this.claim(sequence);
     try {
       return await work();
     } catch (error) {
@@ -315,6 +324,26 @@ export class Engine {
   }
 
   /**
+   * Makes room for `sequence` to grow to `bytes`. When the global budget is
+   * short, idle sequences that carry a decode budget are compressed first,
+   * least recently used first; nothing is evicted from a sequence that did
+   * not ask for eviction.
+   */
+  private admit(sequence: Sequence, bytes: number): void {
+    const shortfall = () => this.pool.used - sequence.bytes + bytes - this.pool.budgetBytes;
+    if (shortfall() > 0) {
+      const candidates = [...this.sequences.values()]
+        .filter((s) => s !== sequence && !s.busy && s.decodeBudget)
+        .sort((a, b) => a.lastUsed - b.lastUsed);
+      for (const candidate of candidates) {
+        if (shortfall() <= 0) break;
+        candidate.decodeBudget!.compress(candidate);
+      }
+    }
+    this.pool.assertRoom(bytes, sequence.bytes);
+  }
+
+  /**
    * Feeds the pending token (if any) and `tokens` through the model in chunks,
    * appending their keys and values. All or nothing: on any failure the
    * sequence is rolled back.
@@ -329,7 +358,7 @@ export class Engine {
     }
     const checkpoint = sequence.checkpoint();
     try {
-      this.pool.assertRoom(sequence.bytesWithRoomFor(all.length), sequence.bytes);
+      this.admit(sequence, sequence.bytesWithRoomFor(all.length));
       for (const layer of sequence.layers) layer.reserve(all.length);
       const { kvHeads, headSize } = this.model.config;
       for (let start = 0; start < all.length; start += this.options.prefillChunkTokens) {
@@ -355,43 +384,4 @@ export class Engine {
       throw error;
     }
   }
-
-  private applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ReturnType<typeof resolveEviction>): EvictionOutcome {
-    const { policy, budget } = resolved;
-    const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, budgetTokens: budget(sequence.maxHeadLength) };
-    const over = sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)));
-    let lazyLayers: number[] = [];
-    let detail = "";
-    if (policy.name === "none") detail = "policy 'none' keeps every entry";
-    else if (!over) detail = "every head already fits the budget; nothing evicted";
-    else {
-      // Random draws are reproducible with the request's seed, and fresh without one.
-      const plan = policy.plan(sequence.view(), budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
-      checkPlan(plan.keep, sequence);
-      sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
-      lazyLayers = plan.lazyLayers ?? [];
-      sequence.lazyLayers = lazyLayers;
-    }
-    return {
-      policy: policy.name,
-      applied: detail === "",
-      ...before,
-      entriesAfter: sequence.entries,
-      bytesAfter: sequence.bytes,
-      kept: sequence.layers.map((layer) => Array.from(layer.lengths)),
-      lazyLayers,
-      detail,
-    };
-  }
-}
-
-/** A policy's plan must keep, per head, at least one existing slot, ascending. */
-function checkPlan(plan: KeepPlan, sequence: Sequence): void {
-  sequence.layers.forEach((layer, l) =>
-    layer.lengths.forEach((length, h) => {
-      const slots = plan[l]?.[h];
-      const valid = slots && (length === 0 || slots.length > 0) && slots.every((s, i) => s >= 0 && s < length && (i === 0 || s > slots[i - 1]));
-      if (!valid) throw new Error(`eviction plan for layer ${l} head ${h} is invalid`);
-    }),
-  );
 }

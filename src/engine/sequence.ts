@@ -2,6 +2,7 @@ import { LayerCache, type KvShape, type LayerCheckpoint } from "../kv/layer-cach
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
 import type { CacheShape, CacheView } from "../policies/policy.js";
+import type { DecodeBudget } from "./decode-budget.js";
 
 /** What a failed call must restore so the sequence is exactly as before it. */
 export interface SequenceCheckpoint {
@@ -30,6 +31,8 @@ export class Sequence {
   /** Logits after the last fed token; the next token is chosen from them. */
   lastLogits: Float32Array | null = null;
   lastUsed = Date.now();
+  /** The standing budget Decode keeps the sequence within, if one was set. */
+  decodeBudget: DecodeBudget | null = null;
   /** Layers the latest eviction judged lazy (SimLayerKV). */
   lazyLayers: number[] = [];
   /** Set while a call mutates the sequence; a second one is refused. */

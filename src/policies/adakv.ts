@@ -16,6 +16,7 @@ const BASE_POLICIES = ["snapkv", "pyramidkv"];
  */
 export const adakvPolicy: Policy = {
   name: "adakv",
+  defaultDecodeSlack: 64,
   description:
     "Shares each layer's budget among its KV heads by how much attention they concentrate, over SnapKV or PyramidKV scores (AdaKV); heads keep different counts.",
   parameters: [

@@ -7,6 +7,7 @@ import { selectTopK } from "./selectors/top-k.js";
 /** KNorm: per head, the C entries with the lowest key L2 norm; skipped layers keep everything. */
 export const knormPolicy: Policy = {
   name: "knorm",
+  defaultDecodeSlack: 64,
   description: "Keeps the entries whose keys have the lowest L2 norm (low-norm keys draw attention); layers in skip_layers keep everything (KNorm).",
   parameters: [{ name: "skipLayers", description: "layers left whole (the norm-attention link fails in the first layers)", defaultValue: [0, 1] }],
   queryRowsNeeded: () => 0,

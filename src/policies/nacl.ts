@@ -1,4 +1,4 @@
-import { evictionRandom } from "./eviction-random.js";
+import { SeededRandom } from "../model/seeded-random.js";
 import { paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { proxyAttentionScores } from "./scorers/proxy-attention.js";
 import { lastQueryRows, queryRowsInSpan } from "./scorers/query-rows.js";
@@ -26,6 +26,7 @@ function proxyLength(policy: Policy, params: Partial<PolicyParams>): number {
  */
 export const naclPolicy: Policy = {
   name: "nacl",
+  defaultDecodeSlack: 64,
   description:
     "Scores entries by the attention the proxy tokens (the proxy span, else the last proxy_tokens) pay them; keeps sinks, the proxies, the top-scoring entries and a seeded random sample biased by score (NACL).",
   parameters: [
@@ -50,7 +51,7 @@ export const naclPolicy: Policy = {
       ? queryRowsInSpan(cache.recentQueries, proxySpan)
       : lastQueryRows(cache.recentQueries, paramOf(this, spec.params, "proxyTokens"), "eviction.proxy_tokens");
     const proxyPositions = new Set(rows.map((row) => cache.recentQueries.positions[row]));
-    const random = evictionRandom(spec.seed);
+    const random = new SeededRandom(spec.seed ?? 0n);
     return {
       keep: cache.layers.map((layer, l) =>
         proxyAttentionScores(cache, l, rows, reduction).map((scores, h) => {

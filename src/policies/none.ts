@@ -4,6 +4,7 @@ import { keepAll } from "./selectors/keep-all.js";
 /** Keeps everything. */
 export const nonePolicy: Policy = {
   name: "none",
+  defaultDecodeSlack: 64,
   description: "Keeps every entry (no eviction).",
   parameters: [],
   queryRowsNeeded: () => 0,

@@ -6,6 +6,8 @@ export interface EvictionSpec {
   seed?: bigint;
   /** Typed optional parameters; absent = the policy's default. */
   params: Partial<PolicyParams>;
+  /** Decode budgets only: entries a head may grow past the budget before the policy runs again. */
+  decodeSlack?: number;
 }
 
 export type Pooling = "max" | "avg" | "none";
@@ -96,6 +98,8 @@ export interface Policy {
   readonly name: string;
   readonly description: string;
   readonly parameters: readonly ParameterDoc[];
+  /** Decode-time slack when the request gives none: 0 for policies meant to run every step. */
+  readonly defaultDecodeSlack: number;
   /** Most recent query rows the policy reads (0 when it reads none). */
   queryRowsNeeded(params: Partial<PolicyParams>): number;
   /** The smallest budget C the policy accepts with these parameters. */

@@ -8,6 +8,7 @@ import { windowScoringOf, windowScoringParameters } from "./snapkv.js";
 /** PyramidKV: SnapKV with budgets falling linearly from the bottom layer to the top. */
 export const pyramidkvPolicy: Policy = {
   name: "pyramidkv",
+  defaultDecodeSlack: 64,
   description: "SnapKV with per-layer budgets that shrink from the bottom layer to the top, averaging the requested budget (PyramidKV).",
   parameters: [
     ...windowScoringParameters,

@@ -1,4 +1,4 @@
-import { evictionRandom } from "./eviction-random.js";
+import { SeededRandom } from "../model/seeded-random.js";
 import { paramOf, type Policy } from "./policy.js";
 import { randomScores } from "./scorers/random.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -10,6 +10,7 @@ import { selectTopK } from "./selectors/top-k.js";
  */
 export const randomPolicy: Policy = {
   name: "random",
+  defaultDecodeSlack: 64,
   description: "Keeps the first sink_tokens entries and a seeded uniformly random choice of the others (a baseline).",
   parameters: [{ name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 }],
   queryRowsNeeded: () => 0,
@@ -18,7 +19,7 @@ export const randomPolicy: Policy = {
   },
   plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
-    const random = evictionRandom(spec.seed);
+    const random = new SeededRandom(spec.seed ?? 0n);
     return {
       keep: cache.layers.map((layer) =>
         Array.from(layer.lengths, (entries) => {

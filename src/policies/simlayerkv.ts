@@ -12,6 +12,7 @@ import { selectTopK } from "./selectors/top-k.js";
  */
 export const simlayerkvPolicy: Policy = {
   name: "simlayerkv",
+  defaultDecodeSlack: 64,
   description:
     "Trims lazy layers (whose recent queries put more than delta of their attention on the sinks and the most recent entries) to sinks + recent; other layers keep everything (SimLayerKV).",
   parameters: [

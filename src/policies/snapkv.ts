@@ -23,6 +23,7 @@ export function windowScoringOf(policy: Policy, params: Partial<PolicyParams>): 
 /** SnapKV: per head, the window plus the top C - W earlier entries by pooled window attention. */
 export const snapkvPolicy: Policy = {
   name: "snapkv",
+  defaultDecodeSlack: 64,
   description: "Keeps the observation window and the entries it attends to most, pooled over neighbours (SnapKV).",
   parameters: windowScoringParameters,
   queryRowsNeeded(params) {

@@ -6,6 +6,7 @@ import { selectTopK } from "./selectors/top-k.js";
 /** StreamingLLM: attention sinks (the first S entries) plus the most recent C - S. */
 export const streamingLlmPolicy: Policy = {
   name: "streaming_llm",
+  defaultDecodeSlack: 64,
   description: "Keeps the first sink_tokens entries (attention sinks) and the most recent ones (StreamingLLM).",
   parameters: [{ name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 }],
   queryRowsNeeded: () => 0,

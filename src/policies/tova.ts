@@ -12,6 +12,7 @@ import { rankByScore, selectTopK } from "./selectors/top-k.js";
  */
 export const tovaPolicy: Policy = {
   name: "tova",
+  defaultDecodeSlack: 0,
   description: "Keeps, per layer, the entries the last token attends to most, averaged over all heads; every head keeps the same positions (TOVA).",
   parameters: [],
   queryRowsNeeded: () => 1,

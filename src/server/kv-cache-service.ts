@@ -78,6 +78,7 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
             text: token.text,
             position: token.position,
             finishReason: token.finishReason ? FINISH_REASONS[token.finishReason] : FinishReason.FINISH_REASON_UNSPECIFIED,
+            eviction: token.eviction && evictionResultOf(token.eviction),
           });
         }
       })().then(

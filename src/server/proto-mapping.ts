@@ -86,7 +86,10 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   }
   if (spec.skipLayers.length > 0) params.skipLayers = [...spec.skipLayers];
   if (spec.basePolicy !== "") params.basePolicy = spec.basePolicy;
-  return { policy: spec.policy, budget, seed: spec.seed === undefined ? undefined : BigInt(spec.seed), params };
+  if (spec.decodeSlack !== undefined && !count(spec.decodeSlack)) {
+    throw new EngineError("INVALID_ARGUMENT", `eviction.decode_slack ${countRule}, got ${spec.decodeSlack}`);
+  }
+  return { policy: spec.policy, budget, seed: spec.seed === undefined ? undefined : BigInt(spec.seed), params, decodeSlack: spec.decodeSlack };
 }
 
 export function samplingOf(sampling: Sampling | undefined): SamplingParams {
@@ -106,6 +109,7 @@ export function decodeInputOf(request: DecodeRequest): DecodeInput {
     sampling: samplingOf(request.sampling),
     stopTokenIds: request.stopTokenIds,
     ignoreEos: request.ignoreEos,
+    eviction: request.eviction && evictionSpecOf(request.eviction),
   };
 }
 
@@ -129,5 +133,7 @@ export function sequenceStatsOf(snapshot: SequenceSnapshot): SequenceStats {
     layers: snapshot.headLengths.map((headLengths) => ({ headLengths })),
     idleMs: BigInt(snapshot.idleMs),
     lazyLayers: snapshot.lazyLayers,
+    decodePolicy: snapshot.decodePolicy,
+    decodeBudgetTokens: snapshot.decodeBudgetTokens,
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { evictionRandom } from "../../src/policies/eviction-random.js";
+import { SeededRandom } from "../../src/model/seeded-random.js";
 import { naclPolicy, naclSplit } from "../../src/policies/nacl.js";
 import type { GroupReduction } from "../../src/policies/policy.js";
 import { cacheView, evictionSpec, kept, naiveAttention, scalarKeys } from "./support/cache-view.js";
@@ -41,7 +41,7 @@ describe("nacl", () => {
     for (const seed of [0n, 7n, 123456789n]) {
       const plan = naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { ...params, temperature: 0 }, seed));
       // Uniform draw, independently: one uniform number per remaining slot in slot order; the largest wins.
-      const random = evictionRandom(seed);
+      const random = new SeededRandom(seed);
       const remaining = range(2, 18).filter((slot) => slot !== 6 && slot !== 12);
       const draws = remaining.map(() => random.next());
       const drawn = remaining[draws.indexOf(Math.max(...draws))];
@@ -82,7 +82,7 @@ describe("nacl", () => {
     const p = naiveAttention([1], smallKeys.map((k) => [k]), range(0, 6), 5);
     const temperature = 0.03;
     const expectedDraw = (seed: bigint, reduction: GroupReduction) => {
-      const random = evictionRandom(seed);
+      const random = new SeededRandom(seed);
       const scale = reduction === "sum" ? 2 : 1;
       const [key3, key4] = [3, 4].map((slot) => (scale * p[slot]) / temperature - Math.log(-Math.log(random.next())));
       return key4 > key3 ? 4 : 3;
@@ -113,7 +113,7 @@ describe("nacl", () => {
 
     it("draws 7 of the remaining 40 by the seed's uniform numbers", () => {
       // C = 27: 4 sinks, 4 proxies, 19 left -> top 12 (slots 4..15) and 7 random from slots 16..55.
-      const random = evictionRandom(42n);
+      const random = new SeededRandom(42n);
       const draws = range(16, 56).map((slot) => ({ slot, u: random.next() }));
       const drawn = draws
         .sort((a, b) => b.u - a.u)

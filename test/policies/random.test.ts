@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { evictionRandom } from "../../src/policies/eviction-random.js";
+import { SeededRandom } from "../../src/model/seeded-random.js";
 import { randomPolicy } from "../../src/policies/random.js";
 import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
 
@@ -10,7 +10,7 @@ const plan = (seed: bigint, params = {}) => kept(randomPolicy.plan(cache, () => 
 describe("random", () => {
   it("keeps the first S entries and a uniform draw of the rest, layer by layer and head by head", () => {
     // Independently: one uniform number per slot, heads in order; the largest 6 of slots 4..19 join sinks 0..3.
-    const random = evictionRandom(9n);
+    const random = new SeededRandom(9n);
     const expected = [0, 1].map(() =>
       [0, 1].map(() => {
         const draws = Array.from({ length: 20 }, () => random.next());

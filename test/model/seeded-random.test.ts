@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { evictionRandom, splitMix64 } from "../../src/policies/eviction-random.js";
+import { SeededRandom, splitMix64 } from "../../src/model/seeded-random.js";
 
-describe("evictionRandom", () => {
+describe("SeededRandom", () => {
   it("spreads the seed with SplitMix64 (reference output for state 0)", () => {
     expect(splitMix64(0n)).toBe(0xe220a8397b1dcdafn);
   });
 
   it("repeats its stream for a seed", () => {
-    const a = evictionRandom(5n);
-    const b = evictionRandom(5n);
+    const a = new SeededRandom(5n);
+    const b = new SeededRandom(5n);
     expect(Array.from({ length: 5 }, () => a.next())).toEqual(Array.from({ length: 5 }, () => b.next()));
   });
 
@@ -17,7 +17,7 @@ describe("evictionRandom", () => {
     const firsts: number[] = [];
     let secondLarger = 0;
     for (let seed = 0n; seed < 1000n; seed++) {
-      const random = evictionRandom(seed);
+      const random = new SeededRandom(seed);
       const first = random.next();
       if (random.next() > first) secondLarger++;
       firsts.push(first);

@@ -1,0 +1,49 @@
+import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
+import { applyEviction, type EvictionOutcome, type ResolvedEviction } from "./apply-eviction.js";
+import type { Sequence } from "./sequence.js";
+
+/**
+ * A standing budget that keeps a sequence within C entries per head while it
+ * grows: when a head passes C + slack the policy runs again on the current
+ * window and compacts back to C (kvpress's DecodingPress idea). A
+ * keep_fraction is turned into a fixed C once, against the longest head when
+ * the budget is set, so the budget does not shrink as the sequence grows.
+ */
+export class DecodeBudget {
+  private constructor(
+    readonly spec: EvictionSpec,
+    private readonly resolved: ResolvedEviction,
+    readonly tokens: number,
+    readonly slack: number,
+  ) {}
+
+  static create(spec: EvictionSpec, resolved: ResolvedEviction, longestHead: number): DecodeBudget {
+    const { policy } = resolved;
+    const tokens = resolved.budget(Math.max(1, longestHead));
+    const minimum = policy.minimumBudget(spec.params);
+    if (tokens < minimum) {
+      throw new InvalidEvictionError(
+        "maxTokens" in spec.budget ? "eviction.max_tokens" : "eviction.keep_fraction",
+        `decode budget of ${tokens} entries per head is below the minimum of ${minimum} for policy '${policy.name}'`,
+      );
+    }
+    const fixed: EvictionSpec = { ...spec, budget: { maxTokens: tokens } };
+    return new DecodeBudget(fixed, { policy, budget: () => tokens }, tokens, spec.decodeSlack ?? policy.defaultDecodeSlack);
+  }
+
+  get policyName(): string {
+    return this.resolved.policy.name;
+  }
+
+  /** Evicts when some head has grown past C + slack; null when nothing was due. */
+  enforce(sequence: Sequence): EvictionOutcome | null {
+    const limit = this.tokens + this.slack;
+    if (!sequence.layers.some((layer) => layer.lengths.some((n) => n > limit))) return null;
+    return applyEviction(sequence, this.spec, this.resolved);
+  }
+
+  /** Compacts to C now, whatever the slack: used to relieve memory pressure. */
+  compress(sequence: Sequence): EvictionOutcome {
+    return applyEviction(sequence, this.spec, this.resolved);
+  }
+}
