@@ -80,6 +80,8 @@ export interface SequenceSnapshot {
   kvBytes: number;
   entries: number;
   headLengths: number[][];
+  /** Per layer, per KV head, the original positions held (only when asked for). */
+  headPositions?: number[][][];
   lazyLayers: number[];
   idleMs: number;
   decodePolicy: string;
@@ -209,7 +211,7 @@ export class Engine {
     return { found: true, freedBytes: sequence.release() };
   }
 
-  stats(sequenceId?: string): StatsSnapshot {
+  stats(sequenceId?: string, includePositions = false): StatsSnapshot {
     const chosen = sequenceId ? [this.lookup(sequenceId)] : [...this.sequences.values()];
     const now = Date.now();
     return {
@@ -223,6 +225,7 @@ export class Engine {
         kvBytes: s.bytes,
         entries: s.entries,
         headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
+        headPositions: includePositions ? s.layers.map((layer) => layer.headPositions()) : undefined,
         lazyLayers: s.lazyLayers,
         idleMs: s.busy ? 0 : now - s.lastUsed,
         decodePolicy: s.decodeBudget?.policyName ?? "",

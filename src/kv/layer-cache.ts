@@ -68,6 +68,11 @@ export class LayerCache {
     return this.lengths.reduce((max, n) => Math.max(max, n), 0);
   }
 
+  /** Original positions held by each head. */
+  headPositions(): number[][] {
+    return Array.from(this.lengths, (n, h) => Array.from(this.positions.subarray(h * this.capacity, h * this.capacity + n)));
+  }
+
   /** Bytes this layer would hold with room for `extra` more entries per head. */
   bytesWithRoomFor(extra: number): number {
     return slabFloats(this.shape, capacityFor(this.capacity, this.maxLength + extra)) * Float32Array.BYTES_PER_ELEMENT;

@@ -95,7 +95,7 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
     }),
 
     stats: unary<StatsRequest, StatsResponse>((request) => {
-      const stats = engine.stats(request.sequenceId || undefined);
+      const stats = engine.stats(request.sequenceId || undefined, request.includePositions);
       return {
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),

@@ -120,7 +120,7 @@ export function evictionResultOf(outcome: EvictionOutcome): EvictionResult {
     entriesAfter: BigInt(outcome.entriesAfter),
     bytesBefore: BigInt(outcome.bytesBefore),
     bytesAfter: BigInt(outcome.bytesAfter),
-    kept: outcome.kept.map((headLengths) => ({ headLengths })),
+    kept: outcome.kept.map((headLengths) => ({ headLengths, headPositions: [] })),
   };
 }
 
@@ -130,7 +130,10 @@ export function sequenceStatsOf(snapshot: SequenceSnapshot): SequenceStats {
     position: snapshot.position,
     kvBytes: BigInt(snapshot.kvBytes),
     entries: BigInt(snapshot.entries),
-    layers: snapshot.headLengths.map((headLengths) => ({ headLengths })),
+    layers: snapshot.headLengths.map((headLengths, l) => ({
+      headLengths,
+      headPositions: snapshot.headPositions?.[l].map((positions) => ({ positions })) ?? [],
+    })),
     idleMs: BigInt(snapshot.idleMs),
     lazyLayers: snapshot.lazyLayers,
     decodePolicy: snapshot.decodePolicy,

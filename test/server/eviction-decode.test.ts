@@ -76,7 +76,7 @@ describe("decoding over gRPC after StreamingLLM eviction", () => {
   let expectedAfterEviction: number[];
 
   const spec = (sinkTokens?: number) => EvictionSpec.fromPartial({ policy: "streaming_llm", maxTokens: BUDGET, sinkTokens });
-  const uniform = (length: number) => Array.from({ length: layers }, () => ({ headLengths: Array<number>(kvHeads).fill(length) }));
+  const uniform = (length: number) => Array.from({ length: layers }, () => ({ headLengths: Array<number>(kvHeads).fill(length), headPositions: [] }));
   const stats = async (sequenceId: string) => (await call(t.client, t.client.stats, { sequenceId })).sequences[0];
   const greedy = (sequenceId: string, maxNewTokens: number) => decodeAll(t.client, { sequenceId, maxNewTokens, ignoreEos: true });
 

@@ -1,6 +1,15 @@
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
-import { KvCacheClient, type DecodeRequest, type DecodeResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import {
+  DecodeRequest,
+  EvictRequest,
+  InfoRequest,
+  KvCacheClient,
+  PrefillRequest,
+  ReleaseRequest,
+  StatsRequest,
+  type DecodeResponse,
+} from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
 
 export const DEFAULT_TEST_OPTIONS: EngineOptions = {
@@ -41,17 +50,29 @@ export async function startTestServer(model: EngineModel, options: Partial<Engin
 
 type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: object, callback: (error: ServiceError | null, response: Res) => void) => unknown;
 
-/** Calls a unary method as a promise. */
-export function call<Req, Res>(client: KvCacheClient, method: UnaryMethod<Req, Res>, request: Req): Promise<Res> {
+/** Request message types by client method, so tests can give only the fields they care about. */
+const REQUEST_TYPES = new Map<unknown, { fromPartial(fields: object): unknown }>([
+  [KvCacheClient.prototype.prefill, PrefillRequest],
+  [KvCacheClient.prototype.evict, EvictRequest],
+  [KvCacheClient.prototype.stats, StatsRequest],
+  [KvCacheClient.prototype.release, ReleaseRequest],
+  [KvCacheClient.prototype.info, InfoRequest],
+]);
+
+/** Calls a unary method as a promise; unset request fields take their proto defaults. */
+export function call<Req, Res>(client: KvCacheClient, method: UnaryMethod<Req, Res>, request: DeepPartial<Req>): Promise<Res> {
+  const full = REQUEST_TYPES.get(method)!.fromPartial(request as object) as Req;
   return new Promise((resolve, reject) =>
-    method.call(client, request, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))),
+    method.call(client, full, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))),
   );
 }
 
+type DeepPartial<T> = T extends bigint | number | string | boolean ? T : T extends Array<infer U> ? DeepPartial<U>[] : { [K in keyof T]?: DeepPartial<T[K]> };
+
 /** Collects a whole Decode stream. */
-export async function decodeAll(client: KvCacheClient, request: Partial<DecodeRequest> & { sequenceId: string }): Promise<DecodeResponse[]> {
+export async function decodeAll(client: KvCacheClient, request: DeepPartial<DecodeRequest> & { sequenceId: string }): Promise<DecodeResponse[]> {
   const messages: DecodeResponse[] = [];
-  for await (const message of client.decode({ maxNewTokens: 1, stopTokenIds: [], ignoreEos: false, ...request })) messages.push(message);
+  for await (const message of client.decode(DecodeRequest.fromPartial({ maxNewTokens: 1, ...request }))) messages.push(message);
   return messages;
 }
 
