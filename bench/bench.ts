@@ -7,7 +7,7 @@ import { credentials } from "@grpc/grpc-js";
 import { Command } from "commander";
 import { cpus, loadavg } from "node:os";
 import { Engine, type EngineOptions } from "../src/engine/engine.js";
-import { KvCacheClient, type PrefillResponse } from "../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvCacheClient, PrefillRequest, type PrefillResponse } from "../src/gen/kvwarden/v1/kvwarden.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import { KvwardenServer } from "../src/server/server.js";
@@ -54,7 +54,7 @@ async function decodeInProcess(sequenceId: string, tokens: number): Promise<numb
 
 async function decodeOverGrpc(sequenceId: string, tokens: number): Promise<number> {
   const start = performance.now();
-  for await (const _ of client.decode({ sequenceId, maxNewTokens: tokens, stopTokenIds: [], ignoreEos: true })) {
+  for await (const _ of client.decode(DecodeRequest.fromPartial({ sequenceId, maxNewTokens: tokens, ignoreEos: true }))) {
     // drain
   }
   return performance.now() - start;
@@ -62,7 +62,7 @@ async function decodeOverGrpc(sequenceId: string, tokens: number): Promise<numbe
 
 const prefillOverGrpc = (sequenceId: string, tokenIds: number[]) =>
   new Promise<PrefillResponse>((resolve, reject) =>
-    client.prefill({ sequenceId, tokenIds, text: "" }, (error, response) => (error ? reject(error) : resolve(response))),
+    client.prefill(PrefillRequest.fromPartial({ sequenceId, tokenIds }), (error, response) => (error ? reject(error) : resolve(response))),
   );
 
 // Decode from BOS, in process and over gRPC, interleaved round by round.

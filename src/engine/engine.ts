@@ -2,6 +2,7 @@ import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
 import type { StepRunner } from "../model/step-runner.js";
 import type { Tokenizer } from "../model/tokenizer.js";
+import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
@@ -41,6 +42,14 @@ export interface PrefillInput {
   tokenIds?: readonly number[];
   text?: string;
   eviction?: EvictionSpec;
+  /** Score the fed tokens, with this many top alternatives per position. */
+  logprobs?: { top: number };
+}
+
+/** Where a feed collects the scores of the tokens it feeds. */
+interface Scoring {
+  top: number;
+  scores: TokenLogprob[];
 }
 
 export interface PrefillOutcome {
@@ -50,6 +59,7 @@ export interface PrefillOutcome {
   kvBytes: number;
   tokenIds: number[];
   eviction?: EvictionOutcome;
+  logprobs?: TokenLogprob[];
 }
 
 export interface DecodeInput {
@@ -131,7 +141,8 @@ export class Engine {
       }
       const resolved = input.eviction && this.resolve(input.eviction, sequence.maxHeadLength + (position - sequence.fedTokens) + tokens.length);
       const checkpoint = sequence.checkpoint();
-      await this.feed(sequence, tokens, signal);
+      const scoring = input.logprobs && { top: input.logprobs.top, scores: [] };
+      await this.feed(sequence, tokens, signal, scoring);
       let eviction: EvictionOutcome | undefined;
       try {
         eviction = input.eviction && resolved ? applyEviction(sequence, input.eviction, resolved) : undefined;
@@ -146,6 +157,7 @@ export class Engine {
         kvBytes: sequence.bytes,
         tokenIds: tokens,
         eviction,
+        logprobs: scoring?.scores,
       };
     });
   }
@@ -351,8 +363,10 @@ export class Engine {
    * appending their keys and values. All or nothing: on any failure the
    * sequence is rolled back.
    */
-  private async feed(sequence: Sequence, tokens: readonly number[], signal?: AbortSignal): Promise<void> {
+  private async feed(sequence: Sequence, tokens: readonly number[], signal?: AbortSignal, scoring?: Scoring): Promise<void> {
     const all = sequence.pendingToken === null ? [...tokens] : [sequence.pendingToken, ...tokens];
+    // Index in `all` of the first token to score (the pending token is not this call's).
+    const firstScored = all.length - tokens.length;
     if (sequence.maxHeadLength + all.length > this.options.maxSequenceTokens) {
       throw new EngineError(
         "RESOURCE_EXHAUSTED",
@@ -368,14 +382,26 @@ export class Engine {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
         const chunk = all.slice(start, start + this.options.prefillChunkTokens);
         const queryRows = Math.min(chunk.length, this.options.recentQueryRows);
-        const out = await this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows });
+        const logitRows = scoring ? chunk.length : 1;
+        if (scoring && start === 0 && firstScored === 0) {
+          // The first token is predicted by the logits of the call before (none for a new sequence).
+          scoring.scores.push(sequence.lastLogits ? scoreToken(sequence.lastLogits, chunk[0], scoring.top) : { tokenId: chunk[0], top: [] });
+        }
+        const out = await this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows, logitRows });
+        const vocab = this.model.config.vocabSize;
+        if (scoring) {
+          // Row r predicts token start + r + 1.
+          for (let r = 0; r < chunk.length && start + r + 1 < all.length; r++) {
+            if (start + r + 1 >= firstScored) scoring.scores.push(scoreToken(out.logits.subarray(r * vocab, (r + 1) * vocab), all[start + r + 1], scoring.top));
+          }
+        }
         const layerStride = kvHeads * chunk.length * headSize;
         sequence.layers.forEach((layer, l) =>
           layer.append(out.newKeys, out.newValues, l * layerStride, chunk.length, sequence.fedTokens, out.attentionColsums[l]),
         );
         sequence.recentQueries.push(out.queries, queryRows, sequence.fedTokens + chunk.length - queryRows);
         sequence.fedTokens += chunk.length;
-        sequence.lastLogits = out.logits;
+        sequence.lastLogits = out.logits.slice((logitRows - 1) * vocab);
       }
       sequence.pendingToken = null;
       if (all.length > 0) sequence.lastToken = all[all.length - 1];

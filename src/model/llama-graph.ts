@@ -8,11 +8,12 @@ import { OnnxGraph } from "./onnx-graph.js";
  * Inputs: `input_ids`, `position_ids` [1, S] (original positions, never derived
  * from cache length); `causal_mask` [S, S] (additive, among the new tokens);
  * `query_rows` [1] (how many trailing rows of post-RoPE queries to return);
+ * `logit_rows` [1] (how many trailing rows get logits: 1 to generate, all to score a prompt);
  * per layer `past_key_l` / `past_value_l` [1, Hkv, C_l, d] (the store's slab,
  * fed without copying) and `past_mask_l` [1, Hkv, 1, 1, C_l] (additive; hides
  * padding, so heads and layers may hold different lengths).
  *
- * Outputs: `logits` [1, 1, V] (last row); `new_keys` / `new_values`
+ * Outputs: `logits` [1, logit_rows, V]; `new_keys` / `new_values`
  * [L, Hkv, S, d] (post-RoPE rows for the store to append); `queries`
  * [L, Hq, R, d] (post-RoPE queries of the last R rows, for attention scorers);
  * per layer `attention_colsum_l` [1, Hkv, C_l + S] (attention probabilities
@@ -23,6 +24,7 @@ export const STEP_IO = {
   positionIds: "position_ids",
   causalMask: "causal_mask",
   queryRows: "query_rows",
+  logitRows: "logit_rows",
   pastKey: (layer: number) => `past_key_${layer}`,
   pastValue: (layer: number) => `past_value_${layer}`,
   pastMask: (layer: number) => `past_mask_${layer}`,
@@ -46,6 +48,7 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
   const positionIds = g.input(STEP_IO.positionIds, "int64", [1, "S"]);
   const causalMask = g.input(STEP_IO.causalMask, "float32", ["S", "S"]);
   const queryRows = g.input(STEP_IO.queryRows, "int64", [1]);
+  const logitRows = g.input(STEP_IO.logitRows, "int64", [1]);
 
   const shape = (name: string, dims: number[]) => g.ints(name, dims);
   const axis = (name: string, values: number[]) => g.ints(name, values);
@@ -140,9 +143,9 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
     hidden = g.op("Add", [hidden, g.op("MatMul", [activated, transposed(`w2_${l}`, w.w2, dim, hiddenDim)])]);
   });
 
-  const lastRow = g.op("Slice", [hidden, g.ints("minus_one", [-1]), int64Max, axis("row_axis", [1])]);
-  const logits = g.op("MatMul", [rmsNorm(lastRow, weights.finalNorm, "final_norm"), transposed("classifier", weights.classifier, vocabSize, dim)]);
-  g.output(logits, STEP_IO.logits, "float32", [1, 1, vocabSize]);
+  const lastRows = g.op("Slice", [hidden, g.op("Sub", [seqLen, logitRows]), int64Max, axis("row_axis", [1])]);
+  const logits = g.op("MatMul", [rmsNorm(lastRows, weights.finalNorm, "final_norm"), transposed("classifier", weights.classifier, vocabSize, dim)]);
+  g.output(logits, STEP_IO.logits, "float32", [1, "logit_rows", vocabSize]);
   const stackLayers = (values: string[]) => g.op("Concat", values, { axis: 0 });
   g.output(stackLayers(newKeys), STEP_IO.newKeys, "float32", [layers, kvHeads, "S", headSize]);
   g.output(stackLayers(newValues), STEP_IO.newValues, "float32", [layers, kvHeads, "S", headSize]);

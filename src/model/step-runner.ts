@@ -17,10 +17,12 @@ export interface StepInput {
   past: readonly PastLayer[];
   /** Trailing rows whose post-RoPE queries to return. */
   queryRows: number;
+  /** Trailing rows that get logits (default 1: the last token's). */
+  logitRows?: number;
 }
 
 export interface StepOutput {
-  /** Logits of the last token [V]. */
+  /** Logits of the last `logitRows` tokens [logitRows, V]. */
   logits: Float32Array;
   /** New post-RoPE keys and values [L, Hkv, S, d]. */
   newKeys: Float32Array;
@@ -70,6 +72,7 @@ export class StepRunner {
       ),
       [STEP_IO.causalMask]: this.causalMask(count),
       [STEP_IO.queryRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.min(input.queryRows, count))), [1]),
+      [STEP_IO.logitRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.min(input.logitRows ?? 1, count))), [1]),
     };
     input.past.forEach((layer, l) => {
       const dims = [1, kvHeads, layer.capacity, headSize];

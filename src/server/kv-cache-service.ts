@@ -18,7 +18,7 @@ import {
   type StatsResponse,
 } from "../gen/kvwarden/v1/kvwarden.js";
 import { POLICIES, snakeCase } from "../policies/registry.js";
-import { decodeInputOf, evictionResultOf, evictionSpecOf, sequenceIdOf, sequenceStatsOf } from "./proto-mapping.js";
+import { decodeInputOf, evictionResultOf, evictionSpecOf, sequenceIdOf, sequenceStatsOf, topLogprobsOf } from "./proto-mapping.js";
 import { toServiceError } from "./status.js";
 
 const FINISH_REASONS = { length: FinishReason.FINISH_REASON_LENGTH, stop: FinishReason.FINISH_REASON_STOP, context: FinishReason.FINISH_REASON_CONTEXT };
@@ -55,6 +55,7 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
           tokenIds: request.tokenIds,
           text: request.text,
           eviction: request.eviction && evictionSpecOf(request.eviction),
+          logprobs: request.returnLogprobs ? { top: topLogprobsOf(request.topLogprobs) } : undefined,
         },
         signalOf(call),
       );
@@ -65,6 +66,7 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
         kvBytes: BigInt(outcome.kvBytes),
         eviction: outcome.eviction && evictionResultOf(outcome.eviction),
         tokenIds: outcome.tokenIds,
+        logprobs: outcome.logprobs ?? [],
       };
     }),
 

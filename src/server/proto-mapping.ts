@@ -92,6 +92,14 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   return { policy: spec.policy, budget, seed: spec.seed === undefined ? undefined : BigInt(spec.seed), params, decodeSlack: spec.decodeSlack };
 }
 
+/** Most alternatives a caller may ask for per scored position. */
+const MAX_TOP_LOGPROBS = 20;
+
+export function topLogprobsOf(top: number): number {
+  if (top > MAX_TOP_LOGPROBS) throw new EngineError("INVALID_ARGUMENT", `top_logprobs is ${top}; the limit is ${MAX_TOP_LOGPROBS}`);
+  return top;
+}
+
 export function samplingOf(sampling: Sampling | undefined): SamplingParams {
   const seed = sampling?.seed === undefined ? SeededRandom.randomSeed() : BigInt(sampling.seed);
   const params = { temperature: sampling?.temperature ?? 0, topK: sampling?.topK ?? 0, topP: sampling?.topP ?? 0, seed };

@@ -1,0 +1,24 @@
+export interface TokenLogprob {
+  tokenId: number;
+  /** Undefined for a sequence's first token: nothing precedes it. */
+  logprob?: number;
+  /** The most likely tokens at this position, best first. */
+  top: { tokenId: number; logprob: number }[];
+}
+
+/** Scores `tokenId` against the logits that predicted it (log-softmax in float64). */
+export function scoreToken(logits: Float32Array, tokenId: number, topCount: number): TokenLogprob {
+  let max = -Infinity;
+  for (const value of logits) max = Math.max(max, value);
+  let sum = 0;
+  for (const value of logits) sum += Math.exp(value - max);
+  const logNormalizer = max + Math.log(sum);
+  const top =
+    topCount > 0
+      ? Array.from(logits.keys())
+          .sort((a, b) => logits[b] - logits[a] || a - b)
+          .slice(0, topCount)
+          .map((id) => ({ tokenId: id, logprob: logits[id] - logNormalizer }))
+      : [];
+  return { tokenId, logprob: logits[tokenId] - logNormalizer, top };
+}
