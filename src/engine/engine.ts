@@ -373,7 +373,9 @@ export class Engine {
         `sequence '${sequence.id}' would hold ${sequence.maxHeadLength + all.length} entries per head, over the per-sequence cap of ${this.options.maxSequenceTokens}; evict or release it`,
       );
     }
-    const checkpoint = sequence.checkpoint();
+    // A single chunk changes nothing until its step has succeeded, so only longer feeds need a
+    // checkpoint (taking one copies attention mass and recent queries: too dear per decode step).
+    const checkpoint = all.length > this.options.prefillChunkTokens ? sequence.checkpoint() : null;
     try {
       this.admit(sequence, sequence.bytesWithRoomFor(all.length));
       for (const layer of sequence.layers) layer.reserve(all.length);
@@ -406,7 +408,7 @@ export class Engine {
       sequence.pendingToken = null;
       if (all.length > 0) sequence.lastToken = all[all.length - 1];
     } catch (error) {
-      sequence.rollback(checkpoint);
+      if (checkpoint) sequence.rollback(checkpoint);
       if (error instanceof KvBudgetExceeded) {
         throw new EngineError("RESOURCE_EXHAUSTED", `${error.message} (budget ${this.pool.budgetBytes} bytes)`);
       }

@@ -9,7 +9,7 @@ import { OnnxGraph } from "./onnx-graph.js";
  * from cache length); `causal_mask` [S, S] (additive, among the new tokens);
  * `query_rows` [1] (how many trailing rows of post-RoPE queries to return);
  * `logit_rows` [1] (how many trailing rows get logits: 1 to generate, all to score a prompt);
- * per layer `past_key_l` / `past_value_l` [1, Hkv, C_l, d] (the store's slab,
+ * per layer `past_key_l` / `past_value_l` [1, Hkv, 1, C_l, d] (the store's slab,
  * fed without copying) and `past_mask_l` [1, Hkv, 1, 1, C_l] (additive; hides
  * padding, so heads and layers may hold different lengths).
  *
@@ -59,22 +59,22 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
   const queryStart = g.op("Sub", [seqLen, queryRows]);
   const int64Max = g.ints("int64_max", [Number.MAX_SAFE_INTEGER]);
 
-  // RoPE (llama2.c layout: interleaved pairs) with explicit positions.
+  // RoPE (llama2.c layout: interleaved pairs) at explicit positions: the cos/sin rows of this
+  // step's S positions are computed once and indexed by row, so any position works (no table limit).
   const inverseFrequency = Float32Array.from({ length: headSize / 2 }, (_, i) => 1 / Math.pow(config.ropeTheta, (2 * i) / headSize));
-  const positions = g.op("Cast", [positionIds], { to: 1 });
   const angles = g.op("Mul", [
-    g.op("Reshape", [positions, shape("pos_shape", [1, -1, 1, 1, 1])]),
-    g.floats("inv_freq", [1, 1, 1, headSize / 2, 1], inverseFrequency),
-  ]);
-  const cos = g.op("Cos", [angles]);
-  const sin = g.op("Sin", [angles]);
+    g.op("Reshape", [g.op("Cast", [positionIds], { to: 1 }), shape("pos_column", [-1, 1])]),
+    g.floats("inv_freq", [1, headSize / 2], inverseFrequency),
+  ]); // [S, d/2]
+  const cosRows = g.op("Cos", [angles]);
+  const sinRows = g.op("Sin", [angles]);
+  const rowIndex = g.op("Unsqueeze", [
+    g.op("Range", [g.ints("zero_scalar_src", [0]), seqLen, g.ints("one_scalar_src", [1])].map((t) => g.op("Squeeze", [t]))),
+    axis("row_index_axis", [0]),
+  ]); // [1, S]: row s of the cos/sin rows
   const rope = (x: string, headCount: number): string => {
-    const pairs = g.op("Reshape", [x, shape(`pairs_${headCount}_${g.opCount()}`, [1, -1, headCount, headSize / 2, 2])]);
-    const [even, odd] = g.opMulti("Split", [pairs], 2, { axis: -1, num_outputs: 2 });
-    const rotatedEven = g.op("Sub", [g.op("Mul", [even, cos]), g.op("Mul", [odd, sin])]);
-    const rotatedOdd = g.op("Add", [g.op("Mul", [even, sin]), g.op("Mul", [odd, cos])]);
-    const rotated = g.op("Concat", [rotatedEven, rotatedOdd], { axis: -1 });
-    // [1, S, H, d] -> [1, H, S, d]
+    const rotated = g.op("RotaryEmbedding", [x, rowIndex, cosRows, sinRows], { interleaved: 1, num_heads: headCount }, undefined, "com.microsoft");
+    // [1, S, H*d] -> [1, H, S, d]
     return g.op("Transpose", [g.op("Reshape", [rotated, shape(`heads_${g.opCount()}`, [1, -1, headCount, headSize])])], {
       perm: [0, 2, 1, 3],
     });
@@ -92,16 +92,24 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
   const scale = { float: 1 / Math.sqrt(headSize) };
 
   weights.layers.forEach((w, l) => {
-    const pastKey = g.input(STEP_IO.pastKey(l), "float32", [1, kvHeads, `C${l}`, headSize]);
-    const pastValue = g.input(STEP_IO.pastValue(l), "float32", [1, kvHeads, `C${l}`, headSize]);
+    // Fed as [1, Hkv, 1, C, d]: the group axis is already there for the grouped matmuls.
+    const pastKey = g.input(STEP_IO.pastKey(l), "float32", [1, kvHeads, 1, `C${l}`, headSize]);
+    const pastValue = g.input(STEP_IO.pastValue(l), "float32", [1, kvHeads, 1, `C${l}`, headSize]);
     const pastMask = g.input(STEP_IO.pastMask(l), "float32", [1, kvHeads, 1, 1, `C${l}`]);
 
     const x = rmsNorm(hidden, w.attnNorm, `attn_norm_${l}`);
-    const q = rope(g.op("MatMul", [x, transposed(`wq_${l}`, w.wq, heads * headSize, dim)]), heads); // [1, Hq, S, d]
-    const k = rope(g.op("MatMul", [x, transposed(`wk_${l}`, w.wk, kvHeads * headSize, dim)]), kvHeads); // [1, Hkv, S, d]
-    const v = g.op("Transpose", [
-      g.op("Reshape", [g.op("MatMul", [x, transposed(`wv_${l}`, w.wv, kvHeads * headSize, dim)]), shape(`v_shape_${l}`, [1, -1, kvHeads, headSize])]),
-    ], { perm: [0, 2, 1, 3] });
+    // One MatMul for q, k and v (fewer, larger kernels), split afterwards.
+    const qkvWeights = concatRows([w.wq, w.wk, w.wv]);
+    const qkvWidth = (heads + 2 * kvHeads) * headSize;
+    const [qFlat, kFlat, vFlat] = g.opMulti(
+      "Split",
+      [g.op("MatMul", [x, transposed(`wqkv_${l}`, qkvWeights, qkvWidth, dim)]), g.ints(`qkv_split_${l}`, [heads * headSize, kvHeads * headSize, kvHeads * headSize])],
+      3,
+      { axis: -1 },
+    );
+    const q = rope(qFlat, heads); // [1, Hq, S, d]
+    const k = rope(kFlat, kvHeads); // [1, Hkv, S, d]
+    const v = g.op("Transpose", [g.op("Reshape", [vFlat, shape(`v_shape_${l}`, [1, -1, kvHeads, headSize])])], { perm: [0, 2, 1, 3] });
     newKeys.push(k);
     newValues.push(v);
     queries.push(g.op("Slice", [q, queryStart, int64Max, axis(`q_axis_${l}`, [2])]));
@@ -109,12 +117,11 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
     // Grouped-query attention without expanding K/V: queries as [1, Hkv, G, S, d].
     const groupedQ = g.op("Reshape", [q, shape(`gq_shape_${l}`, [1, kvHeads, group, -1, headSize])]);
     const unsqueezeGroup = axis(`unsq_${l}`, [2]);
-    const past5 = (t: string) => g.op("Unsqueeze", [t, unsqueezeGroup]); // [1, Hkv, 1, C, d]
-    const new5 = (t: string) => g.op("Unsqueeze", [t, unsqueezeGroup]);
+    const new5 = (t: string) => g.op("Unsqueeze", [t, unsqueezeGroup]); // [1, Hkv, 1, S, d]
     // Scores against the cached entries and against the new rows, kept apart so the
     // cache is never concatenated (copied) inside the graph.
     const pastScores = g.op("Add", [
-      g.op("FusedMatMul", [groupedQ, past5(pastKey)], { transB: 1, alpha: scale }, undefined, "com.microsoft"),
+      g.op("FusedMatMul", [groupedQ, pastKey], { transB: 1, alpha: scale }, undefined, "com.microsoft"),
       pastMask,
     ]);
     const newScores = g.op("Add", [
@@ -127,9 +134,9 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
       kvHeads,
       `C${l}_plus_S`,
     ]);
-    const pastLen = g.op("Gather", [g.op("Shape", [pastKey]), axis(`c_index_${l}`, [2])], { axis: 0 });
+    const pastLen = g.op("Gather", [g.op("Shape", [pastKey]), axis(`c_index_${l}`, [3])], { axis: 0 });
     const [pastProbs, newProbs] = g.opMulti("Split", [probs, g.op("Concat", [pastLen, seqLen], { axis: 0 })], 2, { axis: -1 });
-    const attended = g.op("Add", [g.op("MatMul", [pastProbs, past5(pastValue)]), g.op("MatMul", [newProbs, new5(v)])]); // [1, Hkv, G, S, d]
+    const attended = g.op("Add", [g.op("MatMul", [pastProbs, pastValue]), g.op("MatMul", [newProbs, new5(v)])]); // [1, Hkv, G, S, d]
     const merged = g.op("Reshape", [
       g.op("Transpose", [g.op("Reshape", [attended, shape(`att_heads_${l}`, [1, heads, -1, headSize])])], { perm: [0, 2, 1, 3] }),
       shape(`att_flat_${l}`, [1, -1, heads * headSize]),
@@ -137,8 +144,10 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
     hidden = g.op("Add", [hidden, g.op("MatMul", [merged, transposed(`wo_${l}`, w.wo, dim, heads * headSize)])]);
 
     const y = rmsNorm(hidden, w.ffnNorm, `ffn_norm_${l}`);
-    const gate = g.op("MatMul", [y, transposed(`w1_${l}`, w.w1, hiddenDim, dim)]);
-    const up = g.op("MatMul", [y, transposed(`w3_${l}`, w.w3, hiddenDim, dim)]);
+    const [gate, up] = g.opMulti("Split", [g.op("MatMul", [y, transposed(`w13_${l}`, concatRows([w.w1, w.w3]), 2 * hiddenDim, dim)])], 2, {
+      axis: -1,
+      num_outputs: 2,
+    });
     const activated = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]); // SwiGLU
     hidden = g.op("Add", [hidden, g.op("MatMul", [activated, transposed(`w2_${l}`, w.w2, dim, hiddenDim)])]);
   });
@@ -151,6 +160,17 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
   g.output(stackLayers(newValues), STEP_IO.newValues, "float32", [layers, kvHeads, "S", headSize]);
   g.output(stackLayers(queries), STEP_IO.queries, "float32", [layers, heads, "R", headSize]);
   return g.encode(`${config.name}-step`, OPSETS);
+}
+
+/** Stacks row-major matrices with the same column count. */
+function concatRows(matrices: Float32Array[]): Float32Array {
+  const out = new Float32Array(matrices.reduce((n, m) => n + m.length, 0));
+  let offset = 0;
+  for (const m of matrices) {
+    out.set(m, offset);
+    offset += m.length;
+  }
+  return out;
 }
 
 /** [rows, cols] row-major -> [cols, rows] row-major. */

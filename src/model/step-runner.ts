@@ -75,7 +75,7 @@ export class StepRunner {
       [STEP_IO.logitRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.min(input.logitRows ?? 1, count))), [1]),
     };
     input.past.forEach((layer, l) => {
-      const dims = [1, kvHeads, layer.capacity, headSize];
+      const dims = [1, kvHeads, 1, layer.capacity, headSize];
       feeds[STEP_IO.pastKey(l)] = new ort.Tensor("float32", layer.keys, dims);
       feeds[STEP_IO.pastValue(l)] = new ort.Tensor("float32", layer.values, dims);
       feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [1, kvHeads, 1, 1, layer.capacity]);
