@@ -6,6 +6,7 @@ import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
+import { observeStep } from "../telemetry/engine-telemetry.js";
 import { applyEviction, type EvictionOutcome, type ResolvedEviction } from "./apply-eviction.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
@@ -389,7 +390,10 @@ export class Engine {
           // The first token is predicted by the logits of the call before (none for a new sequence).
           scoring.scores.push(sequence.lastLogits ? scoreToken(sequence.lastLogits, chunk[0], scoring.top) : { tokenId: chunk[0], top: [] });
         }
-        const out = await this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows, logitRows });
+        // A feed with no new tokens is a decode step (the pending token only).
+        const out = await observeStep(tokens.length === 0 ? "decode" : "prefill", sequence.id, chunk.length, sequence.fedTokens, () =>
+          this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows, logitRows }),
+        );
         const vocab = this.model.config.vocabSize;
         if (scoring) {
           // Row r predicts token start + r + 1.

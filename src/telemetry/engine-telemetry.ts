@@ -1,0 +1,72 @@
+import { SpanStatusCode, trace } from "@opentelemetry/api";
+import type { EvictionOutcome } from "../engine/apply-eviction.js";
+import { KVWARDEN } from "./attributes.js";
+import { tracer } from "./tracer.js";
+
+export type StepKind = "prefill" | "decode";
+
+/** What the engine reports to whoever watches it (metrics). */
+export interface EngineListener {
+  step(kind: StepKind, seconds: number): void;
+  eviction(outcome: EvictionOutcome): void;
+}
+
+/**
+ * The engine's reports, process-wide: the engine calls these functions rather
+ * than holding a telemetry object, so eviction code deep inside it needs no
+ * extra parameters. A process serves one engine, so listeners need no filter.
+ */
+const listeners = new Set<EngineListener>();
+
+export function addEngineListener(listener: EngineListener): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/** Whether anything would record a costly measurement now: a listener, or a sampled span. */
+export function engineObserved(): boolean {
+  return listeners.size > 0 || trace.getActiveSpan()?.isRecording() === true;
+}
+
+/**
+ * Times one model step. A prefill chunk gets a span; a decode step does not
+ * (the Decode call's span summarizes its steps), but both feed the latency histograms.
+ */
+export async function observeStep<T>(kind: StepKind, sequenceId: string, tokens: number, firstPosition: number, run: () => Promise<T>): Promise<T> {
+  const span =
+    kind === "prefill"
+      ? tracer.startSpan("kvwarden.prefill_chunk", {
+          attributes: { [KVWARDEN.sequenceId]: sequenceId, [KVWARDEN.chunkTokens]: tokens, [KVWARDEN.chunkFirstPosition]: firstPosition },
+        })
+      : undefined;
+  const start = performance.now();
+  try {
+    return await run();
+  } catch (error) {
+    span?.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    throw error;
+  } finally {
+    span?.end();
+    const seconds = (performance.now() - start) / 1000;
+    for (const listener of listeners) listener.step(kind, seconds);
+  }
+}
+
+/** Records an eviction that ran from `startTime` (ms since the epoch) until now as a span. */
+export function observeEviction(sequenceId: string, outcome: EvictionOutcome, startTime: number): void {
+  const attributes = {
+    [KVWARDEN.sequenceId]: sequenceId,
+    [KVWARDEN.policy]: outcome.policy,
+    [KVWARDEN.applied]: outcome.applied,
+    [KVWARDEN.budgetTokens]: outcome.budgetTokens,
+    [KVWARDEN.entriesBefore]: outcome.entriesBefore,
+    [KVWARDEN.entriesAfter]: outcome.entriesAfter,
+    [KVWARDEN.bytesBefore]: outcome.bytesBefore,
+    [KVWARDEN.bytesAfter]: outcome.bytesAfter,
+    [KVWARDEN.lazyLayers]: outcome.lazyLayers,
+    ...(outcome.evictedAttentionShare === undefined ? {} : { [KVWARDEN.evictedAttentionShare]: outcome.evictedAttentionShare }),
+    ...(outcome.detail ? { [KVWARDEN.detail]: outcome.detail } : {}),
+  };
+  tracer.startSpan("kvwarden.evict", { startTime, attributes }).end();
+  for (const listener of listeners) listener.eviction(outcome);
+}
