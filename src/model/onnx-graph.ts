@@ -4,11 +4,12 @@ const { onnx } = onnxProto;
 
 /** Integers, integer lists and strings; floats are wrapped so 1.0 stays a float. */
 export type AttributeValue = number | number[] | string | { float: number };
-export type ElementType = "float32" | "int64";
+export type ElementType = "float32" | "int64" | "int32";
 
 const ELEMENT_TYPES: Record<ElementType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
   int64: onnx.TensorProto.DataType.INT64,
+  int32: onnx.TensorProto.DataType.INT32,
 };
 
 /** A dimension: a fixed size or a symbolic name. */
