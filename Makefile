@@ -14,10 +14,10 @@ serve: build
 	npm run serve
 
 bench: build
-	node dist/bench/bench.js
+	node --expose-gc dist/bench/bench.js --out docs/bench/latest.md
 
 bench-quick: build
-	node dist/bench/bench.js --quick
+	node --expose-gc dist/bench/bench.js --quick
 
 python-stubs:
 	bash examples/python/generate-stubs.sh
