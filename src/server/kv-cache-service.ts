@@ -1,4 +1,4 @@
-import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
+import { context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Engine } from "../engine/engine.js";
 import { EngineError } from "../engine/engine-error.js";
 import {
@@ -18,38 +18,30 @@ import {
   type StatsResponse,
 } from "../gen/kvwarden/v1/kvwarden.js";
 import { POLICIES, snakeCase } from "../policies/registry.js";
+import { GEN_AI, GEN_AI_OPERATION, KVWARDEN } from "../telemetry/attributes.js";
+import { tracer } from "../telemetry/tracer.js";
 import { decodeInputOf, evictionResultOf, evictionSpecOf, sequenceIdOf, sequenceStatsOf, topLogprobsOf } from "./proto-mapping.js";
-import { toServiceError } from "./status.js";
+import type { RpcRuntime, RpcScope } from "./rpc-runtime.js";
 
 const FINISH_REASONS = { length: FinishReason.FINISH_REASON_LENGTH, stop: FinishReason.FINISH_REASON_STOP, context: FinishReason.FINISH_REASON_CONTEXT };
-
-/** An AbortSignal that fires when the client cancels or the deadline passes. */
-function signalOf(call: { on(event: "cancelled", listener: () => void): unknown; cancelled: boolean }): AbortSignal {
-  const controller = new AbortController();
-  if (call.cancelled) controller.abort();
-  call.on("cancelled", () => controller.abort());
-  return controller.signal;
-}
-
-/** Answers a unary call from an async handler, mapping failures to statuses. */
-function unary<Req, Res>(handler: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res> | Res) {
-  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    Promise.resolve()
-      .then(() => handler(call.request, call))
-      .then((response) => callback(null, response), (error) => callback(toServiceError(error)));
-  };
-}
 
 export interface ServiceInfo {
   executionProvider: string;
   version: string;
 }
 
-/** The KvCache gRPC service over an engine: message mapping only, no logic. */
-export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer {
+/**
+ * The KvCache gRPC service over an engine: message mapping and span
+ * attributes only, no logic. `engine()` throws Unavailable while the model loads.
+ */
+export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime: RpcRuntime): KvCacheServer {
+  /** GenAI attributes every model call carries. */
+  const genAi = () => ({ [GEN_AI.operationName]: GEN_AI_OPERATION, [GEN_AI.providerName]: "kvwarden", [GEN_AI.requestModel]: engine().model.config.name });
+
   return {
-    prefill: unary<PrefillRequest, PrefillResponse>(async (request, call) => {
-      const outcome = await engine.prefill(
+    prefill: runtime.unary<PrefillRequest, PrefillResponse>("Prefill", "work", async (request, scope) => {
+      scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId, ...genAi() });
+      const outcome = await engine().prefill(
         {
           sequenceId: sequenceIdOf(request),
           tokenIds: request.tokenIds,
@@ -57,8 +49,9 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
           eviction: request.eviction && evictionSpecOf(request.eviction),
           logprobs: request.returnLogprobs ? { top: topLogprobsOf(request.topLogprobs) } : undefined,
         },
-        signalOf(call),
+        scope.signal,
       );
+      scope.annotate({ [GEN_AI.usageInputTokens]: outcome.promptTokens, [KVWARDEN.position]: outcome.position, [KVWARDEN.kvBytes]: outcome.kvBytes });
       return {
         sequenceId: outcome.sequenceId,
         promptTokens: outcome.promptTokens,
@@ -70,34 +63,18 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
       };
     }),
 
-    decode: (call: ServerWritableStream<DecodeRequest, DecodeResponse>) => {
-      const signal = signalOf(call);
-      (async () => {
-        for await (const token of engine.decode(decodeInputOf(call.request), signal)) {
-          if (signal.aborted) break;
-          call.write({
-            tokenId: token.tokenId,
-            text: token.text,
-            position: token.position,
-            finishReason: token.finishReason ? FINISH_REASONS[token.finishReason] : FinishReason.FINISH_REASON_UNSPECIFIED,
-            eviction: token.eviction && evictionResultOf(token.eviction),
-          });
-        }
-      })().then(
-        () => call.end(),
-        (error) => call.emit("error", toServiceError(error)),
-      );
-    },
+    decode: runtime.stream<DecodeRequest, DecodeResponse>("Decode", "work", (request, scope) => decode(engine(), request, scope, genAi())),
 
-    evict: unary<EvictRequest, EvictResponse>(async (request) => {
+    evict: runtime.unary<EvictRequest, EvictResponse>("Evict", "always", async (request, scope) => {
+      scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
       const sequenceId = sequenceIdOf(request);
       if (!request.eviction) throw new EngineError("INVALID_ARGUMENT", "eviction is required");
-      const outcome = await engine.evict(sequenceId, evictionSpecOf(request.eviction));
+      const outcome = await engine().evict(sequenceId, evictionSpecOf(request.eviction));
       return { sequenceId, eviction: evictionResultOf(outcome) };
     }),
 
-    stats: unary<StatsRequest, StatsResponse>((request) => {
-      const stats = engine.stats(request.sequenceId || undefined, request.includePositions);
+    stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", (request) => {
+      const stats = engine().stats(request.sequenceId || undefined, request.includePositions);
       return {
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),
@@ -107,14 +84,15 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
       };
     }),
 
-    release: unary<ReleaseRequest, ReleaseResponse>((request) => {
-      const { found, freedBytes } = engine.release(sequenceIdOf(request));
+    release: runtime.unary<ReleaseRequest, ReleaseResponse>("Release", "always", async (request, scope) => {
+      scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
+      const { found, freedBytes } = await engine().release(sequenceIdOf(request));
       return { found, freedBytes: BigInt(freedBytes) };
     }),
 
-    info: unary<InfoRequest, InfoResponse>(() => {
-      const { config, tokenizer } = engine.model;
-      const { options } = engine;
+    info: runtime.unary<InfoRequest, InfoResponse>("Info", "always", () => {
+      const { config, tokenizer } = engine().model;
+      const { options } = engine();
       return {
         model: {
           name: config.name,
@@ -148,4 +126,66 @@ export function kvCacheService(engine: Engine, info: ServiceInfo): KvCacheServer
       };
     }),
   };
+}
+
+/**
+ * Streams a Decode call. Its steps run under one `text_completion <model>`
+ * span (GenAI conventions) with an event per token and a summary at the end;
+ * evictions the decode budget runs become its children.
+ */
+async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, genAi: Record<string, string>): AsyncGenerator<DecodeResponse> {
+  scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId, ...genAi, [GEN_AI.requestMaxTokens]: request.maxNewTokens });
+  const input = decodeInputOf(request);
+  const { sampling } = input;
+  const span = tracer.startSpan(
+    `${GEN_AI_OPERATION} ${genAi[GEN_AI.requestModel]}`,
+    {
+      attributes: {
+        ...genAi,
+        [KVWARDEN.sequenceId]: input.sequenceId,
+        [GEN_AI.requestMaxTokens]: input.maxNewTokens,
+        [GEN_AI.requestTemperature]: sampling.temperature,
+        [GEN_AI.requestTopK]: sampling.topK,
+        [GEN_AI.requestTopP]: sampling.topP,
+        [GEN_AI.requestSeed]: Number(BigInt.asIntN(53, sampling.seed)),
+        [GEN_AI.requestStream]: true,
+      },
+    },
+    scope.context,
+  );
+  const spanContext = trace.setSpan(scope.context, span);
+  const started = performance.now();
+  const tokens = engine.decode(input, scope.signal);
+  let produced = 0;
+  let finishReason: string | undefined;
+  try {
+    for (;;) {
+      // Resuming the engine in the span's context makes its eviction spans children of this one.
+      const next = await context.with(spanContext, () => tokens.next());
+      if (next.done) break;
+      const token = next.value;
+      if (produced === 0) span.setAttribute(GEN_AI.responseTimeToFirstChunk, (performance.now() - started) / 1000);
+      produced++;
+      finishReason = token.finishReason;
+      span.addEvent("gen_ai.token", { [KVWARDEN.position]: token.position });
+      yield {
+        tokenId: token.tokenId,
+        text: token.text,
+        position: token.position,
+        finishReason: token.finishReason ? FINISH_REASONS[token.finishReason] : FinishReason.FINISH_REASON_UNSPECIFIED,
+        eviction: token.eviction && evictionResultOf(token.eviction),
+      };
+    }
+  } catch (error) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    throw error;
+  } finally {
+    await tokens.return(undefined);
+    span.setAttributes({
+      [GEN_AI.usageOutputTokens]: produced,
+      ...(finishReason ? { [GEN_AI.responseFinishReasons]: [finishReason] } : {}),
+    });
+    span.end();
+    scope.annotate({ [GEN_AI.usageOutputTokens]: produced });
+  }
 }

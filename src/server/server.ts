@@ -1,59 +1,142 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
+import { lstatSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Engine } from "../engine/engine.js";
+import { Engine } from "../engine/engine.js";
 import { KvCacheService } from "../gen/kvwarden/v1/kvwarden.js";
+import type { LogSink } from "../telemetry/json-log.js";
+import type { KvwardenMetrics } from "../telemetry/metrics.js";
+import { CallTracker } from "./call-tracker.js";
+import { Health, KV_CACHE_SERVICE } from "./health.js";
 import { kvCacheService, type ServiceInfo } from "./kv-cache-service.js";
+import { RpcRuntime } from "./rpc-runtime.js";
+import { rpcSemconv } from "./rpc-semconv.js";
+import { Unavailable } from "./status.js";
 
-const SERVICE_NAME = "kvwarden.v1.KvCache";
 const PROTO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ...(import.meta.url.includes("/dist/") ? [".."] : []), "proto");
 
-/** A running sidecar: the KvCache service, health and reflection on one gRPC server. */
-export class KvwardenServer {
-  readonly health = new HealthImplementation({ "": "NOT_SERVING", [SERVICE_NAME]: "NOT_SERVING" });
-  private readonly server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+export interface KvwardenServerOptions {
+  /** Counts calls, tokens and refusals. */
+  metrics?: KvwardenMetrics;
+  /** Receives one line per finished call. */
+  log?: LogSink;
+}
 
-  constructor(
-    readonly engine: Engine,
-    info: ServiceInfo,
-  ) {
-    this.server.addService(KvCacheService, kvCacheService(engine, info));
+/**
+ * A running sidecar: the KvCache service, health and reflection on one gRPC
+ * server, optionally health alone on a second one (Kubernetes probes reach the
+ * pod IP while the data plane may be a Unix socket). The engine may still be
+ * loading: until it is there, health says NOT_SERVING and calls get UNAVAILABLE.
+ */
+export class KvwardenServer {
+  readonly health = new Health();
+  /** Resolves once the engine is there; rejects if loading it failed. */
+  readonly ready: Promise<void>;
+  private readonly calls = new CallTracker();
+  private readonly server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  private healthServer?: Server;
+  private engine?: Engine;
+  private listening = false;
+
+  constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
+    const runtime = new RpcRuntime({
+      service: KV_CACHE_SERVICE,
+      tracker: this.calls,
+      admit: () => this.admit(),
+      metrics: options.metrics,
+      log: options.log,
+      semconv: rpcSemconv(),
+    });
+    this.server.addService(KvCacheService, kvCacheService(() => this.currentEngine(), info, runtime));
     this.health.addToServer(this.server);
     const definition = loadSync(join(PROTO_ROOT, "kvwarden/v1/kvwarden.proto"), { includeDirs: [PROTO_ROOT] });
     new ReflectionService(definition).addToServer(this.server);
+    if (engine instanceof Engine) this.engine = engine;
+    this.ready = Promise.resolve(engine).then((loaded) => {
+      this.engine = loaded;
+      this.updateHealth();
+    });
   }
 
-  /** Binds `address` (host:port, or unix:/path) and starts serving; returns the bound port. */
+  /** Binds `address` (host:port, or unix:/path) and starts serving; returns the bound port (0 for a socket). */
   async listen(address: string): Promise<number> {
-    const port = await new Promise<number>((resolvePort, reject) =>
-      this.server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolvePort(bound))),
-    );
-    this.setServing(true);
+    removeStaleSocket(address);
+    const port = await bind(this.server, address);
+    this.listening = true;
+    this.updateHealth();
     return port;
   }
 
-  setServing(serving: boolean): void {
-    const status = serving ? "SERVING" : "NOT_SERVING";
-    this.health.setStatus("", status);
-    this.health.setStatus(SERVICE_NAME, status);
+  /** Serves grpc.health.v1 alone on `address` as well (host:port); returns the bound port. */
+  async listenHealth(address: string): Promise<number> {
+    const server = new Server();
+    this.health.addToServer(server);
+    this.healthServer = server;
+    return bind(server, address);
   }
 
-  /** Stops taking calls, lets running ones finish for `graceMs`, then cancels the rest. */
+  /**
+   * Drains: health turns NOT_SERVING and new Prefill/Decode calls get
+   * UNAVAILABLE; running calls may finish during most of `graceMs`, then the
+   * rest are cancelled with UNAVAILABLE and the servers stop.
+   */
   async close(graceMs = 5_000): Promise<void> {
-    this.setServing(false);
-    await new Promise<void>((done) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        done();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        done();
-      });
+    const deadline = Date.now() + graceMs;
+    this.health.set("draining");
+    // Keep a quarter of the grace (at most a second) for cancelled calls to wind down.
+    const windDown = Math.min(1_000, graceMs / 4);
+    if (!(await this.calls.idle(graceMs - windDown))) {
+      this.calls.cancelAll();
+      await this.calls.idle(deadline - Date.now());
+    }
+    await Promise.all([this.server, this.healthServer].map((server) => server && shutdown(server, Math.max(100, deadline - Date.now()))));
+    this.engine?.close();
+  }
+
+  private updateHealth(): void {
+    if (this.engine && this.listening && this.health.phase === "loading") this.health.set("serving");
+  }
+
+  private currentEngine(): Engine {
+    if (!this.engine) throw new Unavailable("the model is loading; retry shortly");
+    return this.engine;
+  }
+
+  private admit(): void {
+    this.currentEngine();
+    if (this.health.phase === "draining") throw new Unavailable("the server is shutting down");
+  }
+}
+
+function bind(server: Server, address: string): Promise<number> {
+  return new Promise((resolvePort, reject) =>
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolvePort(bound))),
+  );
+}
+
+/** Stops taking calls and waits for running ones up to `timeoutMs`, then cuts them off. */
+function shutdown(server: Server, timeoutMs: number): Promise<void> {
+  return new Promise((done) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      done();
+    }, timeoutMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      done();
     });
-    this.engine.close();
+  });
+}
+
+/** A socket file left by a previous process would make the bind fail; anything else at that path is left alone. */
+function removeStaleSocket(address: string): void {
+  if (!address.startsWith("unix:")) return;
+  const path = address.replace(/^unix:(\/\/)?/, "");
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+  } catch {
+    // Nothing there: nothing to remove.
   }
 }

@@ -37,5 +37,4 @@ export const KVWARDEN = {
   lazyLayers: "kvwarden.eviction.lazy_layers",
   evictedAttentionShare: "kvwarden.eviction.evicted_attention_share",
   detail: "kvwarden.eviction.detail",
-  decodeSteps: "kvwarden.decode.steps",
 } as const;

@@ -1,0 +1,176 @@
+import { Metadata, status, type Deadline, type handleServerStreamingCall, type handleUnaryCall } from "@grpc/grpc-js";
+import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type TextMapGetter } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { GEN_AI, KVWARDEN } from "../telemetry/attributes.js";
+import type { LogSink } from "../telemetry/json-log.js";
+import type { KvwardenMetrics } from "../telemetry/metrics.js";
+import { tracer } from "../telemetry/tracer.js";
+import type { CallTracker } from "./call-tracker.js";
+import { isServerError, rpcCallAttributes, rpcStatusAttributes, type RpcSemconv } from "./rpc-semconv.js";
+import { toServiceError, Unavailable } from "./status.js";
+
+/** What a handler sees of its call besides the request. */
+export interface RpcScope {
+  /** Aborts when the client cancels, the deadline passes, or shutdown cancels the call. */
+  readonly signal: AbortSignal;
+  /** The call's span context: parent for spans the handler starts. */
+  readonly context: Context;
+  /** Adds attributes to the call's span and log line. */
+  annotate(attributes: Attributes): void;
+}
+
+/** Whether a method starts work (refused while loading or draining) or only reads and frees (always answered). */
+export type Admission = "work" | "always";
+
+export interface RpcRuntimeOptions {
+  service: string;
+  tracker: CallTracker;
+  /** Throws Unavailable when new work cannot be taken (loading, draining). */
+  admit(): void;
+  metrics?: KvwardenMetrics;
+  /** One line per finished call. */
+  log?: LogSink;
+  semconv: RpcSemconv;
+}
+
+// W3C trace context is what callers send (TGI's router, OpenTelemetry SDKs); extracted here whether or not tracing is on.
+const propagator = new W3CTraceContextPropagator();
+const metadataGetter: TextMapGetter<Metadata> = {
+  keys: (metadata) => Object.keys(metadata.getMap()),
+  get: (metadata, key) => {
+    const values = metadata.get(key).map(String);
+    return values.length === 0 ? undefined : values;
+  },
+};
+
+/**
+ * Turns async handlers into grpc-js handlers, wrapping each call the way an
+ * interceptor would: a server span continuing the caller's trace, admission
+ * (UNAVAILABLE while loading or draining), cancellation, the status mapping,
+ * metrics and one JSON log line.
+ */
+export class RpcRuntime {
+  constructor(private readonly options: RpcRuntimeOptions) {}
+
+  unary<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => Promise<Res> | Res): handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      const active = this.begin(method, call);
+      this.run(active, admission, async () => handler(call.request, active.scope)).then(
+        (response) => {
+          active.finish(status.OK);
+          callback(null, response);
+        },
+        (error: unknown) => {
+          const serviceError = toServiceError(error);
+          active.finish(serviceError.code!, serviceError.details);
+          callback(serviceError);
+        },
+      );
+    };
+  }
+
+  stream<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => AsyncIterable<Res>): handleServerStreamingCall<Req, Res> {
+    return (call) => {
+      const active = this.begin(method, call);
+      this.run(active, admission, async () => {
+        for await (const message of handler(call.request, active.scope)) {
+          if (active.scope.signal.aborted) break;
+          call.write(message);
+        }
+      }).then(
+        () => {
+          active.finish(status.OK);
+          call.end();
+        },
+        (error: unknown) => {
+          const serviceError = toServiceError(error);
+          active.finish(serviceError.code!, serviceError.details);
+          call.emit("error", serviceError);
+        },
+      );
+    };
+  }
+
+  /** Runs the handler in the call's context; a call cut short by shutdown fails with UNAVAILABLE. */
+  private async run<T>(active: ActiveCall, admission: Admission, work: () => Promise<T>): Promise<T> {
+    const { signal } = active.scope;
+    return context.with(active.scope.context, async () => {
+      if (admission === "work") this.options.admit();
+      let result: T;
+      try {
+        result = await work();
+      } catch (error) {
+        throw signal.reason instanceof Unavailable ? signal.reason : error;
+      }
+      if (signal.reason instanceof Unavailable) throw signal.reason;
+      return result;
+    });
+  }
+
+  private begin(method: string, call: SurfaceCall): ActiveCall {
+    const { service, tracker, metrics, log, semconv } = this.options;
+    const started = performance.now();
+    const parent = propagator.extract(ROOT_CONTEXT, call.metadata, metadataGetter);
+    const span = tracer.startSpan(`${service}/${method}`, { kind: SpanKind.SERVER, attributes: rpcCallAttributes(service, method, semconv) }, parent);
+    const attributes: Attributes = {};
+    const controller = new AbortController();
+    const cancelled = () => controller.abort(call.getDeadline() !== Infinity && Date.now() >= Number(call.getDeadline()) ? "deadline" : "cancelled");
+    if (call.cancelled) cancelled();
+    else call.on("cancelled", cancelled);
+    const untrack = tracker.add(controller);
+    metrics?.callStarted();
+    const scope: RpcScope = {
+      signal: controller.signal,
+      context: trace.setSpan(parent, span),
+      annotate(more) {
+        Object.assign(attributes, more);
+        span.setAttributes(more);
+      },
+    };
+    let finished = false;
+    return {
+      scope,
+      finish(code, details) {
+        if (finished) return;
+        finished = true;
+        untrack();
+        // A cancelled call's client is gone; record what happened to it, not what the handler returned.
+        const reason = controller.signal.reason;
+        const final = reason === "deadline" ? status.DEADLINE_EXCEEDED : reason === "cancelled" ? status.CANCELLED : code;
+        span.setAttributes(rpcStatusAttributes(final, semconv));
+        if (isServerError(final)) span.setStatus({ code: SpanStatusCode.ERROR, message: details });
+        span.end();
+        const inputTokens = Number(attributes[GEN_AI.usageInputTokens] ?? 0);
+        const outputTokens = Number(attributes[GEN_AI.usageOutputTokens] ?? 0);
+        metrics?.callEnded(method, status[final]);
+        metrics?.tokens(inputTokens, outputTokens);
+        const { traceId, spanId } = span.spanContext();
+        log?.({
+          level: final === status.OK ? "info" : isServerError(final) ? "error" : "warn",
+          msg: "rpc",
+          method: `${service}/${method}`,
+          code: status[final],
+          duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+          ...(trace.isSpanContextValid(span.spanContext()) ? { trace_id: traceId, span_id: spanId } : {}),
+          ...(attributes[KVWARDEN.sequenceId] === undefined ? {} : { sequence_id: attributes[KVWARDEN.sequenceId] }),
+          ...(inputTokens > 0 ? { input_tokens: inputTokens } : {}),
+          ...(outputTokens > 0 ? { output_tokens: outputTokens } : {}),
+          ...(final === status.OK || !details ? {} : { error: details }),
+        });
+      },
+    };
+  }
+}
+
+/** What every grpc-js server call offers (grpc-js does not export its own name for it). */
+interface SurfaceCall {
+  readonly metadata: Metadata;
+  readonly cancelled: boolean;
+  getDeadline(): Deadline;
+  on(event: "cancelled", listener: () => void): unknown;
+}
+
+interface ActiveCall {
+  scope: RpcScope;
+  finish(code: status, details?: string): void;
+}
