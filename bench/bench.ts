@@ -93,10 +93,10 @@ for (let round = 0; round < rounds; round++) {
   await engine.prefill({ sequenceId: "ip", tokenIds: [1] });
   const gaps = await decodeInProcess("ip", decodeTokens);
   engineMs.push(gaps.reduce((a, b) => a + b, 0) / decodeTokens);
-  engine.release("ip");
+  await engine.release("ip");
   await prefillOverGrpc("grpc", [1]);
   grpcMs.push((await decodeOverGrpc("grpc", decodeTokens)) / decodeTokens);
-  engine.release("grpc");
+  await engine.release("grpc");
 }
 
 // Target 4: prefill of 256 tokens, kvwarden (statistics on) vs the lean graph in one run.
@@ -106,7 +106,7 @@ for (let round = 0; round < rounds; round++) {
   let start = performance.now();
   await engine.prefill({ sequenceId: "prefill", tokenIds: prompt(256) });
   prefillKv.push(performance.now() - start);
-  engine.release("prefill");
+  await engine.release("prefill");
   const { layers, kvHeads, headSize } = weights.config;
   const feeds: Record<string, ort.Tensor> = {
     input_ids: new ort.Tensor("int64", BigInt64Array.from(prompt(256), BigInt), [1, 256]),
@@ -132,11 +132,11 @@ for (const length of lengths) {
   for (let round = 0; round < Math.min(rounds, 3); round++) {
     await engine.prefill({ sequenceId: "steps", tokenIds: prompt(length) });
     full.push(median((await decodeInProcess("steps", stepsPerLength + 1)).slice(1)));
-    engine.release("steps");
+    await engine.release("steps");
     await engine.prefill({ sequenceId: "steps", tokenIds: prompt(length), eviction: { policy: "streaming_llm", budget: { keepFraction: 0.2 }, params: {} } });
     kept = engine.stats("steps").sequences[0].headLengths[0][0];
     evicted.push(median((await decodeInProcess("steps", stepsPerLength + 1)).slice(1)));
-    engine.release("steps");
+    await engine.release("steps");
   }
   steps.push({ length, fullMs: median(full), evictedMs: median(evicted), kept });
 }
@@ -149,14 +149,14 @@ for (let i = 0; i < 16; i++) await engine.prefill({ sequenceId: `held-${i}`, tok
 const heldKv = engine.stats().kvBytesUsed;
 global.gc?.();
 const rssHeld = process.memoryUsage().rss;
-for (let i = 0; i < 16; i++) engine.release(`held-${i}`);
+for (let i = 0; i < 16; i++) await engine.release(`held-${i}`);
 const rssSamples: number[] = [];
 for (let i = 0; i < churnSequences; i++) {
   await engine.prefill({ sequenceId: `churn-${i}`, tokenIds: prompt(64) });
   for await (const _ of engine.decode({ sequenceId: `churn-${i}`, maxNewTokens: 4, sampling: greedy, stopTokenIds: [], ignoreEos: true })) {
     // generate a little
   }
-  engine.release(`churn-${i}`);
+  await engine.release(`churn-${i}`);
   if ((i + 1) % (churnSequences / 5) === 0) {
     global.gc?.();
     rssSamples.push(process.memoryUsage().rss);

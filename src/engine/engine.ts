@@ -10,6 +10,7 @@ import { observeStep } from "../telemetry/engine-telemetry.js";
 import { applyEviction, type EvictionOutcome, type ResolvedEviction } from "./apply-eviction.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
+import { RequestLog } from "./request-log.js";
 import { Sequence } from "./sequence.js";
 
 export type { EvictionOutcome } from "./apply-eviction.js";
@@ -27,7 +28,26 @@ export interface EngineOptions {
   sequenceTtlMs: number;
   /** Post-RoPE queries of this many recent tokens are kept per sequence for attention scorers. */
   recentQueryRows: number;
+  /** Limits each tenant has beside the global budget; absent = none. */
+  tenantQuota?: TenantQuota;
 }
+
+export interface TenantQuota {
+  /** KV bytes one tenant's sequences may hold together. */
+  kvBytes?: number;
+  /** Sequences one tenant may hold at once. */
+  sequences?: number;
+  /** Tokens one request may feed or generate. */
+  requestTokens?: number;
+}
+
+/** Who is calling: sequence ids are scoped by tenant. */
+export interface Caller {
+  tenant: string;
+}
+
+/** The caller when authentication is off. */
+export const ANONYMOUS: Caller = { tenant: "" };
 
 /** The model as the engine drives it. */
 export interface EngineModel {
@@ -40,6 +60,8 @@ export interface EngineModel {
 
 export interface PrefillInput {
   sequenceId: string;
+  /** Makes retries idempotent: a completed request with this id is answered from its stored result. */
+  requestId?: string;
   tokenIds?: readonly number[];
   text?: string;
   eviction?: EvictionSpec;
@@ -105,6 +127,18 @@ export interface StatsSnapshot {
   kvBytesPooled: number;
   sequenceCount: number;
   sequences: SequenceSnapshot[];
+  /** The caller's tenant: its bytes and sequences, and its quota (0 = none). */
+  tenantKvBytes: number;
+  tenantSequenceCount: number;
+  tenantKvBytesQuota: number;
+  tenantSequenceQuota: number;
+}
+
+/** Completed request ids remembered for idempotent retries. */
+const REQUEST_LOG_CAPACITY = 100_000;
+
+function keyOf(caller: Caller, sequenceId: string): string {
+  return `${caller.tenant}\u0000${sequenceId}`;
 }
 
 /**
@@ -115,7 +149,9 @@ export interface StatsSnapshot {
  */
 export class Engine {
   readonly pool: SlabPool;
+  /** Keyed by tenant and sequence id (see keyOf). */
   private readonly sequences = new Map<string, Sequence>();
+  private readonly requests: RequestLog;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -123,14 +159,20 @@ export class Engine {
     readonly options: EngineOptions,
   ) {
     this.pool = new SlabPool(options.kvBudgetBytes);
+    this.requests = new RequestLog(REQUEST_LOG_CAPACITY, options.sequenceTtlMs);
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
     this.sweeper.unref();
   }
 
-  async prefill(input: PrefillInput, signal?: AbortSignal): Promise<PrefillOutcome> {
-    const existing = this.sequences.get(input.sequenceId);
+  prefill(input: PrefillInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): Promise<PrefillOutcome> {
+    return this.requests.run(caller.tenant, input.requestId, `Prefill of '${input.sequenceId}'`, () => this.prefillOnce(input, signal, caller));
+  }
+
+  private async prefillOnce(input: PrefillInput, signal: AbortSignal | undefined, caller: Caller): Promise<PrefillOutcome> {
+    const existing = this.sequences.get(keyOf(caller, input.sequenceId));
     const tokens = this.promptTokens(input, existing === undefined);
-    const sequence = existing ?? this.create(input.sequenceId);
+    this.checkRequestTokens(tokens.length, "prompt");
+    const sequence = existing ?? this.create(input.sequenceId, caller);
     return this.withSequence(sequence, existing === undefined, async () => {
       const position = sequence.position;
       const limit = this.contextLimit();
@@ -163,11 +205,12 @@ export class Engine {
     });
   }
 
-  async *decode(input: DecodeInput, signal?: AbortSignal): AsyncGenerator<GeneratedToken> {
-    const sequence = this.lookup(input.sequenceId);
+  async *decode(input: DecodeInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): AsyncGenerator<GeneratedToken> {
+    const sequence = this.lookup(input.sequenceId, caller);
     if (!Number.isInteger(input.maxNewTokens) || input.maxNewTokens < 1) {
       throw new EngineError("INVALID_ARGUMENT", `max_new_tokens must be at least 1, got ${input.maxNewTokens}`);
     }
+    this.checkRequestTokens(input.maxNewTokens, "max_new_tokens");
     this.checkTokens(input.stopTokenIds, "stop_token_ids");
     this.claim(sequence);
     try {
@@ -210,28 +253,39 @@ export class Engine {
     }
   }
 
-  async evict(sequenceId: string, spec: EvictionSpec): Promise<EvictionOutcome> {
-    const sequence = this.lookup(sequenceId);
-    const resolved = this.resolve(spec, sequence.maxHeadLength);
-    return this.withSequence(sequence, false, async () => applyEviction(sequence, spec, resolved));
+  evict(sequenceId: string, spec: EvictionSpec, caller: Caller = ANONYMOUS, requestId?: string): Promise<EvictionOutcome> {
+    return this.requests.run(caller.tenant, requestId, `Evict of '${sequenceId}'`, async () => {
+      const sequence = this.lookup(sequenceId, caller);
+      const resolved = this.resolve(spec, sequence.maxHeadLength);
+      return this.withSequence(sequence, false, async () => applyEviction(sequence, spec, resolved));
+    });
   }
 
-  release(sequenceId: string): { found: boolean; freedBytes: number } {
-    const sequence = this.sequences.get(sequenceId);
-    if (!sequence) return { found: false, freedBytes: 0 };
-    if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; release it when that call ends`);
-    this.sequences.delete(sequenceId);
-    return { found: true, freedBytes: sequence.release() };
+  release(sequenceId: string, caller: Caller = ANONYMOUS, requestId?: string): Promise<{ found: boolean; freedBytes: number }> {
+    return this.requests.run(caller.tenant, requestId, `Release of '${sequenceId}'`, async () => {
+      const key = keyOf(caller, sequenceId);
+      const sequence = this.sequences.get(key);
+      if (!sequence) return { found: false, freedBytes: 0 };
+      if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; release it when that call ends`);
+      this.sequences.delete(key);
+      return { found: true, freedBytes: sequence.release() };
+    });
   }
 
-  stats(sequenceId?: string, includePositions = false): StatsSnapshot {
-    const chosen = sequenceId ? [this.lookup(sequenceId)] : [...this.sequences.values()];
+  stats(sequenceId?: string, includePositions = false, caller: Caller = ANONYMOUS): StatsSnapshot {
+    const own = this.sequencesOf(caller.tenant);
+    const chosen = sequenceId ? [this.lookup(sequenceId, caller)] : own;
     const now = Date.now();
+    const quota = this.options.tenantQuota;
     return {
       kvBytesUsed: this.pool.used,
       kvBytesBudget: this.pool.budgetBytes,
       kvBytesPooled: this.pool.pooled,
-      sequenceCount: this.sequences.size,
+      sequenceCount: own.length,
+      tenantKvBytes: own.reduce((sum, s) => sum + s.bytes, 0),
+      tenantSequenceCount: own.length,
+      tenantKvBytesQuota: quota?.kvBytes ?? 0,
+      tenantSequenceQuota: quota?.sequences ?? 0,
       sequences: chosen.map((s) => ({
         sequenceId: s.id,
         position: s.position,
@@ -298,16 +352,32 @@ export class Engine {
     return DecodeBudget.create(spec, this.resolve(spec, sequence.maxHeadLength), sequence.maxHeadLength);
   }
 
-  private create(id: string): Sequence {
+  private create(id: string, caller: Caller): Sequence {
+    const limit = this.options.tenantQuota?.sequences;
+    if (limit !== undefined && this.sequencesOf(caller.tenant).length >= limit) {
+      throw new EngineError("RESOURCE_EXHAUSTED", `the tenant holds ${limit} sequences, its quota; release one first`);
+    }
     const { config } = this.model;
     const shape = { layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, headSize: config.headSize };
-    const sequence = new Sequence(id, this.pool, shape, this.options.recentQueryRows);
-    this.sequences.set(id, sequence);
+    const sequence = new Sequence(id, caller.tenant, this.pool, shape, this.options.recentQueryRows);
+    this.sequences.set(keyOf(caller, id), sequence);
     return sequence;
   }
 
-  private lookup(sequenceId: string): Sequence {
-    const sequence = this.sequences.get(sequenceId);
+  private sequencesOf(tenant: string): Sequence[] {
+    return [...this.sequences.values()].filter((s) => s.tenant === tenant);
+  }
+
+  private checkRequestTokens(count: number, what: string): void {
+    const limit = this.options.tenantQuota?.requestTokens;
+    if (limit !== undefined && count > limit) {
+      throw new EngineError("RESOURCE_EXHAUSTED", `${what} of ${count} tokens is over the quota of ${limit} tokens per request`);
+    }
+  }
+
+  /** An unknown id and another tenant's id get the same answer: nothing leaks. */
+  private lookup(sequenceId: string, caller: Caller): Sequence {
+    const sequence = this.sequences.get(keyOf(caller, sequenceId));
     if (!sequence) throw new EngineError("NOT_FOUND", `sequence '${sequenceId}' not found (never created, released or expired)`);
     return sequence;
   }
@@ -325,7 +395,7 @@ export class Engine {
       return await work();
     } catch (error) {
       if (isNew) {
-        this.sequences.delete(sequence.id);
+        this.sequences.delete(keyOf({ tenant: sequence.tenant }, sequence.id));
         sequence.release();
       }
       throw error;
@@ -357,6 +427,16 @@ export class Engine {
       }
     }
     this.pool.assertRoom(bytes, sequence.bytes);
+    const quota = this.options.tenantQuota?.kvBytes;
+    if (quota !== undefined) {
+      const held = this.sequencesOf(sequence.tenant).reduce((sum, s) => sum + s.bytes, 0);
+      if (held - sequence.bytes + bytes > quota) {
+        throw new EngineError(
+          "RESOURCE_EXHAUSTED",
+          `tenant KV quota exhausted: ${bytes - sequence.bytes} bytes requested, ${Math.max(0, quota - held)} bytes free of the tenant's ${quota}`,
+        );
+      }
+    }
   }
 
   /**

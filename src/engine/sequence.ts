@@ -40,6 +40,8 @@ export class Sequence {
 
   constructor(
     readonly id: string,
+    /** The tenant that owns the sequence ("" without authentication). */
+    readonly tenant: string,
     pool: SlabPool,
     readonly shape: CacheShape,
     recentQueryRows: number,
