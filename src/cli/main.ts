@@ -6,6 +6,10 @@ import { defaultModelFiles } from "../model/default-model.js";
 import { loadModel } from "../model/load-model.js";
 import type { ExecutionProvider } from "../model/step-runner.js";
 import { KvwardenServer } from "../server/server.js";
+import { jsonLog as log } from "../telemetry/json-log.js";
+import { KvwardenMetrics } from "../telemetry/metrics.js";
+import { MetricsServer } from "../telemetry/metrics-server.js";
+import { startTracing } from "../telemetry/tracing.js";
 import { parseByteSize } from "./byte-size.js";
 
 const { version } = JSON.parse(readFileSync(new URL(import.meta.url.includes("/dist/") ? "../../../package.json" : "../../package.json", import.meta.url), "utf8"));
@@ -24,10 +28,6 @@ function byteSize(value: string): number {
   }
 }
 
-function log(fields: Record<string, unknown>): void {
-  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), ...fields }) + "\n");
-}
-
 const program = new Command("kvwarden").description("A gRPC sidecar that runs an LLM and owns its KV cache").version(version);
 
 program
@@ -36,6 +36,8 @@ program
   .option("--model <path>", "llama2.c checkpoint (default: stories260K, from ../shared/models or downloaded and checked)")
   .option("--tokenizer <path>", "llama2.c tokenizer (required with --model)")
   .option("--listen <address>", "host:port or unix:/path to serve on", "127.0.0.1:50051")
+  .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
+  .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
   .option("--kv-budget <size>", "KV memory all sequences may hold, e.g. 512MiB", byteSize, parseByteSize("512MiB"))
   .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, 65536)
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
@@ -47,28 +49,48 @@ program
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
   .action(async (options) => {
     if (Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
-    const files = options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : await defaultModelFiles();
     const executionProvider = options.executionProvider as ExecutionProvider;
-    const model = await loadModel(files, { executionProvider, intraOpThreads: options.threads });
-    const engine = new Engine(model, {
-      kvBudgetBytes: options.kvBudget,
-      maxSequenceTokens: options.maxSequenceTokens,
-      prefillChunkTokens: options.prefillChunk,
-      allowPastContext: options.allowPastContext,
-      sequenceTtlMs: options.sequenceTtl * 1000,
-      recentQueryRows: options.recentQueries,
-    });
-    const server = new KvwardenServer(engine, { executionProvider, version });
-    const port = await server.listen(options.listen);
-    log({ level: "info", msg: "serving", listen: options.listen, port, model: model.config.name, kvBudgetBytes: options.kvBudget });
+    const tracing = await startTracing(version);
+    let model: Awaited<ReturnType<typeof loadModel>> | undefined;
+    let engine: Engine | undefined;
+    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine?.stats()) : undefined;
+    const metricsServer = metrics && new MetricsServer(metrics.registry);
+    const metricsPort = metricsServer && (await metricsServer.listen(options.metricsListen));
+
+    // Listen first and load after, so health answers NOT_SERVING while the model loads.
+    const loading = (async () => {
+      const files = options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : await defaultModelFiles();
+      model = await loadModel(files, { executionProvider, intraOpThreads: options.threads });
+      engine = new Engine(model, {
+        kvBudgetBytes: options.kvBudget,
+        maxSequenceTokens: options.maxSequenceTokens,
+        prefillChunkTokens: options.prefillChunk,
+        allowPastContext: options.allowPastContext,
+        sequenceTtlMs: options.sequenceTtl * 1000,
+        recentQueryRows: options.recentQueries,
+      });
+      return engine;
+    })();
+    const server = new KvwardenServer(loading, { executionProvider, version }, { metrics, log });
+    let stopping = false;
     const stop = async (signal: string) => {
-      log({ level: "info", msg: "shutting down", signal });
+      if (stopping) return;
+      stopping = true;
+      log({ level: "info", msg: "draining", signal, graceSeconds: options.shutdownGrace });
       await server.close(options.shutdownGrace * 1000);
-      await model.runner.release();
+      await Promise.all([tracing?.shutdown(), metricsServer?.close(), model?.runner.release()]);
+      log({ level: "info", msg: "stopped" });
       process.exit(0);
     };
-    process.once("SIGTERM", () => void stop("SIGTERM"));
-    process.once("SIGINT", () => void stop("SIGINT"));
+    process.on("SIGTERM", () => void stop("SIGTERM"));
+    process.on("SIGINT", () => void stop("SIGINT"));
+
+    const healthPort = options.healthListen ? await server.listenHealth(options.healthListen) : undefined;
+    const port = await server.listen(options.listen);
+    const addresses = { listen: options.listen, port, healthListen: options.healthListen, healthPort, metricsListen: options.metricsListen, metricsPort };
+    log({ level: "info", msg: "loading model", ...addresses, tracing: tracing !== undefined });
+    await server.ready;
+    log({ level: "info", msg: "serving", ...addresses, model: model!.config.name, kvBudgetBytes: options.kvBudget });
   });
 
 program.parseAsync().catch((error) => {

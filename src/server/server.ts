@@ -66,7 +66,7 @@ export class KvwardenServer {
     const port = await bind(this.server, address);
     this.listening = true;
     this.updateHealth();
-    return port;
+    return address.startsWith("unix:") ? 0 : port;
   }
 
   /** Serves grpc.health.v1 alone on `address` as well (host:port); returns the bound port. */
