@@ -165,7 +165,6 @@ async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, 
       if (next.done) break;
       const token = next.value;
       if (produced === 0) span.setAttribute(GEN_AI.responseTimeToFirstChunk, (performance.now() - started) / 1000);
-      produced++;
       finishReason = token.finishReason;
       span.addEvent("gen_ai.token", { [KVWARDEN.position]: token.position });
       yield {
@@ -175,6 +174,8 @@ async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, 
         finishReason: token.finishReason ? FINISH_REASONS[token.finishReason] : FinishReason.FINISH_REASON_UNSPECIFIED,
         eviction: token.eviction && evictionResultOf(token.eviction),
       };
+      // Counted once the caller took it: a token held back by a cancellation is not output.
+      produced++;
     }
   } catch (error) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
