@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
-import { DecodeRequest, KvCacheClient, PrefillRequest, StatsRequest, type DecodeResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvCacheClient, PrefillRequest, StatsRequest, type DecodeResponse, type DeepPartial } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
 import { loadTestModel } from "../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
@@ -34,7 +34,7 @@ function healthOf(address: string, service: string): Promise<string> {
   );
 }
 
-function prefill(client: KvCacheClient, request: Partial<PrefillRequest>, metadata = new Metadata()): Promise<unknown> {
+function prefill(client: KvCacheClient, request: DeepPartial<PrefillRequest>, metadata = new Metadata()): Promise<unknown> {
   return new Promise((resolve, reject) => client.prefill(PrefillRequest.fromPartial(request), metadata, (error, response) => (error ? reject(error) : resolve(response))));
 }
 

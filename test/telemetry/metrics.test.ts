@@ -1,7 +1,7 @@
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../../src/engine/engine.js";
-import { DecodeRequest, KvCacheClient, PrefillRequest, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvCacheClient, PrefillRequest, type DeepPartial, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
@@ -43,7 +43,7 @@ describe("the Prometheus endpoint", () => {
     metrics.close();
   });
 
-  const prefill = (request: Partial<PrefillRequest>) =>
+  const prefill = (request: DeepPartial<PrefillRequest>) =>
     new Promise<PrefillResponse>((resolve, reject) => client.prefill(PrefillRequest.fromPartial(request), (error, response) => (error ? reject(error) : resolve(response))));
 
   it("reports cache use, calls, tokens, evictions, refusals and step latencies", async () => {

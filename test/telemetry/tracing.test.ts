@@ -1,7 +1,7 @@
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DecodeRequest, EvictRequest, PrefillRequest, type DecodeResponse, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, EvictRequest, PrefillRequest, type DecodeResponse, type DeepPartial, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { requestedExporters } from "../../src/telemetry/tracing.js";
 import { loadTestModel } from "../support/test-model.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
@@ -31,11 +31,11 @@ describe("tracing", () => {
   });
   beforeEach(() => recorder.exporter.reset());
 
-  const prefill = (request: Partial<PrefillRequest>, metadata = withTraceparent()) =>
+  const prefill = (request: DeepPartial<PrefillRequest>, metadata = withTraceparent()) =>
     new Promise<PrefillResponse>((resolve, reject) =>
       t.client.prefill(PrefillRequest.fromPartial(request), metadata, (error, response) => (error ? reject(error) : resolve(response))),
     );
-  const decode = async (request: Partial<DecodeRequest>, metadata = withTraceparent()) => {
+  const decode = async (request: DeepPartial<DecodeRequest>, metadata = withTraceparent()) => {
     const messages: DecodeResponse[] = [];
     for await (const message of t.client.decode(DecodeRequest.fromPartial(request), metadata)) messages.push(message);
     return messages;

@@ -1,0 +1,139 @@
+import { credentials, Metadata, type CallOptions, type ChannelCredentials, type ClientOptions, type ServiceError } from "@grpc/grpc-js";
+import { context, propagation } from "@opentelemetry/api";
+import {
+  DecodeRequest,
+  EvictRequest,
+  InfoRequest,
+  KvCacheClient,
+  PrefillRequest,
+  ReleaseRequest,
+  StatsRequest,
+  type DecodeResponse,
+  type DeepPartial,
+  type EvictResponse,
+  type InfoResponse,
+  type PrefillResponse,
+  type ReleaseResponse,
+  type StatsResponse,
+} from "../gen/kvwarden/v1/kvwarden.js";
+
+export * from "../gen/kvwarden/v1/kvwarden.js";
+
+export interface KvwardenClientOptions {
+  /** Default: insecure (loopback or a pod-local Unix socket). */
+  credentials?: ChannelCredentials;
+  /** grpc-js channel options. */
+  channelOptions?: ClientOptions;
+}
+
+export interface CallSettings {
+  /** Milliseconds from now, or an absolute Date. */
+  deadline?: number | Date;
+  /** Aborting cancels the call (a Decode stops generating at once). */
+  signal?: AbortSignal;
+  /** Extra metadata; the active OpenTelemetry context is added as `traceparent` by itself. */
+  metadata?: Metadata;
+}
+
+/** A request with only the fields the caller cares about; the rest take their proto defaults. */
+type Partial<T> = DeepPartial<T>;
+
+/**
+ * KvCache for Node backends: promises for unary calls, an async iterator for
+ * Decode (breaking out of the loop cancels the stream), deadlines, abort
+ * signals, and trace context carried from the caller's active span.
+ */
+export class KvwardenClient {
+  readonly raw: KvCacheClient;
+
+  /** `address`: host:port, or unix:/path for a pod-local socket. */
+  constructor(address: string, options: KvwardenClientOptions = {}) {
+    this.raw = new KvCacheClient(address, options.credentials ?? credentials.createInsecure(), options.channelOptions);
+  }
+
+  prefill(request: Partial<PrefillRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<PrefillResponse> {
+    return this.unary((m, o, cb) => this.raw.prefill(PrefillRequest.fromPartial(request), m, o, cb), settings);
+  }
+
+  /** Streams generated tokens; the last carries the finish reason. */
+  async *decode(request: Partial<DecodeRequest> & { sequenceId: string }, settings: CallSettings = {}): AsyncGenerator<DecodeResponse> {
+    const call = this.raw.decode(DecodeRequest.fromPartial(request), metadataFor(settings), optionsFor(settings));
+    const cancel = () => call.cancel();
+    settings.signal?.addEventListener("abort", cancel);
+    try {
+      for await (const message of call) yield message as DecodeResponse;
+    } finally {
+      settings.signal?.removeEventListener("abort", cancel);
+      call.cancel(); // no-op once the stream ended; stops it when the caller broke out early
+    }
+  }
+
+  /** Decodes to the end and returns the text, the token ids and why generation stopped. */
+  async generate(
+    request: Partial<DecodeRequest> & { sequenceId: string },
+    settings: CallSettings = {},
+  ): Promise<{ text: string; tokenIds: number[]; finishReason: DecodeResponse["finishReason"] }> {
+    let text = "";
+    const tokenIds: number[] = [];
+    let finishReason: DecodeResponse["finishReason"] = 0;
+    for await (const token of this.decode(request, settings)) {
+      text += token.text;
+      tokenIds.push(token.tokenId);
+      finishReason = token.finishReason;
+    }
+    return { text, tokenIds, finishReason };
+  }
+
+  evict(request: Partial<EvictRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<EvictResponse> {
+    return this.unary((m, o, cb) => this.raw.evict(EvictRequest.fromPartial(request), m, o, cb), settings);
+  }
+
+  stats(request: Partial<StatsRequest> = {}, settings: CallSettings = {}): Promise<StatsResponse> {
+    return this.unary((m, o, cb) => this.raw.stats(StatsRequest.fromPartial(request), m, o, cb), settings);
+  }
+
+  release(sequenceId: string, settings: CallSettings = {}): Promise<ReleaseResponse> {
+    return this.unary((m, o, cb) => this.raw.release(ReleaseRequest.fromPartial({ sequenceId }), m, o, cb), settings);
+  }
+
+  info(settings: CallSettings = {}): Promise<InfoResponse> {
+    return this.unary((m, o, cb) => this.raw.info(InfoRequest.fromPartial({}), m, o, cb), settings);
+  }
+
+  /** Resolves once the channel is connected (the sidecar may still be loading: check health for that). */
+  waitForReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => this.raw.waitForReady(Date.now() + timeoutMs, (error) => (error ? reject(error) : resolve())));
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  private unary<Res>(
+    start: (metadata: Metadata, options: CallOptions, callback: (error: ServiceError | null, response: Res) => void) => { cancel(): void },
+    settings: CallSettings,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const call = start(metadataFor(settings), optionsFor(settings), (error, response) => {
+        settings.signal?.removeEventListener("abort", cancel);
+        if (error) reject(error);
+        else resolve(response);
+      });
+      const cancel = () => call.cancel();
+      if (settings.signal?.aborted) cancel();
+      else settings.signal?.addEventListener("abort", cancel);
+    });
+  }
+}
+
+function optionsFor(settings: CallSettings): CallOptions {
+  const { deadline } = settings;
+  return deadline === undefined ? {} : { deadline: typeof deadline === "number" ? Date.now() + deadline : deadline };
+}
+
+/** The caller's metadata plus the active trace context, so the sidecar's spans join the backend's trace. */
+function metadataFor(settings: CallSettings): Metadata {
+  const metadata = settings.metadata?.clone() ?? new Metadata();
+  propagation.inject(context.active(), metadata, { set: (carrier, key, value) => carrier.set(key, value) });
+  return metadata;
+}
