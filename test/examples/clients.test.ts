@@ -18,10 +18,15 @@ describe("the README's client examples", () => {
   });
   afterAll(() => t.close());
 
-  it("Python (grpcio): generates stubs, prefills text and decodes a story", async () => {
+  it("Python (grpcio): generates stubs, prefills text, decodes a story, evicts, reads stats", async () => {
     await run("bash", ["examples/python/generate-stubs.sh"], { cwd: root, env: { ...process.env, PYTHON } });
-    const { stdout } = await run(PYTHON, ["examples/python/client.py", t.address], { cwd: root });
+    const { stdout, stderr } = await run(PYTHON, ["examples/python/client.py", t.address], { cwd: root });
     expect(stdout.startsWith(STORY_START)).toBe(true);
+    const [, before, after] = /evicted with streaming_llm: (\d+) -> (\d+) entries/.exec(stderr) ?? [];
+    // 64 generated tokens plus the prompt, down to 16 per head over 5 layers and 4 KV heads.
+    expect(Number(before)).toBeGreaterThan(Number(after));
+    expect(Number(after)).toBe(16 * 5 * 4);
+    expect(stderr).toMatch(/stats: position \d+, \d+ KV bytes, longest head 16 entries/);
     expect((await t.engine.stats()).sequenceCount).toBe(0);
   });
 
