@@ -1,7 +1,7 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { lstatSync, unlinkSync } from "node:fs";
+import { chmodSync, lstatSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Engine } from "../engine/engine.js";
@@ -62,11 +62,14 @@ export class KvwardenServer {
 
   /** Binds `address` (host:port, or unix:/path) and starts serving; returns the bound port (0 for a socket). */
   async listen(address: string): Promise<number> {
-    removeStaleSocket(address);
+    const socket = socketPath(address);
+    if (socket) removeStaleSocket(socket);
     const port = await bind(this.server, address);
+    // Group members may connect: in a pod, fsGroup puts the backend container in the socket's group.
+    if (socket) chmodSync(socket, 0o660);
     this.listening = true;
     this.updateHealth();
-    return address.startsWith("unix:") ? 0 : port;
+    return socket ? 0 : port;
   }
 
   /** Serves grpc.health.v1 alone on `address` as well (host:port); returns the bound port. */
@@ -130,10 +133,13 @@ function shutdown(server: Server, timeoutMs: number): Promise<void> {
   });
 }
 
+/** The file of a unix: address (unix:/path or unix:///path), or undefined for host:port. */
+function socketPath(address: string): string | undefined {
+  return address.startsWith("unix:") ? address.replace(/^unix:(\/\/)?/, "") : undefined;
+}
+
 /** A socket file left by a previous process would make the bind fail; anything else at that path is left alone. */
-function removeStaleSocket(address: string): void {
-  if (!address.startsWith("unix:")) return;
-  const path = address.replace(/^unix:(\/\/)?/, "");
+function removeStaleSocket(path: string): void {
   try {
     if (lstatSync(path).isSocket()) unlinkSync(path);
   } catch {
