@@ -1,5 +1,6 @@
 import { SeededRandom } from "../model/seeded-random.js";
-import type { EvictionSpec, KeepPlan, Policy } from "../policies/policy.js";
+import { capacityFor } from "../kv/layer-cache.js";
+import type { CacheView, EvictionSpec, KeepPlan, Policy, PolicyPlan } from "../policies/policy.js";
 import { engineObserved, observeEviction } from "../telemetry/engine-telemetry.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
 import type { Sequence } from "./sequence.js";
@@ -26,39 +27,65 @@ export interface EvictionOutcome {
   evictedAttentionShare?: number;
 }
 
-/** Runs a policy on a sequence and compacts its cache to the plan, returning memory to the pool. */
-export function applyEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget }: ResolvedEviction): EvictionOutcome {
+/** An eviction worked out but not yet applied: what it would keep and the bytes left after it. */
+export interface PlannedEviction {
+  policy: Policy;
+  budgetTokens: number;
+  /** Absent when nothing is to be evicted; `detail` then says why. */
+  plan?: PolicyPlan;
+  view?: CacheView;
+  detail: string;
+  bytesAfter: number;
+}
+
+/** Works out an eviction without changing the sequence (policies are pure). */
+export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget }: ResolvedEviction): PlannedEviction {
+  const base = { policy, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes };
+  if (policy.name === "none") return { ...base, detail: "policy 'none' keeps every entry" };
+  if (!sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)))) {
+    return { ...base, detail: "every head already fits the budget; nothing evicted" };
+  }
+  // Random draws are reproducible with the request's seed, and fresh without one.
+  const view = sequence.view();
+  const plan = policy.plan(view, budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
+  checkPlan(plan.keep, sequence);
+  // A layer's slab shrinks to the capacity its longest kept head needs; slab bytes scale with capacity.
+  const bytesAfter = sequence.layers.reduce(
+    (sum, layer, l) => sum - layer.bytes + (layer.bytes * capacityFor(0, Math.max(...plan.keep[l].map((k) => k.length)))) / layer.capacity,
+    sequence.bytes,
+  );
+  return { ...base, plan, view, detail: "", bytesAfter };
+}
+
+/** Compacts the sequence's cache to a planned eviction, returning memory to the pool. */
+export function commitEviction(sequence: Sequence, planned: PlannedEviction): EvictionOutcome {
   const startTime = performance.timeOrigin + performance.now();
-  const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, budgetTokens: budget(sequence.maxHeadLength) };
-  const over = sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)));
-  let lazyLayers: number[] = [];
-  let detail = "";
+  const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, budgetTokens: planned.budgetTokens };
   let share: number | undefined;
-  if (policy.name === "none") detail = "policy 'none' keeps every entry";
-  else if (!over) detail = "every head already fits the budget; nothing evicted";
-  else {
-    // Random draws are reproducible with the request's seed, and fresh without one.
-    const view = sequence.view();
-    const plan = policy.plan(view, budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
-    checkPlan(plan.keep, sequence);
+  const { plan, view } = planned;
+  if (plan && view) {
     if (engineObserved()) share = evictedAttentionShare(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
-    lazyLayers = plan.lazyLayers ?? [];
-    sequence.lazyLayers = lazyLayers;
+    sequence.lazyLayers = plan.lazyLayers ?? [];
   }
   const outcome: EvictionOutcome = {
-    policy: policy.name,
-    applied: detail === "",
+    policy: planned.policy.name,
+    applied: plan !== undefined,
     ...before,
     entriesAfter: sequence.entries,
     bytesAfter: sequence.bytes,
     kept: sequence.layers.map((layer) => Array.from(layer.lengths)),
-    lazyLayers,
-    detail,
+    lazyLayers: plan?.lazyLayers ?? [],
+    detail: planned.detail,
     ...(share === undefined ? {} : { evictedAttentionShare: share }),
   };
   observeEviction(sequence.id, outcome, startTime);
   return outcome;
+}
+
+/** Runs a policy on a sequence and compacts its cache to the plan. */
+export function applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction): EvictionOutcome {
+  return commitEviction(sequence, planEviction(sequence, spec, resolved));
 }
 
 /** A policy's plan must keep, per head, at least one existing slot, ascending. */

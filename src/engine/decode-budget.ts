@@ -1,5 +1,5 @@
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
-import { applyEviction, type EvictionOutcome, type ResolvedEviction } from "./apply-eviction.js";
+import { applyEviction, planEviction, type EvictionOutcome, type PlannedEviction, type ResolvedEviction } from "./apply-eviction.js";
 import type { Sequence } from "./sequence.js";
 
 /**
@@ -42,8 +42,8 @@ export class DecodeBudget {
     return applyEviction(sequence, this.spec, this.resolved);
   }
 
-  /** Compacts to C now, whatever the slack: used to relieve memory pressure. */
-  compress(sequence: Sequence): EvictionOutcome {
-    return applyEviction(sequence, this.spec, this.resolved);
+  /** Works out compacting to C now, whatever the slack (to relieve memory pressure); commit it with commitEviction. */
+  planCompression(sequence: Sequence): PlannedEviction {
+    return planEviction(sequence, this.spec, this.resolved);
   }
 }

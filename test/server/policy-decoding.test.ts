@@ -458,10 +458,7 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
     }
   });
 
-  // BUG (src/engine/engine.ts, Engine.admit): candidates are compressed one by one before the
-  // engine knows whether that frees enough, so a request that fails anyway has already
-  // compacted A for nothing. Expected-to-fail until admit() checks first (or rolls back).
-  it.fails("a prefill too large even after compressing A leaves A whole", async () => {
+  it("a prefill too large even after compressing A leaves A whole", async () => {
     const { full, compact } = await sizes();
     const t = await serverWithAandB(2 * full + compact + (full - compact) / 2);
     try {
@@ -474,12 +471,9 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
     }
   });
 
-  // BUG (src/engine/engine.ts, Engine.admit, and DecodeBudget.create): a decode budget whose
-  // plan can no longer run (here NACL's proxy span, once its queries have left the recent-query
-  // ring) makes compress() throw inside another sequence's admission, so that sequence's
-  // Prefill fails with INVALID_ARGUMENT about eviction.proxy_span, a field it never sent.
-  // Expected-to-fail until admit() passes over candidates it cannot compress.
-  it.fails("a candidate that cannot be compressed is passed over: the prefill gets RESOURCE_EXHAUSTED", async () => {
+  // A decode budget whose plan can no longer run (NACL's proxy span, once its queries have left
+  // the recent-query ring) must not fail another sequence's admission with its own error.
+  it("a candidate that cannot be compressed is passed over: the prefill gets RESOURCE_EXHAUSTED", async () => {
     const t = await startTestServer(model, { kvBudgetBytes: 1_000_000 });
     try {
       const p = prompt.length;
