@@ -416,15 +416,24 @@ export class Engine {
    * not ask for eviction.
    */
   private admit(sequence: Sequence, bytes: number): void {
-    const shortfall = () => this.pool.used - sequence.bytes + bytes - this.pool.budgetBytes;
-    if (shortfall() > 0) {
-      const candidates = [...this.sequences.values()]
-        .filter((s) => s !== sequence && !s.busy && s.decodeBudget)
-        .sort((a, b) => a.lastUsed - b.lastUsed);
+    const shortfall = this.pool.used - sequence.bytes + bytes - this.pool.budgetBytes;
+    if (shortfall > 0) {
+      // Plan first, commit only if the plans free enough: a request that fails anyway evicts nothing.
+      const planned: [Sequence, PlannedEviction][] = [];
+      let reclaimable = 0;
+      const candidates = [...this.sequences.values()].filter((s) => s !== sequence && !s.busy && s.decodeBudget).sort((a, b) => a.lastUsed - b.lastUsed);
       for (const candidate of candidates) {
-        if (shortfall() <= 0) break;
-        candidate.decodeBudget!.compress(candidate);
+        if (reclaimable >= shortfall) break;
+        try {
+          const plan = candidate.decodeBudget!.planCompression(candidate);
+          planned.push([candidate, plan]);
+          reclaimable += candidate.bytes - plan.bytesAfter;
+        } catch (error) {
+          // A budget that cannot run now (e.g. its proxy queries have left the ring) is passed over.
+          if (!(error instanceof InvalidEvictionError)) throw error;
+        }
       }
+      if (reclaimable >= shortfall) for (const [candidate, plan] of planned) commitEviction(candidate, plan);
     }
     this.pool.assertRoom(bytes, sequence.bytes);
     const quota = this.options.tenantQuota?.kvBytes;
