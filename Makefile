@@ -1,5 +1,5 @@
 # Entry points; npm scripts do the work (see package.json).
-.PHONY: install build test serve bench bench-quick python-stubs clean
+.PHONY: install build test serve bench bench-quick bench-eviction python-stubs clean
 
 install:
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci
@@ -18,6 +18,9 @@ bench: build
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
+
+bench-eviction: build
+	npm run bench:eviction
 
 python-stubs:
 	bash examples/python/generate-stubs.sh
