@@ -1,9 +1,10 @@
 /**
- * `make bench-eviction` (`npm run bench:eviction -- --quick`: 512 and 2048 only): how long each policy's eviction takes at cache
+ * `make bench-eviction`: how long each policy's eviction takes at cache
  * lengths 512, 2048 and 8192 (past the model's trained context), as a share
  * of the time it took to prefill the same prompt, in process on the default
- * model. Eviction is Engine.evict: checking the request, the policy's plan and
- * compacting the cache. Prints medians as a Markdown table; never a test.
+ * model (`npm run bench:eviction -- --quick`: 512 and 2048 only). Eviction is
+ * Engine.evict: checking the request, the policy's plan and compacting the
+ * cache. Prints medians as a Markdown table; never a test.
  */
 import { Command } from "commander";
 import { cpus, loadavg } from "node:os";
