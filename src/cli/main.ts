@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { Engine } from "../engine/engine.js";
+import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { loadModel } from "../model/load-model.js";
 import type { ExecutionProvider } from "../model/step-runner.js";
@@ -92,6 +93,8 @@ program
     await server.ready;
     log({ level: "info", msg: "serving", ...addresses, model: model!.config.name, kvBudgetBytes: options.kvBudget });
   });
+
+program.addCommand(evalCommand(version));
 
 program.parseAsync().catch((error) => {
   log({ level: "error", msg: error instanceof Error ? error.message : String(error) });

@@ -1,0 +1,47 @@
+import { parse, View } from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+
+// Tableau 10 and black: eleven colours far enough apart to tell every policy's line from the others.
+const PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#000000"];
+
+/** One point of a line: a policy's quality at the memory it kept. */
+export interface ChartPoint {
+  policy: string;
+  /** Share of the KV entries kept (x). */
+  kept: number;
+  /** Which panel the point belongs to, e.g. "mean KL" or "query-aware". */
+  panel: string;
+  value: number;
+}
+
+/**
+ * Quality against memory kept, one line per policy, one panel per metric or
+ * setting (each panel with its own y scale), rendered to SVG by vega-lite
+ * and vega without a browser.
+ */
+export async function lineChartSvg(title: string, points: readonly ChartPoint[], options: { panels: readonly string[]; xTitle: string }): Promise<string> {
+  const spec: TopLevelSpec = {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title,
+    data: { values: points.map((p) => ({ ...p })) },
+    facet: { column: { field: "panel", type: "nominal", sort: [...options.panels], title: null } },
+    spec: {
+      width: 260,
+      height: 220,
+      mark: { type: "line", point: true, strokeWidth: 1.5 },
+      encoding: {
+        x: { field: "kept", type: "quantitative", title: options.xTitle, scale: { domain: [0, 1] } },
+        y: { field: "value", type: "quantitative", title: null, scale: { zero: false } },
+        color: { field: "policy", type: "nominal", title: "policy", scale: { range: [...PALETTE] } },
+      },
+    },
+    resolve: { scale: { y: "independent" } },
+    config: { font: "sans-serif" },
+  };
+  const view = new View(parse(compile(spec).spec), { renderer: "none" });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}

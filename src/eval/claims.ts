@@ -1,0 +1,209 @@
+import type { FidelityReport } from "./fidelity.js";
+import { budget, change, nats, percent } from "./format.js";
+import { RECALL_MODES, type RecallMode, type RecallReport } from "./recall.js";
+
+export type Verdict = "agrees" | "disagrees" | "mixed" | "no difference" | "not measured";
+
+/** A research claim next to what this project measures. */
+export interface Claim {
+  topic: string;
+  claim: string;
+  measured: string;
+  verdict: Verdict;
+}
+
+/** One like-for-like comparison: is `a` better than `b` here? */
+interface Duel {
+  /** Positive when a is better. */
+  edge: number;
+  text: string;
+}
+
+/**
+ * The claims of Part B of the eviction-methods notes that the two suites can
+ * test, each with its verdict computed from the figures (never written by hand).
+ */
+export function researchClaims(fidelity: FidelityReport | undefined, recall: RecallReport | undefined): Claim[] {
+  const look = new Figures(fidelity, recall);
+  return [
+    duelClaim(look, "NACL vs H2O", "nacl", "h2o", "NACL (ACL 2024): proxy-token scores plus random eviction beat accumulated-attention eviction (H2O-style) at the same budget."),
+    naclRetention(look),
+    duelClaim(look, "Ada-SnapKV vs SnapKV", "ada-snapkv", "snapkv", "Ada-KV (NeurIPS 2025): adaptive per-head budgets beat SnapKV's uniform ones at equal budget, question-aware and question-agnostic."),
+    duelClaim(look, "Ada-Pyramid vs PyramidKV", "ada-pyramidkv", "pyramidkv", "Ada-KV: the same gain over PyramidKV's per-layer budgets (Ada-Pyramid)."),
+    knormLanguageModelling(look),
+    knormPasskey(look),
+    {
+      topic: "L2 norm: lowest vs highest norm",
+      claim: "L2 norm (EMNLP 2024) ablation: keeping the highest-norm keys instead of the lowest is much worse.",
+      measured: "Not measurable through the API: knorm always keeps the lowest-norm keys and no parameter inverts the order, so the ablation needs one (see the next row for the nearest available comparison).",
+      verdict: "not measured",
+    },
+    duelClaim(look, "L2 norm vs random (stand-in for the ablation)", "knorm", "random", "If low key norms mark the entries attention needs, keeping the lowest-norm keys beats keeping random ones at the same budget."),
+    simLayerKv(look),
+    streamingFloor(look),
+  ];
+}
+
+/** Reads cells from the reports. */
+class Figures {
+  constructor(
+    readonly fidelity: FidelityReport | undefined,
+    readonly recall: RecallReport | undefined,
+  ) {}
+
+  get budgets(): number[] {
+    return this.fidelity?.budgets ?? this.recall?.budgets ?? [];
+  }
+
+  fidelityCell(label: string, keepFraction: number) {
+    return this.fidelity?.cells.find((c) => c.label === label && c.keepFraction === keepFraction && c.quality);
+  }
+
+  recallCell(label: string, keepFraction: number, mode: RecallMode) {
+    return this.recall?.cells.find((c) => c.label === label && c.keepFraction === keepFraction && c.mode === mode && c.accuracy !== undefined);
+  }
+
+  labels(): string[] {
+    return [...new Set([...(this.fidelity?.variants ?? []), ...(this.recall?.variants ?? [])].map((v) => v.label))];
+  }
+}
+
+/** KL per budget (fidelity) and accuracy per budget and mode (recall), a against b. */
+function duels(look: Figures, a: string, b: string): Duel[] {
+  const found: Duel[] = [];
+  for (const f of look.budgets) {
+    const fa = look.fidelityCell(a, f)?.quality;
+    const fb = look.fidelityCell(b, f)?.quality;
+    if (fa && fb) {
+      // Within 2% of each other counts as a tie: the prompts are few.
+      const edge = Math.abs(fa.meanKl - fb.meanKl) <= 0.02 * Math.max(fa.meanKl, fb.meanKl) ? 0 : fb.meanKl - fa.meanKl;
+      // Policies that leave whole layers alone (knorm, simlayerkv) keep more than the budget: say so.
+      const keptA = look.fidelityCell(a, f)!.keptFraction ?? 1;
+      const keptB = look.fidelityCell(b, f)!.keptFraction ?? 1;
+      const kept = Math.abs(keptA - keptB) > 0.02 ? ` (keeping ${percent(keptA, 0)} vs ${percent(keptB, 0)})` : "";
+      found.push({ edge, text: `KL ${nats(fa.meanKl)} vs ${nats(fb.meanKl)} at ${budget(f)}${kept}` });
+    }
+    for (const mode of RECALL_MODES) {
+      const ra = look.recallCell(a, f, mode)?.accuracy;
+      const rb = look.recallCell(b, f, mode)?.accuracy;
+      if (ra !== undefined && rb !== undefined) {
+        found.push({ edge: ra - rb, text: `${mode} accuracy ${percent(ra, 0)} vs ${percent(rb, 0)} at ${budget(f)}` });
+      }
+    }
+  }
+  return found;
+}
+
+function verdictOf(found: readonly Duel[]): Verdict {
+  if (found.length === 0) return "not measured";
+  const wins = found.filter((d) => d.edge > 0).length;
+  const losses = found.filter((d) => d.edge < 0).length;
+  if (wins > 0 && losses === 0) return "agrees";
+  if (losses > 0 && wins === 0) return "disagrees";
+  return wins === 0 ? "no difference" : "mixed";
+}
+
+function duelClaim(look: Figures, topic: string, a: string, b: string, claim: string): Claim {
+  const found = duels(look, a, b);
+  const wins = found.filter((d) => d.edge > 0).length;
+  const losses = found.filter((d) => d.edge < 0).length;
+  const tally = found.length > 0 ? `${a} better in ${wins}, worse in ${losses}, tied in ${found.length - wins - losses} of ${found.length} comparisons (KL: lower is better). ` : "";
+  return { topic, claim, measured: tally + (found.map((d) => d.text).join("; ") || `${a} or ${b} was not run.`), verdict: verdictOf(found) };
+}
+
+function naclRetention(look: Figures): Claim {
+  const claim = "NACL: at 80% eviction (20% budget) performance stays above 95% of the full cache's.";
+  const full = look.recall?.full.accuracy;
+  const parts: string[] = [];
+  let ok = true;
+  let measured = false;
+  for (const mode of RECALL_MODES) {
+    const accuracy = look.recallCell("nacl", 0.2, mode)?.accuracy;
+    if (accuracy === undefined || !full) continue;
+    measured = true;
+    ok &&= accuracy >= 0.95 * full;
+    parts.push(`${mode}: ${percent(accuracy, 0)} vs ${percent(full, 0)} full (${percent(accuracy / full, 0)} retained)`);
+  }
+  const agreement = look.fidelityCell("nacl", 0.2)?.quality;
+  if (agreement) parts.push(`fidelity: top-1 agreement ${percent(agreement.top1Agreement)}, perplexity ${change(agreement.perplexityChangePct)}`);
+  return { topic: "NACL at 20% budget", claim, measured: parts.join("; ") || "nacl at 20% was not run.", verdict: measured ? (ok ? "agrees" : "disagrees") : "not measured" };
+}
+
+function knormLanguageModelling(look: Figures): Claim {
+  const claim = "L2 norm: language modelling loses no perplexity with half the cache evicted.";
+  const cell = look.fidelityCell("knorm", 0.5);
+  if (!cell?.quality) return { topic: "L2 norm at 50%", claim, measured: "knorm at 50% was not run.", verdict: "not measured" };
+  return {
+    topic: "L2 norm at 50%",
+    claim,
+    measured: `perplexity ${change(cell.quality.perplexityChangePct)}, top-1 agreement ${percent(cell.quality.top1Agreement)}, KL ${nats(cell.quality.meanKl)}; it kept ${percent(cell.keptFraction ?? 1)} of the entries (layers 0 and 1 are never compressed).`,
+    verdict: Math.abs(cell.quality.perplexityChangePct) < 1 ? "agrees" : "disagrees",
+  };
+}
+
+function knormPasskey(look: Figures): Claim {
+  const claim = "L2 norm: passkey retrieval stays perfect at 90% compression (one eviction after the whole prompt, question included).";
+  const cell = look.recallCell("knorm", 0.1, "query-aware");
+  const full = look.recall?.full.byTask.passkey;
+  const accuracy = cell?.byTask.passkey;
+  if (accuracy === undefined || full === undefined) return { topic: "L2 norm passkey at 10%", claim, measured: "knorm passkey at 10% was not run.", verdict: "not measured" };
+  return {
+    topic: "L2 norm passkey at 10%",
+    claim,
+    measured: `query-aware passkey accuracy ${percent(accuracy, 0)} (full cache ${percent(full, 0)}), keeping ${percent(cell?.keptFraction ?? 1)} of the entries.`,
+    verdict: accuracy >= full - 0.05 ? "agrees" : "disagrees",
+  };
+}
+
+function simLayerKv(look: Figures): Claim {
+  const claim =
+    "SimLayerKV: many layers are lazy; trimming them at the default threshold (0.9) compresses the cache 5x for a 1.2% drop (with 4-bit KIVI, so about 1.25x from the trimming itself).";
+  const parts: string[] = [];
+  let best: { compression: number; drop: number } | undefined;
+  for (const f of look.budgets) {
+    const cell = look.fidelityCell("simlayerkv", f);
+    if (!cell?.quality || cell.keptFraction === undefined) continue;
+    const layers = look.fidelity!.model.layers;
+    const compression = 1 / cell.keptFraction;
+    parts.push(
+      `${budget(f)}: ${(cell.lazyLayers ?? 0).toFixed(1)} of ${layers} layers lazy, ${compression.toFixed(2)}x, perplexity ${change(cell.quality.perplexityChangePct)}` +
+        RECALL_MODES.map((mode) => {
+          const r = look.recallCell("simlayerkv", f, mode);
+          return r?.accuracy !== undefined ? `, ${mode} ${percent(r.accuracy, 0)}` : "";
+        }).join(""),
+    );
+    if (cell.quality.perplexityChangePct <= 1.2 && (!best || compression > best.compression)) best = { compression, drop: cell.quality.perplexityChangePct };
+  }
+  if (parts.length === 0) return { topic: "SimLayerKV", claim, measured: "simlayerkv was not run.", verdict: "not measured" };
+  const summary = best ? `Most compression within a 1.2% perplexity rise: ${best.compression.toFixed(2)}x. ` : "No budget stayed within a 1.2% perplexity rise. ";
+  const verdict: Verdict = best === undefined ? "disagrees" : best.compression >= 1.25 ? "agrees" : "disagrees";
+  return { topic: "SimLayerKV", claim, measured: summary + parts.join("; "), verdict };
+}
+
+function streamingFloor(look: Figures): Claim {
+  const claim = "StreamingLLM (sinks + recent) is the floor that query-agnostic scoring policies should beat: it keeps nothing from the middle of the context.";
+  const others = look.labels().filter((l) => l !== "streaming_llm" && l !== "random");
+  const below: string[] = [];
+  let compared = 0;
+  for (const f of look.budgets) {
+    const floor = look.recallCell("streaming_llm", f, "query-agnostic")?.accuracy;
+    if (floor === undefined) continue;
+    for (const label of others) {
+      const accuracy = look.recallCell(label, f, "query-agnostic")?.accuracy;
+      if (accuracy === undefined) continue;
+      compared++;
+      if (accuracy < floor) below.push(`${label} ${percent(accuracy, 0)} < ${percent(floor, 0)} at ${budget(f)}`);
+    }
+  }
+  const floors = look.budgets
+    .map((f) => [f, look.recallCell("streaming_llm", f, "query-agnostic")?.accuracy] as const)
+    .filter((e): e is readonly [number, number] => e[1] !== undefined)
+    .map(([f, a]) => `${percent(a, 0)} at ${budget(f)}`);
+  if (compared === 0) return { topic: "StreamingLLM floor", claim, measured: "No query-agnostic recall figures.", verdict: "not measured" };
+  return {
+    topic: "StreamingLLM floor",
+    claim,
+    measured: `streaming_llm query-agnostic accuracy ${floors.join(", ")}; ${compared - below.length} of ${compared} policy-budget pairs are at or above it${below.length > 0 ? `; below it: ${below.join(", ")}` : ""}.`,
+    verdict: below.length === 0 ? "agrees" : below.length < compared ? "mixed" : "disagrees",
+  };
+}

@@ -1,0 +1,74 @@
+import { Command, InvalidArgumentError } from "commander";
+import { fileURLToPath } from "node:url";
+import { terminalProgress } from "./progress.js";
+import { writeReport } from "./report.js";
+import { runEval, SUITES, type Suite } from "./run-eval.js";
+
+const RECALL_DIR = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../models/recall" : "../../models/recall", import.meta.url));
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+function list(value: string): string[] {
+  return value.split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+function suites(value: string): Suite[] {
+  const names = list(value);
+  const unknown = names.filter((name) => !SUITES.includes(name as Suite));
+  if (unknown.length > 0) throw new InvalidArgumentError(`unknown suites ${unknown.join(", ")} (available: ${SUITES.join(", ")})`);
+  return names as Suite[];
+}
+
+function fractions(value: string): number[] {
+  const values = list(value).map(Number);
+  if (values.length === 0 || values.some((f) => !(f > 0 && f <= 1))) throw new InvalidArgumentError("must be keep fractions in (0, 1], comma-separated");
+  return values;
+}
+
+/** `kvwarden eval`: measures what each policy costs in quality and writes the report. */
+export function evalCommand(version: string): Command {
+  return new Command("eval")
+    .description("measure each eviction policy's quality cost (fidelity on a language model, recall on the recall model) and write a report")
+    .option("--out <dir>", "folder the report (report.md, report.json, SVG charts) is written to", "eval-report")
+    .option("--quick", "a small run: 3 stories, budgets 0.2 and 0.5, one recall task per kind (shortest length, middle depth)", false)
+    .option("--target <address>", "host:port of a running sidecar for the fidelity suite (default: start one here)")
+    .option("--model <path>", "llama2.c checkpoint for the fidelity suite when starting one here (default: stories260K)")
+    .option("--tokenizer <path>", "its tokenizer (required with --model)")
+    .option("--recall-model <dir>", "folder with the recall model's recall.bin, tok.bin and heldout.jsonl", RECALL_DIR)
+    .option("--recall-target <address>", "host:port of a running sidecar serving the recall model (default: start one here)")
+    .option("--suites <list>", `suites to run: ${SUITES.join(",")}`, suites, [...SUITES])
+    .option("--policies <list>", "policy labels or names to run (default: all but none; adakv runs as ada-snapkv and ada-pyramidkv)", list)
+    .option("--budgets <list>", "keep_fraction values (default 0.1,0.2,0.35,0.5)", fractions)
+    .option("--prompts <n>", "fidelity stories (default 32)", positiveInt)
+    .option("--recall-per-group <n>", "recall tasks per task kind, prompt length and needle depth (default 2)", positiveInt)
+    .option("--seed <n>", "first seed for sampling the stories", positiveInt, 1)
+    .option("--concurrency <n>", "requests in flight at once", positiveInt, 2)
+    .option("--threads <n>", "onnxruntime intra-op threads of a sidecar started here", positiveInt, 1)
+    .action(async (options) => {
+      if (Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
+      const report = await runEval({
+        suites: options.suites,
+        quick: options.quick,
+        fidelitySidecar: options.target
+          ? { target: options.target }
+          : { files: options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : undefined, threads: options.threads },
+        recallDir: options.recallModel,
+        recallTarget: options.recallTarget,
+        policies: options.policies,
+        budgets: options.budgets,
+        prompts: options.prompts,
+        recallPerGroup: options.recallPerGroup,
+        seed: options.seed,
+        concurrency: options.concurrency,
+        command: ["kvwarden", ...process.argv.slice(2)].join(" "),
+        version,
+        progress: terminalProgress(),
+      });
+      for (const path of await writeReport(report, options.out)) process.stdout.write(`${path}\n`);
+      if (report.recall && "skipped" in report.recall) process.stderr.write(`recall suite skipped: ${report.recall.skipped}\n`);
+    });
+}

@@ -1,0 +1,73 @@
+import { status, type ServiceError } from "@grpc/grpc-js";
+import type { EvictionSpec, InfoResponse } from "../gen/kvwarden/v1/kvwarden.js";
+import { snakeCase } from "../policies/registry.js";
+import type { DeepPartial } from "./client.js";
+
+/** Eviction parameters beyond the budget and the seed. */
+export type PolicyParameters = Omit<DeepPartial<EvictionSpec>, "policy" | "maxTokens" | "keepFraction" | "seed">;
+
+/** One policy as the evaluation runs it: a name in the report, the policy and the parameters it is given. */
+export interface PolicyVariant {
+  label: string;
+  policy: string;
+  params: PolicyParameters;
+}
+
+/**
+ * Every policy the sidecar offers except `none`, with adakv run twice (over
+ * snapkv and over pyramidkv). Windowed policies (SnapKV family: observation
+ * window; NACL: proxy tokens) get `window` instead of their default of 32,
+ * which is sized for prompts of thousands of tokens and would not even fit
+ * the smallest budgets of a few-hundred-token context. A parameter the
+ * sidecar's policy does not list is left out, so older sidecars still work.
+ */
+export function policyVariants(info: InfoResponse, window: number): PolicyVariant[] {
+  const variants: PolicyVariant[] = [];
+  for (const policy of info.policies) {
+    const takes = new Set(policy.parameters.map((p) => p.name));
+    const params = (wanted: Record<string, number | string>): PolicyParameters =>
+      Object.fromEntries(Object.entries(wanted).filter(([name]) => takes.has(snakeCase(name))));
+    switch (policy.name) {
+      case "none":
+        break;
+      case "snapkv":
+      case "pyramidkv":
+        variants.push({ label: policy.name, policy: policy.name, params: params({ window }) });
+        break;
+      case "adakv":
+        variants.push({ label: "ada-snapkv", policy: "adakv", params: params({ window, basePolicy: "snapkv" }) });
+        variants.push({ label: "ada-pyramidkv", policy: "adakv", params: params({ window, basePolicy: "pyramidkv" }) });
+        break;
+      case "nacl":
+        variants.push({ label: "nacl", policy: "nacl", params: params({ proxyTokens: window }) });
+        break;
+      default:
+        variants.push({ label: policy.name, policy: policy.name, params: {} });
+    }
+  }
+  return variants;
+}
+
+/** Keeps the variants named by label or by policy (`adakv` selects both of its variants). */
+export function selectVariants(variants: PolicyVariant[], names: readonly string[]): PolicyVariant[] {
+  const unknown = names.filter((name) => !variants.some((v) => v.label === name || v.policy === name));
+  if (unknown.length > 0) throw new Error(`unknown policies ${unknown.join(", ")}; available: ${variants.map((v) => v.label).join(", ")}`);
+  return variants.filter((v) => names.includes(v.label) || names.includes(v.policy));
+}
+
+/** The parameters as the report states them, in proto field names. */
+export function describeParams(params: PolicyParameters): string {
+  const entries = Object.entries(params).map(([name, value]) => {
+    const text = typeof value === "object" && value !== null && "start" in value ? `[${value.start}, ${value.end})` : String(value);
+    return `${snakeCase(name)}=${text}`;
+  });
+  return entries.length > 0 ? entries.join(", ") : "defaults";
+}
+
+/** The minimum a budget was refused for, or undefined for any other failure. */
+export function budgetMinimumOf(error: unknown): number | undefined {
+  const grpc = error as Partial<ServiceError>;
+  if (grpc.code !== status.INVALID_ARGUMENT) return undefined;
+  const match = /below the minimum of (\d+)/.exec(grpc.details ?? "");
+  return match ? Number(match[1]) : undefined;
+}

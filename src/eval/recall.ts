@@ -1,0 +1,195 @@
+import { FinishReason, type EvictionResult, type InfoResponse } from "../gen/kvwarden/v1/kvwarden.js";
+import type { EvalClient } from "./client.js";
+import { mapConcurrent } from "./concurrency.js";
+import { budgetMinimumOf, describeParams, type PolicyVariant } from "./policy-variants.js";
+import type { Progress } from "./progress.js";
+import { RECALL_TASKS, type RecallTask, type RecallTaskName } from "./recall-tasks.js";
+
+/** Query-aware: the question is in the cache when the policy runs. Query-agnostic: it comes after. */
+export const RECALL_MODES = ["query-aware", "query-agnostic"] as const;
+export type RecallMode = (typeof RECALL_MODES)[number];
+
+export interface RecallOptions {
+  tasks: readonly RecallTask[];
+  budgets: readonly number[];
+  variants: readonly PolicyVariant[];
+  window: number;
+  concurrency: number;
+}
+
+/** Answers right out of asked, for one slice of the tasks. */
+export interface Tally {
+  correct: number;
+  total: number;
+}
+
+/** One slice of tasks (a task kind at one prompt length) under one policy, budget and mode. */
+export interface RecallGroup extends Tally {
+  task: RecallTaskName;
+  length: number;
+  /** "n/a (budget below minimum N)" when the policy refuses the budget at this length. */
+  unavailable?: string;
+  /** Correct answers by the asked fact's depth: [depth, correct, total]. */
+  byDepth: [number, number, number][];
+}
+
+export interface RecallCell {
+  label: string;
+  keepFraction: number;
+  mode: RecallMode;
+  /** Over the groups the policy could run. */
+  accuracy?: number;
+  byTask: Partial<Record<RecallTaskName, number>>;
+  /** Entries kept over entries before the eviction, mean over the tasks it ran on. */
+  keptFraction?: number;
+  groups: RecallGroup[];
+}
+
+export interface RecallReport {
+  model: { name: string; layers: number; heads: number; kvHeads: number; contextLength: number; vocabSize: number };
+  source: string;
+  tasks: number;
+  lengths: number[];
+  window: number;
+  budgets: number[];
+  variants: { label: string; policy: string; params: string }[];
+  /** With the full cache. */
+  full: { accuracy: number; byTask: Partial<Record<RecallTaskName, number>>; groups: RecallGroup[] };
+  cells: RecallCell[];
+}
+
+/**
+ * Needle tasks answered by greedy decoding and exact match, with the full cache
+ * and under each policy, budget and mode.
+ */
+export async function runRecall(client: EvalClient, info: InfoResponse, source: string, options: RecallOptions, progress: Progress): Promise<RecallReport> {
+  const model = info.model!;
+  const { tasks, concurrency } = options;
+  progress.phase("recall: full cache", tasks.length);
+  const fullOutcomes = await mapConcurrent(tasks, concurrency, async (task) => {
+    const outcome = await answer(client, `eval-recall-full-${task.index}`, task, "query-aware");
+    progress.tick();
+    return outcome;
+  });
+  const full = tallyGroups(tasks, fullOutcomes);
+
+  const settings = options.variants.flatMap((variant) => options.budgets.flatMap((keepFraction) => RECALL_MODES.map((mode) => ({ variant, keepFraction, mode }))));
+  const jobs = settings.flatMap((setting) => tasks.map((task) => ({ ...setting, task })));
+  progress.phase("recall: policies", jobs.length);
+  const outcomes = await mapConcurrent(jobs, concurrency, async ({ variant, keepFraction, mode, task }) => {
+    const outcome = await answer(client, `eval-recall-${variant.label}-${keepFraction}-${mode}-${task.index}`, task, mode, variant, keepFraction);
+    progress.tick(`${variant.label} @ ${keepFraction} ${mode}`);
+    return outcome;
+  });
+  progress.stop();
+
+  const cells = settings.map(({ variant, keepFraction, mode }, s): RecallCell => {
+    const cellOutcomes = outcomes.slice(s * tasks.length, (s + 1) * tasks.length);
+    const groups = tallyGroups(tasks, cellOutcomes);
+    const ran = cellOutcomes.filter((o) => o.unavailable === undefined);
+    return {
+      label: variant.label,
+      keepFraction,
+      mode,
+      ...accuracies(groups),
+      keptFraction: ran.length > 0 ? ran.reduce((sum, o) => sum + o.keptFraction, 0) / ran.length : undefined,
+      groups,
+    };
+  });
+  const fullAccuracy = accuracies(full);
+  return {
+    model: { name: model.name, layers: model.layers, heads: model.heads, kvHeads: model.kvHeads, contextLength: model.contextLength, vocabSize: model.vocabSize },
+    source,
+    tasks: tasks.length,
+    lengths: [...new Set(tasks.map((t) => t.length))].sort((a, b) => a - b),
+    window: options.window,
+    budgets: [...options.budgets],
+    variants: options.variants.map((v) => ({ label: v.label, policy: v.policy, params: describeParams(v.params) })),
+    full: { accuracy: fullAccuracy.accuracy ?? 0, byTask: fullAccuracy.byTask, groups: full },
+    cells,
+  };
+}
+
+interface Outcome {
+  correct: boolean;
+  keptFraction: number;
+  /** The minimum budget the policy asked for, when it refused this one. */
+  unavailable?: number;
+}
+
+/**
+ * Feeds one task and decodes its answer greedily. Query-aware: the whole prompt
+ * is prefilled and evicted at once, with NACL's proxies on the question.
+ * Query-agnostic: the context is prefilled and evicted, then the question fed.
+ */
+async function answer(client: EvalClient, sequenceId: string, task: RecallTask, mode: RecallMode, variant?: PolicyVariant, keepFraction?: number): Promise<Outcome> {
+  const aware = mode === "query-aware";
+  const evicted = aware ? task.tokens : task.tokens.slice(0, task.questionStart);
+  const eviction = variant && {
+    policy: variant.policy,
+    keepFraction,
+    seed: BigInt(task.index),
+    ...questionAware(variant, aware ? { start: task.questionStart, end: task.tokens.length } : undefined),
+  };
+  let result: EvictionResult | undefined;
+  try {
+    try {
+      result = (await client.prefill({ sequenceId, tokenIds: evicted, eviction })).eviction;
+    } catch (error) {
+      const minimum = budgetMinimumOf(error);
+      if (minimum === undefined) throw error;
+      return { correct: false, keptFraction: 1, unavailable: minimum };
+    }
+    if (!aware) await client.prefill({ sequenceId, tokenIds: task.tokens.slice(task.questionStart) });
+    const generated = (await client.decode({ sequenceId, maxNewTokens: task.answer.length }))
+      .filter((m) => m.finishReason !== FinishReason.FINISH_REASON_STOP)
+      .map((m) => m.tokenId);
+    return {
+      correct: generated.length === task.answer.length && generated.every((id, i) => id === task.answer[i]),
+      keptFraction: result ? Number(result.entriesAfter) / Number(result.entriesBefore) : 1,
+    };
+  } finally {
+    await client.release(sequenceId);
+  }
+}
+
+/** The variant's parameters, with NACL's proxies set to the question when it is in the cache. */
+function questionAware(variant: PolicyVariant, question: { start: number; end: number } | undefined) {
+  if (variant.policy !== "nacl" || !question) return variant.params;
+  const { proxyTokens: _replaced, ...rest } = variant.params;
+  return { ...rest, proxySpan: question };
+}
+
+function tallyGroups(tasks: readonly RecallTask[], outcomes: readonly Outcome[]): RecallGroup[] {
+  const groups = new Map<string, RecallGroup>();
+  tasks.forEach((task, i) => {
+    const key = `${task.task}/${task.length}`;
+    const group = groups.get(key) ?? { task: task.task, length: task.length, correct: 0, total: 0, byDepth: [] };
+    groups.set(key, group);
+    const outcome = outcomes[i];
+    if (outcome.unavailable !== undefined) {
+      group.unavailable = `n/a (budget below minimum ${outcome.unavailable})`;
+      return;
+    }
+    group.total++;
+    if (outcome.correct) group.correct++;
+    let depth = group.byDepth.find(([d]) => d === task.depth);
+    if (!depth) group.byDepth.push((depth = [task.depth, 0, 0]));
+    depth[2]++;
+    if (outcome.correct) depth[1]++;
+  });
+  return [...groups.values()].sort((a, b) => RECALL_TASKS.indexOf(a.task) - RECALL_TASKS.indexOf(b.task) || a.length - b.length);
+}
+
+function accuracies(groups: readonly RecallGroup[]): { accuracy?: number; byTask: Partial<Record<RecallTaskName, number>> } {
+  const rate = (slice: readonly Tally[]) => {
+    const total = slice.reduce((sum, g) => sum + g.total, 0);
+    return total > 0 ? slice.reduce((sum, g) => sum + g.correct, 0) / total : undefined;
+  };
+  const byTask: Partial<Record<RecallTaskName, number>> = {};
+  for (const task of RECALL_TASKS) {
+    const value = rate(groups.filter((g) => g.task === task));
+    if (value !== undefined) byTask[task] = value;
+  }
+  return { accuracy: rate(groups), byTask };
+}

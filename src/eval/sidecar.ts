@@ -1,0 +1,55 @@
+import { relative } from "node:path";
+import { Engine } from "../engine/engine.js";
+import { defaultModelFiles } from "../model/default-model.js";
+import { loadModel, type ModelFiles } from "../model/load-model.js";
+import { KvwardenServer } from "../server/server.js";
+import { EvalClient } from "./client.js";
+
+/** Where the evaluation's requests go. */
+export type SidecarChoice =
+  | { target: string }
+  | {
+      /** Absent: stories260K. */
+      files?: ModelFiles;
+      /** Tokens whose queries the in-process server keeps; bounds SnapKV windows and NACL proxy spans. */
+      recentQueries?: number;
+      threads?: number;
+    };
+
+export interface Sidecar {
+  client: EvalClient;
+  /** How it was reached, for the report. */
+  description: string;
+  close(): Promise<void>;
+}
+
+/** Connects to a running sidecar, or starts one on a loopback ephemeral port in this process. */
+export async function openSidecar(choice: SidecarChoice): Promise<Sidecar> {
+  if ("target" in choice) {
+    const client = new EvalClient(choice.target);
+    await client.ready(10_000);
+    return { client, description: `sidecar at ${choice.target}`, close: async () => client.close() };
+  }
+  const files = choice.files ?? (await defaultModelFiles());
+  const model = await loadModel(files, { executionProvider: "cpu", intraOpThreads: choice.threads ?? 1 });
+  const engine = new Engine(model, {
+    kvBudgetBytes: 256 * 1024 * 1024,
+    maxSequenceTokens: model.config.contextLength,
+    prefillChunkTokens: 128,
+    allowPastContext: false,
+    sequenceTtlMs: 600_000,
+    recentQueryRows: choice.recentQueries ?? 64,
+  });
+  const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "eval" });
+  const port = await server.listen("127.0.0.1:0");
+  const client = new EvalClient(`127.0.0.1:${port}`);
+  return {
+    client,
+    description: `in-process sidecar (${relative(process.cwd(), files.modelPath)})`,
+    async close() {
+      client.close();
+      await server.close(1_000);
+      await model.runner.release();
+    },
+  };
+}
