@@ -1,7 +1,7 @@
 import { SeededRandom } from "../model/seeded-random.js";
 import { capacityFor } from "../kv/layer-cache.js";
 import type { CacheView, EvictionSpec, KeepPlan, Policy, PolicyPlan } from "../policies/policy.js";
-import { engineObserved, observeEviction } from "../telemetry/engine-telemetry.js";
+import { inSampledTrace, observeEviction } from "../telemetry/engine-telemetry.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
 import type { Sequence } from "./sequence.js";
 
@@ -23,7 +23,7 @@ export interface EvictionOutcome {
   lazyLayers: number[];
   detail: string;
   /** Share of the recent queries' attention the dropped entries held (see evicted-attention-share.ts);
-   * measured only while telemetry records it, since it costs about what attention scoring costs. */
+   * measured only inside a sampled trace, since it costs about what attention scoring costs. */
   evictedAttentionShare?: number;
 }
 
@@ -64,7 +64,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
   let share: number | undefined;
   const { plan, view } = planned;
   if (plan && view) {
-    if (engineObserved()) share = evictedAttentionShare(view, plan.keep);
+    if (inSampledTrace()) share = evictedAttentionShare(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.lazyLayers = plan.lazyLayers ?? [];
   }

@@ -23,9 +23,12 @@ export function addEngineListener(listener: EngineListener): () => void {
   return () => listeners.delete(listener);
 }
 
-/** Whether anything would record a costly measurement now: a listener, or a sampled span. */
-export function engineObserved(): boolean {
-  return listeners.size > 0 || trace.getActiveSpan()?.isRecording() === true;
+/**
+ * Whether the work at hand belongs to a sampled trace, the gate for costly
+ * measurements: the sampler (OTEL_TRACES_SAMPLER) then bounds what they cost.
+ */
+export function inSampledTrace(): boolean {
+  return trace.getActiveSpan()?.isRecording() === true;
 }
 
 /**

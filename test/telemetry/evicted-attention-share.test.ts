@@ -34,6 +34,12 @@ describe("evictedAttentionShare", () => {
     expect(evictedAttentionShare(view, keep([[0]], [[0, 1]]))).toBeCloseTo((up[1] + down[1]) / 4, 6);
   });
 
+  it("reads only the last rows of the observation window", () => {
+    const view = cacheView({ heads: 1, layers: [[scalarKeys(keys)]], queries: { positions: [2, 3], layers: [[[[1.5], [-0.5]]]] } });
+    const late = naiveAttention([-0.5], keys.map((k) => [k]), [0, 1, 2, 3], 3);
+    expect(evictedAttentionShare(view, keep([[0, 2]]), 1)).toBeCloseTo(late[1] + late[3], 6);
+  });
+
   it("is undefined without query rows", () => {
     const view = cacheView({ heads: 1, layers: [[scalarKeys(keys)]] });
     expect(evictedAttentionShare(view, keep([[0]]))).toBeUndefined();

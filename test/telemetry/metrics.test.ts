@@ -1,4 +1,4 @@
-import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../../src/engine/engine.js";
 import { DecodeRequest, KvCacheClient, PrefillRequest, type DeepPartial, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
@@ -7,6 +7,7 @@ import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
 import { loadTestModel } from "../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
+import { recordSpans } from "./support/span-recorder.js";
 
 /** Samples of a Prometheus text exposition, keyed by name and labels as written. */
 function parseExposition(text: string): Map<string, number> {
@@ -26,8 +27,10 @@ describe("the Prometheus endpoint", () => {
   let endpoint: MetricsServer;
   let client: KvCacheClient;
   let url: string;
+  let recorder: ReturnType<typeof recordSpans>;
 
   beforeAll(async () => {
+    recorder = recordSpans();
     // Room for two short sequences; a 500-token prompt is refused.
     engine = new Engine(await loadTestModel(), { ...DEFAULT_TEST_OPTIONS, kvBudgetBytes: 600_000 });
     metrics = new KvwardenMetrics(() => engine.stats());
@@ -41,14 +44,26 @@ describe("the Prometheus endpoint", () => {
     client.close();
     await Promise.all([server.close(1_000), endpoint.close()]);
     metrics.close();
+    await recorder.stop();
   });
 
-  const prefill = (request: DeepPartial<PrefillRequest>) =>
-    new Promise<PrefillResponse>((resolve, reject) => client.prefill(PrefillRequest.fromPartial(request), (error, response) => (error ? reject(error) : resolve(response))));
+  const prefill = (request: DeepPartial<PrefillRequest>, metadata = new Metadata()) =>
+    new Promise<PrefillResponse>((resolve, reject) =>
+      client.prefill(PrefillRequest.fromPartial(request), metadata, (error, response) => (error ? reject(error) : resolve(response))),
+    );
+  /** A caller's trace context, sampled or not: the attention share is measured in sampled traces only. */
+  const traced = (sampled: boolean) => {
+    const metadata = new Metadata();
+    metadata.set("traceparent", `00-6e0c63257de34c926f9efcd03899a6a0-30d9af9fa5ab0d35-0${sampled ? 1 : 0}`);
+    return metadata;
+  };
 
   it("reports cache use, calls, tokens, evictions, refusals and step latencies", async () => {
     const first = await prefill({ sequenceId: "a", text: "Once upon a time, there was a little girl named Lily." });
-    const evicted = await prefill({ sequenceId: "b", text: "Lily liked to play in the park with her red ball.", eviction: { policy: "snapkv", maxTokens: 6, window: 2 } });
+    const story = "Lily liked to play in the park with her red ball.";
+    const evicted = await prefill({ sequenceId: "b", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, traced(true));
+    const unsampled = await prefill({ sequenceId: "b2", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, traced(false));
+    await new Promise((resolve, reject) => client.release({ sequenceId: "b2" }, (error, response) => (error ? reject(error) : resolve(response))));
     let generated = 0;
     for await (const _ of client.decode(DecodeRequest.fromPartial({ sequenceId: "a", maxNewTokens: 5, ignoreEos: true }))) generated++;
     const refused = await prefill({ sequenceId: "c", tokenIds: Array.from({ length: 500 }, (_, i) => 10 + (i % 400)) }).catch((error: ServiceError) => error);
@@ -66,21 +81,22 @@ describe("the Prometheus endpoint", () => {
     expect(samples.get("kvwarden:num_sequences")).toBe(2);
     expect(samples.get("kvwarden:num_requests_running")).toBe(0);
     expect(samples.get("kvwarden:num_requests_waiting")).toBe(0);
-    expect(samples.get('kvwarden:requests_total{method="Prefill",code="OK"}')).toBe(2);
+    expect(samples.get('kvwarden:requests_total{method="Prefill",code="OK"}')).toBe(3);
     expect(samples.get('kvwarden:requests_total{method="Prefill",code="RESOURCE_EXHAUSTED"}')).toBe(1);
     expect(samples.get('kvwarden:requests_total{method="Decode",code="OK"}')).toBe(1);
     expect(samples.get('kvwarden:resource_exhausted_total{method="Prefill"}')).toBe(1);
-    expect(samples.get("kvwarden:prompt_tokens_total")).toBe(first.promptTokens + evicted.promptTokens);
+    expect(samples.get("kvwarden:prompt_tokens_total")).toBe(first.promptTokens + evicted.promptTokens + unsampled.promptTokens);
     expect(samples.get("kvwarden:generation_tokens_total")).toBe(generated);
     const dropped = Number(evicted.eviction!.entriesBefore - evicted.eviction!.entriesAfter);
-    expect(samples.get('kvwarden:evictions_total{policy="snapkv"}')).toBe(1);
-    expect(samples.get('kvwarden:evicted_entries_total{policy="snapkv"}')).toBe(dropped);
-    expect(samples.get('kvwarden:evicted_bytes_total{policy="snapkv"}')).toBe(Number(evicted.eviction!.bytesBefore - evicted.eviction!.bytesAfter));
-    // Metrics on means the share is measured, and lands in its histogram.
+    expect(samples.get('kvwarden:evictions_total{policy="snapkv"}')).toBe(2);
+    expect(samples.get('kvwarden:evicted_entries_total{policy="snapkv"}')).toBe(2 * dropped);
+    expect(samples.get('kvwarden:evicted_bytes_total{policy="snapkv"}')).toBe(2 * Number(evicted.eviction!.bytesBefore - evicted.eviction!.bytesAfter));
+    // The share is measured in the sampled trace only, and lands in its histogram.
     expect(evicted.eviction!.evictedAttentionShare).toBeGreaterThan(0);
+    expect(unsampled.eviction!.evictedAttentionShare).toBeUndefined();
     expect(samples.get('kvwarden:evicted_attention_share_count{policy="snapkv"}')).toBe(1);
-    // Two prefills of one chunk each (the refused one never ran a step); four decode steps feed the pending tokens.
-    expect(samples.get("kvwarden:prefill_chunk_seconds_count")).toBe(2);
+    // Three prefills of one chunk each (the refused one never ran a step); four decode steps feed the pending tokens.
+    expect(samples.get("kvwarden:prefill_chunk_seconds_count")).toBe(3);
     expect(samples.get("kvwarden:decode_step_seconds_count")).toBe(generated - 1);
     expect(samples.get('kvwarden:decode_step_seconds_bucket{le="+Inf"}')).toBe(generated - 1);
     expect(samples.has("process_resident_memory_bytes")).toBe(true);
