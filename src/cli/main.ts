@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { Engine } from "../engine/engine.js";
 import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
-import { loadModel } from "../model/load-model.js";
+import { convertHfCheckpoint } from "../model/convert.js";
+import { loadModel, loadModelDir } from "../model/load-model.js";
 import type { ExecutionProvider } from "../model/step-runner.js";
 import { KvwardenServer } from "../server/server.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
@@ -34,8 +35,12 @@ const program = new Command("kvwarden").description("A gRPC sidecar that runs an
 program
   .command("serve")
   .description("run the gRPC server")
-  .option("--model <path>", "llama2.c checkpoint (default: stories260K, from ../shared/models or downloaded and checked)")
-  .option("--tokenizer <path>", "llama2.c tokenizer (required with --model)")
+  .option(
+    "--model <path>",
+    "a model folder (Hugging Face checkpoint, or what kvwarden convert wrote), or a llama2.c checkpoint with --tokenizer (default: stories260K, from ../shared/models or downloaded and checked)",
+  )
+  .option("--tokenizer <path>", "llama2.c tokenizer (required with a llama2.c --model)")
+  .addOption(new Option("--kv-dtype <type>", "how the KV cache stores keys and values: float16 halves their memory").choices(["float32", "float16"]).default("float32"))
   .option("--listen <address>", "host:port or unix:/path to serve on", "127.0.0.1:50051")
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
@@ -49,7 +54,9 @@ program
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
   .action(async (options) => {
-    if (Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
+    const modelDir = options.model !== undefined && statSync(options.model).isDirectory();
+    if (modelDir && options.tokenizer) throw new InvalidArgumentError("--tokenizer is for llama2.c checkpoints; a model folder brings its own");
+    if (!modelDir && Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
     const executionProvider = options.executionProvider as ExecutionProvider;
     const tracing = await startTracing(version);
     let model: Awaited<ReturnType<typeof loadModel>> | undefined;
@@ -60,8 +67,14 @@ program
 
     // Listen first and load after, so health answers NOT_SERVING while the model loads.
     const loading = (async () => {
-      const files = options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : await defaultModelFiles();
-      model = await loadModel(files, { executionProvider, intraOpThreads: options.threads });
+      const runnerOptions = { executionProvider, intraOpThreads: options.threads, kvDtype: options.kvDtype };
+      if (modelDir) {
+        const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
+        model = await loadModelDir(options.model, runnerOptions, { onConvert });
+      } else {
+        const files = options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : await defaultModelFiles();
+        model = await loadModel(files, runnerOptions);
+      }
       engine = new Engine(model, {
         kvBudgetBytes: options.kvBudget,
         maxSequenceTokens: options.maxSequenceTokens,
@@ -95,6 +108,26 @@ program
   });
 
 program.addCommand(evalCommand(version));
+
+program
+  .command("convert")
+  .description("convert a Hugging Face checkpoint (Llama, Mistral, Qwen2) into a folder that serve --model loads without holding the weights in JS")
+  .requiredOption("--hf <dir>", "checkpoint folder: config.json, model.safetensors (or shards and their index), tokenizer.json")
+  .requiredOption("--out <dir>", "folder to write (see the README's \"Use your own model\")")
+  .action(async (options) => {
+    const started = Date.now();
+    let reported = started;
+    const manifest = await convertHfCheckpoint(options.hf, options.out, {
+      onTensor: (tensor, done, total) => {
+        if (Date.now() - reported < 2000) return;
+        reported = Date.now();
+        log({ level: "info", msg: "converting", tensor, done, total });
+      },
+    });
+    const last = manifest.tensors.at(-1)!;
+    const { architecture, layers } = manifest.config;
+    log({ level: "info", msg: "converted", out: options.out, architecture, layers, weightBytes: last.offset + last.length, seconds: (Date.now() - started) / 1000 });
+  });
 
 program.parseAsync().catch((error) => {
   log({ level: "error", msg: error instanceof Error ? error.message : String(error) });

@@ -1,7 +1,7 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
 import type { StepRunner } from "../model/step-runner.js";
-import type { Tokenizer } from "../model/tokenizer.js";
+import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
@@ -64,6 +64,8 @@ export interface PrefillInput {
   requestId?: string;
   tokenIds?: readonly number[];
   text?: string;
+  /** A chat, rendered with the model's chat template (fed as rendered, BOS included if the template writes it). */
+  messages?: readonly ChatMessage[];
   eviction?: EvictionSpec;
   /** Score the fed tokens, with this many top alternatives per position. */
   logprobs?: { top: number };
@@ -324,15 +326,28 @@ export class Engine {
   private promptTokens(input: PrefillInput, isNew: boolean): number[] {
     const hasTokens = (input.tokenIds?.length ?? 0) > 0;
     const hasText = (input.text?.length ?? 0) > 0;
-    if (hasTokens === hasText) {
-      throw new EngineError("INVALID_ARGUMENT", hasTokens ? "give either token_ids or text, not both" : "the prompt is empty: give token_ids or text");
+    const hasMessages = (input.messages?.length ?? 0) > 0;
+    if (Number(hasTokens) + Number(hasText) + Number(hasMessages) !== 1) {
+      throw new EngineError(
+        "INVALID_ARGUMENT",
+        hasTokens || hasText || hasMessages ? "give either token_ids or text (or messages), not several" : "the prompt is empty: give token_ids, text or messages",
+      );
+    }
+    if (hasMessages) {
+      const { tokenizer } = this.model;
+      if (!tokenizer.encodeChat) throw new EngineError("INVALID_ARGUMENT", "messages need a chat template, and this model's tokenizer has none");
+      try {
+        return tokenizer.encodeChat(input.messages!);
+      } catch (error) {
+        throw new EngineError("INVALID_ARGUMENT", `the chat template refused the messages: ${(error as Error).message}`);
+      }
     }
     if (hasTokens) {
       this.checkTokens(input.tokenIds!, "token_ids");
       return [...input.tokenIds!];
     }
     const { tokenizer } = this.model;
-    return [...(isNew ? [tokenizer.bosId] : []), ...tokenizer.encode(input.text!)];
+    return [...(isNew && tokenizer.addsBos ? [tokenizer.bosId] : []), ...tokenizer.encode(input.text!)];
   }
 
   private checkTokens(tokens: readonly number[], field: string): void {
@@ -359,7 +374,7 @@ export class Engine {
     }
     const { config } = this.model;
     const shape = { layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, headSize: config.headSize };
-    const sequence = new Sequence(id, caller.tenant, this.pool, shape, this.options.recentQueryRows);
+    const sequence = new Sequence(id, caller.tenant, this.pool, shape, this.options.recentQueryRows, this.model.runner.kvDtype);
     this.sequences.set(keyOf(caller, id), sequence);
     return sequence;
   }

@@ -1,4 +1,4 @@
-import { LayerCache, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
+import { LayerCache, type KvDtype, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
 import type { CacheShape, CacheView } from "../policies/policy.js";
@@ -45,8 +45,9 @@ export class Sequence {
     pool: SlabPool,
     readonly shape: CacheShape,
     recentQueryRows: number,
+    kvDtype: KvDtype = "float32",
   ) {
-    const kvShape: KvShape = { kvHeads: shape.kvHeads, headSize: shape.headSize };
+    const kvShape: KvShape = { kvHeads: shape.kvHeads, headSize: shape.headSize, kvDtype };
     this.layers = Array.from({ length: shape.layers }, () => new LayerCache(pool, kvShape));
     this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows);
   }

@@ -1,16 +1,32 @@
+import { float16ToFloat32 } from "../model/float16.js";
 import type { SlabPool } from "./slab-pool.js";
 
 /** Capacity grows in whole blocks, so slabs come in few sizes and are reused. */
 export const BLOCK_TOKENS = 16;
 
+/**
+ * How keys and values are stored: float32, or float16 bits in Uint16Arrays,
+ * which halves their memory (attention still runs in float32).
+ */
+export type KvDtype = "float32" | "float16";
+
 export interface KvShape {
   kvHeads: number;
   headSize: number;
+  /** Default float32. */
+  kvDtype?: KvDtype;
 }
 
-/** Floats per cached entry of one KV head: key, value, mask, attention mass, position. */
-export function floatsPerEntry({ headSize }: KvShape): number {
-  return 2 * headSize + 3;
+/** 4-byte words per cached entry of one KV head: key and value (half as many in float16), mask, attention mass, position. */
+export function floatsPerEntry({ headSize, kvDtype }: KvShape): number {
+  return (kvDtype === "float16" ? headSize : 2 * headSize) + 3;
+}
+
+/** Keys or values as stored: Float32Array, or Uint16Array of float16 bits. */
+export type KvArray = Float32Array | Uint16Array;
+
+function dtypeOf(array: KvArray): KvDtype {
+  return array instanceof Uint16Array ? "float16" : "float32";
 }
 
 /** The capacity a layer needs to hold `needed` entries per head, growing from `current`. */
@@ -31,16 +47,18 @@ export function slabFloats(shape: KvShape, capacity: number): number {
 
 /**
  * One layer of one sequence's cache, in a single pooled slab laid out as
- * keys [Hkv, cap, d], values [Hkv, cap, d], mask [Hkv, cap], mass [Hkv, cap],
- * positions [Hkv, cap]. Each KV head holds its own number of entries (ragged);
- * slots past a head's length are masked with -inf so the step graph can read
- * the slab as is. Entries stay in ascending original-position order.
+ * keys [Hkv, cap, d], values [Hkv, cap, d] (both in the KV dtype), mask [Hkv, cap],
+ * mass [Hkv, cap], positions [Hkv, cap]. Each KV head holds its own number of
+ * entries (ragged); slots past a head's length are masked with -inf so the step
+ * graph can read the slab as is. Entries stay in ascending original-position order.
  */
 export class LayerCache {
   readonly lengths: Int32Array;
+  readonly kvDtype: KvDtype;
   capacity = 0;
-  keys: Float32Array = new Float32Array();
-  values: Float32Array = new Float32Array();
+  /** Keys and values as stored, which the step graph reads. */
+  keyStore: KvArray = new Float32Array();
+  valueStore: KvArray = new Float32Array();
   /** Additive attention mask: 0 for live entries, -inf for free slots. */
   mask: Float32Array = new Float32Array();
   /** Accumulated attention each entry received (H2O's heavy-hitter score). */
@@ -48,12 +66,25 @@ export class LayerCache {
   /** Original token position of each entry. */
   positions: Int32Array = new Int32Array();
   private slab: Float32Array = new Float32Array();
+  /** float16 stores: keys and values decoded for policies, until the next change. */
+  private decoded: { keys: Float32Array; values: Float32Array } | null = null;
 
   constructor(
     private readonly pool: SlabPool,
     readonly shape: KvShape,
   ) {
     this.lengths = new Int32Array(shape.kvHeads);
+    this.kvDtype = shape.kvDtype ?? "float32";
+  }
+
+  /** Post-RoPE keys [Hkv, cap, d] as float32: the store itself, or (float16) a decoded copy. */
+  get keys(): Float32Array {
+    return this.keyStore instanceof Float32Array ? this.keyStore : this.decode().keys;
+  }
+
+  /** Values [Hkv, cap, d] as float32, like `keys`. */
+  get values(): Float32Array {
+    return this.valueStore instanceof Float32Array ? this.valueStore : this.decode().values;
   }
 
   get bytes(): number {
@@ -84,19 +115,23 @@ export class LayerCache {
   }
 
   /**
-   * Appends `count` new rows per head, read from `keys`/`values` laid out as
-   * [Hkv, count, d] starting at `offset`. `colsum` (length Hkv * (capacity +
-   * count)) adds the attention the step paid to every slot and new row.
+   * Appends `count` new rows per head, read from `keys`/`values` (in the KV
+   * dtype) laid out as [Hkv, count, d] starting at `offset`. `colsum` (length
+   * Hkv * (capacity + count)) adds the attention the step paid to every slot and new row.
    */
-  append(keys: Float32Array, values: Float32Array, offset: number, count: number, firstPosition: number, colsum?: Float32Array): void {
+  append(keys: KvArray, values: KvArray, offset: number, count: number, firstPosition: number, colsum?: Float32Array): void {
     const { kvHeads, headSize } = this.shape;
     const cap = this.capacity;
+    if (dtypeOf(keys) !== this.kvDtype || dtypeOf(values) !== this.kvDtype) {
+      throw new Error(`layer cache holds ${this.kvDtype} keys and values; got ${dtypeOf(keys)} and ${dtypeOf(values)}`);
+    }
+    this.decoded = null;
     for (let h = 0; h < kvHeads; h++) {
       const start = this.lengths[h];
       if (start + count > cap) throw new Error(`layer cache overflow: reserve() before append()`);
       const source = offset + h * count * headSize;
-      this.keys.set(keys.subarray(source, source + count * headSize), (h * cap + start) * headSize);
-      this.values.set(values.subarray(source, source + count * headSize), (h * cap + start) * headSize);
+      this.keyStore.set(keys.subarray(source, source + count * headSize), (h * cap + start) * headSize);
+      this.valueStore.set(values.subarray(source, source + count * headSize), (h * cap + start) * headSize);
       for (let i = 0; i < count; i++) {
         const slot = h * cap + start + i;
         this.mask[slot] = 0;
@@ -118,14 +153,15 @@ export class LayerCache {
   retain(keep: readonly Int32Array[]): void {
     const { kvHeads, headSize } = this.shape;
     const cap = this.capacity;
+    this.decoded = null;
     for (let h = 0; h < kvHeads; h++) {
       const slots = keep[h];
       for (let i = 0; i < slots.length; i++) {
         const from = h * cap + slots[i];
         const to = h * cap + i;
         if (from === to) continue;
-        this.keys.copyWithin(to * headSize, from * headSize, (from + 1) * headSize);
-        this.values.copyWithin(to * headSize, from * headSize, (from + 1) * headSize);
+        this.keyStore.copyWithin(to * headSize, from * headSize, (from + 1) * headSize);
+        this.valueStore.copyWithin(to * headSize, from * headSize, (from + 1) * headSize);
         this.mass[to] = this.mass[from];
         this.positions[to] = this.positions[from];
       }
@@ -144,6 +180,7 @@ export class LayerCache {
 
   /** Undoes every append since `checkpoint` (capacity may have grown meanwhile). */
   rollback({ lengths, mass }: LayerCheckpoint): void {
+    this.decoded = null;
     for (let h = 0; h < this.shape.kvHeads; h++) {
       this.mask.fill(-Infinity, h * this.capacity + lengths[h], (h + 1) * this.capacity);
       this.mass.set(mass[h], h * this.capacity);
@@ -161,15 +198,15 @@ export class LayerCache {
     if (capacity === this.capacity) return;
     const { kvHeads, headSize } = this.shape;
     this.pool.assertRoom(slabFloats(this.shape, capacity) * 4, this.bytes);
-    const old = { keys: this.keys, values: this.values, mask: this.mask, mass: this.mass, positions: this.positions, capacity: this.capacity, slab: this.slab };
+    const old = { keys: this.keyStore, values: this.valueStore, mask: this.mask, mass: this.mass, positions: this.positions, capacity: this.capacity, slab: this.slab };
     this.bind(this.pool.acquire(slabFloats(this.shape, capacity)), capacity);
     this.mask.fill(-Infinity);
     for (let h = 0; h < kvHeads; h++) {
       const n = this.lengths[h];
       const from = h * old.capacity;
       const to = h * capacity;
-      this.keys.set(old.keys.subarray(from * headSize, (from + n) * headSize), to * headSize);
-      this.values.set(old.values.subarray(from * headSize, (from + n) * headSize), to * headSize);
+      this.keyStore.set(old.keys.subarray(from * headSize, (from + n) * headSize), to * headSize);
+      this.valueStore.set(old.values.subarray(from * headSize, (from + n) * headSize), to * headSize);
       this.mask.fill(0, to, to + n);
       this.mass.set(old.mass.subarray(from, from + n), to);
       this.positions.set(old.positions.subarray(from, from + n), to);
@@ -182,10 +219,27 @@ export class LayerCache {
     const rows = kvHeads * capacity;
     this.slab = slab;
     this.capacity = capacity;
-    this.keys = slab.subarray(0, rows * headSize);
-    this.values = slab.subarray(rows * headSize, 2 * rows * headSize);
-    this.mask = slab.subarray(2 * rows * headSize, 2 * rows * headSize + rows);
-    this.mass = slab.subarray(2 * rows * headSize + rows, 2 * rows * headSize + 2 * rows);
-    this.positions = new Int32Array(slab.buffer, slab.byteOffset + (2 * rows * headSize + 2 * rows) * 4, rows);
+    this.decoded = null;
+    let kvWords: number; // 4-byte words holding keys and values
+    if (this.kvDtype === "float16") {
+      this.keyStore = new Uint16Array(slab.buffer, slab.byteOffset, rows * headSize);
+      this.valueStore = new Uint16Array(slab.buffer, slab.byteOffset + rows * headSize * 2, rows * headSize);
+      kvWords = rows * headSize;
+    } else {
+      this.keyStore = slab.subarray(0, rows * headSize);
+      this.valueStore = slab.subarray(rows * headSize, 2 * rows * headSize);
+      kvWords = 2 * rows * headSize;
+    }
+    this.mask = slab.subarray(kvWords, kvWords + rows);
+    this.mass = slab.subarray(kvWords + rows, kvWords + 2 * rows);
+    this.positions = new Int32Array(slab.buffer, slab.byteOffset + (kvWords + 2 * rows) * 4, rows);
+  }
+
+  private decode(): { keys: Float32Array; values: Float32Array } {
+    this.decoded ??= {
+      keys: float16ToFloat32(this.keyStore as Uint16Array),
+      values: float16ToFloat32(this.valueStore as Uint16Array),
+    };
+    return this.decoded;
   }
 }

@@ -1,8 +1,21 @@
 import { readFileSync } from "node:fs";
 
+/**
+ * Which dimensions RoPE rotates together: llama2.c rotates interleaved pairs
+ * (2i, 2i + 1); Hugging Face checkpoints rotate the halves (i, i + d/2).
+ * Either way pair i turns by position * inverseFrequency[i].
+ */
+export type RopeLayout = "interleaved" | "half";
+
+/** Rescaled RoPE frequencies for longer contexts (see rope.ts). */
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalContextLength: number };
+
 /** Shape of a Llama-family model, as every other part of kvwarden sees it. */
 export interface ModelConfig {
   name: string;
+  /** "llama2c", or the Hugging Face class, e.g. "LlamaForCausalLM". */
   architecture: string;
   dim: number;
   hiddenDim: number;
@@ -13,6 +26,8 @@ export interface ModelConfig {
   vocabSize: number;
   contextLength: number;
   ropeTheta: number;
+  ropeLayout: RopeLayout;
+  ropeScaling: RopeScaling | null;
   normEps: number;
 }
 
@@ -27,6 +42,11 @@ export interface LayerWeights {
   w1: Float32Array;
   w2: Float32Array;
   w3: Float32Array;
+  /** Attention biases, present only in checkpoints that have them (Qwen2: q, k, v). */
+  bq?: Float32Array;
+  bk?: Float32Array;
+  bv?: Float32Array;
+  bo?: Float32Array;
 }
 
 export interface ModelWeights {
@@ -36,6 +56,33 @@ export interface ModelWeights {
   finalNorm: Float32Array;
   /** The classifier; the embedding itself when tied. */
   classifier: Float32Array;
+}
+
+/**
+ * Weights handed out a piece at a time, so a large checkpoint is never held
+ * whole: a converter asks for one layer, writes it and lets it go.
+ */
+export interface WeightSource {
+  config: ModelConfig;
+  /** The classifier is the embedding (read once, stored once). */
+  tiedClassifier: boolean;
+  embedding(): Float32Array;
+  layer(index: number): LayerWeights;
+  finalNorm(): Float32Array;
+  /** Untied models only. */
+  classifier(): Float32Array;
+}
+
+/** Weights already in memory, as a source. */
+export function weightSourceOf(weights: ModelWeights): WeightSource {
+  return {
+    config: weights.config,
+    tiedClassifier: weights.classifier === weights.embedding,
+    embedding: () => weights.embedding,
+    layer: (index) => weights.layers[index],
+    finalNorm: () => weights.finalNorm,
+    classifier: () => weights.classifier,
+  };
 }
 
 const HEADER_INTS = 7;
@@ -96,6 +143,8 @@ export function loadLlama2cCheckpoint(path: string, name = "llama2c"): ModelWeig
       vocabSize,
       contextLength,
       ropeTheta: 10000,
+      ropeLayout: "interleaved",
+      ropeScaling: null,
       normEps: 1e-5,
     },
     embedding,

@@ -1,5 +1,8 @@
-import type { ModelWeights } from "./checkpoint.js";
+import type { KvDtype } from "../kv/layer-cache.js";
+import { weightSourceOf, type ModelConfig, type ModelWeights, type WeightSource } from "./checkpoint.js";
+import { memoryWeights, type GraphTensor, type GraphWeights } from "./graph-weights.js";
 import { OnnxGraph } from "./onnx-graph.js";
+import { ropeInverseFrequencies } from "./rope.js";
 
 /**
  * Names of the step graph's inputs and outputs: the contract between the graph
@@ -10,11 +13,11 @@ import { OnnxGraph } from "./onnx-graph.js";
  * `query_rows` [1] (how many trailing rows of post-RoPE queries to return);
  * `logit_rows` [1] (how many trailing rows get logits: 1 to generate, all to score a prompt);
  * per layer `past_key_l` / `past_value_l` [1, Hkv, 1, C_l, d] (the store's slab,
- * fed without copying) and `past_mask_l` [1, Hkv, 1, 1, C_l] (additive; hides
- * padding, so heads and layers may hold different lengths).
+ * fed without copying, in the store's KV dtype) and `past_mask_l` [1, Hkv, 1, 1, C_l]
+ * (additive; hides padding, so heads and layers may hold different lengths).
  *
  * Outputs: `logits` [1, logit_rows, V]; `new_keys` / `new_values`
- * [L, Hkv, S, d] (post-RoPE rows for the store to append); `queries`
+ * [L, Hkv, S, d] (post-RoPE rows for the store to append, in its KV dtype); `queries`
  * [L, Hq, R, d] (post-RoPE queries of the last R rows, for attention scorers);
  * per layer `attention_colsum_l` [1, Hkv, C_l + S] (attention probabilities
  * summed over the chunk's rows and each KV head's query group, for H2O).
@@ -36,13 +39,71 @@ export const STEP_IO = {
 } as const;
 
 const OPSETS = { "": 23, "com.microsoft": 1 };
+const FLOAT = 1;
+const FLOAT16 = 10;
+
+export interface StepGraphOptions {
+  /** The KV store's element type: past K/V come in and new K/V go out in it; attention runs in float32. */
+  kvDtype: KvDtype;
+}
+
+/** Names of the step graph's weights. */
+const W = {
+  embedding: "embedding",
+  attnNorm: (l: number) => `attn_norm_${l}`,
+  qkv: (l: number) => `wqkv_${l}`,
+  qkvBias: (l: number) => `bqkv_${l}`,
+  output: (l: number) => `wo_${l}`,
+  outputBias: (l: number) => `bo_${l}`,
+  ffnNorm: (l: number) => `ffn_norm_${l}`,
+  gateUp: (l: number) => `w13_${l}`,
+  down: (l: number) => `w2_${l}`,
+  finalNorm: "final_norm",
+  /** Untied models only; a tied classifier is the embedding. */
+  classifier: "classifier",
+};
+
+/**
+ * The step graph's weights in the layout it reads, one at a time: MatMul weights
+ * transposed to [in, out], q/k/v and gate/up fused. Only one layer of `source` is
+ * read at a time, so converting never holds a whole model.
+ */
+export function* stepGraphTensors(source: WeightSource): Generator<GraphTensor> {
+  const { dim, heads, kvHeads, headSize, vocabSize, hiddenDim, layers } = source.config;
+  const qkvWidth = (heads + 2 * kvHeads) * headSize;
+  yield { name: W.embedding, dims: [vocabSize, dim], data: source.embedding() };
+  for (let l = 0; l < layers; l++) {
+    const w = source.layer(l);
+    yield { name: W.attnNorm(l), dims: [dim], data: w.attnNorm };
+    yield { name: W.qkv(l), dims: [dim, qkvWidth], data: transpose(concatRows([w.wq, w.wk, w.wv]), qkvWidth, dim) };
+    if (w.bq || w.bk || w.bv) {
+      const bias = (b: Float32Array | undefined, size: number) => b ?? new Float32Array(size);
+      const data = concatRows([bias(w.bq, heads * headSize), bias(w.bk, kvHeads * headSize), bias(w.bv, kvHeads * headSize)]);
+      yield { name: W.qkvBias(l), dims: [qkvWidth], data };
+    }
+    yield { name: W.output(l), dims: [heads * headSize, dim], data: transpose(w.wo, dim, heads * headSize) };
+    if (w.bo) yield { name: W.outputBias(l), dims: [dim], data: w.bo };
+    yield { name: W.ffnNorm(l), dims: [dim], data: w.ffnNorm };
+    yield { name: W.gateUp(l), dims: [dim, 2 * hiddenDim], data: transpose(concatRows([w.w1, w.w3]), 2 * hiddenDim, dim) };
+    yield { name: W.down(l), dims: [hiddenDim, dim], data: transpose(w.w2, dim, hiddenDim) };
+  }
+  yield { name: W.finalNorm, dims: [dim], data: source.finalNorm() };
+  // Kept [V, dim] (read with transB), like the embedding: no transposed copy of the largest matrix.
+  if (!source.tiedClassifier) yield { name: W.classifier, dims: [vocabSize, dim], data: source.classifier() };
+}
+
+/** The step graph of a model held in memory, with its weights inside the graph. */
+export function buildStepGraphInMemory(weights: ModelWeights, options: StepGraphOptions): Uint8Array {
+  return buildLlamaStepGraph(weights.config, memoryWeights(stepGraphTensors(weightSourceOf(weights))), options);
+}
 
 /** Builds the one ONNX graph that serves prefill chunks and decode steps. */
-export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
-  const { config } = weights;
+export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, options: StepGraphOptions): Uint8Array {
   const { dim, heads, kvHeads, headSize, vocabSize, hiddenDim, layers } = config;
   const group = heads / kvHeads;
+  const kvType = options.kvDtype;
   const g = new OnnxGraph();
+  const weight = (name: string) => weights.place(g, name);
 
   const inputIds = g.input(STEP_IO.inputIds, "int64", [1, "S"]);
   const positionIds = g.input(STEP_IO.positionIds, "int64", [1, "S"]);
@@ -59,12 +120,11 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
   const queryStart = g.op("Sub", [seqLen, queryRows]);
   const int64Max = g.ints("int64_max", [Number.MAX_SAFE_INTEGER]);
 
-  // RoPE (llama2.c layout: interleaved pairs) at explicit positions: the cos/sin rows of this
-  // step's S positions are computed once and indexed by row, so any position works (no table limit).
-  const inverseFrequency = Float32Array.from({ length: headSize / 2 }, (_, i) => 1 / Math.pow(config.ropeTheta, (2 * i) / headSize));
+  // RoPE at explicit positions: the cos/sin rows of this step's S positions are computed once
+  // and indexed by row, so any position works (no table limit).
   const angles = g.op("Mul", [
-    g.op("Reshape", [g.op("Cast", [positionIds], { to: 1 }), shape("pos_column", [-1, 1])]),
-    g.floats("inv_freq", [1, headSize / 2], inverseFrequency),
+    g.op("Reshape", [g.op("Cast", [positionIds], { to: FLOAT }), shape("pos_column", [-1, 1])]),
+    g.floats("inv_freq", [1, headSize / 2], ropeInverseFrequencies(config)),
   ]); // [S, d/2]
   const cosRows = g.op("Cos", [angles]);
   const sinRows = g.op("Sin", [angles]);
@@ -72,41 +132,37 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
     g.op("Range", [g.ints("zero_scalar_src", [0]), seqLen, g.ints("one_scalar_src", [1])].map((t) => g.op("Squeeze", [t]))),
     axis("row_index_axis", [0]),
   ]); // [1, S]: row s of the cos/sin rows
+  const interleaved = config.ropeLayout === "interleaved" ? 1 : 0;
   const rope = (x: string, headCount: number): string => {
-    const rotated = g.op("RotaryEmbedding", [x, rowIndex, cosRows, sinRows], { interleaved: 1, num_heads: headCount }, undefined, "com.microsoft");
+    const rotated = g.op("RotaryEmbedding", [x, rowIndex, cosRows, sinRows], { interleaved, num_heads: headCount }, undefined, "com.microsoft");
     // [1, S, H*d] -> [1, H, S, d]
     return g.op("Transpose", [g.op("Reshape", [rotated, shape(`heads_${g.opCount()}`, [1, -1, headCount, headSize])])], {
       perm: [0, 2, 1, 3],
     });
   };
+  const rmsNorm = (x: string, scale: string) => g.op("RMSNormalization", [x, weight(scale)], { axis: -1, epsilon: { float: config.normEps } });
+  const toFloat = (x: string) => (kvType === "float16" ? g.op("Cast", [x], { to: FLOAT }) : x);
 
-  const transposed = (name: string, matrix: Float32Array, rows: number, cols: number) =>
-    g.floats(name, [cols, rows], transpose(matrix, rows, cols));
-  const rmsNorm = (x: string, scale: Float32Array, name: string) =>
-    g.op("RMSNormalization", [x, g.floats(name, [dim], scale)], { axis: -1, epsilon: { float: config.normEps } });
-
-  let hidden = g.op("Gather", [g.floats("embedding", [vocabSize, dim], weights.embedding), inputIds], { axis: 0 });
+  const embedding = weight(W.embedding);
+  let hidden = g.op("Gather", [embedding, inputIds], { axis: 0 });
   const newKeys: string[] = [];
   const newValues: string[] = [];
   const queries: string[] = [];
   const scale = { float: 1 / Math.sqrt(headSize) };
 
-  weights.layers.forEach((w, l) => {
+  for (let l = 0; l < layers; l++) {
     // Fed as [1, Hkv, 1, C, d]: the group axis is already there for the grouped matmuls.
-    const pastKey = g.input(STEP_IO.pastKey(l), "float32", [1, kvHeads, 1, `C${l}`, headSize]);
-    const pastValue = g.input(STEP_IO.pastValue(l), "float32", [1, kvHeads, 1, `C${l}`, headSize]);
+    const pastKey = g.input(STEP_IO.pastKey(l), kvType, [1, kvHeads, 1, `C${l}`, headSize]);
+    const pastValue = g.input(STEP_IO.pastValue(l), kvType, [1, kvHeads, 1, `C${l}`, headSize]);
     const pastMask = g.input(STEP_IO.pastMask(l), "float32", [1, kvHeads, 1, 1, `C${l}`]);
 
-    const x = rmsNorm(hidden, w.attnNorm, `attn_norm_${l}`);
+    const x = rmsNorm(hidden, W.attnNorm(l));
     // One MatMul for q, k and v (fewer, larger kernels), split afterwards.
-    const qkvWeights = concatRows([w.wq, w.wk, w.wv]);
-    const qkvWidth = (heads + 2 * kvHeads) * headSize;
-    const [qFlat, kFlat, vFlat] = g.opMulti(
-      "Split",
-      [g.op("MatMul", [x, transposed(`wqkv_${l}`, qkvWeights, qkvWidth, dim)]), g.ints(`qkv_split_${l}`, [heads * headSize, kvHeads * headSize, kvHeads * headSize])],
-      3,
-      { axis: -1 },
-    );
+    let qkv = g.op("MatMul", [x, weight(W.qkv(l))]);
+    if (weights.has(W.qkvBias(l))) qkv = g.op("Add", [qkv, weight(W.qkvBias(l))]);
+    const [qFlat, kFlat, vFlat] = g.opMulti("Split", [qkv, g.ints(`qkv_split_${l}`, [heads * headSize, kvHeads * headSize, kvHeads * headSize])], 3, {
+      axis: -1,
+    });
     const q = rope(qFlat, heads); // [1, Hq, S, d]
     const k = rope(kFlat, kvHeads); // [1, Hkv, S, d]
     const v = g.op("Transpose", [g.op("Reshape", [vFlat, shape(`v_shape_${l}`, [1, -1, kvHeads, headSize])])], { perm: [0, 2, 1, 3] });
@@ -121,7 +177,7 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
     // Scores against the cached entries and against the new rows, kept apart so the
     // cache is never concatenated (copied) inside the graph.
     const pastScores = g.op("Add", [
-      g.op("FusedMatMul", [groupedQ, pastKey], { transB: 1, alpha: scale }, undefined, "com.microsoft"),
+      g.op("FusedMatMul", [groupedQ, toFloat(pastKey)], { transB: 1, alpha: scale }, undefined, "com.microsoft"),
       pastMask,
     ]);
     const newScores = g.op("Add", [
@@ -136,29 +192,32 @@ export function buildLlamaStepGraph(weights: ModelWeights): Uint8Array {
     ]);
     const pastLen = g.op("Gather", [g.op("Shape", [pastKey]), axis(`c_index_${l}`, [3])], { axis: 0 });
     const [pastProbs, newProbs] = g.opMulti("Split", [probs, g.op("Concat", [pastLen, seqLen], { axis: 0 })], 2, { axis: -1 });
-    const attended = g.op("Add", [g.op("MatMul", [pastProbs, pastValue]), g.op("MatMul", [newProbs, new5(v)])]); // [1, Hkv, G, S, d]
+    const attended = g.op("Add", [g.op("MatMul", [pastProbs, toFloat(pastValue)]), g.op("MatMul", [newProbs, new5(v)])]); // [1, Hkv, G, S, d]
     const merged = g.op("Reshape", [
       g.op("Transpose", [g.op("Reshape", [attended, shape(`att_heads_${l}`, [1, heads, -1, headSize])])], { perm: [0, 2, 1, 3] }),
       shape(`att_flat_${l}`, [1, -1, heads * headSize]),
     ]);
-    hidden = g.op("Add", [hidden, g.op("MatMul", [merged, transposed(`wo_${l}`, w.wo, dim, heads * headSize)])]);
+    let attentionOut = g.op("MatMul", [merged, weight(W.output(l))]);
+    if (weights.has(W.outputBias(l))) attentionOut = g.op("Add", [attentionOut, weight(W.outputBias(l))]);
+    hidden = g.op("Add", [hidden, attentionOut]);
 
-    const y = rmsNorm(hidden, w.ffnNorm, `ffn_norm_${l}`);
-    const [gate, up] = g.opMulti("Split", [g.op("MatMul", [y, transposed(`w13_${l}`, concatRows([w.w1, w.w3]), 2 * hiddenDim, dim)])], 2, {
-      axis: -1,
-      num_outputs: 2,
-    });
+    const y = rmsNorm(hidden, W.ffnNorm(l));
+    const [gate, up] = g.opMulti("Split", [g.op("MatMul", [y, weight(W.gateUp(l))])], 2, { axis: -1, num_outputs: 2 });
     const activated = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]); // SwiGLU
-    hidden = g.op("Add", [hidden, g.op("MatMul", [activated, transposed(`w2_${l}`, w.w2, dim, hiddenDim)])]);
-  });
+    hidden = g.op("Add", [hidden, g.op("MatMul", [activated, weight(W.down(l))])]);
+  }
 
   const lastRows = g.op("Slice", [hidden, g.op("Sub", [seqLen, logitRows]), int64Max, axis("row_axis", [1])]);
-  const logits = g.op("MatMul", [rmsNorm(lastRows, weights.finalNorm, "final_norm"), transposed("classifier", weights.classifier, vocabSize, dim)]);
+  const classifier = weights.has(W.classifier) ? weight(W.classifier) : embedding;
+  const logits = g.op("FusedMatMul", [rmsNorm(lastRows, W.finalNorm), classifier], { transB: 1 }, undefined, "com.microsoft");
   g.output(logits, STEP_IO.logits, "float32", [1, "logit_rows", vocabSize]);
-  const stackLayers = (values: string[]) => g.op("Concat", values, { axis: 0 });
-  g.output(stackLayers(newKeys), STEP_IO.newKeys, "float32", [layers, kvHeads, "S", headSize]);
-  g.output(stackLayers(newValues), STEP_IO.newValues, "float32", [layers, kvHeads, "S", headSize]);
-  g.output(stackLayers(queries), STEP_IO.queries, "float32", [layers, heads, "R", headSize]);
+  const stackLayers = (values: string[]) => {
+    const stacked = g.op("Concat", values, { axis: 0 });
+    return kvType === "float16" ? g.op("Cast", [stacked], { to: FLOAT16 }) : stacked;
+  };
+  g.output(stackLayers(newKeys), STEP_IO.newKeys, kvType, [layers, kvHeads, "S", headSize]);
+  g.output(stackLayers(newValues), STEP_IO.newValues, kvType, [layers, kvHeads, "S", headSize]);
+  g.output(g.op("Concat", queries, { axis: 0 }), STEP_IO.queries, "float32", [layers, heads, "R", headSize]);
   return g.encode(`${config.name}-step`, OPSETS);
 }
 

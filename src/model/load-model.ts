@@ -1,7 +1,13 @@
-import { basename } from "node:path";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { basename, join } from "node:path";
 import type { EngineModel } from "../engine/engine.js";
 import { loadLlama2cCheckpoint } from "./checkpoint.js";
-import { buildLlamaStepGraph } from "./llama-graph.js";
+import { convertHfCheckpoint } from "./convert.js";
+import { isConvertedModel, readManifest, stepGraphFile } from "./converted-model.js";
+import { HfTokenizer } from "./hf-tokenizer.js";
+import { buildStepGraphInMemory } from "./llama-graph.js";
 import { StepRunner, type RunnerOptions } from "./step-runner.js";
 import { Llama2cTokenizer } from "./tokenizer.js";
 
@@ -14,7 +20,8 @@ export interface ModelFiles {
 export async function loadModel(files: ModelFiles, options: RunnerOptions): Promise<EngineModel> {
   const weights = loadLlama2cCheckpoint(files.modelPath, basename(files.modelPath).replace(/\.bin$/, ""));
   const tokenizer = Llama2cTokenizer.load(files.tokenizerPath, weights.config.vocabSize);
-  const runner = await StepRunner.create(buildLlamaStepGraph(weights), weights.config, options);
+  const graph = buildStepGraphInMemory(weights, { kvDtype: options.kvDtype ?? "float32" });
+  const runner = await StepRunner.create(graph, weights.config, options);
   return {
     config: weights.config,
     tokenizer,
@@ -22,4 +29,47 @@ export async function loadModel(files: ModelFiles, options: RunnerOptions): Prom
     // llama2.c's own runner stops at BOS as well as EOS.
     defaultStopTokens: [tokenizer.eosId, tokenizer.bosId],
   };
+}
+
+export interface ModelDirOptions {
+  /** Called before a Hugging Face folder is converted into `cacheDir`. */
+  onConvert?(cacheDir: string): void;
+}
+
+/**
+ * Loads a model folder: one written by `kvwarden convert`, or a Hugging Face
+ * checkpoint, which is converted once into the user cache first. Weights go
+ * from disk to onnxruntime without passing through JS.
+ */
+export async function loadModelDir(dir: string, options: RunnerOptions, dirOptions: ModelDirOptions = {}): Promise<EngineModel> {
+  let converted = dir;
+  if (!isConvertedModel(dir)) {
+    if (!existsSync(join(dir, "config.json"))) throw new Error(`${dir}: neither a converted kvwarden model (kvwarden.json) nor a Hugging Face checkpoint (config.json)`);
+    converted = convertedCacheDir(dir);
+    if (!isConvertedModel(converted)) {
+      dirOptions.onConvert?.(converted);
+      await convertHfCheckpoint(dir, converted);
+    }
+  }
+  const manifest = readManifest(converted);
+  const kvDtype = options.kvDtype ?? "float32";
+  const runner = await StepRunner.create(stepGraphFile(converted, manifest, kvDtype), manifest.config, options);
+  const tokenizer = HfTokenizer.load(converted);
+  return { config: manifest.config, tokenizer, runner, defaultStopTokens: tokenizer.stopTokens };
+}
+
+/**
+ * Where a Hugging Face folder's conversion is cached: named after the folder's
+ * real path and its files' sizes and modification times, so changed weights
+ * are converted again.
+ */
+export function convertedCacheDir(hfDir: string): string {
+  const real = realpathSync(hfDir);
+  const hash = createHash("sha256").update(real);
+  for (const file of readdirSync(real).sort()) {
+    const stat = statSync(join(real, file));
+    if (stat.isFile()) hash.update(`\0${file}\0${stat.size}\0${stat.mtimeMs}`);
+  }
+  const cache = process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache");
+  return join(cache, "kvwarden", "converted", `${basename(real)}-${hash.digest("hex").slice(0, 16)}`);
 }

@@ -4,10 +4,11 @@ const { onnx } = onnxProto;
 
 /** Integers, integer lists and strings; floats are wrapped so 1.0 stays a float. */
 export type AttributeValue = number | number[] | string | { float: number };
-export type ElementType = "float32" | "int64" | "int32";
+export type ElementType = "float32" | "float16" | "int64" | "int32";
 
 const ELEMENT_TYPES: Record<ElementType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
+  float16: onnx.TensorProto.DataType.FLOAT16,
   int64: onnx.TensorProto.DataType.INT64,
   int32: onnx.TensorProto.DataType.INT32,
 };
@@ -44,6 +45,27 @@ export class OnnxGraph {
   floats(name: string, dims: number[], data: Float32Array | number[]): string {
     this.initializers.push(
       onnx.TensorProto.create({ name, dims, dataType: ELEMENT_TYPES.float32, rawData: toBytes(Float32Array.from(data)) }),
+    );
+    return name;
+  }
+
+  /**
+   * A float32 initializer stored in a file beside the model (`location`, relative to
+   * the .onnx file): onnxruntime reads it from there, so it never passes through JS.
+   */
+  externalFloats(name: string, dims: number[], location: string, offset: number, length: number): string {
+    this.initializers.push(
+      onnx.TensorProto.create({
+        name,
+        dims,
+        dataType: ELEMENT_TYPES.float32,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: "location", value: location },
+          { key: "offset", value: String(offset) },
+          { key: "length", value: String(length) },
+        ],
+      }),
     );
     return name;
   }

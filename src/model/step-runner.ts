@@ -1,12 +1,13 @@
 import ort from "onnxruntime-node";
+import type { KvArray, KvDtype } from "../kv/layer-cache.js";
 import type { ModelConfig } from "./checkpoint.js";
 import { STEP_IO } from "./llama-graph.js";
 
-/** A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] and a mask. */
+/** A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] in the KV dtype, and a mask. */
 export interface PastLayer {
   readonly capacity: number;
-  readonly keys: Float32Array;
-  readonly values: Float32Array;
+  readonly keyStore: KvArray;
+  readonly valueStore: KvArray;
   readonly mask: Float32Array;
 }
 
@@ -24,9 +25,9 @@ export interface StepInput {
 export interface StepOutput {
   /** Logits of the last `logitRows` tokens [logitRows, V]. */
   logits: Float32Array;
-  /** New post-RoPE keys and values [L, Hkv, S, d]. */
-  newKeys: Float32Array;
-  newValues: Float32Array;
+  /** New post-RoPE keys and values [L, Hkv, S, d], in the KV dtype. */
+  newKeys: KvArray;
+  newValues: KvArray;
   /** Post-RoPE queries of the last rows [L, Hq, R, d]. */
   queries: Float32Array;
   /** Per layer, attention summed over rows and query groups [Hkv, C_l + S]. */
@@ -38,26 +39,35 @@ export type ExecutionProvider = "cpu" | "cuda";
 export interface RunnerOptions {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
+  /** How the KV store keeps keys and values (default float32); the graph must be built for it. */
+  kvDtype?: KvDtype;
 }
 
 /** Runs the step graph: one call per prefill chunk or decode step. */
 export class StepRunner {
   private readonly causalMasks = new Map<number, ort.Tensor>();
 
+  /** What the graph computes in. */
+  readonly dtype = "float32";
+
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly config: ModelConfig,
+    readonly kvDtype: KvDtype,
   ) {}
 
-  static async create(graph: Uint8Array, config: ModelConfig, options: RunnerOptions): Promise<StepRunner> {
-    const session = await ort.InferenceSession.create(graph, {
+  /** `graph`: the model bytes, or the path of an .onnx file whose weights lie beside it. */
+  static async create(graph: Uint8Array | string, config: ModelConfig, options: RunnerOptions): Promise<StepRunner> {
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [options.executionProvider],
       intraOpNumThreads: options.intraOpThreads,
       graphOptimizationLevel: "all",
       // The graph's outputs have symbolic shapes that ORT's checker cannot verify; the values are exact.
       logSeverityLevel: 3,
-    });
-    return new StepRunner(session, config);
+    };
+    const session =
+      typeof graph === "string" ? await ort.InferenceSession.create(graph, sessionOptions) : await ort.InferenceSession.create(graph, sessionOptions);
+    return new StepRunner(session, config, options.kvDtype ?? "float32");
   }
 
   async run(input: StepInput): Promise<StepOutput> {
@@ -76,16 +86,17 @@ export class StepRunner {
     };
     input.past.forEach((layer, l) => {
       const dims = [1, kvHeads, 1, layer.capacity, headSize];
-      feeds[STEP_IO.pastKey(l)] = new ort.Tensor("float32", layer.keys, dims);
-      feeds[STEP_IO.pastValue(l)] = new ort.Tensor("float32", layer.values, dims);
+      feeds[STEP_IO.pastKey(l)] = new ort.Tensor(this.kvDtype, layer.keyStore, dims);
+      feeds[STEP_IO.pastValue(l)] = new ort.Tensor(this.kvDtype, layer.valueStore, dims);
       feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [1, kvHeads, 1, 1, layer.capacity]);
     });
     const out = await this.session.run(feeds);
     const data = (name: string) => out[name].data as Float32Array;
+    const kvData = (name: string) => out[name].data as KvArray;
     return {
       logits: data(STEP_IO.logits),
-      newKeys: data(STEP_IO.newKeys),
-      newValues: data(STEP_IO.newValues),
+      newKeys: kvData(STEP_IO.newKeys),
+      newValues: kvData(STEP_IO.newValues),
       queries: data(STEP_IO.queries),
       attentionColsums: Array.from({ length: layers }, (_, l) => data(STEP_IO.attentionColsum(l))),
     };

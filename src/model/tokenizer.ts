@@ -1,14 +1,25 @@
 import { readFileSync } from "node:fs";
 
+/** One turn of a chat, as chat templates read it. */
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
 /** What the engine needs from any tokenizer. */
 export interface Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
   readonly eosId: number;
+  /** A text prompt that starts a sequence begins with BOS (false for e.g. Qwen2). */
+  readonly addsBos: boolean;
   /** Token ids for `text`, without BOS. */
   encode(text: string): number[];
-  /** UTF-8 bytes of `token` when it follows `previous`; a character may span several tokens. */
+  /** UTF-8 bytes of `token` when it follows `previous` (-1: none); a character may span several tokens. */
   tokenBytes(token: number, previous: number): Uint8Array;
+  /** Token ids of `messages` rendered with the model's chat template, ready to generate the reply
+   * (special tokens such as BOS included as the template writes them); absent without a template. */
+  encodeChat?(messages: readonly ChatMessage[]): number[];
 }
 
 /** Decodes a whole list of token ids to text. */
@@ -32,6 +43,7 @@ const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 export class Llama2cTokenizer implements Tokenizer {
   readonly bosId = 1;
   readonly eosId = 2;
+  readonly addsBos = true;
   private readonly pieces: string[];
   private readonly encodedPieces: Uint8Array[];
   private readonly scores: Float32Array;

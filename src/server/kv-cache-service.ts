@@ -46,6 +46,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           sequenceId: sequenceIdOf(request),
           tokenIds: request.tokenIds,
           text: request.text,
+          messages: request.messages,
           eviction: request.eviction && evictionSpecOf(request.eviction),
           logprobs: request.returnLogprobs ? { top: topLogprobsOf(request.topLogprobs) } : undefined,
         },
@@ -91,7 +92,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
     }),
 
     info: runtime.unary<InfoRequest, InfoResponse>("Info", "always", () => {
-      const { config, tokenizer } = engine().model;
+      const { config, tokenizer, runner } = engine().model;
       const { options } = engine();
       return {
         model: {
@@ -104,8 +105,8 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           hiddenSize: config.dim,
           vocabSize: config.vocabSize,
           contextLength: config.contextLength,
-          dtype: "float32",
-          kvDtype: "float32",
+          dtype: runner.dtype,
+          kvDtype: runner.kvDtype,
           bosTokenId: tokenizer.bosId,
           eosTokenId: tokenizer.eosId,
         },

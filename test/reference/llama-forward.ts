@@ -3,6 +3,9 @@ import type { ModelConfig, ModelWeights } from "../../src/model/checkpoint.js";
 /**
  * A plain-loop Llama forward pass written from the model definition
  * (shared/models/README.md), independent of the ONNX step graph, in float64.
+ * Hugging Face variants follow the config: RoPE on half-split pairs
+ * (ropeLayout "half"), rescaled frequencies (ropeScaling), attention biases
+ * when the weights have them, an untied classifier.
  * Its cache holds, per layer and per KV head, any list of entries: eviction
  * is just removing entries, and every entry keeps the key it was given at its
  * original position.
@@ -54,8 +57,11 @@ export function evictReference(cache: ReferenceCache, keep: readonly (readonly (
  * keys and values to the cache.
  */
 export function referenceForward(weights: ModelWeights, cache: ReferenceCache, tokens: readonly number[], firstPosition: number): ForwardResult {
-  const { dim, heads, kvHeads, headSize, hiddenDim, vocabSize, normEps, ropeTheta } = weights.config;
+  const { config } = weights;
+  const { dim, heads, kvHeads, headSize, hiddenDim, vocabSize, normEps } = config;
   const group = heads / kvHeads;
+  const frequencies = inverseFrequencies(config);
+  const rope = (x: Float64Array, headCount: number, position: number) => rotate(x, headCount, headSize, position, frequencies, config.ropeLayout);
   const rows = tokens.length;
   const hidden = tokens.map((token) => Float64Array.from(weights.embedding.subarray(token * dim, (token + 1) * dim)));
   const result: ForwardResult = { logits: [], queries: [], attention: [] };
@@ -63,10 +69,10 @@ export function referenceForward(weights: ModelWeights, cache: ReferenceCache, t
   weights.layers.forEach((w, l) => {
     const pastLengths = cache[l].map((entries) => entries.length);
     const normed = hidden.map((x) => rmsNorm(x, w.attnNorm, normEps));
-    const queries = normed.map((x, r) => splitHeads(rope(matVec(w.wq, x, heads * headSize), heads, headSize, firstPosition + r, ropeTheta), heads, headSize));
+    const queries = normed.map((x, r) => splitHeads(rope(project(w.wq, w.bq, x, heads * headSize), heads, firstPosition + r), heads, headSize));
     normed.forEach((x, r) => {
-      const keys = splitHeads(rope(matVec(w.wk, x, kvHeads * headSize), kvHeads, headSize, firstPosition + r, ropeTheta), kvHeads, headSize);
-      const values = splitHeads(matVec(w.wv, x, kvHeads * headSize), kvHeads, headSize);
+      const keys = splitHeads(rope(project(w.wk, w.bk, x, kvHeads * headSize), kvHeads, firstPosition + r), kvHeads, headSize);
+      const values = splitHeads(project(w.wv, w.bv, x, kvHeads * headSize), kvHeads, headSize);
       for (let g = 0; g < kvHeads; g++) cache[l][g].push({ position: firstPosition + r, key: keys[g], value: values[g] });
     });
 
@@ -99,7 +105,7 @@ export function referenceForward(weights: ModelWeights, cache: ReferenceCache, t
           for (let i = 0; i < headSize; i++) mixed[h * headSize + i] += probs[j] * entries[j].value[i];
         }
       }
-      addInto(x, matVec(w.wo, mixed, dim));
+      addInto(x, project(w.wo, w.bo, mixed, dim));
       const y = rmsNorm(x, w.ffnNorm, normEps);
       const gate = matVec(w.w1, y, hiddenDim);
       const up = matVec(w.w3, y, hiddenDim);
@@ -119,6 +125,13 @@ export function argmax(values: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
   return best;
+}
+
+/** y = W x + b (b optional). */
+function project(w: Float32Array, bias: Float32Array | undefined, x: Float64Array, rows: number): Float64Array {
+  const y = matVec(w, x, rows);
+  if (bias) for (let r = 0; r < rows; r++) y[r] += bias[r];
+  return y;
 }
 
 /** y = W x with W row-major [rows, x.length]. */
@@ -141,16 +154,42 @@ function rmsNorm(x: Float64Array, scale: Float32Array, eps: number): Float64Arra
   return x.map((v, i) => v * inverse * scale[i]);
 }
 
-/** Rotates each head's interleaved pairs (2i, 2i + 1) by position / theta^(2i / d). */
-function rope(x: Float64Array, headCount: number, headSize: number, position: number, theta: number): Float64Array {
+/**
+ * theta^(-2i / d) per pair i, rescaled per Hugging Face's rope_scaling rules:
+ * "linear" divides every frequency by the factor; "llama3" divides those whose
+ * wavelength exceeds original_context / low_freq_factor, keeps those below
+ * original_context / high_freq_factor, and interpolates linearly in
+ * original_context / wavelength between the two.
+ */
+function inverseFrequencies(config: ModelConfig): number[] {
+  const { headSize, ropeTheta, ropeScaling } = config;
+  return Array.from({ length: headSize / 2 }, (_, i) => {
+    const frequency = Math.pow(ropeTheta, (-2 * i) / headSize);
+    if (!ropeScaling) return frequency;
+    if (ropeScaling.type === "linear") return frequency / ropeScaling.factor;
+    const { factor, lowFreqFactor, highFreqFactor, originalContextLength } = ropeScaling;
+    const ratio = (originalContextLength * frequency) / (2 * Math.PI); // original_context / wavelength
+    if (ratio > highFreqFactor) return frequency;
+    if (ratio < lowFreqFactor) return frequency / factor;
+    const blend = (ratio - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+    return blend * frequency + (1 - blend) * (frequency / factor);
+  });
+}
+
+/**
+ * Rotates each head's pairs by position * frequency[i]: pairs (2i, 2i + 1)
+ * for llama2.c's interleaved layout, (i, i + d/2) for Hugging Face's half split.
+ */
+function rotate(x: Float64Array, headCount: number, headSize: number, position: number, frequencies: number[], layout: ModelConfig["ropeLayout"]): Float64Array {
   const out = new Float64Array(x.length);
+  const half = headSize / 2;
   for (let h = 0; h < headCount; h++) {
-    for (let i = 0; i < headSize / 2; i++) {
-      const angle = position / Math.pow(theta, (2 * i) / headSize);
+    for (let i = 0; i < half; i++) {
+      const angle = position * frequencies[i];
       const [cos, sin] = [Math.cos(angle), Math.sin(angle)];
-      const at = h * headSize + 2 * i;
-      out[at] = x[at] * cos - x[at + 1] * sin;
-      out[at + 1] = x[at] * sin + x[at + 1] * cos;
+      const [a, b] = layout === "interleaved" ? [h * headSize + 2 * i, h * headSize + 2 * i + 1] : [h * headSize + i, h * headSize + half + i];
+      out[a] = x[a] * cos - x[b] * sin;
+      out[b] = x[a] * sin + x[b] * cos;
     }
   }
   return out;

@@ -1,0 +1,60 @@
+import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { KvDtype } from "../kv/layer-cache.js";
+import type { ModelConfig } from "./checkpoint.js";
+import { fileWeights, type StoredTensor } from "./graph-weights.js";
+import { buildLlamaStepGraph } from "./llama-graph.js";
+
+/**
+ * What `kvwarden convert` writes, and `serve --model` reads:
+ *
+ *   kvwarden.json          this manifest: the model config and where each weight lies
+ *   weights.bin            float32 weights in the step graph's layout, page-aligned
+ *   step-kv-float32.onnx   the step graph for each KV dtype, weights referenced in
+ *   step-kv-float16.onnx   weights.bin (onnxruntime reads them from disk, not via JS)
+ *   tokenizer.json, tokenizer_config.json, generation_config.json, config.json, ...
+ *
+ * The manifest is written last, so a folder that has one is complete.
+ */
+export const MANIFEST_FILE = "kvwarden.json";
+export const WEIGHTS_FILE = "weights.bin";
+/** Bumped when weights.bin's layout changes; older folders must be converted again. */
+export const CONVERTED_FORMAT = 1;
+export const KV_DTYPES: readonly KvDtype[] = ["float32", "float16"];
+
+export interface ConvertedManifest {
+  format: number;
+  config: ModelConfig;
+  /** What was converted: the Hugging Face folder and its storage dtypes. */
+  source: { path: string; architecture: string; dtypes: string[] };
+  tensors: StoredTensor[];
+}
+
+export function isConvertedModel(dir: string): boolean {
+  return existsSync(join(dir, MANIFEST_FILE));
+}
+
+export function readManifest(dir: string): ConvertedManifest {
+  const manifest = JSON.parse(readFileSync(join(dir, MANIFEST_FILE), "utf8")) as ConvertedManifest;
+  if (manifest.format !== CONVERTED_FORMAT) {
+    throw new Error(`${dir} was converted in format ${manifest.format}; this kvwarden reads format ${CONVERTED_FORMAT}: run kvwarden convert again`);
+  }
+  return manifest;
+}
+
+/**
+ * The path of the step graph for `kvDtype`, (re)written when this kvwarden
+ * builds a different graph than the file holds, so a folder converted by an
+ * earlier version still runs the current graph. The graph holds no weights:
+ * building it takes milliseconds.
+ */
+export function stepGraphFile(dir: string, manifest: ConvertedManifest, kvDtype: KvDtype): string {
+  const path = join(dir, `step-kv-${kvDtype}.onnx`);
+  const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors), { kvDtype });
+  if (!existsSync(path) || !Buffer.from(graph).equals(readFileSync(path))) {
+    // Written aside and renamed, so a concurrent reader never sees half a file.
+    writeFileSync(`${path}.${process.pid}.partial`, graph);
+    renameSync(`${path}.${process.pid}.partial`, path);
+  }
+  return path;
+}

@@ -1,0 +1,87 @@
+import { closeSync, openSync, writeSync } from "node:fs";
+import { setImmediate } from "node:timers/promises";
+import type { OnnxGraph } from "./onnx-graph.js";
+
+/** One of the step graph's weights, in the layout the graph reads (transposed, fused). */
+export interface GraphTensor {
+  name: string;
+  dims: number[];
+  data: Float32Array;
+}
+
+/** Where one of the step graph's weights lies in a weights file. */
+export interface StoredTensor {
+  name: string;
+  dims: number[];
+  offset: number;
+  length: number;
+}
+
+/** The step graph's weights by name, wherever they are kept. */
+export interface GraphWeights {
+  has(name: string): boolean;
+  /** Adds the weight to `g` as an initializer and returns its name. */
+  place(g: OnnxGraph, name: string): string;
+}
+
+function missing(name: string): never {
+  throw new Error(`the step graph's weight '${name}' is missing`);
+}
+
+/** Weights embedded in the graph itself (small models). */
+export function memoryWeights(tensors: Iterable<GraphTensor>): GraphWeights {
+  const byName = new Map(Array.from(tensors, (t) => [t.name, t]));
+  return {
+    has: (name) => byName.has(name),
+    place: (g, name) => {
+      const tensor = byName.get(name) ?? missing(name);
+      return g.floats(name, tensor.dims, tensor.data);
+    },
+  };
+}
+
+/** Weights that onnxruntime reads from `location`, a file beside the graph. */
+export function fileWeights(location: string, stored: readonly StoredTensor[]): GraphWeights {
+  const byName = new Map(stored.map((t) => [t.name, t]));
+  return {
+    has: (name) => byName.has(name),
+    place: (g, name) => {
+      const tensor = byName.get(name) ?? missing(name);
+      return g.externalFloats(name, tensor.dims, location, tensor.offset, tensor.length);
+    },
+  };
+}
+
+/** Page-aligned tensors let onnxruntime map them from the file rather than copy them. */
+const ALIGNMENT = 4096;
+/** writeSync takes at most 2 GiB a call. */
+const WRITE_CHUNK = 1 << 30;
+
+/**
+ * Writes tensors one after another (each is dropped once written) and says
+ * where each went. Yields to the event loop between tensors, so a server
+ * converting while it listens still answers health checks.
+ */
+export async function writeWeightsFile(path: string, tensors: Iterable<GraphTensor>): Promise<StoredTensor[]> {
+  const fd = openSync(path, "w");
+  try {
+    const stored: StoredTensor[] = [];
+    const pending = tensors[Symbol.iterator]();
+    let offset = 0;
+    for (;;) {
+      await setImmediate(); // before each tensor is read, the first one included
+      const next = pending.next();
+      if (next.done) return stored;
+      const tensor = next.value;
+      offset = Math.ceil(offset / ALIGNMENT) * ALIGNMENT;
+      const bytes = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+      for (let done = 0; done < bytes.length; ) {
+        done += writeSync(fd, bytes, done, Math.min(WRITE_CHUNK, bytes.length - done), offset + done);
+      }
+      stored.push({ name: tensor.name, dims: tensor.dims, offset, length: bytes.length });
+      offset += bytes.length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
