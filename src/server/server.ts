@@ -58,6 +58,8 @@ export class KvwardenServer {
       this.engine = loaded;
       this.updateHealth();
     });
+    // A loading failure reaches whoever awaits `ready`; until someone does, it is not an unhandled rejection.
+    this.ready.catch(() => {});
   }
 
   /** Binds `address` (host:port, or unix:/path) and starts serving; returns the bound port (0 for a socket). */
