@@ -38,7 +38,7 @@ export function researchClaims(fidelity: FidelityReport | undefined, recall: Rec
       measured: "Not measurable through the API: knorm always keeps the lowest-norm keys and no parameter inverts the order, so the ablation needs one (see the next row for the nearest available comparison).",
       verdict: "not measured",
     },
-    duelClaim(look, "L2 norm vs random (stand-in for the ablation)", "knorm", "random", "If low key norms mark the entries attention needs, keeping the lowest-norm keys beats keeping random ones at the same budget."),
+    duelClaim(look, "L2 norm vs random (stand-in for the ablation)", "knorm", "random", "If low key norms mark the entries attention needs, keeping the lowest-norm keys beats keeping random ones with the same memory."),
     simLayerKv(look),
     streamingFloor(look),
   ];
@@ -68,30 +68,64 @@ class Figures {
   }
 }
 
-/** KL per budget (fidelity) and accuracy per budget and mode (recall), a against b. */
-function duels(look: Figures, a: string, b: string): Duel[] {
+/** A policy's quality by the share of entries it kept, one point per budget. */
+type Curve = { kept: number; value: number }[];
+
+/**
+ * The curve's value at `kept`: its own point when one lies within 2 points of
+ * it, else linear interpolation between the points around it; undefined
+ * outside the curve (never extrapolated).
+ */
+function atKept(curve: Curve, kept: number): { value: number; interpolated: boolean } | undefined {
+  const sorted = [...curve].sort((x, y) => x.kept - y.kept);
+  const near = sorted.find((p) => Math.abs(p.kept - kept) <= 0.02);
+  if (near) return { value: near.value, interpolated: false };
+  const upper = sorted.findIndex((p) => p.kept > kept);
+  if (upper <= 0) return undefined;
+  const [lo, hi] = [sorted[upper - 1], sorted[upper]];
+  return { value: lo.value + ((hi.value - lo.value) * (kept - lo.kept)) / (hi.kept - lo.kept), interpolated: true };
+}
+
+/**
+ * a against b at equal memory: at each of a's budgets, b's figure at the share
+ * of entries a actually kept (knorm and simlayerkv keep whole layers, so more
+ * than their budget). Fidelity compares mean KL (within 2% is a tie), recall
+ * accuracy per mode.
+ */
+function duels(look: Figures, a: string, b: string): { found: Duel[]; skipped: string[] } {
   const found: Duel[] = [];
-  for (const f of look.budgets) {
-    const fa = look.fidelityCell(a, f)?.quality;
-    const fb = look.fidelityCell(b, f)?.quality;
-    if (fa && fb) {
-      // Within 2% of each other counts as a tie: the prompts are few.
-      const edge = Math.abs(fa.meanKl - fb.meanKl) <= 0.02 * Math.max(fa.meanKl, fb.meanKl) ? 0 : fb.meanKl - fa.meanKl;
-      // Policies that leave whole layers alone (knorm, simlayerkv) keep more than the budget: say so.
-      const keptA = look.fidelityCell(a, f)!.keptFraction ?? 1;
-      const keptB = look.fidelityCell(b, f)!.keptFraction ?? 1;
-      const kept = Math.abs(keptA - keptB) > 0.02 ? ` (keeping ${percent(keptA, 0)} vs ${percent(keptB, 0)})` : "";
-      found.push({ edge, text: `KL ${nats(fa.meanKl)} vs ${nats(fb.meanKl)} at ${budget(f)}${kept}` });
+  const skipped: string[] = [];
+  const compare = (what: string, f: number, mine: { kept: number; value: number } | undefined, theirs: Curve, lowerIsBetter: boolean, show: (v: number) => string) => {
+    if (!mine || theirs.length === 0) return;
+    const other = atKept(theirs, mine.kept);
+    if (!other) {
+      skipped.push(`${what} at ${budget(f)} (${a} kept ${percent(mine.kept, 0)}, outside ${b}'s range)`);
+      return;
     }
+    const difference = lowerIsBetter ? other.value - mine.value : mine.value - other.value;
+    const tie = lowerIsBetter ? Math.abs(difference) <= 0.02 * Math.max(mine.value, other.value) : difference === 0;
+    const note = other.interpolated ? ` (${b} interpolated to ${percent(mine.kept, 0)} kept)` : "";
+    found.push({ edge: tie ? 0 : difference, text: `${what} ${show(mine.value)} vs ${show(other.value)} at ${budget(f)}${note}` });
+  };
+  const fidelityCurve = (label: string): Curve =>
+    look.budgets.flatMap((f) => {
+      const cell = look.fidelityCell(label, f);
+      return cell?.quality ? [{ kept: cell.keptFraction ?? 1, value: cell.quality.meanKl }] : [];
+    });
+  const recallCurve = (label: string, mode: RecallMode): Curve =>
+    look.budgets.flatMap((f) => {
+      const cell = look.recallCell(label, f, mode);
+      return cell?.accuracy !== undefined ? [{ kept: cell.keptFraction ?? 1, value: cell.accuracy }] : [];
+    });
+  for (const f of look.budgets) {
+    const fa = look.fidelityCell(a, f);
+    compare("KL", f, fa?.quality && { kept: fa.keptFraction ?? 1, value: fa.quality.meanKl }, fidelityCurve(b), true, nats);
     for (const mode of RECALL_MODES) {
-      const ra = look.recallCell(a, f, mode)?.accuracy;
-      const rb = look.recallCell(b, f, mode)?.accuracy;
-      if (ra !== undefined && rb !== undefined) {
-        found.push({ edge: ra - rb, text: `${mode} accuracy ${percent(ra, 0)} vs ${percent(rb, 0)} at ${budget(f)}` });
-      }
+      const ra = look.recallCell(a, f, mode);
+      compare(`${mode} accuracy`, f, ra?.accuracy !== undefined ? { kept: ra.keptFraction ?? 1, value: ra.accuracy } : undefined, recallCurve(b, mode), false, (v) => percent(v, 0));
     }
   }
-  return found;
+  return { found, skipped };
 }
 
 function verdictOf(found: readonly Duel[]): Verdict {
@@ -104,11 +138,13 @@ function verdictOf(found: readonly Duel[]): Verdict {
 }
 
 function duelClaim(look: Figures, topic: string, a: string, b: string, claim: string): Claim {
-  const found = duels(look, a, b);
+  const { found, skipped } = duels(look, a, b);
   const wins = found.filter((d) => d.edge > 0).length;
   const losses = found.filter((d) => d.edge < 0).length;
-  const tally = found.length > 0 ? `${a} better in ${wins}, worse in ${losses}, tied in ${found.length - wins - losses} of ${found.length} comparisons (KL: lower is better). ` : "";
-  return { topic, claim, measured: tally + (found.map((d) => d.text).join("; ") || `${a} or ${b} was not run.`), verdict: verdictOf(found) };
+  const tally = found.length > 0 ? `At equal memory, ${a} is better in ${wins}, worse in ${losses}, tied in ${found.length - wins - losses} of ${found.length} comparisons (KL: lower is better). ` : "";
+  const details = found.length > 0 ? `${found.map((d) => d.text).join("; ")}.` : `${a} or ${b} was not run.`;
+  const left = skipped.length > 0 ? ` Not comparable: ${skipped.join("; ")}.` : "";
+  return { topic, claim, measured: tally + details + left, verdict: verdictOf(found) };
 }
 
 function naclRetention(look: Figures): Claim {
