@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { lineChartSvg, type ChartPoint } from "./chart.js";
 import type { FidelityReport } from "./fidelity.js";
 import { budget, change, nats, percent } from "./format.js";
-import { RECALL_MODES, type RecallCell, type RecallReport } from "./recall.js";
+import { RECALL_MODES, type RecallCell, type RecallGroup, type RecallReport } from "./recall.js";
 import { RECALL_TASKS } from "./recall-tasks.js";
 import type { EvalReport } from "./run-eval.js";
 
@@ -119,10 +119,30 @@ function recallSection(r: NonNullable<Extract<EvalReport["recall"], { cells: unk
     ...table(["task", "prompt tokens", "correct", "by depth of the asked fact"], r.full.groups.map((g) => [g.task, String(g.length), `${g.correct}/${g.total}`, depthText(g.byDepth)])),
     "",
   ];
+  const find = (label: string, b: number, mode: string) => r.cells.find((c) => c.label === label && c.keepFraction === b && c.mode === mode);
   for (const mode of RECALL_MODES) {
     lines.push(`### ${mode}: accuracy (all tasks, then ${RECALL_TASKS.join("/")} in percent)`, "");
-    lines.push(...table(["policy", ...r.budgets.map(budget)], r.variants.map((v) => [v.label, ...r.budgets.map((b) => cellText(r.cells.find((c) => c.label === v.label && c.keepFraction === b && c.mode === mode)))])), "");
+    lines.push(...table(["policy", ...r.budgets.map(budget)], r.variants.map((v) => [v.label, ...r.budgets.map((b) => cellText(find(v.label, b, mode)))])), "");
   }
+  // Where the needle sits and how long the prompt is matter most at a tight budget.
+  const tight = r.budgets.includes(0.2) ? 0.2 : r.budgets[0];
+  const depths = [...new Set(r.full.groups.flatMap((g) => g.byDepth.map(([d]) => d)))].sort((a, b) => a - b);
+  const rate = (tallies: readonly [number, number][]) => {
+    const total = tallies.reduce((sum, [, t]) => sum + t, 0);
+    return total > 0 ? percent(tallies.reduce((sum, [c]) => sum + c, 0) / total, 0) : "n/a";
+  };
+  const byLength = (groups: readonly RecallGroup[], length: number) => rate(groups.filter((g) => g.length === length).map((g) => [g.correct, g.total]));
+  const byDepth = (groups: readonly RecallGroup[], depth: number) => rate(groups.flatMap((g) => g.byDepth.filter(([d]) => d === depth).map(([, c, t]) => [c, t] as [number, number])));
+  lines.push(`### Accuracy by prompt length and by depth of the asked fact, at ${budget(tight)} (all tasks)`, "");
+  const headers = ["policy", "mode", ...r.lengths.map((l) => `${l} tokens`), ...depths.map((d) => `depth ${d}`)];
+  const rows = [["full cache", "", ...r.lengths.map((l) => byLength(r.full.groups, l)), ...depths.map((d) => byDepth(r.full.groups, d))]];
+  for (const v of r.variants) {
+    for (const mode of RECALL_MODES) {
+      const groups = find(v.label, tight, mode)?.groups ?? [];
+      rows.push([v.label, mode, ...r.lengths.map((l) => byLength(groups, l)), ...depths.map((d) => byDepth(groups, d))]);
+    }
+  }
+  lines.push(...table(headers, rows), "");
   lines.push(`![Recall accuracy against entries kept](${REPORT_FILES.recallChart})`, "");
   return lines;
 }
