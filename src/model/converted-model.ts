@@ -53,8 +53,13 @@ export function stepGraphFile(dir: string, manifest: ConvertedManifest, kvDtype:
   const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors), { kvDtype });
   if (!existsSync(path) || !Buffer.from(graph).equals(readFileSync(path))) {
     // Written aside and renamed, so a concurrent reader never sees half a file.
-    writeFileSync(`${path}.${process.pid}.partial`, graph);
-    renameSync(`${path}.${process.pid}.partial`, path);
+    const partial = `${path}.${process.pid}.partial`;
+    try {
+      writeFileSync(partial, graph);
+      renameSync(partial, path);
+    } catch (error) {
+      throw new Error(`${dir} needs this kvwarden's step graph but cannot be written (${(error as Error).message}): run kvwarden convert again`);
+    }
   }
   return path;
 }

@@ -129,6 +129,39 @@ describe("stories260K as a Hugging Face checkpoint", () => {
     }
   });
 
+  it("serves float16 keys and values from the converted folder's other graph", async () => {
+    const model = await loadModelDir(outDir, { ...CPU, kvDtype: "float16" });
+    const t = await startTestServer(model);
+    try {
+      await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1] });
+      const messages = await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 });
+      expect(messages.map((m) => m.text).join("")).toBe(REFERENCE_TEXT);
+      expect((await call(t.client, t.client.info, {})).model?.kvDtype).toBe("float16");
+    } finally {
+      await t.close();
+      await model.runner.release();
+    }
+  });
+
+  it("serves a Hugging Face folder directly, converting it once into the user cache", async () => {
+    const saved = process.env.XDG_CACHE_HOME;
+    process.env.XDG_CACHE_HOME = join(root, "cache");
+    try {
+      const conversions: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const model = await loadModelDir(hfDir, CPU, { onConvert: (dir) => conversions.push(dir) });
+        expect(model.config.architecture).toBe("LlamaForCausalLM");
+        await model.runner.release();
+      }
+      expect(conversions).toHaveLength(1);
+      expect(conversions[0].startsWith(join(root, "cache", "kvwarden", "converted", "hf-"))).toBe(true);
+      expect(readFileSync(join(conversions[0], "weights.bin")).equals(readFileSync(join(outDir, "weights.bin")))).toBe(true);
+    } finally {
+      if (saved === undefined) delete process.env.XDG_CACHE_HOME;
+      else process.env.XDG_CACHE_HOME = saved;
+    }
+  });
+
   it("rewrites a step graph file that another kvwarden version left behind", async () => {
     const graphPath = join(outDir, "step-kv-float32.onnx");
     const current = readFileSync(graphPath);
