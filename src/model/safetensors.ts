@@ -47,10 +47,6 @@ export class SafetensorsCheckpoint {
     return new SafetensorsCheckpoint(tensors);
   }
 
-  has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
   info(name: string): TensorInfo {
     const info = this.tensors.get(name);
     if (!info) throw new Error(`the checkpoint has no tensor '${name}'`);
