@@ -36,7 +36,7 @@ function byteLevelAlphabet(): Map<string, number> {
 /** How tokenizer.json's decoder turns one token into bytes. */
 type PieceRule = { kind: "byte-level"; alphabet: Map<string, number> } | { kind: "metaspace"; byteFallback: boolean; stripFirstSpace: boolean } | { kind: "plain" };
 
-function pieceRule(decoder: Json | null): PieceRule {
+function pieceRule(decoder: Json | null, model: Json | undefined): PieceRule {
   const steps = decoder?.type === "Sequence" ? ((decoder.decoders as Json[]) ?? []) : decoder ? [decoder] : [];
   const types = steps.map((step) => step.type);
   if (types.includes("ByteLevel")) return { kind: "byte-level", alphabet: byteLevelAlphabet() };
@@ -45,7 +45,8 @@ function pieceRule(decoder: Json | null): PieceRule {
   if (metaspace || replacesMeta) {
     const strip = steps.find((step) => step.type === "Strip");
     const prepends = metaspace !== undefined && metaspace.prepend_scheme !== "never" && metaspace.add_prefix_space !== false;
-    return { kind: "metaspace", byteFallback: types.includes("ByteFallback"), stripFirstSpace: prepends || Number(strip?.start ?? 0) > 0 };
+    const byteFallback = types.includes("ByteFallback") || model?.byte_fallback === true;
+    return { kind: "metaspace", byteFallback, stripFirstSpace: prepends || Number(strip?.start ?? 0) > 0 };
   }
   return { kind: "plain" };
 }
@@ -92,7 +93,7 @@ export class HfTokenizer implements Tokenizer {
     this.addsBos =
       bos !== undefined && (typeof tokenizerConfig.add_bos_token === "boolean" ? tokenizerConfig.add_bos_token : this.postProcessorAddsBos(bos));
     this.vocabSize = tokenizer.get_vocab(true).size;
-    this.rule = pieceRule((tokenizerJson.decoder as Json | null) ?? null);
+    this.rule = pieceRule((tokenizerJson.decoder as Json | null) ?? null, tokenizerJson.model as Json | undefined);
     const added = (tokenizerJson.added_tokens as { id: number; special?: boolean }[] | undefined) ?? [];
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
     this.template = chatTemplate === null ? null : new Template(chatTemplate);

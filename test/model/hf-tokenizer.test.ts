@@ -99,6 +99,16 @@ describe("tokenizer.json through @huggingface/tokenizers", () => {
       }
     });
 
+    it("decodes the same with a Metaspace decoder (newer tokenizer.json files)", () => {
+      const metaspaceDir = join(root, "metaspace");
+      const json = { ...llama2cTokenizerJson(MODEL_FILES.tokenizerPath, 512), decoder: { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: false } };
+      writeTokenizer(metaspaceDir, json, { bos_token: "<s>", eos_token: "</s>" });
+      const metaspace = HfTokenizer.load(metaspaceDir);
+      for (const text of TEXTS.filter((t) => !t.startsWith(" "))) {
+        expect(streamed(metaspace, metaspace.encode(text), metaspace.bosId), text).toBe(text);
+      }
+    });
+
     it("adds BOS as its post-processor says, and has no chat template", () => {
       expect(tokenizer.addsBos).toBe(true);
       expect([tokenizer.bosId, tokenizer.eosId]).toEqual([1, 2]);
