@@ -19,7 +19,18 @@ export interface ChartPoint {
  * setting (each panel with its own y scale), rendered to SVG by vega-lite
  * and vega without a browser.
  */
-export async function lineChartSvg(title: string, points: readonly ChartPoint[], options: { panels: readonly string[]; xTitle: string }): Promise<string> {
+export async function lineChartSvg(
+  title: string,
+  points: readonly ChartPoint[],
+  options: {
+    panels: readonly string[];
+    xTitle: string;
+    /** Fixed y range (accuracy: [0, 1]); absent = fitted to each panel. */
+    yDomain?: [number, number];
+    /** A dashed horizontal line in every panel, e.g. the full cache's accuracy. */
+    reference?: number;
+  },
+): Promise<string> {
   const spec: TopLevelSpec = {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title,
@@ -28,12 +39,17 @@ export async function lineChartSvg(title: string, points: readonly ChartPoint[],
     spec: {
       width: 260,
       height: 220,
-      mark: { type: "line", point: true, strokeWidth: 1.5 },
-      encoding: {
-        x: { field: "kept", type: "quantitative", title: options.xTitle, scale: { domain: [0, 1] } },
-        y: { field: "value", type: "quantitative", title: null, scale: { zero: false } },
-        color: { field: "policy", type: "nominal", title: "policy", scale: { range: [...PALETTE] } },
-      },
+      layer: [
+        {
+          mark: { type: "line", point: true, strokeWidth: 1.5 },
+          encoding: {
+            x: { field: "kept", type: "quantitative", title: options.xTitle, scale: { domain: [0, 1] } },
+            y: { field: "value", type: "quantitative", title: null, scale: options.yDomain ? { domain: options.yDomain } : { zero: false } },
+            color: { field: "policy", type: "nominal", title: "policy", scale: { range: [...PALETTE] } },
+          },
+        },
+        ...(options.reference === undefined ? [] : [{ mark: { type: "rule" as const, strokeDash: [4, 4], color: "#666" }, encoding: { y: { datum: options.reference } } }]),
+      ],
     },
     resolve: { scale: { y: "independent" } },
     config: { font: "sans-serif" },

@@ -184,8 +184,10 @@ function recallChart(r: RecallReport): Promise<string> {
   const points: ChartPoint[] = r.cells.flatMap((c) =>
     c.accuracy !== undefined && c.keptFraction !== undefined ? [{ policy: c.label, kept: c.keptFraction, panel: c.mode, value: c.accuracy }] : [],
   );
-  return lineChartSvg(`Recall on ${r.model.name}: exact-match accuracy (full cache ${percent(r.full.accuracy, 0)})`, points, {
+  return lineChartSvg(`Recall on ${r.model.name}: exact-match accuracy (dashed: full cache, ${percent(r.full.accuracy, 0)})`, points, {
     panels: RECALL_MODES,
     xTitle: "share of KV entries kept",
+    yDomain: [0, 1],
+    reference: r.full.accuracy,
   });
 }
