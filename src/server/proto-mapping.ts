@@ -43,6 +43,18 @@ export function sequenceIdOf(request: { sequenceId: string }): string {
   return id;
 }
 
+/** Longest accepted request id; ids are remembered for the sequence TTL. */
+const MAX_REQUEST_ID_LENGTH = 256;
+
+/** A request's optional request_id (undefined when empty). */
+export function requestIdOf(request: { requestId: string }): string | undefined {
+  const id = request.requestId;
+  if (id.length > MAX_REQUEST_ID_LENGTH) {
+    throw new EngineError("INVALID_ARGUMENT", `request_id is ${id.length} characters long; the limit is ${MAX_REQUEST_ID_LENGTH}`);
+  }
+  return id === "" ? undefined : id;
+}
+
 /** The proto EvictionSpec as the policies read it; shape errors name the field. */
 export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   if (spec.policy.length === 0) throw new EngineError("INVALID_ARGUMENT", "eviction.policy is required");
@@ -67,7 +79,8 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   set("proxyTokens", "proxy_tokens", spec.proxyTokens, (v) => count(v) && v > 0, "must be between 1 and 1000000");
   set("alpha", "alpha", spec.alpha, (v) => v >= 0 && v <= 1, "must be in [0, 1]");
   set("delta", "delta", spec.delta, (v) => v >= 0 && v <= 1, "must be in [0, 1]");
-  set("beta", "beta", spec.beta, (v) => v > 0 && Number.isFinite(v), "must be positive");
+  // Below 1 the PyramidKV schedule turns upside down (lower layers would keep less).
+  set("beta", "beta", spec.beta, (v) => v >= 1 && Number.isFinite(v), "must be at least 1");
   set("temperature", "temperature", spec.temperature, (v) => v >= 0 && Number.isFinite(v), "must be non-negative");
   if (spec.pooling !== Pooling.POOLING_UNSPECIFIED) {
     const pooling = POOLINGS[spec.pooling];
