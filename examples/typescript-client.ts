@@ -1,7 +1,7 @@
 // A TypeScript client: prefill a prompt, stream a greedy continuation, free the sequence.
 // Run against a server on 127.0.0.1:50051:  npx tsx examples/typescript-client.ts
 import { credentials } from "@grpc/grpc-js";
-import { DecodeRequest, KvCacheClient, PrefillRequest, type PrefillResponse } from "../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvCacheClient, PrefillRequest, ReleaseRequest, type PrefillResponse } from "../src/gen/kvwarden/v1/kvwarden.js";
 
 const client = new KvCacheClient(process.env.KVWARDEN_ADDRESS ?? "127.0.0.1:50051", credentials.createInsecure());
 
@@ -19,5 +19,5 @@ for await (const token of client.decode(DecodeRequest.fromPartial({ sequenceId: 
 }
 console.log(`Once upon a time${text}`);
 
-await new Promise((resolve, reject) => client.release({ sequenceId: "story-1" }, (error, response) => (error ? reject(error) : resolve(response))));
+await new Promise((resolve, reject) => client.release(ReleaseRequest.fromPartial({ sequenceId: "story-1" }), (error, response) => (error ? reject(error) : resolve(response))));
 client.close();

@@ -7,7 +7,10 @@ import { defaultModelFiles } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModel, loadModelDir } from "../model/load-model.js";
 import type { ExecutionProvider } from "../model/step-runner.js";
-import { KvwardenServer } from "../server/server.js";
+import { AuthTokens } from "../server/auth-tokens.js";
+import { Authenticator } from "../server/authenticator.js";
+import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
+import { parseSocketMode } from "../server/unix-socket.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
 import { MetricsServer } from "../telemetry/metrics-server.js";
@@ -20,6 +23,14 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
   return n;
+}
+
+function socketMode(value: string): number {
+  try {
+    return parseSocketMode(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 function byteSize(value: string): number {
@@ -53,15 +64,30 @@ program
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
+  .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")
+  .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key)")
+  .option("--tls-key <file>", "PEM private key of --tls-cert")
+  .option("--tls-client-ca <file>", "require client certificates signed by this PEM CA bundle (mutual TLS); without --auth-tokens the certificate's subject CN is the tenant")
+  .option("--socket-mode <octal>", "file mode of a unix: listener's socket", socketMode, DEFAULT_SOCKET_MODE)
+  .option("--tenant-kv-budget <size>", "KV memory one tenant's sequences may hold together, e.g. 64MiB", byteSize)
+  .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
+  .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
+  .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
     const modelDir = options.model !== undefined && statSync(options.model).isDirectory();
     if (modelDir && options.tokenizer) throw new InvalidArgumentError("--tokenizer is for llama2.c checkpoints; a model folder brings its own");
     if (!modelDir && Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
+    if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
+    if (options.tlsClientCa && !options.tlsCert) throw new InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    const tokens = options.authTokens ? new AuthTokens(options.authTokens) : undefined;
+    const authenticator = new Authenticator({ tokens, clientCertificates: Boolean(options.tlsClientCa) });
+    const tls = options.tlsCert ? { certPath: options.tlsCert, keyPath: options.tlsKey, clientCaPath: options.tlsClientCa } : undefined;
     const executionProvider = options.executionProvider as ExecutionProvider;
     const tracing = await startTracing(version);
     let model: Awaited<ReturnType<typeof loadModel>> | undefined;
     let engine: Engine | undefined;
-    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine?.stats()) : undefined;
+    // The cache gauges count every tenant's sequences, not only the anonymous tenant's that stats() lists.
+    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount }) : undefined;
     const metricsServer = metrics && new MetricsServer(metrics.registry);
     const metricsPort = metricsServer && (await metricsServer.listen(options.metricsListen));
 
@@ -82,10 +108,11 @@ program
         allowPastContext: options.allowPastContext,
         sequenceTtlMs: options.sequenceTtl * 1000,
         recentQueryRows: options.recentQueries,
+        tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
       });
       return engine;
     })();
-    const server = new KvwardenServer(loading, { executionProvider, version }, { metrics, log });
+    const server = new KvwardenServer(loading, { executionProvider, version }, { metrics, log, authenticator, logContent: options.logContent });
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
@@ -98,13 +125,33 @@ program
     };
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
+    // SIGHUP re-reads the tokens file (token rotation without a restart); it would otherwise end the process.
+    process.on("SIGHUP", () => {
+      if (!tokens) {
+        log({ level: "info", msg: "SIGHUP ignored: no --auth-tokens to reload" });
+        return;
+      }
+      try {
+        log({ level: "info", msg: "reloaded auth tokens", file: tokens.path, ...tokens.reload() });
+      } catch (error) {
+        log({ level: "error", msg: `auth tokens not reloaded, the previous ones stay in force: ${(error as Error).message}` });
+      }
+    });
 
     const healthPort = options.healthListen ? await server.listenHealth(options.healthListen) : undefined;
-    const port = await server.listen(options.listen);
+    const port = await server.listen(options.listen, { tls, socketMode: options.socketMode });
     const addresses = { listen: options.listen, port, healthListen: options.healthListen, healthPort, metricsListen: options.metricsListen, metricsPort };
     log({ level: "info", msg: "loading model", ...addresses, tracing: tracing !== undefined });
     await server.ready;
-    log({ level: "info", msg: "serving", ...addresses, model: model!.config.name, kvBudgetBytes: options.kvBudget });
+    log({
+      level: "info",
+      msg: "serving",
+      ...addresses,
+      model: model!.config.name,
+      kvBudgetBytes: options.kvBudget,
+      auth: options.authTokens ? "tokens" : options.tlsClientCa ? "client-certificates" : "none",
+      tls: tls === undefined ? "off" : options.tlsClientCa ? "mutual" : "on",
+    });
   });
 
 program.addCommand(evalCommand(version));

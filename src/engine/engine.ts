@@ -303,6 +303,11 @@ export class Engine {
     };
   }
 
+  /** Sequences held by all tenants together. */
+  get sequenceCount(): number {
+    return this.sequences.size;
+  }
+
   /** Drops sequences idle for longer than the TTL. */
   expireIdle(now = Date.now()): void {
     for (const [id, sequence] of this.sequences) {

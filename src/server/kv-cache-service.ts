@@ -19,8 +19,9 @@ import {
 } from "../gen/kvwarden/v1/kvwarden.js";
 import { POLICIES, snakeCase } from "../policies/registry.js";
 import { GEN_AI, GEN_AI_OPERATION, KVWARDEN } from "../telemetry/attributes.js";
+import { decodeTokens } from "../model/tokenizer.js";
 import { tracer } from "../telemetry/tracer.js";
-import { decodeInputOf, evictionResultOf, evictionSpecOf, sequenceIdOf, sequenceStatsOf, topLogprobsOf } from "./proto-mapping.js";
+import { decodeInputOf, evictionResultOf, evictionSpecOf, requestIdOf, sequenceIdOf, sequenceStatsOf, topLogprobsOf } from "./proto-mapping.js";
 import type { RpcRuntime, RpcScope } from "./rpc-runtime.js";
 
 const FINISH_REASONS = { length: FinishReason.FINISH_REASON_LENGTH, stop: FinishReason.FINISH_REASON_STOP, context: FinishReason.FINISH_REASON_CONTEXT };
@@ -32,7 +33,8 @@ export interface ServiceInfo {
 
 /**
  * The KvCache gRPC service over an engine: message mapping and span
- * attributes only, no logic. `engine()` throws Unavailable while the model loads.
+ * attributes only, no logic. `engine()` throws Unavailable while the model
+ * loads. Every engine call names the caller: sequence ids are per tenant.
  */
 export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime: RpcRuntime): KvCacheServer {
   /** GenAI attributes every model call carries. */
@@ -44,6 +46,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
       const outcome = await engine().prefill(
         {
           sequenceId: sequenceIdOf(request),
+          requestId: requestIdOf(request),
           tokenIds: request.tokenIds,
           text: request.text,
           messages: request.messages,
@@ -51,8 +54,10 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           logprobs: request.returnLogprobs ? { top: topLogprobsOf(request.topLogprobs) } : undefined,
         },
         scope.signal,
+        scope.caller,
       );
       scope.annotate({ [GEN_AI.usageInputTokens]: outcome.promptTokens, [KVWARDEN.position]: outcome.position, [KVWARDEN.kvBytes]: outcome.kvBytes });
+      scope.logContent(() => ({ prompt: decodeTokens(engine().model.tokenizer, outcome.tokenIds) }));
       return {
         sequenceId: outcome.sequenceId,
         promptTokens: outcome.promptTokens,
@@ -70,24 +75,29 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
       const sequenceId = sequenceIdOf(request);
       if (!request.eviction) throw new EngineError("INVALID_ARGUMENT", "eviction is required");
-      const outcome = await engine().evict(sequenceId, evictionSpecOf(request.eviction));
+      const outcome = await engine().evict(sequenceId, evictionSpecOf(request.eviction), scope.caller, requestIdOf(request));
       return { sequenceId, eviction: evictionResultOf(outcome) };
     }),
 
-    stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", (request) => {
-      const stats = engine().stats(request.sequenceId || undefined, request.includePositions);
+    stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", (request, scope) => {
+      const stats = engine().stats(request.sequenceId || undefined, request.includePositions, scope.caller);
       return {
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),
         kvBytesPooled: BigInt(stats.kvBytesPooled),
         sequenceCount: stats.sequenceCount,
         sequences: stats.sequences.map(sequenceStatsOf),
+        tenant: scope.caller.tenant,
+        tenantKvBytes: BigInt(stats.tenantKvBytes),
+        tenantSequenceCount: stats.tenantSequenceCount,
+        tenantKvBytesQuota: BigInt(stats.tenantKvBytesQuota),
+        tenantSequenceQuota: stats.tenantSequenceQuota,
       };
     }),
 
     release: runtime.unary<ReleaseRequest, ReleaseResponse>("Release", "always", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
-      const { found, freedBytes } = await engine().release(sequenceIdOf(request));
+      const { found, freedBytes } = await engine().release(sequenceIdOf(request), scope.caller, requestIdOf(request));
       return { found, freedBytes: BigInt(freedBytes) };
     }),
 
@@ -122,6 +132,9 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           allowPastContext: options.allowPastContext,
           prefillChunkTokens: options.prefillChunkTokens,
           sequenceTtlMs: BigInt(options.sequenceTtlMs),
+          tenantKvBytesQuota: BigInt(options.tenantQuota?.kvBytes ?? 0),
+          tenantMaxSequences: options.tenantQuota?.sequences ?? 0,
+          maxRequestTokens: options.tenantQuota?.requestTokens ?? 0,
         },
         version: info.version,
       };
@@ -156,8 +169,9 @@ async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, 
   );
   const spanContext = trace.setSpan(scope.context, span);
   const started = performance.now();
-  const tokens = engine.decode(input, scope.signal);
+  const tokens = engine.decode(input, scope.signal, scope.caller);
   let produced = 0;
+  let output = "";
   let finishReason: string | undefined;
   try {
     for (;;) {
@@ -177,6 +191,7 @@ async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, 
       };
       // Counted once the caller took it: a token held back by a cancellation is not output.
       produced++;
+      output += token.text;
     }
   } catch (error) {
     span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
@@ -189,5 +204,6 @@ async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, 
     });
     span.end();
     scope.annotate({ [GEN_AI.usageOutputTokens]: produced });
+    scope.logContent(() => ({ output }));
   }
 }

@@ -1,13 +1,18 @@
 import { Metadata, status, type Deadline, type handleServerStreamingCall, type handleUnaryCall } from "@grpc/grpc-js";
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type TextMapGetter } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ANONYMOUS, type Caller } from "../engine/engine.js";
+import { EngineError } from "../engine/engine-error.js";
 import { GEN_AI, KVWARDEN } from "../telemetry/attributes.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
 import { tracer } from "../telemetry/tracer.js";
+import type { Authenticator, CredentialsOf } from "./authenticator.js";
 import type { CallTracker } from "./call-tracker.js";
+import { MalformedRequest } from "./malformed-request.js";
 import { isServerError, rpcCallAttributes, rpcStatusAttributes, type RpcSemconv } from "./rpc-semconv.js";
 import { toServiceError, Unavailable } from "./status.js";
+import type { TenantMetrics } from "./tenant-metrics.js";
 
 /** What a handler sees of its call besides the request. */
 export interface RpcScope {
@@ -15,8 +20,12 @@ export interface RpcScope {
   readonly signal: AbortSignal;
   /** The call's span context: parent for spans the handler starts. */
   readonly context: Context;
+  /** Who is calling (set before the handler runs). */
+  readonly caller: Caller;
   /** Adds attributes to the call's span and log line. */
   annotate(attributes: Attributes): void;
+  /** Prompt or output text: added to the log line only when content logging is on (`fields` is not called otherwise), never to spans. */
+  logContent(fields: () => Record<string, string>): void;
 }
 
 /** Whether a method starts work (refused while loading or draining) or only reads and frees (always answered). */
@@ -30,7 +39,12 @@ export interface RpcRuntimeOptions {
   metrics?: KvwardenMetrics;
   /** One line per finished call. */
   log?: LogSink;
+  /** Log lines carry prompt and output text (off by default: it may be personal data). */
+  logContent?: boolean;
   semconv: RpcSemconv;
+  /** Decides each call's tenant; absent = everyone is anonymous. */
+  authenticator?: Authenticator;
+  tenantMetrics?: TenantMetrics;
 }
 
 // W3C trace context is what callers send (TGI's router, OpenTelemetry SDKs); extracted here whether or not tracing is on.
@@ -55,7 +69,7 @@ export class RpcRuntime {
   unary<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => Promise<Res> | Res): handleUnaryCall<Req, Res> {
     return (call, callback) => {
       const active = this.begin(method, call);
-      this.run(active, admission, async () => handler(call.request, active.scope)).then(
+      this.run(active, admission, call.request, async () => handler(call.request, active.scope)).then(
         (response) => {
           active.finish(status.OK);
           callback(null, response);
@@ -72,7 +86,7 @@ export class RpcRuntime {
   stream<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => AsyncIterable<Res>): handleServerStreamingCall<Req, Res> {
     return (call) => {
       const active = this.begin(method, call);
-      this.run(active, admission, async () => {
+      this.run(active, admission, call.request, async () => {
         for await (const message of handler(call.request, active.scope)) {
           if (active.scope.signal.aborted) break;
           call.write(message);
@@ -91,10 +105,15 @@ export class RpcRuntime {
     };
   }
 
-  /** Runs the handler in the call's context; a call cut short by shutdown fails with UNAVAILABLE. */
-  private async run<T>(active: ActiveCall, admission: Admission, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs the handler in the call's context once the caller is known and the
+   * request parsed; a call cut short by shutdown fails with UNAVAILABLE.
+   */
+  private async run<T>(active: ActiveCall, admission: Admission, request: unknown, work: () => Promise<T>): Promise<T> {
     const { signal } = active.scope;
     return context.with(active.scope.context, async () => {
+      active.authenticate(this.options.authenticator);
+      if (request instanceof MalformedRequest) throw new EngineError("INVALID_ARGUMENT", `the request body is not a valid message: ${request.reason}`);
       if (admission === "work") this.options.admit();
       let result: T;
       try {
@@ -108,28 +127,36 @@ export class RpcRuntime {
   }
 
   private begin(method: string, call: SurfaceCall): ActiveCall {
-    const { service, tracker, metrics, log, semconv } = this.options;
+    const { service, tracker, metrics, log, logContent, semconv, tenantMetrics } = this.options;
     const started = performance.now();
     const parent = propagator.extract(ROOT_CONTEXT, call.metadata, metadataGetter);
     const span = tracer.startSpan(`${service}/${method}`, { kind: SpanKind.SERVER, attributes: rpcCallAttributes(service, method, semconv) }, parent);
     const attributes: Attributes = {};
+    const content: Record<string, string> = {};
     const controller = new AbortController();
     const cancelled = () => controller.abort(call.getDeadline() !== Infinity && Date.now() >= Number(call.getDeadline()) ? "deadline" : "cancelled");
     if (call.cancelled) cancelled();
     else call.on("cancelled", cancelled);
     const untrack = tracker.add(controller);
     metrics?.callStarted();
-    const scope: RpcScope = {
+    const scope = {
       signal: controller.signal,
       context: trace.setSpan(parent, span),
-      annotate(more) {
+      caller: ANONYMOUS,
+      annotate(more: Attributes) {
         Object.assign(attributes, more);
         span.setAttributes(more);
+      },
+      logContent(fields: () => Record<string, string>) {
+        if (logContent) Object.assign(content, fields());
       },
     };
     let finished = false;
     return {
       scope,
+      authenticate(authenticator) {
+        if (authenticator) scope.caller = authenticator.callerOf(call);
+      },
       finish(code, details) {
         if (finished) return;
         finished = true;
@@ -143,6 +170,7 @@ export class RpcRuntime {
         const inputTokens = Number(attributes[GEN_AI.usageInputTokens] ?? 0);
         const outputTokens = Number(attributes[GEN_AI.usageOutputTokens] ?? 0);
         metrics?.callEnded(method, status[final]);
+        tenantMetrics?.callEnded(scope.caller.tenant, final);
         metrics?.tokens(inputTokens, outputTokens);
         const { traceId, spanId } = span.spanContext();
         log?.({
@@ -152,10 +180,12 @@ export class RpcRuntime {
           code: status[final],
           duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
           ...(trace.isSpanContextValid(span.spanContext()) ? { trace_id: traceId, span_id: spanId } : {}),
+          ...(scope.caller.tenant === "" ? {} : { tenant: scope.caller.tenant }),
           ...(attributes[KVWARDEN.sequenceId] === undefined ? {} : { sequence_id: attributes[KVWARDEN.sequenceId] }),
           ...(inputTokens > 0 ? { input_tokens: inputTokens } : {}),
           ...(outputTokens > 0 ? { output_tokens: outputTokens } : {}),
           ...(final === status.OK || !details ? {} : { error: details }),
+          ...content,
         });
       },
     };
@@ -163,7 +193,7 @@ export class RpcRuntime {
 }
 
 /** What every grpc-js server call offers (grpc-js does not export its own name for it). */
-interface SurfaceCall {
+interface SurfaceCall extends CredentialsOf {
   readonly metadata: Metadata;
   readonly cancelled: boolean;
   getDeadline(): Deadline;
@@ -172,5 +202,7 @@ interface SurfaceCall {
 
 interface ActiveCall {
   scope: RpcScope;
+  /** Sets the scope's caller; throws Unauthenticated. */
+  authenticate(authenticator: Authenticator | undefined): void;
   finish(code: status, details?: string): void;
 }

@@ -1,19 +1,24 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { chmodSync, lstatSync, unlinkSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Engine } from "../engine/engine.js";
 import { KvCacheService } from "../gen/kvwarden/v1/kvwarden.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
+import { authInterceptor } from "./auth-interceptor.js";
+import type { Authenticator } from "./authenticator.js";
 import { CallTracker } from "./call-tracker.js";
 import { Health, KV_CACHE_SERVICE } from "./health.js";
 import { kvCacheService, type ServiceInfo } from "./kv-cache-service.js";
+import { lenientDecoding } from "./malformed-request.js";
 import { RpcRuntime } from "./rpc-runtime.js";
 import { rpcSemconv } from "./rpc-semconv.js";
 import { Unavailable } from "./status.js";
+import { TenantMetrics } from "./tenant-metrics.js";
+import { serverCredentials, type TlsFiles } from "./tls.js";
+import { bindPrivately, socketPath } from "./unix-socket.js";
 
 const PROTO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ...(import.meta.url.includes("/dist/") ? [".."] : []), "proto");
 
@@ -22,7 +27,21 @@ export interface KvwardenServerOptions {
   metrics?: KvwardenMetrics;
   /** Receives one line per finished call. */
   log?: LogSink;
+  /** Log lines carry prompt and output text. */
+  logContent?: boolean;
+  /** Who may call, as which tenant; absent = everyone, as the anonymous tenant. */
+  authenticator?: Authenticator;
 }
+
+export interface ListenOptions {
+  /** TLS (mutual with a client CA) for a host:port listener. */
+  tls?: TlsFiles;
+  /** File mode of a Unix socket (default 0660: owner and group may connect). */
+  socketMode?: number;
+}
+
+/** Group members may connect: in a pod, fsGroup puts the backend container in the socket's group. */
+export const DEFAULT_SOCKET_MODE = 0o660;
 
 /**
  * A running sidecar: the KvCache service, health and reflection on one gRPC
@@ -35,21 +54,35 @@ export class KvwardenServer {
   /** Resolves once the engine is there; rejects if loading it failed. */
   readonly ready: Promise<void>;
   private readonly calls = new CallTracker();
-  private readonly server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  private readonly server: Server;
   private healthServer?: Server;
   private engine?: Engine;
   private listening = false;
 
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
+    const { authenticator, metrics } = options;
+    // KvCache authenticates in its runtime (so refusals are logged and counted); health stays open for probes.
+    const guarded = (path: string) => !path.startsWith(`/${KV_CACHE_SERVICE}/`) && !path.startsWith("/grpc.health.v1.");
+    this.server = new Server({
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded)] : [],
+    });
+    const tenantUsage = (tenant: string) => {
+      const stats = this.engine?.stats(undefined, false, { tenant });
+      return stats && { kvBytes: stats.tenantKvBytes, sequences: stats.tenantSequenceCount };
+    };
     const runtime = new RpcRuntime({
       service: KV_CACHE_SERVICE,
       tracker: this.calls,
       admit: () => this.admit(),
-      metrics: options.metrics,
+      metrics,
       log: options.log,
+      logContent: options.logContent,
       semconv: rpcSemconv(),
+      authenticator,
+      tenantMetrics: metrics && authenticator?.enabled ? new TenantMetrics(metrics.registry, tenantUsage) : undefined,
     });
-    this.server.addService(KvCacheService, kvCacheService(() => this.currentEngine(), info, runtime));
+    this.server.addService(lenientDecoding(KvCacheService), kvCacheService(() => this.currentEngine(), info, runtime));
     this.health.addToServer(this.server);
     const definition = loadSync(join(PROTO_ROOT, "kvwarden/v1/kvwarden.proto"), { includeDirs: [PROTO_ROOT] });
     new ReflectionService(definition).addToServer(this.server);
@@ -63,15 +96,19 @@ export class KvwardenServer {
   }
 
   /** Binds `address` (host:port, or unix:/path) and starts serving; returns the bound port (0 for a socket). */
-  async listen(address: string): Promise<number> {
+  async listen(address: string, options: ListenOptions = {}): Promise<number> {
     const socket = socketPath(address);
-    if (socket) removeStaleSocket(socket);
-    const port = await bind(this.server, address);
-    // Group members may connect: in a pod, fsGroup puts the backend container in the socket's group.
-    if (socket) chmodSync(socket, 0o660);
+    let port = 0;
+    if (socket) {
+      // A socket is guarded by its file mode (and tokens); TLS on it would protect nothing more.
+      if (options.tls) throw new Error("TLS is for host:port listeners; a Unix socket is protected by its file mode");
+      await bindPrivately(socket, options.socketMode ?? DEFAULT_SOCKET_MODE, (staged) => bind(this.server, staged, ServerCredentials.createInsecure()));
+    } else {
+      port = await bind(this.server, address, serverCredentials(options.tls));
+    }
     this.listening = true;
     this.updateHealth();
-    return socket ? 0 : port;
+    return port;
   }
 
   /** Serves grpc.health.v1 alone on `address` as well (host:port); returns the bound port. */
@@ -79,7 +116,8 @@ export class KvwardenServer {
     const server = new Server();
     this.health.addToServer(server);
     this.healthServer = server;
-    return bind(server, address);
+    // Kubernetes gRPC probes speak neither TLS nor tokens.
+    return bind(server, address, ServerCredentials.createInsecure());
   }
 
   /**
@@ -115,10 +153,8 @@ export class KvwardenServer {
   }
 }
 
-function bind(server: Server, address: string): Promise<number> {
-  return new Promise((resolvePort, reject) =>
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolvePort(bound))),
-  );
+function bind(server: Server, address: string, credentials: ServerCredentials): Promise<number> {
+  return new Promise((resolvePort, reject) => server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolvePort(bound))));
 }
 
 /** Stops taking calls and waits for running ones up to `timeoutMs`, then cuts them off. */
@@ -133,18 +169,4 @@ function shutdown(server: Server, timeoutMs: number): Promise<void> {
       done();
     });
   });
-}
-
-/** The file of a unix: address (unix:/path or unix:///path), or undefined for host:port. */
-function socketPath(address: string): string | undefined {
-  return address.startsWith("unix:") ? address.replace(/^unix:(\/\/)?/, "") : undefined;
-}
-
-/** A socket file left by a previous process would make the bind fail; anything else at that path is left alone. */
-function removeStaleSocket(path: string): void {
-  try {
-    if (lstatSync(path).isSocket()) unlinkSync(path);
-  } catch {
-    // Nothing there: nothing to remove.
-  }
 }

@@ -5,11 +5,15 @@ import { InvalidEvictionError } from "../policies/policy.js";
 /** The server cannot take the call now (model loading, shutting down); clients may retry elsewhere or later. */
 export class Unavailable extends Error {}
 
+/** The call carries no valid credentials (bearer token or client certificate). */
+export class Unauthenticated extends Error {}
+
 /** Turns any failure into a gRPC error whose status says whose fault it was. */
 export function toServiceError(error: unknown): Partial<ServiceError> {
   if (error instanceof EngineError) return { code: status[error.code], details: error.message, metadata: new Metadata() };
   if (error instanceof InvalidEvictionError) return { code: status.INVALID_ARGUMENT, details: error.message, metadata: new Metadata() };
   if (error instanceof Unavailable) return { code: status.UNAVAILABLE, details: error.message, metadata: new Metadata() };
+  if (error instanceof Unauthenticated) return { code: status.UNAUTHENTICATED, details: error.message, metadata: new Metadata() };
   const message = error instanceof Error ? error.message : String(error);
   return { code: status.INTERNAL, details: `internal error: ${message}`, metadata: new Metadata() };
 }

@@ -1,7 +1,7 @@
 import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../../src/engine/engine.js";
-import { DecodeRequest, KvCacheClient, PrefillRequest, type DeepPartial, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvCacheClient, PrefillRequest, ReleaseRequest, type DeepPartial, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
@@ -63,7 +63,7 @@ describe("the Prometheus endpoint", () => {
     const story = "Lily liked to play in the park with her red ball.";
     const evicted = await prefill({ sequenceId: "b", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, traced(true));
     const unsampled = await prefill({ sequenceId: "b2", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, traced(false));
-    await new Promise((resolve, reject) => client.release({ sequenceId: "b2" }, (error, response) => (error ? reject(error) : resolve(response))));
+    await new Promise((resolve, reject) => client.release(ReleaseRequest.fromPartial({ sequenceId: "b2" }), (error, response) => (error ? reject(error) : resolve(response))));
     let generated = 0;
     for await (const _ of client.decode(DecodeRequest.fromPartial({ sequenceId: "a", maxNewTokens: 5, ignoreEos: true }))) generated++;
     const refused = await prefill({ sequenceId: "c", tokenIds: Array.from({ length: 500 }, (_, i) => 10 + (i % 400)) }).catch((error: ServiceError) => error);
