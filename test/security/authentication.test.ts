@@ -1,0 +1,133 @@
+import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EngineModel } from "../../src/engine/engine.js";
+import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { parseAuthTokens } from "../../src/server/auth-tokens.js";
+import type { LogFields } from "../../src/telemetry/json-log.js";
+import { loadTestModel } from "../support/test-model.js";
+import { call, statusOf } from "../support/test-server.js";
+import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
+
+const ALICE = "alice-token-0123456789abcdef";
+const BOB = "bob-token-0123456789abcdef";
+
+describe("the auth tokens file", () => {
+  it("reads TOKEN TENANT lines, skipping comments and blank lines; a tenant may hold several tokens", () => {
+    const tenants = parseAuthTokens(`# rotated monthly\n\n${ALICE} alice\n  ${BOB}   bob  \nalice-second-token-000000 alice\n`, "tokens");
+    expect([...tenants.values()]).toEqual(["alice", "bob", "alice"]);
+  });
+
+  it.each([
+    ["one field", `${ALICE}\n`, /tokens:1: expected "TOKEN TENANT", got 1 fields/],
+    ["three fields", `${ALICE} alice extra\n`, /got 3 fields/],
+    ["a short token", "short alice\n", /at least 16 characters/],
+    ["a bad tenant name", `${ALICE} ../alice\n`, /tenant '..\/alice' is not a valid name/],
+    ["a duplicate token", `${ALICE} alice\n${ALICE} bob\n`, /tokens:2: this token is already listed/],
+    ["no tokens at all", "# nothing yet\n", /lists no tokens/],
+  ])("refuses %s, naming the line and never the token", (_, text, message) => {
+    let error: Error | undefined;
+    try {
+      parseAuthTokens(text, "tokens");
+    } catch (caught) {
+      error = caught as Error;
+    }
+    expect(error?.message).toMatch(message);
+    expect(error?.message).not.toContain(ALICE);
+  });
+});
+
+/** A grpc.health.v1 client, loaded from the proto its package ships. */
+const require = createRequire(import.meta.url);
+const HEALTH_PROTO = join(dirname(require.resolve("grpc-health-check/package.json")), "proto/health/v1/health.proto");
+type HealthClient = Client & { check(request: { service: string }, callback: (error: ServiceError | null, response: { status: string }) => void): void };
+const { grpc } = loadPackageDefinition(loadSync(HEALTH_PROTO, { enums: String })) as unknown as {
+  grpc: { health: { v1: { Health: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => HealthClient } } };
+};
+
+describe("bearer tokens over gRPC", () => {
+  let model: EngineModel;
+  let sidecar: SecureServer;
+  const folder = mkdtempSync(join(tmpdir(), "kvwarden-auth-"));
+  const tokensPath = join(folder, "tokens");
+  const logs: LogFields[] = [];
+  const clients: Client[] = [];
+  const client = (token?: string) => {
+    const made = clientOf(sidecar.address, token);
+    clients.push(made);
+    return made;
+  };
+  const info = (c: KvCacheClient, metadata = new Metadata()) =>
+    new Promise((resolve, reject) => c.info({}, metadata, (error, response) => (error ? reject(error) : resolve(response))));
+
+  beforeAll(async () => {
+    model = await loadTestModel();
+    sidecar = await startSecureServer(model, { tokens: { path: tokensPath, text: `${ALICE} alice\n${BOB} bob\n` }, server: { log: (line) => logs.push(line) } });
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await sidecar.close();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it("answers a valid token and refuses a missing, unknown or malformed one with UNAUTHENTICATED", async () => {
+    await expect(info(client(ALICE))).resolves.toBeDefined();
+    expect((await statusOf(info(client()))).code).toBe(status.UNAUTHENTICATED);
+    expect((await statusOf(info(client("unknown-token-0123456789abc")))).code).toBe(status.UNAUTHENTICATED);
+    const basic = new Metadata();
+    basic.set("authorization", `Basic ${ALICE}`);
+    expect((await statusOf(info(client(), basic)))).toMatchObject({ code: status.UNAUTHENTICATED, details: expect.stringContaining("Bearer") });
+    // Every method is guarded, including the ones that only read.
+    const anonymous = client();
+    expect((await statusOf(call(anonymous, anonymous.stats, {}))).code).toBe(status.UNAUTHENTICATED);
+    expect((await statusOf(call(anonymous, anonymous.release, { sequenceId: "x" }))).code).toBe(status.UNAUTHENTICATED);
+    // Refusals are logged with their code, never with the token.
+    expect(logs.some((line) => line.code === "UNAUTHENTICATED")).toBe(true);
+    expect(JSON.stringify(logs)).not.toContain(ALICE);
+  });
+
+  it("leaves health open for probes and guards reflection", async () => {
+    const health = new grpc.health.v1.Health(sidecar.address, credentials.createInsecure());
+    clients.push(health);
+    const serving = await new Promise<string>((resolve, reject) => health.check({ service: "kvwarden.v1.KvCache" }, (e, r) => (e ? reject(e) : resolve(r.status))));
+    expect(serving).toBe("SERVING");
+
+    // ServerReflectionRequest { list_services: "" }, as raw bytes: field 7, length 0.
+    const listServices = (token?: string) =>
+      new Promise<{ code: number; body: string }>((resolve) => {
+        const raw = client(token);
+        const stream = raw.makeBidiStreamRequest(
+          "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+          (message: Buffer) => message,
+          (bytes: Buffer) => bytes,
+        );
+        let body = "";
+        stream.on("data", (bytes: Buffer) => (body += bytes.toString("latin1")));
+        stream.on("error", (error: ServiceError) => resolve({ code: error.code, body }));
+        stream.on("end", () => resolve({ code: status.OK, body }));
+        stream.write(Buffer.from([0x3a, 0x00]));
+        stream.end();
+      });
+    expect((await listServices()).code).toBe(status.UNAUTHENTICATED);
+    const listed = await listServices(BOB);
+    expect(listed.code).toBe(status.OK);
+    expect(listed.body).toContain("kvwarden.v1.KvCache");
+  });
+
+  it("reloads the file: new tokens work and removed ones stop at once; a broken file keeps the tokens in force", async () => {
+    const rotated = "alice-rotated-token-0123456789";
+    writeFileSync(tokensPath, `${rotated} alice\n${BOB} bob\n`);
+    expect(sidecar.tokens!.reload()).toEqual({ tokens: 2, tenants: 2 });
+    await expect(info(client(rotated))).resolves.toBeDefined();
+    expect((await statusOf(info(client(ALICE)))).code).toBe(status.UNAUTHENTICATED);
+
+    writeFileSync(tokensPath, `${rotated} alice\nbroken\n`);
+    expect(() => sidecar.tokens!.reload()).toThrow(/tokens:2/);
+    await expect(info(client(rotated))).resolves.toBeDefined();
+    await expect(info(client(BOB))).resolves.toBeDefined();
+  });
+});

@@ -1,0 +1,73 @@
+import { status } from "@grpc/grpc-js";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { call, statusOf } from "../support/test-server.js";
+import { clientOf } from "./support/secure-server.js";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const OLD = "old-token-0123456789abcdef";
+const NEW = "new-token-0123456789abcdef";
+
+describe("kvwarden serve with authentication", () => {
+  const folder = mkdtempSync(join(tmpdir(), "kvwarden-serve-auth-"));
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  it("serves a private socket to token holders, enforces quota flags, and re-reads the tokens on SIGHUP", async () => {
+    const socket = join(folder, "kvwarden.sock");
+    const tokens = join(folder, "tokens");
+    writeFileSync(tokens, `# test\n${OLD} alice\n`);
+    const args = ["serve", "--listen", `unix:${socket}`, "--socket-mode", "0600", "--auth-tokens", tokens, "--tenant-max-sequences", "1", "--max-request-tokens", "64"];
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+      cwd: root,
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, OTEL_TRACES_EXPORTER: "none" },
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const logged = (msg: string) =>
+      new Promise<void>((resolve, reject) => {
+        const deadline = Date.now() + 30_000;
+        const poll = () => (stderr.includes(`"msg":"${msg}"`) ? resolve() : Date.now() > deadline ? reject(new Error(`no '${msg}' in ${stderr}`)) : setTimeout(poll, 20));
+        poll();
+      });
+    const clients: KvCacheClient[] = [];
+    const client = (token?: string) => {
+      const made = clientOf(`unix:${socket}`, token);
+      clients.push(made);
+      return made;
+    };
+    try {
+      await logged("serving");
+      expect(stderr).toContain('"auth":"tokens"');
+      expect(statSync(socket).mode & 0o777).toBe(0o600);
+
+      const [old, anonymous] = [client(OLD), client()];
+      await call(old, old.prefill, { sequenceId: "a", tokenIds: [1, 403] });
+      expect((await statusOf(call(anonymous, anonymous.stats, {}))).code).toBe(status.UNAUTHENTICATED);
+      expect((await statusOf(call(old, old.prefill, { sequenceId: "b", tokenIds: [1] }))).code).toBe(status.RESOURCE_EXHAUSTED);
+      expect((await call(old, old.info, {})).limits).toMatchObject({ tenantMaxSequences: 1, maxRequestTokens: 64 });
+
+      writeFileSync(tokens, `${NEW} alice\n`);
+      child.kill("SIGHUP");
+      await logged("reloaded auth tokens");
+      expect((await statusOf(call(old, old.stats, {}))).code).toBe(status.UNAUTHENTICATED);
+      // The same tenant, so the same sequences.
+      const renewed = client(NEW);
+      expect((await call(renewed, renewed.stats, {})).sequences.map((s) => s.sequenceId)).toEqual(["a"]);
+
+      for (const made of clients) made.close();
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+      expect(stderr).not.toContain(OLD);
+      expect(stderr).not.toContain(NEW);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
