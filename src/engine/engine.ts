@@ -436,6 +436,17 @@ export class Engine {
    * not ask for eviction.
    */
   private admit(sequence: Sequence, bytes: number): void {
+    // The tenant's quota first: a request it refuses must not have compressed anyone's cache.
+    const quota = this.options.tenantQuota?.kvBytes;
+    if (quota !== undefined) {
+      const held = this.sequencesOf(sequence.tenant).reduce((sum, s) => sum + s.bytes, 0);
+      if (held - sequence.bytes + bytes > quota) {
+        throw new EngineError(
+          "RESOURCE_EXHAUSTED",
+          `tenant KV quota exhausted: ${bytes - sequence.bytes} bytes requested, ${Math.max(0, quota - held)} bytes free of the tenant's ${quota}`,
+        );
+      }
+    }
     const shortfall = this.pool.used - sequence.bytes + bytes - this.pool.budgetBytes;
     if (shortfall > 0) {
       // Plan first, commit only if the plans free enough: a request that fails anyway evicts nothing.
@@ -456,16 +467,6 @@ export class Engine {
       if (reclaimable >= shortfall) for (const [candidate, plan] of planned) commitEviction(candidate, plan);
     }
     this.pool.assertRoom(bytes, sequence.bytes);
-    const quota = this.options.tenantQuota?.kvBytes;
-    if (quota !== undefined) {
-      const held = this.sequencesOf(sequence.tenant).reduce((sum, s) => sum + s.bytes, 0);
-      if (held - sequence.bytes + bytes > quota) {
-        throw new EngineError(
-          "RESOURCE_EXHAUSTED",
-          `tenant KV quota exhausted: ${bytes - sequence.bytes} bytes requested, ${Math.max(0, quota - held)} bytes free of the tenant's ${quota}`,
-        );
-      }
-    }
   }
 
   /**

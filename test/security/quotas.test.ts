@@ -78,3 +78,31 @@ describe("per-tenant quotas over gRPC", () => {
     expect(text).toContain("kvwarden:kv_cache_used_bytes " + String(alices.kvBytesUsed));
   });
 });
+
+describe("a refusal under memory pressure", () => {
+  it("compresses nobody's cache: a request that its tenant quota refuses evicts nothing from other tenants", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "kvwarden-pressure-"));
+    const text = Object.entries(TOKENS).map(([tenant, token]) => `${token} ${tenant}`).join("\n");
+    // Sized so that Bob's growth is short of global room by less than compressing Alice frees, and over his quota.
+    const sidecar = await startSecureServer(await loadTestModel(), { engine: { kvBudgetBytes: 420_000, tenantQuota: { kvBytes: 250_000 } }, tokens: { path: join(folder, "tokens"), text } });
+    const alice = clientOf(sidecar.address, TOKENS.alice);
+    const bob = clientOf(sidecar.address, TOKENS.bob);
+    try {
+      const tokens = (n: number) => Array.from({ length: n }, (_, i) => 5 + i);
+      await call(alice, alice.prefill, { sequenceId: "a", tokenIds: tokens(60) });
+      // A standing decode budget that lets memory pressure compress the sequence later.
+      await decodeAll(alice, { sequenceId: "a", maxNewTokens: 1, ignoreEos: true, eviction: { policy: "streaming_llm", maxTokens: 40, decodeSlack: 64 } });
+      const before = (await call(alice, alice.stats, { sequenceId: "a", includePositions: true })).sequences[0];
+      await call(bob, bob.prefill, { sequenceId: "b", tokenIds: tokens(20) });
+      const refused = await statusOf(call(bob, bob.prefill, { sequenceId: "b", tokenIds: tokens(80) }));
+      expect(refused).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining("tenant KV quota") });
+      const after = (await call(alice, alice.stats, { sequenceId: "a", includePositions: true })).sequences[0];
+      expect({ ...after, idleMs: 0n }).toEqual({ ...before, idleMs: 0n });
+    } finally {
+      alice.close();
+      bob.close();
+      await sidecar.close();
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+});
