@@ -487,6 +487,8 @@ export class Engine {
     // A single chunk changes nothing until its step has succeeded, so only longer feeds need a
     // checkpoint (taking one copies attention mass and recent queries: too dear per decode step).
     const checkpoint = all.length > this.options.prefillChunkTokens ? sequence.checkpoint() : null;
+    // Without a checkpoint, what a failure must undo is the capacity reserved below.
+    const capacities = checkpoint ? null : sequence.layers.map((layer) => layer.capacity);
     try {
       this.admit(sequence, sequence.bytesWithRoomFor(all.length));
       for (const layer of sequence.layers) layer.reserve(all.length);
@@ -523,6 +525,7 @@ export class Engine {
       if (all.length > 0) sequence.lastToken = all[all.length - 1];
     } catch (error) {
       if (checkpoint) sequence.rollback(checkpoint);
+      else sequence.layers.forEach((layer, l) => layer.shrinkTo(capacities![l]));
       if (error instanceof KvBudgetExceeded) {
         throw new EngineError("RESOURCE_EXHAUSTED", `${error.message} (budget ${this.pool.budgetBytes} bytes)`);
       }

@@ -39,6 +39,7 @@ export function capacityFor(current: number, needed: number): number {
 export interface LayerCheckpoint {
   lengths: Int32Array;
   mass: Float32Array[];
+  capacity: number;
 }
 
 export function slabFloats(shape: KvShape, capacity: number): number {
@@ -171,21 +172,27 @@ export class LayerCache {
     this.resize(capacityFor(0, this.maxLength));
   }
 
-  /** What appends change: lengths and accumulated attention. */
+  /** What appends change: lengths, accumulated attention and capacity. */
   checkpoint(): LayerCheckpoint {
     const lengths = Int32Array.from(this.lengths);
     const mass = Array.from(lengths, (n, h) => this.mass.slice(h * this.capacity, h * this.capacity + n));
-    return { lengths, mass };
+    return { lengths, mass, capacity: this.capacity };
   }
 
-  /** Undoes every append since `checkpoint` (capacity may have grown meanwhile). */
-  rollback({ lengths, mass }: LayerCheckpoint): void {
+  /** Undoes every append since `checkpoint`, and gives back the capacity reserved for them. */
+  rollback({ lengths, mass, capacity }: LayerCheckpoint): void {
     this.decoded = null;
     for (let h = 0; h < this.shape.kvHeads; h++) {
       this.mask.fill(-Infinity, h * this.capacity + lengths[h], (h + 1) * this.capacity);
       this.mass.set(mass[h], h * this.capacity);
       this.lengths[h] = lengths[h];
     }
+    this.shrinkTo(capacity);
+  }
+
+  /** Returns capacity that reserve() took for appends that did not happen (never below what the entries need). */
+  shrinkTo(capacity: number): void {
+    if (capacity < this.capacity && capacity >= this.maxLength) this.resize(capacity);
   }
 
   release(): void {
