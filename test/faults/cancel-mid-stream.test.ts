@@ -1,0 +1,45 @@
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { loadTestModel } from "../support/test-model.js";
+import { call, startTestServer, type TestServer } from "../support/test-server.js";
+import { expectExactAccounting } from "../fuzz/support/accounting.js";
+import { expectDecodesLikeReference } from "./support/reference-decode.js";
+import { sequenceState } from "./support/sequence-state.js";
+import { untilIdle } from "./support/until-idle.js";
+
+const PROMPT = [1, 403, 407, 261, 378, 432];
+
+describe("a client cancels a Decode mid-stream", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer(await loadTestModel(), { allowPastContext: true });
+  });
+  afterAll(() => t.close());
+
+  it("stops generating, keeps what was generated, frees the sequence for the next call and disturbs no other", async () => {
+    await call(t.client, t.client.prefill, { sequenceId: "story", tokenIds: PROMPT });
+    await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
+    const bystander = await sequenceState(t.client, "bystander");
+
+    const stream = t.client.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 400, ignoreEos: true }));
+    let received = 0;
+    const ended = new Promise<number>((resolve) => {
+      stream.on("data", () => {
+        if (++received === 5) stream.cancel();
+      });
+      stream.on("error", (error: ServiceError) => resolve(error.code));
+    });
+    expect(await ended).toBe(status.CANCELLED);
+    await untilIdle(t.client, "story");
+
+    const { position } = await sequenceState(t.client, "story");
+    // What the client took, perhaps a token or two the server had produced when the cancellation arrived; far from 400.
+    expect(position).toBeGreaterThanOrEqual(PROMPT.length + received);
+    expect(position).toBeLessThan(PROMPT.length + 50);
+    expect(await sequenceState(t.client, "bystander")).toEqual(bystander);
+    await expectExactAccounting(t.client);
+    await expectDecodesLikeReference(t.client, "story", PROMPT);
+    await expectDecodesLikeReference(t.client, "bystander", PROMPT);
+  });
+});

@@ -1,0 +1,43 @@
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { loadTestModel } from "../support/test-model.js";
+import { call, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { expectExactAccounting } from "../fuzz/support/accounting.js";
+import { expectDecodesLikeReference } from "./support/reference-decode.js";
+import { sequenceState } from "./support/sequence-state.js";
+import { untilIdle } from "./support/until-idle.js";
+
+const PROMPT = [1, 403, 407, 261, 378, 432];
+/** Long enough, in chunks of 4, to run well past the deadline. */
+const LONG = Array.from({ length: 3000 }, (_, i) => 5 + (i % 500));
+
+describe("a deadline expires mid-prefill", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer(await loadTestModel(), { allowPastContext: true, maxSequenceTokens: 65_536, prefillChunkTokens: 4 });
+  });
+  afterAll(() => t.close());
+
+  const prefillWithin = (sequenceId: string, ms: number) =>
+    new Promise((resolve, reject) =>
+      t.client.prefill(PrefillRequest.fromPartial({ sequenceId, tokenIds: LONG }), new Metadata(), { deadline: Date.now() + ms }, (error: ServiceError | null, response) =>
+        error ? reject(error) : resolve(response),
+      ),
+    );
+
+  it("stops the prefill and rolls it back: an existing sequence is as before, a new one is gone", async () => {
+    await call(t.client, t.client.prefill, { sequenceId: "doc", tokenIds: PROMPT });
+    const before = await sequenceState(t.client, "doc");
+
+    expect((await statusOf(prefillWithin("doc", 150))).code).toBe(status.DEADLINE_EXCEEDED);
+    expect((await statusOf(prefillWithin("fresh", 150))).code).toBe(status.DEADLINE_EXCEEDED);
+    await untilIdle(t.client, "doc");
+    await untilIdle(t.client, "fresh");
+
+    expect(await sequenceState(t.client, "doc")).toEqual(before);
+    expect((await call(t.client, t.client.stats, {})).sequences.map((s) => s.sequenceId)).toEqual(["doc"]);
+    await expectExactAccounting(t.client);
+    await expectDecodesLikeReference(t.client, "doc", PROMPT);
+  });
+});

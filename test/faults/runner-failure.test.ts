@@ -1,0 +1,84 @@
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EngineModel } from "../../src/engine/engine.js";
+import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import type { StepRunner } from "../../src/model/step-runner.js";
+import { loadTestModel } from "../support/test-model.js";
+import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { expectExactAccounting } from "../fuzz/support/accounting.js";
+import { expectDecodesLikeReference } from "./support/reference-decode.js";
+import { sequenceState } from "./support/sequence-state.js";
+
+const PROMPT = [1, 403, 407, 261, 378, 432];
+
+/** The model with a runner that fails, as a broken onnxruntime session would, on the step after `failAfter` more steps succeed. */
+function faultyModel(model: EngineModel): { model: EngineModel; failAfter(steps: number): void } {
+  let remaining = Infinity;
+  const runner: StepRunner = Object.create(model.runner);
+  runner.run = (input) => {
+    if (remaining-- <= 0) {
+      remaining = Infinity;
+      return Promise.reject(new Error("Non-zero status code returned while running MatMul node (injected)"));
+    }
+    return model.runner.run(input);
+  };
+  return { model: { ...model, runner }, failAfter: (steps) => (remaining = steps) };
+}
+
+describe("an onnxruntime failure during a step", () => {
+  let t: TestServer;
+  let fail: (afterSteps: number) => void;
+  beforeAll(async () => {
+    const faulty = faultyModel(await loadTestModel());
+    fail = faulty.failAfter;
+    t = await startTestServer(faulty.model, { prefillChunkTokens: 4 });
+    await call(t.client, t.client.prefill, { sequenceId: "doc", tokenIds: PROMPT });
+    await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
+  });
+  afterAll(() => t.close());
+
+  const failsInternal = async (promise: Promise<unknown>) => expect(await statusOf(promise)).toMatchObject({ code: status.INTERNAL, details: expect.stringContaining("injected") });
+
+  it("fails a prefill with INTERNAL whichever chunk breaks, leaving the sequence as it was", async () => {
+    const before = await sequenceState(t.client, "doc");
+    for (const steps of [0, 2]) {
+      fail(steps);
+      await failsInternal(call(t.client, t.client.prefill, { sequenceId: "doc", tokenIds: [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] }));
+      expect(await sequenceState(t.client, "doc")).toEqual(before);
+    }
+    // A single chunk at a block boundary: the capacity reserved for it is given back too.
+    await call(t.client, t.client.prefill, { sequenceId: "full", tokenIds: Array.from({ length: 16 }, (_, i) => 5 + i) });
+    const full = await sequenceState(t.client, "full");
+    fail(0);
+    await failsInternal(call(t.client, t.client.prefill, { sequenceId: "full", tokenIds: [5, 6, 7] }));
+    expect(await sequenceState(t.client, "full")).toEqual(full);
+    await call(t.client, t.client.release, { sequenceId: "full" });
+
+    fail(1);
+    await failsInternal(call(t.client, t.client.prefill, { sequenceId: "new", tokenIds: [1, 2, 3, 4, 5, 6, 7, 8] }));
+    expect((await call(t.client, t.client.stats, {})).sequences.map((s) => s.sequenceId).sort()).toEqual(["bystander", "doc"]);
+  });
+
+  it("ends a decode with INTERNAL; the tokens delivered before stay, the failed step leaves no trace", async () => {
+    await decodeAll(t.client, { sequenceId: "doc", maxNewTokens: 2, ignoreEos: true });
+    const before = await sequenceState(t.client, "doc");
+    fail(3);
+    const delivered: number[] = [];
+    const stream = t.client.decode(DecodeRequest.fromPartial({ sequenceId: "doc", maxNewTokens: 20, ignoreEos: true }));
+    const code = await new Promise<number>((resolve) => {
+      stream.on("data", (m: { position: number }) => delivered.push(m.position));
+      stream.on("error", (error: ServiceError) => resolve(error.code));
+      stream.on("end", () => resolve(status.OK));
+    });
+    expect(code).toBe(status.INTERNAL);
+    // Each token first feeds the one before it (the earlier Decode left one pending): three steps ran, the fourth failed.
+    expect(delivered).toEqual([0, 1, 2].map((i) => before.position + i));
+    expect((await sequenceState(t.client, "doc")).position).toBe(before.position + 3);
+  });
+
+  it("goes on serving: accounting is exact and every sequence decodes as a fresh one would", async () => {
+    await expectExactAccounting(t.client);
+    await expectDecodesLikeReference(t.client, "doc", PROMPT);
+    await expectDecodesLikeReference(t.client, "bystander", PROMPT);
+  });
+});
