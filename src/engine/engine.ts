@@ -491,7 +491,9 @@ export class Engine {
     const capacities = checkpoint ? null : sequence.layers.map((layer) => layer.capacity);
     try {
       this.admit(sequence, sequence.bytesWithRoomFor(all.length));
+      // All of it now, before the first await: a concurrent admission must see these bytes as held.
       for (const layer of sequence.layers) layer.reserve(all.length);
+      sequence.recentQueries.reserve();
       const { kvHeads, headSize } = this.model.config;
       for (let start = 0; start < all.length; start += this.options.prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");

@@ -50,7 +50,7 @@ export class RecentQueryRing {
    */
   push(queries: Float32Array, count: number, firstPosition: number): void {
     if (this.rows === 0 || count === 0) return;
-    this.allocate();
+    this.reserve();
     const { layers, heads, headSize } = this.shape;
     for (let i = Math.max(0, count - this.rows); i < count; i++) {
       for (let l = 0; l < layers; l++) {
@@ -109,8 +109,9 @@ export class RecentQueryRing {
     this.next = 0;
   }
 
-  private allocate(): void {
-    if (this.slab.length > 0) return;
+  /** Takes the ring's slab from the pool now (the first push would), so that admission counts it before any await. */
+  reserve(): void {
+    if (this.slab.length > 0 || this.rows === 0) return;
     const { layers, heads, headSize } = this.shape;
     const queryFloats = layers * heads * this.rows * headSize;
     this.slab = this.pool.acquire(queryFloats + this.rows);

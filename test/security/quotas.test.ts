@@ -1,4 +1,4 @@
-import { status } from "@grpc/grpc-js";
+import { status, type ServiceError } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -101,6 +101,32 @@ describe("a refusal under memory pressure", () => {
     } finally {
       alice.close();
       bob.close();
+      await sidecar.close();
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("concurrent admissions", () => {
+  it("never overrun a tenant's quota together: each counts the memory the others already took", async () => {
+    const folder = mkdtempSync(join(tmpdir(), "kvwarden-concurrent-"));
+    // Room in the quota for the first sequence and one more small one, not two.
+    const sidecar = await startSecureServer(await loadTestModel(), {
+      engine: { tenantQuota: { kvBytes: 300_000 } },
+      tokens: { path: join(folder, "tokens"), text: `${TOKENS.alice} alice\n` },
+    });
+    const alice = clientOf(sidecar.address, TOKENS.alice);
+    try {
+      await call(alice, alice.prefill, { sequenceId: "a", tokenIds: [1, 403, 407, 261] });
+      const codes = await Promise.all(
+        ["b", "c"].map((sequenceId) => call(alice, alice.prefill, { sequenceId, tokenIds: [1] }).then(() => status.OK, (error: ServiceError) => error.code)),
+      );
+      expect(codes.sort()).toEqual([status.OK, status.RESOURCE_EXHAUSTED]);
+      const stats = await call(alice, alice.stats, {});
+      expect(stats.tenantKvBytes).toBeLessThanOrEqual(300_000n);
+      expect(stats.kvBytesUsed).toBe(stats.tenantKvBytes);
+    } finally {
+      alice.close();
       await sidecar.close();
       rmSync(folder, { recursive: true, force: true });
     }
