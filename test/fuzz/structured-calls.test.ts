@@ -15,9 +15,9 @@ import { LONG, PROPERTY_TIMEOUT_MS, runs } from "./support/fuzz-scale.js";
 import { step, TENANTS, type Call, type Tenant } from "./support/requests.js";
 import { runCall, type CallOutcome } from "./support/run-call.js";
 
-const QUOTA: Required<TenantQuota> = { kvBytes: 450_000, sequences: 3, requestTokens: 48 };
+const QUOTA: Required<TenantQuota> = { kvBytes: 300_000, sequences: 3, requestTokens: 48 };
 /** Tight enough that both tenants together overrun it, and each can overrun its quota alone. */
-const ENGINE = { kvBudgetBytes: 700_000, maxSequenceTokens: 96, prefillChunkTokens: 16, tenantQuota: QUOTA };
+const ENGINE = { kvBudgetBytes: 450_000, maxSequenceTokens: 96, prefillChunkTokens: 16, tenantQuota: QUOTA };
 const TOKENS: Record<Tenant, string> = { alice: "alice-token-0123456789abcdef", bob: "bob-token-0123456789abcdef" };
 
 /** Statuses a call may end with; anything else (INTERNAL, UNKNOWN, UNAVAILABLE, ...) is a server fault. */
