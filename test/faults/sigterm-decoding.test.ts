@@ -1,0 +1,53 @@
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { call } from "../support/test-server.js";
+import { clientOf } from "../security/support/secure-server.js";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+describe("SIGTERM during decoding", () => {
+  // test/server/lifecycle.test.ts covers a Decode that outlasts the grace (cut off with UNAVAILABLE); this one fits in it.
+  it("lets the running Decode finish, then exits 0", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "30", "--allow-past-context"], {
+      cwd: root,
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, OTEL_TRACES_EXPORTER: "none" },
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const logged = (msg: string) => stderr.split("\n").find((line) => line.includes(`"msg":"${msg}"`));
+    try {
+      while (!logged("serving")) {
+        if (child.exitCode !== null) throw new Error(stderr);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const client = clientOf(`127.0.0.1:${JSON.parse(logged("serving")!).port}`);
+      await call(client, client.prefill, { sequenceId: "story", tokenIds: [1, 403, 407, 261] });
+      const stream = client.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 1_000, ignoreEos: true }));
+      let received = 0;
+      let drainingSeen = -1;
+      const ended = new Promise<number>((resolve) => {
+        stream.on("data", () => {
+          if (++received === 1) child.kill("SIGTERM");
+          if (drainingSeen < 0 && logged("draining")) drainingSeen = received;
+        });
+        stream.on("error", (error: ServiceError) => resolve(error.code));
+        stream.on("end", () => resolve(status.OK));
+      });
+      expect(await ended).toBe(status.OK);
+      expect(received).toBe(1_000);
+      // The server was draining while tokens still came.
+      expect(drainingSeen).toBeGreaterThan(0);
+      expect(drainingSeen).toBeLessThan(1_000);
+      client.close();
+      expect(await exited).toBe(0);
+      expect(stderr).toContain('"msg":"stopped"');
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
