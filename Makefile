@@ -1,5 +1,5 @@
 # Entry points; npm scripts do the work (see package.json).
-.PHONY: install build test serve bench bench-quick bench-eviction python-stubs clean
+.PHONY: install build test serve bench bench-quick bench-eviction load fuzz-long python-stubs clean
 
 install:
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci
@@ -21,6 +21,12 @@ bench-quick: build
 
 bench-eviction: build
 	npm run bench:eviction
+
+load: build
+	node --expose-gc dist/bench/load.js
+
+fuzz-long:
+	KVWARDEN_FUZZ=long npx vitest run test/fuzz
 
 python-stubs:
 	bash examples/python/generate-stubs.sh
