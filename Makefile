@@ -23,7 +23,7 @@ bench-eviction: build
 	npm run bench:eviction
 
 load: build
-	node --expose-gc dist/bench/load.js
+	node dist/bench/load.js
 
 fuzz-long:
 	KVWARDEN_FUZZ=long npx vitest run test/fuzz
