@@ -26,34 +26,38 @@ export type DeepPartial<T> = T extends bigint | number | string | boolean | unde
 export class EvalClient {
   private readonly client: KvCacheClient;
 
-  constructor(readonly target: string) {
+  /** `token`: sent as `authorization: Bearer TOKEN`, for sidecars started with --auth-tokens. */
+  constructor(
+    readonly target: string,
+    private readonly token?: string,
+  ) {
     this.client = new KvCacheClient(target, credentials.createInsecure(), { "grpc.max_receive_message_length": 64 * 1024 * 1024 });
   }
 
   prefill(request: DeepPartial<PrefillRequest>): Promise<PrefillResponse> {
-    return this.unary<PrefillResponse>((callback) => this.client.prefill(PrefillRequest.fromPartial(request), new Metadata(), callback));
+    return this.unary<PrefillResponse>((callback) => this.client.prefill(PrefillRequest.fromPartial(request), this.metadata(), callback));
   }
 
   evict(request: DeepPartial<EvictRequest>): Promise<EvictResponse> {
-    return this.unary<EvictResponse>((callback) => this.client.evict(EvictRequest.fromPartial(request), new Metadata(), callback));
+    return this.unary<EvictResponse>((callback) => this.client.evict(EvictRequest.fromPartial(request), this.metadata(), callback));
   }
 
   stats(request: DeepPartial<StatsRequest>): Promise<StatsResponse> {
-    return this.unary<StatsResponse>((callback) => this.client.stats(StatsRequest.fromPartial(request), new Metadata(), callback));
+    return this.unary<StatsResponse>((callback) => this.client.stats(StatsRequest.fromPartial(request), this.metadata(), callback));
   }
 
   release(sequenceId: string): Promise<ReleaseResponse> {
-    return this.unary<ReleaseResponse>((callback) => this.client.release(ReleaseRequest.fromPartial({ sequenceId }), new Metadata(), callback));
+    return this.unary<ReleaseResponse>((callback) => this.client.release(ReleaseRequest.fromPartial({ sequenceId }), this.metadata(), callback));
   }
 
   info(): Promise<InfoResponse> {
-    return this.unary<InfoResponse>((callback) => this.client.info(InfoRequest.fromPartial({}), new Metadata(), callback));
+    return this.unary<InfoResponse>((callback) => this.client.info(InfoRequest.fromPartial({}), this.metadata(), callback));
   }
 
   /** The whole Decode stream's tokens. */
   async decode(request: DeepPartial<DecodeRequest> & { sequenceId: string; maxNewTokens: number }): Promise<DecodeResponse[]> {
     const messages: DecodeResponse[] = [];
-    for await (const message of this.client.decode(DecodeRequest.fromPartial(request))) messages.push(message as DecodeResponse);
+    for await (const message of this.client.decode(DecodeRequest.fromPartial(request), this.metadata())) messages.push(message as DecodeResponse);
     return messages;
   }
 
@@ -64,6 +68,12 @@ export class EvalClient {
 
   close(): void {
     this.client.close();
+  }
+
+  private metadata(): Metadata {
+    const metadata = new Metadata();
+    if (this.token) metadata.set("authorization", `Bearer ${this.token}`);
+    return metadata;
   }
 
   private unary<T>(start: (callback: (error: ServiceError | null, response: T) => void) => unknown): Promise<T> {

@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError } from "commander";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { terminalProgress } from "./progress.js";
 import { writeReport } from "./report.js";
@@ -40,6 +41,7 @@ export function evalCommand(version: string): Command {
     .option("--tokenizer <path>", "its tokenizer (required with --model)")
     .option("--recall-model <dir>", "folder with the recall model's recall.bin, tok.bin and heldout.jsonl", RECALL_DIR)
     .option("--recall-target <address>", "host:port of a running sidecar serving the recall model (default: start one here)")
+    .option("--token-file <file>", "file holding a bearer token for sidecars started with --auth-tokens (a file keeps it out of the report's command line)")
     .option("--suites <list>", `suites to run: ${SUITES.join(",")}`, suites, [...SUITES])
     .option("--policies <list>", "policy labels or names to run (default: all but none; adakv runs as ada-snapkv and ada-pyramidkv)", list)
     .option("--budgets <list>", "keep_fraction values (default 0.1,0.2,0.35,0.5)", fractions)
@@ -50,14 +52,16 @@ export function evalCommand(version: string): Command {
     .option("--threads <n>", "onnxruntime intra-op threads of a sidecar started here", positiveInt, 1)
     .action(async (options) => {
       if (Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
+      const token = options.tokenFile ? readFileSync(options.tokenFile, "utf8").trim() : undefined;
       const report = await runEval({
         suites: options.suites,
         quick: options.quick,
         fidelitySidecar: options.target
-          ? { target: options.target }
+          ? { target: options.target, token }
           : { files: options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : undefined, threads: options.threads },
         recallDir: options.recallModel,
         recallTarget: options.recallTarget,
+        token,
         policies: options.policies,
         budgets: options.budgets,
         prompts: options.prompts,

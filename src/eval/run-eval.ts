@@ -31,6 +31,8 @@ export interface EvalOptions {
   recallDir: string;
   /** A running sidecar serving the recall model; absent = start one here from recallDir. */
   recallTarget?: string;
+  /** Bearer token for the running sidecars, if they require one. */
+  token?: string;
   /** Policy labels or names; absent = every policy the sidecar offers but none. */
   policies?: readonly string[];
   /** keep_fraction values; absent = DEFAULT_BUDGETS (quick: 0.2 and 0.5). */
@@ -107,7 +109,7 @@ async function recallSuite(options: EvalOptions, budgets: readonly number[]): Pr
   const missing = needed.filter((path) => !existsSync(path));
   if (missing.length > 0) return { skipped: `the recall model's files are missing: ${missing.join(", ")}` };
 
-  const sidecar = await openSidecar(options.recallTarget ? { target: options.recallTarget } : { files });
+  const sidecar = await openSidecar(options.recallTarget ? { target: options.recallTarget, token: options.token } : { files });
   try {
     const info = await sidecar.client.info();
     const model = info.model!;

@@ -7,7 +7,7 @@ import { EvalClient } from "./client.js";
 
 /** Where the evaluation's requests go. */
 export type SidecarChoice =
-  | { target: string }
+  | { target: string; token?: string }
   | {
       /** Absent: stories260K. */
       files?: ModelFiles;
@@ -26,7 +26,7 @@ export interface Sidecar {
 /** Connects to a running sidecar, or starts one on a loopback ephemeral port in this process. */
 export async function openSidecar(choice: SidecarChoice): Promise<Sidecar> {
   if ("target" in choice) {
-    const client = new EvalClient(choice.target);
+    const client = new EvalClient(choice.target, choice.token);
     await client.ready(10_000);
     return { client, description: `sidecar at ${choice.target}`, close: async () => client.close() };
   }
