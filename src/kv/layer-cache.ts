@@ -206,7 +206,8 @@ export class LayerCache {
     const { kvHeads, headSize } = this.shape;
     this.pool.assertRoom(slabFloats(this.shape, capacity) * 4, this.bytes);
     const old = { keys: this.keyStore, values: this.valueStore, mask: this.mask, mass: this.mass, positions: this.positions, capacity: this.capacity, slab: this.slab };
-    this.bind(this.pool.acquire(slabFloats(this.shape, capacity)), capacity);
+    // The old slab goes back below: shrinking (eviction) must work with the budget full.
+    this.bind(this.pool.acquire(slabFloats(this.shape, capacity), old.slab.byteLength), capacity);
     this.mask.fill(-Infinity);
     for (let h = 0; h < kvHeads; h++) {
       const n = this.lengths[h];

@@ -40,10 +40,14 @@ export class SlabPool {
     }
   }
 
-  /** A zero-filled slab of `floats` elements, counted against the budget. */
-  acquire(floats: number): Float32Array {
+  /**
+   * A zero-filled slab of `floats` elements, counted against the budget.
+   * `releasingBytes`: a slab the caller releases right after, in the same
+   * synchronous step (one being replaced), counted as free.
+   */
+  acquire(floats: number, releasingBytes = 0): Float32Array {
     const bytes = floats * Float32Array.BYTES_PER_ELEMENT;
-    this.assertRoom(bytes);
+    this.assertRoom(bytes, releasingBytes);
     const reused = this.free.get(floats)?.pop();
     this.usedBytes += bytes;
     if (reused) {
