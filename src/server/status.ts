@@ -1,5 +1,6 @@
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { EngineError } from "../engine/engine-error.js";
+import { KvBudgetExceeded } from "../kv/slab-pool.js";
 import { InvalidEvictionError } from "../policies/policy.js";
 
 /** The server cannot take the call now (model loading, shutting down); clients may retry elsewhere or later. */
@@ -12,6 +13,8 @@ export class Unauthenticated extends Error {}
 export function toServiceError(error: unknown): Partial<ServiceError> {
   if (error instanceof EngineError) return { code: status[error.code], details: error.message, metadata: new Metadata() };
   if (error instanceof InvalidEvictionError) return { code: status.INVALID_ARGUMENT, details: error.message, metadata: new Metadata() };
+  // The engine maps the budget errors it expects; any other one is still the budget, not a server fault.
+  if (error instanceof KvBudgetExceeded) return { code: status.RESOURCE_EXHAUSTED, details: error.message, metadata: new Metadata() };
   if (error instanceof Unavailable) return { code: status.UNAVAILABLE, details: error.message, metadata: new Metadata() };
   if (error instanceof Unauthenticated) return { code: status.UNAUTHENTICATED, details: error.message, metadata: new Metadata() };
   const message = error instanceof Error ? error.message : String(error);
