@@ -215,6 +215,9 @@ export class Engine {
     this.checkRequestTokens(input.maxNewTokens, "max_new_tokens");
     this.checkTokens(input.stopTokenIds, "stop_token_ids");
     this.claim(sequence);
+    // A Decode that ends before its first token leaves the sequence as it was, standing budget included.
+    const standing = sequence.decodeBudget;
+    let produced = 0;
     try {
       if (sequence.lastLogits === null && sequence.pendingToken === null) {
         throw new EngineError("FAILED_PRECONDITION", `sequence '${sequence.id}' has no tokens yet: prefill it before decoding`);
@@ -227,7 +230,7 @@ export class Engine {
       const stops = new Set(input.stopTokenIds.length > 0 || input.ignoreEos ? input.stopTokenIds : this.model.defaultStopTokens);
       const sampler = new Sampler(input.sampling);
       const text = new TextDecoder("utf-8");
-      for (let produced = 0; produced < input.maxNewTokens; ) {
+      while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
         if (sequence.pendingToken !== null) await this.feed(sequence, [], signal);
         const eviction = sequence.decodeBudget?.enforce(sequence) ?? undefined;
@@ -250,6 +253,7 @@ export class Engine {
         if (finishReason) return;
       }
     } finally {
+      if (produced === 0) sequence.decodeBudget = standing;
       sequence.busy = false;
       sequence.lastUsed = Date.now();
     }
