@@ -13,7 +13,7 @@ import {
 import { loadTestModel } from "../support/test-model.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
 import { expectExactAccounting } from "./support/accounting.js";
-import { LONG, PROPERTY_TIMEOUT_MS, runs } from "./support/fuzz-scale.js";
+import { PROPERTY_TIMEOUT_MS, REPORT, runs } from "./support/fuzz-scale.js";
 import { rawCall } from "./support/raw-call.js";
 
 /** Valid requests of every method, which mutations start from. */
@@ -115,7 +115,7 @@ describe("raw request bodies", () => {
         { numRuns: runs(3_000, 100_000) },
       );
       await expectExactAccounting(t.client);
-      if (LONG) console.log(JSON.stringify({ fuzz: "raw bodies", cases, seconds: (performance.now() - started) / 1000, outcomes: Object.fromEntries([...seen].sort()) }));
+      if (REPORT) console.log(JSON.stringify({ fuzz: "raw bodies", cases, seconds: (performance.now() - started) / 1000, outcomes: Object.fromEntries([...seen].sort()) }));
       // Malformed bodies were met, and answered as the caller's fault.
       expect([...seen.keys()].some((key) => key.endsWith("INVALID_ARGUMENT"))).toBe(true);
     },

@@ -4,6 +4,9 @@
  */
 export const LONG = process.env.KVWARDEN_FUZZ === "long";
 
+/** Print how the calls ended (always in long mode; KVWARDEN_FUZZ=report for a CI-sized run). */
+export const REPORT = LONG || process.env.KVWARDEN_FUZZ === "report";
+
 /** fast-check runs for a property: `ci` normally, `long` in long mode. */
 export function runs(ci: number, long: number): number {
   return LONG ? long : ci;
