@@ -1,5 +1,5 @@
 import { uniformCounts } from "./allocators/uniform.js";
-import { paramOf, type Policy } from "./policy.js";
+import { InvalidEvictionError, paramOf, type Policy } from "./policy.js";
 import { keyNormScores } from "./scorers/key-norm.js";
 import { keepAll } from "./selectors/keep-all.js";
 import { selectTopK } from "./selectors/top-k.js";
@@ -14,6 +14,10 @@ export const knormPolicy: Policy = {
   minimumBudget: () => 1,
   plan(cache, budget, spec) {
     const skip = paramOf(this, spec.params, "skipLayers");
+    const outside = skip.find((l) => l >= cache.layers.length);
+    if (outside !== undefined) {
+      throw new InvalidEvictionError("eviction.skip_layers", `eviction.skip_layers names layer ${outside}; the model has ${cache.layers.length} layers`);
+    }
     const counts = uniformCounts(cache.layers, budget);
     return {
       keep: cache.layers.map((layer, l) =>

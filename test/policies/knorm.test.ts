@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { knormPolicy } from "../../src/policies/knorm.js";
+import { InvalidEvictionError } from "../../src/policies/policy.js";
 import { resolveEviction } from "../../src/policies/registry.js";
 import { cacheView, evictionSpec, kept } from "./support/cache-view.js";
 
@@ -27,6 +28,10 @@ describe("knorm", () => {
 
   it("skips exactly the layers it is told to", () => {
     expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [2] })))).toEqual([[[1, 3, 5]], [[1, 3, 5]], [all]]);
+  });
+
+  it("refuses a skipped layer the model does not have", () => {
+    expect(() => knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [3] }))).toThrow(InvalidEvictionError);
   });
 
   it("keeps one entry per head when a tiny keep_fraction floors to zero", () => {
