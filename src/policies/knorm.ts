@@ -14,7 +14,8 @@ export const knormPolicy: Policy = {
   minimumBudget: () => 1,
   plan(cache, budget, spec) {
     const skip = paramOf(this, spec.params, "skipLayers");
-    const outside = skip.find((l) => l >= cache.layers.length);
+    // The default [0, 1] may name layers a small model lacks; a request's own list may not.
+    const outside = spec.params.skipLayers?.find((l) => l >= cache.layers.length);
     if (outside !== undefined) {
       throw new InvalidEvictionError("eviction.skip_layers", `eviction.skip_layers names layer ${outside}; the model has ${cache.layers.length} layers`);
     }
