@@ -22,6 +22,8 @@ export * from "../gen/kvwarden/v1/kvwarden.js";
 export interface KvwardenClientOptions {
   /** Default: insecure (loopback or a pod-local Unix socket). */
   credentials?: ChannelCredentials;
+  /** Sent as `authorization: Bearer TOKEN` on every call, for sidecars started with --auth-tokens. */
+  token?: string;
   /** grpc-js channel options. */
   channelOptions?: ClientOptions;
 }
@@ -45,10 +47,12 @@ type Partial<T> = DeepPartial<T>;
  */
 export class KvwardenClient {
   readonly raw: KvCacheClient;
+  private readonly token?: string;
 
   /** `address`: host:port, or unix:/path for a pod-local socket. */
   constructor(address: string, options: KvwardenClientOptions = {}) {
     this.raw = new KvCacheClient(address, options.credentials ?? credentials.createInsecure(), options.channelOptions);
+    this.token = options.token;
   }
 
   prefill(request: Partial<PrefillRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<PrefillResponse> {
@@ -57,7 +61,7 @@ export class KvwardenClient {
 
   /** Streams generated tokens; the last carries the finish reason. */
   async *decode(request: Partial<DecodeRequest> & { sequenceId: string }, settings: CallSettings = {}): AsyncGenerator<DecodeResponse> {
-    const call = this.raw.decode(DecodeRequest.fromPartial(request), metadataFor(settings), optionsFor(settings));
+    const call = this.raw.decode(DecodeRequest.fromPartial(request), this.metadataFor(settings), optionsFor(settings));
     const cancel = () => call.cancel();
     settings.signal?.addEventListener("abort", cancel);
     try {
@@ -109,12 +113,20 @@ export class KvwardenClient {
     this.raw.close();
   }
 
+  /** The caller's metadata, the token, and the active trace context, so the sidecar's spans join the backend's trace. */
+  private metadataFor(settings: CallSettings): Metadata {
+    const metadata = settings.metadata?.clone() ?? new Metadata();
+    if (this.token) metadata.set("authorization", `Bearer ${this.token}`);
+    propagation.inject(context.active(), metadata, { set: (carrier, key, value) => carrier.set(key, value) });
+    return metadata;
+  }
+
   private unary<Res>(
     start: (metadata: Metadata, options: CallOptions, callback: (error: ServiceError | null, response: Res) => void) => { cancel(): void },
     settings: CallSettings,
   ): Promise<Res> {
     return new Promise((resolve, reject) => {
-      const call = start(metadataFor(settings), optionsFor(settings), (error, response) => {
+      const call = start(this.metadataFor(settings), optionsFor(settings), (error, response) => {
         settings.signal?.removeEventListener("abort", cancel);
         if (error) reject(error);
         else resolve(response);
@@ -129,11 +141,4 @@ export class KvwardenClient {
 function optionsFor(settings: CallSettings): CallOptions {
   const { deadline } = settings;
   return deadline === undefined ? {} : { deadline: typeof deadline === "number" ? Date.now() + deadline : deadline };
-}
-
-/** The caller's metadata plus the active trace context, so the sidecar's spans join the backend's trace. */
-function metadataFor(settings: CallSettings): Metadata {
-  const metadata = settings.metadata?.clone() ?? new Metadata();
-  propagation.inject(context.active(), metadata, { set: (carrier, key, value) => carrier.set(key, value) });
-  return metadata;
 }

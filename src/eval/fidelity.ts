@@ -1,5 +1,6 @@
 import type { EvictionResult, EvictionSpec, InfoResponse, TokenLogprob } from "../gen/kvwarden/v1/kvwarden.js";
-import type { DeepPartial, EvalClient } from "./client.js";
+import type { KvwardenClient } from "../client/index.js";
+import type { DeepPartial } from "../gen/kvwarden/v1/kvwarden.js";
 import { mapConcurrent } from "./concurrency.js";
 import { comparePositions, summarise, type PositionComparison, type QualitySummary, type TokenScore } from "./metrics.js";
 import { budgetMinimumOf, describeParams, type PolicyVariant } from "./policy-variants.js";
@@ -58,7 +59,7 @@ type Run = { compared: PositionComparison[]; eviction?: EvictionResult } | { min
  * cache each policy leaves of its context at each budget, and compares the
  * next-token distributions position by position.
  */
-export async function runFidelity(client: EvalClient, info: InfoResponse, options: FidelityOptions, progress: Progress): Promise<FidelityReport> {
+export async function runFidelity(client: KvwardenClient, info: InfoResponse, options: FidelityOptions, progress: Progress): Promise<FidelityReport> {
   const model = info.model!;
   const shape = storyShape(model.contextLength);
   const { concurrency } = options;
@@ -130,7 +131,7 @@ function cellOf(label: string, keepFraction: number, stories: readonly StoryProm
 }
 
 /** Prefills the context (evicting if asked), then feeds the continuation and returns its scores. */
-async function scoreContinuation(client: EvalClient, sequenceId: string, story: StoryPrompt, eviction?: DeepPartial<EvictionSpec>) {
+async function scoreContinuation(client: KvwardenClient, sequenceId: string, story: StoryPrompt, eviction?: DeepPartial<EvictionSpec>) {
   try {
     const context = await client.prefill({ sequenceId, tokenIds: story.context, eviction });
     const scored = await client.prefill({ sequenceId, tokenIds: story.continuation, returnLogprobs: true, topLogprobs: TOP_LOGPROBS });

@@ -1,7 +1,7 @@
 import { status, type ServiceError } from "@grpc/grpc-js";
 import type { EvictionSpec, InfoResponse } from "../gen/kvwarden/v1/kvwarden.js";
 import { snakeCase } from "../policies/registry.js";
-import type { DeepPartial } from "./client.js";
+import type { DeepPartial } from "../gen/kvwarden/v1/kvwarden.js";
 
 /** Eviction parameters beyond the budget and the seed. */
 export type PolicyParameters = Omit<DeepPartial<EvictionSpec>, "policy" | "maxTokens" | "keepFraction" | "seed">;

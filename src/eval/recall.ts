@@ -1,5 +1,5 @@
 import { FinishReason, type EvictionResult, type InfoResponse } from "../gen/kvwarden/v1/kvwarden.js";
-import type { EvalClient } from "./client.js";
+import type { KvwardenClient } from "../client/index.js";
 import { mapConcurrent } from "./concurrency.js";
 import { budgetMinimumOf, describeParams, type PolicyVariant } from "./policy-variants.js";
 import type { Progress } from "./progress.js";
@@ -62,7 +62,7 @@ export interface RecallReport {
  * Needle tasks answered by greedy decoding and exact match, with the full cache
  * and under each policy, budget and mode.
  */
-export async function runRecall(client: EvalClient, info: InfoResponse, source: string, options: RecallOptions, progress: Progress): Promise<RecallReport> {
+export async function runRecall(client: KvwardenClient, info: InfoResponse, source: string, options: RecallOptions, progress: Progress): Promise<RecallReport> {
   const model = info.model!;
   const { tasks, concurrency } = options;
   progress.phase("recall: full cache", tasks.length);
@@ -122,7 +122,7 @@ interface Outcome {
  * is prefilled and evicted at once, with NACL's proxies on the question.
  * Query-agnostic: the context is prefilled and evicted, then the question fed.
  */
-async function answer(client: EvalClient, sequenceId: string, task: RecallTask, mode: RecallMode, variant?: PolicyVariant, keepFraction?: number): Promise<Outcome> {
+async function answer(client: KvwardenClient, sequenceId: string, task: RecallTask, mode: RecallMode, variant?: PolicyVariant, keepFraction?: number): Promise<Outcome> {
   const aware = mode === "query-aware";
   const evicted = aware ? task.tokens : task.tokens.slice(0, task.questionStart);
   const eviction = variant && {
@@ -141,9 +141,9 @@ async function answer(client: EvalClient, sequenceId: string, task: RecallTask, 
       return { correct: false, keptFraction: 1, unavailable: minimum };
     }
     if (!aware) await client.prefill({ sequenceId, tokenIds: task.tokens.slice(task.questionStart) });
-    const generated = (await client.decode({ sequenceId, maxNewTokens: task.answer.length }))
-      .filter((m) => m.finishReason !== FinishReason.FINISH_REASON_STOP)
-      .map((m) => m.tokenId);
+    const { tokenIds, finishReason } = await client.generate({ sequenceId, maxNewTokens: task.answer.length });
+    // A stop token ends the answer; it is not part of it.
+    const generated = finishReason === FinishReason.FINISH_REASON_STOP ? tokenIds.slice(0, -1) : tokenIds;
     return {
       correct: generated.length === task.answer.length && generated.every((id, i) => id === task.answer[i]),
       keptFraction: result ? Number(result.entriesAfter) / Number(result.entriesBefore) : 1,

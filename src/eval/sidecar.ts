@@ -3,7 +3,10 @@ import { Engine } from "../engine/engine.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { loadModel, type ModelFiles } from "../model/load-model.js";
 import { KvwardenServer } from "../server/server.js";
-import { EvalClient } from "./client.js";
+import { KvwardenClient } from "../client/index.js";
+
+/** Stories and reports come back in large messages. */
+const CHANNEL_OPTIONS = { "grpc.max_receive_message_length": 64 * 1024 * 1024 };
 
 /** Where the evaluation's requests go. */
 export type SidecarChoice =
@@ -17,7 +20,7 @@ export type SidecarChoice =
     };
 
 export interface Sidecar {
-  client: EvalClient;
+  client: KvwardenClient;
   /** How it was reached, for the report. */
   description: string;
   close(): Promise<void>;
@@ -26,8 +29,8 @@ export interface Sidecar {
 /** Connects to a running sidecar, or starts one on a loopback ephemeral port in this process. */
 export async function openSidecar(choice: SidecarChoice): Promise<Sidecar> {
   if ("target" in choice) {
-    const client = new EvalClient(choice.target, choice.token);
-    await client.ready(10_000);
+    const client = new KvwardenClient(choice.target, { token: choice.token, channelOptions: CHANNEL_OPTIONS });
+    await client.waitForReady(10_000);
     return { client, description: `sidecar at ${choice.target}`, close: async () => client.close() };
   }
   const files = choice.files ?? (await defaultModelFiles());
@@ -42,7 +45,7 @@ export async function openSidecar(choice: SidecarChoice): Promise<Sidecar> {
   });
   const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "eval" });
   const port = await server.listen("127.0.0.1:0");
-  const client = new EvalClient(`127.0.0.1:${port}`);
+  const client = new KvwardenClient(`127.0.0.1:${port}`, { channelOptions: CHANNEL_OPTIONS });
   return {
     client,
     description: `in-process sidecar (${relative(process.cwd(), files.modelPath)})`,

@@ -1,5 +1,5 @@
 import { FinishReason } from "../gen/kvwarden/v1/kvwarden.js";
-import type { EvalClient } from "./client.js";
+import type { KvwardenClient } from "../client/index.js";
 import { mapConcurrent } from "./concurrency.js";
 
 /** A story the model sampled from BOS, split where eviction happens. */
@@ -33,7 +33,7 @@ export function storyShape(contextLength: number): StoryShape {
  * count gives a prefix of a larger one.
  */
 export async function sampleStories(
-  client: EvalClient,
+  client: KvwardenClient,
   options: { count: number; firstSeed: number; bosTokenId: number; shape: StoryShape; concurrency: number },
   onStory: () => void,
 ): Promise<StoryPrompt[]> {
@@ -53,14 +53,14 @@ export async function sampleStories(
   return stories;
 }
 
-async function sampleStory(client: EvalClient, seed: number, options: { bosTokenId: number; shape: StoryShape }): Promise<StoryPrompt | undefined> {
+async function sampleStory(client: KvwardenClient, seed: number, options: { bosTokenId: number; shape: StoryShape }): Promise<StoryPrompt | undefined> {
   const { shape } = options;
   const sequenceId = `eval-story-${seed}`;
   await client.prefill({ sequenceId, tokenIds: [options.bosTokenId] });
   try {
-    const messages = await client.decode({ sequenceId, maxNewTokens: shape.maxTokens, sampling: { temperature: 1, seed: BigInt(seed) } });
+    const story = await client.generate({ sequenceId, maxNewTokens: shape.maxTokens, sampling: { temperature: 1, seed: BigInt(seed) } });
     // A story that stops ends with its stop token, which is not part of the story.
-    const tokens = messages.filter((m) => m.finishReason !== FinishReason.FINISH_REASON_STOP).map((m) => m.tokenId);
+    const tokens = story.finishReason === FinishReason.FINISH_REASON_STOP ? story.tokenIds.slice(0, -1) : story.tokenIds;
     if (tokens.length < shape.minTokens) return undefined;
     const all = [options.bosTokenId, ...tokens];
     return { seed, context: all.slice(0, shape.contextTokens), continuation: all.slice(shape.contextTokens) };
