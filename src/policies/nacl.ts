@@ -1,4 +1,5 @@
 import { SeededRandom } from "../model/seeded-random.js";
+import { sinkTokensParameter } from "./sink-tokens.js";
 import { paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { proxyAttentionScores } from "./scorers/proxy-attention.js";
 import { lastQueryRows, queryRowsInSpan } from "./scorers/query-rows.js";
@@ -32,7 +33,7 @@ export const naclPolicy: Policy = {
   parameters: [
     { name: "proxyTokens", description: "the last P tokens act as proxies when no proxy_span is given", defaultValue: 32 },
     { name: "proxySpan", description: "original positions [start, end) to use as proxies (e.g. the question); overrides proxy_tokens", defaultValue: "last proxy_tokens positions" },
-    { name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 },
+    sinkTokensParameter,
     { name: "temperature", description: "softmax temperature of the random draws; 0 draws uniformly", defaultValue: 1 },
     { name: "groupReduction", description: "how a KV head combines its query heads' scores: sum, mean or max", defaultValue: "sum" },
   ],

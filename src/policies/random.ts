@@ -1,4 +1,5 @@
 import { SeededRandom } from "../model/seeded-random.js";
+import { sinkTokensParameter } from "./sink-tokens.js";
 import { paramOf, type Policy } from "./policy.js";
 import { randomScores } from "./scorers/random.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -12,7 +13,7 @@ export const randomPolicy: Policy = {
   name: "random",
   defaultDecodeSlack: 64,
   description: "Keeps the first sink_tokens entries and a seeded uniformly random choice of the others (a baseline).",
-  parameters: [{ name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 }],
+  parameters: [sinkTokensParameter],
   queryRowsNeeded: () => 0,
   minimumBudget(params) {
     return paramOf(this, params, "sinkTokens") + 1;

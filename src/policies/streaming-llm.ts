@@ -1,4 +1,5 @@
 import { uniformCounts } from "./allocators/uniform.js";
+import { sinkTokensParameter } from "./sink-tokens.js";
 import { paramOf, type Policy } from "./policy.js";
 import { positionScores } from "./scorers/position.js";
 import { selectTopK } from "./selectors/top-k.js";
@@ -8,7 +9,7 @@ export const streamingLlmPolicy: Policy = {
   name: "streaming_llm",
   defaultDecodeSlack: 64,
   description: "Keeps the first sink_tokens entries (attention sinks) and the most recent ones (StreamingLLM).",
-  parameters: [{ name: "sinkTokens", description: "entries at the start always kept (attention sinks)", defaultValue: 4 }],
+  parameters: [sinkTokensParameter],
   queryRowsNeeded: () => 0,
   minimumBudget(params) {
     return paramOf(this, params, "sinkTokens") + 1;
