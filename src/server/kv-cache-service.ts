@@ -125,6 +125,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           name: policy.name,
           description: policy.description,
           parameters: policy.parameters.map((p) => ({ name: snakeCase(p.name), description: p.description, defaultValue: String(p.defaultValue) })),
+          minimumBudgetTokens: policy.minimumBudget({}),
         })),
         limits: {
           kvBytesBudget: BigInt(options.kvBudgetBytes),

@@ -53,6 +53,17 @@ describe("generation over gRPC", () => {
     expect([1, 2]).toContain(story.at(-1)!.tokenId);
   });
 
+  it("describes the model and every policy with its parameters and minimum budget in Info", async () => {
+    const info = await call(t.client, t.client.info, {});
+    expect(info.model).toMatchObject({ layers: 5, heads: 8, kvHeads: 4, headSize: 8, vocabSize: 512, contextLength: 512 });
+    const policies = Object.fromEntries(info.policies.map((p) => [p.name, p]));
+    expect(Object.keys(policies).sort()).toEqual(
+      ["adakv", "h2o", "knorm", "nacl", "none", "pyramidkv", "random", "simlayerkv", "snapkv", "streaming_llm", "tova"],
+    );
+    expect(policies.snapkv.minimumBudgetTokens).toBe(33);
+    expect(policies.streaming_llm).toMatchObject({ minimumBudgetTokens: 5, parameters: [{ name: "sink_tokens", defaultValue: "4" }] });
+  });
+
   it("samples reproducibly: the same seed gives the same tokens", async () => {
     const sample = async (id: string, seed: bigint) => {
       await call(t.client, t.client.prefill, { sequenceId: id, tokenIds: [1], text: "" });
