@@ -16,8 +16,8 @@ example), --count K, --seed S, --keys (facts per multikey/multiquery example; om
 Text is lowercase words, spaced digits and the punctuation . , ? ; with the recall tokenizer
 (tokenizer.py) every word, spaced digit and punctuation mark is exactly one token.
 
-Filler: random sentences from a small grammar ("the old cat sits on the hill." "the boat is
-red."), 4..10 tokens each. Facts (needles) are sentences placed between filler sentences:
+Filler: random sentences from a small grammar ("the old cat sits on the hill." "the boat was
+red."), 4..10 tokens each; filler never uses "is" or "what" (only facts and questions do). Facts (needles) are sentences placed between filler sentences:
 
     passkey     fact:     "the pass key is 7 1 9 3 8."
                 question: " what is the pass key? the pass key is"
@@ -40,6 +40,8 @@ Prefill with `text` prepends BOS), answer (text the model should generate, befor
 prompt_tokens, answer_tokens (ids without BOS/EOS; prompt_tokens excludes BOS), keys (asked
 keys, in order), facts ({key: value} of every fact in the prompt; passkey uses key "pass key"),
 needle_positions (token index of each asked fact's first token, BOS = 0), seed, index.
+The question always starts with the word " what", which filler and facts never use, so the last
+" what" token of prompt_tokens marks where the question starts.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def filler_sentence(rng: random.Random, length: int) -> list[str]:
     vt = lambda: rng.choice(TRANSITIVE)
     vi = lambda: rng.choice(INTRANSITIVE)
     p = lambda: rng.choice(PREPOSITIONS)
-    be = lambda: rng.choice(["is", "was"])
+    be = lambda: "was"  # "is" only ever precedes a fact's value
     options = {
         4: [lambda: _w("the", n(), vi())],
         5: [lambda: _w("the", a(), n(), vi()), lambda: _w("the", n(), be(), a())],
@@ -108,11 +110,27 @@ def filler_sentence(rng: random.Random, length: int) -> list[str]:
     return units
 
 
-def filler(rng: random.Random, tokens: int) -> list[list[str]]:
-    """Filler sentences totalling exactly `tokens` tokens (0 or >= 4)."""
+def filler(rng: random.Random, tokens: int, repeat: float = 0.0) -> list[list[str]]:
+    """Filler sentences totalling exactly `tokens` tokens (0 or >= 4).
+
+    With `repeat` > 0 (training only) a sentence starts, with that probability, a passage copied
+    from earlier filler, which goes on sentence by sentence with probability 0.6: text the model
+    can only predict by copying, so the language-model loss trains the copying that recall uses.
+    With repeat = 0 the random stream is the same as if the option did not exist."""
     assert tokens == 0 or tokens >= 4, tokens
-    sentences = []
+    sentences: list[list[str]] = []
+    copying = -1
     while tokens > 14:
+        if repeat and copying >= 0 and rng.random() < 0.6:
+            copying += 1
+        elif repeat and len(sentences) >= 2 and rng.random() < repeat:
+            copying = rng.randrange(len(sentences) - 1)
+        else:
+            copying = -1
+        if copying >= 0:
+            sentences.append(list(sentences[copying]))
+            tokens -= len(sentences[-1])
+            continue
         length = rng.randint(4, 10)
         sentences.append(filler_sentence(rng, length))
         tokens -= length
@@ -200,8 +218,9 @@ def make_example(
     depth: Optional[float] = None,
     n_keys: Optional[int] = None,
     n_queries: Optional[int] = None,
+    repeat: float = 0.0,
 ) -> Example:
-    """One example whose prompt is exactly `length` tokens including BOS."""
+    """One example whose prompt is exactly `length` tokens including BOS (`repeat`: see filler)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
     if depth is None:
@@ -239,7 +258,7 @@ def make_example(
         raise ValueError(f"length {length} is out of range for this {task} example ({MIN_LENGTH}..{MAX_LENGTH})")
     if length + len(answer) + 1 > CONTEXT:
         raise ValueError(f"prompt {length} + answer {len(answer)} + EOS is past the model's {CONTEXT} positions")
-    sentences = filler(rng, filler_tokens)
+    sentences = filler(rng, filler_tokens, repeat)
     # Slots between sentences: slot s = after s filler sentences. The first asked fact goes at depth.
     slots = {asked[0]: round(depth * len(sentences))}
     for key in keys_all:
@@ -281,15 +300,12 @@ HELDOUT_PER_CELL = 4
 
 
 def heldout_records() -> list[dict]:
-    """models/recall/heldout.jsonl: every task x length x depth, 4 examples each (240).
-
-    Records are as the CLI writes them, less prompt_tokens (kvwarden tokenizes the prompt)."""
+    """models/recall/heldout.jsonl: every task x length x depth, 4 examples each (240), as the CLI writes them."""
     out = []
     for task in TASKS:
         for length in HELDOUT_LENGTHS:
             for depth in HELDOUT_DEPTHS:
                 for r in generate(task, length, HELDOUT_PER_CELL, HELDOUT_SEED, depth):
-                    del r["prompt_tokens"]
                     out.append(r)
     return out
 

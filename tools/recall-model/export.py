@@ -39,7 +39,7 @@ def heldout_accuracy(model: Llama, records: list[dict]) -> dict:
     model.eval()
     table: dict[str, list[int]] = {}
     for r in records:
-        prompt = [1] + corpus.tokenizer().encode(r["prompt"])
+        prompt = [1] + r["prompt_tokens"]
         target = r["answer_tokens"] + [2]
         tokens = torch.tensor([prompt + target])
         predicted = model(tokens[:, :-1])[0, len(prompt) - 1 :].argmax(-1).tolist()
@@ -85,7 +85,8 @@ def main() -> None:
     loaded = load_llama2c(bin_path)
     loaded.eval()
     check = records[LOGITS_CHECK_INDEX]
-    ids = [1] + tok.encode(check["prompt"])
+    ids = [1] + tok.encode(check["prompt"])  # the slow reference encoder, once
+    assert ids[1:] == check["prompt_tokens"]
     with torch.no_grad():
         logits = loaded(torch.tensor([ids]))[0, -1]
         original = model(torch.tensor([ids]))[0, -1]
