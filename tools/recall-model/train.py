@@ -75,11 +75,16 @@ TASK_WEIGHTS = {"passkey": 0.2, "multikey": 0.3, "multiquery": 0.5}
 REPEAT = 0.1  # filler passages copied from earlier filler (corpus.filler), training only
 
 
+EDGE_DEPTHS = 0.0  # share of examples whose asked fact sits at depth 0 or 1 (--edge-depths)
+
+
 def training_example(rng: random.Random, length: int) -> corpus.Example:
     """Like the evaluation sets, but denser in answers: up to 8 facts, and multiquery asks up to all of them."""
     task = rng.choices(list(TASK_WEIGHTS), weights=list(TASK_WEIGHTS.values()))[0]
+    # Uniform depths put the fact first or last in the filler only once in ~2n examples (n sentences).
+    depth = rng.choice([0.0, 1.0]) if EDGE_DEPTHS and rng.random() < EDGE_DEPTHS else None
     if task == "passkey":
-        return corpus.make_example(rng, task, length, repeat=REPEAT)
+        return corpus.make_example(rng, task, length, depth, repeat=REPEAT)
     n_keys = rng.randint(2, max(2, min(8, (length - 25) // 14)))
     n_queries = 1
     if task == "multiquery":
@@ -87,7 +92,7 @@ def training_example(rng: random.Random, length: int) -> corpus.Example:
         n_queries = rng.randint(2, max(2, min(n_keys, (corpus.CONTEXT - 1 - length - 5) // 10 + 1)))
     while True:
         try:
-            return corpus.make_example(rng, task, length, n_keys=n_keys, n_queries=n_queries if task == "multiquery" else None, repeat=REPEAT)
+            return corpus.make_example(rng, task, length, depth, n_keys=n_keys, n_queries=n_queries if task == "multiquery" else None, repeat=REPEAT)
         except ValueError:
             if n_keys <= 2:
                 raise
@@ -198,6 +203,7 @@ def main() -> None:
     p.add_argument("--hold", type=float, default=0.15, help="fraction of recall steps at the starting longest prompt")
     p.add_argument("--curriculum", type=float, default=0.5, help="fraction of recall steps, after the hold, over which the longest prompt grows to 992")
     p.add_argument("--copy-share", type=float, default=0.1, help="share of copy sequences among recall steps' sequences")
+    p.add_argument("--edge-depths", type=float, default=0.0, help="share of recall examples with the asked fact first or last in the filler")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-count", type=int, default=48)
     p.add_argument("--threads", type=int, default=1)
@@ -206,6 +212,8 @@ def main() -> None:
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
+    global EDGE_DEPTHS
+    EDGE_DEPTHS = args.edge_depths
     os.makedirs(args.out, exist_ok=True)
     log_path = os.path.join(args.out, "train.log")
     ckpt_path = os.path.join(args.out, "ckpt.pt")
