@@ -41,6 +41,7 @@ export function researchClaims(fidelity: FidelityReport | undefined, recall: Rec
     duelClaim(look, "L2 norm vs random (stand-in for the ablation)", "knorm", "random", "If low key norms mark the entries attention needs, keeping the lowest-norm keys beats keeping random ones with the same memory."),
     simLayerKv(look),
     streamingFloor(look),
+    queryAwareness(look),
   ];
 }
 
@@ -241,5 +242,31 @@ function streamingFloor(look: Figures): Claim {
     claim,
     measured: `streaming_llm query-agnostic accuracy ${floors.join(", ")}; ${compared - below.length} of ${compared} policy-budget pairs are at or above it${below.length > 0 ? `; below it: ${below.join(", ")}` : ""}.`,
     verdict: below.length === 0 ? "agrees" : below.length < compared ? "mixed" : "disagrees",
+  };
+}
+
+/** The policies whose scores look at the question when it is in the cache: the SnapKV family's observation window, NACL's proxy span. */
+const QUESTION_READERS = ["snapkv", "ada-snapkv", "pyramidkv", "ada-pyramidkv", "nacl"];
+
+function queryAwareness(look: Figures): Claim {
+  const claim =
+    "SnapKV and kvpress: window-scored policies are strongest when the question is inside the observation window (query-aware); compressing the context alone (query-agnostic) costs them accuracy.";
+  const found: Duel[] = [];
+  for (const label of QUESTION_READERS) {
+    for (const f of look.budgets) {
+      const aware = look.recallCell(label, f, "query-aware")?.accuracy;
+      const agnostic = look.recallCell(label, f, "query-agnostic")?.accuracy;
+      if (aware === undefined || agnostic === undefined) continue;
+      found.push({ edge: aware - agnostic, text: `${label} ${percent(aware, 0)} vs ${percent(agnostic, 0)} at ${budget(f)}` });
+    }
+  }
+  if (found.length === 0) return { topic: "Query-aware vs query-agnostic", claim, measured: "No recall figures for the window-scored policies in both modes.", verdict: "not measured" };
+  const wins = found.filter((d) => d.edge > 0).length;
+  const losses = found.filter((d) => d.edge < 0).length;
+  return {
+    topic: "Query-aware vs query-agnostic",
+    claim,
+    measured: `Query-aware accuracy is higher in ${wins}, lower in ${losses}, equal in ${found.length - wins - losses} of ${found.length} policy-budget pairs (query-aware vs query-agnostic): ${found.map((d) => d.text).join("; ")}.`,
+    verdict: verdictOf(found),
   };
 }

@@ -43,7 +43,7 @@ export function evalCommand(version: string): Command {
     .option("--recall-target <address>", "host:port of a running sidecar serving the recall model (default: start one here)")
     .option("--token-file <file>", "file holding a bearer token for sidecars started with --auth-tokens (a file keeps it out of the report's command line)")
     .option("--suites <list>", `suites to run: ${SUITES.join(",")}`, suites, [...SUITES])
-    .option("--policies <list>", "policy labels or names to run (default: all but none; adakv runs as ada-snapkv and ada-pyramidkv)", list)
+    .option("--policies <list>", "policy labels or names to run (default: all but none; adakv runs as ada-snapkv and ada-pyramidkv; none alone: the full cache only)", list)
     .option("--budgets <list>", "keep_fraction values (default 0.1,0.2,0.35,0.5)", fractions)
     .option("--prompts <n>", "fidelity stories (default 32)", positiveInt)
     .option("--recall-per-group <n>", "recall tasks per task kind, prompt length and needle depth (default 2)", positiveInt)

@@ -48,9 +48,13 @@ export function policyVariants(info: InfoResponse, window: number): PolicyVarian
   return variants;
 }
 
-/** Keeps the variants named by label or by policy (`adakv` selects both of its variants). */
+/**
+ * Keeps the variants named by label or by policy (`adakv` selects both of its
+ * variants). `none` is known but selects nothing: the full cache, which every
+ * run measures anyway, so `["none"]` measures the full cache alone.
+ */
 export function selectVariants(variants: PolicyVariant[], names: readonly string[]): PolicyVariant[] {
-  const unknown = names.filter((name) => !variants.some((v) => v.label === name || v.policy === name));
+  const unknown = names.filter((name) => name !== "none" && !variants.some((v) => v.label === name || v.policy === name));
   if (unknown.length > 0) throw new Error(`unknown policies ${unknown.join(", ")}; available: ${variants.map((v) => v.label).join(", ")}`);
   return variants.filter((v) => names.includes(v.label) || names.includes(v.policy));
 }
