@@ -1,6 +1,7 @@
 /**
  * `make bench`: kvwarden's speed and memory on the default model, next to a
- * lean onnxruntime graph in a bare loop (bench/lean-graph.ts), in one
+ * lean onnxruntime graph in a bare loop (bench/lean-graph.ts) and
+ * transformers.js `generate()` on the same weights (bench/transformers-js.ts), in one
  * interleaved run. Prints medians and ratios per target of the performance
  * issue; a benchmark, never a test.
  */
@@ -17,6 +18,7 @@ import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import { KvwardenServer } from "../src/server/server.js";
 import { buildLeanGraph, leanGreedy } from "./lean-graph.js";
+import { firstMismatch, loadTransformersJs, transformersJsGreedy, transformersJsVersion } from "./transformers-js.js";
 
 const options = new Command("bench")
   .option("--quick", "one round, fewer steps and lengths", false)
@@ -47,6 +49,7 @@ const lean = await ort.InferenceSession.create(buildLeanGraph(weights, 512), {
   graphOptimizationLevel: "all",
   logSeverityLevel: 3,
 });
+const transformersJs = await loadTransformersJs(weights, files.tokenizerPath, options.threads);
 const engineOptions: EngineOptions = {
   kvBudgetBytes: 4 * 2 ** 30,
   maxSequenceTokens: 16_384,
@@ -59,14 +62,15 @@ const engine = new Engine(model, engineOptions);
 const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "bench" });
 const port = await server.listen("127.0.0.1:0");
 
-/** Milliseconds per token of one in-process greedy Decode call; `skipFirst` drops the first token (chosen from prefill logits). */
-async function decodeInProcess(sequenceId: string, tokens: number): Promise<number[]> {
+/** Milliseconds per token of one in-process greedy Decode call (the first token is chosen from prefill logits); the token ids go to `generated` when given. */
+async function decodeInProcess(sequenceId: string, tokens: number, generated?: number[]): Promise<number[]> {
   const gaps: number[] = [];
   let last = performance.now();
-  for await (const _ of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: greedy, stopTokenIds: [], ignoreEos: true })) {
+  for await (const token of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: greedy, stopTokenIds: [], ignoreEos: true })) {
     const now = performance.now();
     gaps.push(now - last);
     last = now;
+    generated?.push(token.tokenId);
   }
   return gaps;
 }
@@ -80,18 +84,33 @@ async function decodeOverGrpc(sequenceId: string, tokens: number): Promise<numbe
 
 const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
 
-// Targets 1 and 2: decode 200 tokens from BOS; lean loop, in process, over gRPC; interleaved rounds.
+// Targets 1 and 2: decode 200 tokens from BOS; lean loop, in process, transformers.js generate(),
+// over gRPC; interleaved rounds after one untimed warm-up round. All must pick the same greedy tokens.
 const leanMs: number[] = [];
 const engineMs: number[] = [];
+const transformersJsMs: number[] = [];
 const grpcMs: number[] = [];
-for (let round = 0; round < rounds; round++) {
-  leanMs.push((await leanGreedy(lean, weights, decodeTokens)).msPerStep);
+const tokenMismatches: string[] = [];
+for (let round = -1; round < rounds; round++) {
+  const timed = round >= 0;
+  const leanRun = await leanGreedy(lean, weights, decodeTokens);
   await engine.prefill({ sequenceId: "ip", tokenIds: [1] });
-  const gaps = await decodeInProcess("ip", decodeTokens);
-  engineMs.push(gaps.reduce((a, b) => a + b, 0) / decodeTokens);
+  const engineTokens: number[] = [];
+  const gaps = await decodeInProcess("ip", decodeTokens, engineTokens);
   await engine.release("ip");
+  const transformersJsRun = await transformersJsGreedy(transformersJs.model, decodeTokens);
+  for (const [name, tokens] of [["lean loop", leanRun.tokens], ["transformers.js", transformersJsRun.tokens]] as const) {
+    const at = firstMismatch(engineTokens, tokens);
+    if (at >= 0) tokenMismatches.push(`${name} differs from kvwarden at token ${at} (${tokens[at]} vs ${engineTokens[at]}) in round ${round}`);
+  }
+  if (!timed) continue;
+  leanMs.push(leanRun.msPerStep);
+  engineMs.push(gaps.reduce((a, b) => a + b, 0) / decodeTokens);
+  transformersJsMs.push(transformersJsRun.msPerToken);
   grpcMs.push((await decodeOverGrpc("grpc", decodeTokens)) / decodeTokens);
 }
+for (const mismatch of tokenMismatches) console.error(`TOKEN MISMATCH: ${mismatch}`);
+if (tokenMismatches.length > 0) process.exitCode = 1;
 
 // Target 4: prefill of 256 tokens, kvwarden (statistics on) vs the lean graph in one run.
 const prefillKv: number[] = [];
@@ -162,6 +181,7 @@ const ratio = (a: number, b: number) => fmt(a / b);
 const leanRate = 1000 / median(leanMs);
 const engineRate = 1000 / median(engineMs);
 const grpcRate = 1000 / median(grpcMs);
+const transformersJsRate = 1000 / median(transformersJsMs);
 print(`# kvwarden bench (${options.quick ? "quick" : "full"})`);
 print();
 print(`Command: \`node dist/bench/bench.js${options.quick ? " --quick" : ""}\` (\`make bench\`). Model stories260K, ${options.threads} intra-op thread(s), ${rounds} interleaved round(s), medians.`);
@@ -170,12 +190,21 @@ print();
 print("| target | measured | goal |");
 print("|---|---|---|");
 print(`| 1. decode ${decodeTokens} tokens from BOS, greedy | kvwarden (statistics on) ${fmt(engineRate, 0)} tok/s vs lean graph bare loop ${fmt(leanRate, 0)} tok/s: **${ratio(engineRate, leanRate)}x** | >= 1.15x |`);
+print(`| 1. decode ${decodeTokens} tokens from BOS vs transformers.js ${transformersJsVersion} \`generate()\` on the same weights and graph | kvwarden ${fmt(engineRate, 0)} tok/s vs transformers.js ${fmt(transformersJsRate, 0)} tok/s: **${ratio(engineRate, transformersJsRate)}x** | >= 1.55x |`);
 print(`| 2. over gRPC streaming (loopback, client in its own process) | ${fmt(grpcRate, 0)} tok/s: **${ratio(grpcRate, engineRate)}x** in-process | >= 0.90x |`);
 print(`| 3. batched decoding, 8 streams | not implemented: concurrent sequences decode in separate steps | >= 5x one stream |`);
 print(`| 4. prefill 256 tokens | kvwarden ${fmt(median(prefillKv))} ms vs lean ${fmt(median(prefillLean))} ms: **${ratio(median(prefillLean), median(prefillKv))}x** the lean speed | >= 1.00x |`);
 const longest = steps.at(-1)!;
 print(`| 5. decode step at ${longest.length} cached after eviction to 20% | ${fmt(longest.evictedMs, 3)} ms vs ${fmt(longest.fullMs, 3)} ms full: **${ratio(longest.evictedMs, longest.fullMs)}x** | <= 0.35x |`);
 print(`| 6. memory | 16 x 2048-token sequences: Stats ${fmt(mib(heldKv), 1)} MiB KV, RSS grew ${fmt(mib(rssHeld - rssBefore), 1)} MiB; RSS over ${churnSequences} sequences: ${rssSamples.map((r) => fmt(mib(r), 0)).join(", ")} MiB | RSS tracks KV, no drift |`);
+print();
+print(`Target 1 per engine (ms per token over ${decodeTokens} greedy tokens from BOS; median, and range over the rounds; kvwarden's first token comes from the untimed prefill of BOS, the other two time that step as well). ${tokenMismatches.length === 0 ? "All three chose the same tokens in every round." : `**TOKEN MISMATCH**: ${tokenMismatches.join("; ")}.`}`);
+print();
+print("| engine | ms/token | range | speed vs lean loop | speed vs transformers.js |");
+print("|---|---|---|---|---|");
+for (const [name, values] of [["kvwarden (statistics on)", engineMs], ["lean graph, bare loop", leanMs], ["transformers.js generate()", transformersJsMs]] as const) {
+  print(`| ${name} | ${fmt(median(values), 3)} | ${fmt(Math.min(...values), 3)}-${fmt(Math.max(...values), 3)} | ${ratio(median(leanMs), median(values))}x | ${ratio(median(transformersJsMs), median(values))}x |`);
+}
 print();
 print("| cached tokens | step ms, full cache | step ms, streaming_llm 20% | entries per head kept | ratio |");
 print("|---|---|---|---|---|");
@@ -185,3 +214,4 @@ if (options.out) writeFileSync(options.out, lines.join("\n") + "\n");
 await server.close(1_000);
 await model.runner.release();
 await lean.release();
+await transformersJs.release();

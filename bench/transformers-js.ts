@@ -22,6 +22,9 @@ import { OnnxGraph } from "../src/model/onnx-graph.js";
 import { llama2cAsHfConfig, llama2cTokenizerJson, writeTokenizer } from "../test/model/hf-fixtures.js";
 import { addFusedDecoder, FUSED_DECODER_OPSETS } from "./lean-graph.js";
 
+/** The installed transformers.js version, for the report. */
+export const transformersJsVersion = env.version;
+
 const INT32 = 6; // onnx TensorProto.DataType.INT32, for Cast
 
 /** The fused decoder with Optimum's decoder-only input and output names (batch 1 in practice). */
