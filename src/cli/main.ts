@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync, statSync } from "node:fs";
-import { Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_BATCH_SIZE, Engine } from "../engine/engine.js";
 import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
@@ -61,6 +61,7 @@ program
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
   .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
   .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, 64)
+  .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
@@ -108,6 +109,7 @@ program
         allowPastContext: options.allowPastContext,
         sequenceTtlMs: options.sequenceTtl * 1000,
         recentQueryRows: options.recentQueries,
+        maxBatchSize: options.maxBatchSize,
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
       });
       return engine;

@@ -1,13 +1,15 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
-import type { StepRunner } from "../model/step-runner.js";
+import type { StepOutput, StepRunner } from "../model/step-runner.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
+import { BatchArena } from "../kv/batch-arena.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
 import { observeStep } from "../telemetry/engine-telemetry.js";
 import { applyEviction, commitEviction, type EvictionOutcome, type PlannedEviction, type ResolvedEviction } from "./apply-eviction.js";
+import { DecodeBatcher } from "./decode-batcher.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
 import { RequestLog } from "./request-log.js";
@@ -28,6 +30,8 @@ export interface EngineOptions {
   sequenceTtlMs: number;
   /** Post-RoPE queries of this many recent tokens are kept per sequence for attention scorers. */
   recentQueryRows: number;
+  /** Most sequences whose decode steps run together in one graph run (default 32; 1 = no batching). */
+  maxBatchSize?: number;
   /** Limits each tenant has beside the global budget; absent = none. */
   tenantQuota?: TenantQuota;
 }
@@ -127,6 +131,8 @@ export interface StatsSnapshot {
   kvBytesUsed: number;
   kvBytesBudget: number;
   kvBytesPooled: number;
+  /** The decode batch's working copy of its caches (outside the budget: see BatchArena). */
+  batchArenaBytes: number;
   sequenceCount: number;
   sequences: SequenceSnapshot[];
   /** The caller's tenant: its bytes and sequences, and its quota (0 = none). */
@@ -135,6 +141,8 @@ export interface StatsSnapshot {
   tenantKvBytesQuota: number;
   tenantSequenceQuota: number;
 }
+
+export const DEFAULT_MAX_BATCH_SIZE = 32;
 
 /** Completed request ids remembered for idempotent retries. */
 const REQUEST_LOG_CAPACITY = 100_000;
@@ -155,6 +163,9 @@ export class Engine {
   private readonly sequences = new Map<string, Sequence>();
   private readonly requests: RequestLog;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly batcher: DecodeBatcher<Sequence>;
+  /** The caches of the sequences in the current decode batch, side by side. */
+  private readonly arena: BatchArena;
 
   constructor(
     readonly model: EngineModel,
@@ -164,6 +175,9 @@ export class Engine {
     this.requests = new RequestLog(REQUEST_LOG_CAPACITY, options.sequenceTtlMs);
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
     this.sweeper.unref();
+    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
+    const { layers, kvHeads, headSize } = model.config;
+    this.arena = new BatchArena(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }
 
   prefill(input: PrefillInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): Promise<PrefillOutcome> {
@@ -218,6 +232,7 @@ export class Engine {
     // A Decode that ends before its first token leaves the sequence as it was, standing budget included.
     const standing = sequence.decodeBudget;
     let produced = 0;
+    this.batcher.join();
     try {
       if (sequence.lastLogits === null && sequence.pendingToken === null) {
         throw new EngineError("FAILED_PRECONDITION", `sequence '${sequence.id}' has no tokens yet: prefill it before decoding`);
@@ -232,7 +247,7 @@ export class Engine {
       const text = new TextDecoder("utf-8");
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
-        if (sequence.pendingToken !== null) await this.feed(sequence, [], signal);
+        if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
         const eviction = sequence.decodeBudget?.enforce(sequence) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
         const position = sequence.position;
@@ -253,6 +268,7 @@ export class Engine {
         if (finishReason) return;
       }
     } finally {
+      this.batcher.leave();
       if (produced === 0) sequence.decodeBudget = standing;
       sequence.busy = false;
       sequence.lastUsed = Date.now();
@@ -287,6 +303,7 @@ export class Engine {
       kvBytesUsed: this.pool.used,
       kvBytesBudget: this.pool.budgetBytes,
       kvBytesPooled: this.pool.pooled,
+      batchArenaBytes: this.arena.bytes,
       sequenceCount: own.length,
       tenantKvBytes: own.reduce((sum, s) => sum + s.bytes, 0),
       tenantSequenceCount: own.length,
@@ -324,6 +341,7 @@ export class Engine {
 
   close(): void {
     clearInterval(this.sweeper);
+    this.arena.clear();
     for (const sequence of this.sequences.values()) sequence.release();
     this.sequences.clear();
   }
@@ -473,6 +491,88 @@ export class Engine {
     this.pool.assertRoom(bytes, sequence.bytes);
   }
 
+  /** Refuses growth by `count` entries per head past the per-sequence cap. */
+  private checkGrowth(sequence: Sequence, count: number): void {
+    if (sequence.maxHeadLength + count > this.options.maxSequenceTokens) {
+      throw new EngineError(
+        "RESOURCE_EXHAUSTED",
+        `sequence '${sequence.id}' would hold ${sequence.maxHeadLength + count} entries per head, over the per-sequence cap of ${this.options.maxSequenceTokens}; evict or release it`,
+      );
+    }
+  }
+
+  /** Takes room for `count` more entries per head, all of it before any await: a concurrent admission must see these bytes as held. */
+  private reserve(sequence: Sequence, count: number): void {
+    this.admit(sequence, sequence.bytesWithRoomFor(count));
+    for (const layer of sequence.layers) layer.reserve(count);
+    sequence.recentQueries.reserve();
+  }
+
+  private budgetError(error: unknown): unknown {
+    return error instanceof KvBudgetExceeded ? new EngineError("RESOURCE_EXHAUSTED", `${error.message} (budget ${this.pool.budgetBytes} bytes)`) : error;
+  }
+
+  /**
+   * One decode step: feeds the pending token through the model together with
+   * whichever other sequences step now. On failure the sequence is as before.
+   */
+  private async decodeStep(sequence: Sequence, signal?: AbortSignal): Promise<void> {
+    this.checkGrowth(sequence, 1);
+    const capacities = sequence.layers.map((layer) => layer.capacity);
+    try {
+      this.reserve(sequence, 1);
+      await this.batcher.step(sequence, signal);
+    } catch (error) {
+      sequence.layers.forEach((layer, l) => layer.shrinkTo(capacities[l]));
+      throw this.budgetError(error);
+    }
+  }
+
+  /** Runs one decode step for each sequence of `batch` (room already reserved), alone or in one batched graph run. */
+  private async runDecodeBatch(batch: Sequence[]): Promise<void> {
+    if (batch.length === 1) {
+      const [sequence] = batch;
+      const tokens = [sequence.pendingToken!];
+      const out = await observeStep("decode", sequence.id, 1, sequence.fedTokens, () =>
+        this.model.runner.run({ tokens, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows: 1 }),
+      );
+      this.absorb(sequence, tokens, out, 0, 1);
+      return;
+    }
+    const arranged = this.arena.arrange(batch);
+    const out = await observeStep("decode", arranged[0].id, 1, arranged[0].fedTokens, () =>
+      this.model.runner.runDecodeBatch({
+        tokens: arranged.map((s) => s.pendingToken!),
+        positions: arranged.map((s) => s.fedTokens),
+        past: this.arena.gather(arranged.map((s) => s.layers)),
+      }),
+      arranged.length,
+    );
+    arranged.forEach((sequence, b) => this.absorb(sequence, [sequence.pendingToken!], out, b, 1));
+  }
+
+  /**
+   * Stores what a step computed for `sequence` (member `member` of the step's
+   * batch): the new keys and values, attention mass, recent queries, logits.
+   */
+  private absorb(sequence: Sequence, chunk: readonly number[], out: StepOutput, member: number, queryRows: number): void {
+    const { kvHeads, headSize, vocabSize } = this.model.config;
+    const count = chunk.length;
+    const batch = out.batchSize;
+    const rows = Math.round(out.logits.length / (batch * vocabSize)); // logit rows per sequence
+    sequence.layers.forEach((layer, l) => {
+      const past = out.pastSlots[l];
+      const keysAt = (l * batch + member) * kvHeads * count * headSize;
+      const colsumAt = member * kvHeads * (past + count);
+      layer.append(out.newKeys, out.newValues, keysAt, count, sequence.fedTokens, out.attentionColsums[l], colsumAt, past);
+    });
+    sequence.recentQueries.push(out.queries, queryRows, sequence.fedTokens + count - queryRows, batch, member);
+    sequence.fedTokens += count;
+    sequence.lastLogits = out.logits.slice(((member + 1) * rows - 1) * vocabSize, (member + 1) * rows * vocabSize);
+    sequence.pendingToken = null;
+    sequence.lastToken = chunk[count - 1];
+  }
+
   /**
    * Feeds the pending token (if any) and `tokens` through the model in chunks,
    * appending their keys and values. All or nothing: on any failure the
@@ -482,23 +582,14 @@ export class Engine {
     const all = sequence.pendingToken === null ? [...tokens] : [sequence.pendingToken, ...tokens];
     // Index in `all` of the first token to score (the pending token is not this call's).
     const firstScored = all.length - tokens.length;
-    if (sequence.maxHeadLength + all.length > this.options.maxSequenceTokens) {
-      throw new EngineError(
-        "RESOURCE_EXHAUSTED",
-        `sequence '${sequence.id}' would hold ${sequence.maxHeadLength + all.length} entries per head, over the per-sequence cap of ${this.options.maxSequenceTokens}; evict or release it`,
-      );
-    }
+    this.checkGrowth(sequence, all.length);
     // A single chunk changes nothing until its step has succeeded, so only longer feeds need a
-    // checkpoint (taking one copies attention mass and recent queries: too dear per decode step).
+    // checkpoint (taking one copies attention mass and recent queries: too dear per step).
     const checkpoint = all.length > this.options.prefillChunkTokens ? sequence.checkpoint() : null;
     // Without a checkpoint, what a failure must undo is the capacity reserved below.
     const capacities = checkpoint ? null : sequence.layers.map((layer) => layer.capacity);
     try {
-      this.admit(sequence, sequence.bytesWithRoomFor(all.length));
-      // All of it now, before the first await: a concurrent admission must see these bytes as held.
-      for (const layer of sequence.layers) layer.reserve(all.length);
-      sequence.recentQueries.reserve();
-      const { kvHeads, headSize } = this.model.config;
+      this.reserve(sequence, all.length);
       for (let start = 0; start < all.length; start += this.options.prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
         const chunk = all.slice(start, start + this.options.prefillChunkTokens);
@@ -508,34 +599,22 @@ export class Engine {
           // The first token is predicted by the logits of the call before (none for a new sequence).
           scoring.scores.push(sequence.lastLogits ? scoreToken(sequence.lastLogits, chunk[0], scoring.top) : { tokenId: chunk[0], top: [] });
         }
-        // A feed with no new tokens is a decode step (the pending token only).
-        const out = await observeStep(tokens.length === 0 ? "decode" : "prefill", sequence.id, chunk.length, sequence.fedTokens, () =>
+        const out = await observeStep("prefill", sequence.id, chunk.length, sequence.fedTokens, () =>
           this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows, logitRows }),
         );
-        const vocab = this.model.config.vocabSize;
         if (scoring) {
           // Row r predicts token start + r + 1.
+          const vocab = this.model.config.vocabSize;
           for (let r = 0; r < chunk.length && start + r + 1 < all.length; r++) {
             if (start + r + 1 >= firstScored) scoring.scores.push(scoreToken(out.logits.subarray(r * vocab, (r + 1) * vocab), all[start + r + 1], scoring.top));
           }
         }
-        const layerStride = kvHeads * chunk.length * headSize;
-        sequence.layers.forEach((layer, l) =>
-          layer.append(out.newKeys, out.newValues, l * layerStride, chunk.length, sequence.fedTokens, out.attentionColsums[l]),
-        );
-        sequence.recentQueries.push(out.queries, queryRows, sequence.fedTokens + chunk.length - queryRows);
-        sequence.fedTokens += chunk.length;
-        sequence.lastLogits = out.logits.slice((logitRows - 1) * vocab);
+        this.absorb(sequence, chunk, out, 0, queryRows);
       }
-      sequence.pendingToken = null;
-      if (all.length > 0) sequence.lastToken = all[all.length - 1];
     } catch (error) {
       if (checkpoint) sequence.rollback(checkpoint);
       else sequence.layers.forEach((layer, l) => layer.shrinkTo(capacities![l]));
-      if (error instanceof KvBudgetExceeded) {
-        throw new EngineError("RESOURCE_EXHAUSTED", `${error.message} (budget ${this.pool.budgetBytes} bytes)`);
-      }
-      throw error;
+      throw this.budgetError(error);
     }
   }
 }

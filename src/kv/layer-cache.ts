@@ -66,6 +66,11 @@ export class LayerCache {
   mass: Float32Array = new Float32Array();
   /** Original token position of each entry. */
   positions: Int32Array = new Int32Array();
+  /**
+   * Counts changes other than appends (eviction, rollback, release): a copy of the entries
+   * (a decode batch's) that saw the same revision only lacks the entries appended since.
+   */
+  revision = 0;
   private slab: Float32Array = new Float32Array();
   /** float16 stores: keys and values decoded for policies, until the next change. */
   private decoded: { keys: Float32Array; values: Float32Array } | null = null;
@@ -117,10 +122,20 @@ export class LayerCache {
 
   /**
    * Appends `count` new rows per head, read from `keys`/`values` (in the KV
-   * dtype) laid out as [Hkv, count, d] starting at `offset`. `colsum` (length
-   * Hkv * (capacity + count)) adds the attention the step paid to every slot and new row.
+   * dtype) laid out as [Hkv, count, d] starting at `offset`. `colsum` adds the attention
+   * the step paid to every entry and new row: per head, `colsumPastSlots` cached slots
+   * (the slab's capacity, or a decode batch's) then the `count` new rows, from `colsumOffset`.
    */
-  append(keys: KvArray, values: KvArray, offset: number, count: number, firstPosition: number, colsum?: Float32Array): void {
+  append(
+    keys: KvArray,
+    values: KvArray,
+    offset: number,
+    count: number,
+    firstPosition: number,
+    colsum?: Float32Array,
+    colsumOffset = 0,
+    colsumPastSlots = this.capacity,
+  ): void {
     const { kvHeads, headSize } = this.shape;
     const cap = this.capacity;
     if (dtypeOf(keys) !== this.kvDtype || dtypeOf(values) !== this.kvDtype) {
@@ -139,9 +154,9 @@ export class LayerCache {
         this.positions[slot] = firstPosition + i;
       }
       if (colsum) {
-        const row = h * (cap + count);
+        const row = colsumOffset + h * (colsumPastSlots + count);
         for (let j = 0; j < start; j++) this.mass[h * cap + j] += colsum[row + j];
-        for (let i = 0; i < count; i++) this.mass[h * cap + start + i] = colsum[row + cap + i];
+        for (let i = 0; i < count; i++) this.mass[h * cap + start + i] = colsum[row + colsumPastSlots + i];
       }
       this.lengths[h] = start + count;
     }
@@ -155,6 +170,7 @@ export class LayerCache {
     const { kvHeads, headSize } = this.shape;
     const cap = this.capacity;
     this.decoded = null;
+    this.revision++;
     for (let h = 0; h < kvHeads; h++) {
       const slots = keep[h];
       for (let i = 0; i < slots.length; i++) {
@@ -182,6 +198,7 @@ export class LayerCache {
   /** Undoes every append since `checkpoint`, and gives back the capacity reserved for them. */
   rollback({ lengths, mass, capacity }: LayerCheckpoint): void {
     this.decoded = null;
+    this.revision++;
     for (let h = 0; h < this.shape.kvHeads; h++) {
       this.mask.fill(-Infinity, h * this.capacity + lengths[h], (h + 1) * this.capacity);
       this.mass.set(mass[h], h * this.capacity);
@@ -199,6 +216,7 @@ export class LayerCache {
     if (this.slab.length > 0) this.pool.release(this.slab);
     this.bind(new Float32Array(), 0);
     this.lengths.fill(0);
+    this.revision++;
   }
 
   private resize(capacity: number): void {

@@ -45,17 +45,18 @@ export class RecentQueryRing {
   }
 
   /**
-   * Adds the last `count` rows of a step's queries, laid out [L, Hq, count, d],
+   * Adds the last `count` rows of a step's queries, laid out [L, Hq, count, d]
+   * (a batched step's: [L, batch, Hq, count, d], this sequence's being `member`),
    * whose first row has original position `firstPosition`.
    */
-  push(queries: Float32Array, count: number, firstPosition: number): void {
+  push(queries: Float32Array, count: number, firstPosition: number, batch = 1, member = 0): void {
     if (this.rows === 0 || count === 0) return;
     this.reserve();
     const { layers, heads, headSize } = this.shape;
     for (let i = Math.max(0, count - this.rows); i < count; i++) {
       for (let l = 0; l < layers; l++) {
         for (let h = 0; h < heads; h++) {
-          const from = ((l * heads + h) * count + i) * headSize;
+          const from = (((l * batch + member) * heads + h) * count + i) * headSize;
           this.queries.set(queries.subarray(from, from + headSize), ((l * heads + h) * this.rows + this.next) * headSize);
         }
       }

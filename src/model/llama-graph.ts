@@ -8,18 +8,20 @@ import { ropeInverseFrequencies } from "./rope.js";
  * Names of the step graph's inputs and outputs: the contract between the graph
  * and the runner that feeds it.
  *
- * Inputs: `input_ids`, `position_ids` [1, S] (original positions, never derived
+ * B sequences run side by side (B = 1 for a prefill chunk; a batch of decode steps has S = 1).
+ *
+ * Inputs: `input_ids`, `position_ids` [B, S] (original positions, never derived
  * from cache length); `causal_mask` [S, S] (additive, among the new tokens);
  * `query_rows` [1] (how many trailing rows of post-RoPE queries to return);
  * `logit_rows` [1] (how many trailing rows get logits: 1 to generate, all to score a prompt);
- * per layer `past_key_l` / `past_value_l` [1, Hkv, 1, C_l, d] (the store's slab,
- * fed without copying, in the store's KV dtype) and `past_mask_l` [1, Hkv, 1, 1, C_l]
- * (additive; hides padding, so heads and layers may hold different lengths).
+ * per layer `past_key_l` / `past_value_l` [B, Hkv, 1, C_l, d] (the store's slab,
+ * fed without copying, in the store's KV dtype) and `past_mask_l` [B, Hkv, 1, 1, C_l]
+ * (additive; hides padding, so sequences, heads and layers may hold different lengths).
  *
- * Outputs: `logits` [1, logit_rows, V]; `new_keys` / `new_values`
- * [L, Hkv, S, d] (post-RoPE rows for the store to append, in its KV dtype); `queries`
- * [L, Hq, R, d] (post-RoPE queries of the last R rows, for attention scorers);
- * per layer `attention_colsum_l` [1, Hkv, C_l + S] (attention probabilities
+ * Outputs: `logits` [B, logit_rows, V]; `new_keys` / `new_values`
+ * [L * B, Hkv, S, d] (post-RoPE rows for the store to append, in its KV dtype, layer-major); `queries`
+ * [L * B, Hq, R, d] (post-RoPE queries of the last R rows, for attention scorers);
+ * per layer `attention_colsum_l` [B, Hkv, C_l + S] (attention probabilities
  * summed over the chunk's rows and each KV head's query group, for H2O).
  */
 export const STEP_IO = {
@@ -105,8 +107,8 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   const g = new OnnxGraph();
   const weight = (name: string) => weights.place(g, name);
 
-  const inputIds = g.input(STEP_IO.inputIds, "int64", [1, "S"]);
-  const positionIds = g.input(STEP_IO.positionIds, "int64", [1, "S"]);
+  const inputIds = g.input(STEP_IO.inputIds, "int64", ["B", "S"]);
+  const positionIds = g.input(STEP_IO.positionIds, "int64", ["B", "S"]);
   const causalMask = g.input(STEP_IO.causalMask, "float32", ["S", "S"]);
   const queryRows = g.input(STEP_IO.queryRows, "int64", [1]);
   const logitRows = g.input(STEP_IO.logitRows, "int64", [1]);
@@ -120,23 +122,23 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   const queryStart = g.op("Sub", [seqLen, queryRows]);
   const int64Max = g.ints("int64_max", [Number.MAX_SAFE_INTEGER]);
 
-  // RoPE at explicit positions: the cos/sin rows of this step's S positions are computed once
+  // RoPE at explicit positions: the cos/sin rows of this step's B * S positions are computed once
   // and indexed by row, so any position works (no table limit).
   const angles = g.op("Mul", [
     g.op("Reshape", [g.op("Cast", [positionIds], { to: FLOAT }), shape("pos_column", [-1, 1])]),
     g.floats("inv_freq", [1, headSize / 2], ropeInverseFrequencies(config)),
-  ]); // [S, d/2]
+  ]); // [B * S, d/2]
   const cosRows = g.op("Cos", [angles]);
   const sinRows = g.op("Sin", [angles]);
-  const rowIndex = g.op("Unsqueeze", [
-    g.op("Range", [g.ints("zero_scalar_src", [0]), seqLen, g.ints("one_scalar_src", [1])].map((t) => g.op("Squeeze", [t]))),
-    axis("row_index_axis", [0]),
-  ]); // [1, S]: row s of the cos/sin rows
+  const rowIndex = g.op("Reshape", [
+    g.op("Range", [g.ints("zero_scalar_src", [0]), g.op("Size", [inputIds]), g.ints("one_scalar_src", [1])].map((t) => g.op("Squeeze", [t]))),
+    idsShape,
+  ]); // [B, S]: token (b, s) reads row b * S + s of the cos/sin rows
   const interleaved = config.ropeLayout === "interleaved" ? 1 : 0;
   const rope = (x: string, headCount: number): string => {
     const rotated = g.op("RotaryEmbedding", [x, rowIndex, cosRows, sinRows], { interleaved, num_heads: headCount }, undefined, "com.microsoft");
-    // [1, S, H*d] -> [1, H, S, d]
-    return g.op("Transpose", [g.op("Reshape", [rotated, shape(`heads_${g.opCount()}`, [1, -1, headCount, headSize])])], {
+    // [B, S, H*d] -> [B, H, S, d] (a 0 in a Reshape shape keeps that dimension: B)
+    return g.op("Transpose", [g.op("Reshape", [rotated, shape(`heads_${g.opCount()}`, [0, -1, headCount, headSize])])], {
       perm: [0, 2, 1, 3],
     });
   };
@@ -151,10 +153,10 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   const scale = { float: 1 / Math.sqrt(headSize) };
 
   for (let l = 0; l < layers; l++) {
-    // Fed as [1, Hkv, 1, C, d]: the group axis is already there for the grouped matmuls.
-    const pastKey = g.input(STEP_IO.pastKey(l), kvType, [1, kvHeads, 1, `C${l}`, headSize]);
-    const pastValue = g.input(STEP_IO.pastValue(l), kvType, [1, kvHeads, 1, `C${l}`, headSize]);
-    const pastMask = g.input(STEP_IO.pastMask(l), "float32", [1, kvHeads, 1, 1, `C${l}`]);
+    // Fed as [B, Hkv, 1, C, d]: the group axis is already there for the grouped matmuls.
+    const pastKey = g.input(STEP_IO.pastKey(l), kvType, ["B", kvHeads, 1, `C${l}`, headSize]);
+    const pastValue = g.input(STEP_IO.pastValue(l), kvType, ["B", kvHeads, 1, `C${l}`, headSize]);
+    const pastMask = g.input(STEP_IO.pastMask(l), "float32", ["B", kvHeads, 1, 1, `C${l}`]);
 
     const x = rmsNorm(hidden, W.attnNorm(l));
     // One MatMul for q, k and v (fewer, larger kernels), split afterwards.
@@ -163,17 +165,17 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
     const [qFlat, kFlat, vFlat] = g.opMulti("Split", [qkv, g.ints(`qkv_split_${l}`, [heads * headSize, kvHeads * headSize, kvHeads * headSize])], 3, {
       axis: -1,
     });
-    const q = rope(qFlat, heads); // [1, Hq, S, d]
-    const k = rope(kFlat, kvHeads); // [1, Hkv, S, d]
-    const v = g.op("Transpose", [g.op("Reshape", [vFlat, shape(`v_shape_${l}`, [1, -1, kvHeads, headSize])])], { perm: [0, 2, 1, 3] });
+    const q = rope(qFlat, heads); // [B, Hq, S, d]
+    const k = rope(kFlat, kvHeads); // [B, Hkv, S, d]
+    const v = g.op("Transpose", [g.op("Reshape", [vFlat, shape(`v_shape_${l}`, [0, -1, kvHeads, headSize])])], { perm: [0, 2, 1, 3] });
     newKeys.push(k);
     newValues.push(v);
     queries.push(g.op("Slice", [q, queryStart, int64Max, axis(`q_axis_${l}`, [2])]));
 
-    // Grouped-query attention without expanding K/V: queries as [1, Hkv, G, S, d].
-    const groupedQ = g.op("Reshape", [q, shape(`gq_shape_${l}`, [1, kvHeads, group, -1, headSize])]);
+    // Grouped-query attention without expanding K/V: queries as [B, Hkv, G, S, d].
+    const groupedQ = g.op("Reshape", [q, shape(`gq_shape_${l}`, [0, kvHeads, group, -1, headSize])]);
     const unsqueezeGroup = axis(`unsq_${l}`, [2]);
-    const new5 = (t: string) => g.op("Unsqueeze", [t, unsqueezeGroup]); // [1, Hkv, 1, S, d]
+    const new5 = (t: string) => g.op("Unsqueeze", [t, unsqueezeGroup]); // [B, Hkv, 1, S, d]
     // Scores against the cached entries and against the new rows, kept apart so the
     // cache is never concatenated (copied) inside the graph.
     const pastScores = g.op("Add", [
@@ -184,18 +186,18 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
       g.op("FusedMatMul", [groupedQ, new5(k)], { transB: 1, alpha: scale }, undefined, "com.microsoft"),
       causalMask,
     ]);
-    const probs = g.op("Softmax", [g.op("Concat", [pastScores, newScores], { axis: -1 })], { axis: -1 }); // [1, Hkv, G, S, C+S]
+    const probs = g.op("Softmax", [g.op("Concat", [pastScores, newScores], { axis: -1 })], { axis: -1 }); // [B, Hkv, G, S, C+S]
     g.output(g.op("ReduceSum", [probs, axis(`colsum_axes_${l}`, [2, 3])], { keepdims: 0 }), STEP_IO.attentionColsum(l), "float32", [
-      1,
+      "B",
       kvHeads,
       `C${l}_plus_S`,
     ]);
     const pastLen = g.op("Gather", [g.op("Shape", [pastKey]), axis(`c_index_${l}`, [3])], { axis: 0 });
     const [pastProbs, newProbs] = g.opMulti("Split", [probs, g.op("Concat", [pastLen, seqLen], { axis: 0 })], 2, { axis: -1 });
-    const attended = g.op("Add", [g.op("MatMul", [pastProbs, toFloat(pastValue)]), g.op("MatMul", [newProbs, new5(v)])]); // [1, Hkv, G, S, d]
+    const attended = g.op("Add", [g.op("MatMul", [pastProbs, toFloat(pastValue)]), g.op("MatMul", [newProbs, new5(v)])]); // [B, Hkv, G, S, d]
     const merged = g.op("Reshape", [
-      g.op("Transpose", [g.op("Reshape", [attended, shape(`att_heads_${l}`, [1, heads, -1, headSize])])], { perm: [0, 2, 1, 3] }),
-      shape(`att_flat_${l}`, [1, -1, heads * headSize]),
+      g.op("Transpose", [g.op("Reshape", [attended, shape(`att_heads_${l}`, [0, heads, -1, headSize])])], { perm: [0, 2, 1, 3] }),
+      shape(`att_flat_${l}`, [0, -1, heads * headSize]),
     ]);
     let attentionOut = g.op("MatMul", [merged, weight(W.output(l))]);
     if (weights.has(W.outputBias(l))) attentionOut = g.op("Add", [attentionOut, weight(W.outputBias(l))]);
@@ -210,14 +212,14 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   const lastRows = g.op("Slice", [hidden, g.op("Sub", [seqLen, logitRows]), int64Max, axis("row_axis", [1])]);
   const classifier = weights.has(W.classifier) ? weight(W.classifier) : embedding;
   const logits = g.op("FusedMatMul", [rmsNorm(lastRows, W.finalNorm), classifier], { transB: 1 }, undefined, "com.microsoft");
-  g.output(logits, STEP_IO.logits, "float32", [1, "logit_rows", vocabSize]);
+  g.output(logits, STEP_IO.logits, "float32", ["B", "logit_rows", vocabSize]);
   const stackLayers = (values: string[]) => {
     const stacked = g.op("Concat", values, { axis: 0 });
     return kvType === "float16" ? g.op("Cast", [stacked], { to: FLOAT16 }) : stacked;
   };
-  g.output(stackLayers(newKeys), STEP_IO.newKeys, kvType, [layers, kvHeads, "S", headSize]);
-  g.output(stackLayers(newValues), STEP_IO.newValues, kvType, [layers, kvHeads, "S", headSize]);
-  g.output(g.op("Concat", queries, { axis: 0 }), STEP_IO.queries, "float32", [layers, heads, "R", headSize]);
+  g.output(stackLayers(newKeys), STEP_IO.newKeys, kvType, ["L_times_B", kvHeads, "S", headSize]);
+  g.output(stackLayers(newValues), STEP_IO.newValues, kvType, ["L_times_B", kvHeads, "S", headSize]);
+  g.output(g.op("Concat", queries, { axis: 0 }), STEP_IO.queries, "float32", ["L_times_B", heads, "R", headSize]);
   return g.encode(`${config.name}-step`, OPSETS);
 }
 

@@ -3,7 +3,10 @@ import type { KvArray, KvDtype } from "../kv/layer-cache.js";
 import type { ModelConfig } from "./checkpoint.js";
 import { STEP_IO } from "./llama-graph.js";
 
-/** A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] in the KV dtype, and a mask. */
+/**
+ * A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] in the KV dtype, and a
+ * mask [Hkv, capacity]; for a batch, the B sequences' slabs side by side ([B, Hkv, capacity, d]).
+ */
 export interface PastLayer {
   readonly capacity: number;
   readonly keyStore: KvArray;
@@ -22,16 +25,30 @@ export interface StepInput {
   logitRows?: number;
 }
 
+/** One decode step for each of B sequences, run together. */
+export interface DecodeBatchInput {
+  /** One token per sequence. */
+  tokens: readonly number[];
+  /** Each token's original position. */
+  positions: readonly number[];
+  /** Per layer, the B sequences' caches side by side. */
+  past: readonly PastLayer[];
+}
+
 export interface StepOutput {
-  /** Logits of the last `logitRows` tokens [logitRows, V]. */
+  /** Sequences in the step (B): 1 for `run`, the batch for `runDecodeBatch`. */
+  batchSize: number;
+  /** Logits of the last `logitRows` tokens of each sequence [B, logitRows, V]. */
   logits: Float32Array;
-  /** New post-RoPE keys and values [L, Hkv, S, d], in the KV dtype. */
+  /** New post-RoPE keys and values [L, B, Hkv, S, d], in the KV dtype. */
   newKeys: KvArray;
   newValues: KvArray;
-  /** Post-RoPE queries of the last rows [L, Hq, R, d]. */
+  /** Post-RoPE queries of the last rows [L, B, Hq, R, d]. */
   queries: Float32Array;
-  /** Per layer, attention summed over rows and query groups [Hkv, C_l + S]. */
+  /** Per layer, attention summed over rows and query groups [B, Hkv, C_l + S]. */
   attentionColsums: Float32Array[];
+  /** Per layer, the cached slots attention ran over (C_l). */
+  pastSlots: number[];
 }
 
 export type ExecutionProvider = "cpu" | "cuda";
@@ -43,7 +60,7 @@ export interface RunnerOptions {
   kvDtype?: KvDtype;
 }
 
-/** Runs the step graph: one call per prefill chunk or decode step. */
+/** Runs the step graph: one call per prefill chunk, decode step or batch of decode steps. */
 export class StepRunner {
   private readonly causalMasks = new Map<number, ort.Tensor>();
 
@@ -70,40 +87,58 @@ export class StepRunner {
     return new StepRunner(session, config, options.kvDtype ?? "float32");
   }
 
-  async run(input: StepInput): Promise<StepOutput> {
-    const { layers, kvHeads, headSize } = this.config;
+  /** One sequence: a prefill chunk of `tokens`, or a decode step (one token). */
+  run(input: StepInput): Promise<StepOutput> {
     const count = input.tokens.length;
+    const positions = Array.from({ length: count }, (_, i) => input.firstPosition + i);
+    return this.execute(input.tokens, positions, 1, input.past, Math.min(input.queryRows, count), Math.min(input.logitRows ?? 1, count));
+  }
+
+  /** One decode step of each of B sequences in one graph run. */
+  runDecodeBatch(input: DecodeBatchInput): Promise<StepOutput> {
+    return this.execute(input.tokens, input.positions, input.tokens.length, input.past, 1, 1);
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** `tokens` and `positions` are [batch, S] row-major. */
+  private async execute(
+    tokens: readonly number[],
+    positions: readonly number[],
+    batch: number,
+    past: readonly PastLayer[],
+    queryRows: number,
+    logitRows: number,
+  ): Promise<StepOutput> {
+    const { layers, kvHeads, headSize } = this.config;
+    const count = tokens.length / batch;
     const feeds: Record<string, ort.Tensor> = {
-      [STEP_IO.inputIds]: new ort.Tensor("int64", BigInt64Array.from(input.tokens, BigInt), [1, count]),
-      [STEP_IO.positionIds]: new ort.Tensor(
-        "int64",
-        BigInt64Array.from({ length: count }, (_, i) => BigInt(input.firstPosition + i)),
-        [1, count],
-      ),
+      [STEP_IO.inputIds]: new ort.Tensor("int64", BigInt64Array.from(tokens, BigInt), [batch, count]),
+      [STEP_IO.positionIds]: new ort.Tensor("int64", BigInt64Array.from(positions, BigInt), [batch, count]),
       [STEP_IO.causalMask]: this.causalMask(count),
-      [STEP_IO.queryRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.min(input.queryRows, count))), [1]),
-      [STEP_IO.logitRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(Math.min(input.logitRows ?? 1, count))), [1]),
+      [STEP_IO.queryRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(queryRows)), [1]),
+      [STEP_IO.logitRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(logitRows)), [1]),
     };
-    input.past.forEach((layer, l) => {
-      const dims = [1, kvHeads, 1, layer.capacity, headSize];
+    past.forEach((layer, l) => {
+      const dims = [batch, kvHeads, 1, layer.capacity, headSize];
       feeds[STEP_IO.pastKey(l)] = new ort.Tensor(this.kvDtype, layer.keyStore, dims);
       feeds[STEP_IO.pastValue(l)] = new ort.Tensor(this.kvDtype, layer.valueStore, dims);
-      feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [1, kvHeads, 1, 1, layer.capacity]);
+      feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [batch, kvHeads, 1, 1, layer.capacity]);
     });
     const out = await this.session.run(feeds);
     const data = (name: string) => out[name].data as Float32Array;
     const kvData = (name: string) => out[name].data as KvArray;
     return {
+      batchSize: batch,
       logits: data(STEP_IO.logits),
       newKeys: kvData(STEP_IO.newKeys),
       newValues: kvData(STEP_IO.newValues),
       queries: data(STEP_IO.queries),
       attentionColsums: Array.from({ length: layers }, (_, l) => data(STEP_IO.attentionColsum(l))),
+      pastSlots: past.map((layer) => layer.capacity),
     };
-  }
-
-  async release(): Promise<void> {
-    await this.session.release();
   }
 
   private causalMask(count: number): ort.Tensor {

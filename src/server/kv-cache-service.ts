@@ -85,6 +85,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),
         kvBytesPooled: BigInt(stats.kvBytesPooled),
+        kvBytesBatchArena: BigInt(stats.batchArenaBytes),
         sequenceCount: stats.sequenceCount,
         sequences: stats.sequences.map(sequenceStatsOf),
         tenant: scope.caller.tenant,

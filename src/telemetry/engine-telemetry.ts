@@ -7,7 +7,8 @@ export type StepKind = "prefill" | "decode";
 
 /** What the engine reports to whoever watches it (metrics). */
 export interface EngineListener {
-  step(kind: StepKind, seconds: number): void;
+  /** `sequences`: how many sequences the step ran for (a decode batch's size). */
+  step(kind: StepKind, seconds: number, sequences: number): void;
   eviction(outcome: EvictionOutcome): void;
 }
 
@@ -35,7 +36,14 @@ export function inSampledTrace(): boolean {
  * Times one model step. A prefill chunk gets a span; a decode step does not
  * (the Decode call's span summarizes its steps), but both feed the latency histograms.
  */
-export async function observeStep<T>(kind: StepKind, sequenceId: string, tokens: number, firstPosition: number, run: () => Promise<T>): Promise<T> {
+export async function observeStep<T>(
+  kind: StepKind,
+  sequenceId: string,
+  tokens: number,
+  firstPosition: number,
+  run: () => Promise<T>,
+  sequences = 1,
+): Promise<T> {
   const span =
     kind === "prefill"
       ? tracer.startSpan("kvwarden.prefill_chunk", {
@@ -51,7 +59,7 @@ export async function observeStep<T>(kind: StepKind, sequenceId: string, tokens:
   } finally {
     span?.end();
     const seconds = (performance.now() - start) / 1000;
-    for (const listener of listeners) listener.step(kind, seconds);
+    for (const listener of listeners) listener.step(kind, seconds, sequences);
   }
 }
 

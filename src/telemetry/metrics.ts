@@ -8,6 +8,7 @@ export interface CacheState {
   kvBytesBudget: number;
   kvBytesPooled: number;
   sequenceCount: number;
+  batchArenaBytes: number;
 }
 
 const PREFIX = "kvwarden:";
@@ -31,6 +32,7 @@ export class KvwardenMetrics implements EngineListener {
   private readonly evictedBytes: Counter<"policy">;
   private readonly evictedShare: Histogram<"policy">;
   private readonly steps: Record<StepKind, Histogram>;
+  private readonly batchSizes: Histogram;
   private readonly unlisten: () => void;
 
   /** `state` reads the cache; undefined while the model loads. */
@@ -51,6 +53,7 @@ export class KvwardenMetrics implements EngineListener {
     cacheGauge("kv_cache_budget_bytes", "KV cache budget (--kv-budget)", (s) => s.kvBytesBudget);
     cacheGauge("kv_cache_pooled_bytes", "Freed slab bytes kept for reuse (not counted as used)", (s) => s.kvBytesPooled);
     cacheGauge("num_sequences", "Sequences held", (s) => s.sequenceCount);
+    cacheGauge("batch_arena_bytes", "The decode batch's working copy of its caches (outside the KV budget)", (s) => s.batchArenaBytes);
     this.running = new Gauge({ name: PREFIX + "num_requests_running", help: "KvCache calls in progress", registers });
     // kvwarden has no admission queue: a call runs at once or is refused. The gauge is there for gateways that expect it.
     new Gauge({ name: PREFIX + "num_requests_waiting", help: "KvCache calls queued (always 0: calls run at once or are refused)", registers });
@@ -77,6 +80,12 @@ export class KvwardenMetrics implements EngineListener {
       prefill: new Histogram({ name: PREFIX + "prefill_chunk_seconds", help: "Time of one prefill chunk's model step", buckets: STEP_BUCKETS, registers }),
       decode: new Histogram({ name: PREFIX + "decode_step_seconds", help: "Time of one decode step's model run", buckets: STEP_BUCKETS, registers }),
     };
+    this.batchSizes = new Histogram({
+      name: PREFIX + "decode_batch_size",
+      help: "Sequences per decode step's graph run (continuous batching)",
+      buckets: [1, 2, 4, 8, 16, 32, 64],
+      registers,
+    });
     collectDefaultMetrics({ register: this.registry });
     this.unlisten = addEngineListener(this);
   }
@@ -96,8 +105,9 @@ export class KvwardenMetrics implements EngineListener {
     if (output > 0) this.generationTokens.inc(output);
   }
 
-  step(kind: StepKind, seconds: number): void {
+  step(kind: StepKind, seconds: number, sequences: number): void {
     this.steps[kind].observe(seconds);
+    if (kind === "decode") this.batchSizes.observe(sequences);
   }
 
   eviction(outcome: EvictionOutcome): void {
