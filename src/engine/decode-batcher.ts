@@ -38,6 +38,11 @@ export class DecodeBatcher<T> {
     this.startIfReady();
   }
 
+  /** No stream is in a decode loop. */
+  get idle(): boolean {
+    return this.participants === 0;
+  }
+
   /** Runs one step of `item` with whichever others step now; resolves once its step is done. */
   step(item: T, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(new EngineError("CANCELLED", "the call was cancelled"));

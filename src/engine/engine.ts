@@ -269,6 +269,8 @@ export class Engine {
       }
     } finally {
       this.batcher.leave();
+      // The arena serves running streams only; with none left, its memory goes back.
+      if (this.batcher.idle) this.arena.clear();
       if (produced === 0) sequence.decodeBudget = standing;
       sequence.busy = false;
       sequence.lastUsed = Date.now();

@@ -11,26 +11,40 @@ import { sequenceState } from "./support/sequence-state.js";
 
 const PROMPT = [1, 403, 407, 261, 378, 432];
 
-/** The model with a runner that fails, as a broken onnxruntime session would, on the step after `failAfter` more steps succeed. */
-function faultyModel(model: EngineModel): { model: EngineModel; failAfter(steps: number): void } {
+/**
+ * The model with a runner that fails, as a broken onnxruntime session would: on the step after
+ * `failAfter` more steps succeed, or on the next batched decode step after `failNextBatch`.
+ */
+function faultyModel(model: EngineModel): { model: EngineModel; failAfter(steps: number): void; failNextBatch(): void } {
   let remaining = Infinity;
+  let failBatch = false;
+  const injected = () => Promise.reject(new Error("Non-zero status code returned while running MatMul node (injected)"));
   const runner: StepRunner = Object.create(model.runner);
   runner.run = (input) => {
     if (remaining-- <= 0) {
       remaining = Infinity;
-      return Promise.reject(new Error("Non-zero status code returned while running MatMul node (injected)"));
+      return injected();
     }
     return model.runner.run(input);
   };
-  return { model: { ...model, runner }, failAfter: (steps) => (remaining = steps) };
+  runner.runDecodeBatch = (input) => {
+    if (failBatch) {
+      failBatch = false;
+      return injected();
+    }
+    return model.runner.runDecodeBatch(input);
+  };
+  return { model: { ...model, runner }, failAfter: (steps) => (remaining = steps), failNextBatch: () => (failBatch = true) };
 }
 
 describe("an onnxruntime failure during a step", () => {
   let t: TestServer;
   let fail: (afterSteps: number) => void;
+  let failNextBatch: () => void;
   beforeAll(async () => {
     const faulty = faultyModel(await loadTestModel());
     fail = faulty.failAfter;
+    failNextBatch = faulty.failNextBatch;
     t = await startTestServer(faulty.model, { prefillChunkTokens: 4 });
     await call(t.client, t.client.prefill, { sequenceId: "doc", tokenIds: PROMPT });
     await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
@@ -76,9 +90,36 @@ describe("an onnxruntime failure during a step", () => {
     expect((await sequenceState(t.client, "doc")).position).toBe(before.position + 3);
   });
 
+  it("ends every Decode of a failed batched step with INTERNAL; each keeps what it delivered, the step leaves no trace", async () => {
+    const ids = ["batch-a", "batch-b", "batch-c"];
+    for (const id of ids) await call(t.client, t.client.prefill, { sequenceId: id, tokenIds: PROMPT });
+    const before = await Promise.all(ids.map((id) => sequenceState(t.client, id)));
+    failNextBatch();
+    const outcomes = await Promise.all(
+      ids.map(
+        (sequenceId) =>
+          new Promise<{ code: number; delivered: number }>((resolve) => {
+            let delivered = 0;
+            const stream = t.client.decode(DecodeRequest.fromPartial({ sequenceId, maxNewTokens: 12, ignoreEos: true }));
+            stream.on("data", () => delivered++);
+            stream.on("error", (error: ServiceError) => resolve({ code: error.code, delivered }));
+            stream.on("end", () => resolve({ code: status.OK, delivered }));
+          }),
+      ),
+    );
+    // A batch has at least two members, and all of them fail; a stream outside it carries on.
+    expect(outcomes.filter((o) => o.code === status.INTERNAL).length).toBeGreaterThanOrEqual(2);
+    for (const [i, outcome] of outcomes.entries()) {
+      expect([status.INTERNAL, status.OK]).toContain(outcome.code);
+      if (outcome.code === status.OK) expect(outcome.delivered).toBe(12);
+      expect((await sequenceState(t.client, ids[i])).position).toBe(before[i].position + outcome.delivered);
+    }
+  });
+
   it("goes on serving: accounting is exact and every sequence decodes as a fresh one would", async () => {
     await expectExactAccounting(t.client);
     await expectDecodesLikeReference(t.client, "doc", PROMPT);
     await expectDecodesLikeReference(t.client, "bystander", PROMPT);
+    for (const id of ["batch-a", "batch-b", "batch-c"]) await expectDecodesLikeReference(t.client, id, PROMPT);
   });
 });

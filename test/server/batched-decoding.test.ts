@@ -59,12 +59,14 @@ describe("continuous batching: concurrent Decode streams step together in one gr
     const late = STREAMS.length - 1;
     const together = STREAMS.map(() => [] as number[]);
     let lateStream: Promise<void> | undefined;
+    let arenaWhileBatching = 0n;
     const run = async (i: number) => {
       const s = STREAMS[i];
       const request = { sequenceId: sequenceId(i), maxNewTokens: s.maxNewTokens, ignoreEos: true, ...s.decode };
       for await (const message of client.decode(DecodeRequest.fromPartial(request))) {
         together[i].push(message.tokenId);
         if (i === 0 && together[0].length === 10) lateStream = run(late);
+        if (i === 0 && together[0].length === 20) arenaWhileBatching = (await call(client, client.stats, {})).kvBytesBatchArena;
       }
     };
     await Promise.all(STREAMS.slice(0, late).map((_, i) => run(i)));
@@ -76,7 +78,9 @@ describe("continuous batching: concurrent Decode streams step together in one gr
     const batched = batchSizes.filter((size) => size > 1).reduce((sum, size) => sum + size, 0);
     const total = STREAMS.reduce((sum, s) => sum + s.maxNewTokens, 0);
     expect(batched / total).toBeGreaterThan(0.8);
+    // The batch's working copy is there while streams run together, and freed once no Decode runs.
+    expect(arenaWhileBatching).toBeGreaterThan(0n);
     const stats = await call(client, client.stats, {});
-    expect(stats.kvBytesBatchArena).toBeGreaterThan(0n);
+    expect(stats.kvBytesBatchArena).toBe(0n);
   });
 });
