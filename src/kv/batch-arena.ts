@@ -54,9 +54,18 @@ class ArenaLayer {
       if (from === to) continue;
       const source = h * cache.capacity;
       const target = (slot * kvHeads + h) * this.capacity;
-      this.keyStore.set(cache.keyStore.subarray((source + from) * headSize, (source + to) * headSize), (target + from) * headSize);
-      this.valueStore.set(cache.valueStore.subarray((source + from) * headSize, (source + to) * headSize), (target + from) * headSize);
-      this.mask.set(cache.mask.subarray(source + from, source + to), target + from);
+      if (to - from === 1) {
+        // The common step: one new entry of a few values; a loop beats three subarray views.
+        for (let k = 0; k < headSize; k++) {
+          this.keyStore[(target + from) * headSize + k] = cache.keyStore[(source + from) * headSize + k];
+          this.valueStore[(target + from) * headSize + k] = cache.valueStore[(source + from) * headSize + k];
+        }
+        this.mask[target + from] = cache.mask[source + from];
+      } else {
+        this.keyStore.set(cache.keyStore.subarray((source + from) * headSize, (source + to) * headSize), (target + from) * headSize);
+        this.valueStore.set(cache.valueStore.subarray((source + from) * headSize, (source + to) * headSize), (target + from) * headSize);
+        this.mask.set(cache.mask.subarray(source + from, source + to), target + from);
+      }
       copy.copied[h] = to;
     }
   }

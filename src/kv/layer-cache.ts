@@ -146,8 +146,17 @@ export class LayerCache {
       const start = this.lengths[h];
       if (start + count > cap) throw new Error(`layer cache overflow: reserve() before append()`);
       const source = offset + h * count * headSize;
-      this.keyStore.set(keys.subarray(source, source + count * headSize), (h * cap + start) * headSize);
-      this.valueStore.set(values.subarray(source, source + count * headSize), (h * cap + start) * headSize);
+      const target = (h * cap + start) * headSize;
+      if (count === 1) {
+        // A decode step appends one row of a few values per head: a loop beats two subarray views.
+        for (let k = 0; k < headSize; k++) {
+          this.keyStore[target + k] = keys[source + k];
+          this.valueStore[target + k] = values[source + k];
+        }
+      } else {
+        this.keyStore.set(keys.subarray(source, source + count * headSize), target);
+        this.valueStore.set(values.subarray(source, source + count * headSize), target);
+      }
       for (let i = 0; i < count; i++) {
         const slot = h * cap + start + i;
         this.mask[slot] = 0;

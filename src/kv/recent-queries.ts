@@ -57,7 +57,9 @@ export class RecentQueryRing {
       for (let l = 0; l < layers; l++) {
         for (let h = 0; h < heads; h++) {
           const from = (((l * batch + member) * heads + h) * count + i) * headSize;
-          this.queries.set(queries.subarray(from, from + headSize), ((l * heads + h) * this.rows + this.next) * headSize);
+          const to = ((l * heads + h) * this.rows + this.next) * headSize;
+          // One head's row is a few floats: a loop beats a subarray view per row.
+          for (let k = 0; k < headSize; k++) this.queries[to + k] = queries[from + k];
         }
       }
       this.positions[this.next] = firstPosition + i;
