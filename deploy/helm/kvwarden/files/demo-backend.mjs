@@ -3,7 +3,8 @@
 // with your service, which talks to the sidecar over the same socket.
 import { KvwardenClient } from "/app/dist/src/client/index.js";
 
-const kv = new KvwardenClient(process.env.KVWARDEN_ADDRESS);
+// KVWARDEN_TOKEN: the bearer token, when the sidecar runs with --auth-tokens.
+const kv = new KvwardenClient(process.env.KVWARDEN_ADDRESS, { token: process.env.KVWARDEN_TOKEN || undefined });
 for (let i = 0; ; i++) {
   const sequenceId = `demo-${i}`;
   try {
