@@ -552,6 +552,8 @@ export function renderString(source: string, root: Value, helpers = ""): string 
 export interface RenderOptions {
   values?: Record<string, Value>;
   release?: { name?: string; namespace?: string };
+  /** false: skip values.schema.json, as for the named templates used from a chart without it. */
+  validate?: boolean;
 }
 
 /**
@@ -563,7 +565,7 @@ export function renderChart(chartDir: string, options: RenderOptions = {}): Reco
   const read = (path: string) => readFileSync(join(chartDir, path), "utf8");
   const values = mergeValues(parse(read("values.yaml")), options.values ?? {});
   const schemaPath = join(chartDir, "values.schema.json");
-  if (existsSync(schemaPath)) {
+  if (options.validate !== false && existsSync(schemaPath)) {
     const validate = new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(schemaPath, "utf8")));
     if (!validate(values)) throw new RenderError(`values don't meet the specifications of the schema: ${JSON.stringify(validate.errors)}`);
   }
