@@ -1,21 +1,15 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
+import { AuthTokens } from "../../src/server/auth-tokens.js";
+import { parseManifests, secretFileAt, type Manifest } from "./support/pod.js";
 import { flagValues, ROOT, serveFlags } from "./support/serve-flags.js";
-
-/** A parsed manifest: its shape is what the tests check. */
-type Manifest = Record<string, any>;
 
 const FOLDER = join(ROOT, "deploy/kubernetes");
 const manifests: Manifest[] = readdirSync(FOLDER)
   .filter((name) => name.endsWith(".yaml"))
-  .flatMap((name) =>
-    parseAllDocuments(readFileSync(join(FOLDER, name), "utf8")).map((document) => {
-      if (document.errors.length > 0) throw new Error(`${name}: ${document.errors[0].message}`);
-      return document.toJS() as Manifest;
-    }),
-  );
+  .flatMap((name) => parseManifests(readFileSync(join(FOLDER, name), "utf8"), name));
 const find = (kind: string, name: string) => manifests.find((m) => m.kind === kind && m.metadata?.name === name)!;
 
 describe("deploy/kubernetes", () => {
@@ -93,6 +87,29 @@ describe("deploy/kubernetes", () => {
 
     it("gives the sidecar its drain time inside the pod's grace period", () => {
       expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(Number(args.get("--shutdown-grace")));
+    });
+
+    it("requires bearer tokens from a Secret mounted read-only in kvwarden alone, which the server accepts, with the backend's among them", () => {
+      const file = secretFileAt(pod, sidecar, args.get("--auth-tokens")!);
+      expect(file).toMatchObject({ readOnly: true, defaultMode: 0o440 });
+      const secret = find("Secret", file.secretName);
+      const tokensFile = secret.stringData[file.key];
+      expect(backend.volumeMounts.map((m: Manifest) => m.name)).toEqual(["kvwarden-socket"]);
+      // The backend's token comes from a key of that Secret, and names a tenant in the tokens file.
+      const ref = backend.env.find((e: Manifest) => e.name === "KVWARDEN_TOKEN").valueFrom.secretKeyRef;
+      expect(ref.name).toBe(file.secretName);
+      const backendToken = secret.stringData[ref.key];
+      const folder = mkdtempSync(join(tmpdir(), "kvwarden-tokens-"));
+      try {
+        writeFileSync(join(folder, "tokens"), tokensFile);
+        const tokens = new AuthTokens(join(folder, "tokens")); // throws on a file the server would refuse
+        expect(tokens.tenantOf(backendToken)).toBe("story-backend");
+      } finally {
+        rmSync(folder, { recursive: true });
+      }
+      // Placeholders, and marked so: every token in the example says to replace it.
+      for (const line of tokensFile.split("\n").filter((l: string) => l.trim() && !l.startsWith("#"))) expect(line).toMatch(/^REPLACE-ME/);
+      expect(backendToken).toMatch(/^REPLACE-ME/);
     });
 
     it("runs the stand-in backend from the chart's demo script", () => {
