@@ -71,13 +71,14 @@ export interface PrefillInput {
   /** A chat, rendered with the model's chat template (fed as rendered, BOS included if the template writes it). */
   messages?: readonly ChatMessage[];
   eviction?: EvictionSpec;
-  /** Score the fed tokens, with this many top alternatives per position. */
-  logprobs?: { top: number };
+  /** Score the fed tokens, with this many top alternatives per position (and every token's, with `distribution`). */
+  logprobs?: { top: number; distribution?: boolean };
 }
 
 /** Where a feed collects the scores of the tokens it feeds. */
 interface Scoring {
   top: number;
+  distribution: boolean;
   scores: TokenLogprob[];
 }
 
@@ -144,6 +145,9 @@ export interface StatsSnapshot {
 
 export const DEFAULT_MAX_BATCH_SIZE = 32;
 
+/** Most log-probabilities one Prefill may return as whole distributions (64 MiB of floats). */
+export const MAX_DISTRIBUTION_FLOATS = 2 ** 24;
+
 /** Completed request ids remembered for idempotent retries. */
 const REQUEST_LOG_CAPACITY = 100_000;
 
@@ -188,6 +192,13 @@ export class Engine {
     const existing = this.sequences.get(keyOf(caller, input.sequenceId));
     const tokens = this.promptTokens(input, existing === undefined);
     this.checkRequestTokens(tokens.length, "prompt");
+    const vocab = this.model.config.vocabSize;
+    if (input.logprobs?.distribution && tokens.length * vocab > MAX_DISTRIBUTION_FLOATS) {
+      throw new EngineError(
+        "INVALID_ARGUMENT",
+        `return_distribution for ${tokens.length} tokens is ${tokens.length * vocab} log-probabilities (vocabulary ${vocab}); the limit is ${MAX_DISTRIBUTION_FLOATS} per call: score fewer tokens per Prefill`,
+      );
+    }
     const sequence = existing ?? this.create(input.sequenceId, caller);
     return this.withSequence(sequence, existing === undefined, async () => {
       const position = sequence.position;
@@ -200,7 +211,7 @@ export class Engine {
       }
       const resolved = input.eviction && this.resolve(input.eviction, sequence.maxHeadLength + (position - sequence.fedTokens) + tokens.length);
       const checkpoint = sequence.checkpoint();
-      const scoring = input.logprobs && { top: input.logprobs.top, scores: [] };
+      const scoring = input.logprobs && { top: input.logprobs.top, distribution: input.logprobs.distribution ?? false, scores: [] };
       await this.feed(sequence, tokens, signal, scoring);
       let eviction: EvictionOutcome | undefined;
       try {
@@ -599,7 +610,7 @@ export class Engine {
         const logitRows = scoring ? chunk.length : 1;
         if (scoring && start === 0 && firstScored === 0) {
           // The first token is predicted by the logits of the call before (none for a new sequence).
-          scoring.scores.push(sequence.lastLogits ? scoreToken(sequence.lastLogits, chunk[0], scoring.top) : { tokenId: chunk[0], top: [] });
+          scoring.scores.push(sequence.lastLogits ? scoreToken(sequence.lastLogits, chunk[0], scoring.top, scoring.distribution) : { tokenId: chunk[0], top: [] });
         }
         const out = await observeStep("prefill", sequence.id, chunk.length, sequence.fedTokens, () =>
           this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows, logitRows }),
@@ -608,7 +619,7 @@ export class Engine {
           // Row r predicts token start + r + 1.
           const vocab = this.model.config.vocabSize;
           for (let r = 0; r < chunk.length && start + r + 1 < all.length; r++) {
-            if (start + r + 1 >= firstScored) scoring.scores.push(scoreToken(out.logits.subarray(r * vocab, (r + 1) * vocab), all[start + r + 1], scoring.top));
+            if (start + r + 1 >= firstScored) scoring.scores.push(scoreToken(out.logits.subarray(r * vocab, (r + 1) * vocab), all[start + r + 1], scoring.top, scoring.distribution));
           }
         }
         this.absorb(sequence, chunk, out, 0, queryRows);

@@ -4,10 +4,15 @@ export interface TokenLogprob {
   logprob?: number;
   /** The most likely tokens at this position, best first. */
   top: { tokenId: number; logprob: number }[];
+  /** Every token's log-probability at this position, by id (when asked for). */
+  distribution?: Float32Array;
 }
 
-/** Scores `tokenId` against the logits that predicted it (log-softmax in float64). */
-export function scoreToken(logits: Float32Array, tokenId: number, topCount: number): TokenLogprob {
+/**
+ * Scores `tokenId` against the logits that predicted it (log-softmax in float64),
+ * with the `topCount` most likely tokens and, if asked, the whole distribution.
+ */
+export function scoreToken(logits: Float32Array, tokenId: number, topCount: number, withDistribution = false): TokenLogprob {
   let max = -Infinity;
   for (const value of logits) max = Math.max(max, value);
   let sum = 0;
@@ -20,5 +25,6 @@ export function scoreToken(logits: Float32Array, tokenId: number, topCount: numb
           .slice(0, topCount)
           .map((id) => ({ tokenId: id, logprob: logits[id] - logNormalizer }))
       : [];
-  return { tokenId, logprob: logits[tokenId] - logNormalizer, top };
+  const distribution = withDistribution ? Float32Array.from(logits, (value) => value - logNormalizer) : undefined;
+  return { tokenId, logprob: logits[tokenId] - logNormalizer, top, distribution };
 }

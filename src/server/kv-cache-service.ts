@@ -21,7 +21,7 @@ import { POLICIES, snakeCase } from "../policies/registry.js";
 import { GEN_AI, GEN_AI_OPERATION, KVWARDEN } from "../telemetry/attributes.js";
 import { decodeTokens } from "../model/tokenizer.js";
 import { tracer } from "../telemetry/tracer.js";
-import { decodeInputOf, evictionResultOf, evictionSpecOf, requestIdOf, sequenceIdOf, sequenceStatsOf, topLogprobsOf } from "./proto-mapping.js";
+import { decodeInputOf, evictionResultOf, evictionSpecOf, requestIdOf, sequenceIdOf, sequenceStatsOf, logprobsOf, tokenLogprobOf } from "./proto-mapping.js";
 import type { RpcRuntime, RpcScope } from "./rpc-runtime.js";
 
 const FINISH_REASONS = { length: FinishReason.FINISH_REASON_LENGTH, stop: FinishReason.FINISH_REASON_STOP, context: FinishReason.FINISH_REASON_CONTEXT };
@@ -51,7 +51,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           text: request.text,
           messages: request.messages,
           eviction: request.eviction && evictionSpecOf(request.eviction),
-          logprobs: request.returnLogprobs ? { top: topLogprobsOf(request.topLogprobs) } : undefined,
+          logprobs: logprobsOf(request),
         },
         scope.signal,
         scope.caller,
@@ -65,7 +65,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
         kvBytes: BigInt(outcome.kvBytes),
         eviction: outcome.eviction && evictionResultOf(outcome.eviction),
         tokenIds: outcome.tokenIds,
-        logprobs: outcome.logprobs ?? [],
+        logprobs: (outcome.logprobs ?? []).map(tokenLogprobOf),
       };
     }),
 

@@ -1,5 +1,6 @@
-import type { DecodeInput, EvictionOutcome, SequenceSnapshot } from "../engine/engine.js";
+import type { DecodeInput, EvictionOutcome, PrefillInput, SequenceSnapshot } from "../engine/engine.js";
 import { EngineError } from "../engine/engine-error.js";
+import type { TokenLogprob as Score } from "../model/logprobs.js";
 import type { SamplingParams } from "../model/sampler.js";
 import { SeededRandom } from "../model/seeded-random.js";
 import type {
@@ -12,8 +13,10 @@ import type {
   DecodeRequest,
   EvictionResult,
   EvictionSpec,
+  PrefillRequest,
   Sampling,
   SequenceStats,
+  TokenLogprob,
 } from "../gen/kvwarden/v1/kvwarden.js";
 import { GroupReduction, Pooling } from "../gen/kvwarden/v1/kvwarden.js";
 
@@ -108,9 +111,21 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
 /** Most alternatives a caller may ask for per scored position. */
 const MAX_TOP_LOGPROBS = 20;
 
-export function topLogprobsOf(top: number): number {
-  if (top > MAX_TOP_LOGPROBS) throw new EngineError("INVALID_ARGUMENT", `top_logprobs is ${top}; the limit is ${MAX_TOP_LOGPROBS}`);
-  return top;
+/** A scored token as the API returns it. */
+export function tokenLogprobOf(score: Score): TokenLogprob {
+  return { tokenId: score.tokenId, logprob: score.logprob, top: score.top, distribution: score.distribution ? Array.from(score.distribution) : [] };
+}
+
+/** What Prefill is asked to score: return_logprobs, with top_logprobs alternatives and, with return_distribution, every token's. */
+export function logprobsOf(request: PrefillRequest): PrefillInput["logprobs"] {
+  if (!request.returnLogprobs) {
+    if (request.topLogprobs > 0 || request.returnDistribution) {
+      throw new EngineError("INVALID_ARGUMENT", `${request.returnDistribution ? "return_distribution" : "top_logprobs"} needs return_logprobs`);
+    }
+    return undefined;
+  }
+  if (request.topLogprobs > MAX_TOP_LOGPROBS) throw new EngineError("INVALID_ARGUMENT", `top_logprobs is ${request.topLogprobs}; the limit is ${MAX_TOP_LOGPROBS}`);
+  return { top: request.topLogprobs, distribution: request.returnDistribution };
 }
 
 export function samplingOf(sampling: Sampling | undefined): SamplingParams {

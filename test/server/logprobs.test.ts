@@ -36,7 +36,7 @@ describe("Prefill log-probabilities", () => {
   it("scores every fed token against the reference forward pass; the first token of a sequence has none", async () => {
     const response = await call(t.client, t.client.prefill, { sequenceId: "score", tokenIds: PROMPT, returnLogprobs: true, topLogprobs: 3 });
     expect(response.logprobs).toHaveLength(PROMPT.length);
-    expect(response.logprobs[0]).toEqual({ tokenId: 1, top: [] });
+    expect(response.logprobs[0]).toEqual({ tokenId: 1, top: [], distribution: [] });
     expect(response.logprobs.map((s) => s.tokenId)).toEqual(PROMPT);
     const error = maxError(response.logprobs.slice(1), referenceLogprobs(weights, PROMPT));
     console.log(`prompt log-probabilities vs reference: max abs error ${error.toExponential(2)}`);
@@ -87,8 +87,38 @@ describe("Prefill log-probabilities", () => {
     expect(maxError(scored.logprobs, referenceLogprobs(weights, PROMPT).slice(14))).toBeGreaterThan(1e-3);
   });
 
-  it("refuses more than 20 alternatives per position", async () => {
+  it("returns every position's whole next-token distribution when asked, equal to the reference's", async () => {
+    const response = await call(t.client, t.client.prefill, { sequenceId: "dist", tokenIds: PROMPT, returnLogprobs: true, topLogprobs: 2, returnDistribution: true });
+    const { logits } = referenceForward(weights, createReferenceCache(weights.config), PROMPT, 0);
+    expect(response.logprobs[0].distribution).toEqual([]);
+    let worst = 0;
+    for (const [i, scored] of response.logprobs.slice(1).entries()) {
+      const expected = logSoftmax(logits[i]);
+      expect(scored.distribution).toHaveLength(weights.config.vocabSize);
+      scored.distribution.forEach((logprob, id) => (worst = Math.max(worst, Math.abs(logprob - expected[id]))));
+      // The same numbers as the token's own score and its top list, and a distribution: it sums to 1.
+      expect(scored.distribution[scored.tokenId]).toBeCloseTo(scored.logprob!, 6);
+      for (const alternative of scored.top) expect(scored.distribution[alternative.tokenId]).toBeCloseTo(alternative.logprob, 6);
+      expect(scored.distribution.reduce((sum, logprob) => sum + Math.exp(logprob), 0)).toBeCloseTo(1, 5);
+    }
+    console.log(`whole distributions vs reference: max abs error ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThan(1e-4);
+    // Without the option, none are sent.
+    const plain = await call(t.client, t.client.prefill, { sequenceId: "dist-plain", tokenIds: PROMPT, returnLogprobs: true });
+    expect(plain.logprobs.every((scored) => scored.distribution.length === 0)).toBe(true);
+  });
+
+  it("refuses more than 20 alternatives per position, options without return_logprobs, and distributions past 2^24 floats", async () => {
     const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds: [1], returnLogprobs: true, topLogprobs: 21 }));
     expect(result).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("top_logprobs") });
+    for (const option of [{ topLogprobs: 3 }, { returnDistribution: true }]) {
+      const refused = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds: [1], ...option }));
+      expect(refused).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("needs return_logprobs") });
+    }
+    // 32,769 tokens x 512 vocabulary entries: one past the limit, refused before anything is fed.
+    const tokenIds = Array.from({ length: 2 ** 24 / weights.config.vocabSize + 1 }, (_, i) => 1 + (i % 500));
+    const tooMany = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds, returnLogprobs: true, returnDistribution: true }));
+    expect(tooMany).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("return_distribution") });
+    expect((await call(t.client, t.client.stats, {})).sequences.map((s) => s.sequenceId)).not.toContain("x");
   });
 });
