@@ -5,6 +5,7 @@ import { mapConcurrent } from "./concurrency.js";
 import { comparePositions, summarise, type PositionComparison, type QualitySummary, type TokenScore } from "./metrics.js";
 import { budgetMinimumOf, describeParams, type PolicyVariant } from "./policy-variants.js";
 import type { Progress } from "./progress.js";
+import { MAX_DISTRIBUTION_FLOATS } from "../engine/engine.js";
 import { sampleStories, storyShape, type StoryPrompt, type StoryShape } from "./story-prompts.js";
 
 /** The API's largest top_logprobs: the KL sees this many alternatives per position. */
@@ -43,6 +44,8 @@ export interface FidelityReport {
   prompts: { seed: number; contextTokens: number; continuationTokens: number }[];
   firstSeed: number;
   topLogprobs: number;
+  /** KL over whole next-token distributions (Prefill return_distribution), not a top-list lower bound. */
+  klExact: boolean;
   window: number;
   budgets: number[];
   variants: { label: string; policy: string; params: string }[];
@@ -63,6 +66,8 @@ export async function runFidelity(client: KvwardenClient, info: InfoResponse, op
   const model = info.model!;
   const shape = storyShape(model.contextLength);
   const { concurrency } = options;
+  // Whole distributions (exact KL) whenever a continuation's fit the API's limit per call.
+  const wholeDistributions = (continuation: readonly number[]) => continuation.length * model.vocabSize <= MAX_DISTRIBUTION_FLOATS;
   progress.phase("fidelity: sampling stories", options.prompts);
   const stories = await sampleStories(client, { count: options.prompts, firstSeed: options.firstSeed, bosTokenId: model.bosTokenId, shape, concurrency }, () =>
     progress.tick(),
@@ -70,7 +75,7 @@ export async function runFidelity(client: KvwardenClient, info: InfoResponse, op
 
   progress.phase("fidelity: full cache", stories.length);
   const full = await mapConcurrent(stories, concurrency, async (story) => {
-    const { scores } = await scoreContinuation(client, `eval-full-${story.seed}`, story);
+    const { scores } = await scoreContinuation(client, `eval-full-${story.seed}`, story, wholeDistributions(story.continuation));
     progress.tick();
     return scores;
   });
@@ -80,7 +85,7 @@ export async function runFidelity(client: KvwardenClient, info: InfoResponse, op
   const runs = await mapConcurrent(jobs, concurrency, async ({ variant, keepFraction, story, i }): Promise<Run> => {
     const eviction = { policy: variant.policy, keepFraction, seed: BigInt(story.seed), ...variant.params };
     try {
-      const scored = await scoreContinuation(client, `eval-${variant.label}-${keepFraction}-${story.seed}`, story, eviction);
+      const scored = await scoreContinuation(client, `eval-${variant.label}-${keepFraction}-${story.seed}`, story, wholeDistributions(story.continuation), eviction);
       return { compared: comparePositions(full[i], scored.scores), eviction: scored.eviction };
     } catch (error) {
       const minimum = budgetMinimumOf(error);
@@ -105,6 +110,7 @@ export async function runFidelity(client: KvwardenClient, info: InfoResponse, op
     prompts: stories.map((s) => ({ seed: s.seed, contextTokens: s.context.length, continuationTokens: s.continuation.length })),
     firstSeed: options.firstSeed,
     topLogprobs: TOP_LOGPROBS,
+    klExact: fullSummary.klExact && cells.every((c) => c.quality?.klExact ?? true),
     window: options.window,
     budgets: [...options.budgets],
     variants: options.variants.map((v) => ({ label: v.label, policy: v.policy, params: describeParams(v.params) })),
@@ -131,10 +137,10 @@ function cellOf(label: string, keepFraction: number, stories: readonly StoryProm
 }
 
 /** Prefills the context (evicting if asked), then feeds the continuation and returns its scores. */
-async function scoreContinuation(client: KvwardenClient, sequenceId: string, story: StoryPrompt, eviction?: DeepPartial<EvictionSpec>) {
+async function scoreContinuation(client: KvwardenClient, sequenceId: string, story: StoryPrompt, returnDistribution: boolean, eviction?: DeepPartial<EvictionSpec>) {
   try {
     const context = await client.prefill({ sequenceId, tokenIds: story.context, eviction });
-    const scored = await client.prefill({ sequenceId, tokenIds: story.continuation, returnLogprobs: true, topLogprobs: TOP_LOGPROBS });
+    const scored = await client.prefill({ sequenceId, tokenIds: story.continuation, returnLogprobs: true, topLogprobs: TOP_LOGPROBS, returnDistribution });
     return { scores: scored.logprobs.map(tokenScore), eviction: context.eviction };
   } finally {
     await client.release(sequenceId);
@@ -143,5 +149,5 @@ async function scoreContinuation(client: KvwardenClient, sequenceId: string, sto
 
 function tokenScore(scored: TokenLogprob): TokenScore {
   if (scored.logprob === undefined) throw new Error("a continuation token came back without its log-probability");
-  return { tokenId: scored.tokenId, logprob: scored.logprob, top: scored.top };
+  return { tokenId: scored.tokenId, logprob: scored.logprob, top: scored.top, distribution: scored.distribution.length > 0 ? scored.distribution : undefined };
 }

@@ -4,6 +4,8 @@ export interface TokenScore {
   logprob: number;
   /** Best first. */
   top: readonly { tokenId: number; logprob: number }[];
+  /** Every token's log-probability, by id, when the sidecar returned whole distributions. */
+  distribution?: readonly number[];
 }
 
 /** One position of a teacher-forced continuation, full cache against evicted cache. */
@@ -12,8 +14,10 @@ export interface PositionComparison {
   evictedLogprob: number;
   /** Both caches rank the same token first. */
   agrees: boolean;
-  /** KL(full || evicted) estimate (see klLowerBound). */
+  /** KL(full || evicted): exact over whole distributions, else a lower bound (see klLowerBound). */
   kl: number;
+  /** Whether `kl` is exact. */
+  klExact: boolean;
   /** Probability mass of the full cache's top list: how much of the distribution the KL sees. */
   fullTopMass: number;
 }
@@ -27,6 +31,8 @@ export interface QualitySummary {
   perplexityChangePct: number;
   top1Agreement: number;
   meanKl: number;
+  /** Whether every position's KL was computed over whole distributions. */
+  klExact: boolean;
   meanFullTopMass: number;
 }
 
@@ -74,19 +80,36 @@ export function klLowerBound(full: TokenScore, evicted: TokenScore): number {
   return kl;
 }
 
+/** KL(full || evicted) at one position over whole distributions (log-probabilities by token id). */
+export function klExact(full: readonly number[], evicted: readonly number[]): number {
+  if (full.length !== evicted.length) throw new Error("the two distributions cover different vocabularies");
+  let kl = 0;
+  for (let id = 0; id < full.length; id++) {
+    const p = Math.exp(full[id]);
+    if (p > 0) kl += p * (full[id] - evicted[id]);
+  }
+  // Float32 log-probabilities can put a near-identical pair a hair below zero.
+  return Math.max(0, kl);
+}
+
 /** Compares the scores of one continuation under the full and the evicted cache, position by position. */
 export function comparePositions(full: readonly TokenScore[], evicted: readonly TokenScore[]): PositionComparison[] {
   if (full.length !== evicted.length || full.some((f, i) => f.tokenId !== evicted[i].tokenId)) {
     throw new Error("the two score lists do not cover the same tokens");
   }
   if ([...full, ...evicted].some((s) => s.top.length === 0)) throw new Error("scores need their top alternatives");
-  return full.map((f, i) => ({
-    fullLogprob: f.logprob,
-    evictedLogprob: evicted[i].logprob,
-    agrees: agreesTop1(f, evicted[i]),
-    kl: klLowerBound(f, evicted[i]),
-    fullTopMass: f.top.reduce((sum, t) => sum + Math.exp(t.logprob), 0),
-  }));
+  return full.map((f, i) => {
+    const e = evicted[i];
+    const exact = f.distribution !== undefined && e.distribution !== undefined;
+    return {
+      fullLogprob: f.logprob,
+      evictedLogprob: e.logprob,
+      agrees: agreesTop1(f, e),
+      kl: exact ? klExact(f.distribution!, e.distribution!) : klLowerBound(f, e),
+      klExact: exact,
+      fullTopMass: f.top.reduce((sum, t) => sum + Math.exp(t.logprob), 0),
+    };
+  });
 }
 
 /** Pools positions, from one continuation or many. */
@@ -101,6 +124,7 @@ export function summarise(positions: readonly PositionComparison[]): QualitySumm
     perplexityChangePct: (perplexityEvicted / perplexityFull - 1) * 100,
     top1Agreement: mean((p) => (p.agrees ? 1 : 0)),
     meanKl: mean((p) => p.kl),
+    klExact: positions.every((p) => p.klExact),
     meanFullTopMass: mean((p) => p.fullTopMass),
   };
 }

@@ -61,10 +61,12 @@ function fidelitySection(f: NonNullable<EvalReport["fidelity"]>): string[] {
     `Model ${f.model.name} (${f.model.layers} layers, ${f.model.heads} query heads, ${f.model.kvHeads} KV heads, context ${f.model.contextLength}), ${f.sidecar}.`,
     "",
     `Prompts: ${f.prompts.length} stories the model sampled itself from BOS (temperature 1, seeds from ${f.firstSeed} up, keeping those that ran to at least ${f.shape.minTokens} tokens, at most ${f.shape.maxTokens}).`,
-    `Each is split into a context of ${range(contexts)} tokens (BOS included), which is prefilled and evicted with \`keep_fraction\` f (budget C = floor(${contexts[0]} f) entries per KV head per layer), and a continuation of ${range(continuations)} tokens, which is teacher-forced over that cache with \`Prefill(return_logprobs, top_logprobs=${f.topLogprobs})\`.`,
+    `Each is split into a context of ${range(contexts)} tokens (BOS included), which is prefilled and evicted with \`keep_fraction\` f (budget C = floor(${contexts[0]} f) entries per KV head per layer), and a continuation of ${range(continuations)} tokens, which is teacher-forced over that cache with \`Prefill(return_logprobs, top_logprobs=${f.topLogprobs}${f.klExact ? ", return_distribution" : ""})\`.`,
     `The same continuation over the full cache has perplexity ${f.full.perplexity.toFixed(3)} (${f.full.tokens} tokens).`,
     "",
-    `**KL is a lower bound.** The API returns at most ${f.topLogprobs} alternatives per position, not the whole distribution. The KL(full || evicted) here keeps the probabilities of the tokens both sides list (and of the fed token) and lumps every other token into one tail bucket per side; that is the KL of a coarsening of both distributions, never more than the true KL. The full cache's top ${f.topLogprobs} hold ${percent(f.full.meanTopMass)} of the probability on average.`,
+    f.klExact
+      ? `KL(full || evicted) is exact: both sides' whole next-token distributions (${f.model.vocabSize} log-probabilities per position) come back from \`return_distribution\`.`
+      : `**KL is a lower bound.** The continuations are too long for whole distributions within the API's limit per call, so it uses the top ${f.topLogprobs} alternatives per position: the probabilities of the tokens both sides list (and of the fed token) are kept and every other token is lumped into one tail bucket per side; that is the KL of a coarsening of both distributions, never more than the true KL. The full cache's top ${f.topLogprobs} hold ${percent(f.full.meanTopMass)} of the probability on average.`,
     "",
     `Policies, with parameters sized for this model where the defaults do not fit (the default window of 32 needs C >= 33, more than 10% of a ${contexts[0]}-token context):`,
     "",
@@ -80,7 +82,7 @@ function fidelitySection(f: NonNullable<EvalReport["fidelity"]>): string[] {
     "",
     ...grid((c) => percent(c.quality!.top1Agreement)),
     "",
-    "### Mean KL(full || evicted) per token, nats (lower bound; lower is better)",
+    `### Mean KL(full || evicted) per token, nats (${f.klExact ? "exact" : "lower bound"}; lower is better)`,
     "",
     ...grid((c) => nats(c.quality!.meanKl)),
     "",
@@ -167,7 +169,7 @@ function table(headers: readonly string[], rows: readonly (readonly string[])[])
 }
 
 function fidelityChart(f: FidelityReport): Promise<string> {
-  const panels = ["perplexity change (%)", "top-1 agreement", "mean KL (nats, lower bound)"];
+  const panels = ["perplexity change (%)", "top-1 agreement", `mean KL (nats${f.klExact ? "" : ", lower bound"})`];
   const points: ChartPoint[] = f.cells.flatMap((c) =>
     c.quality
       ? [

@@ -49,6 +49,8 @@ describe("kvwarden eval --quick", () => {
     const fidelity = json.fidelity!;
     expect(fidelity.prompts).toHaveLength(3);
     expect(fidelity.budgets).toEqual([0.2, 0.5]);
+    // stories260K's continuations fit whole distributions: the KL is exact.
+    expect(fidelity.klExact).toBe(true);
     expect(fidelity.variants.map((v) => v.label)).toEqual(expect.arrayContaining(["streaming_llm", "snapkv", "ada-snapkv", "ada-pyramidkv", "nacl", "knorm", "simlayerkv", "h2o"]));
     expect(fidelity.variants.map((v) => v.label)).not.toContain("none");
     expect(fidelity.cells).toHaveLength(fidelity.variants.length * 2);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agreesTop1, comparePositions, klLowerBound, perplexity, summarise, type TokenScore } from "../../src/eval/metrics.js";
+import { agreesTop1, comparePositions, klExact, klLowerBound, perplexity, summarise, type TokenScore } from "../../src/eval/metrics.js";
 
 const ln = Math.log;
 
@@ -38,6 +38,24 @@ describe("eval metrics", () => {
     const tail = (1 - 0.35) * ln((1 - 0.35) / (1 - 0.45));
     expect(klLowerBound(full, evicted)).toBeCloseTo(known + tail, 12);
     expect(klLowerBound(full, evicted)).toBeLessThanOrEqual(trueKl);
+  });
+
+  it("exact KL over whole distributions, used when both sides carry them", () => {
+    const p = [0.4, 0.3, 0.15, 0.1, 0.05];
+    const q = [0.2, 0.35, 0.25, 0.1, 0.1];
+    const trueKl = p.reduce((sum, pi, i) => sum + pi * ln(pi / q[i]), 0);
+    expect(klExact(p.map(ln), q.map(ln))).toBeCloseTo(trueKl, 12);
+    expect(klExact(p.map(ln), p.map(ln))).toBe(0);
+    const whole = (fed: number, dist: number[]): TokenScore => ({ ...scored(fed, [[0, dist[0]], [1, dist[1]]], dist[fed]), distribution: dist.map(ln) });
+    const [compared] = comparePositions([whole(4, p)], [whole(4, q)]);
+    expect(compared).toMatchObject({ klExact: true });
+    expect(compared.kl).toBeCloseTo(trueKl, 12);
+    // One side without its distribution: the top-list lower bound, marked as such.
+    const [bounded] = comparePositions([whole(4, p)], [scored(4, [[1, 0.35], [2, 0.25]], 0.1)]);
+    expect(bounded.klExact).toBe(false);
+    expect(bounded.kl).toBeLessThan(trueKl);
+    expect(summarise([compared, bounded]).klExact).toBe(false);
+    expect(summarise([compared]).klExact).toBe(true);
   });
 
   it("top-1 agreement, pooled perplexities and their change", () => {
