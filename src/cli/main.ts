@@ -10,6 +10,7 @@ import type { ExecutionProvider } from "../model/step-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
+import { TlsCertificates } from "../server/tls.js";
 import { parseSocketMode } from "../server/unix-socket.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
@@ -82,7 +83,8 @@ program
     if (options.tlsClientCa && !options.tlsCert) throw new InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
     const tokens = options.authTokens ? new AuthTokens(options.authTokens) : undefined;
     const authenticator = new Authenticator({ tokens, clientCertificates: Boolean(options.tlsClientCa) });
-    const tls = options.tlsCert ? { certPath: options.tlsCert, keyPath: options.tlsKey, clientCaPath: options.tlsClientCa } : undefined;
+    // Read and checked now (a bad file stops the start, named); re-read on SIGHUP.
+    const tls = options.tlsCert ? new TlsCertificates({ certPath: options.tlsCert, keyPath: options.tlsKey, clientCaPath: options.tlsClientCa }) : undefined;
     const executionProvider = options.executionProvider as ExecutionProvider;
     const tracing = await startTracing(version);
     let model: Awaited<ReturnType<typeof loadModel>> | undefined;
@@ -127,16 +129,27 @@ program
     };
     process.on("SIGTERM", () => void stop("SIGTERM"));
     process.on("SIGINT", () => void stop("SIGINT"));
-    // SIGHUP re-reads the tokens file (token rotation without a restart); it would otherwise end the process.
+    // SIGHUP re-reads the tokens file and the TLS files (rotation without a restart); it would otherwise end the process.
+    // Each reload that fails leaves what it would have replaced in force.
     process.on("SIGHUP", () => {
-      if (!tokens) {
-        log({ level: "info", msg: "SIGHUP ignored: no --auth-tokens to reload" });
+      if (!tokens && !tls) {
+        log({ level: "info", msg: "SIGHUP ignored: no --auth-tokens or --tls-cert to reload" });
         return;
       }
-      try {
-        log({ level: "info", msg: "reloaded auth tokens", file: tokens.path, ...tokens.reload() });
-      } catch (error) {
-        log({ level: "error", msg: `auth tokens not reloaded, the previous ones stay in force: ${(error as Error).message}` });
+      if (tokens) {
+        try {
+          log({ level: "info", msg: "reloaded auth tokens", file: tokens.path, ...tokens.reload() });
+        } catch (error) {
+          log({ level: "error", msg: `auth tokens not reloaded, the previous ones stay in force: ${(error as Error).message}` });
+        }
+      }
+      if (tls) {
+        try {
+          // New handshakes use the new files; established connections keep theirs.
+          log({ level: "info", msg: "reloaded TLS certificate", file: tls.files.certPath, ...tls.reload() });
+        } catch (error) {
+          log({ level: "error", msg: `TLS certificate not reloaded, the previous one keeps serving: ${(error as Error).message}` });
+        }
       }
     });
 

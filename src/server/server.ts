@@ -17,7 +17,7 @@ import { RpcRuntime } from "./rpc-runtime.js";
 import { rpcSemconv } from "./rpc-semconv.js";
 import { Unavailable } from "./status.js";
 import { TenantMetrics } from "./tenant-metrics.js";
-import { serverCredentials, type TlsFiles } from "./tls.js";
+import { serverCredentials, type TlsCertificates, type TlsFiles } from "./tls.js";
 import { bindPrivately, socketPath } from "./unix-socket.js";
 
 const PROTO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ...(import.meta.url.includes("/dist/") ? [".."] : []), "proto");
@@ -34,8 +34,8 @@ export interface KvwardenServerOptions {
 }
 
 export interface ListenOptions {
-  /** TLS (mutual with a client CA) for a host:port listener. */
-  tls?: TlsFiles;
+  /** TLS (mutual with a client CA) for a host:port listener; a TlsCertificates can be reloaded later (SIGHUP). */
+  tls?: TlsFiles | TlsCertificates;
   /** File mode of a Unix socket (default 0660: owner and group may connect). */
   socketMode?: number;
 }
