@@ -3,6 +3,7 @@ import { context, propagation } from "@opentelemetry/api";
 import {
   DecodeRequest,
   EvictRequest,
+  ForkRequest,
   InfoRequest,
   KvCacheClient,
   PrefillRequest,
@@ -11,6 +12,7 @@ import {
   type DecodeResponse,
   type DeepPartial,
   type EvictResponse,
+  type ForkResponse,
   type InfoResponse,
   type PrefillResponse,
   type ReleaseResponse,
@@ -98,6 +100,11 @@ export class KvwardenClient {
 
   release(sequenceId: string, settings: CallSettings = {}): Promise<ReleaseResponse> {
     return this.unary((m, o, cb) => this.raw.release(ReleaseRequest.fromPartial({ sequenceId }), m, o, cb), settings);
+  }
+
+  /** Copies `sequenceId`, cache and all, as `newSequenceId`. */
+  fork(sequenceId: string, newSequenceId: string, settings: CallSettings = {}): Promise<ForkResponse> {
+    return this.unary((m, o, cb) => this.raw.fork(ForkRequest.fromPartial({ sequenceId, newSequenceId }), m, o, cb), settings);
   }
 
   info(settings: CallSettings = {}): Promise<InfoResponse> {

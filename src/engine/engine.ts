@@ -103,6 +103,12 @@ export interface DecodeInput {
   eviction?: EvictionSpec;
 }
 
+export interface ForkOutcome {
+  newSequenceId: string;
+  position: number;
+  kvBytes: number;
+}
+
 export type FinishReason = "length" | "stop" | "context";
 
 export interface GeneratedToken {
@@ -293,6 +299,36 @@ export class Engine {
       const sequence = this.lookup(sequenceId, caller);
       const resolved = this.resolve(spec, sequence.maxHeadLength);
       return this.withSequence(sequence, false, async () => applyEviction(sequence, spec, resolved));
+    });
+  }
+
+  /**
+   * Copies `sequenceId` under `newSequenceId` (same tenant): cache, recent queries, where generation
+   * stands and its decode budget. Nothing is shared, so the copy's bytes count against the budgets.
+   */
+  fork(sequenceId: string, newSequenceId: string, caller: Caller = ANONYMOUS, requestId?: string): Promise<ForkOutcome> {
+    return this.requests.run(caller.tenant, requestId, `Fork of '${sequenceId}'`, async () => {
+      const source = this.lookup(sequenceId, caller);
+      if (this.sequences.has(keyOf(caller, newSequenceId))) {
+        throw new EngineError("ALREADY_EXISTS", `sequence '${newSequenceId}' already exists; release it or choose another new_sequence_id`);
+      }
+      // Held while copying, so that making room never compresses the sequence being copied.
+      this.claim(source);
+      try {
+        const copy = this.create(newSequenceId, caller);
+        try {
+          this.admit(copy, source.bytes);
+          copy.copyFrom(source);
+        } catch (error) {
+          this.sequences.delete(keyOf(caller, newSequenceId));
+          copy.release();
+          throw this.budgetError(error);
+        }
+        return { newSequenceId, position: copy.position, kvBytes: copy.bytes };
+      } finally {
+        source.busy = false;
+        source.lastUsed = Date.now();
+      }
     });
   }
 

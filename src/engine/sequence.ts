@@ -100,6 +100,23 @@ export class Sequence {
     this.lastLogits = checkpoint.lastLogits;
   }
 
+  /** Becomes a copy of `source` (a new, empty sequence of the same shape): cache, recent queries and where generation stands. */
+  copyFrom(source: Sequence): void {
+    try {
+      this.layers.forEach((layer, l) => layer.copyFrom(source.layers[l]));
+      this.recentQueries.copyFrom(source.recentQueries);
+    } catch (error) {
+      this.release(); // the budget ran out part-way: nothing stays held
+      throw error;
+    }
+    this.fedTokens = source.fedTokens;
+    this.pendingToken = source.pendingToken;
+    this.lastToken = source.lastToken;
+    this.lastLogits = source.lastLogits;
+    this.decodeBudget = source.decodeBudget; // immutable: shared
+    this.lazyLayers = [...source.lazyLayers];
+  }
+
   release(): number {
     const bytes = this.bytes;
     for (const layer of this.layers) layer.release();

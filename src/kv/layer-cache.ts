@@ -221,6 +221,14 @@ export class LayerCache {
     if (capacity < this.capacity && capacity >= this.maxLength) this.resize(capacity);
   }
 
+  /** Becomes a copy of `source` (an empty cache of the same shape): every entry, its mass and position. */
+  copyFrom(source: LayerCache): void {
+    this.bind(this.pool.acquire(source.slab.length), source.capacity);
+    this.slab.set(source.slab);
+    this.lengths.set(source.lengths);
+    this.revision++;
+  }
+
   release(): void {
     if (this.slab.length > 0) this.pool.release(this.slab);
     this.bind(new Float32Array(), 0);

@@ -103,6 +103,15 @@ export class RecentQueryRing {
     this.next = saved.next;
   }
 
+  /** Becomes a copy of `source` (an empty ring of the same shape). */
+  copyFrom(source: RecentQueryRing): void {
+    if (source.slab.length === 0) return;
+    this.reserve();
+    this.slab.set(source.slab);
+    this.count = source.count;
+    this.next = source.next;
+  }
+
   release(): void {
     if (this.slab.length > 0) this.pool.release(this.slab);
     this.slab = new Float32Array();

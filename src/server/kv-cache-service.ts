@@ -12,6 +12,8 @@ import {
   type KvCacheServer,
   type PrefillRequest,
   type PrefillResponse,
+  type ForkRequest,
+  type ForkResponse,
   type ReleaseRequest,
   type ReleaseResponse,
   type StatsRequest,
@@ -100,6 +102,13 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
       const { found, freedBytes } = await engine().release(sequenceIdOf(request), scope.caller, requestIdOf(request));
       return { found, freedBytes: BigInt(freedBytes) };
+    }),
+
+    fork: runtime.unary<ForkRequest, ForkResponse>("Fork", "work", async (request, scope) => {
+      scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
+      const newSequenceId = sequenceIdOf({ sequenceId: request.newSequenceId }, "new_sequence_id");
+      const outcome = await engine().fork(sequenceIdOf(request), newSequenceId, scope.caller, requestIdOf(request));
+      return { newSequenceId: outcome.newSequenceId, position: outcome.position, kvBytes: BigInt(outcome.kvBytes) };
     }),
 
     info: runtime.unary<InfoRequest, InfoResponse>("Info", "always", () => {

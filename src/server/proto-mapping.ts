@@ -37,11 +37,11 @@ const GROUP_REDUCTIONS: Partial<Record<GroupReduction, PolicyGroupReduction>> = 
 /** Longest accepted sequence id; ids are map keys and appear in logs and traces. */
 const MAX_SEQUENCE_ID_LENGTH = 256;
 
-export function sequenceIdOf(request: { sequenceId: string }): string {
+export function sequenceIdOf(request: { sequenceId: string }, field = "sequence_id"): string {
   const id = request.sequenceId;
-  if (id.length === 0) throw new EngineError("INVALID_ARGUMENT", "sequence_id is required");
+  if (id.length === 0) throw new EngineError("INVALID_ARGUMENT", `${field} is required`);
   if (id.length > MAX_SEQUENCE_ID_LENGTH) {
-    throw new EngineError("INVALID_ARGUMENT", `sequence_id is ${id.length} characters long; the limit is ${MAX_SEQUENCE_ID_LENGTH}`);
+    throw new EngineError("INVALID_ARGUMENT", `${field} is ${id.length} characters long; the limit is ${MAX_SEQUENCE_ID_LENGTH}`);
   }
   return id;
 }

@@ -38,6 +38,9 @@ describe("KvwardenClient, the TypeScript helper for Node backends", () => {
     const stats = await client.stats({ sequenceId: "helper" });
     expect(stats.sequences[0].layers[0].headLengths.every((n) => n <= 8)).toBe(true);
     expect((await client.info()).model!.name).toBe("stories260K");
+    const fork = await client.fork("helper", "helper-copy");
+    expect(fork).toEqual({ newSequenceId: "helper-copy", position: prefill.promptTokens + 20, kvBytes: stats.sequences[0].kvBytes });
+    expect(await client.release("helper-copy")).toMatchObject({ found: true });
     expect(await client.release("helper")).toMatchObject({ found: true });
     expect(await codeOf(client.stats({ sequenceId: "helper" }))).toBe(status.NOT_FOUND);
   });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DecodeRequest,
   EvictRequest,
+  ForkRequest,
   InfoRequest,
   KvCacheService,
   PrefillRequest,
@@ -37,6 +38,7 @@ const SEEDS: Record<keyof typeof KvCacheService, Uint8Array[]> = {
   stats: [StatsRequest.encode(StatsRequest.fromPartial({ sequenceId: "a", includePositions: true })).finish(), StatsRequest.encode(StatsRequest.fromPartial({})).finish()],
   release: [ReleaseRequest.encode(ReleaseRequest.fromPartial({ sequenceId: "b", requestId: "x" })).finish()],
   info: [InfoRequest.encode({}).finish()],
+  fork: [ForkRequest.encode(ForkRequest.fromPartial({ sequenceId: "a", newSequenceId: "a2", requestId: "f1" })).finish()],
 };
 
 type Mutation =

@@ -30,6 +30,7 @@ const DEFINED = new Set([
   status.RESOURCE_EXHAUSTED,
   status.ABORTED, // concurrent calls on one sequence
   status.CANCELLED, // the client's own cancellation
+  status.ALREADY_EXISTS, // Fork onto a taken id
 ]);
 
 const PROMPT = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315];
@@ -47,6 +48,8 @@ function mayChange(c: Call, outcome: CallOutcome): string | undefined {
   const own = keyOf(c.tenant, c.request.sequenceId ?? "");
   if (c.method === "stats") return undefined;
   if (c.method === "decode") return outcome.messages.length > 0 ? own : undefined;
+  // A fork changes nothing but creates its copy.
+  if (c.method === "fork") return outcome.code === status.OK ? keyOf(c.tenant, c.request.newSequenceId ?? "") : undefined;
   return outcome.code === status.OK ? own : undefined;
 }
 
@@ -120,6 +123,10 @@ function checkEffects(c: Call, outcome: CallOutcome, before: Map<string, Sequenc
     const reply = outcome.response as PrefillResponse;
     // A retried request id answers the stored reply; otherwise the tokens were appended once.
     if (c.request.requestId === undefined) expect(reply.position).toBe((own?.position ?? 0) + reply.promptTokens);
+  }
+  if (c.method === "fork" && outcome.code === status.OK && c.request.requestId === undefined) {
+    // The copy is the original, bit for bit (as the original was before: a fork changes nothing else).
+    expect(after.get(changeable!)?.hash).toBe(before.get(keyOf(c.tenant, c.request.sequenceId ?? ""))?.hash);
   }
   if (c.method === "decode" && outcome.messages.length > 0) {
     const positions = outcome.messages.map((m) => m.position);

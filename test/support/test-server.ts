@@ -3,6 +3,7 @@ import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/e
 import {
   DecodeRequest,
   EvictRequest,
+  ForkRequest,
   InfoRequest,
   KvCacheClient,
   PrefillRequest,
@@ -57,6 +58,7 @@ const REQUEST_TYPES = new Map<unknown, { fromPartial(fields: object): unknown }>
   [KvCacheClient.prototype.stats, StatsRequest],
   [KvCacheClient.prototype.release, ReleaseRequest],
   [KvCacheClient.prototype.info, InfoRequest],
+  [KvCacheClient.prototype.fork, ForkRequest],
 ]);
 
 /** Calls a unary method as a promise; unset request fields take their proto defaults. */

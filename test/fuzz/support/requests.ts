@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import type { DecodeRequest, DeepPartial, EvictionSpec, EvictRequest, PrefillRequest, ReleaseRequest, StatsRequest } from "../../../src/gen/kvwarden/v1/kvwarden.js";
+import type { DecodeRequest, DeepPartial, EvictionSpec, EvictRequest, ForkRequest, PrefillRequest, ReleaseRequest, StatsRequest } from "../../../src/gen/kvwarden/v1/kvwarden.js";
 import { POLICIES } from "../../../src/policies/registry.js";
 
 /**
@@ -113,13 +113,15 @@ export const decodeRequest: fc.Arbitrary<DeepPartial<DecodeRequest>> = fc.record
 export const evictRequest: fc.Arbitrary<DeepPartial<EvictRequest>> = fc.record({ sequenceId, eviction: sometimes(evictionSpec, 0.95), requestId });
 export const statsRequest: fc.Arbitrary<DeepPartial<StatsRequest>> = fc.record({ sequenceId: fc.oneof(fc.constant(""), sequenceId), includePositions: fc.boolean() });
 export const releaseRequest: fc.Arbitrary<DeepPartial<ReleaseRequest>> = fc.record({ sequenceId, requestId });
+export const forkRequest: fc.Arbitrary<DeepPartial<ForkRequest>> = fc.record({ sequenceId, newSequenceId: sequenceId, requestId });
 
 export type Call =
   | { method: "prefill"; tenant: Tenant; request: DeepPartial<PrefillRequest> }
   | { method: "decode"; tenant: Tenant; request: DeepPartial<DecodeRequest>; cancelAfter?: number }
   | { method: "evict"; tenant: Tenant; request: DeepPartial<EvictRequest> }
   | { method: "stats"; tenant: Tenant; request: DeepPartial<StatsRequest> }
-  | { method: "release"; tenant: Tenant; request: DeepPartial<ReleaseRequest> };
+  | { method: "release"; tenant: Tenant; request: DeepPartial<ReleaseRequest> }
+  | { method: "fork"; tenant: Tenant; request: DeepPartial<ForkRequest> };
 
 const tenant = fc.constantFrom(...TENANTS);
 
@@ -129,6 +131,7 @@ export const call: fc.Arbitrary<Call> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ method: fc.constant("evict" as const), tenant, request: evictRequest }) },
   { weight: 1, arbitrary: fc.record({ method: fc.constant("stats" as const), tenant, request: statsRequest }) },
   { weight: 1, arbitrary: fc.record({ method: fc.constant("release" as const), tenant, request: releaseRequest }) },
+  { weight: 1, arbitrary: fc.record({ method: fc.constant("fork" as const), tenant, request: forkRequest }) },
 );
 
 /** One step: a call on its own, or a few at once (interleavings on shared sequences). */

@@ -24,7 +24,7 @@ export async function runCall(client: KvCacheClient, c: Call): Promise<CallOutco
       }
       return { code: status.OK, details: "", messages };
     }
-    const method = { prefill: client.prefill, evict: client.evict, stats: client.stats, release: client.release }[c.method];
+    const method = { prefill: client.prefill, evict: client.evict, stats: client.stats, release: client.release, fork: client.fork }[c.method];
     const response = await unary(client, method as typeof client.stats, c.request as object);
     return { code: status.OK, details: "", response, messages };
   } catch (error) {
