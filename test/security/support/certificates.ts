@@ -8,6 +8,8 @@ export interface Certificates {
   serverKeyPath: string;
   /** A client certificate and key signed by the CA, with subject CN `cn`. */
   client(cn: string): { certPath: string; keyPath: string };
+  /** Another server certificate (new key, new serial) for localhost and 127.0.0.1, signed by the CA: a renewal. */
+  renewServer(): { certPath: string; keyPath: string };
 }
 
 /** A throwaway CA, a server certificate for localhost and 127.0.0.1, and client certificates on demand (openssl CLI, EC keys: fast). */
@@ -24,12 +26,15 @@ export function makeCertificates(dir: string): Certificates {
   };
   issue("ca", "/CN=kvwarden test CA", [], false);
   const leaf = ["basicConstraints=critical,CA:FALSE"];
-  const server = issue("server", "/CN=localhost", [...leaf, "subjectAltName=IP:127.0.0.1,DNS:localhost", "extendedKeyUsage=serverAuth"], true);
+  const serverExtensions = [...leaf, "subjectAltName=IP:127.0.0.1,DNS:localhost", "extendedKeyUsage=serverAuth"];
+  const server = issue("server", "/CN=localhost", serverExtensions, true);
   let clients = 0;
+  let renewals = 0;
   return {
     caPath,
     serverCertPath: server.certPath,
     serverKeyPath: server.keyPath,
     client: (cn) => issue(`client-${clients++}`, `/CN=${cn}`, [...leaf, "extendedKeyUsage=clientAuth"], true),
+    renewServer: () => issue(`server-${++renewals}`, "/CN=localhost", serverExtensions, true),
   };
 }
