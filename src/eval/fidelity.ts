@@ -73,36 +73,39 @@ export async function runFidelity(client: KvwardenClient, info: InfoResponse, op
     progress.tick(),
   );
 
-  progress.phase("fidelity: full cache", stories.length);
-  const full = await mapConcurrent(stories, concurrency, async (story) => {
-    const { scores } = await scoreContinuation(client, `eval-full-${story.seed}`, story, wholeDistributions(story.continuation));
-    progress.tick();
-    return scores;
-  });
-
-  const jobs = options.variants.flatMap((variant) => options.budgets.flatMap((keepFraction) => stories.map((story, i) => ({ variant, keepFraction, story, i }))));
-  progress.phase("fidelity: policies", jobs.length);
-  const runs = await mapConcurrent(jobs, concurrency, async ({ variant, keepFraction, story, i }): Promise<Run> => {
-    const eviction = { policy: variant.policy, keepFraction, seed: BigInt(story.seed), ...variant.params };
+  // Each story's context is prefilled once; the full cache and every policy and budget score from their own Fork of it.
+  const settings = options.variants.flatMap((variant) => options.budgets.map((keepFraction) => ({ variant, keepFraction })));
+  progress.phase("fidelity: full cache and policies", stories.length * (1 + settings.length));
+  const perStory = await mapConcurrent(stories, concurrency, async (story) => {
+    const base = `eval-context-${story.seed}`;
+    await client.prefill({ sequenceId: base, tokenIds: story.context });
     try {
-      const scored = await scoreContinuation(client, `eval-${variant.label}-${keepFraction}-${story.seed}`, story, wholeDistributions(story.continuation), eviction);
-      return { compared: comparePositions(full[i], scored.scores), eviction: scored.eviction };
-    } catch (error) {
-      const minimum = budgetMinimumOf(error);
-      if (minimum === undefined) throw error;
-      return { minimum };
+      const score = (sequenceId: string, eviction?: DeepPartial<EvictionSpec>) =>
+        scoreContinuation(client, base, sequenceId, story, wholeDistributions(story.continuation), eviction);
+      const { scores: full } = await score(`eval-full-${story.seed}`);
+      progress.tick();
+      const runs: Run[] = [];
+      for (const { variant, keepFraction } of settings) {
+        const eviction = { policy: variant.policy, keepFraction, seed: BigInt(story.seed), ...variant.params };
+        try {
+          const scored = await score(`eval-${variant.label}-${keepFraction}-${story.seed}`, eviction);
+          runs.push({ compared: comparePositions(full, scored.scores), eviction: scored.eviction });
+        } catch (error) {
+          const minimum = budgetMinimumOf(error);
+          if (minimum === undefined) throw error;
+          runs.push({ minimum });
+        } finally {
+          progress.tick(`${variant.label} @ ${keepFraction}`);
+        }
+      }
+      return { full, runs };
     } finally {
-      progress.tick(`${variant.label} @ ${keepFraction}`);
+      await client.release(base);
     }
   });
   progress.stop();
-
-  const cells = options.variants.flatMap((variant) =>
-    options.budgets.map((keepFraction) => {
-      const cellRuns = runs.filter((_, j) => jobs[j].variant === variant && jobs[j].keepFraction === keepFraction);
-      return cellOf(variant.label, keepFraction, stories, cellRuns);
-    }),
-  );
+  const full = perStory.map((story) => story.full);
+  const cells = settings.map(({ variant, keepFraction }, s) => cellOf(variant.label, keepFraction, stories, perStory.map((story) => story.runs[s])));
   const fullSummary = summarise(full.flatMap((scores) => comparePositions(scores, scores)));
   return {
     model: { name: model.name, layers: model.layers, heads: model.heads, kvHeads: model.kvHeads, contextLength: model.contextLength, vocabSize: model.vocabSize },
@@ -136,12 +139,20 @@ function cellOf(label: string, keepFraction: number, stories: readonly StoryProm
   };
 }
 
-/** Prefills the context (evicting if asked), then feeds the continuation and returns its scores. */
-async function scoreContinuation(client: KvwardenClient, sequenceId: string, story: StoryPrompt, returnDistribution: boolean, eviction?: DeepPartial<EvictionSpec>) {
+/** Forks the prefilled context `base` (evicting if asked), then feeds the continuation and returns its scores. */
+async function scoreContinuation(
+  client: KvwardenClient,
+  base: string,
+  sequenceId: string,
+  story: StoryPrompt,
+  returnDistribution: boolean,
+  eviction?: DeepPartial<EvictionSpec>,
+) {
+  await client.fork(base, sequenceId);
   try {
-    const context = await client.prefill({ sequenceId, tokenIds: story.context, eviction });
+    const evicted = eviction && (await client.evict({ sequenceId, eviction }));
     const scored = await client.prefill({ sequenceId, tokenIds: story.continuation, returnLogprobs: true, topLogprobs: TOP_LOGPROBS, returnDistribution });
-    return { scores: scored.logprobs.map(tokenScore), eviction: context.eviction };
+    return { scores: scored.logprobs.map(tokenScore), eviction: evicted?.eviction };
   } finally {
     await client.release(sequenceId);
   }

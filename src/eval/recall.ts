@@ -60,28 +60,36 @@ export interface RecallReport {
 
 /**
  * Needle tasks answered by greedy decoding and exact match, with the full cache
- * and under each policy, budget and mode.
+ * and under each policy, budget and mode. Each task is prefilled once per mode
+ * (the whole prompt, and the context alone); every policy and budget then
+ * evicts from its own Fork of that prefill.
  */
 export async function runRecall(client: KvwardenClient, info: InfoResponse, source: string, options: RecallOptions, progress: Progress): Promise<RecallReport> {
   const model = info.model!;
   const { tasks, concurrency } = options;
-  progress.phase("recall: full cache", tasks.length);
-  const fullOutcomes = await mapConcurrent(tasks, concurrency, async (task) => {
-    const outcome = await answer(client, `eval-recall-full-${task.index}`, task, "query-aware");
-    progress.tick();
-    return outcome;
-  });
-  const full = tallyGroups(tasks, fullOutcomes);
-
   const settings = options.variants.flatMap((variant) => options.budgets.flatMap((keepFraction) => RECALL_MODES.map((mode) => ({ variant, keepFraction, mode }))));
-  const jobs = settings.flatMap((setting) => tasks.map((task) => ({ ...setting, task })));
-  progress.phase("recall: policies", jobs.length);
-  const outcomes = await mapConcurrent(jobs, concurrency, async ({ variant, keepFraction, mode, task }) => {
-    const outcome = await answer(client, `eval-recall-${variant.label}-${keepFraction}-${mode}-${task.index}`, task, mode, variant, keepFraction);
-    progress.tick(`${variant.label} @ ${keepFraction} ${mode}`);
-    return outcome;
+  progress.phase("recall", tasks.length * (1 + settings.length));
+  const perTask = await mapConcurrent(tasks, concurrency, async (task) => {
+    const bases = { "query-aware": `eval-recall-${task.index}-prompt`, "query-agnostic": `eval-recall-${task.index}-context` } as const;
+    await client.prefill({ sequenceId: bases["query-aware"], tokenIds: task.tokens });
+    await client.prefill({ sequenceId: bases["query-agnostic"], tokenIds: task.tokens.slice(0, task.questionStart) });
+    try {
+      const full = await answer(client, bases["query-aware"], `eval-recall-${task.index}-full`, task, "query-aware");
+      progress.tick();
+      const outcomes: Outcome[] = [];
+      for (const { variant, keepFraction, mode } of settings) {
+        outcomes.push(await answer(client, bases[mode], `eval-recall-${task.index}-${variant.label}-${keepFraction}-${mode}`, task, mode, variant, keepFraction));
+        progress.tick(`${variant.label} @ ${keepFraction} ${mode}`);
+      }
+      return { full, outcomes };
+    } finally {
+      for (const base of Object.values(bases)) await client.release(base);
+    }
   });
   progress.stop();
+  const full = tallyGroups(tasks, perTask.map((t) => t.full));
+  // Setting-major, as the cells read them.
+  const outcomes = settings.flatMap((_, s) => perTask.map((t) => t.outcomes[s]));
 
   const cells = settings.map(({ variant, keepFraction, mode }, s): RecallCell => {
     const cellOutcomes = outcomes.slice(s * tasks.length, (s + 1) * tasks.length);
@@ -118,13 +126,21 @@ interface Outcome {
 }
 
 /**
- * Feeds one task and decodes its answer greedily. Query-aware: the whole prompt
- * is prefilled and evicted at once, with NACL's proxies on the question.
- * Query-agnostic: the context is prefilled and evicted, then the question fed.
+ * Decodes one task's answer greedily from a Fork of `base`, the task prefilled
+ * for `mode`. Query-aware: the whole prompt is in the cache when it is evicted,
+ * with NACL's proxies on the question. Query-agnostic: the context is evicted,
+ * then the question fed.
  */
-async function answer(client: KvwardenClient, sequenceId: string, task: RecallTask, mode: RecallMode, variant?: PolicyVariant, keepFraction?: number): Promise<Outcome> {
+async function answer(
+  client: KvwardenClient,
+  base: string,
+  sequenceId: string,
+  task: RecallTask,
+  mode: RecallMode,
+  variant?: PolicyVariant,
+  keepFraction?: number,
+): Promise<Outcome> {
   const aware = mode === "query-aware";
-  const evicted = aware ? task.tokens : task.tokens.slice(0, task.questionStart);
   const eviction = variant && {
     policy: variant.policy,
     keepFraction,
@@ -132,9 +148,10 @@ async function answer(client: KvwardenClient, sequenceId: string, task: RecallTa
     ...questionAware(variant, aware ? { start: task.questionStart, end: task.tokens.length } : undefined),
   };
   let result: EvictionResult | undefined;
+  await client.fork(base, sequenceId);
   try {
     try {
-      result = (await client.prefill({ sequenceId, tokenIds: evicted, eviction })).eviction;
+      if (eviction) result = (await client.evict({ sequenceId, eviction })).eviction;
     } catch (error) {
       const minimum = budgetMinimumOf(error);
       if (minimum === undefined) throw error;
