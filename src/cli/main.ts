@@ -67,7 +67,7 @@ program
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
   .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")
-  .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key)")
+  .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
   .option("--tls-key <file>", "PEM private key of --tls-cert")
   .option("--tls-client-ca <file>", "require client certificates signed by this PEM CA bundle (mutual TLS); without --auth-tokens the certificate's subject CN is the tenant")
   .option("--socket-mode <octal>", "file mode of a unix: listener's socket", socketMode, DEFAULT_SOCKET_MODE)
