@@ -185,7 +185,7 @@ export class Engine {
     this.requests = new RequestLog(REQUEST_LOG_CAPACITY, options.sequenceTtlMs);
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
     this.sweeper.unref();
-    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
+    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE));
     const { layers, kvHeads, headSize } = model.config;
     this.arena = new BatchArena(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }

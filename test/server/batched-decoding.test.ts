@@ -33,6 +33,8 @@ describe("continuous batching: concurrent Decode streams step together in one gr
   let model: EngineModel;
   let sidecar: TestServer;
   const batchSizes: number[] = [];
+  /** Each stream's tokens decoded alone (the first test fills it). */
+  const alone: number[][] = [];
   let unlisten: () => void;
 
   beforeAll(async () => {
@@ -48,7 +50,6 @@ describe("continuous batching: concurrent Decode streams step together in one gr
   it("generates for every sequence exactly the tokens it generates alone, as streams join and leave the batch", async () => {
     const { client } = sidecar;
     await prefillAll(client);
-    const alone: number[][] = [];
     for (let i = 0; i < STREAMS.length; i++) alone.push(await decodeStream(client, i));
     expect(batchSizes.every((size) => size === 1)).toBe(true);
     for (let i = 0; i < STREAMS.length; i++) await call(client, client.release, { sequenceId: sequenceId(i) });
@@ -82,5 +83,18 @@ describe("continuous batching: concurrent Decode streams step together in one gr
     expect(arenaWhileBatching).toBeGreaterThan(0n);
     const stats = await call(client, client.stats, {});
     expect(stats.kvBytesBatchArena).toBe(0n);
+  });
+
+  it("caps a batch at --max-batch-size; the streams beyond it step in the next batch", async () => {
+    const capped = await startTestServer(model, { maxBatchSize: 3 });
+    try {
+      await prefillAll(capped.client);
+      batchSizes.length = 0;
+      const together = await Promise.all(STREAMS.map((_, i) => decodeStream(capped.client, i)));
+      expect(Math.max(...batchSizes)).toBe(3);
+      expect(together).toEqual(alone);
+    } finally {
+      await capped.close();
+    }
   });
 });
