@@ -92,13 +92,38 @@ describe("kvwarden eval --quick", () => {
     const recall = report.recall!;
     expect("cells" in recall).toBe(true);
     if (!("cells" in recall)) return;
-    expect(recall.full.accuracy).toBeGreaterThanOrEqual(0);
+    // One task per kind at the shortest prompt with the fact in the middle: the committed model answers all three.
     expect(recall.tasks).toBe(3);
+    expect(recall.lengths).toEqual([256]);
+    expect(recall.full.groups.map((g) => [g.task, g.length, g.byDepth])).toEqual([
+      ["passkey", 256, [[0.5, 1, 1]]],
+      ["multikey", 256, [[0.5, 1, 1]]],
+      ["multiquery", 256, [[0.5, 1, 1]]],
+    ]);
+    expect(recall.full.accuracy).toBe(1);
+    expect(recall.budgets).toEqual([0.2, 0.5]);
+    expect(recall.variants.map((v) => v.label)).toEqual(report.fidelity!.variants.map((v) => v.label));
     expect(recall.cells).toHaveLength(recall.variants.length * 2 * 2);
-    expect(recall.cells.map((c) => c.mode)).toEqual(expect.arrayContaining(["query-aware", "query-agnostic"]));
+    for (const cell of recall.cells) {
+      expect(["query-aware", "query-agnostic"]).toContain(cell.mode);
+      expect(cell.groups.reduce((sum, g) => sum + g.total, 0) + cell.groups.filter((g) => g.unavailable).length).toBe(3);
+      if (cell.accuracy === undefined) continue;
+      expect(cell.accuracy).toBeGreaterThanOrEqual(0);
+      expect(cell.accuracy).toBeLessThanOrEqual(1);
+      expect(cell.keptFraction).toBeGreaterThan(0);
+      expect(cell.keptFraction).toBeLessThanOrEqual(1);
+    }
     expectSvg(join(out, REPORT_FILES.recallChart));
-    expect(markdown).toContain("### query-aware: accuracy");
-    expect(markdown).toContain("### query-agnostic: accuracy");
+    for (const heading of ["### query-aware: accuracy", "### query-agnostic: accuracy"]) {
+      const lines = markdown.slice(markdown.indexOf(heading)).split("\n");
+      const first = lines.findIndex((line) => line.startsWith("|"));
+      expect(lines[first]).toBe("| policy | 20% | 50% |");
+      expect(lines.slice(first + 2, lines.indexOf("", first))).toHaveLength(recall.variants.length);
+    }
+    expect(markdown).toContain(`](${REPORT_FILES.recallChart})`);
+    const aware = report.claims.find((c) => c.topic === "Query-aware vs query-agnostic")!;
+    expect(aware.verdict).not.toBe("not measured");
+    expect(report.claims.find((c) => c.topic === "StreamingLLM floor")!.verdict).not.toBe("not measured");
   });
 
   it.runIf(!RECALL_PRESENT)("skips the recall suite, saying why, while the recall model is absent", () => {

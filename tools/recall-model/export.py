@@ -65,7 +65,7 @@ def main() -> None:
     model = Llama(cfg)
     model.load_state_dict(state["model"])
     model.eval()
-    print(f"checkpoint {path}: step {state.get('steps', state.get('step'))}")
+    print(f"checkpoint {path}: recall step {state['steps'] if 'steps' in state else state['state']['step']}")
 
     os.makedirs(args.out, exist_ok=True)
     tok = corpus.tokenizer()
