@@ -126,6 +126,13 @@ function recallSection(r: NonNullable<Extract<EvalReport["recall"], { cells: unk
     lines.push(`### ${mode}: accuracy (all tasks, then ${RECALL_TASKS.join("/")} in percent)`, "");
     lines.push(...table(["policy", ...r.budgets.map(budget)], r.variants.map((v) => [v.label, ...r.budgets.map((b) => cellText(find(v.label, b, mode)))])), "");
   }
+  lines.push("### Entries actually kept (share of the evicted span's KV entries, mean over the tasks; query-aware / query-agnostic)", "");
+  lines.push(
+    "Query-aware evicts over the whole prompt, query-agnostic over the context before the question. knorm never compresses layers 0 and 1; simlayerkv compresses only the layers it judges lazy.",
+    "",
+  );
+  const kept = (cell: RecallCell | undefined) => (cell?.keptFraction === undefined ? "n/a" : percent(cell.keptFraction));
+  lines.push(...table(["policy", ...r.budgets.map(budget)], r.variants.map((v) => [v.label, ...r.budgets.map((b) => `${kept(find(v.label, b, "query-aware"))} / ${kept(find(v.label, b, "query-agnostic"))}`)])), "");
   // Where the needle sits and how long the prompt is matter most at a tight budget.
   const tight = r.budgets.includes(0.2) ? 0.2 : r.budgets[0];
   const depths = [...new Set(r.full.groups.flatMap((g) => g.byDepth.map(([d]) => d)))].sort((a, b) => a - b);

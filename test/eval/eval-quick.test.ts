@@ -114,7 +114,7 @@ describe("kvwarden eval --quick", () => {
       expect(cell.keptFraction).toBeLessThanOrEqual(1);
     }
     expectSvg(join(out, REPORT_FILES.recallChart));
-    for (const heading of ["### query-aware: accuracy", "### query-agnostic: accuracy"]) {
+    for (const heading of ["### query-aware: accuracy", "### query-agnostic: accuracy", "### Entries actually kept (share of the evicted span"]) {
       const lines = markdown.slice(markdown.indexOf(heading)).split("\n");
       const first = lines.findIndex((line) => line.startsWith("|"));
       expect(lines[first]).toBe("| policy | 20% | 50% |");
