@@ -15,7 +15,7 @@ export interface PolicyVariant {
 
 /**
  * Every policy the sidecar offers except `none`, with adakv run twice (over
- * snapkv and over pyramidkv). Windowed policies (SnapKV family: observation
+ * snapkv and over pyramidkv) and knorm also as its ablation (knorm-highest). Windowed policies (SnapKV family: observation
  * window; NACL: proxy tokens) get `window` instead of their default of 32,
  * which is sized for prompts of thousands of tokens and would not even fit
  * the smallest budgets of a few-hundred-token context. A parameter the
@@ -40,6 +40,11 @@ export function policyVariants(info: InfoResponse, window: number): PolicyVarian
         break;
       case "nacl":
         variants.push({ label: "nacl", policy: "nacl", params: params({ proxyTokens: window }) });
+        break;
+      case "knorm":
+        // And the L2-norm paper's ablation, when the sidecar offers it: the highest-norm keys kept.
+        variants.push({ label: "knorm", policy: "knorm", params: {} });
+        if (takes.has("keep_highest_norm")) variants.push({ label: "knorm-highest", policy: "knorm", params: { keepHighestNorm: true } });
         break;
       default:
         variants.push({ label: policy.name, policy: policy.name, params: {} });

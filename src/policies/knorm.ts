@@ -9,11 +9,19 @@ export const knormPolicy: Policy = {
   name: "knorm",
   defaultDecodeSlack: 64,
   description: "Keeps the entries whose keys have the lowest L2 norm (low-norm keys draw attention); layers in skip_layers keep everything (KNorm).",
-  parameters: [{ name: "skipLayers", description: "layers left whole (the norm-attention link fails in the first layers)", defaultValue: [0, 1] }],
+  parameters: [
+    { name: "skipLayers", description: "layers left whole (the norm-attention link fails in the first layers)", defaultValue: [0, 1] },
+    { name: "keepHighestNorm", description: "ablation: keep the highest-norm keys instead (the paper's control; much worse)", defaultValue: false },
+  ],
   queryRowsNeeded: () => 0,
   minimumBudget: () => 1,
   plan(cache, budget, spec) {
     const skip = paramOf(this, spec.params, "skipLayers");
+    const highest = paramOf(this, spec.params, "keepHighestNorm");
+    const scores = (layer: (typeof cache.layers)[number], h: number) => {
+      const lowFirst = keyNormScores(layer, h, cache.shape.headSize);
+      return highest ? lowFirst.map((score) => -score) : lowFirst;
+    };
     // The default [0, 1] may name layers a small model lacks; a request's own list may not.
     const outside = spec.params.skipLayers?.find((l) => l >= cache.layers.length);
     if (outside !== undefined) {
@@ -25,7 +33,7 @@ export const knormPolicy: Policy = {
         Array.from(layer.lengths, (entries, h) =>
           skip.includes(l)
             ? keepAll(entries)
-            : selectTopK(keyNormScores(layer, h, cache.shape.headSize), counts[l][h], () => false),
+            : selectTopK(scores(layer, h), counts[l][h], () => false),
         ),
       ),
     };

@@ -30,6 +30,8 @@ export interface PolicyParams {
   skipLayers: number[];
   /** The policy adakv wraps: "snapkv" or "pyramidkv". */
   basePolicy: string;
+  /** knorm's ablation: keep the highest-norm keys. */
+  keepHighestNorm: boolean;
 }
 
 export type ParamName = keyof PolicyParams;

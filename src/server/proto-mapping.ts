@@ -102,6 +102,7 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   }
   if (spec.skipLayers.length > 0) params.skipLayers = [...spec.skipLayers];
   if (spec.basePolicy !== "") params.basePolicy = spec.basePolicy;
+  if (spec.keepHighestNorm !== undefined) params.keepHighestNorm = spec.keepHighestNorm;
   if (spec.decodeSlack !== undefined && !count(spec.decodeSlack)) {
     throw new EngineError("INVALID_ARGUMENT", `eviction.decode_slack ${countRule}, got ${spec.decodeSlack}`);
   }

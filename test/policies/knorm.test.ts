@@ -26,6 +26,21 @@ describe("knorm", () => {
     expect(kept(knormPolicy.plan(threeLayers, () => 2, evictionSpec("knorm", { skipLayers: [] })))).toEqual([[[1, 3]], [[1, 3]], [[1, 3]]]);
   });
 
+  it("keeps the highest key norms instead for the ablation (keep_highest_norm)", () => {
+    // Norms 5, 1, 2, 0, 1.41, 1: the three highest are slots 0, 2 and 4.
+    expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [], keepHighestNorm: true })))).toEqual([
+      [[0, 2, 4]],
+      [[0, 2, 4]],
+      [[0, 2, 4]],
+    ]);
+    // Equal norms still break toward the earlier position: of the two norms of 1, slot 1 goes first.
+    expect(kept(knormPolicy.plan(threeLayers, () => 4, evictionSpec("knorm", { skipLayers: [], keepHighestNorm: true })))).toEqual([
+      [[0, 1, 2, 4]],
+      [[0, 1, 2, 4]],
+      [[0, 1, 2, 4]],
+    ]);
+  });
+
   it("skips exactly the layers it is told to", () => {
     expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [2] })))).toEqual([[[1, 3, 5]], [[1, 3, 5]], [all]]);
   });
@@ -42,7 +57,10 @@ describe("knorm", () => {
   });
 
   it("declares Part A's defaults and needs no queries", () => {
-    expect(knormPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([["skipLayers", [0, 1]]]);
+    expect(knormPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([
+      ["skipLayers", [0, 1]],
+      ["keepHighestNorm", false],
+    ]);
     expect(knormPolicy.queryRowsNeeded({})).toBe(0);
     expect(knormPolicy.minimumBudget({})).toBe(1);
   });

@@ -72,6 +72,7 @@ const PARAMETER_VALUES: { [N in keyof PolicyParams]: fc.Arbitrary<PolicyParams[N
   groupReduction: fc.constantFrom("mean", "max", "sum"),
   skipLayers: fc.uniqueArray(fc.integer({ min: 0, max: 2 }), { maxLength: 3 }),
   basePolicy: fc.constantFrom("snapkv", "pyramidkv"),
+  keepHighestNorm: fc.boolean(),
 };
 
 function caseArbitrary(policyName: string): fc.Arbitrary<Case> {
@@ -339,6 +340,7 @@ const RULES: Record<string, Rule> = {
 
   knorm: (c, layers) => {
     const skip = paramOf(POLICIES.get("knorm")!, c.spec.params, "skipLayers");
+    const highest = paramOf(POLICIES.get("knorm")!, c.spec.params, "keepHighestNorm");
     const { headSize } = c.view.shape;
     for (const head of layers.flat()) {
       if (skip.includes(head.layer)) {
@@ -350,9 +352,9 @@ const RULES: Record<string, Rule> = {
       const norm = (slot: number) => {
         let squares = 0;
         for (let i = 0; i < headSize; i++) squares += view.keys[(head.head * view.capacity + slot) * headSize + i] ** 2;
-        return -Math.sqrt(squares);
+        return highest ? Math.sqrt(squares) : -Math.sqrt(squares);
       };
-      expectRanked(head, norm, new Set(head.positions.map((_, s) => s)), "minus key norm");
+      expectRanked(head, norm, new Set(head.positions.map((_, s) => s)), highest ? "key norm (keep_highest_norm)" : "minus key norm");
     }
   },
 

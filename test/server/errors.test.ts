@@ -51,6 +51,7 @@ describe("bad input gets a clear status and loses nothing", () => {
     ["no budget", { tokenIds: [5], text: "", eviction: spec({}) }, "needs a budget"],
     ["an absurd sink count", { tokenIds: [5], text: "", eviction: spec({ maxTokens: 8, sinkTokens: 5_000_000 }) }, "eviction.sink_tokens"],
     ["a parameter the policy does not take", { tokenIds: [5], text: "", eviction: spec({ maxTokens: 8, window: 4 }) }, "does not take parameter window"],
+    ["knorm's ablation asked of another policy", { tokenIds: [5], text: "", eviction: spec({ maxTokens: 8, keepHighestNorm: true }) }, "does not take parameter keep_highest_norm"],
   ])("answers INVALID_ARGUMENT for %s, leaving the sequence as it was", async (_name, request, message) => {
     const before = await snapshot("victim");
     const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "victim", ...request }));
