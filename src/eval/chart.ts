@@ -1,8 +1,8 @@
 import { parse, View } from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 
-// Tableau 10 and black: eleven colours far enough apart to tell every policy's line from the others.
-const PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#000000"];
+// Tableau 10, black and cyan: twelve colours far enough apart to tell every policy's line from the others.
+const PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#000000", "#17becf"];
 
 /** One point of a line: a policy's quality at the memory it kept. */
 export interface ChartPoint {
