@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,9 +16,8 @@ const FILES = {
     sha256: "037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312",
   },
 };
-const PUBLIC_LOCATION = "https://huggingface.co/karpathy/tinyllamas/resolve/main/stories260K";
 
-/** Folders that may already hold the files: the shared folder beside a checkout, then the user cache. */
+/** Folders that may hold the files: the shared folder beside a checkout, then the user cache. */
 function candidateFolders(): string[] {
   const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ...(import.meta.url.includes("/dist/") ? [".."] : []));
   return [join(projectRoot, "..", "shared", "models"), cacheFolder()];
@@ -33,27 +32,20 @@ function sha256(path: string): string {
 }
 
 /**
- * Finds stories260K locally, or downloads it from its public location into the
- * user cache; either way the sha256 of both files is checked.
+ * Finds stories260K where a checkout or a user keeps it, with the sha256 of both
+ * files checked. Nothing is downloaded: a sidecar must not reach out at run time.
  */
 export async function defaultModelFiles(): Promise<ModelFiles> {
-  for (const folder of candidateFolders()) {
+  const folders = candidateFolders();
+  for (const folder of folders) {
     const modelPath = join(folder, FILES.model.name);
     const tokenizerPath = join(folder, FILES.tokenizer.name);
     if (existsSync(modelPath) && existsSync(tokenizerPath) && sha256(modelPath) === FILES.model.sha256 && sha256(tokenizerPath) === FILES.tokenizer.sha256) {
       return { modelPath, tokenizerPath };
     }
   }
-  const folder = cacheFolder();
-  mkdirSync(folder, { recursive: true });
-  for (const file of Object.values(FILES)) {
-    const url = `${PUBLIC_LOCATION}/${file.name}`;
-    const response = await fetch(url);
-    if (!response.ok) throw new Error(`downloading ${url}: HTTP ${response.status}`);
-    const bytes = Buffer.from(await response.arrayBuffer());
-    const digest = createHash("sha256").update(bytes).digest("hex");
-    if (digest !== file.sha256) throw new Error(`${url}: sha256 ${digest} does not match the expected ${file.sha256}`);
-    writeFileSync(join(folder, file.name), bytes);
-  }
-  return { modelPath: join(folder, FILES.model.name), tokenizerPath: join(folder, FILES.tokenizer.name) };
+  throw new Error(
+    `the default model stories260K (${FILES.model.name} and ${FILES.tokenizer.name}, llama2.c's test-bed model) is not in ${folders.join(" or ")}; ` +
+      `put both files in one of them, or name a model with --model (and --tokenizer)`,
+  );
 }
