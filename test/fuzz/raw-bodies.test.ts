@@ -83,7 +83,7 @@ const body = fc.constantFrom(...METHODS).chain((method) =>
 );
 
 /** Statuses that say the request was at fault, or could not be served now: never the server's fault. */
-const CLIENT_ERRORS = new Set([status.OK, status.INVALID_ARGUMENT, status.NOT_FOUND, status.FAILED_PRECONDITION, status.OUT_OF_RANGE, status.RESOURCE_EXHAUSTED]);
+const CLIENT_ERRORS = new Set([status.OK, status.INVALID_ARGUMENT, status.NOT_FOUND, status.FAILED_PRECONDITION, status.OUT_OF_RANGE, status.RESOURCE_EXHAUSTED, status.ALREADY_EXISTS]);
 
 describe("raw request bodies", () => {
   let t: TestServer;
