@@ -1,28 +1,19 @@
 import { status, type ServiceError } from "@grpc/grpc-js";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { call } from "../support/test-server.js";
 import { clientOf } from "../security/support/secure-server.js";
-
-const root = fileURLToPath(new URL("../../", import.meta.url));
+import { spawnServe } from "../support/serve-process.js";
 
 describe("SIGTERM during decoding", () => {
   // test/server/lifecycle.test.ts covers a Decode that outlasts the grace (cut off with UNAVAILABLE); this one fits in it.
   it("lets the running Decode finish, then exits 0", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--listen", "127.0.0.1:0", "--shutdown-grace", "30", "--allow-past-context"], {
-      cwd: root,
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, OTEL_TRACES_EXPORTER: "none" },
-    });
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    const logged = (msg: string) => stderr.split("\n").find((line) => line.includes(`"msg":"${msg}"`));
+    const serve = spawnServe(["--listen", "127.0.0.1:0", "--shutdown-grace", "30", "--allow-past-context"]);
+    const { child, exited } = serve;
+    const logged = (msg: string) => serve.stderr.split("\n").find((line) => line.includes(`"msg":"${msg}"`));
     try {
       while (!logged("serving")) {
-        if (child.exitCode !== null) throw new Error(stderr);
+        if (child.exitCode !== null) throw new Error(serve.stderr);
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       const client = clientOf(`127.0.0.1:${JSON.parse(logged("serving")!).port}`);
@@ -45,7 +36,7 @@ describe("SIGTERM during decoding", () => {
       expect(drainingSeen).toBeLessThan(1_000);
       client.close();
       expect(await exited).toBe(0);
-      expect(stderr).toContain('"msg":"stopped"');
+      expect(serve.stderr).toContain('"msg":"stopped"');
     } finally {
       child.kill("SIGKILL");
     }

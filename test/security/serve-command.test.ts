@@ -1,15 +1,13 @@
 import { status } from "@grpc/grpc-js";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { call, statusOf } from "../support/test-server.js";
 import { clientOf } from "./support/secure-server.js";
+import { spawnServe } from "../support/serve-process.js";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const OLD = "old-token-0123456789abcdef";
 const NEW = "new-token-0123456789abcdef";
 
@@ -21,19 +19,13 @@ describe("kvwarden serve with authentication", () => {
     const socket = join(folder, "kvwarden.sock");
     const tokens = join(folder, "tokens");
     writeFileSync(tokens, `# test\n${OLD} alice\n`);
-    const args = ["serve", "--listen", `unix:${socket}`, "--socket-mode", "0600", "--auth-tokens", tokens, "--tenant-max-sequences", "1", "--max-request-tokens", "64"];
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
-      cwd: root,
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, OTEL_TRACES_EXPORTER: "none" },
-    });
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    const args = ["--listen", `unix:${socket}`, "--socket-mode", "0600", "--auth-tokens", tokens, "--tenant-max-sequences", "1", "--max-request-tokens", "64"];
+    const serve = spawnServe(args);
+    const { child, exited } = serve;
     const logged = (msg: string) =>
       new Promise<void>((resolve, reject) => {
         const deadline = Date.now() + 30_000;
-        const poll = () => (stderr.includes(`"msg":"${msg}"`) ? resolve() : Date.now() > deadline ? reject(new Error(`no '${msg}' in ${stderr}`)) : setTimeout(poll, 20));
+        const poll = () => (serve.stderr.includes(`"msg":"${msg}"`) ? resolve() : Date.now() > deadline ? reject(new Error(`no '${msg}' in ${serve.stderr}`)) : setTimeout(poll, 20));
         poll();
       });
     const clients: KvCacheClient[] = [];
@@ -44,7 +36,7 @@ describe("kvwarden serve with authentication", () => {
     };
     try {
       await logged("serving");
-      expect(stderr).toContain('"auth":"tokens"');
+      expect(serve.stderr).toContain('"auth":"tokens"');
       expect(statSync(socket).mode & 0o777).toBe(0o600);
 
       const [old, anonymous] = [client(OLD), client()];
@@ -64,8 +56,8 @@ describe("kvwarden serve with authentication", () => {
       for (const made of clients) made.close();
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
-      expect(stderr).not.toContain(OLD);
-      expect(stderr).not.toContain(NEW);
+      expect(serve.stderr).not.toContain(OLD);
+      expect(serve.stderr).not.toContain(NEW);
     } finally {
       child.kill("SIGKILL");
     }

@@ -1,11 +1,9 @@
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
-import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkServerIdentity } from "node:tls";
-import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { DecodeRequest, KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
@@ -14,8 +12,7 @@ import { loadTestModel } from "../support/test-model.js";
 import { call, statusOf } from "../support/test-server.js";
 import { makeCertificates, type Certificates } from "./support/certificates.js";
 import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
-
-const root = fileURLToPath(new URL("../../", import.meta.url));
+import { spawnServe } from "../support/serve-process.js";
 
 type Pair = { certPath: string; keyPath: string };
 const fingerprint = (certPath: string) => new X509Certificate(readFileSync(certPath)).fingerprint256;
@@ -177,36 +174,30 @@ describe("TLS files reloaded on SIGHUP", () => {
 
   it("kvwarden serve re-reads --tls-cert and --tls-key on SIGHUP, and logs a broken replacement while the old certificate serves", async () => {
     const files = mount(original());
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", "--listen", "127.0.0.1:0", "--tls-cert", files.certPath, "--tls-key", files.keyPath], {
-      cwd: root,
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, OTEL_TRACES_EXPORTER: "none" },
-    });
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    /** The first log line with `msg` (and `also`) after the first `from` characters of stderr, once there. */
+    const serve = spawnServe(["--listen", "127.0.0.1:0", "--tls-cert", files.certPath, "--tls-key", files.keyPath]);
+    const { child, exited } = serve;
+    /** The first log line with `msg` (and `also`) after the first `from` characters of serve.stderr, once there. */
     const logged = (msg: string, from = 0) =>
       new Promise<Record<string, unknown>>((resolve, reject) => {
         const deadline = Date.now() + 30_000;
         const poll = () => {
-          const line = stderr.slice(from).split("\n").find((l) => l.includes(`"msg":"${msg}`));
+          const line = serve.stderr.slice(from).split("\n").find((l) => l.includes(`"msg":"${msg}`));
           if (line) resolve(JSON.parse(line));
-          else if (Date.now() > deadline || child.exitCode !== null) reject(new Error(`no '${msg}' in ${stderr}`));
+          else if (Date.now() > deadline || child.exitCode !== null) reject(new Error(`no '${msg}' in ${serve.stderr}`));
           else setTimeout(poll, 20);
         };
         poll();
       });
     try {
       const address = `127.0.0.1:${(await logged("serving")).port}`;
-      expect(stderr).toContain('"tls":"on"');
+      expect(serve.stderr).toContain('"tls":"on"');
       const old = tlsClient(address);
       await call(old.client, old.client.prefill, { sequenceId: "story", tokenIds: [1, 403] });
       expect(old.seen).toEqual([fingerprint(certs.serverCertPath)]);
 
       const renewed = certs.renewServer();
       install(files, renewed);
-      let from = stderr.length;
+      let from = serve.stderr.length;
       child.kill("SIGHUP");
       expect(await logged("reloaded TLS certificate", from)).toMatchObject({ level: "info", file: files.certPath, fingerprint256: fingerprint(renewed.certPath) });
       const fresh = tlsClient(address);
@@ -216,7 +207,7 @@ describe("TLS files reloaded on SIGHUP", () => {
       // A renewal half-written: a new certificate beside a garbage key.
       install(files, certs.renewServer());
       writeFileSync(files.keyPath, "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n");
-      from = stderr.length;
+      from = serve.stderr.length;
       child.kill("SIGHUP");
       const error = await logged("TLS certificate not reloaded", from);
       expect(error).toMatchObject({ level: "error", msg: expect.stringContaining(`TLS key ${files.keyPath} is not an unencrypted PEM private key`) });
