@@ -7,7 +7,10 @@ install:
 build:
 	npm run build
 
+# The README's test command: from a fresh clone, installs what the tests need, then runs them all.
 test:
+	bash tools/system-packages.sh
+	test -d node_modules || ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	npm test
 
 serve: build
