@@ -1,5 +1,4 @@
 import { SeededRandom } from "../model/seeded-random.js";
-import { capacityFor } from "../kv/layer-cache.js";
 import type { CacheView, EvictionSpec, KeepPlan, Policy, PolicyPlan } from "../policies/policy.js";
 import { inSampledTrace, observeEviction } from "../telemetry/engine-telemetry.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
@@ -49,11 +48,8 @@ export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, b
   const view = sequence.view();
   const plan = policy.plan(view, budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
   checkPlan(plan.keep, sequence);
-  // A layer's slab shrinks to the capacity its longest kept head needs; slab bytes scale with capacity.
-  const bytesAfter = sequence.layers.reduce(
-    (sum, layer, l) => sum - layer.bytes + (layer.bytes * capacityFor(0, Math.max(...plan.keep[l].map((k) => k.length)))) / layer.capacity,
-    sequence.bytes,
-  );
+  // Each head shrinks to the room its kept entries need.
+  const bytesAfter = sequence.layers.reduce((sum, layer, l) => sum - layer.bytes + layer.bytesHolding(plan.keep[l].map((k) => k.length)), sequence.bytes);
   return { ...base, plan, view, detail: "", bytesAfter };
 }
 

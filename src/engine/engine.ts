@@ -226,6 +226,7 @@ export class Engine {
         sequence.rollback(checkpoint); // the policy refused before changing anything
         throw error;
       }
+      sequence.settle();
       return {
         sequenceId: sequence.id,
         promptTokens: tokens.length,
@@ -289,6 +290,7 @@ export class Engine {
       // The arena serves running streams only; with none left, its memory goes back.
       if (this.batcher.idle) this.arena.clear();
       if (produced === 0) sequence.decodeBudget = standing;
+      sequence.settle();
       sequence.busy = false;
       sequence.lastUsed = Date.now();
     }
@@ -567,12 +569,12 @@ export class Engine {
    */
   private async decodeStep(sequence: Sequence, signal?: AbortSignal): Promise<void> {
     this.checkGrowth(sequence, 1);
-    const capacities = sequence.layers.map((layer) => layer.capacity);
+    const rooms = sequence.layers.map((layer) => layer.room());
     try {
       this.reserve(sequence, 1);
       await this.batcher.step(sequence, signal);
     } catch (error) {
-      sequence.layers.forEach((layer, l) => layer.shrinkTo(capacities[l]));
+      sequence.layers.forEach((layer, l) => layer.restoreRoom(rooms[l]));
       throw this.budgetError(error);
     }
   }
@@ -636,7 +638,7 @@ export class Engine {
     // checkpoint (taking one copies attention mass and recent queries: too dear per step).
     const checkpoint = all.length > this.options.prefillChunkTokens ? sequence.checkpoint() : null;
     // Without a checkpoint, what a failure must undo is the capacity reserved below.
-    const capacities = checkpoint ? null : sequence.layers.map((layer) => layer.capacity);
+    const rooms = checkpoint ? null : sequence.layers.map((layer) => layer.room());
     try {
       this.reserve(sequence, all.length);
       for (let start = 0; start < all.length; start += this.options.prefillChunkTokens) {
@@ -662,7 +664,7 @@ export class Engine {
       }
     } catch (error) {
       if (checkpoint) sequence.rollback(checkpoint);
-      else sequence.layers.forEach((layer, l) => layer.shrinkTo(capacities![l]));
+      else sequence.layers.forEach((layer, l) => layer.restoreRoom(rooms![l]));
       throw this.budgetError(error);
     }
   }

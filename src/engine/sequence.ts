@@ -75,6 +75,11 @@ export class Sequence {
     return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), this.recentQueries.fullBytes);
   }
 
+  /** Between requests: ragged layers give back the room their shorter heads do not need. */
+  settle(): void {
+    for (const layer of this.layers) layer.settle();
+  }
+
   /** The cache as eviction policies read it. */
   view(): CacheView {
     return { shape: this.shape, layers: this.layers, recentQueries: this.recentQueries.view(), position: this.fedTokens };

@@ -52,7 +52,7 @@ class ArenaLayer {
       const from = copy.copied[h];
       const to = cache.lengths[h];
       if (from === to) continue;
-      const source = h * cache.capacity;
+      const source = cache.offsets[h];
       const target = (slot * kvHeads + h) * this.capacity;
       if (to - from === 1) {
         // The common step: one new entry of a few values; a loop beats three subarray views.

@@ -39,23 +39,40 @@ export function capacityFor(current: number, needed: number): number {
 export interface LayerCheckpoint {
   lengths: Int32Array;
   mass: Float32Array[];
-  capacity: number;
+  headCapacities: Int32Array;
 }
 
 export function slabFloats(shape: KvShape, capacity: number): number {
   return shape.kvHeads * capacity * floatsPerEntry(shape);
 }
 
+/** Room per head that holds exactly `lengths` entries, rounded up to whole blocks. */
+function exactRoom(lengths: ArrayLike<number>): Int32Array {
+  return Int32Array.from(lengths, (n) => capacityFor(0, n));
+}
+
 /**
  * One layer of one sequence's cache, in a single pooled slab laid out as
- * keys [Hkv, cap, d], values [Hkv, cap, d] (both in the KV dtype), mask [Hkv, cap],
- * mass [Hkv, cap], positions [Hkv, cap]. Each KV head holds its own number of
- * entries (ragged); slots past a head's length are masked with -inf so the step
- * graph can read the slab as is. Entries stay in ascending original-position order.
+ * keys [slots, d], values [slots, d] (both in the KV dtype), mask [slots],
+ * mass [slots], positions [slots], where each KV head owns a run of slots
+ * starting at `offsets[h]`. Each head holds its own number of entries
+ * (ragged); slots past a head's length are masked with -inf. Entries stay in
+ * ascending original-position order.
+ *
+ * While every head has the same room the layer is `uniform`: the slots are
+ * [Hkv, capacity] and the step graph reads the slab as is. Room for a step
+ * (`reserve`) makes it uniform; after an eviction leaves heads of different
+ * lengths (AdaKV) each head keeps only the room its entries need, so memory
+ * follows the entries kept.
  */
 export class LayerCache {
   readonly lengths: Int32Array;
+  /** Slots each head has room for. */
+  headCapacities: Int32Array;
+  /** Slot where each head's run starts. */
+  offsets: Int32Array;
   readonly kvDtype: KvDtype;
+  /** The largest head's room: every head's while the layer is uniform. */
   capacity = 0;
   /** Keys and values as stored, which the step graph reads. */
   keyStore: KvArray = new Float32Array();
@@ -80,15 +97,17 @@ export class LayerCache {
     readonly shape: KvShape,
   ) {
     this.lengths = new Int32Array(shape.kvHeads);
+    this.headCapacities = new Int32Array(shape.kvHeads);
+    this.offsets = new Int32Array(shape.kvHeads);
     this.kvDtype = shape.kvDtype ?? "float32";
   }
 
-  /** Post-RoPE keys [Hkv, cap, d] as float32: the store itself, or (float16) a decoded copy. */
+  /** Post-RoPE keys [slots, d] as float32: the store itself, or (float16) a decoded copy. */
   get keys(): Float32Array {
     return this.keyStore instanceof Float32Array ? this.keyStore : this.decode().keys;
   }
 
-  /** Values [Hkv, cap, d] as float32, like `keys`. */
+  /** Values [slots, d] as float32, like `keys`. */
   get values(): Float32Array {
     return this.valueStore instanceof Float32Array ? this.valueStore : this.decode().values;
   }
@@ -105,19 +124,38 @@ export class LayerCache {
     return this.lengths.reduce((max, n) => Math.max(max, n), 0);
   }
 
-  /** Original positions held by each head. */
-  headPositions(): number[][] {
-    return Array.from(this.lengths, (n, h) => Array.from(this.positions.subarray(h * this.capacity, h * this.capacity + n)));
+  /** Every head has the same room: the layout the step graph reads. */
+  get uniform(): boolean {
+    return this.headCapacities.every((room) => room === this.capacity);
   }
 
-  /** Bytes this layer would hold with room for `extra` more entries per head. */
+  /** Original positions held by each head. */
+  headPositions(): number[][] {
+    return Array.from(this.lengths, (n, h) => Array.from(this.positions.subarray(this.offsets[h], this.offsets[h] + n)));
+  }
+
+  /** Bytes this layer would hold with room for `extra` more entries per head (uniform, as a step needs). */
   bytesWithRoomFor(extra: number): number {
     return slabFloats(this.shape, capacityFor(this.capacity, this.maxLength + extra)) * Float32Array.BYTES_PER_ELEMENT;
   }
 
-  /** Makes room for `extra` more entries on every head (may move the slab). */
+  /** Bytes this layer would hold after keeping `lengths` entries per head. */
+  bytesHolding(lengths: ArrayLike<number>): number {
+    return this.bytesFor(exactRoom(lengths));
+  }
+
+  /** Makes room for `extra` more entries on every head, uniformly, as a step needs (may move the slab). */
   reserve(extra: number): void {
-    this.resize(capacityFor(this.capacity, this.maxLength + extra));
+    this.resize(new Int32Array(this.shape.kvHeads).fill(capacityFor(this.capacity, this.maxLength + extra)));
+  }
+
+  /**
+   * Between requests, a layer whose heads hold different numbers of entries
+   * gives back the room of its shorter heads.
+   */
+  settle(): void {
+    const room = exactRoom(this.lengths);
+    if (room.some((n) => n !== room[0])) this.resize(room);
   }
 
   /**
@@ -137,16 +175,16 @@ export class LayerCache {
     colsumPastSlots = this.capacity,
   ): void {
     const { kvHeads, headSize } = this.shape;
-    const cap = this.capacity;
     if (dtypeOf(keys) !== this.kvDtype || dtypeOf(values) !== this.kvDtype) {
       throw new Error(`layer cache holds ${this.kvDtype} keys and values; got ${dtypeOf(keys)} and ${dtypeOf(values)}`);
     }
     this.decoded = null;
     for (let h = 0; h < kvHeads; h++) {
       const start = this.lengths[h];
-      if (start + count > cap) throw new Error(`layer cache overflow: reserve() before append()`);
+      if (start + count > this.headCapacities[h]) throw new Error(`layer cache overflow: reserve() before append()`);
+      const base = this.offsets[h];
       const source = offset + h * count * headSize;
-      const target = (h * cap + start) * headSize;
+      const target = (base + start) * headSize;
       if (count === 1) {
         // A decode step appends one row of a few values per head: a loop beats two subarray views.
         for (let k = 0; k < headSize; k++) {
@@ -158,14 +196,14 @@ export class LayerCache {
         this.valueStore.set(values.subarray(source, source + count * headSize), target);
       }
       for (let i = 0; i < count; i++) {
-        const slot = h * cap + start + i;
+        const slot = base + start + i;
         this.mask[slot] = 0;
         this.positions[slot] = firstPosition + i;
       }
       if (colsum) {
         const row = colsumOffset + h * (colsumPastSlots + count);
-        for (let j = 0; j < start; j++) this.mass[h * cap + j] += colsum[row + j];
-        for (let i = 0; i < count; i++) this.mass[h * cap + start + i] = colsum[row + colsumPastSlots + i];
+        for (let j = 0; j < start; j++) this.mass[base + j] += colsum[row + j];
+        for (let i = 0; i < count; i++) this.mass[base + start + i] = colsum[row + colsumPastSlots + i];
       }
       this.lengths[h] = start + count;
     }
@@ -173,57 +211,63 @@ export class LayerCache {
 
   /**
    * Keeps, per head, only the entries at the given slots (ascending), moving
-   * them down in place, then shrinks the slab to return memory to the pool.
+   * them down in place, then shrinks each head to the room its entries need,
+   * returning memory to the pool.
    */
   retain(keep: readonly Int32Array[]): void {
     const { kvHeads, headSize } = this.shape;
-    const cap = this.capacity;
     this.decoded = null;
     this.revision++;
     for (let h = 0; h < kvHeads; h++) {
       const slots = keep[h];
+      const base = this.offsets[h];
       for (let i = 0; i < slots.length; i++) {
-        const from = h * cap + slots[i];
-        const to = h * cap + i;
+        const from = base + slots[i];
+        const to = base + i;
         if (from === to) continue;
         this.keyStore.copyWithin(to * headSize, from * headSize, (from + 1) * headSize);
         this.valueStore.copyWithin(to * headSize, from * headSize, (from + 1) * headSize);
         this.mass[to] = this.mass[from];
         this.positions[to] = this.positions[from];
       }
-      this.mask.fill(-Infinity, h * cap + slots.length, (h + 1) * cap);
+      this.mask.fill(-Infinity, base + slots.length, base + this.headCapacities[h]);
       this.lengths[h] = slots.length;
     }
-    this.resize(capacityFor(0, this.maxLength));
+    this.resize(exactRoom(this.lengths));
   }
 
-  /** What appends change: lengths, accumulated attention and capacity. */
+  /** What appends change: lengths, accumulated attention and room. */
   checkpoint(): LayerCheckpoint {
     const lengths = Int32Array.from(this.lengths);
-    const mass = Array.from(lengths, (n, h) => this.mass.slice(h * this.capacity, h * this.capacity + n));
-    return { lengths, mass, capacity: this.capacity };
+    const mass = Array.from(lengths, (n, h) => this.mass.slice(this.offsets[h], this.offsets[h] + n));
+    return { lengths, mass, headCapacities: this.room() };
   }
 
-  /** Undoes every append since `checkpoint`, and gives back the capacity reserved for them. */
-  rollback({ lengths, mass, capacity }: LayerCheckpoint): void {
+  /** Undoes every append since `checkpoint`, and gives back the room reserved for them. */
+  rollback({ lengths, mass, headCapacities }: LayerCheckpoint): void {
     this.decoded = null;
     this.revision++;
     for (let h = 0; h < this.shape.kvHeads; h++) {
-      this.mask.fill(-Infinity, h * this.capacity + lengths[h], (h + 1) * this.capacity);
-      this.mass.set(mass[h], h * this.capacity);
+      this.mask.fill(-Infinity, this.offsets[h] + lengths[h], this.offsets[h] + this.headCapacities[h]);
+      this.mass.set(mass[h], this.offsets[h]);
       this.lengths[h] = lengths[h];
     }
-    this.shrinkTo(capacity);
+    this.restoreRoom(headCapacities);
   }
 
-  /** Returns capacity that reserve() took for appends that did not happen (never below what the entries need). */
-  shrinkTo(capacity: number): void {
-    if (capacity < this.capacity && capacity >= this.maxLength) this.resize(capacity);
+  /** Each head's room, to give back with `restoreRoom`. */
+  room(): Int32Array {
+    return Int32Array.from(this.headCapacities);
+  }
+
+  /** Returns room that reserve() took for appends that did not happen (never below what the entries need). */
+  restoreRoom(headCapacities: Int32Array): void {
+    if (headCapacities.every((room, h) => room >= this.lengths[h])) this.resize(headCapacities);
   }
 
   /** Becomes a copy of `source` (an empty cache of the same shape): every entry, its mass and position. */
   copyFrom(source: LayerCache): void {
-    this.bind(this.pool.acquire(source.slab.length), source.capacity);
+    this.bind(this.pool.acquire(source.slab.length), source.room());
     this.slab.set(source.slab);
     this.lengths.set(source.lengths);
     this.revision++;
@@ -231,23 +275,27 @@ export class LayerCache {
 
   release(): void {
     if (this.slab.length > 0) this.pool.release(this.slab);
-    this.bind(new Float32Array(), 0);
+    this.bind(new Float32Array(), new Int32Array(this.shape.kvHeads));
     this.lengths.fill(0);
     this.revision++;
   }
 
-  private resize(capacity: number): void {
-    if (capacity === this.capacity) return;
+  private bytesFor(headCapacities: Int32Array): number {
+    return headCapacities.reduce((sum, n) => sum + n, 0) * floatsPerEntry(this.shape) * Float32Array.BYTES_PER_ELEMENT;
+  }
+
+  private resize(headCapacities: Int32Array): void {
+    if (headCapacities.every((room, h) => room === this.headCapacities[h])) return;
     const { kvHeads, headSize } = this.shape;
-    this.pool.assertRoom(slabFloats(this.shape, capacity) * 4, this.bytes);
-    const old = { keys: this.keyStore, values: this.valueStore, mask: this.mask, mass: this.mass, positions: this.positions, capacity: this.capacity, slab: this.slab };
+    this.pool.assertRoom(this.bytesFor(headCapacities), this.bytes);
+    const old = { keys: this.keyStore, values: this.valueStore, mass: this.mass, positions: this.positions, offsets: this.offsets, slab: this.slab };
     // The old slab goes back below: shrinking (eviction) must work with the budget full.
-    this.bind(this.pool.acquire(slabFloats(this.shape, capacity), old.slab.byteLength), capacity);
+    this.bind(this.pool.acquire(this.bytesFor(headCapacities) / Float32Array.BYTES_PER_ELEMENT, old.slab.byteLength), headCapacities);
     this.mask.fill(-Infinity);
     for (let h = 0; h < kvHeads; h++) {
       const n = this.lengths[h];
-      const from = h * old.capacity;
-      const to = h * capacity;
+      const from = old.offsets[h];
+      const to = this.offsets[h];
       this.keyStore.set(old.keys.subarray(from * headSize, (from + n) * headSize), to * headSize);
       this.valueStore.set(old.values.subarray(from * headSize, (from + n) * headSize), to * headSize);
       this.mask.fill(0, to, to + n);
@@ -257,11 +305,14 @@ export class LayerCache {
     if (old.slab.length > 0) this.pool.release(old.slab);
   }
 
-  private bind(slab: Float32Array, capacity: number): void {
-    const { kvHeads, headSize } = this.shape;
-    const rows = kvHeads * capacity;
+  private bind(slab: Float32Array, headCapacities: Int32Array): void {
+    const { headSize } = this.shape;
+    this.headCapacities = Int32Array.from(headCapacities);
+    this.offsets = new Int32Array(headCapacities.length);
+    for (let h = 1; h < headCapacities.length; h++) this.offsets[h] = this.offsets[h - 1] + headCapacities[h - 1];
+    const rows = headCapacities.reduce((sum, n) => sum + n, 0);
     this.slab = slab;
-    this.capacity = capacity;
+    this.capacity = headCapacities.reduce((max, n) => Math.max(max, n), 0);
     this.decoded = null;
     let kvWords: number; // 4-byte words holding keys and values
     if (this.kvDtype === "float16") {

@@ -123,6 +123,8 @@ export class StepRunner {
     };
     past.forEach((layer, l) => {
       const dims = [batch, kvHeads, 1, layer.capacity, headSize];
+      // A ragged layer (heads with different room) must be made uniform (reserved) before a step.
+      if (layer.mask.length !== batch * kvHeads * layer.capacity) throw new Error(`layer ${l}'s cache is not laid out [B, Hkv, capacity] for the step graph`);
       feeds[STEP_IO.pastKey(l)] = new ort.Tensor(this.kvDtype, layer.keyStore, dims);
       feeds[STEP_IO.pastValue(l)] = new ort.Tensor(this.kvDtype, layer.valueStore, dims);
       feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [batch, kvHeads, 1, 1, layer.capacity]);

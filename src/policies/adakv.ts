@@ -45,7 +45,7 @@ export const adakvPolicy: Policy = {
           const entries = layer.lengths[h];
           const layerBudget = pyramid ? pyramidBudget(entries, budget(entries), scoring.window, beta, l, cache.layers.length) : budget(entries);
           const window = entries - headScores.length;
-          const start = h * layer.capacity;
+          const start = layer.offsets[h];
           return {
             entries,
             window,

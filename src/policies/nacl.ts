@@ -59,7 +59,7 @@ export const naclPolicy: Policy = {
           const entries = layer.lengths[h];
           const count = budget(entries);
           if (entries <= count) return keepAll(entries);
-          const isProtected = (slot: number) => slot < sinks || proxyPositions.has(layer.positions[h * layer.capacity + slot]);
+          const isProtected = (slot: number) => slot < sinks || proxyPositions.has(layer.positions[layer.offsets[h] + slot]);
           let protectedCount = 0;
           for (let slot = 0; slot < entries; slot++) if (isProtected(slot)) protectedCount++;
           return selectTopKWithRandom(scores, isProtected, { ...naclSplit(count - protectedCount), temperature }, random);

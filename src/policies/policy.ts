@@ -48,14 +48,14 @@ export interface CacheShape {
 export interface LayerView {
   /** Entries per KV head. */
   readonly lengths: Int32Array;
-  /** Slots per head in the arrays below; head h's entries are its first lengths[h] slots. */
-  readonly capacity: number;
-  /** Original positions [Hkv, capacity], ascending per head. */
+  /** Slot where each head's entries start in the arrays below: head h holds slots offsets[h] to offsets[h] + lengths[h]. */
+  readonly offsets: Int32Array;
+  /** Original positions [slots], ascending per head. */
   readonly positions: Int32Array;
-  /** Post-RoPE keys [Hkv, capacity, d]. */
+  /** Post-RoPE keys [slots, d]. */
   readonly keys: Float32Array;
   /** Attention each entry has received since it was cached, summed over every query row and
-   * the query heads of its group [Hkv, capacity] (H2O's accumulated score). */
+   * the query heads of its group [slots] (H2O's accumulated score). */
   readonly mass: Float32Array;
 }
 

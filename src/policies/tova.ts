@@ -26,7 +26,7 @@ export const tovaPolicy: Policy = {
         const keptPositions = new Set(Array.from(selectTopK(scores, count, () => false), (i) => positions[i]));
         const scoreOf = new Map(Array.from(positions, (position, i) => [position, scores[i]]));
         return Array.from(layer.lengths, (entries, h) => {
-          const headPositions = layer.positions.subarray(h * layer.capacity, h * layer.capacity + entries);
+          const headPositions = layer.positions.subarray(layer.offsets[h], layer.offsets[h] + entries);
           const kept = Array.from(keepAll(entries)).filter((slot) => keptPositions.has(headPositions[slot]));
           if (kept.length > 0 || entries === 0) return Int32Array.from(kept);
           const headScores = Array.from(headPositions, (position) => scoreOf.get(position)!);

@@ -141,7 +141,7 @@ describe("tiny random Hugging Face checkpoints against the reference forward pas
           // The stored keys are the reference's post-RoPE keys.
           for (let g = 0; g < kvHeads; g++) {
             reference[l][g].forEach((entry, j) =>
-              entry.key.forEach((v, i) => (error = Math.max(error, Math.abs(layer.keys[(g * layer.capacity + j) * headSize + i] - v) / Math.max(1, Math.abs(v))))),
+              entry.key.forEach((v, i) => (error = Math.max(error, Math.abs(layer.keys[(layer.offsets[g] + j) * headSize + i] - v) / Math.max(1, Math.abs(v))))),
             );
           }
         });

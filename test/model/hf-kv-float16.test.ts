@@ -36,7 +36,7 @@ describe("float16 KV store", () => {
     const bits = Uint16Array.of(0x3c00, 0x4000, 0x3800, 0xbc00, 0x4200, 0x3400, 0xc000, 0x7bff);
     layer.append(bits, bits, 0, 2, 0);
     expect(layer.keyStore).toBeInstanceOf(Uint16Array);
-    const at = (h: number, slot: number) => Array.from(layer.keys.subarray((h * layer.capacity + slot) * 2, (h * layer.capacity + slot + 1) * 2));
+    const at = (h: number, slot: number) => Array.from(layer.keys.subarray((layer.offsets[h] + slot) * 2, (layer.offsets[h] + slot + 1) * 2));
     expect([at(0, 0), at(0, 1), at(1, 0), at(1, 1)]).toEqual([[1, 2], [0.5, -1], [3, 0.25], [-2, 65504]]);
     layer.retain([Int32Array.of(1), Int32Array.of(0)]);
     expect([at(0, 0), at(1, 0)]).toEqual([[0.5, -1], [3, 0.25]]);

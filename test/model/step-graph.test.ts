@@ -118,7 +118,7 @@ class Twin {
     this.layers.forEach((layer, l) =>
       this.reference[l].forEach((entries, g) => {
         expect(layer.lengths[g]).toBe(entries.length);
-        const base = g * layer.capacity;
+        const base = layer.offsets[g];
         expect(Array.from(layer.positions.subarray(base, base + entries.length))).toEqual(entries.map((e) => e.position));
         entries.forEach((entry, j) => {
           for (let i = 0; i < headSize; i++) {
@@ -127,7 +127,7 @@ class Twin {
           }
           record("mass", layer.mass[base + j], this.mass[l][g][j], `cached layer ${l} kv head ${g} slot ${j}`);
         });
-        expect(layer.mask.subarray(base, base + layer.capacity).every((m, j) => m === (j < entries.length ? 0 : -Infinity))).toBe(true);
+        expect(layer.mask.subarray(base, base + layer.headCapacities[g]).every((m, j) => m === (j < entries.length ? 0 : -Infinity))).toBe(true);
       }),
     );
   }

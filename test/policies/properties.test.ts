@@ -177,7 +177,7 @@ interface HeadCheck {
 function heads(view: CacheView, plan: PolicyPlan, budget: (entries: number) => number): HeadCheck[][] {
   return view.layers.map((layer, l) =>
     Array.from(layer.lengths, (entries, h) => {
-      const positions = Array.from(layer.positions.subarray(h * layer.capacity, h * layer.capacity + entries));
+      const positions = Array.from(layer.positions.subarray(layer.offsets[h], layer.offsets[h] + entries));
       const kept = Array.from(plan.keep[l][h]);
       const keptSet = new Set(kept);
       const dropped = positions.map((_, s) => s).filter((s) => !keptSet.has(s));
@@ -351,7 +351,7 @@ const RULES: Record<string, Rule> = {
       const view = c.view.layers[head.layer];
       const norm = (slot: number) => {
         let squares = 0;
-        for (let i = 0; i < headSize; i++) squares += view.keys[(head.head * view.capacity + slot) * headSize + i] ** 2;
+        for (let i = 0; i < headSize; i++) squares += view.keys[(view.offsets[head.head] + slot) * headSize + i] ** 2;
         return highest ? Math.sqrt(squares) : -Math.sqrt(squares);
       };
       expectRanked(head, norm, new Set(head.positions.map((_, s) => s)), highest ? "key norm (keep_highest_norm)" : "minus key norm");
@@ -381,7 +381,7 @@ const RULES: Record<string, Rule> = {
       expectUniformCount(head, protectedSlots.length, c.spec);
       const view = c.view.layers[head.layer];
       const heavy = new Set(slotsWhere(head, (s) => s < head.entries - recent));
-      expectRanked(head, (s) => view.mass[head.head * view.capacity + s], heavy, "accumulated attention");
+      expectRanked(head, (s) => view.mass[view.offsets[head.head] + s], heavy, "accumulated attention");
     }
   },
 

@@ -14,7 +14,7 @@ export function summedAttention(cache: CacheView, layer: number, queryHead: numb
   const held = cache.recentQueries.count;
   const kvHead = Math.floor(queryHead / (heads / kvHeads));
   const entries = view.lengths[kvHead];
-  const slotBase = kvHead * view.capacity;
+  const slotBase = view.offsets[kvHead];
   const scale = 1 / Math.sqrt(headSize);
   const sums = new Float64Array(entries);
   const logits = new Float64Array(entries);

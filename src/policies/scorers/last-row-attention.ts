@@ -19,14 +19,14 @@ export function lastRowAttentionByPosition(cache: CacheView, layer: number, last
   const view = cache.layers[layer];
   const held = new Set<number>();
   for (let h = 0; h < kvHeads; h++) {
-    for (let slot = 0; slot < view.lengths[h]; slot++) held.add(view.positions[h * view.capacity + slot]);
+    for (let slot = 0; slot < view.lengths[h]; slot++) held.add(view.positions[view.offsets[h] + slot]);
   }
   const positions = Int32Array.from(held).sort();
   const indexOf = new Map(Array.from(positions, (position, i) => [position, i]));
   const scores = new Float64Array(positions.length);
   const group = heads / kvHeads;
   for (let q = 0; q < heads; q++) {
-    const base = Math.floor(q / group) * view.capacity;
+    const base = view.offsets[Math.floor(q / group)];
     summedAttention(cache, layer, q, [lastRow]).forEach((probability, slot) => {
       scores[indexOf.get(view.positions[base + slot])!] += probability / heads;
     });

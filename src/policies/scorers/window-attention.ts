@@ -11,7 +11,7 @@ export interface WindowScoring {
 
 /** How many of a head's entries precede `firstWindowPosition`: the rest are the window. */
 export function entriesBeforeWindow(layer: LayerView, head: number, firstWindowPosition: number): number {
-  const base = head * layer.capacity;
+  const base = layer.offsets[head];
   let count = 0;
   while (count < layer.lengths[head] && layer.positions[base + count] < firstWindowPosition) count++;
   return count;

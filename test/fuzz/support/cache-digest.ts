@@ -26,7 +26,7 @@ export function cacheDigests(engine: Engine): Map<string, SequenceDigest> {
     for (const layer of sequence.layers) {
       const { headSize } = layer.shape;
       layer.lengths.forEach((length, h) => {
-        const rows = h * layer.capacity;
+        const rows = layer.offsets[h];
         update(hash, layer.keyStore.subarray(rows * headSize, (rows + length) * headSize));
         update(hash, layer.valueStore.subarray(rows * headSize, (rows + length) * headSize));
         update(hash, layer.mass.subarray(rows, rows + length));

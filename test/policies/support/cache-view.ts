@@ -19,23 +19,28 @@ export interface CacheInput {
 /** Slots past a head's length hold poison (NaN keys and mass, position -1), so reading them shows up. */
 const SPARE_SLOTS = 2;
 
-/** A CacheView laid out as the store lays it out: [Hkv, capacity(, d)] per layer, queries [Hq, R, d] per layer. */
+/**
+ * A CacheView laid out as the store lays out a ragged layer: each head a run of its own length plus
+ * spare slots, one after another ([slots(, d)] per layer); queries [Hq, R, d] per layer.
+ */
 export function cacheView(input: CacheInput): CacheView {
   const kvHeads = input.layers[0].length;
   const headSize = input.layers[0][0].keys[0].length;
-  const capacity = Math.max(...input.layers.flat().map((head) => head.keys.length)) + SPARE_SLOTS;
   const layers = input.layers.map((heads) => {
-    const positions = new Int32Array(kvHeads * capacity).fill(-1);
-    const keys = new Float32Array(kvHeads * capacity * headSize).fill(NaN);
-    const mass = new Float32Array(kvHeads * capacity).fill(NaN);
+    const offsets = new Int32Array(kvHeads);
+    for (let h = 1; h < kvHeads; h++) offsets[h] = offsets[h - 1] + heads[h - 1].keys.length + SPARE_SLOTS;
+    const slots = offsets[kvHeads - 1] + heads[kvHeads - 1].keys.length + SPARE_SLOTS;
+    const positions = new Int32Array(slots).fill(-1);
+    const keys = new Float32Array(slots * headSize).fill(NaN);
+    const mass = new Float32Array(slots).fill(NaN);
     heads.forEach((head, h) => {
       head.keys.forEach((key, slot) => {
-        positions[h * capacity + slot] = head.positions?.[slot] ?? slot;
-        keys.set(key, (h * capacity + slot) * headSize);
-        mass[h * capacity + slot] = head.mass?.[slot] ?? 0;
+        positions[offsets[h] + slot] = head.positions?.[slot] ?? slot;
+        keys.set(key, (offsets[h] + slot) * headSize);
+        mass[offsets[h] + slot] = head.mass?.[slot] ?? 0;
       });
     });
-    return { lengths: Int32Array.from(heads, (head) => head.keys.length), capacity, positions, keys, mass };
+    return { lengths: Int32Array.from(heads, (head) => head.keys.length), offsets, positions, keys, mass };
   });
   const rows = input.queries?.positions ?? [];
   const fed = Math.max(0, ...input.layers.flat().flatMap((head) => head.positions ?? head.keys.map((_, slot) => slot))) + 1;
