@@ -1,5 +1,5 @@
 # Entry points; npm scripts do the work (see package.json).
-.PHONY: install build test serve bench bench-quick bench-eviction load fuzz-long python-stubs clean
+.PHONY: install build test serve bench bench-quick bench-eviction bench-levers load fuzz-long python-stubs clean
 
 install:
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci
@@ -24,6 +24,9 @@ bench-quick: build
 
 bench-eviction: build
 	npm run bench:eviction
+
+bench-levers: build
+	node dist/bench/fused-attention-lever.js
 
 load: build
 	node dist/bench/load.js
