@@ -26,6 +26,7 @@ export async function loadModel(files: ModelFiles, options: RunnerOptions): Prom
     config: weights.config,
     tokenizer,
     runner,
+    weightDtype: "float32",
     // llama2.c's own runner stops at BOS as well as EOS.
     defaultStopTokens: [tokenizer.eosId, tokenizer.bosId],
   };
@@ -55,7 +56,7 @@ export async function loadModelDir(dir: string, options: RunnerOptions, dirOptio
   const kvDtype = options.kvDtype ?? "float32";
   const runner = await StepRunner.create(stepGraphFile(converted, manifest, kvDtype), manifest.config, options);
   const tokenizer = HfTokenizer.load(converted);
-  return { config: manifest.config, tokenizer, runner, defaultStopTokens: tokenizer.stopTokens };
+  return { config: manifest.config, tokenizer, runner, weightDtype: manifest.projections.dtype, defaultStopTokens: tokenizer.stopTokens };
 }
 
 /**
