@@ -38,6 +38,11 @@ export function isConvertedModel(dir: string): boolean {
   return existsSync(join(dir, MANIFEST_FILE));
 }
 
+/** Whether `dir` holds a complete conversion in this kvwarden's format (else a cached one is converted again). */
+export function isCurrentConversion(dir: string): boolean {
+  return isConvertedModel(dir) && (JSON.parse(readFileSync(join(dir, MANIFEST_FILE), "utf8")) as { format: unknown }).format === CONVERTED_FORMAT;
+}
+
 export function readManifest(dir: string): ConvertedManifest {
   const manifest = JSON.parse(readFileSync(join(dir, MANIFEST_FILE), "utf8")) as ConvertedManifest;
   if (manifest.format !== CONVERTED_FORMAT) {

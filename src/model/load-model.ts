@@ -5,7 +5,7 @@ import { basename, join } from "node:path";
 import type { EngineModel } from "../engine/engine.js";
 import { loadLlama2cCheckpoint } from "./checkpoint.js";
 import { convertHfCheckpoint } from "./convert.js";
-import { isConvertedModel, readManifest, stepGraphFile } from "./converted-model.js";
+import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./converted-model.js";
 import { HfTokenizer } from "./hf-tokenizer.js";
 import { buildStepGraphInMemory } from "./llama-graph.js";
 import { StepRunner, type RunnerOptions } from "./step-runner.js";
@@ -47,7 +47,7 @@ export async function loadModelDir(dir: string, options: RunnerOptions, dirOptio
   if (!isConvertedModel(dir)) {
     if (!existsSync(join(dir, "config.json"))) throw new Error(`${dir}: neither a converted kvwarden model (kvwarden.json) nor a Hugging Face checkpoint (config.json)`);
     converted = convertedCacheDir(dir);
-    if (!isConvertedModel(converted)) {
+    if (!isCurrentConversion(converted)) {
       dirOptions.onConvert?.(converted);
       await convertHfCheckpoint(dir, converted);
     }

@@ -109,8 +109,10 @@ describe("quantized weights", () => {
       ["int4", "int8", 2.5e-2],
     ] as const)("%s weights, %s activations: logits within %d", async (dtype, activations, tolerance) => {
       const outDir = join(root, `random-${dtype}-${activations}`);
-      await convertHfCheckpoint(hfDir, outDir, { projections: projectionStorage(dtype, activations as QuantizedActivations) });
+      const progress: number[][] = [];
+      await convertHfCheckpoint(hfDir, outDir, { projections: projectionStorage(dtype, activations as QuantizedActivations), onTensor: (_, done, total) => progress.push([done, total]) });
       const manifest = readManifest(outDir);
+      expect(progress.at(-1)).toEqual([manifest.tensors.length, manifest.tensors.length]);
       expect(manifest.projections).toEqual({ dtype, blockSize: 32, activations });
       // [N, K / 32 blocks, 32 * bits / 8 bytes]: the classifier's 64 inputs are 2 blocks.
       expect(manifest.tensors.find((t) => t.name === "classifier.codes")).toMatchObject({ type: "uint8", dims: [300, 2, dtype === "int8" ? 32 : 16] });
