@@ -24,18 +24,18 @@ export interface BlockQuantizedMatrix {
 }
 
 /** The block sizes MatMulNBits takes: powers of two from 16. */
-export function checkBlockSize(blockSize: number): void {
+function checkBlockSize(blockSize: number): void {
   if (!Number.isInteger(blockSize) || blockSize < 16 || (blockSize & (blockSize - 1)) !== 0) {
     throw new Error(`block size must be a power of two of at least 16, not ${blockSize}`);
   }
 }
 
-export function blocksPerRow(columns: number, blockSize: number): number {
+function blocksPerRow(columns: number, blockSize: number): number {
   return Math.ceil(columns / blockSize);
 }
 
 /** Bytes of one row's zero points. */
-export function zeroPointBytesPerRow(columns: number, blockSize: number, bits: QuantizedBits): number {
+function zeroPointBytesPerRow(columns: number, blockSize: number, bits: QuantizedBits): number {
   return Math.ceil((blocksPerRow(columns, blockSize) * bits) / 8);
 }
 
