@@ -164,6 +164,7 @@ program
       msg: "serving",
       ...addresses,
       model: model!.config.name,
+      weightDtype: model!.weightDtype,
       kvBudgetBytes: options.kvBudget,
       auth: options.authTokens ? "tokens" : options.tlsClientCa ? "client-certificates" : "none",
       tls: tls === undefined ? "off" : options.tlsClientCa ? "mutual" : "on",
