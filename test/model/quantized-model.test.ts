@@ -180,6 +180,25 @@ describe("quantized weights", () => {
         await model.runner.release();
       }
     });
+
+    it("serves float16 keys and values from a quantized folder's other graph", async () => {
+      const outDir = join(root, "stories-int8-float32-kv");
+      await convertHfCheckpoint(hfDir, outDir, { projections: projectionStorage("int8", "float32") });
+      const tokensWith = async (kvDtype: "float32" | "float16") => {
+        const model = await loadModelDir(outDir, { ...CPU, kvDtype });
+        const t = await startTestServer(model);
+        try {
+          await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1] });
+          return (await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 })).map((m) => m.tokenId);
+        } finally {
+          await t.close();
+          await model.runner.release();
+        }
+      };
+      // As with float32 weights, float16 keys and values leave the 200-token greedy sample unchanged (measured).
+      const float32Kv = await tokensWith("float32");
+      expect(await tokensWith("float16")).toEqual(float32Kv);
+    });
   });
 
   describe("kvwarden convert's flags", () => {
