@@ -6,6 +6,7 @@ import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModel, loadModelDir } from "../model/load-model.js";
+import { DEFAULT_BLOCK_SIZE, projectionStorage, QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/projection-weights.js";
 import type { ExecutionProvider } from "../model/step-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
@@ -163,6 +164,7 @@ program
       msg: "serving",
       ...addresses,
       model: model!.config.name,
+      weightDtype: model!.weightDtype,
       kvBudgetBytes: options.kvBudget,
       auth: options.authTokens ? "tokens" : options.tlsClientCa ? "client-certificates" : "none",
       tls: tls === undefined ? "off" : options.tlsClientCa ? "mutual" : "on",
@@ -176,10 +178,20 @@ program
   .description("convert a Hugging Face checkpoint (Llama, Mistral, Qwen2) into a folder that serve --model loads without holding the weights in JS")
   .requiredOption("--hf <dir>", "checkpoint folder: config.json, model.safetensors (or shards and their index), tokenizer.json")
   .requiredOption("--out <dir>", "folder to write (see the README's \"Use your own model\")")
+  .addOption(
+    new Option("--quantize <dtype>", `how to store the projection and classifier weights: int8 or int4 block-quantized (blocks of ${DEFAULT_BLOCK_SIZE}, for MatMulNBits); embeddings stay float32`)
+      .choices(WEIGHT_DTYPES)
+      .default("float32"),
+  )
+  .addOption(
+    new Option("--quantized-activations <dtype>", "with --quantize: int8 multiplies with int8-quantized activations (fast, the default); float32 exactly by the dequantized weights (slower than float32 weights)").choices(QUANTIZED_ACTIVATIONS),
+  )
   .action(async (options) => {
     const started = Date.now();
     let reported = started;
+    const projections = projectionStorage(options.quantize, options.quantizedActivations);
     const manifest = await convertHfCheckpoint(options.hf, options.out, {
+      projections,
       onTensor: (tensor, done, total) => {
         if (Date.now() - reported < 2000) return;
         reported = Date.now();
@@ -188,7 +200,7 @@ program
     });
     const last = manifest.tensors.at(-1)!;
     const { architecture, layers } = manifest.config;
-    log({ level: "info", msg: "converted", out: options.out, architecture, layers, weightBytes: last.offset + last.length, seconds: (Date.now() - started) / 1000 });
+    log({ level: "info", msg: "converted", out: options.out, architecture, layers, weightDtype: projections.dtype, weightBytes: last.offset + last.length, seconds: (Date.now() - started) / 1000 });
   });
 
 program.parseAsync().catch((error) => {

@@ -1,6 +1,7 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
 import type { StepOutput, StepRunner } from "../model/step-runner.js";
+import type { WeightDtype } from "../model/projection-weights.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { BatchArena } from "../kv/batch-arena.js";
@@ -58,6 +59,8 @@ export interface EngineModel {
   config: ModelConfig;
   tokenizer: Tokenizer;
   runner: StepRunner;
+  /** How the projection weights are stored. */
+  weightDtype: WeightDtype;
   /** Tokens that end generation unless the request says otherwise. */
   defaultStopTokens: readonly number[];
 }

@@ -6,11 +6,14 @@ import { writeWeightsFile } from "./graph-weights.js";
 import { HfCheckpoint } from "./hf-checkpoint.js";
 import { HfTokenizer } from "./hf-tokenizer.js";
 import { stepGraphTensors } from "./llama-graph.js";
+import { FLOAT32_PROJECTIONS, type ProjectionStorage } from "./projection-weights.js";
 
 /** Files copied as they are: the tokenizer and its settings, and the original config for reference. */
 const COPIED_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
 
-export interface ConvertProgress {
+export interface ConvertOptions {
+  /** How the projections are stored (default float32). */
+  projections?: ProjectionStorage;
   /** Called after each weight is written: its name, and how many of `total` are done. */
   onTensor?(name: string, done: number, total: number): void;
 }
@@ -19,29 +22,32 @@ export interface ConvertProgress {
  * Converts a Hugging Face checkpoint folder into kvwarden's layout (see
  * converted-model.ts). The config, every tensor's presence and shape, and the
  * tokenizer are checked before anything is written; weights are then read,
- * widened to float32, rearranged and written one layer at a time.
+ * widened to float32, rearranged (and quantized, if asked) and written one
+ * layer at a time.
  */
-export async function convertHfCheckpoint(hfDir: string, outDir: string, progress: ConvertProgress = {}): Promise<ConvertedManifest> {
+export async function convertHfCheckpoint(hfDir: string, outDir: string, options: ConvertOptions = {}): Promise<ConvertedManifest> {
+  const projections = options.projections ?? FLOAT32_PROJECTIONS;
   const checkpoint = HfCheckpoint.open(hfDir);
   HfTokenizer.load(hfDir);
   mkdirSync(outDir, { recursive: true });
   rmSync(join(outDir, MANIFEST_FILE), { force: true }); // incomplete until written again
   const partial = join(outDir, `${WEIGHTS_FILE}.partial`);
-  const total = countTensors(checkpoint);
+  const total = countTensors(checkpoint, projections);
   let done = 0;
   function* reported(tensors: Iterable<GraphTensor>): Generator<GraphTensor> {
     for (const tensor of tensors) {
       yield tensor;
-      progress.onTensor?.(tensor.name, ++done, total);
+      options.onTensor?.(tensor.name, ++done, total);
     }
   }
-  const tensors = await writeWeightsFile(partial, reported(stepGraphTensors(checkpoint)));
+  const tensors = await writeWeightsFile(partial, reported(stepGraphTensors(checkpoint, projections)));
   renameSync(partial, join(outDir, WEIGHTS_FILE));
   for (const file of COPIED_FILES) if (existsSync(join(hfDir, file))) copyFileSync(join(hfDir, file), join(outDir, file));
   const manifest: ConvertedManifest = {
     format: CONVERTED_FORMAT,
     config: checkpoint.config,
     source: { path: resolve(hfDir), architecture: checkpoint.config.architecture, dtypes: checkpoint.tensors.dtypes },
+    projections,
     tensors,
   };
   for (const kvDtype of KV_DTYPES) stepGraphFile(outDir, manifest, kvDtype);
@@ -50,8 +56,11 @@ export async function convertHfCheckpoint(hfDir: string, outDir: string, progres
 }
 
 /** The number of graph weights `stepGraphTensors` yields for this checkpoint. */
-function countTensors(checkpoint: HfCheckpoint): number {
+function countTensors(checkpoint: HfCheckpoint, projections: ProjectionStorage): number {
   const { qkvBias, outputBias } = checkpoint.spec;
-  const perLayer = 6 + (qkvBias ? 1 : 0) + (outputBias ? 1 : 0);
-  return 2 + checkpoint.config.layers * perLayer + (checkpoint.tiedClassifier ? 0 : 1);
+  const quantized = projections.dtype !== "float32";
+  const perProjection = quantized ? 3 : 1; // codes, scales and zero points
+  const perLayer = 2 + 4 * perProjection + (qkvBias ? 1 : 0) + (outputBias ? 1 : 0);
+  const classifier = quantized ? perProjection : checkpoint.tiedClassifier ? 0 : 1;
+  return 2 + checkpoint.config.layers * perLayer + classifier;
 }

@@ -4,12 +4,14 @@ import type { KvDtype } from "../kv/layer-cache.js";
 import type { ModelConfig } from "./checkpoint.js";
 import { fileWeights, type StoredTensor } from "./graph-weights.js";
 import { buildLlamaStepGraph } from "./llama-graph.js";
+import type { ProjectionStorage } from "./projection-weights.js";
 
 /**
  * What `kvwarden convert` writes, and `serve --model` reads:
  *
  *   kvwarden.json          this manifest: the model config and where each weight lies
- *   weights.bin            float32 weights in the step graph's layout, page-aligned
+ *   weights.bin            weights in the step graph's layout, page-aligned: float32,
+ *                          or the projections block-quantized (uint8 codes and zero points, float32 scales)
  *   step-kv-float32.onnx   the step graph for each KV dtype, weights referenced in
  *   step-kv-float16.onnx   weights.bin (onnxruntime reads them from disk, not via JS)
  *   tokenizer.json, tokenizer_config.json, generation_config.json, config.json, ...
@@ -19,7 +21,7 @@ import { buildLlamaStepGraph } from "./llama-graph.js";
 export const MANIFEST_FILE = "kvwarden.json";
 export const WEIGHTS_FILE = "weights.bin";
 /** Bumped when weights.bin's layout changes; older folders must be converted again. */
-export const CONVERTED_FORMAT = 1;
+export const CONVERTED_FORMAT = 2;
 export const KV_DTYPES: readonly KvDtype[] = ["float32", "float16"];
 
 export interface ConvertedManifest {
@@ -27,11 +29,18 @@ export interface ConvertedManifest {
   config: ModelConfig;
   /** What was converted: the Hugging Face folder and its storage dtypes. */
   source: { path: string; architecture: string; dtypes: string[] };
+  /** How the projections are stored. */
+  projections: ProjectionStorage;
   tensors: StoredTensor[];
 }
 
 export function isConvertedModel(dir: string): boolean {
   return existsSync(join(dir, MANIFEST_FILE));
+}
+
+/** Whether `dir` holds a complete conversion in this kvwarden's format (else a cached one is converted again). */
+export function isCurrentConversion(dir: string): boolean {
+  return isConvertedModel(dir) && (JSON.parse(readFileSync(join(dir, MANIFEST_FILE), "utf8")) as { format: unknown }).format === CONVERTED_FORMAT;
 }
 
 export function readManifest(dir: string): ConvertedManifest {
@@ -50,7 +59,7 @@ export function readManifest(dir: string): ConvertedManifest {
  */
 export function stepGraphFile(dir: string, manifest: ConvertedManifest, kvDtype: KvDtype): string {
   const path = join(dir, `step-kv-${kvDtype}.onnx`);
-  const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors), { kvDtype });
+  const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors, manifest.projections), { kvDtype });
   if (!existsSync(path) || !Buffer.from(graph).equals(readFileSync(path))) {
     // Written aside and renamed, so a concurrent reader never sees half a file.
     const partial = `${path}.${process.pid}.partial`;

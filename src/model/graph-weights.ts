@@ -1,24 +1,28 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { setImmediate } from "node:timers/promises";
-import type { OnnxGraph } from "./onnx-graph.js";
+import type { OnnxGraph, WeightElementType } from "./onnx-graph.js";
+import type { ProjectionStorage } from "./projection-weights.js";
 
-/** One of the step graph's weights, in the layout the graph reads (transposed, fused). */
+/** One of the step graph's weights, in the layout the graph reads (transposed, fused; or quantized codes). */
 export interface GraphTensor {
   name: string;
   dims: number[];
-  data: Float32Array;
+  data: Float32Array | Uint8Array;
 }
 
 /** Where one of the step graph's weights lies in a weights file. */
 export interface StoredTensor {
   name: string;
   dims: number[];
+  type: WeightElementType;
   offset: number;
   length: number;
 }
 
 /** The step graph's weights by name, wherever they are kept. */
 export interface GraphWeights {
+  /** How the projections are stored (see projection-weights.ts). */
+  projections: ProjectionStorage;
   has(name: string): boolean;
   /** Adds the weight to `g` as an initializer and returns its name. */
   place(g: OnnxGraph, name: string): string;
@@ -29,25 +33,27 @@ function missing(name: string): never {
 }
 
 /** Weights embedded in the graph itself (small models). */
-export function memoryWeights(tensors: Iterable<GraphTensor>): GraphWeights {
+export function memoryWeights(tensors: Iterable<GraphTensor>, projections: ProjectionStorage): GraphWeights {
   const byName = new Map(Array.from(tensors, (t) => [t.name, t]));
   return {
+    projections,
     has: (name) => byName.has(name),
     place: (g, name) => {
       const tensor = byName.get(name) ?? missing(name);
-      return g.floats(name, tensor.dims, tensor.data);
+      return tensor.data instanceof Uint8Array ? g.bytes(name, tensor.dims, tensor.data) : g.floats(name, tensor.dims, tensor.data);
     },
   };
 }
 
 /** Weights that onnxruntime reads from `location`, a file beside the graph. */
-export function fileWeights(location: string, stored: readonly StoredTensor[]): GraphWeights {
+export function fileWeights(location: string, stored: readonly StoredTensor[], projections: ProjectionStorage): GraphWeights {
   const byName = new Map(stored.map((t) => [t.name, t]));
   return {
+    projections,
     has: (name) => byName.has(name),
     place: (g, name) => {
       const tensor = byName.get(name) ?? missing(name);
-      return g.externalFloats(name, tensor.dims, location, tensor.offset, tensor.length);
+      return g.externalTensor(name, tensor.dims, tensor.type, location, tensor.offset, tensor.length);
     },
   };
 }
@@ -78,7 +84,7 @@ export async function writeWeightsFile(path: string, tensors: Iterable<GraphTens
       for (let done = 0; done < bytes.length; ) {
         done += writeSync(fd, bytes, done, Math.min(WRITE_CHUNK, bytes.length - done), offset + done);
       }
-      stored.push({ name: tensor.name, dims: tensor.dims, offset, length: bytes.length });
+      stored.push({ name: tensor.name, dims: tensor.dims, type: tensor.data instanceof Uint8Array ? "uint8" : "float32", offset, length: bytes.length });
       offset += bytes.length;
     }
   } finally {

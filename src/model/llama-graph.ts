@@ -2,6 +2,7 @@ import type { KvDtype } from "../kv/layer-cache.js";
 import { weightSourceOf, type ModelConfig, type ModelWeights, type WeightSource } from "./checkpoint.js";
 import { memoryWeights, type GraphTensor, type GraphWeights } from "./graph-weights.js";
 import { OnnxGraph } from "./onnx-graph.js";
+import { emitProjection, FLOAT32_PROJECTIONS, projectionTensors, type ProjectionStorage } from "./projection-weights.js";
 import { ropeInverseFrequencies } from "./rope.js";
 
 /**
@@ -66,37 +67,43 @@ const W = {
 };
 
 /**
- * The step graph's weights in the layout it reads, one at a time: MatMul weights
- * transposed to [in, out], q/k/v and gate/up fused. Only one layer of `source` is
- * read at a time, so converting never holds a whole model.
+ * The step graph's weights in the layout it reads, one at a time: q/k/v and gate/up
+ * fused, projections stored as `projections` says (see projection-weights.ts). Only
+ * one layer of `source` is read at a time, so converting never holds a whole model.
  */
-export function* stepGraphTensors(source: WeightSource): Generator<GraphTensor> {
+export function* stepGraphTensors(source: WeightSource, projections: ProjectionStorage): Generator<GraphTensor> {
   const { dim, heads, kvHeads, headSize, vocabSize, hiddenDim, layers } = source.config;
   const qkvWidth = (heads + 2 * kvHeads) * headSize;
   yield { name: W.embedding, dims: [vocabSize, dim], data: source.embedding() };
   for (let l = 0; l < layers; l++) {
     const w = source.layer(l);
     yield { name: W.attnNorm(l), dims: [dim], data: w.attnNorm };
-    yield { name: W.qkv(l), dims: [dim, qkvWidth], data: transpose(concatRows([w.wq, w.wk, w.wv]), qkvWidth, dim) };
+    yield* projectionTensors(W.qkv(l), concatRows([w.wq, w.wk, w.wv]), qkvWidth, dim, projections);
     if (w.bq || w.bk || w.bv) {
       const bias = (b: Float32Array | undefined, size: number) => b ?? new Float32Array(size);
       const data = concatRows([bias(w.bq, heads * headSize), bias(w.bk, kvHeads * headSize), bias(w.bv, kvHeads * headSize)]);
       yield { name: W.qkvBias(l), dims: [qkvWidth], data };
     }
-    yield { name: W.output(l), dims: [heads * headSize, dim], data: transpose(w.wo, dim, heads * headSize) };
+    yield* projectionTensors(W.output(l), w.wo, dim, heads * headSize, projections);
     if (w.bo) yield { name: W.outputBias(l), dims: [dim], data: w.bo };
     yield { name: W.ffnNorm(l), dims: [dim], data: w.ffnNorm };
-    yield { name: W.gateUp(l), dims: [dim, 2 * hiddenDim], data: transpose(concatRows([w.w1, w.w3]), 2 * hiddenDim, dim) };
-    yield { name: W.down(l), dims: [hiddenDim, dim], data: transpose(w.w2, dim, hiddenDim) };
+    yield* projectionTensors(W.gateUp(l), concatRows([w.w1, w.w3]), 2 * hiddenDim, dim, projections);
+    yield* projectionTensors(W.down(l), w.w2, dim, hiddenDim, projections);
   }
   yield { name: W.finalNorm, dims: [dim], data: source.finalNorm() };
-  // Kept [V, dim] (read with transB), like the embedding: no transposed copy of the largest matrix.
-  if (!source.tiedClassifier) yield { name: W.classifier, dims: [vocabSize, dim], data: source.classifier() };
+  if (projections.dtype === "float32") {
+    // Kept [V, dim] (read with transB), like the embedding: no transposed copy of the largest matrix.
+    if (!source.tiedClassifier) yield { name: W.classifier, dims: [vocabSize, dim], data: source.classifier() };
+  } else {
+    // Quantized even when tied (a copy beside the float embedding, which Gather reads):
+    // the classifier is read whole every step, the embedding one row per token.
+    yield* projectionTensors(W.classifier, source.tiedClassifier ? source.embedding() : source.classifier(), vocabSize, dim, projections);
+  }
 }
 
 /** The step graph of a model held in memory, with its weights inside the graph. */
 export function buildStepGraphInMemory(weights: ModelWeights, options: StepGraphOptions): Uint8Array {
-  return buildLlamaStepGraph(weights.config, memoryWeights(stepGraphTensors(weightSourceOf(weights))), options);
+  return buildLlamaStepGraph(weights.config, memoryWeights(stepGraphTensors(weightSourceOf(weights), FLOAT32_PROJECTIONS), FLOAT32_PROJECTIONS), options);
 }
 
 /** Builds the one ONNX graph that serves prefill chunks and decode steps. */
@@ -106,6 +113,8 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   const kvType = options.kvDtype;
   const g = new OnnxGraph();
   const weight = (name: string) => weights.place(g, name);
+  /** x times projection weight `name`, [.., inFeatures] -> [.., outFeatures]. */
+  const project = (x: string, name: string, inFeatures: number, outFeatures: number) => emitProjection(g, weights, x, name, inFeatures, outFeatures);
 
   const inputIds = g.input(STEP_IO.inputIds, "int64", ["B", "S"]);
   const positionIds = g.input(STEP_IO.positionIds, "int64", ["B", "S"]);
@@ -160,7 +169,7 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
 
     const x = rmsNorm(hidden, W.attnNorm(l));
     // One MatMul for q, k and v (fewer, larger kernels), split afterwards.
-    let qkv = g.op("MatMul", [x, weight(W.qkv(l))]);
+    let qkv = project(x, W.qkv(l), dim, (heads + 2 * kvHeads) * headSize);
     if (weights.has(W.qkvBias(l))) qkv = g.op("Add", [qkv, weight(W.qkvBias(l))]);
     const [qFlat, kFlat, vFlat] = g.opMulti("Split", [qkv, g.ints(`qkv_split_${l}`, [heads * headSize, kvHeads * headSize, kvHeads * headSize])], 3, {
       axis: -1,
@@ -199,19 +208,22 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
       g.op("Transpose", [g.op("Reshape", [attended, shape(`att_heads_${l}`, [0, heads, -1, headSize])])], { perm: [0, 2, 1, 3] }),
       shape(`att_flat_${l}`, [0, -1, heads * headSize]),
     ]);
-    let attentionOut = g.op("MatMul", [merged, weight(W.output(l))]);
+    let attentionOut = project(merged, W.output(l), heads * headSize, dim);
     if (weights.has(W.outputBias(l))) attentionOut = g.op("Add", [attentionOut, weight(W.outputBias(l))]);
     hidden = g.op("Add", [hidden, attentionOut]);
 
     const y = rmsNorm(hidden, W.ffnNorm(l));
-    const [gate, up] = g.opMulti("Split", [g.op("MatMul", [y, weight(W.gateUp(l))])], 2, { axis: -1, num_outputs: 2 });
+    const [gate, up] = g.opMulti("Split", [project(y, W.gateUp(l), dim, 2 * hiddenDim)], 2, { axis: -1, num_outputs: 2 });
     const activated = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]); // SwiGLU
-    hidden = g.op("Add", [hidden, g.op("MatMul", [activated, weight(W.down(l))])]);
+    hidden = g.op("Add", [hidden, project(activated, W.down(l), hiddenDim, dim)]);
   }
 
   const lastRows = g.op("Slice", [hidden, g.op("Sub", [seqLen, logitRows]), int64Max, axis("row_axis", [1])]);
-  const classifier = weights.has(W.classifier) ? weight(W.classifier) : embedding;
-  const logits = g.op("FusedMatMul", [rmsNorm(lastRows, W.finalNorm), classifier], { transB: 1 }, undefined, "com.microsoft");
+  const finalHidden = rmsNorm(lastRows, W.finalNorm);
+  const logits =
+    weights.projections.dtype === "float32"
+      ? g.op("FusedMatMul", [finalHidden, weights.has(W.classifier) ? weight(W.classifier) : embedding], { transB: 1 }, undefined, "com.microsoft")
+      : project(finalHidden, W.classifier, dim, vocabSize);
   g.output(logits, STEP_IO.logits, "float32", ["B", "logit_rows", vocabSize]);
   const stackLayers = (values: string[]) => {
     const stacked = g.op("Concat", values, { axis: 0 });
@@ -231,12 +243,5 @@ function concatRows(matrices: Float32Array[]): Float32Array {
     out.set(m, offset);
     offset += m.length;
   }
-  return out;
-}
-
-/** [rows, cols] row-major -> [cols, rows] row-major. */
-function transpose(matrix: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = matrix[r * cols + c];
   return out;
 }

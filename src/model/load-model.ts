@@ -5,7 +5,7 @@ import { basename, join } from "node:path";
 import type { EngineModel } from "../engine/engine.js";
 import { loadLlama2cCheckpoint } from "./checkpoint.js";
 import { convertHfCheckpoint } from "./convert.js";
-import { isConvertedModel, readManifest, stepGraphFile } from "./converted-model.js";
+import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./converted-model.js";
 import { HfTokenizer } from "./hf-tokenizer.js";
 import { buildStepGraphInMemory } from "./llama-graph.js";
 import { StepRunner, type RunnerOptions } from "./step-runner.js";
@@ -26,6 +26,7 @@ export async function loadModel(files: ModelFiles, options: RunnerOptions): Prom
     config: weights.config,
     tokenizer,
     runner,
+    weightDtype: "float32",
     // llama2.c's own runner stops at BOS as well as EOS.
     defaultStopTokens: [tokenizer.eosId, tokenizer.bosId],
   };
@@ -46,7 +47,7 @@ export async function loadModelDir(dir: string, options: RunnerOptions, dirOptio
   if (!isConvertedModel(dir)) {
     if (!existsSync(join(dir, "config.json"))) throw new Error(`${dir}: neither a converted kvwarden model (kvwarden.json) nor a Hugging Face checkpoint (config.json)`);
     converted = convertedCacheDir(dir);
-    if (!isConvertedModel(converted)) {
+    if (!isCurrentConversion(converted)) {
       dirOptions.onConvert?.(converted);
       await convertHfCheckpoint(dir, converted);
     }
@@ -55,7 +56,7 @@ export async function loadModelDir(dir: string, options: RunnerOptions, dirOptio
   const kvDtype = options.kvDtype ?? "float32";
   const runner = await StepRunner.create(stepGraphFile(converted, manifest, kvDtype), manifest.config, options);
   const tokenizer = HfTokenizer.load(converted);
-  return { config: manifest.config, tokenizer, runner, defaultStopTokens: tokenizer.stopTokens };
+  return { config: manifest.config, tokenizer, runner, weightDtype: manifest.projections.dtype, defaultStopTokens: tokenizer.stopTokens };
 }
 
 /**

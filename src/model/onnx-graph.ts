@@ -4,9 +4,12 @@ const { onnx } = onnxProto;
 
 /** Integers, integer lists and strings; floats are wrapped so 1.0 stays a float. */
 export type AttributeValue = number | number[] | string | { float: number };
-export type ElementType = "float32" | "float16" | "int64" | "int32";
+export type ElementType = "float32" | "float16" | "int64" | "int32" | "uint8";
+/** What weights are stored as: float32, or uint8 (packed quantized codes and zero points). */
+export type WeightElementType = "float32" | "uint8";
 
 const ELEMENT_TYPES: Record<ElementType, number> = {
+  uint8: onnx.TensorProto.DataType.UINT8,
   float32: onnx.TensorProto.DataType.FLOAT,
   float16: onnx.TensorProto.DataType.FLOAT16,
   int64: onnx.TensorProto.DataType.INT64,
@@ -49,16 +52,21 @@ export class OnnxGraph {
     return name;
   }
 
+  bytes(name: string, dims: number[], data: Uint8Array): string {
+    this.initializers.push(onnx.TensorProto.create({ name, dims, dataType: ELEMENT_TYPES.uint8, rawData: data }));
+    return name;
+  }
+
   /**
-   * A float32 initializer stored in a file beside the model (`location`, relative to
+   * An initializer stored in a file beside the model (`location`, relative to
    * the .onnx file): onnxruntime reads it from there, so it never passes through JS.
    */
-  externalFloats(name: string, dims: number[], location: string, offset: number, length: number): string {
+  externalTensor(name: string, dims: number[], type: WeightElementType, location: string, offset: number, length: number): string {
     this.initializers.push(
       onnx.TensorProto.create({
         name,
         dims,
-        dataType: ELEMENT_TYPES.float32,
+        dataType: ELEMENT_TYPES[type],
         dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
         externalData: [
           { key: "location", value: location },

@@ -112,7 +112,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
     }),
 
     info: runtime.unary<InfoRequest, InfoResponse>("Info", "always", () => {
-      const { config, tokenizer, runner } = engine().model;
+      const { config, tokenizer, runner, weightDtype } = engine().model;
       const { options } = engine();
       return {
         model: {
@@ -127,6 +127,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           contextLength: config.contextLength,
           dtype: runner.dtype,
           kvDtype: runner.kvDtype,
+          weightDtype,
           bosTokenId: tokenizer.bosId,
           eosTokenId: tokenizer.eosId,
         },

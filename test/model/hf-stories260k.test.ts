@@ -6,8 +6,8 @@ import type { EngineModel } from "../../src/engine/engine.js";
 import { LayerCache } from "../../src/kv/layer-cache.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
 import { convertHfCheckpoint } from "../../src/model/convert.js";
-import { readManifest } from "../../src/model/converted-model.js";
-import { loadModelDir } from "../../src/model/load-model.js";
+import { CONVERTED_FORMAT, readManifest } from "../../src/model/converted-model.js";
+import { convertedCacheDir, loadModelDir } from "../../src/model/load-model.js";
 import { argmax } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights, MODEL_FILES, REFERENCE_TEXT } from "../support/test-model.js";
 import { call, decodeAll, startTestServer } from "../support/test-server.js";
@@ -156,6 +156,25 @@ describe("stories260K as a Hugging Face checkpoint", () => {
       expect(conversions).toHaveLength(1);
       expect(conversions[0].startsWith(join(root, "cache", "kvwarden", "converted", "hf-"))).toBe(true);
       expect(readFileSync(join(conversions[0], "weights.bin")).equals(readFileSync(join(outDir, "weights.bin")))).toBe(true);
+    } finally {
+      if (saved === undefined) delete process.env.XDG_CACHE_HOME;
+      else process.env.XDG_CACHE_HOME = saved;
+    }
+  });
+
+  it("converts a cached folder again when an older kvwarden wrote it in another format", async () => {
+    const saved = process.env.XDG_CACHE_HOME;
+    process.env.XDG_CACHE_HOME = join(root, "stale-cache");
+    try {
+      const cached = convertedCacheDir(hfDir);
+      await convertHfCheckpoint(hfDir, cached);
+      const manifestPath = join(cached, "kvwarden.json");
+      writeFileSync(manifestPath, JSON.stringify({ ...JSON.parse(readFileSync(manifestPath, "utf8")), format: 1 }));
+      const conversions: string[] = [];
+      const model = await loadModelDir(hfDir, CPU, { onConvert: (dir) => conversions.push(dir) });
+      await model.runner.release();
+      expect(conversions).toEqual([cached]);
+      expect(readManifest(cached).format).toBe(CONVERTED_FORMAT);
     } finally {
       if (saved === undefined) delete process.env.XDG_CACHE_HOME;
       else process.env.XDG_CACHE_HOME = saved;
