@@ -1,6 +1,7 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
-import type { StepOutput, StepRunner } from "../model/step-runner.js";
+import type { ModelRunner } from "../model/model-runner.js";
+import type { StepOutput } from "../model/step-runner.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { BatchArena } from "../kv/batch-arena.js";
@@ -57,7 +58,7 @@ export const ANONYMOUS: Caller = { tenant: "" };
 export interface EngineModel {
   config: ModelConfig;
   tokenizer: Tokenizer;
-  runner: StepRunner;
+  runner: ModelRunner;
   /** Tokens that end generation unless the request says otherwise. */
   defaultStopTokens: readonly number[];
 }
@@ -124,6 +125,8 @@ export interface SequenceSnapshot {
   sequenceId: string;
   position: number;
   kvBytes: number;
+  /** Of kvBytes, the bytes on the device. */
+  kvBytesDevice: number;
   entries: number;
   headLengths: number[][];
   /** Per layer, per KV head, the original positions held (only when asked for). */
@@ -140,6 +143,10 @@ export interface StatsSnapshot {
   kvBytesPooled: number;
   /** The decode batch's working copy of its caches (outside the budget: see BatchArena). */
   batchArenaBytes: number;
+  /** Of kvBytesUsed, the bytes on the device (keys and values of a device-resident cache). */
+  kvBytesDevice: number;
+  /** Where keys and values live: "host", or the device (e.g. "webgpu"). */
+  kvLocation: string;
   sequenceCount: number;
   sequences: SequenceSnapshot[];
   /** The caller's tenant: its bytes and sequences, and its quota (0 = none). */
@@ -185,7 +192,9 @@ export class Engine {
     this.requests = new RequestLog(REQUEST_LOG_CAPACITY, options.sequenceTtlMs);
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
     this.sweeper.unref();
-    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE));
+    // A device-resident cache steps one sequence per run: the batch arena is a host copy.
+    const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
+    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), maxBatch);
     const { layers, kvHeads, headSize } = model.config;
     this.arena = new BatchArena(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }
@@ -221,6 +230,7 @@ export class Engine {
       await this.feed(sequence, tokens, signal, scoring);
       let eviction: EvictionOutcome | undefined;
       try {
+        if (input.eviction) await sequence.loadKeys();
         eviction = input.eviction && resolved ? applyEviction(sequence, input.eviction, resolved) : undefined;
       } catch (error) {
         sequence.rollback(checkpoint); // the policy refused before changing anything
@@ -265,6 +275,7 @@ export class Engine {
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
         if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
+        if (sequence.decodeBudget?.due(sequence)) await sequence.loadKeys();
         const eviction = sequence.decodeBudget?.enforce(sequence) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
         const position = sequence.position;
@@ -298,7 +309,10 @@ export class Engine {
     return this.requests.run(caller.tenant, requestId, `Evict of '${sequenceId}'`, async () => {
       const sequence = this.lookup(sequenceId, caller);
       const resolved = this.resolve(spec, sequence.maxHeadLength);
-      return this.withSequence(sequence, false, async () => applyEviction(sequence, spec, resolved));
+      return this.withSequence(sequence, false, async () => {
+        await sequence.loadKeys();
+        return applyEviction(sequence, spec, resolved);
+      });
     });
   }
 
@@ -353,6 +367,8 @@ export class Engine {
       kvBytesBudget: this.pool.budgetBytes,
       kvBytesPooled: this.pool.pooled,
       batchArenaBytes: this.arena.bytes,
+      kvBytesDevice: this.pool.deviceBytes,
+      kvLocation: this.model.runner.deviceCache?.location ?? "host",
       sequenceCount: own.length,
       tenantKvBytes: own.reduce((sum, s) => sum + s.bytes, 0),
       tenantSequenceCount: own.length,
@@ -362,6 +378,7 @@ export class Engine {
         sequenceId: s.id,
         position: s.position,
         kvBytes: s.bytes,
+        kvBytesDevice: s.deviceBytes,
         entries: s.entries,
         headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
         headPositions: includePositions ? s.layers.map((layer) => layer.headPositions()) : undefined,
@@ -450,7 +467,8 @@ export class Engine {
     }
     const { config } = this.model;
     const shape = { layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, headSize: config.headSize };
-    const sequence = new Sequence(id, caller.tenant, this.pool, shape, this.options.recentQueryRows, this.model.runner.kvDtype);
+    const device = this.model.runner.deviceCache;
+    const sequence = new Sequence(id, caller.tenant, this.pool, shape, this.options.recentQueryRows, this.model.runner.kvDtype, device && (() => device.createLayer(this.pool)));
     this.sequences.set(keyOf(caller, id), sequence);
     return sequence;
   }

@@ -1,6 +1,7 @@
 import ort from "onnxruntime-node";
 import type { KvArray, KvDtype } from "../kv/layer-cache.js";
 import type { ModelConfig } from "./checkpoint.js";
+import type { ModelRunner } from "./model-runner.js";
 import { STEP_IO } from "./llama-graph.js";
 
 /**
@@ -51,7 +52,7 @@ export interface StepOutput {
   pastSlots: number[];
 }
 
-export type ExecutionProvider = "cpu" | "cuda";
+export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
 
 export interface RunnerOptions {
   executionProvider: ExecutionProvider;
@@ -61,7 +62,7 @@ export interface RunnerOptions {
 }
 
 /** Runs the step graph: one call per prefill chunk, decode step or batch of decode steps. */
-export class StepRunner {
+export class StepRunner implements ModelRunner {
   private readonly causalMasks = new Map<number, ort.Tensor>();
 
   /** What the graph computes in. */
