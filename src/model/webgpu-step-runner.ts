@@ -58,10 +58,10 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
       const hostGather = await ort.InferenceSession.create(gatherGraph, base);
       return new WebGpuStepRunner(session, deviceGather, hostGather, config, describeVulkanDrivers());
     } catch (error) {
-      const message = (error as Error).message;
-      if (!/WebGPU adapter/i.test(message)) throw error;
+      const failure = /Failed to get a WebGPU adapter[^\n]*/.exec((error as Error).message);
+      if (!failure) throw error;
       throw new Error(
-        `--execution-provider webgpu: no WebGPU adapter (${message.trim().split("\n").pop()}); Vulkan drivers seen: ${describeVulkanDrivers()}. ` +
+        `--execution-provider webgpu: onnxruntime found no WebGPU adapter ("${failure[0]}"; ${describeVulkanDrivers()}). ` +
           `Without a GPU, install Mesa's lavapipe (Debian bookworm-backports mesa-vulkan-drivers, see tools/system-packages.sh), or use --execution-provider cpu`,
       );
     }
@@ -174,5 +174,5 @@ function describeVulkanDrivers(): string {
     ? chosen.split(":").filter(Boolean)
     : ICD_DIRS.filter((dir) => existsSync(dir)).flatMap((dir) => readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => join(dir, f)));
   if (files.length === 0) return "Vulkan via Dawn; no Vulkan drivers installed";
-  return `Vulkan via Dawn; drivers: ${files.map((file) => `${basename(file, ".json")}${existsSync(file) ? "" : " (missing)"}`).join(", ")}`;
+  return `Vulkan via Dawn; drivers: ${files.map((file) => `${chosen ? file : basename(file, ".json")}${existsSync(file) ? "" : " (missing)"}`).join(", ")}`;
 }
