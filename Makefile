@@ -18,9 +18,11 @@ serve: build
 
 bench: build
 	node --expose-gc dist/bench/bench.js --out docs/bench/latest.md
+	node dist/bench/webgpu-bench.js --out docs/bench/webgpu.md
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
+	node dist/bench/webgpu-bench.js --quick
 
 bench-eviction: build
 	npm run bench:eviction
