@@ -35,15 +35,10 @@ export class DecodeBudget {
     return this.resolved.policy.name;
   }
 
-  /** Whether some head has grown past C + slack, so that `enforce` evicts. */
-  due(sequence: Sequence): boolean {
-    const limit = this.tokens + this.slack;
-    return sequence.layers.some((layer) => layer.lengths.some((n) => n > limit));
-  }
-
   /** Evicts when some head has grown past C + slack; null when nothing was due. */
   enforce(sequence: Sequence): EvictionOutcome | null {
-    if (!this.due(sequence)) return null;
+    const limit = this.tokens + this.slack;
+    if (!sequence.layers.some((layer) => layer.lengths.some((n) => n > limit))) return null;
     return applyEviction(sequence, this.spec, this.resolved);
   }
 

@@ -5,6 +5,7 @@ import type { StepOutput } from "../model/step-runner.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { BatchArena } from "../kv/batch-arena.js";
+import { KeysOnDevice } from "../kv/keys-on-device.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
@@ -230,8 +231,7 @@ export class Engine {
       await this.feed(sequence, tokens, signal, scoring);
       let eviction: EvictionOutcome | undefined;
       try {
-        if (input.eviction) await sequence.loadKeys();
-        eviction = input.eviction && resolved ? applyEviction(sequence, input.eviction, resolved) : undefined;
+        eviction = input.eviction && resolved ? await this.withKeys(sequence, () => applyEviction(sequence, input.eviction!, resolved)) : undefined;
       } catch (error) {
         sequence.rollback(checkpoint); // the policy refused before changing anything
         throw error;
@@ -275,8 +275,7 @@ export class Engine {
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
         if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
-        if (sequence.decodeBudget?.due(sequence)) await sequence.loadKeys();
-        const eviction = sequence.decodeBudget?.enforce(sequence) ?? undefined;
+        const eviction = (await this.withKeys(sequence, () => sequence.decodeBudget?.enforce(sequence))) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
         const position = sequence.position;
         const previous = sequence.lastToken;
@@ -309,10 +308,7 @@ export class Engine {
     return this.requests.run(caller.tenant, requestId, `Evict of '${sequenceId}'`, async () => {
       const sequence = this.lookup(sequenceId, caller);
       const resolved = this.resolve(spec, sequence.maxHeadLength);
-      return this.withSequence(sequence, false, async () => {
-        await sequence.loadKeys();
-        return applyEviction(sequence, spec, resolved);
-      });
+      return this.withSequence(sequence, false, () => this.withKeys(sequence, () => applyEviction(sequence, spec, resolved)));
     });
   }
 
@@ -549,8 +545,9 @@ export class Engine {
           planned.push([candidate, plan]);
           reclaimable += candidate.bytes - plan.bytesAfter;
         } catch (error) {
-          // A budget that cannot run now (e.g. its proxy queries have left the ring) is passed over.
-          if (!(error instanceof InvalidEvictionError)) throw error;
+          // A budget that cannot run now (e.g. its proxy queries have left the ring, or it scores
+          // keys still on the device: reading them back cannot wait here) is passed over.
+          if (!(error instanceof InvalidEvictionError || error instanceof KeysOnDevice)) throw error;
         }
       }
       if (reclaimable >= shortfall) for (const [candidate, plan] of planned) commitEviction(candidate, plan);
@@ -573,6 +570,20 @@ export class Engine {
     this.admit(sequence, sequence.bytesWithRoomFor(count));
     for (const layer of sequence.layers) layer.reserve(count);
     sequence.recentQueries.reserve();
+  }
+
+  /**
+   * Runs an eviction; when its policy scores keys that are still on the device, reads them back and
+   * runs it again (policies are pure: the first run changed nothing).
+   */
+  private async withKeys<T>(sequence: Sequence, evict: () => T): Promise<T> {
+    try {
+      return evict();
+    } catch (error) {
+      if (!(error instanceof KeysOnDevice)) throw error;
+      await sequence.loadKeys();
+      return evict();
+    }
   }
 
   private budgetError(error: unknown): unknown {

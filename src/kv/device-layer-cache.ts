@@ -1,5 +1,5 @@
-import { InvalidEvictionError } from "../policies/policy.js";
 import { DeviceSlab, type SlabDevice } from "./device-slab.js";
+import { KeysOnDevice } from "./keys-on-device.js";
 import { capacityFor, LayerCache, type LayerCheckpoint } from "./layer-cache.js";
 import type { SlabPool } from "./slab-pool.js";
 
@@ -10,8 +10,8 @@ import type { SlabPool } from "./slab-pool.js";
  *
  * Host-side layout changes (growth, eviction, rollback) are recorded as `sourceRows`, the device row
  * each slot's entry is in now, and carried out on the device by one gather before the next step
- * (`slabForStep`), so no key or value crosses to the host. Policies that score keys read them back
- * once per eviction (`loadKeys`).
+ * (`slabForStep`), so no key or value crosses to the host. A policy that scores keys gets them
+ * read back once per eviction (`loadKeys`, after it asked for them: KeysOnDevice).
  */
 export class DeviceLayerCache extends LayerCache {
   private deviceSlab: DeviceSlab | null = null;
@@ -49,7 +49,7 @@ export class DeviceLayerCache extends LayerCache {
   }
 
   override get keys(): Float32Array {
-    if (!this.hostKeys) throw new InvalidEvictionError("eviction", "the keys of this device-resident cache have not been read back for scoring");
+    if (!this.hostKeys) throw new KeysOnDevice();
     return this.hostKeys;
   }
 
