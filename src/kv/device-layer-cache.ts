@@ -127,9 +127,9 @@ export class DeviceLayerCache extends LayerCache {
     this.hostKeys = this.deviceSlab ? await this.device.readKeys(this.deviceSlab, this.gatherRows()) : new Float32Array(this.kvHeads * this.capacity * this.headSize);
   }
 
-  private gatherRows(): BigInt64Array {
+  private gatherRows(): Int32Array {
     // Empty slots take row 0: they are masked, any finite row will do.
-    return BigInt64Array.from(this.sourceRows, (row) => BigInt(Math.max(row, 0)));
+    return this.sourceRows.map((row) => Math.max(row, 0));
   }
 
   private inPlace(): boolean {

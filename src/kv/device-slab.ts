@@ -32,7 +32,7 @@ export interface SlabDevice {
    * A new slab whose row i (flat over [Hkv, capacity]) is row `slots[i]` of `source`; all zeros when
    * `source` is null (a new cache).
    */
-  gather(source: DeviceSlab | null, slots: BigInt64Array, capacity: number): Promise<DeviceSlab>;
+  gather(source: DeviceSlab | null, slots: Int32Array, capacity: number): Promise<DeviceSlab>;
   /** Row i of the result is key row `slots[i]` of `source`, on the host: [Hkv, capacity, d]. */
-  readKeys(source: DeviceSlab, slots: BigInt64Array): Promise<Float32Array>;
+  readKeys(source: DeviceSlab, slots: Int32Array): Promise<Float32Array>;
 }

@@ -55,7 +55,7 @@ export interface StepGraphOptions {
    * For the WebGPU execution provider: only operators it runs (no com.microsoft FusedMatMul, which
    * would pull the cache back to the host), and the cache stays on the device. Instead of
    * `new_keys`/`new_values` the graph returns per layer `present_key_l`/`present_value_l`
-   * [1, Hkv, 1, N / Hkv, d]: the past slab and the new rows gathered by `append_slots_l` [N]
+   * [1, Hkv, 1, N / Hkv, d]: the past slab and the new rows gathered by `append_slots_l` [N] (int32)
    * (flat row indices into the past slab's Hkv * C rows followed by the new Hkv * S rows), so the
    * next step reads a slab that never left the device. One sequence per run (B = 1).
    */
@@ -243,7 +243,7 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
 
 /** The device-resident graph's per-layer `present_*` outputs: past rows and new rows, gathered into the next slab. */
 function appendToDeviceSlabs(g: OnnxGraph, l: number, kvType: KvDtype, kvHeads: number, headSize: number, pastKey: string, pastValue: string, k: string, v: string): void {
-  const slots = g.input(STEP_IO.appendSlots(l), "int64", [`N${l}`]);
+  const slots = g.input(STEP_IO.appendSlots(l), "int32", [`N${l}`]);
   const rows = g.ints(`rows_shape_${l}`, [-1, headSize]);
   const slabShape = g.ints(`slab_shape_${l}`, [1, kvHeads, 1, -1, headSize]);
   const toKv = (x: string) => (kvType === "float16" ? g.op("Cast", [x], { to: FLOAT16 }) : x);

@@ -13,7 +13,7 @@ export const SLAB_GATHER_IO = { slab: "slab", slots: "slots", gathered: "gathere
 export function buildSlabGatherGraph(kvHeads: number, headSize: number, kvDtype: KvDtype): Uint8Array {
   const g = new OnnxGraph();
   const slab = g.input(SLAB_GATHER_IO.slab, kvDtype, [1, kvHeads, 1, "C", headSize]);
-  const slots = g.input(SLAB_GATHER_IO.slots, "int64", ["N"]);
+  const slots = g.input(SLAB_GATHER_IO.slots, "int32", ["N"]);
   const rows = g.op("Reshape", [slab, g.ints("rows_shape", [-1, headSize])]);
   const gathered = g.op("Gather", [rows, slots], { axis: 0 });
   const shaped = g.op("Reshape", [gathered, g.ints("slab_shape", [1, kvHeads, 1, -1, headSize])]);

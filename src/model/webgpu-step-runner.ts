@@ -94,7 +94,7 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
       feeds[STEP_IO.pastKey(l)] = slabs[l].key;
       feeds[STEP_IO.pastValue(l)] = slabs[l].value;
       feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [1, kvHeads, 1, 1, layer.capacity]);
-      feeds[STEP_IO.appendSlots(l)] = new ort.Tensor("int64", appendRows(layer.lengths, layer.capacity, count), [kvHeads * layer.capacity]);
+      feeds[STEP_IO.appendSlots(l)] = new ort.Tensor("int32", appendRows(layer.lengths, layer.capacity, count), [kvHeads * layer.capacity]);
     });
     const out = await this.session.run(feeds);
     past.forEach((layer, l) => layer.adopt(new DeviceSlab(out[STEP_IO.presentKey(l)], out[STEP_IO.presentValue(l)], layer.capacity), count));
@@ -115,19 +115,19 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
     return Promise.reject(new Error("the WebGPU runner steps one sequence per run (the engine turns decode batching off for it)"));
   }
 
-  async gather(source: DeviceSlab | null, rows: BigInt64Array, capacity: number): Promise<DeviceSlab> {
+  async gather(source: DeviceSlab | null, rows: Int32Array, capacity: number): Promise<DeviceSlab> {
     const { kvHeads, headSize } = this.config;
     // A new cache: row 0 of a one-row zero slab, everywhere.
     const zeros = () => new ort.Tensor("float32", new Float32Array(kvHeads * headSize), [1, kvHeads, 1, 1, headSize]);
-    const slots = new ort.Tensor("int64", source ? rows : new BigInt64Array(rows.length), [rows.length]);
+    const slots = new ort.Tensor("int32", source ? rows : new Int32Array(rows.length), [rows.length]);
     const run = async (slab: ort.Tensor) => (await this.deviceGather.run({ [SLAB_GATHER_IO.slab]: slab, [SLAB_GATHER_IO.slots]: slots }))[SLAB_GATHER_IO.gathered];
     const key = await run(source?.key ?? zeros());
     const value = await run(source?.value ?? zeros());
     return new DeviceSlab(key, value, capacity);
   }
 
-  async readKeys(source: DeviceSlab, rows: BigInt64Array): Promise<Float32Array> {
-    const slots = new ort.Tensor("int64", rows, [rows.length]);
+  async readKeys(source: DeviceSlab, rows: Int32Array): Promise<Float32Array> {
+    const slots = new ort.Tensor("int32", rows, [rows.length]);
     const out = await this.hostGather.run({ [SLAB_GATHER_IO.slab]: source.key, [SLAB_GATHER_IO.slots]: slots });
     return out[SLAB_GATHER_IO.gathered].data as Float32Array;
   }
@@ -154,12 +154,12 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
  * (rows h * C + i of the past slab), then the `count` new rows (rows Hkv * C + h * count + j of
  * the new rows), then room (row 0: masked).
  */
-export function appendRows(lengths: Int32Array, capacity: number, count: number): BigInt64Array {
+function appendRows(lengths: Int32Array, capacity: number, count: number): Int32Array {
   const heads = lengths.length;
-  const rows = new BigInt64Array(heads * capacity);
+  const rows = new Int32Array(heads * capacity);
   for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < lengths[h]; i++) rows[h * capacity + i] = BigInt(h * capacity + i);
-    for (let j = 0; j < count; j++) rows[h * capacity + lengths[h] + j] = BigInt(heads * capacity + h * count + j);
+    for (let i = 0; i < lengths[h]; i++) rows[h * capacity + i] = h * capacity + i;
+    for (let j = 0; j < count; j++) rows[h * capacity + lengths[h] + j] = heads * capacity + h * count + j;
   }
   return rows;
 }
