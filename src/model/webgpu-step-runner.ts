@@ -4,6 +4,7 @@ import { basename, join } from "node:path";
 import { DeviceLayerCache } from "../kv/device-layer-cache.js";
 import { DeviceSlab, type SlabDevice } from "../kv/device-slab.js";
 import type { SlabPool } from "../kv/slab-pool.js";
+import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "./checkpoint.js";
 import { STEP_IO } from "./llama-graph.js";
 import type { DeviceCacheRuntime, ModelRunner } from "./model-runner.js";
@@ -27,7 +28,7 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
   readonly kvDtype = "float32";
   readonly location = "webgpu";
   readonly deviceCache: DeviceCacheRuntime = this;
-  private readonly causalMasks = new Map<number, ort.Tensor>();
+  private readonly causalMasks = new CausalMasks();
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -86,7 +87,7 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
     const feeds: Record<string, ort.Tensor> = {
       [STEP_IO.inputIds]: int64(input.tokens, [1, count]),
       [STEP_IO.positionIds]: int64(Array.from({ length: count }, (_, i) => input.firstPosition + i), [1, count]),
-      [STEP_IO.causalMask]: this.causalMask(count),
+      [STEP_IO.causalMask]: this.causalMasks.of(count),
       [STEP_IO.queryRows]: int64([queryRows], [1]),
       [STEP_IO.logitRows]: int64([logitRows], [1]),
     };
@@ -134,18 +135,6 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
 
   async release(): Promise<void> {
     await Promise.all([this.session.release(), this.deviceGather.release(), this.hostGather.release()]);
-  }
-
-  private causalMask(count: number): ort.Tensor {
-    let mask = this.causalMasks.get(count);
-    if (!mask) {
-      const values = new Float32Array(count * count);
-      for (let r = 0; r < count; r++) values.fill(-Infinity, r * count + r + 1, (r + 1) * count);
-      mask = new ort.Tensor("float32", values, [count, count]);
-      if (this.causalMasks.size >= 8) this.causalMasks.clear();
-      this.causalMasks.set(count, mask);
-    }
-    return mask;
   }
 }
 
