@@ -13,11 +13,11 @@ missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || missing+=(protobuf-compiler-grpc)
 
-# onnxruntime's WebGPU provider (Dawn) finds no adapter on lavapipe before Mesa 23: bookworm ships
-# 22.3, bookworm-backports 25.x.
+# onnxruntime's WebGPU provider (Dawn) runs on lavapipe from Mesa 25 (bookworm-backports 25.0.7);
+# bookworm's own 22.3 gives it no adapter.
 mesa_version=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
 lavapipe_ok=false
-if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 && [ -n "$mesa_version" ] && dpkg --compare-versions "$mesa_version" ge 23; then
+if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 && [ -n "$mesa_version" ] && dpkg --compare-versions "$mesa_version" ge 25; then
   lavapipe_ok=true
 fi
 
