@@ -39,7 +39,7 @@ export const STEP_IO = {
   queries: "queries",
   attentionColsum: (layer: number) => `attention_colsum_${layer}`,
   /** Device-resident graphs only (see StepGraphOptions.deviceCache). */
-  appendSlots: (layer: number) => `append_slots_${layer}`,
+  appendRows: (layer: number) => `append_rows_${layer}`,
   presentKey: (layer: number) => `present_key_${layer}`,
   presentValue: (layer: number) => `present_value_${layer}`,
 } as const;
@@ -55,9 +55,9 @@ export interface StepGraphOptions {
    * For the WebGPU execution provider: only operators it runs (no com.microsoft FusedMatMul, which
    * would pull the cache back to the host), and the cache stays on the device. Instead of
    * `new_keys`/`new_values` the graph returns per layer `present_key_l`/`present_value_l`
-   * [1, Hkv, 1, N / Hkv, d]: the past slab and the new rows gathered by `append_slots_l` [N] (int32)
-   * (flat row indices into the past slab's Hkv * C rows followed by the new Hkv * S rows), so the
-   * next step reads a slab that never left the device. One sequence per run (B = 1).
+   * [1, Hkv, 1, C, d]: the past slab with the new rows written in (ScatterND) at `append_rows_l`
+   * [Hkv * S, 1] (int64: for head h's s-th new row, its flat row h * C + length_h + s of the slab),
+   * so the next step reads a slab that never left the device. One sequence per run (B = 1).
    */
   deviceCache?: boolean;
 }
@@ -241,15 +241,15 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   return g.encode(`${config.name}-step`, OPSETS);
 }
 
-/** The device-resident graph's per-layer `present_*` outputs: past rows and new rows, gathered into the next slab. */
+/** The device-resident graph's per-layer `present_*` outputs: the past slab with the new rows written in. */
 function appendToDeviceSlabs(g: OnnxGraph, l: number, kvType: KvDtype, kvHeads: number, headSize: number, pastKey: string, pastValue: string, k: string, v: string): void {
-  const slots = g.input(STEP_IO.appendSlots(l), "int32", [`N${l}`]);
+  const targets = g.input(STEP_IO.appendRows(l), "int64", [`N${l}`, 1]);
   const rows = g.ints(`rows_shape_${l}`, [-1, headSize]);
   const slabShape = g.ints(`slab_shape_${l}`, [1, kvHeads, 1, -1, headSize]);
   const toKv = (x: string) => (kvType === "float16" ? g.op("Cast", [x], { to: FLOAT16 }) : x);
   const present = (past: string, fresh: string, name: string) => {
-    const candidates = g.op("Concat", [g.op("Reshape", [past, rows]), g.op("Reshape", [toKv(fresh), rows])], { axis: 0 });
-    g.output(g.op("Reshape", [g.op("Gather", [candidates, slots], { axis: 0 }), slabShape]), name, kvType, [1, kvHeads, 1, `P${l}`, headSize]);
+    const written = g.op("ScatterND", [g.op("Reshape", [past, rows]), targets, g.op("Reshape", [toKv(fresh), rows])]);
+    g.output(g.op("Reshape", [written, slabShape]), name, kvType, [1, kvHeads, 1, `C${l}`, headSize]);
   };
   present(pastKey, k, STEP_IO.presentKey(l));
   present(pastValue, v, STEP_IO.presentValue(l));

@@ -95,7 +95,7 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
       feeds[STEP_IO.pastKey(l)] = slabs[l].key;
       feeds[STEP_IO.pastValue(l)] = slabs[l].value;
       feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [1, kvHeads, 1, 1, layer.capacity]);
-      feeds[STEP_IO.appendSlots(l)] = new ort.Tensor("int32", appendRows(layer.lengths, layer.capacity, count), [kvHeads * layer.capacity]);
+      feeds[STEP_IO.appendRows(l)] = new ort.Tensor("int64", appendRows(layer.lengths, layer.capacity, count), [kvHeads * count, 1]);
     });
     const out = await this.session.run(feeds);
     past.forEach((layer, l) => layer.adopt(new DeviceSlab(out[STEP_IO.presentKey(l)], out[STEP_IO.presentValue(l)], layer.capacity), count));
@@ -138,18 +138,12 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
   }
 }
 
-/**
- * The step's `append_slots` for one layer: per head, its `lengths[h]` entries where they are
- * (rows h * C + i of the past slab), then the `count` new rows (rows Hkv * C + h * count + j of
- * the new rows), then room (row 0: masked).
- */
-function appendRows(lengths: Int32Array, capacity: number, count: number): Int32Array {
-  const heads = lengths.length;
-  const rows = new Int32Array(heads * capacity);
-  for (let h = 0; h < heads; h++) {
-    for (let i = 0; i < lengths[h]; i++) rows[h * capacity + i] = h * capacity + i;
-    for (let j = 0; j < count; j++) rows[h * capacity + lengths[h] + j] = heads * capacity + h * count + j;
-  }
+/** The step's `append_rows` for one layer: head h's j-th new row goes to slab row h * C + lengths[h] + j (room reserved). */
+function appendRows(lengths: Int32Array, capacity: number, count: number): BigInt64Array {
+  const rows = new BigInt64Array(lengths.length * count);
+  lengths.forEach((length, h) => {
+    for (let j = 0; j < count; j++) rows[h * count + j] = BigInt(h * capacity + length + j);
+  });
   return rows;
 }
 
