@@ -19,10 +19,12 @@ serve: build
 bench: build
 	node --expose-gc dist/bench/bench.js --out docs/bench/latest.md
 	node dist/bench/quantized-decode.js --out docs/bench/quantized-decode.md
+	node dist/bench/webgpu-bench.js --out docs/bench/webgpu.md
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
 	node dist/bench/quantized-decode.js --quick
+	node dist/bench/webgpu-bench.js --quick
 
 bench-quantized: build
 	node dist/bench/quantized-decode.js

@@ -1,16 +1,41 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, when they are missing:
-# Debian's Python gRPC and protoc, for the Python client test.
+# Debian's Python gRPC and protoc, for the Python client test; and Mesa's lavapipe (Vulkan on the
+# CPU), for the tests of --execution-provider webgpu, which run on it where there is no GPU.
 set -euo pipefail
+
+sudo_cmd=""
+if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+apt_install() { $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; }
 
 missing=()
 /usr/bin/python3 -c "import grpc, google.protobuf" 2>/dev/null || missing+=(python3-grpcio python3-protobuf)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || missing+=(protobuf-compiler-grpc)
-[ ${#missing[@]} -eq 0 ] && exit 0
 
-sudo_cmd=""
-if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
-echo "system-packages: installing ${missing[*]}" >&2
+# onnxruntime's WebGPU provider (Dawn) runs on lavapipe from Mesa 25 (bookworm-backports 25.0.7);
+# bookworm's own 22.3 gives it no adapter.
+mesa_version=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
+lavapipe_ok=false
+if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 && [ -n "$mesa_version" ] && dpkg --compare-versions "$mesa_version" ge 25; then
+  lavapipe_ok=true
+fi
+
+[ ${#missing[@]} -eq 0 ] && $lavapipe_ok && exit 0
+
+codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+if ! $lavapipe_ok && [ "$codename" = bookworm ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "system-packages: adding the Debian bookworm-backports source (for Mesa's lavapipe)" >&2
+  printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" "Components: main" \
+    "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" | $sudo_cmd tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
+fi
+
 $sudo_cmd apt-get update -q
-$sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "system-packages: installing ${missing[*]}" >&2
+  apt_install "${missing[@]}"
+fi
+if ! $lavapipe_ok; then
+  echo "system-packages: installing mesa-vulkan-drivers (lavapipe)" >&2
+  if [ "$codename" = bookworm ]; then apt_install -t bookworm-backports mesa-vulkan-drivers; else apt_install mesa-vulkan-drivers; fi
+fi

@@ -64,7 +64,7 @@ program
   .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
   .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, 64)
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
-  .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda"]).default("cpu"))
+  .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
   .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")

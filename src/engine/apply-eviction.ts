@@ -1,4 +1,5 @@
 import { SeededRandom } from "../model/seeded-random.js";
+import { KeysOnDevice } from "../kv/keys-on-device.js";
 import type { CacheView, EvictionSpec, KeepPlan, Policy, PolicyPlan } from "../policies/policy.js";
 import { inSampledTrace, observeEviction } from "../telemetry/engine-telemetry.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
@@ -60,7 +61,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
   let share: number | undefined;
   const { plan, view } = planned;
   if (plan && view) {
-    if (inSampledTrace()) share = evictedAttentionShare(view, plan.keep);
+    if (inSampledTrace()) share = shareIfKeysReadable(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.lazyLayers = plan.lazyLayers ?? [];
   }
@@ -77,6 +78,16 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
   };
   observeEviction(sequence.id, outcome, startTime);
   return outcome;
+}
+
+/** The evicted attention share, unmeasured (undefined) when the keys are still on the device: a policy that did not score them did not have them read back. */
+function shareIfKeysReadable(view: CacheView, keep: KeepPlan): number | undefined {
+  try {
+    return evictedAttentionShare(view, keep);
+  } catch (error) {
+    if (error instanceof KeysOnDevice) return undefined;
+    throw error;
+  }
 }
 
 /** Runs a policy on a sequence and compacts its cache to the plan. */

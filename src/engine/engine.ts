@@ -1,10 +1,12 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
-import type { StepOutput, StepRunner } from "../model/step-runner.js";
+import type { ModelRunner } from "../model/model-runner.js";
 import type { WeightDtype } from "../model/projection-weights.js";
+import type { StepOutput } from "../model/step-runner.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { BatchArena } from "../kv/batch-arena.js";
+import { KeysOnDevice } from "../kv/keys-on-device.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
@@ -58,7 +60,7 @@ export const ANONYMOUS: Caller = { tenant: "" };
 export interface EngineModel {
   config: ModelConfig;
   tokenizer: Tokenizer;
-  runner: StepRunner;
+  runner: ModelRunner;
   /** How the projection weights are stored. */
   weightDtype: WeightDtype;
   /** Tokens that end generation unless the request says otherwise. */
@@ -127,6 +129,8 @@ export interface SequenceSnapshot {
   sequenceId: string;
   position: number;
   kvBytes: number;
+  /** Of kvBytes, the bytes on the device. */
+  kvBytesDevice: number;
   entries: number;
   headLengths: number[][];
   /** Per layer, per KV head, the original positions held (only when asked for). */
@@ -143,6 +147,10 @@ export interface StatsSnapshot {
   kvBytesPooled: number;
   /** The decode batch's working copy of its caches (outside the budget: see BatchArena). */
   batchArenaBytes: number;
+  /** Of kvBytesUsed, the bytes on the device (keys and values of a device-resident cache). */
+  kvBytesDevice: number;
+  /** Where keys and values live: "host", or the device (e.g. "webgpu"). */
+  kvLocation: string;
   sequenceCount: number;
   sequences: SequenceSnapshot[];
   /** The caller's tenant: its bytes and sequences, and its quota (0 = none). */
@@ -188,7 +196,9 @@ export class Engine {
     this.requests = new RequestLog(REQUEST_LOG_CAPACITY, options.sequenceTtlMs);
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
     this.sweeper.unref();
-    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE));
+    // A device-resident cache steps one sequence per run: the batch arena is a host copy.
+    const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
+    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), maxBatch);
     const { layers, kvHeads, headSize } = model.config;
     this.arena = new BatchArena(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }
@@ -224,7 +234,7 @@ export class Engine {
       await this.feed(sequence, tokens, signal, scoring);
       let eviction: EvictionOutcome | undefined;
       try {
-        eviction = input.eviction && resolved ? applyEviction(sequence, input.eviction, resolved) : undefined;
+        eviction = input.eviction && resolved ? await this.withKeys(sequence, () => applyEviction(sequence, input.eviction!, resolved)) : undefined;
       } catch (error) {
         sequence.rollback(checkpoint); // the policy refused before changing anything
         throw error;
@@ -269,7 +279,7 @@ export class Engine {
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
         if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
-        const eviction = sequence.decodeBudget?.enforce(sequence) ?? undefined;
+        const eviction = (await this.withKeys(sequence, () => sequence.decodeBudget?.enforce(sequence))) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
         const position = sequence.position;
         const previous = sequence.lastToken;
@@ -303,7 +313,7 @@ export class Engine {
     return this.requests.run(caller.tenant, requestId, `Evict of '${sequenceId}'`, async () => {
       const sequence = this.lookup(sequenceId, caller);
       const resolved = this.resolve(spec, sequence.maxHeadLength);
-      return this.withSequence(sequence, false, async () => applyEviction(sequence, spec, resolved));
+      return this.withSequence(sequence, false, () => this.withKeys(sequence, () => applyEviction(sequence, spec, resolved)));
     });
   }
 
@@ -358,6 +368,8 @@ export class Engine {
       kvBytesBudget: this.pool.budgetBytes,
       kvBytesPooled: this.pool.pooled,
       batchArenaBytes: this.arena.bytes,
+      kvBytesDevice: this.pool.deviceBytes,
+      kvLocation: this.model.runner.deviceCache?.location ?? "host",
       sequenceCount: own.length,
       tenantKvBytes: own.reduce((sum, s) => sum + s.bytes, 0),
       tenantSequenceCount: own.length,
@@ -367,6 +379,7 @@ export class Engine {
         sequenceId: s.id,
         position: s.position,
         kvBytes: s.bytes,
+        kvBytesDevice: s.deviceBytes,
         entries: s.entries,
         headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
         headPositions: includePositions ? s.layers.map((layer) => layer.headPositions()) : undefined,
@@ -455,7 +468,8 @@ export class Engine {
     }
     const { config } = this.model;
     const shape = { layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, headSize: config.headSize };
-    const sequence = new Sequence(id, caller.tenant, this.pool, shape, this.options.recentQueryRows, this.model.runner.kvDtype);
+    const device = this.model.runner.deviceCache;
+    const sequence = new Sequence(id, caller.tenant, this.pool, shape, this.options.recentQueryRows, this.model.runner.kvDtype, device && (() => device.createLayer(this.pool)));
     this.sequences.set(keyOf(caller, id), sequence);
     return sequence;
   }
@@ -536,8 +550,9 @@ export class Engine {
           planned.push([candidate, plan]);
           reclaimable += candidate.bytes - plan.bytesAfter;
         } catch (error) {
-          // A budget that cannot run now (e.g. its proxy queries have left the ring) is passed over.
-          if (!(error instanceof InvalidEvictionError)) throw error;
+          // A budget that cannot run now (e.g. its proxy queries have left the ring, or it scores
+          // keys still on the device: reading them back cannot wait here) is passed over.
+          if (!(error instanceof InvalidEvictionError || error instanceof KeysOnDevice)) throw error;
         }
       }
       if (reclaimable >= shortfall) for (const [candidate, plan] of planned) commitEviction(candidate, plan);
@@ -560,6 +575,20 @@ export class Engine {
     this.admit(sequence, sequence.bytesWithRoomFor(count));
     for (const layer of sequence.layers) layer.reserve(count);
     sequence.recentQueries.reserve();
+  }
+
+  /**
+   * Runs an eviction; when its policy scores keys that are still on the device, reads them back and
+   * runs it again (policies are pure: the first run changed nothing).
+   */
+  private async withKeys<T>(sequence: Sequence, evict: () => T): Promise<T> {
+    try {
+      return evict();
+    } catch (error) {
+      if (!(error instanceof KeysOnDevice)) throw error;
+      await sequence.loadKeys();
+      return evict();
+    }
   }
 
   private budgetError(error: unknown): unknown {

@@ -1,3 +1,4 @@
+import { DeviceLayerCache } from "../kv/device-layer-cache.js";
 import { LayerCache, type KvDtype, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
@@ -46,9 +47,11 @@ export class Sequence {
     readonly shape: CacheShape,
     recentQueryRows: number,
     kvDtype: KvDtype = "float32",
+    /** Makes each layer's cache when keys and values live on a device; host slabs otherwise. */
+    deviceLayer?: () => DeviceLayerCache,
   ) {
     const kvShape: KvShape = { kvHeads: shape.kvHeads, headSize: shape.headSize, kvDtype };
-    this.layers = Array.from({ length: shape.layers }, () => new LayerCache(pool, kvShape));
+    this.layers = Array.from({ length: shape.layers }, () => deviceLayer?.() ?? new LayerCache(pool, kvShape));
     this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows);
   }
 
@@ -59,6 +62,16 @@ export class Sequence {
 
   get bytes(): number {
     return this.layers.reduce((sum, layer) => sum + layer.bytes, this.recentQueries.bytes);
+  }
+
+  /** Of `bytes`, those on the device. */
+  get deviceBytes(): number {
+    return this.layers.reduce((sum, layer) => sum + (layer instanceof DeviceLayerCache ? layer.deviceBytes : 0), 0);
+  }
+
+  /** Reads device-resident keys back for the policies that score them (before an eviction); nothing for host slabs. */
+  async loadKeys(): Promise<void> {
+    for (const layer of this.layers) if (layer instanceof DeviceLayerCache) await layer.loadKeys();
   }
 
   get entries(): number {

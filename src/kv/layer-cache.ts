@@ -141,7 +141,7 @@ export class LayerCache {
 
   /** Bytes this layer would hold after keeping `lengths` entries per head. */
   bytesHolding(lengths: ArrayLike<number>): number {
-    return this.bytesFor(exactRoom(lengths));
+    return this.bytesFor(this.roomHolding(lengths));
   }
 
   /** Makes room for `extra` more entries on every head, uniformly, as a step needs (may move the slab). */
@@ -154,7 +154,7 @@ export class LayerCache {
    * gives back the room of its shorter heads.
    */
   settle(): void {
-    const room = exactRoom(this.lengths);
+    const room = this.roomHolding(this.lengths);
     if (room.some((n) => n !== room[0])) this.resize(room);
   }
 
@@ -233,7 +233,7 @@ export class LayerCache {
       this.mask.fill(-Infinity, base + slots.length, base + this.headCapacities[h]);
       this.lengths[h] = slots.length;
     }
-    this.resize(exactRoom(this.lengths));
+    this.resize(this.roomHolding(this.lengths));
   }
 
   /** What appends change: lengths, accumulated attention and room. */
@@ -278,6 +278,11 @@ export class LayerCache {
     this.bind(new Float32Array(), new Int32Array(this.shape.kvHeads));
     this.lengths.fill(0);
     this.revision++;
+  }
+
+  /** The room per head that holds `lengths` entries after an eviction: each head its own. */
+  protected roomHolding(lengths: ArrayLike<number>): Int32Array {
+    return exactRoom(lengths);
   }
 
   private bytesFor(headCapacities: Int32Array): number {

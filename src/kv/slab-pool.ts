@@ -17,6 +17,7 @@ export class KvBudgetExceeded extends Error {
 export class SlabPool {
   private usedBytes = 0;
   private pooledBytes = 0;
+  private deviceBytesHeld = 0;
   private readonly free = new Map<number, Float32Array[]>();
 
   constructor(readonly budgetBytes: number) {}
@@ -27,6 +28,21 @@ export class SlabPool {
 
   get pooled(): number {
     return this.pooledBytes;
+  }
+
+  /** Of the bytes in use, those on the device (a device-resident cache's keys and values). */
+  get deviceBytes(): number {
+    return this.deviceBytesHeld;
+  }
+
+  /**
+   * Counts device memory a cache took (positive) or gave back (negative) as in use. Callers check
+   * room first (assertRoom, as the engine admits growth); device memory is not pooled.
+   */
+  adjustDeviceBytes(delta: number): void {
+    this.usedBytes += delta;
+    this.deviceBytesHeld += delta;
+    this.trimPool();
   }
 
   get available(): number {

@@ -57,9 +57,9 @@ export function readManifest(dir: string): ConvertedManifest {
  * earlier version still runs the current graph. The graph holds no weights:
  * building it takes milliseconds.
  */
-export function stepGraphFile(dir: string, manifest: ConvertedManifest, kvDtype: KvDtype): string {
-  const path = join(dir, `step-kv-${kvDtype}.onnx`);
-  const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors, manifest.projections), { kvDtype });
+export function stepGraphFile(dir: string, manifest: ConvertedManifest, kvDtype: KvDtype, deviceCache = false): string {
+  const path = join(dir, `step-kv-${kvDtype}${deviceCache ? "-device" : ""}.onnx`);
+  const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors, manifest.projections), { kvDtype, deviceCache });
   if (!existsSync(path) || !Buffer.from(graph).equals(readFileSync(path))) {
     // Written aside and renamed, so a concurrent reader never sees half a file.
     const partial = `${path}.${process.pid}.partial`;

@@ -39,6 +39,10 @@ export const STEP_IO = {
   newValues: "new_values",
   queries: "queries",
   attentionColsum: (layer: number) => `attention_colsum_${layer}`,
+  /** Device-resident graphs only (see StepGraphOptions.deviceCache). */
+  appendRows: (layer: number) => `append_rows_${layer}`,
+  presentKey: (layer: number) => `present_key_${layer}`,
+  presentValue: (layer: number) => `present_value_${layer}`,
 } as const;
 
 const OPSETS = { "": 23, "com.microsoft": 1 };
@@ -48,6 +52,15 @@ const FLOAT16 = 10;
 export interface StepGraphOptions {
   /** The KV store's element type: past K/V come in and new K/V go out in it; attention runs in float32. */
   kvDtype: KvDtype;
+  /**
+   * For the WebGPU execution provider: only operators it runs (no com.microsoft FusedMatMul, which
+   * would pull the cache back to the host), and the cache stays on the device. Instead of
+   * `new_keys`/`new_values` the graph returns per layer `present_key_l`/`present_value_l`
+   * [1, Hkv, 1, C, d]: the past slab with the new rows written in (ScatterND) at `append_rows_l`
+   * [Hkv * S, 1] (int64: for head h's s-th new row, its flat row h * C + length_h + s of the slab),
+   * so the next step reads a slab that never left the device. One sequence per run (B = 1).
+   */
+  deviceCache?: boolean;
 }
 
 /** Names of the step graph's weights. */
@@ -153,13 +166,21 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   };
   const rmsNorm = (x: string, scale: string) => g.op("RMSNormalization", [x, weight(scale)], { axis: -1, epsilon: { float: config.normEps } });
   const toFloat = (x: string) => (kvType === "float16" ? g.op("Cast", [x], { to: FLOAT }) : x);
+  const device = options.deviceCache === true;
+  // a x b^T x alpha; WebGPU has no FusedMatMul, so there a Transpose, MatMul and Mul.
+  const matMulTransB = (a: string, b: string, rank: number, alpha?: number): string => {
+    if (!device) return g.op("FusedMatMul", [a, b], alpha === undefined ? { transB: 1 } : { transB: 1, alpha: { float: alpha } }, undefined, "com.microsoft");
+    const perm = [...Array.from({ length: rank - 2 }, (_, i) => i), rank - 1, rank - 2];
+    const product = g.op("MatMul", [a, g.op("Transpose", [b], { perm })]);
+    return alpha === undefined ? product : g.op("Mul", [product, g.floats(`alpha_${g.opCount()}`, [], [alpha])]);
+  };
 
   const embedding = weight(W.embedding);
   let hidden = g.op("Gather", [embedding, inputIds], { axis: 0 });
   const newKeys: string[] = [];
   const newValues: string[] = [];
   const queries: string[] = [];
-  const scale = { float: 1 / Math.sqrt(headSize) };
+  const scale = 1 / Math.sqrt(headSize);
 
   for (let l = 0; l < layers; l++) {
     // Fed as [B, Hkv, 1, C, d]: the group axis is already there for the grouped matmuls.
@@ -179,6 +200,7 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
     const v = g.op("Transpose", [g.op("Reshape", [vFlat, shape(`v_shape_${l}`, [0, -1, kvHeads, headSize])])], { perm: [0, 2, 1, 3] });
     newKeys.push(k);
     newValues.push(v);
+    if (device) appendToDeviceSlabs(g, l, kvType, kvHeads, headSize, pastKey, pastValue, k, v);
     queries.push(g.op("Slice", [q, queryStart, int64Max, axis(`q_axis_${l}`, [2])]));
 
     // Grouped-query attention without expanding K/V: queries as [B, Hkv, G, S, d].
@@ -187,14 +209,8 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
     const new5 = (t: string) => g.op("Unsqueeze", [t, unsqueezeGroup]); // [B, Hkv, 1, S, d]
     // Scores against the cached entries and against the new rows, kept apart so the
     // cache is never concatenated (copied) inside the graph.
-    const pastScores = g.op("Add", [
-      g.op("FusedMatMul", [groupedQ, toFloat(pastKey)], { transB: 1, alpha: scale }, undefined, "com.microsoft"),
-      pastMask,
-    ]);
-    const newScores = g.op("Add", [
-      g.op("FusedMatMul", [groupedQ, new5(k)], { transB: 1, alpha: scale }, undefined, "com.microsoft"),
-      causalMask,
-    ]);
+    const pastScores = g.op("Add", [matMulTransB(groupedQ, toFloat(pastKey), 5, scale), pastMask]);
+    const newScores = g.op("Add", [matMulTransB(groupedQ, new5(k), 5, scale), causalMask]);
     const probs = g.op("Softmax", [g.op("Concat", [pastScores, newScores], { axis: -1 })], { axis: -1 }); // [B, Hkv, G, S, C+S]
     g.output(g.op("ReduceSum", [probs, axis(`colsum_axes_${l}`, [2, 3])], { keepdims: 0 }), STEP_IO.attentionColsum(l), "float32", [
       "B",
@@ -222,17 +238,33 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   const finalHidden = rmsNorm(lastRows, W.finalNorm);
   const logits =
     weights.projections.dtype === "float32"
-      ? g.op("FusedMatMul", [finalHidden, weights.has(W.classifier) ? weight(W.classifier) : embedding], { transB: 1 }, undefined, "com.microsoft")
+      ? matMulTransB(finalHidden, weights.has(W.classifier) ? weight(W.classifier) : embedding, 2)
       : project(finalHidden, W.classifier, dim, vocabSize);
   g.output(logits, STEP_IO.logits, "float32", ["B", "logit_rows", vocabSize]);
   const stackLayers = (values: string[]) => {
     const stacked = g.op("Concat", values, { axis: 0 });
     return kvType === "float16" ? g.op("Cast", [stacked], { to: FLOAT16 }) : stacked;
   };
-  g.output(stackLayers(newKeys), STEP_IO.newKeys, kvType, ["L_times_B", kvHeads, "S", headSize]);
-  g.output(stackLayers(newValues), STEP_IO.newValues, kvType, ["L_times_B", kvHeads, "S", headSize]);
+  if (!device) {
+    g.output(stackLayers(newKeys), STEP_IO.newKeys, kvType, ["L_times_B", kvHeads, "S", headSize]);
+    g.output(stackLayers(newValues), STEP_IO.newValues, kvType, ["L_times_B", kvHeads, "S", headSize]);
+  }
   g.output(g.op("Concat", queries, { axis: 0 }), STEP_IO.queries, "float32", ["L_times_B", heads, "R", headSize]);
   return g.encode(`${config.name}-step`, OPSETS);
+}
+
+/** The device-resident graph's per-layer `present_*` outputs: the past slab with the new rows written in. */
+function appendToDeviceSlabs(g: OnnxGraph, l: number, kvType: KvDtype, kvHeads: number, headSize: number, pastKey: string, pastValue: string, k: string, v: string): void {
+  const targets = g.input(STEP_IO.appendRows(l), "int64", [`N${l}`, 1]);
+  const rows = g.ints(`rows_shape_${l}`, [-1, headSize]);
+  const slabShape = g.ints(`slab_shape_${l}`, [1, kvHeads, 1, -1, headSize]);
+  const toKv = (x: string) => (kvType === "float16" ? g.op("Cast", [x], { to: FLOAT16 }) : x);
+  const present = (past: string, fresh: string, name: string) => {
+    const written = g.op("ScatterND", [g.op("Reshape", [past, rows]), targets, g.op("Reshape", [toKv(fresh), rows])]);
+    g.output(g.op("Reshape", [written, slabShape]), name, kvType, [1, kvHeads, 1, `C${l}`, headSize]);
+  };
+  present(pastKey, k, STEP_IO.presentKey(l));
+  present(pastValue, v, STEP_IO.presentValue(l));
 }
 
 /** Stacks row-major matrices with the same column count. */

@@ -8,7 +8,10 @@ import { convertHfCheckpoint } from "./convert.js";
 import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./converted-model.js";
 import { HfTokenizer } from "./hf-tokenizer.js";
 import { buildStepGraphInMemory } from "./llama-graph.js";
+import type { ModelConfig } from "./checkpoint.js";
+import type { ModelRunner } from "./model-runner.js";
 import { StepRunner, type RunnerOptions } from "./step-runner.js";
+import { WebGpuStepRunner } from "./webgpu-step-runner.js";
 import { Llama2cTokenizer } from "./tokenizer.js";
 
 export interface ModelFiles {
@@ -20,8 +23,7 @@ export interface ModelFiles {
 export async function loadModel(files: ModelFiles, options: RunnerOptions): Promise<EngineModel> {
   const weights = loadLlama2cCheckpoint(files.modelPath, basename(files.modelPath).replace(/\.bin$/, ""));
   const tokenizer = Llama2cTokenizer.load(files.tokenizerPath, weights.config.vocabSize);
-  const graph = buildStepGraphInMemory(weights, { kvDtype: options.kvDtype ?? "float32" });
-  const runner = await StepRunner.create(graph, weights.config, options);
+  const runner = await createRunner(weights.config, options, (deviceCache) => buildStepGraphInMemory(weights, { kvDtype: options.kvDtype ?? "float32", deviceCache }));
   return {
     config: weights.config,
     tokenizer,
@@ -30,6 +32,13 @@ export async function loadModel(files: ModelFiles, options: RunnerOptions): Prom
     // llama2.c's own runner stops at BOS as well as EOS.
     defaultStopTokens: [tokenizer.eosId, tokenizer.bosId],
   };
+}
+
+/** The runner for the execution provider: WebGPU keeps the KV cache on the device and needs the graph built for that. */
+async function createRunner(config: ModelConfig, options: RunnerOptions, graph: (deviceCache: boolean) => Uint8Array | string): Promise<ModelRunner> {
+  if (options.executionProvider !== "webgpu") return StepRunner.create(graph(false), config, options);
+  if ((options.kvDtype ?? "float32") !== "float32") throw new Error("--execution-provider webgpu keeps the KV cache in float32: drop --kv-dtype float16");
+  return WebGpuStepRunner.create(graph(true), config, options.intraOpThreads);
 }
 
 export interface ModelDirOptions {
@@ -54,7 +63,7 @@ export async function loadModelDir(dir: string, options: RunnerOptions, dirOptio
   }
   const manifest = readManifest(converted);
   const kvDtype = options.kvDtype ?? "float32";
-  const runner = await StepRunner.create(stepGraphFile(converted, manifest, kvDtype), manifest.config, options);
+  const runner = await createRunner(manifest.config, options, (deviceCache) => stepGraphFile(converted, manifest, kvDtype, deviceCache));
   const tokenizer = HfTokenizer.load(converted);
   return { config: manifest.config, tokenizer, runner, weightDtype: manifest.projections.dtype, defaultStopTokens: tokenizer.stopTokens };
 }

@@ -1,6 +1,8 @@
 import ort from "onnxruntime-node";
 import type { KvArray, KvDtype } from "../kv/layer-cache.js";
+import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "./checkpoint.js";
+import type { ModelRunner } from "./model-runner.js";
 import { STEP_IO } from "./llama-graph.js";
 
 /**
@@ -51,7 +53,7 @@ export interface StepOutput {
   pastSlots: number[];
 }
 
-export type ExecutionProvider = "cpu" | "cuda";
+export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
 
 export interface RunnerOptions {
   executionProvider: ExecutionProvider;
@@ -61,8 +63,8 @@ export interface RunnerOptions {
 }
 
 /** Runs the step graph: one call per prefill chunk, decode step or batch of decode steps. */
-export class StepRunner {
-  private readonly causalMasks = new Map<number, ort.Tensor>();
+export class StepRunner implements ModelRunner {
+  private readonly causalMasks = new CausalMasks();
 
   /** What the graph computes in. */
   readonly dtype = "float32";
@@ -117,7 +119,7 @@ export class StepRunner {
     const feeds: Record<string, ort.Tensor> = {
       [STEP_IO.inputIds]: new ort.Tensor("int64", BigInt64Array.from(tokens, BigInt), [batch, count]),
       [STEP_IO.positionIds]: new ort.Tensor("int64", BigInt64Array.from(positions, BigInt), [batch, count]),
-      [STEP_IO.causalMask]: this.causalMask(count),
+      [STEP_IO.causalMask]: this.causalMasks.of(count),
       [STEP_IO.queryRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(queryRows)), [1]),
       [STEP_IO.logitRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(logitRows)), [1]),
     };
@@ -141,18 +143,5 @@ export class StepRunner {
       attentionColsums: Array.from({ length: layers }, (_, l) => data(STEP_IO.attentionColsum(l))),
       pastSlots: past.map((layer) => layer.capacity),
     };
-  }
-
-  private causalMask(count: number): ort.Tensor {
-    let mask = this.causalMasks.get(count);
-    if (!mask) {
-      const values = new Float32Array(count * count);
-      for (let r = 0; r < count; r++) values.fill(-Infinity, r * count + r + 1, (r + 1) * count);
-      mask = new ort.Tensor("float32", values, [count, count]);
-      // Few sizes recur (1 for decode, the chunk size for prefill); keep the cache small.
-      if (this.causalMasks.size >= 8) this.causalMasks.clear();
-      this.causalMasks.set(count, mask);
-    }
-    return mask;
   }
 }

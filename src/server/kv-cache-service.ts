@@ -88,6 +88,8 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
         kvBytesBudget: BigInt(stats.kvBytesBudget),
         kvBytesPooled: BigInt(stats.kvBytesPooled),
         kvBytesBatchArena: BigInt(stats.batchArenaBytes),
+        kvBytesDevice: BigInt(stats.kvBytesDevice),
+        kvLocation: stats.kvLocation,
         sequenceCount: stats.sequenceCount,
         sequences: stats.sequences.map(sequenceStatsOf),
         tenant: scope.caller.tenant,
@@ -132,6 +134,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           eosTokenId: tokenizer.eosId,
         },
         executionProvider: info.executionProvider,
+        adapter: runner.deviceCache?.adapter ?? "",
         policies: [...POLICIES.values()].map((policy) => ({
           name: policy.name,
           description: policy.description,

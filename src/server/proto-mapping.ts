@@ -166,6 +166,7 @@ export function sequenceStatsOf(snapshot: SequenceSnapshot): SequenceStats {
     sequenceId: snapshot.sequenceId,
     position: snapshot.position,
     kvBytes: BigInt(snapshot.kvBytes),
+    kvBytesDevice: BigInt(snapshot.kvBytesDevice),
     entries: BigInt(snapshot.entries),
     layers: snapshot.headLengths.map((headLengths, l) => ({
       headLengths,

@@ -11,12 +11,12 @@ export interface ServeProcess {
   readonly stderr: string;
 }
 
-/** `kvwarden serve ARGS`, run from the sources in its own process with tracing off. */
-export function spawnServe(args: readonly string[]): ServeProcess {
+/** `kvwarden serve ARGS`, run from the sources in its own process with tracing off (and `env` added to the environment). */
+export function spawnServe(args: readonly string[], env: Record<string, string> = {}): ServeProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve", ...args], {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, OTEL_TRACES_EXPORTER: "none" },
+    env: { ...process.env, OTEL_TRACES_EXPORTER: "none", ...env },
   });
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   let stderr = "";

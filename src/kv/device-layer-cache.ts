@@ -1,0 +1,170 @@
+import { DeviceSlab, type SlabDevice } from "./device-slab.js";
+import { KeysOnDevice } from "./keys-on-device.js";
+import { capacityFor, LayerCache, type LayerCheckpoint } from "./layer-cache.js";
+import type { SlabPool } from "./slab-pool.js";
+
+/**
+ * One layer of one sequence whose keys and values live on the device (WebGPU). The host keeps what
+ * the engine and the policies read per entry (lengths, mask, accumulated attention, positions: a
+ * LayerCache with no key/value columns); the device keeps keys and values in the same slot layout.
+ *
+ * Host-side layout changes (growth, eviction, rollback) are recorded as `sourceRows`, the device row
+ * each slot's entry is in now, and carried out on the device by one gather before the next step
+ * (`slabForStep`), so no key or value crosses to the host. A policy that scores keys gets them
+ * read back once per eviction (`loadKeys`, after it asked for them: KeysOnDevice).
+ */
+export class DeviceLayerCache extends LayerCache {
+  private deviceSlab: DeviceSlab | null = null;
+  /** Per slot [Hkv, capacity]: the row of `slab` (flat over its [Hkv, capacity]) holding the entry, -1 for none. */
+  private sourceRows = new Int32Array();
+  /** Keys read back for the policies, valid until the next change. */
+  private hostKeys: Float32Array | null = null;
+  /** Device bytes counted against the pool. */
+  private deviceBytesHeld = 0;
+
+  constructor(
+    private readonly devicePool: SlabPool,
+    readonly kvHeads: number,
+    readonly headSize: number,
+    private readonly device: SlabDevice,
+  ) {
+    super(devicePool, { kvHeads, headSize: 0 });
+  }
+
+  /** Keys and values on the device (float32) for `capacity` slots per head. */
+  deviceBytesFor(capacity: number): number {
+    return 2 * this.kvHeads * capacity * this.headSize * Float32Array.BYTES_PER_ELEMENT;
+  }
+
+  get deviceBytes(): number {
+    return this.deviceBytesHeld;
+  }
+
+  override get bytes(): number {
+    return super.bytes + this.deviceBytesHeld;
+  }
+
+  override bytesWithRoomFor(extra: number): number {
+    return super.bytesWithRoomFor(extra) + this.deviceBytesFor(capacityFor(this.capacity, this.maxLength + extra));
+  }
+
+  override get keys(): Float32Array {
+    if (!this.hostKeys) throw new KeysOnDevice();
+    return this.hostKeys;
+  }
+
+  override get values(): Float32Array {
+    throw new Error("values of a device-resident cache stay on the device");
+  }
+
+  override reserve(extra: number): void {
+    this.keepingPrefix(() => super.reserve(extra));
+  }
+
+  override restoreRoom(headCapacities: Int32Array): void {
+    this.keepingPrefix(() => super.restoreRoom(headCapacities));
+  }
+
+  override bytesHolding(lengths: ArrayLike<number>): number {
+    return super.bytesHolding(lengths) + this.deviceBytesFor(this.roomHolding(lengths)[0]);
+  }
+
+  /** The device slab is [Hkv, capacity, d]: every head keeps the same room, the longest kept head's. */
+  protected override roomHolding(lengths: ArrayLike<number>): Int32Array {
+    return new Int32Array(this.kvHeads).fill(capacityFor(0, Math.max(0, ...Array.from(lengths))));
+  }
+
+  override rollback(checkpoint: LayerCheckpoint): void {
+    this.keepingPrefix(() => super.rollback(checkpoint));
+  }
+
+  override retain(keep: readonly Int32Array[]): void {
+    const before = { capacity: this.capacity, rows: this.sourceRows };
+    super.retain(keep);
+    this.sourceRows = new Int32Array(this.kvHeads * this.capacity).fill(-1);
+    keep.forEach((slots, h) => slots.forEach((slot, i) => (this.sourceRows[h * this.capacity + i] = before.rows[h * before.capacity + slot])));
+    this.changed();
+  }
+
+  override append(...args: Parameters<LayerCache["append"]>): void {
+    super.append(...args);
+    this.hostKeys = null;
+  }
+
+  override copyFrom(source: LayerCache): void {
+    if (!(source instanceof DeviceLayerCache)) throw new Error("a device-resident cache copies only another one");
+    super.copyFrom(source);
+    this.deviceSlab?.drop();
+    this.deviceSlab = source.deviceSlab?.share() ?? null;
+    this.sourceRows = Int32Array.from(source.sourceRows);
+    this.changed();
+  }
+
+  override release(): void {
+    super.release();
+    this.deviceSlab?.drop();
+    this.deviceSlab = null;
+    this.sourceRows = new Int32Array();
+    this.changed();
+  }
+
+  /**
+   * The slab laid out as the host slots are (head h's entries in its first lengths[h] slots, room
+   * after), made by one gather on the device if the layout changed since the last step.
+   */
+  async slabForStep(): Promise<DeviceSlab> {
+    if (this.deviceSlab && this.deviceSlab.capacity === this.capacity && this.inPlace()) return this.deviceSlab;
+    const gathered = await this.device.gather(this.deviceSlab, this.gatherRows(), this.capacity);
+    this.adopt(gathered, 0);
+    return gathered;
+  }
+
+  /** Takes a step's output slab, which holds this layer's entries and `appended` new rows per head, in place. */
+  adopt(slab: DeviceSlab, appended: number): void {
+    this.deviceSlab?.drop();
+    this.deviceSlab = slab;
+    this.sourceRows = new Int32Array(this.kvHeads * this.capacity).fill(-1);
+    for (let h = 0; h < this.kvHeads; h++) {
+      for (let i = 0; i < this.lengths[h] + appended; i++) this.sourceRows[h * this.capacity + i] = h * this.capacity + i;
+    }
+    this.hostKeys = null;
+  }
+
+  /** Reads the keys back to the host, for policies that score them (until the next change). */
+  async loadKeys(): Promise<void> {
+    if (this.hostKeys) return;
+    this.hostKeys = this.deviceSlab ? await this.device.readKeys(this.deviceSlab, this.gatherRows()) : new Float32Array(this.kvHeads * this.capacity * this.headSize);
+  }
+
+  private gatherRows(): Int32Array {
+    // Empty slots take row 0: they are masked, any finite row will do.
+    return this.sourceRows.map((row) => Math.max(row, 0));
+  }
+
+  private inPlace(): boolean {
+    return this.sourceRows.every((row, slot) => row < 0 || row === slot);
+  }
+
+  /** Runs a host change that keeps each head's first entries where they are (capacity may change). */
+  private keepingPrefix(change: () => void): void {
+    const before = { capacity: this.capacity, rows: this.sourceRows };
+    change();
+    if (before.capacity !== this.capacity || this.sourceRows.length !== this.kvHeads * this.capacity) {
+      this.sourceRows = new Int32Array(this.kvHeads * this.capacity).fill(-1);
+      for (let h = 0; h < this.kvHeads; h++) {
+        for (let i = 0; i < this.lengths[h]; i++) this.sourceRows[h * this.capacity + i] = before.rows[h * before.capacity + i] ?? -1;
+      }
+    } else {
+      for (let h = 0; h < this.kvHeads; h++) this.sourceRows.fill(-1, h * this.capacity + this.lengths[h], (h + 1) * this.capacity);
+    }
+    this.changed();
+  }
+
+  /** After any change: keys read back are stale, and the pool counts the device bytes the capacity needs. */
+  private changed(): void {
+    this.hostKeys = null;
+    const bytes = this.deviceBytesFor(this.capacity);
+    this.devicePool.adjustDeviceBytes(bytes - this.deviceBytesHeld);
+    this.deviceBytesHeld = bytes;
+  }
+}
