@@ -41,6 +41,18 @@ describe("knorm", () => {
     ]);
   });
 
+  it("protects the first sink_tokens entries for the sink ablation, the rest by lowest norm", () => {
+    // Slot 0 has the highest norm (5): evicted first without sinks, kept with one; the other two are norms 0 and 1.
+    expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [], sinkTokens: 1 })))).toEqual([
+      [[0, 1, 3]],
+      [[0, 1, 3]],
+      [[0, 1, 3]],
+    ]);
+    // Two sinks (norms 5 and 1) leave one lowest-norm entry: slot 3.
+    expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [2], sinkTokens: 2 })))).toEqual([[[0, 1, 3]], [[0, 1, 3]], [all]]);
+    expect(knormPolicy.minimumBudget({ sinkTokens: 2 })).toBe(3);
+  });
+
   it("skips exactly the layers it is told to", () => {
     expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [2] })))).toEqual([[[1, 3, 5]], [[1, 3, 5]], [all]]);
   });
@@ -60,6 +72,7 @@ describe("knorm", () => {
     expect(knormPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([
       ["skipLayers", [0, 1]],
       ["keepHighestNorm", false],
+      ["sinkTokens", 0],
     ]);
     expect(knormPolicy.queryRowsNeeded({})).toBe(0);
     expect(knormPolicy.minimumBudget({})).toBe(1);
