@@ -26,6 +26,12 @@ describe("knorm", () => {
     expect(kept(knormPolicy.plan(threeLayers, () => 2, evictionSpec("knorm", { skipLayers: [] })))).toEqual([[[1, 3]], [[1, 3]], [[1, 3]]]);
   });
 
+  it("counts norms within float32 rounding of a rotation as equal, so the earlier position wins", () => {
+    // One key rotated (as RoPE does) to another position: norms 1 + 1e-7 and 1 in float32; a distinct norm 1 - 2e-6 beats both.
+    const rotated = cacheView({ heads: 1, layers: [[{ keys: [[0.6, 0.8000001], [0, 0], [1, 0], [0, 0.999998]] }]] });
+    expect(kept(knormPolicy.plan(rotated, () => 3, evictionSpec("knorm", { skipLayers: [] })))).toEqual([[[0, 1, 3]]]);
+  });
+
   it("keeps the highest key norms instead for the ablation (keep_highest_norm)", () => {
     // Norms 5, 1, 2, 0, 1.41, 1: the three highest are slots 0, 2 and 4.
     expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [], keepHighestNorm: true })))).toEqual([
