@@ -22,7 +22,7 @@ export interface PolicyVariant {
   params: PolicyParameters;
   /** NACL only; absent = "question-and-prefix". */
   proxy?: ProxyChoice;
-  /** Recall modes it runs in; absent = both (a proxy choice means nothing without the question). */
+  /** Recall runs it query-aware only (a proxy span on the question needs the question in the cache); absent = both modes. */
   queryAwareOnly?: boolean;
 }
 

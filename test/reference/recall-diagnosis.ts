@@ -137,7 +137,7 @@ const out = [
   `|---|${columns.map(() => "---").join("|")}|`,
   ...Object.entries(sums).map(([metric, values]) => `| ${metric} | ${values.flat().map((v) => cell(metric, v)).join(" | ")} |`),
   "",
-  `In layer ${RETRIEVAL.layer}, KV head ${RETRIEVAL.head}, by token of the first asked fact (the key words, then the digits and the period; multikey and multiquery facts have one word and one digit fewer):`,
+  `In layer ${RETRIEVAL.layer}, KV head ${RETRIEVAL.head}, by token of the first asked fact (passkey: 4 words \"the pass key is\", 5 digits, the period; multikey and multiquery: 5 words \"the value of owl is\", 4 digits, the period; so the first digit is token 4 or 5):`,
   "",
   `| | ${byOffset.attention.map((_, o) => `token ${o}`).join(" | ")} |`,
   `|---|${byOffset.attention.map(() => "---").join("|")}|`,
