@@ -38,7 +38,7 @@ export interface EvalOptions {
   token?: string;
   /** Policy labels or names; absent = every policy the sidecar offers but none (with `ablations`, every ablation variant). */
   policies?: readonly string[];
-  /** Run the recall suite on the ablation variants (ablation-variants.ts) instead of one variant per policy; no claims. */
+  /** Run the suites on the ablation variants (ablation-variants.ts) instead of one variant per policy; no claims. */
   ablations?: boolean;
   /** keep_fraction values; absent = DEFAULT_BUDGETS (quick: 0.2 and 0.5). */
   budgets?: readonly number[];
@@ -70,7 +70,7 @@ export interface EvalReport {
 export async function runEval(options: EvalOptions): Promise<EvalReport> {
   const started = Date.now();
   const budgets = options.budgets ?? (options.ablations ? ABLATION_BUDGETS : options.quick ? QUICK_BUDGETS : DEFAULT_BUDGETS);
-  const fidelity = options.suites.includes("fidelity") && !options.ablations ? await fidelitySuite(options, budgets) : undefined;
+  const fidelity = options.suites.includes("fidelity") ? await fidelitySuite(options, budgets) : undefined;
   const recall = options.suites.includes("recall") ? await recallSuite(options, budgets) : undefined;
   return {
     command: options.command,
@@ -95,7 +95,10 @@ async function fidelitySuite(options: EvalOptions, budgets: readonly number[]): 
         prompts: options.prompts ?? (options.quick ? 3 : 32),
         budgets,
         firstSeed: options.seed,
-        variants: variantsFor(info, FIDELITY_WINDOW, options.policies),
+        // A proxy span on the question means nothing on stories: those ablation variants are recall-only.
+        variants: options.ablations
+          ? pick(ablationVariants(info, FIDELITY_WINDOW).filter((v) => !v.queryAwareOnly), options.policies)
+          : variantsFor(info, FIDELITY_WINDOW, options.policies),
         window: FIDELITY_WINDOW,
         concurrency: options.concurrency,
       },

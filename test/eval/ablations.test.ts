@@ -55,9 +55,12 @@ describe("kvwarden eval --ablations --quick", () => {
   }, 240_000);
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it("runs only the recall suite, on every ablation variant, at 20% and 50%, without claims", () => {
-    expect(report.fidelity).toBeUndefined();
+  it("runs every ablation variant, at 20% and 50%, without claims; on stories, none that needs a question", () => {
     expect(report.claims).toEqual([]);
+    const fidelity = report.fidelity!;
+    expect(fidelity.variants.map((v) => v.label)).toEqual(recall.variants.map((v) => v.label).filter((label) => !label.startsWith("nacl-proxy-")));
+    expect(fidelity.variants.find((v) => v.label === "nacl-pooled")!.params).toBe("proxy_tokens=8, pooling=max, kernel_size=7");
+    expect(fidelity.cells).toHaveLength(fidelity.variants.length * 2);
     expect(recall.budgets).toEqual([0.2, 0.5]);
     expect(recall.variants.map((v) => v.label)).toEqual([
       "snapkv",
@@ -106,10 +109,11 @@ describe("kvwarden eval --ablations --quick", () => {
 
   it("writes the accuracy, kept, needle and per-layer tables, a row per variant", () => {
     expect(markdown).toContain("Made by `kvwarden eval --ablations --quick`");
-    for (const heading of ["## Accuracy", "## Entries kept", "## What the eviction left of the needle", "## Per layer at 20%"]) {
+    for (const heading of ["### Accuracy", "### Entries kept", "### What the eviction left of the needle", "### Per layer at 20%", "## Fidelity"]) {
       const lines = markdown.slice(markdown.indexOf(heading)).split("\n");
       const first = lines.findIndex((line) => line.startsWith("|"));
-      expect(lines.slice(first + 2, lines.indexOf("", first))).toHaveLength(recall.variants.length);
+      const variants = heading === "## Fidelity" ? report.fidelity!.variants : recall.variants;
+      expect(lines.slice(first + 2, lines.indexOf("", first))).toHaveLength(variants.length);
     }
     expect(markdown).toContain("| nacl-proxy-suffix | nacl | proxy_tokens=16 | last proxy_tokens positions |");
     expect(JSON.parse(readFileSync(join(out, ABLATION_FILES.json), "utf8")).recall.cells).toHaveLength(recall.cells.length);
