@@ -17,7 +17,9 @@
  *   observation);
  * - NACL without its random part at 20%: the share of needle tokens its proxy
  *   top-k keeps, and how many kept entries change when the proxies attend
- *   non-causally (the reference's flash-attention) instead of causally;
+ *   non-causally (the reference's flash-attention) instead of causally; and,
+ *   with the question sentence alone as proxies (up to its "?"), the share of
+ *   the answer prefix after it ("the pass key is") that the top-k keeps;
  * - in layer 3's KV head 1 (where the last token's attention goes to the
  *   needle), that attention and NACL's keeps by token of the first asked fact.
  */
@@ -30,6 +32,7 @@ import { naclReferenceLayer } from "./nacl-selection.js";
 const DIR = fileURLToPath(new URL("../../models/recall/", import.meta.url));
 const QUESTION = 502; // " what"
 const PERIOD = 296; // "."
+const QUESTION_MARK = 298; // "?"
 
 interface Record {
   task: string;
@@ -80,6 +83,7 @@ const pearson = (a: readonly number[], b: readonly number[]) => {
 for (const record of records) {
   const tokens = [1, ...record.prompt_tokens];
   const questionStart = tokens.lastIndexOf(QUESTION);
+  const questionEnd = tokens.indexOf(QUESTION_MARK, questionStart) + 1;
   const needle = record.needle_positions.flatMap((start) => {
     const end = tokens.indexOf(PERIOD, start) + 1;
     return Array.from({ length: end - start }, (_, i) => start + i);
@@ -92,6 +96,7 @@ for (const record of records) {
     const proxies = Array.from({ length: tokens.length - questionStart }, (_, r) => ({ position: questionStart + r, queries: queries[l][questionStart + r] }));
     const causal = naclReferenceLayer({ keys, proxies, sinks: 4, budget, randomShare: 0, causal: true });
     const nonCausal = naclReferenceLayer({ keys, proxies, sinks: 4, budget, randomShare: 0, causal: false });
+    const sentenceOnly = naclReferenceLayer({ keys, proxies: proxies.filter((p) => p.position < questionEnd), sinks: 4, budget, randomShare: 0, causal: true });
     for (let h = 0; h < kvHeads; h++) {
       const share = (rows: number[], positions: number[]) => {
         let total = 0;
@@ -119,6 +124,9 @@ for (const record of records) {
           byOffset.kept[o] += (kept.has(start + o) ? 1 : 0) / records.length;
         }
       }
+      const prefix = Array.from({ length: tokens.length - questionEnd }, (_, i) => questionEnd + i);
+      const sentenceKept = new Set(sentenceOnly[h].deterministic);
+      add("answer prefix kept, proxies = question sentence (20%, no random)", l, h, prefix.filter((p) => sentenceKept.has(p)).length / prefix.length);
       const other = new Set(nonCausal[h].deterministic);
       add("kept entries changed by non-causal proxies", l, h, causal[h].deterministic.filter((p) => !other.has(p)).length);
     }
