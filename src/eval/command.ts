@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { terminalProgress } from "./progress.js";
+import { writeAblationReport } from "./ablation-report.js";
 import { writeReport } from "./report.js";
 import { runEval, SUITES, type Suite } from "./run-eval.js";
 
@@ -42,7 +43,8 @@ export function evalCommand(version: string): Command {
     .option("--recall-model <dir>", "folder with the recall model's recall.bin, tok.bin and heldout.jsonl", RECALL_DIR)
     .option("--recall-target <address>", "host:port of a running sidecar serving the recall model (default: start one here)")
     .option("--token-file <file>", "file holding a bearer token for sidecars started with --auth-tokens (a file keeps it out of the report's command line)")
-    .option("--suites <list>", `suites to run: ${SUITES.join(",")}`, suites, [...SUITES])
+    .option("--suites <list>", `suites to run: ${SUITES.join(",")} (default: both; with --ablations, recall)`, suites)
+    .option("--ablations", "the ablation variants of NACL and knorm (issue 14), budgets 0.2 and 0.5, on the recall suite unless --suites says otherwise; writes ablations.md and ablations.json", false)
     .option("--policies <list>", "policy labels or names to run (default: all but none; adakv runs as ada-snapkv and ada-pyramidkv; none alone: the full cache only)", list)
     .option("--budgets <list>", "keep_fraction values (default 0.1,0.2,0.35,0.5)", fractions)
     .option("--prompts <n>", "fidelity stories (default 32)", positiveInt)
@@ -54,7 +56,8 @@ export function evalCommand(version: string): Command {
       if (Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
       const token = options.tokenFile ? readFileSync(options.tokenFile, "utf8").trim() : undefined;
       const report = await runEval({
-        suites: options.suites,
+        suites: options.suites ?? (options.ablations ? ["recall"] : [...SUITES]),
+        ablations: options.ablations,
         quick: options.quick,
         fidelitySidecar: options.target
           ? { target: options.target, token }
@@ -72,7 +75,8 @@ export function evalCommand(version: string): Command {
         version,
         progress: terminalProgress(),
       });
-      for (const path of await writeReport(report, options.out)) process.stdout.write(`${path}\n`);
+      const written = options.ablations ? writeAblationReport(report, options.out) : await writeReport(report, options.out);
+      for (const path of written) process.stdout.write(`${path}\n`);
       if (report.recall && "skipped" in report.recall) process.stderr.write(`recall suite skipped: ${report.recall.skipped}\n`);
     });
 }

@@ -19,3 +19,9 @@ export function change(pct: number): string {
 export function nats(value: number): string {
   return value.toFixed(4);
 }
+
+/** A Markdown table, one string per line; "|" and line breaks in cells are escaped. */
+export function markdownTable(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/\n/g, " ");
+  return [`| ${headers.map(cell).join(" | ")} |`, `|${headers.map(() => "---").join("|")}|`, ...rows.map((row) => `| ${row.map(cell).join(" | ")} |`)];
+}

@@ -1,16 +1,29 @@
 import { status, type ServiceError } from "@grpc/grpc-js";
-import type { EvictionSpec, InfoResponse } from "../gen/kvwarden/v1/kvwarden.js";
+import { groupReductionToJSON, poolingToJSON, type EvictionSpec, type GroupReduction, type InfoResponse, type Pooling } from "../gen/kvwarden/v1/kvwarden.js";
 import { snakeCase } from "../policies/registry.js";
 import type { DeepPartial } from "../gen/kvwarden/v1/kvwarden.js";
 
 /** Eviction parameters beyond the budget and the seed. */
 export type PolicyParameters = Omit<DeepPartial<EvictionSpec>, "policy" | "maxTokens" | "keepFraction" | "seed">;
 
+/**
+ * NACL's proxy span when the question is in the cache (query-aware recall):
+ * the question with the answer prefix ("what is the pass key? the pass key is",
+ * the default), the question sentence alone (up to its "?"), the last prompt
+ * token alone (the one whose next token is the answer), or none: the last
+ * proxy_tokens positions, as without a question.
+ */
+export type ProxyChoice = "question-and-prefix" | "question-sentence" | "last-token" | "suffix";
+
 /** One policy as the evaluation runs it: a name in the report, the policy and the parameters it is given. */
 export interface PolicyVariant {
   label: string;
   policy: string;
   params: PolicyParameters;
+  /** NACL only; absent = "question-and-prefix". */
+  proxy?: ProxyChoice;
+  /** Recall runs it query-aware only (a proxy span on the question needs the question in the cache); absent = both modes. */
+  queryAwareOnly?: boolean;
 }
 
 /**
@@ -64,10 +77,13 @@ export function selectVariants(variants: PolicyVariant[], names: readonly string
   return variants.filter((v) => names.includes(v.label) || names.includes(v.policy));
 }
 
-/** The parameters as the report states them, in proto field names. */
+/** The parameters as the report states them, in proto field names (enums by value name: pooling=max). */
 export function describeParams(params: PolicyParameters): string {
+  const enumName = (name: string, value: unknown) =>
+    name === "pooling" ? poolingToJSON(value as Pooling) : name === "groupReduction" ? groupReductionToJSON(value as GroupReduction) : undefined;
   const entries = Object.entries(params).map(([name, value]) => {
-    const text = typeof value === "object" && value !== null && "start" in value ? `[${value.start}, ${value.end})` : String(value);
+    const named = enumName(name, value)?.replace(/^(POOLING|GROUP_REDUCTION)_/, "").toLowerCase();
+    const text = named ?? (typeof value === "object" && value !== null && "start" in value ? `[${value.start}, ${value.end})` : Array.isArray(value) ? `[${value.join(", ")}]` : String(value));
     return `${snakeCase(name)}=${text}`;
   });
   return entries.length > 0 ? entries.join(", ") : "defaults";

@@ -4,6 +4,7 @@ import { mapConcurrent } from "./concurrency.js";
 import { budgetMinimumOf, describeParams, type PolicyVariant } from "./policy-variants.js";
 import type { Progress } from "./progress.js";
 import { RECALL_TASKS, type RecallTask, type RecallTaskName } from "./recall-tasks.js";
+import { meanRetention, retentionOf, type Retention } from "./retention.js";
 
 /** Query-aware: the question is in the cache when the policy runs. Query-agnostic: it comes after. */
 export const RECALL_MODES = ["query-aware", "query-agnostic"] as const;
@@ -42,6 +43,8 @@ export interface RecallCell {
   byTask: Partial<Record<RecallTaskName, number>>;
   /** Entries kept over entries before the eviction, mean over the tasks it ran on. */
   keptFraction?: number;
+  /** What the eviction left of the needles and of BOS, mean over the tasks it ran on. */
+  retention?: Retention;
   groups: RecallGroup[];
 }
 
@@ -52,7 +55,7 @@ export interface RecallReport {
   lengths: number[];
   window: number;
   budgets: number[];
-  variants: { label: string; policy: string; params: string }[];
+  variants: { label: string; policy: string; params: string; proxy?: string }[];
   /** With the full cache. */
   full: { accuracy: number; byTask: Partial<Record<RecallTaskName, number>>; groups: RecallGroup[] };
   cells: RecallCell[];
@@ -67,7 +70,9 @@ export interface RecallReport {
 export async function runRecall(client: KvwardenClient, info: InfoResponse, source: string, options: RecallOptions, progress: Progress): Promise<RecallReport> {
   const model = info.model!;
   const { tasks, concurrency } = options;
-  const settings = options.variants.flatMap((variant) => options.budgets.flatMap((keepFraction) => RECALL_MODES.map((mode) => ({ variant, keepFraction, mode }))));
+  const settings = options.variants.flatMap((variant) =>
+    options.budgets.flatMap((keepFraction) => RECALL_MODES.filter((mode) => mode === "query-aware" || !variant.queryAwareOnly).map((mode) => ({ variant, keepFraction, mode }))),
+  );
   progress.phase("recall", tasks.length * (1 + settings.length));
   const perTask = await mapConcurrent(tasks, concurrency, async (task) => {
     const bases = { "query-aware": `eval-recall-${task.index}-prompt`, "query-agnostic": `eval-recall-${task.index}-context` } as const;
@@ -101,6 +106,7 @@ export async function runRecall(client: KvwardenClient, info: InfoResponse, sour
       mode,
       ...accuracies(groups),
       keptFraction: ran.length > 0 ? ran.reduce((sum, o) => sum + o.keptFraction, 0) / ran.length : undefined,
+      retention: meanRetention(ran.flatMap((o) => (o.retention ? [o.retention] : []))),
       groups,
     };
   });
@@ -112,7 +118,12 @@ export async function runRecall(client: KvwardenClient, info: InfoResponse, sour
     lengths: [...new Set(tasks.map((t) => t.length))].sort((a, b) => a - b),
     window: options.window,
     budgets: [...options.budgets],
-    variants: options.variants.map((v) => ({ label: v.label, policy: v.policy, params: describeParams(v.params) })),
+    variants: options.variants.map((v) => ({
+      label: v.label,
+      policy: v.policy,
+      params: describeParams(v.params),
+      ...(v.policy === "nacl" ? { proxy: v.proxy ?? "question-and-prefix" } : {}),
+    })),
     full: { accuracy: fullAccuracy.accuracy ?? 0, byTask: fullAccuracy.byTask, groups: full },
     cells,
   };
@@ -121,6 +132,7 @@ export async function runRecall(client: KvwardenClient, info: InfoResponse, sour
 interface Outcome {
   correct: boolean;
   keptFraction: number;
+  retention?: Retention;
   /** The minimum budget the policy asked for, when it refused this one. */
   unavailable?: number;
 }
@@ -145,7 +157,7 @@ async function answer(
     policy: variant.policy,
     keepFraction,
     seed: BigInt(task.index),
-    ...questionAware(variant, aware ? { start: task.questionStart, end: task.tokens.length } : undefined),
+    ...(aware ? withProxySpan(variant, task) : variant.params),
   };
   let result: EvictionResult | undefined;
   await client.fork(base, sequenceId);
@@ -157,6 +169,7 @@ async function answer(
       if (minimum === undefined) throw error;
       return { correct: false, keptFraction: 1, unavailable: minimum };
     }
+    const retention = result && retentionOf((await client.stats({ sequenceId, includePositions: true })).sequences[0], task);
     if (!aware) await client.prefill({ sequenceId, tokenIds: task.tokens.slice(task.questionStart) });
     const { tokenIds, finishReason } = await client.generate({ sequenceId, maxNewTokens: task.answer.length });
     // A stop token ends the answer; it is not part of it.
@@ -164,17 +177,27 @@ async function answer(
     return {
       correct: generated.length === task.answer.length && generated.every((id, i) => id === task.answer[i]),
       keptFraction: result ? Number(result.entriesAfter) / Number(result.entriesBefore) : 1,
+      retention,
     };
   } finally {
     await client.release(sequenceId);
   }
 }
 
-/** The variant's parameters, with NACL's proxies set to the question when it is in the cache. */
-function questionAware(variant: PolicyVariant, question: { start: number; end: number } | undefined) {
-  if (variant.policy !== "nacl" || !question) return variant.params;
+/** The variant's parameters, with NACL's proxy span where the variant puts it (the question and answer prefix by default). */
+function withProxySpan(variant: PolicyVariant, task: RecallTask) {
+  if (variant.policy !== "nacl") return variant.params;
+  const end = task.tokens.length;
+  const spans = {
+    "question-and-prefix": { start: task.questionStart, end },
+    "question-sentence": { start: task.questionStart, end: task.questionEnd },
+    "last-token": { start: end - 1, end },
+    suffix: undefined,
+  };
+  const proxySpan = spans[variant.proxy ?? "question-and-prefix"];
+  if (!proxySpan) return variant.params;
   const { proxyTokens: _replaced, ...rest } = variant.params;
-  return { ...rest, proxySpan: question };
+  return { ...rest, proxySpan };
 }
 
 function tallyGroups(tasks: readonly RecallTask[], outcomes: readonly Outcome[]): RecallGroup[] {

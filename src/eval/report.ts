@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { lineChartSvg, type ChartPoint } from "./chart.js";
 import type { FidelityReport } from "./fidelity.js";
-import { budget, change, nats, percent } from "./format.js";
+import { budget, change, markdownTable as table, nats, percent } from "./format.js";
 import { RECALL_MODES, type RecallCell, type RecallGroup, type RecallReport } from "./recall.js";
 import { RECALL_TASKS } from "./recall-tasks.js";
 import type { EvalReport } from "./run-eval.js";
@@ -168,11 +168,6 @@ function range(values: readonly number[]): string {
   const min = Math.min(...values);
   const max = Math.max(...values);
   return min === max ? String(min) : `${min}-${max}`;
-}
-
-function table(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
-  const cell = (text: string) => text.replace(/\|/g, "\\|").replace(/\n/g, " ");
-  return [`| ${headers.map(cell).join(" | ")} |`, `|${headers.map(() => "---").join("|")}|`, ...rows.map((row) => `| ${row.map(cell).join(" | ")} |`)];
 }
 
 function fidelityChart(f: FidelityReport): Promise<string> {

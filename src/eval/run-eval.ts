@@ -4,7 +4,8 @@ import type { InfoResponse } from "../gen/kvwarden/v1/kvwarden.js";
 import { Llama2cTokenizer } from "../model/tokenizer.js";
 import { researchClaims, type Claim } from "./claims.js";
 import { runFidelity, type FidelityReport } from "./fidelity.js";
-import { policyVariants, selectVariants } from "./policy-variants.js";
+import { ablationVariants } from "./ablation-variants.js";
+import { policyVariants, selectVariants, type PolicyVariant } from "./policy-variants.js";
 import type { Progress } from "./progress.js";
 import { runRecall, type RecallReport } from "./recall.js";
 import { loadRecallTasks, selectRecallTasks } from "./recall-tasks.js";
@@ -15,6 +16,8 @@ export type Suite = (typeof SUITES)[number];
 
 export const DEFAULT_BUDGETS = [0.1, 0.2, 0.35, 0.5];
 const QUICK_BUDGETS = [0.2, 0.5];
+/** The ablations' budgets: NACL's reference 20% (its "80% eviction") and 50%. */
+export const ABLATION_BUDGETS = [0.2, 0.5];
 
 // Windowed policies' window (SnapKV family) or proxy count (NACL), per suite. Fidelity: KVCache-Factory's
 // runner value; the smallest budget of a 320-token context (32 entries) still leaves 24 entries to select.
@@ -33,8 +36,10 @@ export interface EvalOptions {
   recallTarget?: string;
   /** Bearer token for the running sidecars, if they require one. */
   token?: string;
-  /** Policy labels or names; absent = every policy the sidecar offers but none. */
+  /** Policy labels or names; absent = every policy the sidecar offers but none (with `ablations`, every ablation variant). */
   policies?: readonly string[];
+  /** Run the suites on the ablation variants (ablation-variants.ts) instead of one variant per policy; no claims. */
+  ablations?: boolean;
   /** keep_fraction values; absent = DEFAULT_BUDGETS (quick: 0.2 and 0.5). */
   budgets?: readonly number[];
   /** Fidelity stories; absent = 32 (quick: 3). */
@@ -64,7 +69,7 @@ export interface EvalReport {
 /** Runs the chosen suites and gathers every figure. */
 export async function runEval(options: EvalOptions): Promise<EvalReport> {
   const started = Date.now();
-  const budgets = options.budgets ?? (options.quick ? QUICK_BUDGETS : DEFAULT_BUDGETS);
+  const budgets = options.budgets ?? (options.ablations ? ABLATION_BUDGETS : options.quick ? QUICK_BUDGETS : DEFAULT_BUDGETS);
   const fidelity = options.suites.includes("fidelity") ? await fidelitySuite(options, budgets) : undefined;
   const recall = options.suites.includes("recall") ? await recallSuite(options, budgets) : undefined;
   return {
@@ -75,7 +80,7 @@ export async function runEval(options: EvalOptions): Promise<EvalReport> {
     durationSeconds: (Date.now() - started) / 1000,
     fidelity,
     recall,
-    claims: researchClaims(fidelity, recall && "cells" in recall ? recall : undefined),
+    claims: options.ablations ? [] : researchClaims(fidelity, recall && "cells" in recall ? recall : undefined),
   };
 }
 
@@ -90,7 +95,10 @@ async function fidelitySuite(options: EvalOptions, budgets: readonly number[]): 
         prompts: options.prompts ?? (options.quick ? 3 : 32),
         budgets,
         firstSeed: options.seed,
-        variants: variantsFor(info, FIDELITY_WINDOW, options.policies),
+        // A proxy span on the question means nothing on stories: those ablation variants are recall-only.
+        variants: options.ablations
+          ? pick(ablationVariants(info, FIDELITY_WINDOW).filter((v) => !v.queryAwareOnly), options.policies)
+          : variantsFor(info, FIDELITY_WINDOW, options.policies),
         window: FIDELITY_WINDOW,
         concurrency: options.concurrency,
       },
@@ -114,9 +122,13 @@ async function recallSuite(options: EvalOptions, budgets: readonly number[]): Pr
     const info = await sidecar.client.info();
     const model = info.model!;
     const tokenizer = Llama2cTokenizer.load(files.tokenizerPath, model.vocabSize);
-    const [questionToken, ...rest] = tokenizer.encode("what");
-    if (questionToken === undefined || rest.length > 0) throw new Error(`${files.tokenizerPath}: "what" is not one token; is this the recall tokenizer?`);
-    const all = loadRecallTasks(heldout, model.bosTokenId, questionToken);
+    // "?" and "." follow a word without a space; alone, the tokenizer would put one before them.
+    const [question, questionMark, ...more] = tokenizer.encode("what?");
+    const [, period, ...rest] = tokenizer.encode("what.");
+    if (more.length + rest.length > 0 || question === undefined || questionMark === undefined || period === undefined) {
+      throw new Error(`${files.tokenizerPath}: "what", "?" and "." are not one token each; is this the recall tokenizer?`);
+    }
+    const all = loadRecallTasks(heldout, model.bosTokenId, { question, questionMark, period });
     // Quick: one task per kind, at the shortest length with the needle in the middle.
     const depths = [...new Set(all.map((t) => t.depth))].sort((a, b) => a - b);
     const tasks = selectRecallTasks(all, {
@@ -128,7 +140,13 @@ async function recallSuite(options: EvalOptions, budgets: readonly number[]): Pr
       sidecar.client,
       info,
       relative(process.cwd(), heldout),
-      { tasks, budgets, variants: variantsFor(info, RECALL_WINDOW, options.policies), window: RECALL_WINDOW, concurrency: options.concurrency },
+      {
+        tasks,
+        budgets,
+        variants: options.ablations ? pick(ablationVariants(info, RECALL_WINDOW), options.policies) : variantsFor(info, RECALL_WINDOW, options.policies),
+        window: RECALL_WINDOW,
+        concurrency: options.concurrency,
+      },
       options.progress,
     );
     return { sidecar: sidecar.description, ...report };
@@ -138,6 +156,9 @@ async function recallSuite(options: EvalOptions, budgets: readonly number[]): Pr
 }
 
 function variantsFor(info: InfoResponse, window: number, policies: readonly string[] | undefined) {
-  const variants = policyVariants(info, window);
+  return pick(policyVariants(info, window), policies);
+}
+
+function pick(variants: PolicyVariant[], policies: readonly string[] | undefined) {
   return policies ? selectVariants(variants, policies) : variants;
 }

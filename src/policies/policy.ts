@@ -26,6 +26,8 @@ export interface PolicyParams {
   /** Half-open range of original positions [start, end) used as NACL's proxy queries. */
   proxySpan: { start: number; end: number };
   temperature: number;
+  /** NACL: share of the unprotected budget drawn at random. */
+  randomShare: number;
   groupReduction: GroupReduction;
   skipLayers: number[];
   /** The policy adakv wraps: "snapkv" or "pyramidkv". */

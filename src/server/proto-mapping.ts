@@ -85,6 +85,7 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   // Below 1 the PyramidKV schedule turns upside down (lower layers would keep less).
   set("beta", "beta", spec.beta, (v) => v >= 1 && Number.isFinite(v), "must be at least 1");
   set("temperature", "temperature", spec.temperature, (v) => v >= 0 && Number.isFinite(v), "must be non-negative");
+  set("randomShare", "random_share", spec.randomShare, (v) => v >= 0 && v <= 1, "must be in [0, 1]");
   if (spec.pooling !== Pooling.POOLING_UNSPECIFIED) {
     const pooling = POOLINGS[spec.pooling];
     if (!pooling) throw new EngineError("INVALID_ARGUMENT", `eviction.pooling ${spec.pooling} is not a known pooling`);
@@ -100,7 +101,11 @@ export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
     if (end <= start) throw new EngineError("INVALID_ARGUMENT", `eviction.proxy_span must have start < end, got [${start}, ${end})`);
     params.proxySpan = { start, end };
   }
+  if (spec.skipNoLayers && spec.skipLayers.length > 0) {
+    throw new EngineError("INVALID_ARGUMENT", "eviction.skip_no_layers contradicts eviction.skip_layers; give one of them");
+  }
   if (spec.skipLayers.length > 0) params.skipLayers = [...spec.skipLayers];
+  if (spec.skipNoLayers) params.skipLayers = [];
   if (spec.basePolicy !== "") params.basePolicy = spec.basePolicy;
   if (spec.keepHighestNorm !== undefined) params.keepHighestNorm = spec.keepHighestNorm;
   if (spec.decodeSlack !== undefined && !count(spec.decodeSlack)) {

@@ -26,6 +26,12 @@ describe("knorm", () => {
     expect(kept(knormPolicy.plan(threeLayers, () => 2, evictionSpec("knorm", { skipLayers: [] })))).toEqual([[[1, 3]], [[1, 3]], [[1, 3]]]);
   });
 
+  it("counts norms within float32 rounding of a rotation as equal, so the earlier position wins", () => {
+    // One key rotated (as RoPE does) to another position: norms 1 + 1e-7 and 1 in float32; a distinct norm 1 - 2e-6 beats both.
+    const rotated = cacheView({ heads: 1, layers: [[{ keys: [[0.6, 0.8000001], [0, 0], [1, 0], [0, 0.999998]] }]] });
+    expect(kept(knormPolicy.plan(rotated, () => 3, evictionSpec("knorm", { skipLayers: [] })))).toEqual([[[0, 1, 3]]]);
+  });
+
   it("keeps the highest key norms instead for the ablation (keep_highest_norm)", () => {
     // Norms 5, 1, 2, 0, 1.41, 1: the three highest are slots 0, 2 and 4.
     expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [], keepHighestNorm: true })))).toEqual([
@@ -39,6 +45,18 @@ describe("knorm", () => {
       [[0, 1, 2, 4]],
       [[0, 1, 2, 4]],
     ]);
+  });
+
+  it("protects the first sink_tokens entries for the sink ablation, the rest by lowest norm", () => {
+    // Slot 0 has the highest norm (5): evicted first without sinks, kept with one; the other two are norms 0 and 1.
+    expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [], sinkTokens: 1 })))).toEqual([
+      [[0, 1, 3]],
+      [[0, 1, 3]],
+      [[0, 1, 3]],
+    ]);
+    // Two sinks (norms 5 and 1) leave one lowest-norm entry: slot 3.
+    expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [2], sinkTokens: 2 })))).toEqual([[[0, 1, 3]], [[0, 1, 3]], [all]]);
+    expect(knormPolicy.minimumBudget({ sinkTokens: 2 })).toBe(3);
   });
 
   it("skips exactly the layers it is told to", () => {
@@ -60,6 +78,7 @@ describe("knorm", () => {
     expect(knormPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([
       ["skipLayers", [0, 1]],
       ["keepHighestNorm", false],
+      ["sinkTokens", 0],
     ]);
     expect(knormPolicy.queryRowsNeeded({})).toBe(0);
     expect(knormPolicy.minimumBudget({})).toBe(1);

@@ -27,6 +27,12 @@ describe("naclSplit", () => {
     expect(split(38)).toEqual([24, 14]);
     expect(split(-2)).toEqual([0, 0]);
   });
+
+  it("gives the random draws floor(share x what is left) for another random_share", () => {
+    expect(naclSplit(19, 0)).toEqual({ topCount: 19, randomCount: 0 });
+    expect(naclSplit(19, 1)).toEqual({ topCount: 0, randomCount: 19 });
+    expect(naclSplit(7, 0.5)).toEqual({ topCount: 4, randomCount: 3 });
+  });
 });
 
 describe("nacl", () => {
@@ -123,6 +129,29 @@ describe("nacl", () => {
     });
   });
 
+  it("keeps the proxy top-k alone with random_share 0, whatever the seed", () => {
+    // C = 7: 2 sinks, 2 proxies, 3 left, all to the top-k: keys 7, 6, 5 at slots 6, 12, 9.
+    const cache = naclCache(keys, [18, 19], 2);
+    for (const seed of [0n, 5n, 99n]) {
+      expect(kept(naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { ...params, randomShare: 0 }, seed)))).toEqual([[[0, 1, 6, 9, 12, 18, 19]]]);
+    }
+  });
+
+  it("pools the scores over neighbours for the pooling ablation, sinks and proxies counting 0", () => {
+    // One candidate stands out (key 8 at slot 10); max-pooling with kernel 3 lifts slots 9 and 11 to its score,
+    // so the top 3 are the peak and both neighbours; unpooled, the next best (keys 2 at slots 4 and 15) would win.
+    const peaked = new Array(20).fill(0);
+    peaked[10] = 8;
+    peaked[4] = 2;
+    peaked[15] = 2;
+    peaked[0] = 9; // a sink: its score must not lift slot 1.
+    const cache = naclCache(peaked, [18, 19]);
+    const spec = (extra: object) => evictionSpec("nacl", { ...params, randomShare: 0, ...extra }, 1n);
+    expect(kept(naclPolicy.plan(cache, () => 7, spec({}))))
+      .toEqual([[[0, 1, 4, 10, 15, 18, 19]]]);
+    expect(kept(naclPolicy.plan(cache, () => 7, spec({ pooling: "max", kernelSize: 3 })))).toEqual([[[0, 1, 9, 10, 11, 18, 19]]]);
+  });
+
   it("protects the proxy span's entries and scores with its rows", () => {
     // Rows held for positions 8..19; the proxy span is [10, 12). Keys 6 and 5 at slots 5 and 7 lead.
     const spanKeys = new Array(20).fill(0);
@@ -144,6 +173,11 @@ describe("nacl", () => {
     expect(() => naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { proxyTokens: 13 }))).toThrow(
       expect.objectContaining({ field: "eviction.proxy_tokens" }),
     );
+  });
+
+  it("documents the reference's defaults: no pooling, 7/19 random", () => {
+    const defaults = Object.fromEntries(naclPolicy.parameters.map((p) => [p.name, p.defaultValue]));
+    expect(defaults).toMatchObject({ randomShare: 7 / 19, pooling: "none", kernelSize: 7, groupReduction: "sum", sinkTokens: 4, proxyTokens: 32 });
   });
 
   it("needs room beyond sinks and proxies, and the proxies' query rows", () => {

@@ -69,6 +69,7 @@ const PARAMETER_VALUES: { [N in keyof PolicyParams]: fc.Arbitrary<PolicyParams[N
   proxyTokens: fc.integer({ min: 1, max: 12 }),
   proxySpan: fc.record({ start: fc.integer({ min: 0, max: 14 }), end: fc.integer({ min: 0, max: 3 }) }),
   temperature: fc.double({ min: 0, max: 3, noNaN: true }),
+  randomShare: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 1, noNaN: true }), fc.constant(1)),
   groupReduction: fc.constantFrom("mean", "max", "sum"),
   skipLayers: fc.uniqueArray(fc.integer({ min: 0, max: 2 }), { maxLength: 3 }),
   basePolicy: fc.constantFrom("snapkv", "pyramidkv"),
@@ -341,20 +342,23 @@ const RULES: Record<string, Rule> = {
   knorm: (c, layers) => {
     const skip = paramOf(POLICIES.get("knorm")!, c.spec.params, "skipLayers");
     const highest = paramOf(POLICIES.get("knorm")!, c.spec.params, "keepHighestNorm");
+    const sinks = paramOf(POLICIES.get("knorm")!, c.spec.params, "sinkTokens");
     const { headSize } = c.view.shape;
     for (const head of layers.flat()) {
       if (skip.includes(head.layer)) {
         expect(head.kept.length, `skipped layer ${head.layer} keeps everything`).toBe(head.entries);
         continue;
       }
-      expectUniformCount(head, 0, c.spec);
+      const sinkSlots = slotsWhere(head, (s) => s < sinks);
+      expectKeeps(head, sinkSlots, "sink entry");
+      expectUniformCount(head, sinkSlots.length, c.spec);
       const view = c.view.layers[head.layer];
       const norm = (slot: number) => {
         let squares = 0;
         for (let i = 0; i < headSize; i++) squares += view.keys[(view.offsets[head.head] + slot) * headSize + i] ** 2;
         return highest ? Math.sqrt(squares) : -Math.sqrt(squares);
       };
-      expectRanked(head, norm, new Set(head.positions.map((_, s) => s)), highest ? "key norm (keep_highest_norm)" : "minus key norm");
+      expectRanked(head, norm, new Set(head.positions.map((_, s) => s).filter((s) => s >= sinks)), highest ? "key norm (keep_highest_norm)" : "minus key norm");
     }
   },
 

@@ -52,6 +52,14 @@ describe("bad input gets a clear status and loses nothing", () => {
     ["an absurd sink count", { tokenIds: [5], text: "", eviction: spec({ maxTokens: 8, sinkTokens: 5_000_000 }) }, "eviction.sink_tokens"],
     ["a parameter the policy does not take", { tokenIds: [5], text: "", eviction: spec({ maxTokens: 8, window: 4 }) }, "does not take parameter window"],
     ["knorm's ablation asked of another policy", { tokenIds: [5], text: "", eviction: spec({ maxTokens: 8, keepHighestNorm: true }) }, "does not take parameter keep_highest_norm"],
+    ["a random_share above 1", { tokenIds: [5], text: "", eviction: spec({ policy: "nacl", maxTokens: 8, randomShare: 1.5 }) }, "eviction.random_share must be in [0, 1], got 1.5"],
+    ["a random_share of NaN", { tokenIds: [5], text: "", eviction: spec({ policy: "nacl", maxTokens: 8, randomShare: Number.NaN }) }, "eviction.random_share must be in [0, 1]"],
+    ["random_share asked of another policy", { tokenIds: [5], text: "", eviction: spec({ maxTokens: 8, randomShare: 0 }) }, "does not take parameter random_share"],
+    [
+      "skip_no_layers with skip_layers",
+      { tokenIds: [5], text: "", eviction: spec({ policy: "knorm", maxTokens: 8, skipLayers: [1], skipNoLayers: true }) },
+      "eviction.skip_no_layers contradicts eviction.skip_layers",
+    ],
   ])("answers INVALID_ARGUMENT for %s, leaving the sequence as it was", async (_name, request, message) => {
     const before = await snapshot("victim");
     const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "victim", ...request }));
