@@ -33,7 +33,7 @@ bench-eviction: build
 	npm run bench:eviction
 
 bench-levers: build
-	node dist/bench/fused-attention-lever.js
+	node dist/bench/fused-attention-lever.js | tee docs/bench/fused-attention-lever.md
 
 load: build
 	node dist/bench/load.js
