@@ -77,10 +77,15 @@ async function decodeInProcess(sequenceId: string, tokens: number, generated?: n
   return gaps;
 }
 
-/** Milliseconds a separate client process takes to stream `tokens` greedy tokens over loopback gRPC. */
-async function decodeOverGrpc(sequenceId: string, tokens: number): Promise<number> {
+/**
+ * Milliseconds a separate client process takes to stream `tokens` greedy tokens over loopback gRPC;
+ * `niceClient` runs it at the lowest CPU priority, which shows how much of the cost is the client
+ * taking a core from the server's onnxruntime thread (2 cores here).
+ */
+async function decodeOverGrpc(sequenceId: string, tokens: number, niceClient = false): Promise<number> {
   const script = fileURLToPath(new URL("./grpc-decode-client.js", import.meta.url));
-  const { stdout } = await run(process.execPath, [script, `127.0.0.1:${port}`, sequenceId, String(tokens)]);
+  const command = [process.execPath, script, `127.0.0.1:${port}`, sequenceId, String(tokens)];
+  const { stdout } = niceClient ? await run("nice", ["-n", "19", ...command]) : await run(command[0], command.slice(1));
   return Number(stdout.trim());
 }
 
@@ -92,6 +97,7 @@ const leanMs: number[] = [];
 const engineMs: number[] = [];
 const transformersJsMs: number[] = [];
 const grpcMs: number[] = [];
+const grpcNiceMs: number[] = [];
 const tokenMismatches: string[] = [];
 for (let round = -1; round < rounds; round++) {
   const timed = round >= 0;
@@ -110,6 +116,7 @@ for (let round = -1; round < rounds; round++) {
   engineMs.push(gaps.reduce((a, b) => a + b, 0) / decodeTokens);
   transformersJsMs.push(transformersJsRun.msPerToken);
   grpcMs.push((await decodeOverGrpc("grpc", decodeTokens)) / decodeTokens);
+  grpcNiceMs.push((await decodeOverGrpc("grpc", decodeTokens, true)) / decodeTokens);
 }
 for (const mismatch of tokenMismatches) console.error(`TOKEN MISMATCH: ${mismatch}`);
 if (tokenMismatches.length > 0) process.exitCode = 1;
@@ -222,6 +229,7 @@ const ratio = (a: number, b: number) => fmt(a / b);
 const leanRate = 1000 / median(leanMs);
 const engineRate = 1000 / median(engineMs);
 const grpcRate = 1000 / median(grpcMs);
+const grpcNiceRate = 1000 / median(grpcNiceMs);
 const transformersJsRate = 1000 / median(transformersJsMs);
 print(`# kvwarden bench (${options.quick ? "quick" : "full"})`);
 print();
@@ -232,7 +240,7 @@ print("| target | measured | goal |");
 print("|---|---|---|");
 print(`| 1. decode ${decodeTokens} tokens from BOS, greedy | kvwarden (statistics on) ${fmt(engineRate, 0)} tok/s vs lean graph bare loop ${fmt(leanRate, 0)} tok/s: **${ratio(engineRate, leanRate)}x** | >= 1.15x |`);
 print(`| 1. decode ${decodeTokens} tokens from BOS vs transformers.js ${transformersJsVersion} \`generate()\` on the same weights and graph | kvwarden ${fmt(engineRate, 0)} tok/s vs transformers.js ${fmt(transformersJsRate, 0)} tok/s: **${ratio(engineRate, transformersJsRate)}x** | >= 1.55x |`);
-print(`| 2. over gRPC streaming (loopback, client in its own process) | ${fmt(grpcRate, 0)} tok/s: **${ratio(grpcRate, engineRate)}x** in-process | >= 0.90x |`);
+print(`| 2. over gRPC streaming (loopback, client in its own process) | ${fmt(grpcRate, 0)} tok/s: **${ratio(grpcRate, engineRate)}x** in-process (client at nice 19: ${fmt(grpcNiceRate, 0)} tok/s, ${ratio(grpcNiceRate, engineRate)}x) | >= 0.90x |`);
 print(
   `| 3. batched decoding (continuous batching), ${batchStreams} streams x ${decodeTokens} tokens | ${fmt(median(manyStreams), 0)} tok/s together vs ${fmt(median(oneStream), 0)} tok/s one stream: **${ratio(median(manyStreams), median(oneStream))}x**; ${batchMismatches === 0 ? "every stream's tokens equal to alone" : "**TOKEN MISMATCH**"} | >= 5x one stream |`,
 );
