@@ -9,34 +9,27 @@
 import { Command } from "commander";
 import { loadavg } from "node:os";
 import ort from "onnxruntime-node";
-import { loadLlama2cCheckpoint, type ModelWeights } from "../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint, weightSourceOf, type ModelWeights } from "../src/model/checkpoint.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
-import { buildStepGraphInMemory, STEP_IO } from "../src/model/llama-graph.js";
+import { memoryWeights } from "../src/model/graph-weights.js";
+import { buildStepGraphInMemory, STEP_IO, STEP_WEIGHTS as W, stepGraphTensors } from "../src/model/llama-graph.js";
+import { FLOAT32_PROJECTIONS } from "../src/model/projection-weights.js";
 import { OnnxGraph } from "../src/model/onnx-graph.js";
 import { ropeInverseFrequencies } from "../src/model/rope.js";
 
 const options = new Command("fused-attention-lever").option("--quick", "fewer rounds", false).parse().opts();
 
-function transpose(matrix: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = matrix[r * cols + c];
-  return out;
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  parts.reduce((offset, p) => (out.set(p, offset), offset + p.length), 0);
-  return out;
-}
-
 /**
- * kvwarden's step with GroupQueryAttention: past slabs [B, Hkv, C, d], a mask per query head
- * [B, Hq, 1, C] joined to the causal mask as attention_bias; `columnSums` adds the qk output.
+ * kvwarden's step with GroupQueryAttention, on the step graph's own weights (stories260K: no biases,
+ * tied classifier): past slabs [B, Hkv, C, d], a mask per query head [B, Hq, 1, C] joined to the
+ * causal mask as attention_bias; `columnSums` adds the qk output.
  */
-function buildFusedStep(weights: ModelWeights, columnSums: boolean): Uint8Array {
-  const config = weights.config;
-  const { dim, heads, kvHeads, headSize, vocabSize, hiddenDim } = config;
+function buildFusedStep(model: ModelWeights, columnSums: boolean): Uint8Array {
+  const config = model.config;
+  const { heads, kvHeads, headSize, vocabSize } = config;
+  const weights = memoryWeights(stepGraphTensors(weightSourceOf(model), FLOAT32_PROJECTIONS), FLOAT32_PROJECTIONS);
   const g = new OnnxGraph();
+  const weight = (name: string) => weights.place(g, name);
   const ids = g.input("input_ids", "int64", ["B", "S"]);
   const positions = g.input("position_ids", "int64", ["B", "S"]);
   const causal = g.input("causal_mask", "float32", ["S", "S"]);
@@ -50,19 +43,18 @@ function buildFusedStep(weights: ModelWeights, columnSums: boolean): Uint8Array 
   const sin = g.op("Sin", [angles]);
   const range = [g.ints("zero", [0]), g.op("Size", [ids]), g.ints("one", [1])].map((t) => g.op("Squeeze", [t]));
   const rowIndex = g.op("Reshape", [g.op("Range", range), g.op("Shape", [ids])]);
-  const norm = (x: string, scale: Float32Array, name: string) =>
-    g.op("SimplifiedLayerNormalization", [x, g.floats(name, [dim], scale)], { axis: -1, epsilon: { float: config.normEps } });
+  const norm = (x: string, scale: string) => g.op("SimplifiedLayerNormalization", [x, weight(scale)], { axis: -1, epsilon: { float: config.normEps } });
   const causal4 = g.op("Unsqueeze", [causal, g.ints("axes_01", [0, 1])]); // [1, 1, S, S]
-  let hidden = g.op("Gather", [g.floats("embedding", [vocabSize, dim], weights.embedding), ids], { axis: 0 });
+  const embedding = weight(W.embedding);
+  let hidden = g.op("Gather", [embedding, ids], { axis: 0 });
   const newKeys: string[] = [];
   const newValues: string[] = [];
-  weights.layers.forEach((w, l) => {
+  for (let l = 0; l < config.layers; l++) {
     const pastKey = g.input(`past_key_${l}`, "float32", ["B", kvHeads, `C${l}`, headSize]);
     const pastValue = g.input(`past_value_${l}`, "float32", ["B", kvHeads, `C${l}`, headSize]);
     const pastMask = g.input(`past_mask_${l}`, "float32", ["B", heads, 1, `C${l}`]);
-    const x = norm(hidden, w.attnNorm, `attn_norm_${l}`);
-    const qkvWidth = (heads + 2 * kvHeads) * headSize;
-    const qkv = g.op("MatMul", [x, g.floats(`wqkv_${l}`, [dim, qkvWidth], transpose(concat([w.wq, w.wk, w.wv]), qkvWidth, dim))]);
+    const x = norm(hidden, W.attnNorm(l));
+    const qkv = g.op("MatMul", [x, weight(W.qkv(l))]);
     const [qFlat, kFlat, vFlat] = g.opMulti("Split", [qkv, g.ints(`split_${l}`, [heads * headSize, kvHeads * headSize, kvHeads * headSize])], 3, { axis: -1 });
     const rotate = (t: string, n: number) => g.op("RotaryEmbedding", [t, rowIndex, cos, sin], { interleaved: 1, num_heads: n }, undefined, "com.microsoft");
     const q = rotate(qFlat, heads);
@@ -87,15 +79,15 @@ function buildFusedStep(weights: ModelWeights, columnSums: boolean): Uint8Array 
       const grouped = g.op("Reshape", [summedRows, g.ints(`groups_${l}`, [0, kvHeads, heads / kvHeads, -1])]);
       g.output(g.op("ReduceSum", [grouped, g.ints(`group_axis_${l}`, [2])], { keepdims: 0 }), `colsum_${l}`, "float32", ["B", kvHeads, "T"]);
     }
-    hidden = g.op("Add", [hidden, g.op("MatMul", [outs[0], g.floats(`wo_${l}`, [heads * headSize, dim], transpose(w.wo, dim, heads * headSize))])]);
-    const y = norm(hidden, w.ffnNorm, `ffn_norm_${l}`);
-    const gateUp = g.floats(`w13_${l}`, [dim, 2 * hiddenDim], transpose(concat([w.w1, w.w3]), 2 * hiddenDim, dim));
-    const [gate, up] = g.opMulti("Split", [g.op("MatMul", [y, gateUp])], 2, { axis: -1, num_outputs: 2 });
+    hidden = g.op("Add", [hidden, g.op("MatMul", [outs[0], weight(W.output(l))])]);
+    const y = norm(hidden, W.ffnNorm(l));
+    const [gate, up] = g.opMulti("Split", [g.op("MatMul", [y, weight(W.gateUp(l))])], 2, { axis: -1, num_outputs: 2 });
     const activated = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up]);
-    hidden = g.op("Add", [hidden, g.op("MatMul", [activated, g.floats(`w2_${l}`, [hiddenDim, dim], transpose(w.w2, dim, hiddenDim))])]);
-  });
+    hidden = g.op("Add", [hidden, g.op("MatMul", [activated, weight(W.down(l))])]);
+  }
   const lastRow = g.op("Slice", [hidden, g.ints("minus_one", [-1]), g.ints("int64_max", [Number.MAX_SAFE_INTEGER]), g.ints("row_axis", [1])]);
-  const logits = g.op("FusedMatMul", [norm(lastRow, weights.finalNorm, "final_norm"), g.floats("classifier", [vocabSize, dim], weights.classifier)], { transB: 1 }, undefined, "com.microsoft");
+  const classifier = weights.has(W.classifier) ? weight(W.classifier) : embedding;
+  const logits = g.op("FusedMatMul", [norm(lastRow, W.finalNorm), classifier], { transB: 1 }, undefined, "com.microsoft");
   g.output(logits, "logits", "float32", ["B", 1, vocabSize]);
   g.output(g.op("Concat", newKeys, { axis: 0 }), "new_keys", "float32", ["L_times_B", "S", kvHeads * headSize]);
   g.output(g.op("Concat", newValues, { axis: 0 }), "new_values", "float32", ["L_times_B", "S", kvHeads * headSize]);

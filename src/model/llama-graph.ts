@@ -63,8 +63,8 @@ export interface StepGraphOptions {
   deviceCache?: boolean;
 }
 
-/** Names of the step graph's weights. */
-const W = {
+/** Names of the step graph's weights (which `stepGraphTensors` yields in the layout the graph reads). */
+export const STEP_WEIGHTS = {
   embedding: "embedding",
   attnNorm: (l: number) => `attn_norm_${l}`,
   qkv: (l: number) => `wqkv_${l}`,
@@ -78,6 +78,7 @@ const W = {
   /** Untied models only; a tied classifier is the embedding. */
   classifier: "classifier",
 };
+const W = STEP_WEIGHTS;
 
 /**
  * The step graph's weights in the layout it reads, one at a time: q/k/v and gate/up
