@@ -59,9 +59,9 @@ function exactRoom(lengths: ArrayLike<number>): Int32Array {
  * (ragged); slots past a head's length are masked with -inf. Entries stay in
  * ascending original-position order.
  *
- * While every head has the same room the layer is `uniform`: the slots are
- * [Hkv, capacity] and the step graph reads the slab as is. Room for a step
- * (`reserve`) makes it uniform; after an eviction leaves heads of different
+ * While every head has the same room the slots are [Hkv, capacity] and the
+ * step graph reads the slab as is. Room for a step (`reserve`) gives every head
+ * the same room; after an eviction leaves heads of different
  * lengths (AdaKV) each head keeps only the room its entries need, so memory
  * follows the entries kept.
  */
@@ -72,7 +72,7 @@ export class LayerCache {
   /** Slot where each head's run starts. */
   offsets: Int32Array;
   readonly kvDtype: KvDtype;
-  /** The largest head's room: every head's while the layer is uniform. */
+  /** The largest head's room: every head's after `reserve`. */
   capacity = 0;
   /** Keys and values as stored, which the step graph reads. */
   keyStore: KvArray = new Float32Array();
@@ -122,11 +122,6 @@ export class LayerCache {
 
   get maxLength(): number {
     return this.lengths.reduce((max, n) => Math.max(max, n), 0);
-  }
-
-  /** Every head has the same room: the layout the step graph reads. */
-  get uniform(): boolean {
-    return this.headCapacities.every((room) => room === this.capacity);
   }
 
   /** Original positions held by each head. */
