@@ -9,6 +9,7 @@
 import { Command } from "commander";
 import { loadavg } from "node:os";
 import ort from "onnxruntime-node";
+import { CausalMasks } from "../src/model/causal-masks.js";
 import { loadLlama2cCheckpoint, weightSourceOf, type ModelWeights } from "../src/model/checkpoint.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { memoryWeights } from "../src/model/graph-weights.js";
@@ -106,12 +107,10 @@ function feedsFor(weights: ModelWeights, { batch, tokens, cached }: Case): { ste
   const { layers, heads, kvHeads, headSize } = weights.config;
   const group = heads / kvHeads;
   const int64 = (f: (i: number) => number) => new ort.Tensor("int64", BigInt64Array.from({ length: batch * tokens }, (_, i) => BigInt(f(i))), [batch, tokens]);
-  const causal = new Float32Array(tokens * tokens);
-  for (let r = 0; r < tokens; r++) causal.fill(-Infinity, r * tokens + r + 1, (r + 1) * tokens);
   const common = {
     input_ids: int64((i) => 3 + ((i * 7919) % 500)),
     position_ids: int64((i) => cached + (i % tokens)),
-    causal_mask: new ort.Tensor("float32", causal, [tokens, tokens]),
+    causal_mask: new CausalMasks().of(tokens),
   };
   const step: Record<string, ort.Tensor> = {
     ...common,
