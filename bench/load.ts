@@ -7,7 +7,7 @@
  * non-zero on any unexpected status, on the budget being exceeded, or on RSS
  * growing after the load ends. A benchmark, not a test.
  */
-import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { credentials, status } from "@grpc/grpc-js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -67,7 +67,7 @@ async function runClient(index: number, address: string, until: number): Promise
   const spec = () => ({ policy: POLICIES[random(POLICIES.length)], maxTokens: 64 + random(64) });
   const release = (id: string) => tally.unary<ReleaseResponse>("Release", (m, done) => client.release(ReleaseRequest.fromPartial({ sequenceId: id }), m, done));
   const evict = async (id: string) => {
-    const reply = await tally.unary<EvictResponse>("Evict", (m, done) => client.evict(EvictRequest.fromPartial({ sequenceId: id, eviction: spec() }), m, done));
+    const { reply } = await tally.unary<EvictResponse>("Evict", (m, done) => client.evict(EvictRequest.fromPartial({ sequenceId: id, eviction: spec() }), m, done));
     if (reply?.eviction?.applied) longest.set(id, Math.max(...reply.eviction.kept.flatMap((layer) => layer.headLengths)));
   };
   while (performance.now() < until) {
@@ -80,27 +80,18 @@ async function runClient(index: number, address: string, until: number): Promise
     } else if (held === undefined || roll < 30) {
       const tokenIds = Array.from({ length: 8 + random(120) }, () => 3 + random(500));
       const eviction = random(4) === 0 ? spec() : undefined;
-      const reply = await tally.unary<PrefillResponse>("Prefill", (m, done) => client.prefill(PrefillRequest.fromPartial({ sequenceId: id, tokenIds, eviction }), m, done));
+      const { reply } = await tally.unary<PrefillResponse>("Prefill", (m, done) => client.prefill(PrefillRequest.fromPartial({ sequenceId: id, tokenIds, eviction }), m, done));
       if (reply) longest.set(id, reply.eviction?.applied ? Math.max(...reply.eviction.kept.flatMap((layer) => layer.headLengths)) : (held ?? 0) + tokenIds.length);
     } else if (roll < 60) {
-      const started = performance.now();
       const request = DecodeRequest.fromPartial({ sequenceId: id, maxNewTokens: 4 + random(28), ignoreEos: true, eviction: random(5) === 0 ? spec() : undefined });
-      let code: status = status.OK;
-      let details = "";
-      let produced = 0;
-      try {
-        for await (const _ of client.decode(request)) produced++;
-      } catch (error) {
-        ({ code, details } = error as ServiceError);
-      }
+      const { received } = await tally.stream("Decode", () => client.decode(request));
       // A decode budget keeps the sequence near its budget; without one every token stays.
-      longest.set(id, request.eviction ? Math.min(held + produced, request.eviction.maxTokens! + 64) : held + produced);
-      tally.record("Decode", started, code, details);
+      longest.set(id, request.eviction ? Math.min(held + received, request.eviction.maxTokens! + 64) : held + received);
     } else if (roll < 75) {
       await evict(id);
     } else if (roll < 90) {
       await tally.unary<StatsResponse>("Stats", (m, done) => client.stats(StatsRequest.fromPartial({ sequenceId: random(2) === 0 ? id : "" }), m, done));
-    } else if ((await release(id)) !== undefined) {
+    } else if ((await release(id)).code === status.OK) {
       longest.delete(id);
     }
   }

@@ -3,7 +3,7 @@
  * benches that drive a live server over gRPC. Keeps the first few statuses
  * the bench did not expect, with their details, for its verdict.
  */
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, status, type ClientReadableStream, type ServiceError } from "@grpc/grpc-js";
 import * as hdr from "hdr-histogram-js";
 
 const KEPT_UNEXPECTED = 20;
@@ -30,15 +30,38 @@ export class RpcTally<Kind extends string> {
     if (!this.expected(code) && this.unexpected.length < KEPT_UNEXPECTED) this.unexpected.push(`${kind} ${status[code]}: ${details}`);
   }
 
-  /** Runs a unary call, recording it; resolves with the reply, or undefined when it failed. */
-  unary<Res>(kind: Kind, invoke: (metadata: Metadata, callback: (error: ServiceError | null, response: Res) => void) => unknown): Promise<Res | undefined> {
+  /** Runs a unary call, recording it; resolves with its status, and its reply when it succeeded. */
+  unary<Res>(kind: Kind, invoke: (metadata: Metadata, callback: (error: ServiceError | null, response: Res) => void) => unknown): Promise<{ reply?: Res; code: status }> {
     const started = performance.now();
     return new Promise((resolve) =>
       invoke(new Metadata(), (error, response) => {
-        this.record(kind, started, error?.code ?? status.OK, error?.details ?? "");
-        resolve(error ? undefined : response);
+        const code = error?.code ?? status.OK;
+        this.record(kind, started, code, error?.details ?? "");
+        resolve(error ? { code } : { reply: response, code });
       }),
     );
+  }
+
+  /**
+   * Opens a server stream and drains it, recording it; `each` sees every message
+   * with how many came so far (and may cancel the call). Resolves with how many came and the status.
+   */
+  async stream<Res>(kind: Kind, open: () => ClientReadableStream<Res>, each?: (message: Res, received: number, call: ClientReadableStream<Res>) => void): Promise<{ received: number; code: status }> {
+    const started = performance.now();
+    const call = open();
+    let received = 0;
+    try {
+      for await (const message of call) {
+        received++;
+        each?.(message as Res, received, call);
+      }
+    } catch (error) {
+      const { code, details } = error as ServiceError;
+      this.record(kind, started, code, details);
+      return { received, code };
+    }
+    this.record(kind, started, status.OK);
+    return { received, code: status.OK };
   }
 
   /** Calls recorded, all kinds together. */
