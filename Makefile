@@ -1,5 +1,5 @@
 # Entry points; npm scripts do the work (see package.json).
-.PHONY: install build test serve bench bench-quick bench-quantized bench-eviction bench-levers load fuzz-long python-stubs clean
+.PHONY: install build test serve bench bench-quick bench-quantized bench-eviction bench-levers load soak soak-quick fuzz-long python-stubs clean
 
 install:
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci
@@ -20,11 +20,13 @@ bench: build
 	node --expose-gc dist/bench/bench.js --out docs/bench/latest.md
 	node dist/bench/quantized-decode.js --out docs/bench/quantized-decode.md
 	node dist/bench/webgpu-bench.js --out docs/bench/webgpu.md
+	node dist/bench/soak.js --out docs/bench/soak.md
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
 	node dist/bench/quantized-decode.js --quick
 	node dist/bench/webgpu-bench.js --quick
+	node dist/bench/soak.js --quick
 
 bench-quantized: build
 	node dist/bench/quantized-decode.js
@@ -37,6 +39,13 @@ bench-levers: build
 
 load: build
 	node dist/bench/load.js
+
+# 32 clients, every kind of call, 3 minutes; fails only on INTERNAL/UNKNOWN, a budget exceeded or the server dying.
+soak: build
+	node dist/bench/soak.js --out docs/bench/soak.md
+
+soak-quick: build
+	node dist/bench/soak.js --quick
 
 fuzz-long:
 	KVWARDEN_FUZZ=long npx vitest run test/fuzz

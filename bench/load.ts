@@ -7,14 +7,16 @@
  * non-zero on any unexpected status, on the budget being exceeded, or on RSS
  * growing after the load ends. A benchmark, not a test.
  */
-import { credentials, InterceptingCall, Metadata, status, type Interceptor, type ServiceError } from "@grpc/grpc-js";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { credentials, status } from "@grpc/grpc-js";
+import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Command } from "commander";
-import * as hdr from "hdr-histogram-js";
+import { bearer } from "./bearer-interceptor.js";
+import { startKvwarden, tenantToken } from "./kvwarden-process.js";
+import { MarkdownReport } from "./markdown-report.js";
+import { rssOf } from "./process-rss.js";
+import { RpcTally } from "./rpc-tally.js";
 import {
   DecodeRequest,
   EvictRequest,
@@ -39,97 +41,33 @@ const options = new Command("load")
 const SECONDS = options.seconds ?? (options.quick ? 20 : 150);
 const CLIENTS: number = options.clients;
 const TENANTS = ["red", "green", "blue", "gray"];
-/** Tight on purpose: 32 clients with 3 sequences each want several times this. */
-const SERVER_FLAGS = ["--kv-budget", "24MiB", "--tenant-kv-budget", "8MiB", "--tenant-max-sequences", "20", "--max-request-tokens", "256"];
 const SEQUENCE_CAP = 1024;
+/** Tight on purpose: 32 clients with 3 sequences each want several times this. */
+const SERVER_FLAGS = ["--allow-past-context", "--max-sequence-tokens", String(SEQUENCE_CAP), "--kv-budget", "24MiB", "--tenant-kv-budget", "8MiB", "--tenant-max-sequences", "20", "--max-request-tokens", "256"];
 const POLICIES = ["streaming_llm", "snapkv", "pyramidkv", "adakv", "h2o", "tova", "knorm", "random", "nacl", "simlayerkv"];
 /** Refusals the load is built to provoke; anything else is a failure. */
 const EXPECTED = new Set([status.OK, status.RESOURCE_EXHAUSTED]);
 
-const lines: string[] = [];
-const print = (line = "") => {
-  console.log(line);
-  lines.push(line);
-};
+const report = new MarkdownReport();
+const print = (line?: string) => report.print(line);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const random = (n: number) => Math.floor(Math.random() * n);
 
-/** Starts `kvwarden serve` with tokens for the tenants; resolves once it serves. */
-async function startServer(folder: string): Promise<{ pid: number; address: string; stop(): Promise<number | null> }> {
-  const tokens = join(folder, "tokens");
-  writeFileSync(tokens, TENANTS.map((tenant) => `${tokenOf(tenant)} ${tenant}`).join("\n"));
-  const compiled = import.meta.url.includes("/dist/");
-  const root = fileURLToPath(new URL(compiled ? "../../" : "../", import.meta.url));
-  const entry = compiled ? ["dist/src/cli/main.js"] : ["--import", "tsx", "src/cli/main.ts"];
-  const args = [...entry, "serve", "--listen", "127.0.0.1:0", "--auth-tokens", tokens, "--allow-past-context", "--max-sequence-tokens", String(SEQUENCE_CAP), ...SERVER_FLAGS];
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, OTEL_TRACES_EXPORTER: "none" } });
-  let stderr = "";
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
-  for (;;) {
-    const serving = stderr.split("\n").find((line) => line.includes('"msg":"serving"'));
-    if (serving) return { pid: child.pid!, address: `127.0.0.1:${JSON.parse(serving).port}`, stop: () => (child.kill("SIGTERM"), exited) };
-    if (child.exitCode !== null) throw new Error(`the server did not start:\n${stderr}`);
-    await sleep(50);
-  }
-}
-
-function tokenOf(tenant: string): string {
-  return `load-${tenant}-token-0123456789`;
-}
-
-function bearer(token: string): Interceptor {
-  return (callOptions, next) =>
-    new InterceptingCall(next(callOptions), {
-      start(metadata, listener, proceed) {
-        metadata.set("authorization", `Bearer ${token}`);
-        proceed(metadata, listener);
-      },
-    });
-}
-
-/** Resident memory of a process in bytes (Linux /proc). */
-function rssOf(pid: number): number {
-  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return kb ? Number(kb[1]) * 1024 : NaN;
-}
-
 type Method = "Prefill" | "Decode" | "Evict" | "Stats" | "Release";
-const METHODS: Method[] = ["Prefill", "Decode", "Evict", "Stats", "Release"];
-const latencies = new Map(METHODS.map((m) => [m, hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 3 })]));
-const outcomes = new Map<string, number>();
-const unexpected: string[] = [];
-
-function record(method: Method, started: number, code: status, details: string): void {
-  latencies.get(method)!.recordValue(Math.max(1, Math.round((performance.now() - started) * 1000)));
-  const key = `${method} ${status[code]}`;
-  outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-  if (!EXPECTED.has(code) && unexpected.length < 20) unexpected.push(`${key}: ${details}`);
-}
-
-/** Runs a unary call, recording its latency and status; resolves with the reply, or undefined when it failed. */
-function unary<Res>(method: Method, invoke: (metadata: Metadata, callback: (error: ServiceError | null, response: Res) => void) => unknown): Promise<Res | undefined> {
-  const started = performance.now();
-  return new Promise((resolve) =>
-    invoke(new Metadata(), (error, response) => {
-      record(method, started, error?.code ?? status.OK, error?.details ?? "");
-      resolve(error ? undefined : response);
-    }),
-  );
-}
+const tally = new RpcTally<Method>(["Prefill", "Decode", "Evict", "Stats", "Release"], (code) => EXPECTED.has(code));
 
 /** One client: a few sequences of its own, driven by a random mix of calls until `until`. */
 async function runClient(index: number, address: string, until: number): Promise<void> {
   const tenant = TENANTS[index % TENANTS.length];
   // Its own connection, as separate backend replicas would have.
-  const client = new KvCacheClient(address, credentials.createInsecure(), { interceptors: [bearer(tokenOf(tenant))], "grpc.use_local_subchannel_pool": 1 });
+  const client = new KvCacheClient(address, credentials.createInsecure(), { interceptors: [bearer(tenantToken(tenant))], "grpc.use_local_subchannel_pool": 1 });
   /** Per live sequence, an upper bound on its longest KV head (what the per-sequence cap limits). */
   const longest = new Map<string, number>();
   const ids = [0, 1, 2].map((n) => `client-${index}-${n}`);
   const spec = () => ({ policy: POLICIES[random(POLICIES.length)], maxTokens: 64 + random(64) });
-  const release = (id: string) => unary<ReleaseResponse>("Release", (m, done) => client.release(ReleaseRequest.fromPartial({ sequenceId: id }), m, done));
+  const release = (id: string) => tally.unary<ReleaseResponse>("Release", (m, done) => client.release(ReleaseRequest.fromPartial({ sequenceId: id }), m, done));
   const evict = async (id: string) => {
-    const reply = await unary<EvictResponse>("Evict", (m, done) => client.evict(EvictRequest.fromPartial({ sequenceId: id, eviction: spec() }), m, done));
+    const { reply } = await tally.unary<EvictResponse>("Evict", (m, done) => client.evict(EvictRequest.fromPartial({ sequenceId: id, eviction: spec() }), m, done));
     if (reply?.eviction?.applied) longest.set(id, Math.max(...reply.eviction.kept.flatMap((layer) => layer.headLengths)));
   };
   while (performance.now() < until) {
@@ -142,27 +80,18 @@ async function runClient(index: number, address: string, until: number): Promise
     } else if (held === undefined || roll < 30) {
       const tokenIds = Array.from({ length: 8 + random(120) }, () => 3 + random(500));
       const eviction = random(4) === 0 ? spec() : undefined;
-      const reply = await unary<PrefillResponse>("Prefill", (m, done) => client.prefill(PrefillRequest.fromPartial({ sequenceId: id, tokenIds, eviction }), m, done));
+      const { reply } = await tally.unary<PrefillResponse>("Prefill", (m, done) => client.prefill(PrefillRequest.fromPartial({ sequenceId: id, tokenIds, eviction }), m, done));
       if (reply) longest.set(id, reply.eviction?.applied ? Math.max(...reply.eviction.kept.flatMap((layer) => layer.headLengths)) : (held ?? 0) + tokenIds.length);
     } else if (roll < 60) {
-      const started = performance.now();
       const request = DecodeRequest.fromPartial({ sequenceId: id, maxNewTokens: 4 + random(28), ignoreEos: true, eviction: random(5) === 0 ? spec() : undefined });
-      let code: status = status.OK;
-      let details = "";
-      let produced = 0;
-      try {
-        for await (const _ of client.decode(request)) produced++;
-      } catch (error) {
-        ({ code, details } = error as ServiceError);
-      }
+      const { received } = await tally.stream("Decode", () => client.decode(request));
       // A decode budget keeps the sequence near its budget; without one every token stays.
-      longest.set(id, request.eviction ? Math.min(held + produced, request.eviction.maxTokens! + 64) : held + produced);
-      record("Decode", started, code, details);
+      longest.set(id, request.eviction ? Math.min(held + received, request.eviction.maxTokens! + 64) : held + received);
     } else if (roll < 75) {
       await evict(id);
     } else if (roll < 90) {
-      await unary<StatsResponse>("Stats", (m, done) => client.stats(StatsRequest.fromPartial({ sequenceId: random(2) === 0 ? id : "" }), m, done));
-    } else if ((await release(id)) !== undefined) {
+      await tally.unary<StatsResponse>("Stats", (m, done) => client.stats(StatsRequest.fromPartial({ sequenceId: random(2) === 0 ? id : "" }), m, done));
+    } else if ((await release(id)).code === status.OK) {
       longest.delete(id);
     }
   }
@@ -171,8 +100,8 @@ async function runClient(index: number, address: string, until: number): Promise
 }
 
 const folder = mkdtempSync(join(tmpdir(), "kvwarden-load-"));
-const server = await startServer(folder);
-const observer = new KvCacheClient(server.address, credentials.createInsecure(), { interceptors: [bearer(tokenOf(TENANTS[0]))] });
+const server = await startKvwarden(folder, TENANTS, SERVER_FLAGS);
+const observer = new KvCacheClient(server.address, credentials.createInsecure(), { interceptors: [bearer(tenantToken(TENANTS[0]))] });
 const stats = () =>
   new Promise<{ used: number; budget: number }>((resolve, reject) =>
     observer.stats(StatsRequest.fromPartial({}), (error, reply) => (error ? reject(error) : resolve({ used: Number(reply.kvBytesUsed), budget: Number(reply.kvBytesBudget) }))),
@@ -206,22 +135,14 @@ const exitCode = await server.stop();
 rmSync(folder, { recursive: true, force: true });
 
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
-const ms = (us: number) => (us / 1000).toFixed(2);
-const total = [...outcomes.values()].reduce((sum, n) => sum + n, 0);
+const total = tally.total;
 print(`# kvwarden load: ${CLIENTS} clients, ${elapsed.toFixed(0)} s, stories260K on ${cpus().length} CPUs (load average ${loadavg()[0].toFixed(1)})`);
 print();
-print(`Server flags: ${SERVER_FLAGS.join(" ")} --max-sequence-tokens ${SEQUENCE_CAP}; ${TENANTS.length} tenants, ${CLIENTS / TENANTS.length} clients each, 3 sequences per client.`);
+print(`Server flags: ${SERVER_FLAGS.join(" ")}; ${TENANTS.length} tenants, ${CLIENTS / TENANTS.length} clients each, 3 sequences per client.`);
 print();
 print(`Throughput: ${(total / elapsed).toFixed(0)} calls/s (${total} calls).`);
 print();
-print("| RPC | calls | calls/s | p50 ms | p99 ms | max ms |");
-print("| --- | ---: | ---: | ---: | ---: | ---: |");
-for (const method of METHODS) {
-  const h = latencies.get(method)!;
-  print(`| ${method} | ${h.totalCount} | ${(h.totalCount / elapsed).toFixed(1)} | ${ms(h.getValueAtPercentile(50))} | ${ms(h.getValueAtPercentile(99))} | ${ms(h.maxValue)} |`);
-}
-print();
-print(`Statuses: ${[...outcomes].sort().map(([key, n]) => `${key} ${n}`).join(", ")}.`);
+for (const line of tally.table(elapsed)) print(line);
 print();
 print(`KV high-water mark: ${mib(highWater)} MiB of the ${mib(budget)} MiB budget; ${mib(after.used)} MiB in use after the clients released their sequences.`);
 print();
@@ -231,7 +152,7 @@ print(`Server RSS: ${mib(idleRss)} MiB idle before; ${rssSeries.map((s) => `${mi
 const half = rssSeries.filter((s) => s.second <= SECONDS / 2);
 const firstPeak = Math.max(...half.map((s) => s.rss));
 const failures = [
-  ...unexpected.map((line) => `unexpected status: ${line}`),
+  ...tally.unexpected.map((line) => `unexpected status: ${line}`),
   ...(highWater > budget ? [`KV use ${highWater} exceeded the budget ${budget}`] : []),
   ...(after.used !== 0 ? [`${after.used} KV bytes still in use after every sequence was released`] : []),
   ...(afterRss > Math.max(firstPeak, endRss) * 1.05 ? [`RSS grew after the load: ${mib(afterRss)} MiB, peak ${mib(Math.max(firstPeak, endRss))} MiB`] : []),
@@ -240,5 +161,5 @@ const failures = [
 ];
 print();
 print(failures.length === 0 ? "Checks passed: no unexpected status, budget kept, memory returned, no RSS growth." : `FAILED:\n${failures.map((f) => `- ${f}`).join("\n")}`);
-if (options.out) writeFileSync(options.out, lines.join("\n") + "\n");
+if (options.out) report.write(options.out);
 process.exitCode = failures.length === 0 ? 0 : 1;
