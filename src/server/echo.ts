@@ -2,7 +2,8 @@
  * Most UTF-8 bytes of a caller's value the server repeats back (status
  * messages, log lines, span attributes). Status messages travel
  * percent-encoded in a trailer (up to 3 bytes per byte): a kilobyte stays
- * far below the 8 KiB headers a client takes, and a log line stays a line.
+ * a few kilobytes, within the header limits of gRPC clients (16 KB names
+ * used to break them), and a log line stays a line.
  */
 export const ECHO_MAX_BYTES = 1024;
 
