@@ -1,5 +1,5 @@
 # Entry points; npm scripts do the work (see package.json).
-.PHONY: install build test serve bench bench-quick bench-quantized bench-eviction bench-levers load soak soak-quick fuzz-long python-stubs clean
+.PHONY: install build test serve bench bench-quick bench-quantized bench-eviction bench-levers bench-tokenize load soak soak-quick fuzz-long python-stubs clean
 
 install:
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci
@@ -20,16 +20,21 @@ bench: build
 	node --expose-gc dist/bench/bench.js --out docs/bench/latest.md
 	node dist/bench/quantized-decode.js --out docs/bench/quantized-decode.md
 	node dist/bench/webgpu-bench.js --out docs/bench/webgpu.md
+	node dist/bench/tokenize-bench.js --out docs/bench/tokenize.md
 	node dist/bench/soak.js --out docs/bench/soak.md
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
 	node dist/bench/quantized-decode.js --quick
 	node dist/bench/webgpu-bench.js --quick
+	node dist/bench/tokenize-bench.js --quick
 	node dist/bench/soak.js --quick
 
 bench-quantized: build
 	node dist/bench/quantized-decode.js
+
+bench-tokenize: build
+	node dist/bench/tokenize-bench.js --out docs/bench/tokenize.md
 
 bench-eviction: build
 	npm run bench:eviction

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync, statSync } from "node:fs";
-import { DEFAULT_MAX_BATCH_SIZE, Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, Engine } from "../engine/engine.js";
 import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
@@ -75,6 +75,7 @@ program
   .option("--tenant-kv-budget <size>", "KV memory one tenant's sequences may hold together, e.g. 64MiB", byteSize)
   .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
+  .option("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", byteSize, DEFAULT_MAX_PROMPT_BYTES)
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
     const modelDir = options.model !== undefined && statSync(options.model).isDirectory();
@@ -113,6 +114,7 @@ program
         sequenceTtlMs: options.sequenceTtl * 1000,
         recentQueryRows: options.recentQueries,
         maxBatchSize: options.maxBatchSize,
+        maxPromptBytes: options.maxPromptBytes,
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
       });
       return engine;

@@ -37,6 +37,9 @@ export interface EngineOptions {
   maxBatchSize?: number;
   /** Limits each tenant has beside the global budget; absent = none. */
   tenantQuota?: TenantQuota;
+  /** Most UTF-8 bytes of prompt text (or chat messages) one Prefill may send, and most token ids
+   * (a token stands for at least one byte); default DEFAULT_MAX_PROMPT_BYTES. */
+  maxPromptBytes?: number;
 }
 
 export interface TenantQuota {
@@ -162,11 +165,18 @@ export interface StatsSnapshot {
 
 export const DEFAULT_MAX_BATCH_SIZE = 32;
 
+/** 1 MiB: tokenized in well under a second, and more than a 128k-token context holds. */
+export const DEFAULT_MAX_PROMPT_BYTES = 2 ** 20;
+
 /** Most log-probabilities one Prefill may return as whole distributions (64 MiB of floats). */
 export const MAX_DISTRIBUTION_FLOATS = 2 ** 24;
 
 /** Completed request ids remembered for idempotent retries. */
 const REQUEST_LOG_CAPACITY = 100_000;
+
+function checkPromptBytes(bytes: number, limit: number, what: string): void {
+  if (bytes > limit) throw new EngineError("INVALID_ARGUMENT", `${what} is ${bytes} bytes of UTF-8; the limit is ${limit} (--max-prompt-bytes)`);
+}
 
 function keyOf(caller: Caller, sequenceId: string): string {
   return `${caller.tenant}\u0000${sequenceId}`;
@@ -208,8 +218,11 @@ export class Engine {
   }
 
   private async prefillOnce(input: PrefillInput, signal: AbortSignal | undefined, caller: Caller): Promise<PrefillOutcome> {
+    const body = await this.promptTokens(input, signal);
+    // Looked up after tokenizing (which lets the event loop turn): the sequence may have come or gone meanwhile.
     const existing = this.sequences.get(keyOf(caller, input.sequenceId));
-    const tokens = this.promptTokens(input, existing === undefined);
+    const { tokenizer } = this.model;
+    const tokens = input.text && existing === undefined && tokenizer.addsBos ? [tokenizer.bosId, ...body] : body;
     this.checkRequestTokens(tokens.length, "prompt");
     const vocab = this.model.config.vocabSize;
     if (input.logprobs?.distribution && tokens.length * vocab > MAX_DISTRIBUTION_FLOATS) {
@@ -417,7 +430,8 @@ export class Engine {
     return this.options.allowPastContext ? Infinity : this.model.config.contextLength;
   }
 
-  private promptTokens(input: PrefillInput, isNew: boolean): number[] {
+  /** The prompt's tokens (BOS not added: that depends on whether the sequence is new). */
+  private async promptTokens(input: PrefillInput, signal: AbortSignal | undefined): Promise<number[]> {
     const hasTokens = (input.tokenIds?.length ?? 0) > 0;
     const hasText = (input.text?.length ?? 0) > 0;
     const hasMessages = (input.messages?.length ?? 0) > 0;
@@ -427,21 +441,33 @@ export class Engine {
         hasTokens || hasText || hasMessages ? "give either token_ids or text (or messages), not several" : "the prompt is empty: give token_ids, text or messages",
       );
     }
-    if (hasMessages) {
-      const { tokenizer } = this.model;
-      if (!tokenizer.encodeChat) throw new EngineError("INVALID_ARGUMENT", "messages need a chat template, and this model's tokenizer has none");
-      try {
-        return tokenizer.encodeChat(input.messages!);
-      } catch (error) {
-        throw new EngineError("INVALID_ARGUMENT", `the chat template refused the messages: ${(error as Error).message}`);
-      }
-    }
+    const limit = this.options.maxPromptBytes ?? DEFAULT_MAX_PROMPT_BYTES;
     if (hasTokens) {
+      if (input.tokenIds!.length > limit) {
+        throw new EngineError("INVALID_ARGUMENT", `token_ids has ${input.tokenIds!.length} ids; the limit is ${limit} (--max-prompt-bytes, one id per byte)`);
+      }
       this.checkTokens(input.tokenIds!, "token_ids");
       return [...input.tokenIds!];
     }
     const { tokenizer } = this.model;
-    return [...(isNew && tokenizer.addsBos ? [tokenizer.bosId] : []), ...tokenizer.encode(input.text!)];
+    let text = input.text!;
+    if (hasMessages) {
+      if (!tokenizer.renderChat) throw new EngineError("INVALID_ARGUMENT", "messages need a chat template, and this model's tokenizer has none");
+      const sent = input.messages!.reduce((sum, m) => sum + Buffer.byteLength(m.role) + Buffer.byteLength(m.content), 0);
+      checkPromptBytes(sent, limit, "messages");
+      try {
+        text = tokenizer.renderChat(input.messages!);
+      } catch (error) {
+        throw new EngineError("INVALID_ARGUMENT", `the chat template refused the messages: ${(error as Error).message}`);
+      }
+    }
+    checkPromptBytes(Buffer.byteLength(text), limit, hasMessages ? "the messages rendered with the chat template" : "text");
+    try {
+      return await tokenizer.encodeInSlices(text, signal);
+    } catch (error) {
+      if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
+      throw error;
+    }
   }
 
   private checkTokens(tokens: readonly number[], field: string): void {

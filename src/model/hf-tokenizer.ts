@@ -125,14 +125,22 @@ export class HfTokenizer implements Tokenizer {
     return text.length === 0 ? [] : this.tokenizer.encode(text, { add_special_tokens: false }).ids;
   }
 
-  encodeChat(messages: readonly ChatMessage[]): number[] {
+  /**
+   * One call of the library's encoder: it offers no way to pause, so this holds the event loop for the
+   * whole text (the server bounds its size: --max-prompt-bytes).
+   */
+  async encodeInSlices(text: string, signal?: AbortSignal): Promise<number[]> {
+    signal?.throwIfAborted();
+    return this.encode(text);
+  }
+
+  renderChat(messages: readonly ChatMessage[]): string {
     if (!this.template) throw new Error("the model has no chat template (tokenizer_config.json chat_template or chat_template.jinja)");
-    const text = this.template.render({
+    return this.template.render({
       ...this.templateTokens,
       messages: messages.map(({ role, content }) => ({ role, content })),
       add_generation_prompt: true,
     });
-    return this.encode(text);
   }
 
   tokenBytes(token: number, previous: number): Uint8Array {

@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs";
+import { mergeBestPairs, type MergeTable } from "./best-pair-merging.js";
+import { runInSlices, runToEnd } from "./sliced-work.js";
 
 /** One turn of a chat, as chat templates read it. */
 export interface ChatMessage {
@@ -15,11 +17,14 @@ export interface Tokenizer {
   readonly addsBos: boolean;
   /** Token ids for `text`, without BOS. */
   encode(text: string): number[];
+  /** The same ids as `encode`, computed without holding the event loop for long; stops once `signal` aborts. */
+  encodeInSlices(text: string, signal?: AbortSignal): Promise<number[]>;
   /** UTF-8 bytes of `token` when it follows `previous` (-1: none); a character may span several tokens. */
   tokenBytes(token: number, previous: number): Uint8Array;
-  /** Token ids of `messages` rendered with the model's chat template, ready to generate the reply
-   * (special tokens such as BOS included as the template writes them); absent without a template. */
-  encodeChat?(messages: readonly ChatMessage[]): number[];
+  /** `messages` rendered with the model's chat template, ready to generate the reply (special tokens
+   * such as BOS written as text, as the template writes them: `encode` keeps them whole); absent
+   * without a template. */
+  renderChat?(messages: readonly ChatMessage[]): string;
 }
 
 /** Decodes a whole list of token ids to text. */
@@ -34,6 +39,9 @@ export function decodeTokens(tokenizer: Tokenizer, ids: readonly number[], previ
 }
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+
+/** Steps of encoding between two turns of the event loop (about a millisecond of work). */
+const ENCODING_SLICE = 4096;
 
 /**
  * The llama2.c tokenizer format (tok*.bin): scored pieces merged greedily, with
@@ -50,6 +58,9 @@ export class Llama2cTokenizer implements Tokenizer {
   private readonly idByPiece = new Map<string, number>();
   /** Raw byte values of `<0xNN>` pieces, by id. */
   private readonly pieceBytes = new Map<number, number>();
+  /** By id, the order in which a piece forms: 0 for the best score; equal scores share a rank; -1 never
+   * forms (a score not above -Infinity, NaN included: llama2.c only merges pairs that beat -Infinity). */
+  private readonly mergeRanks: Int32Array;
 
   constructor(pieces: string[], scores: Float32Array) {
     this.pieces = pieces;
@@ -61,6 +72,9 @@ export class Llama2cTokenizer implements Tokenizer {
       const byte = BYTE_PIECE.exec(piece);
       if (byte) this.pieceBytes.set(id, parseInt(byte[1], 16));
     });
+    const ranked = [...new Set(Array.from(scores).filter((score) => score > -Infinity))].sort((a, b) => b - a);
+    const rankOf = new Map(ranked.map((score, rank) => [score, rank]));
+    this.mergeRanks = Int32Array.from(pieces, (_, id) => rankOf.get(scores[id]) ?? -1);
   }
 
   static load(path: string, vocabSize: number): Llama2cTokenizer {
@@ -86,8 +100,18 @@ export class Llama2cTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
+    return runToEnd(this.encoding(text));
+  }
+
+  encodeInSlices(text: string, signal?: AbortSignal): Promise<number[]> {
+    return runInSlices(this.encoding(text), signal);
+  }
+
+  /** Encoding as a generator that yields between slices of ENCODING_SLICE steps. */
+  private *encoding(text: string): Generator<void, number[]> {
     if (text.length === 0) return [];
     const ids: number[] = [];
+    let chars = 0;
     // llama2.c (like sentencepiece) adds a dummy-prefix space.
     for (const char of " " + text) {
       const id = this.idByPiece.get(char);
@@ -97,23 +121,32 @@ export class Llama2cTokenizer implements Tokenizer {
         // Byte fallback: ids 3..258 are the 256 byte pieces.
         for (const byte of Buffer.from(char, "utf-8")) ids.push(byte + 3);
       }
+      if (++chars % ENCODING_SLICE === 0) yield;
     }
-    // Merge the best-scoring adjacent pair until no pair forms a known piece.
-    for (;;) {
-      let bestScore = -Infinity;
-      let bestId = -1;
-      let bestIndex = -1;
-      for (let i = 0; i + 1 < ids.length; i++) {
-        const merged = this.idByPiece.get(this.pieces[ids[i]] + this.pieces[ids[i + 1]]);
-        if (merged !== undefined && this.scores[merged] > bestScore) {
-          bestScore = this.scores[merged];
-          bestId = merged;
-          bestIndex = i;
+    return yield* mergeBestPairs(ids, this.mergeTable(), ENCODING_SLICE);
+  }
+
+  /**
+   * Pairs merge as llama2.c merges them: into the piece their texts make
+   * together, best score first. Pairs looked up are remembered for one
+   * encoding only, so that no caller's text grows memory that outlives its call.
+   */
+  private mergeTable(): MergeTable {
+    const known = new Map<number, number>();
+    const vocab = this.pieces.length;
+    return {
+      merged: (left, right) => {
+        const key = left * vocab + right;
+        let merged = known.get(key);
+        if (merged === undefined) {
+          const id = this.idByPiece.get(this.pieces[left] + this.pieces[right]);
+          merged = id === undefined || this.mergeRanks[id] < 0 ? -1 : id;
+          known.set(key, merged);
         }
-      }
-      if (bestIndex < 0) return ids;
-      ids.splice(bestIndex, 2, bestId);
-    }
+        return merged;
+      },
+      rank: (token) => this.mergeRanks[token],
+    };
   }
 
   tokenBytes(token: number, previous: number): Uint8Array {

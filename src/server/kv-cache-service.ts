@@ -82,7 +82,8 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
     }),
 
     stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", (request, scope) => {
-      const stats = engine().stats(request.sequenceId || undefined, request.includePositions, scope.caller);
+      const sequenceId = request.sequenceId === "" ? undefined : sequenceIdOf(request);
+      const stats = engine().stats(sequenceId, request.includePositions, scope.caller);
       return {
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),

@@ -1,4 +1,5 @@
 import type { ServiceDefinition } from "@grpc/grpc-js";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 
 /**
  * A request body that is not a valid message. grpc-js answers a body it
@@ -10,7 +11,26 @@ export class MalformedRequest {
   constructor(readonly reason: string) {}
 }
 
-/** `definition` with request decoding that never throws: a body that does not parse becomes a MalformedRequest. */
+const fatalUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/**
+ * Proto3 strings must be UTF-8. The default decoding replaces bad bytes with
+ * U+FFFD, so two different invalid sequence ids would read as one id and
+ * share a sequence: this one refuses them instead.
+ */
+function strictUtf8(bytes: Uint8Array): string {
+  try {
+    return fatalUtf8.decode(bytes);
+  } catch {
+    throw new Error("a string field is not valid UTF-8");
+  }
+}
+
+/**
+ * `definition` (a ts-proto service) with request decoding that never throws
+ * and refuses strings that are not UTF-8: a body that does not parse becomes
+ * a MalformedRequest.
+ */
 export function lenientDecoding<S extends ServiceDefinition>(definition: S): S {
   const methods = Object.entries(definition).map(([name, method]) => [
     name,
@@ -18,7 +38,8 @@ export function lenientDecoding<S extends ServiceDefinition>(definition: S): S {
       ...method,
       requestDeserialize(bytes: Buffer): unknown {
         try {
-          return method.requestDeserialize(bytes);
+          // ts-proto's decode reads from a BinaryReader as well as from bytes: one with strict UTF-8.
+          return method.requestDeserialize(new BinaryReader(bytes, strictUtf8) as unknown as Buffer);
         } catch (error) {
           return new MalformedRequest(error instanceof Error ? error.message : String(error));
         }

@@ -34,16 +34,27 @@ const GROUP_REDUCTIONS: Partial<Record<GroupReduction, PolicyGroupReduction>> = 
   [GroupReduction.GROUP_REDUCTION_SUM]: "sum",
 };
 
-/** Longest accepted sequence id; ids are map keys and appear in logs and traces. */
-const MAX_SEQUENCE_ID_LENGTH = 256;
+/** Longest accepted sequence id, in UTF-8 bytes; ids are map keys and appear in logs and traces. */
+export const MAX_SEQUENCE_ID_BYTES = 256;
 
 export function sequenceIdOf(request: { sequenceId: string }, field = "sequence_id"): string {
   const id = request.sequenceId;
   if (id.length === 0) throw new EngineError("INVALID_ARGUMENT", `${field} is required`);
-  if (id.length > MAX_SEQUENCE_ID_LENGTH) {
-    throw new EngineError("INVALID_ARGUMENT", `${field} is ${id.length} characters long; the limit is ${MAX_SEQUENCE_ID_LENGTH}`);
+  const bytes = Buffer.byteLength(id);
+  if (bytes > MAX_SEQUENCE_ID_BYTES) {
+    throw new EngineError("INVALID_ARGUMENT", `${field} is ${bytes} bytes long; the limit is ${MAX_SEQUENCE_ID_BYTES}`);
   }
   return id;
+}
+
+/** Longest policy name a request may give: longer than any policy's, so that a refusal never quotes a long one. */
+const MAX_POLICY_NAME_BYTES = 64;
+
+function checkPolicyName(name: string, field: string): void {
+  const bytes = Buffer.byteLength(name);
+  if (bytes > MAX_POLICY_NAME_BYTES) {
+    throw new EngineError("INVALID_ARGUMENT", `${field} is ${bytes} bytes long; no policy name is longer than ${MAX_POLICY_NAME_BYTES}`);
+  }
 }
 
 /** Longest accepted request id; ids are remembered for the sequence TTL. */
@@ -61,6 +72,8 @@ export function requestIdOf(request: { requestId: string }): string | undefined 
 /** The proto EvictionSpec as the policies read it; shape errors name the field. */
 export function evictionSpecOf(spec: EvictionSpec): PolicySpec {
   if (spec.policy.length === 0) throw new EngineError("INVALID_ARGUMENT", "eviction.policy is required");
+  checkPolicyName(spec.policy, "eviction.policy");
+  checkPolicyName(spec.basePolicy, "eviction.base_policy");
   let budget: PolicySpec["budget"];
   if (spec.maxTokens !== undefined) budget = { maxTokens: spec.maxTokens };
   else if (spec.keepFraction !== undefined) budget = { keepFraction: spec.keepFraction };

@@ -9,6 +9,7 @@ import type { KvwardenMetrics } from "../telemetry/metrics.js";
 import { tracer } from "../telemetry/tracer.js";
 import type { Authenticator, CredentialsOf } from "./authenticator.js";
 import type { CallTracker } from "./call-tracker.js";
+import { echo } from "./echo.js";
 import { MalformedRequest } from "./malformed-request.js";
 import { isServerError, rpcCallAttributes, rpcStatusAttributes, type RpcSemconv } from "./rpc-semconv.js";
 import { toServiceError, Unavailable } from "./status.js";
@@ -22,7 +23,7 @@ export interface RpcScope {
   readonly context: Context;
   /** Who is calling (set before the handler runs). */
   readonly caller: Caller;
-  /** Adds attributes to the call's span and log line. */
+  /** Adds attributes to the call's span and log line (strings bounded: see echo). */
   annotate(attributes: Attributes): void;
   /** Prompt or output text: added to the log line only when content logging is on (`fields` is not called otherwise), never to spans. */
   logContent(fields: () => Record<string, string>): void;
@@ -144,8 +145,9 @@ export class RpcRuntime {
       context: trace.setSpan(parent, span),
       caller: ANONYMOUS,
       annotate(more: Attributes) {
-        Object.assign(attributes, more);
-        span.setAttributes(more);
+        const bounded = Object.fromEntries(Object.entries(more).map(([key, value]) => [key, typeof value === "string" ? echo(value) : value]));
+        Object.assign(attributes, bounded);
+        span.setAttributes(bounded);
       },
       logContent(fields: () => Record<string, string>) {
         if (logContent) Object.assign(content, fields());

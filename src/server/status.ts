@@ -2,6 +2,7 @@ import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { EngineError } from "../engine/engine-error.js";
 import { KvBudgetExceeded } from "../kv/slab-pool.js";
 import { InvalidEvictionError } from "../policies/policy.js";
+import { echo } from "./echo.js";
 
 /** The server cannot take the call now (model loading, shutting down); clients may retry elsewhere or later. */
 export class Unavailable extends Error {}
@@ -9,8 +10,13 @@ export class Unavailable extends Error {}
 /** The call carries no valid credentials (bearer token or client certificate). */
 export class Unauthenticated extends Error {}
 
-/** Turns any failure into a gRPC error whose status says whose fault it was. */
+/** Turns any failure into a gRPC error whose status says whose fault it was; its message is bounded (echo). */
 export function toServiceError(error: unknown): Partial<ServiceError> {
+  const serviceError = statusOf(error);
+  return { ...serviceError, details: echo(serviceError.details!) };
+}
+
+function statusOf(error: unknown): Partial<ServiceError> {
   if (error instanceof EngineError) return { code: status[error.code], details: error.message, metadata: new Metadata() };
   if (error instanceof InvalidEvictionError) return { code: status.INVALID_ARGUMENT, details: error.message, metadata: new Metadata() };
   // The engine maps the budget errors it expects; any other one is still the budget, not a server fault.

@@ -1,38 +1,18 @@
-import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
-import { loadSync } from "@grpc/proto-loader";
+import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { DecodeRequest, KvCacheClient, PrefillRequest, StatsRequest, type DecodeResponse, type DeepPartial } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
+import { healthOf } from "../support/health-probe.js";
 import { loadTestModel } from "../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
-const HEALTH_PROTO = join(dirname(createRequire(import.meta.url).resolve("grpc-health-check/package.json")), "proto/health/v1/health.proto");
-const health = loadPackageDefinition(loadSync(HEALTH_PROTO, { enums: String })) as unknown as {
-  grpc: { health: { v1: { Health: new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => HealthClient } } };
-};
-interface HealthClient extends Client {
-  check(request: { service: string }, callback: (error: ServiceError | null, response: { status: string }) => void): void;
-}
-
-/** The grpc.health.v1 status of `service` at `address`. */
-function healthOf(address: string, service: string): Promise<string> {
-  const client = new health.grpc.health.v1.Health(address, credentials.createInsecure());
-  return new Promise((resolve, reject) =>
-    client.check({ service }, (error, response) => {
-      client.close();
-      if (error) reject(error);
-      else resolve(response.status);
-    }),
-  );
-}
 
 function prefill(client: KvCacheClient, request: DeepPartial<PrefillRequest>, metadata = new Metadata()): Promise<unknown> {
   return new Promise((resolve, reject) => client.prefill(PrefillRequest.fromPartial(request), metadata, (error, response) => (error ? reject(error) : resolve(response))));

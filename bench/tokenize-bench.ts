@@ -1,0 +1,84 @@
+/**
+ * `make bench`, text tokenization: stories260K's llama2.c tokenizer encoding
+ * 10 KB, 100 KB and 1 MB of text, in one go and in slices (as Prefill runs it,
+ * yielding to the event loop), and the time per byte relative to 10 KB: flat
+ * means linear growth. The rescanning encoder it replaced is timed at 10 KB
+ * for comparison. A benchmark, never a test.
+ */
+import { Command } from "commander";
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { defaultModelFiles } from "../src/model/default-model.js";
+import { Llama2cTokenizer } from "../src/model/tokenizer.js";
+import { readTokFile, rescanningEncode } from "../test/reference/llama2c-rescanning-encoder.js";
+import { REFERENCE_TEXT } from "../test/support/test-model.js";
+
+const options = new Command("tokenize-bench")
+  .option("--quick", "10 KB and 100 KB, one run each, no rescanning encoder", false)
+  .option("--out <file>", "also write the report (Markdown) to this file")
+  .parse()
+  .opts();
+
+const SIZES = options.quick ? [10_000, 100_000] : [10_000, 100_000, 1_000_000];
+/** Runs per size: more for small texts, whose few milliseconds the machine's noise would swamp. */
+const runsFor = (bytes: number) => (options.quick ? 1 : Math.max(5, Math.min(100, Math.round(2e6 / bytes))));
+// Prose (the story stories260K was trained on) and text the vocabulary lacks (byte fallback for each UTF-8 byte).
+const TEXTS = { prose: `${REFERENCE_TEXT}\n`, "mixed unicode": "Lily 😀 saw 中文 and émigrés; ¿qué? Ωμέγα — ok.\n" };
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const lines: string[] = [];
+const print = (line = "") => {
+  console.log(line);
+  lines.push(line);
+};
+/** `unit` repeated and cut to `bytes` bytes of UTF-8 (a few fewer where the cut would split a character). */
+const textOf = (unit: string, bytes: number) => {
+  const long = Buffer.from(unit.repeat(Math.ceil(bytes / Buffer.byteLength(unit))));
+  return long.subarray(0, bytes).toString("utf8").replace(/\uFFFD+$/, "");
+};
+const timed = async (runs: number, work: () => unknown) => {
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const started = performance.now();
+    await work();
+    times.push(performance.now() - started);
+  }
+  return median(times);
+};
+
+const files = await defaultModelFiles();
+const tokenizer = Llama2cTokenizer.load(files.tokenizerPath, 512);
+tokenizer.encode(textOf(TEXTS.prose, 100_000)); // warm-up: compiled before timing
+
+print(`# Text tokenization: stories260K's llama2.c tokenizer (${options.quick ? "quick" : "full"})`);
+print();
+print(`Command: \`node dist/bench/tokenize-bench.js${options.quick ? " --quick" : ""}\` (\`make bench${options.quick ? "-quick" : ""}\`); each figure is the median of ${options.quick ? "one run" : "5 runs (up to 100 for 10 KB)"}.`);
+print(`Machine: ${cpus()[0]?.model.trim() ?? "unknown CPU"} x${cpus().length}, Node ${process.version}, load average at the start ${loadavg().map((l) => l.toFixed(2)).join(" ")}.`);
+print();
+print("\"per byte vs 10 KB\" is the time per byte over that at 10 KB: 1.0 is linear growth. \"sliced\" is how Prefill runs it: a slice of work per event-loop turn.");
+print();
+print("| text | bytes | tokens | encode ms | sliced ms | µs per KB | per byte vs 10 KB |");
+print("|---|---|---|---|---|---|---|");
+for (const [name, unit] of Object.entries(TEXTS)) {
+  let perByteAt10k = 0;
+  for (const size of SIZES) {
+    const text = textOf(unit, size);
+    const bytes = Buffer.byteLength(text);
+    const tokens = tokenizer.encode(text).length;
+    const ms = await timed(runsFor(bytes), () => tokenizer.encode(text));
+    const sliced = await timed(runsFor(bytes), () => tokenizer.encodeInSlices(text));
+    const perByte = ms / bytes;
+    if (size === SIZES[0]) perByteAt10k = perByte;
+    print(`| ${name} | ${bytes} | ${tokens} | ${ms.toFixed(1)} | ${sliced.toFixed(1)} | ${(perByte * 1e6).toFixed(0)} | ${(perByte / perByteAt10k).toFixed(2)} |`);
+  }
+}
+if (!options.quick) {
+  const { pieces, scores } = readTokFile(readFileSync(files.tokenizerPath), 512);
+  const text = textOf(TEXTS.prose, 10_000);
+  const started = performance.now();
+  rescanningEncode(pieces, scores, text);
+  print();
+  print(`The rescanning encoder (quadratic: it rescans the list for each merge) took ${(performance.now() - started).toFixed(0)} ms for the 10 KB of prose, one run.`);
+}
+print();
+print(`Load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(" ")}.`);
+if (options.out) writeFileSync(options.out, `${lines.join("\n")}\n`);
