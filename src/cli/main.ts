@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync, statSync } from "node:fs";
 import { DEFAULT_MAX_BATCH_SIZE, Engine } from "../engine/engine.js";
+import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
@@ -62,6 +63,7 @@ program
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
   .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
+  .option("--request-id-ttl <seconds>", "recognise a retried request_id for this long after its first call", positiveInt, DEFAULT_REQUEST_ID_TTL_MS / 1000)
   .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, 64)
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
@@ -114,6 +116,7 @@ program
         recentQueryRows: options.recentQueries,
         maxBatchSize: options.maxBatchSize,
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
+        requestLog: { ttlMs: options.requestIdTtl * 1000 },
       });
       return engine;
     })();
