@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync, statSync } from "node:fs";
-import { DEFAULT_MAX_BATCH_SIZE, Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
@@ -13,6 +13,7 @@ import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
 import { TlsCertificates } from "../server/tls.js";
+import { maxRequestBytes } from "../server/message-limit.js";
 import { parseSocketMode } from "../server/unix-socket.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
@@ -59,7 +60,7 @@ program
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
   .option("--kv-budget <size>", "KV memory all sequences may hold, e.g. 512MiB", byteSize, parseByteSize("512MiB"))
-  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, 65536)
+  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
   .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
@@ -120,7 +121,11 @@ program
       });
       return engine;
     })();
-    const server = new KvwardenServer(loading, { executionProvider, version }, { metrics, log, authenticator, logContent: options.logContent });
+    const server = new KvwardenServer(
+      loading,
+      { executionProvider, version },
+      { metrics, log, authenticator, logContent: options.logContent, maxRequestBytes: maxRequestBytes(options.maxSequenceTokens) },
+    );
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;

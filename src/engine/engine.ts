@@ -165,6 +165,9 @@ export interface StatsSnapshot {
 
 export const DEFAULT_MAX_BATCH_SIZE = 32;
 
+/** Entries one KV head of a sequence may hold unless told otherwise (serve's --max-sequence-tokens). */
+export const DEFAULT_MAX_SEQUENCE_TOKENS = 65_536;
+
 /** Most log-probabilities one Prefill may return as whole distributions (64 MiB of floats). */
 export const MAX_DISTRIBUTION_FLOATS = 2 ** 24;
 

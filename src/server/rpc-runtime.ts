@@ -105,6 +105,12 @@ export class RpcRuntime {
     };
   }
 
+  /** Records (span, metrics, log line) a call that authentication refused before its handler ran. */
+  refused(method: string, metadata: Metadata, details: string): void {
+    const call: SurfaceCall = { metadata, cancelled: false, getDeadline: () => Infinity, on: () => undefined, getAuthContext: () => ({}) };
+    this.begin(method, call).finish(status.UNAUTHENTICATED, details);
+  }
+
   /**
    * Runs the handler in the call's context once the caller is known and the
    * request parsed; a call cut short by shutdown fails with UNAVAILABLE.

@@ -3,16 +3,17 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { KvCacheService } from "../gen/kvwarden/v1/kvwarden.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
-import { authInterceptor } from "./auth-interceptor.js";
+import { authInterceptor, type Refusal } from "./auth-interceptor.js";
 import type { Authenticator } from "./authenticator.js";
 import { CallTracker } from "./call-tracker.js";
 import { Health, KV_CACHE_SERVICE } from "./health.js";
 import { kvCacheService, type ServiceInfo } from "./kv-cache-service.js";
 import { lenientDecoding } from "./malformed-request.js";
+import { maxRequestBytes } from "./message-limit.js";
 import { RpcRuntime } from "./rpc-runtime.js";
 import { rpcSemconv } from "./rpc-semconv.js";
 import { Unavailable } from "./status.js";
@@ -31,6 +32,8 @@ export interface KvwardenServerOptions {
   logContent?: boolean;
   /** Who may call, as which tenant; absent = everyone, as the anonymous tenant. */
   authenticator?: Authenticator;
+  /** Larger request messages are refused unread (RESOURCE_EXHAUSTED); default: sized for the default --max-sequence-tokens (see message-limit.ts). */
+  maxRequestBytes?: number;
 }
 
 export interface ListenOptions {
@@ -61,12 +64,6 @@ export class KvwardenServer {
 
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
     const { authenticator, metrics } = options;
-    // KvCache authenticates in its runtime (so refusals are logged and counted); health stays open for probes.
-    const guarded = (path: string) => !path.startsWith(`/${KV_CACHE_SERVICE}/`) && !path.startsWith("/grpc.health.v1.");
-    this.server = new Server({
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded)] : [],
-    });
     const tenantUsage = (tenant: string) => {
       const stats = this.engine?.stats(undefined, false, { tenant });
       return stats && { kvBytes: stats.tenantKvBytes, sequences: stats.tenantSequenceCount };
@@ -81,6 +78,17 @@ export class KvwardenServer {
       semconv: rpcSemconv(),
       authenticator,
       tenantMetrics: metrics && authenticator?.enabled ? new TenantMetrics(metrics.registry, tenantUsage) : undefined,
+    });
+    // Every call but health (open for probes) is authenticated on its metadata, before its message is read;
+    // KvCache refusals are logged and counted like its other calls.
+    const guarded = (path: string) => !path.startsWith("/grpc.health.v1.");
+    const kvCachePrefix = `/${KV_CACHE_SERVICE}/`;
+    const onRefused = ({ path, metadata, details }: Refusal) => {
+      if (path.startsWith(kvCachePrefix)) runtime.refused(path.slice(kvCachePrefix.length), metadata, details);
+    };
+    this.server = new Server({
+      "grpc.max_receive_message_length": options.maxRequestBytes ?? maxRequestBytes(DEFAULT_MAX_SEQUENCE_TOKENS),
+      interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded, onRefused)] : [],
     });
     this.server.addService(lenientDecoding(KvCacheService), kvCacheService(() => this.currentEngine(), info, runtime));
     this.health.addToServer(this.server);

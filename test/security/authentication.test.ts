@@ -90,6 +90,51 @@ describe("bearer tokens over gRPC", () => {
     expect(JSON.stringify(logs)).not.toContain(ALICE);
   });
 
+  /** Sends `body` as the raw message of a Prefill, with `token` if given; resolves to the status. */
+  const rawPrefill = (body: Buffer, token?: string) =>
+    new Promise<{ code: number; details: string }>((resolve) => {
+      const raw = client(token);
+      raw.makeUnaryRequest("/kvwarden.v1.KvCache/Prefill", (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, body, (error) =>
+        resolve(error ? { code: error.code, details: error.details } : { code: status.OK, details: "" }),
+      );
+    });
+  /** A PrefillRequest of exactly `bytes` bytes: only field 3 (text), whose length takes 3 bytes as a varint. */
+  const textOnlyPrefill = (bytes: number) => {
+    const length = bytes - 4;
+    return Buffer.concat([Buffer.from([0x1a, (length & 0x7f) | 0x80, ((length >> 7) & 0x7f) | 0x80, length >> 14]), Buffer.alloc(length, "a")]);
+  };
+  const LIMIT = 1_114_112; // 65536 tokens x 16 bytes + 64 KiB: the default --max-sequence-tokens
+
+  it("refuses an unauthenticated call on its metadata, without waiting for or reading its message", async () => {
+    // The request is never sent: a server that read the message before authenticating would wait for it until the deadline.
+    const refused = await new Promise<{ code: number; details: string }>((resolve) => {
+      const raw = client();
+      const stream = raw.makeClientStreamRequest(
+        "/kvwarden.v1.KvCache/Prefill",
+        (bytes: Buffer) => bytes,
+        (bytes: Buffer) => bytes,
+        new Metadata(),
+        { deadline: Date.now() + 20_000 },
+        (error) => resolve(error ? { code: error.code, details: error.details } : { code: status.OK, details: "" }),
+      );
+      stream.write(Buffer.from([0x0a]));
+    });
+    expect(refused).toMatchObject({ code: status.UNAUTHENTICATED, details: expect.stringContaining("authentication is required") });
+    // Over the size limit or not a message at all, an unauthenticated body is refused for its credentials alone.
+    expect((await rawPrefill(textOnlyPrefill(LIMIT + 1))).code).toBe(status.UNAUTHENTICATED);
+    expect((await rawPrefill(Buffer.from([0xff, 0xff]))).code).toBe(status.UNAUTHENTICATED);
+    expect(logs.filter((line) => line.method === "kvwarden.v1.KvCache/Prefill" && line.code === "UNAUTHENTICATED")).toHaveLength(3);
+  });
+
+  it("reads an authenticated request up to what the largest Prefill can use, and refuses a larger one unread", async () => {
+    // At the limit the message is read and parsed (then refused for its missing sequence_id).
+    expect(await rawPrefill(textOnlyPrefill(LIMIT), ALICE)).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("sequence_id") });
+    expect(await rawPrefill(textOnlyPrefill(LIMIT + 1), ALICE)).toEqual({
+      code: status.RESOURCE_EXHAUSTED,
+      details: `Received message larger than max (${LIMIT + 1} vs ${LIMIT})`,
+    });
+  });
+
   it("leaves health open for probes and guards reflection", async () => {
     const health = new grpc.health.v1.Health(sidecar.address, credentials.createInsecure());
     clients.push(health);
