@@ -14,6 +14,7 @@ import { Health, KV_CACHE_SERVICE } from "./health.js";
 import { kvCacheService, type ServiceInfo } from "./kv-cache-service.js";
 import { lenientDecoding } from "./malformed-request.js";
 import { maxRequestBytes } from "./message-limit.js";
+import { keepRepeatedHeaders } from "./repeated-headers.js";
 import { RpcRuntime } from "./rpc-runtime.js";
 import { rpcSemconv } from "./rpc-semconv.js";
 import { Unavailable } from "./status.js";
@@ -90,6 +91,8 @@ export class KvwardenServer {
       "grpc.max_receive_message_length": options.maxRequestBytes ?? maxRequestBytes(DEFAULT_MAX_SEQUENCE_TOKENS),
       interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded, onRefused)] : [],
     });
+    // Two tokens are one too many: authentication must see both to refuse them.
+    keepRepeatedHeaders(this.server, ["authorization"]);
     this.server.addService(lenientDecoding(KvCacheService), kvCacheService(() => this.currentEngine(), info, runtime));
     this.health.addToServer(this.server);
     const definition = loadSync(join(PROTO_ROOT, "kvwarden/v1/kvwarden.proto"), { includeDirs: [PROTO_ROOT] });

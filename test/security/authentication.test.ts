@@ -1,6 +1,7 @@
 import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { ClientHttp2Session, IncomingHttpHeaders } from "node:http2";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,6 +12,7 @@ import { parseAuthTokens } from "../../src/server/auth-tokens.js";
 import type { LogFields } from "../../src/telemetry/json-log.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, statusOf } from "../support/test-server.js";
+import { connectAppendingHeader } from "./support/appended-header.js";
 import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
 
 const ALICE = "alice-token-0123456789abcdef";
@@ -133,6 +135,42 @@ describe("bearer tokens over gRPC", () => {
       code: status.RESOURCE_EXHAUSTED,
       details: `Received message larger than max (${LIMIT + 1} vs ${LIMIT})`,
     });
+  });
+
+  it("refuses a call with two authorization headers, whichever tokens they hold", async () => {
+    const [host, port] = sidecar.address.split(":");
+    const infoStatus = (session: ClientHttp2Session) =>
+      new Promise<{ code: number; details: string }>((resolve, reject) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/kvwarden.v1.KvCache/Info",
+          "content-type": "application/grpc",
+          te: "trailers",
+          authorization: `Bearer ${ALICE}`,
+        });
+        let headers: IncomingHttpHeaders = {};
+        stream.on("response", (response) => (headers = response));
+        stream.on("trailers", (trailers) => (headers = { ...headers, ...trailers }));
+        stream.on("close", () => resolve({ code: Number(headers["grpc-status"]), details: decodeURIComponent(String(headers["grpc-message"] ?? "")) }));
+        stream.on("error", reject);
+        stream.resume(); // the reply's message is not needed, only its status
+        stream.end(Buffer.alloc(5)); // an empty InfoRequest, framed
+      });
+    const sessions: ClientHttp2Session[] = [];
+    const appending = (name: string, value: string) => {
+      const session = connectAppendingHeader(host, Number(port), name, value);
+      sessions.push(session);
+      return session;
+    };
+    // The same request with another extra header is answered: what refuses it is the second token.
+    expect(await infoStatus(appending("x-extra", "1"))).toEqual({ code: status.OK, details: "OK" });
+    for (const second of [BOB, ALICE, "unknown-token-0123456789abc"]) {
+      expect(await infoStatus(appending("authorization", `Bearer ${second}`))).toEqual({
+        code: status.UNAUTHENTICATED,
+        details: "the authorization metadata must be one 'Bearer TOKEN' value",
+      });
+    }
+    for (const session of sessions) session.close();
   });
 
   it("leaves health open for probes and guards reflection", async () => {
