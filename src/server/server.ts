@@ -10,6 +10,7 @@ import type { KvwardenMetrics } from "../telemetry/metrics.js";
 import { authInterceptor, type Refusal } from "./auth-interceptor.js";
 import type { Authenticator } from "./authenticator.js";
 import { CallTracker } from "./call-tracker.js";
+import { connectionOptions, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connection-limits.js";
 import { Health, KV_CACHE_SERVICE } from "./health.js";
 import { kvCacheService, type ServiceInfo } from "./kv-cache-service.js";
 import { lenientDecoding } from "./malformed-request.js";
@@ -35,6 +36,8 @@ export interface KvwardenServerOptions {
   authenticator?: Authenticator;
   /** Larger request messages are refused unread (RESOURCE_EXHAUSTED); default: sized for the default --max-sequence-tokens (see message-limit.ts). */
   maxRequestBytes?: number;
+  /** When idle or unresponsive connections are closed (default DEFAULT_CONNECTION_LIMITS). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 export interface ListenOptions {
@@ -62,6 +65,7 @@ export class KvwardenServer {
   private healthServer?: Server;
   private engine?: Engine;
   private listening = false;
+  private readonly connectionLimits: ConnectionLimits;
 
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
     const { authenticator, metrics } = options;
@@ -87,7 +91,9 @@ export class KvwardenServer {
     const onRefused = ({ path, metadata, details }: Refusal) => {
       if (path.startsWith(kvCachePrefix)) runtime.refused(path.slice(kvCachePrefix.length), metadata, details);
     };
+    this.connectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.connectionLimits };
     this.server = new Server({
+      ...connectionOptions(this.connectionLimits),
       "grpc.max_receive_message_length": options.maxRequestBytes ?? maxRequestBytes(DEFAULT_MAX_SEQUENCE_TOKENS),
       interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded, onRefused)] : [],
     });
@@ -124,7 +130,7 @@ export class KvwardenServer {
 
   /** Serves grpc.health.v1 alone on `address` as well (host:port); returns the bound port. */
   async listenHealth(address: string): Promise<number> {
-    const server = new Server();
+    const server = new Server(connectionOptions(this.connectionLimits));
     this.health.addToServer(server);
     this.healthServer = server;
     // Kubernetes gRPC probes speak neither TLS nor tokens.
