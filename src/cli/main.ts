@@ -12,7 +12,7 @@ import type { ExecutionProvider } from "../model/step-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
-import { TlsCertificates } from "../server/tls.js";
+import { TlsCertificates, validityProblem } from "../server/tls.js";
 import { maxRequestBytes } from "../server/message-limit.js";
 import { parseSocketMode } from "../server/unix-socket.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
@@ -89,6 +89,13 @@ program
     const authenticator = new Authenticator({ tokens, clientCertificates: Boolean(options.tlsClientCa) });
     // Read and checked now (a bad file stops the start, named); re-read on SIGHUP.
     const tls = options.tlsCert ? new TlsCertificates({ certPath: options.tlsCert, keyPath: options.tlsKey, clientCaPath: options.tlsClientCa }) : undefined;
+    // Served all the same (a renewal may be on its way), but every client will refuse it: say so.
+    const warnOfDates = (certificates: TlsCertificates) => {
+      const problem = validityProblem(certificates.current);
+      const { notBefore, notAfter } = certificates.current;
+      if (problem) log({ level: "warn", msg: `the TLS certificate ${problem}: clients will refuse it`, file: certificates.files.certPath, notBefore, notAfter });
+    };
+    if (tls) warnOfDates(tls);
     const executionProvider = options.executionProvider as ExecutionProvider;
     const tracing = await startTracing(version);
     let model: Awaited<ReturnType<typeof loadModel>> | undefined;
@@ -156,6 +163,7 @@ program
         try {
           // New handshakes use the new files; established connections keep theirs.
           log({ level: "info", msg: "reloaded TLS certificate", file: tls.files.certPath, ...tls.reload() });
+          warnOfDates(tls);
         } catch (error) {
           log({ level: "error", msg: `TLS certificate not reloaded, the previous one keeps serving: ${(error as Error).message}` });
         }
