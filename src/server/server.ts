@@ -65,6 +65,8 @@ export class KvwardenServer {
   private healthServer?: Server;
   private engine?: Engine;
   private listening = false;
+  /** Remove the Unix sockets this server bound, once it has stopped. */
+  private readonly socketRemovals: (() => void)[] = [];
   private readonly connectionLimits: ConnectionLimits;
 
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
@@ -119,7 +121,7 @@ export class KvwardenServer {
     if (socket) {
       // A socket is guarded by its file mode (and tokens); TLS on it would protect nothing more.
       if (options.tls) throw new Error("TLS is for host:port listeners; a Unix socket is protected by its file mode");
-      await bindPrivately(socket, options.socketMode ?? DEFAULT_SOCKET_MODE, (staged) => bind(this.server, staged, ServerCredentials.createInsecure()));
+      this.socketRemovals.push(await bindPrivately(socket, options.socketMode ?? DEFAULT_SOCKET_MODE, (staged) => bind(this.server, staged, ServerCredentials.createInsecure())));
     } else {
       port = await bind(this.server, address, serverCredentials(options.tls));
     }
@@ -152,6 +154,7 @@ export class KvwardenServer {
       await this.calls.idle(deadline - Date.now());
     }
     await Promise.all([this.server, this.healthServer].map((server) => server && shutdown(server, Math.max(100, deadline - Date.now()))));
+    for (const remove of this.socketRemovals.splice(0)) remove();
     this.engine?.close();
   }
 
