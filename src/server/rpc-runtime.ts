@@ -9,6 +9,7 @@ import type { KvwardenMetrics } from "../telemetry/metrics.js";
 import { tracer } from "../telemetry/tracer.js";
 import type { Authenticator, CredentialsOf } from "./authenticator.js";
 import type { CallTracker } from "./call-tracker.js";
+import { cancelledByDeadline } from "./deadline-cancel.js";
 import { MalformedRequest } from "./malformed-request.js";
 import { isServerError, rpcCallAttributes, rpcStatusAttributes, type RpcSemconv } from "./rpc-semconv.js";
 import { toServiceError, Unavailable } from "./status.js";
@@ -140,7 +141,8 @@ export class RpcRuntime {
     const attributes: Attributes = {};
     const content: Record<string, string> = {};
     const controller = new AbortController();
-    const cancelled = () => controller.abort(call.getDeadline() !== Infinity && Date.now() >= Number(call.getDeadline()) ? "deadline" : "cancelled");
+    const receivedAt = Date.now();
+    const cancelled = () => controller.abort(cancelledByDeadline(call.getDeadline(), receivedAt, Date.now()) ? "deadline" : "cancelled");
     if (call.cancelled) cancelled();
     else call.on("cancelled", cancelled);
     const untrack = tracker.add(controller);
