@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync, statSync } from "node:fs";
-import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
+import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { evalCommand } from "../eval/command.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
@@ -11,7 +12,8 @@ import type { ExecutionProvider } from "../model/step-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
-import { TlsCertificates } from "../server/tls.js";
+import { TlsCertificates, validityProblem } from "../server/tls.js";
+import { maxRequestBytes } from "../server/message-limit.js";
 import { parseSocketMode } from "../server/unix-socket.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
@@ -58,10 +60,11 @@ program
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
   .option("--kv-budget <size>", "KV memory all sequences may hold, e.g. 512MiB", byteSize, parseByteSize("512MiB"))
-  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, 65536)
+  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
   .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
+  .option("--request-id-ttl <seconds>", "recognise a retried request_id for this long after its first call", positiveInt, DEFAULT_REQUEST_ID_TTL_MS / 1000)
   .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, 64)
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
@@ -87,6 +90,13 @@ program
     const authenticator = new Authenticator({ tokens, clientCertificates: Boolean(options.tlsClientCa) });
     // Read and checked now (a bad file stops the start, named); re-read on SIGHUP.
     const tls = options.tlsCert ? new TlsCertificates({ certPath: options.tlsCert, keyPath: options.tlsKey, clientCaPath: options.tlsClientCa }) : undefined;
+    // Served all the same (a renewal may be on its way), but every client will refuse it: say so.
+    const warnOfDates = (certificates: TlsCertificates) => {
+      const problem = validityProblem(certificates.current);
+      const { notBefore, notAfter } = certificates.current;
+      if (problem) log({ level: "warn", msg: `the TLS certificate ${problem}: clients will refuse it`, file: certificates.files.certPath, notBefore, notAfter });
+    };
+    if (tls) warnOfDates(tls);
     const executionProvider = options.executionProvider as ExecutionProvider;
     const tracing = await startTracing(version);
     let model: Awaited<ReturnType<typeof loadModel>> | undefined;
@@ -116,10 +126,15 @@ program
         maxBatchSize: options.maxBatchSize,
         maxPromptBytes: options.maxPromptBytes,
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
+        requestLog: { ttlMs: options.requestIdTtl * 1000 },
       });
       return engine;
     })();
-    const server = new KvwardenServer(loading, { executionProvider, version }, { metrics, log, authenticator, logContent: options.logContent });
+    const server = new KvwardenServer(
+      loading,
+      { executionProvider, version },
+      { metrics, log, authenticator, logContent: options.logContent, maxRequestBytes: maxRequestBytes(options.maxSequenceTokens) },
+    );
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
@@ -150,6 +165,7 @@ program
         try {
           // New handshakes use the new files; established connections keep theirs.
           log({ level: "info", msg: "reloaded TLS certificate", file: tls.files.certPath, ...tls.reload() });
+          warnOfDates(tls);
         } catch (error) {
           log({ level: "error", msg: `TLS certificate not reloaded, the previous one keeps serving: ${(error as Error).message}` });
         }

@@ -15,7 +15,8 @@ import { applyEviction, commitEviction, type EvictionOutcome, type PlannedEvicti
 import { DecodeBatcher } from "./decode-batcher.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
-import { RequestLog } from "./request-log.js";
+import { requestFingerprint } from "./request-digest.js";
+import { RequestLog, type RequestLogOptions } from "./request-log.js";
 import { Sequence } from "./sequence.js";
 
 export type { EvictionOutcome } from "./apply-eviction.js";
@@ -40,6 +41,8 @@ export interface EngineOptions {
   /** Most UTF-8 bytes of prompt text (or chat messages) one Prefill may send, and most token ids
    * (a token stands for at least one byte); default DEFAULT_MAX_PROMPT_BYTES. */
   maxPromptBytes?: number;
+  /** How long and how many request ids each tenant's retries are recognised for (defaults: 600 s, 10,000). */
+  requestLog?: Partial<RequestLogOptions>;
 }
 
 export interface TenantQuota {
@@ -167,12 +170,11 @@ export const DEFAULT_MAX_BATCH_SIZE = 32;
 
 /** 1 MiB: tokenized in well under a second, and more than a 128k-token context holds. */
 export const DEFAULT_MAX_PROMPT_BYTES = 2 ** 20;
+/** Entries one KV head of a sequence may hold unless told otherwise (serve's --max-sequence-tokens). */
+export const DEFAULT_MAX_SEQUENCE_TOKENS = 65_536;
 
 /** Most log-probabilities one Prefill may return as whole distributions (64 MiB of floats). */
 export const MAX_DISTRIBUTION_FLOATS = 2 ** 24;
-
-/** Completed request ids remembered for idempotent retries. */
-const REQUEST_LOG_CAPACITY = 100_000;
 
 function checkPromptBytes(bytes: number, limit: number, what: string): void {
   if (bytes > limit) throw new EngineError("INVALID_ARGUMENT", `${what} is ${bytes} bytes of UTF-8; the limit is ${limit} (--max-prompt-bytes)`);
@@ -203,7 +205,7 @@ export class Engine {
     readonly options: EngineOptions,
   ) {
     this.pool = new SlabPool(options.kvBudgetBytes);
-    this.requests = new RequestLog(REQUEST_LOG_CAPACITY, options.sequenceTtlMs);
+    this.requests = new RequestLog(options.requestLog);
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
     this.sweeper.unref();
     // A device-resident cache steps one sequence per run: the batch arena is a host copy.
@@ -214,7 +216,8 @@ export class Engine {
   }
 
   prefill(input: PrefillInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): Promise<PrefillOutcome> {
-    return this.requests.run(caller.tenant, input.requestId, `Prefill of '${input.sequenceId}'`, () => this.prefillOnce(input, signal, caller));
+    const { requestId, sequenceId, ...content } = input;
+    return this.requests.run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), () => this.prefillOnce(input, signal, caller));
   }
 
   private async prefillOnce(input: PrefillInput, signal: AbortSignal | undefined, caller: Caller): Promise<PrefillOutcome> {
@@ -323,7 +326,7 @@ export class Engine {
   }
 
   evict(sequenceId: string, spec: EvictionSpec, caller: Caller = ANONYMOUS, requestId?: string): Promise<EvictionOutcome> {
-    return this.requests.run(caller.tenant, requestId, `Evict of '${sequenceId}'`, async () => {
+    return this.requests.run(caller.tenant, requestId, requestFingerprint("Evict", sequenceId, spec), async () => {
       const sequence = this.lookup(sequenceId, caller);
       const resolved = this.resolve(spec, sequence.maxHeadLength);
       return this.withSequence(sequence, false, () => this.withKeys(sequence, () => applyEviction(sequence, spec, resolved)));
@@ -335,7 +338,7 @@ export class Engine {
    * stands and its decode budget. Nothing is shared, so the copy's bytes count against the budgets.
    */
   fork(sequenceId: string, newSequenceId: string, caller: Caller = ANONYMOUS, requestId?: string): Promise<ForkOutcome> {
-    return this.requests.run(caller.tenant, requestId, `Fork of '${sequenceId}'`, async () => {
+    return this.requests.run(caller.tenant, requestId, requestFingerprint("Fork", sequenceId, { newSequenceId }), async () => {
       const source = this.lookup(sequenceId, caller);
       if (this.sequences.has(keyOf(caller, newSequenceId))) {
         throw new EngineError("ALREADY_EXISTS", `sequence '${newSequenceId}' already exists; release it or choose another new_sequence_id`);
@@ -361,7 +364,7 @@ export class Engine {
   }
 
   release(sequenceId: string, caller: Caller = ANONYMOUS, requestId?: string): Promise<{ found: boolean; freedBytes: number }> {
-    return this.requests.run(caller.tenant, requestId, `Release of '${sequenceId}'`, async () => {
+    return this.requests.run(caller.tenant, requestId, requestFingerprint("Release", sequenceId, {}), async () => {
       const key = keyOf(caller, sequenceId);
       const sequence = this.sequences.get(key);
       if (!sequence) return { found: false, freedBytes: 0 };

@@ -2,13 +2,22 @@ import { Metadata, ServerInterceptingCall, ServerListenerBuilder, status, type S
 import type { Authenticator } from "./authenticator.js";
 import { Unauthenticated } from "./status.js";
 
+/** A call refused for its credentials: its method's path, its metadata, and why. */
+export interface Refusal {
+  path: string;
+  metadata: Metadata;
+  details: string;
+}
+
 /**
- * Refuses calls without valid credentials with UNAUTHENTICATED before they
- * reach their service, for every method `guarded` names (reflection, and any
- * service added later); services that authenticate on their own, and health
- * for probes, are left out by the caller.
+ * Refuses calls without valid credentials with UNAUTHENTICATED on their
+ * metadata, before their message is read: grpc-js reads and decodes a
+ * message only once the metadata is passed on, so an unauthenticated caller
+ * never makes the server buffer or parse its body. Guards every method
+ * `guarded` names (health is left open for probes by the caller);
+ * `onRefused` hears of each refusal (to log and count it).
  */
-export function authInterceptor(authenticator: Authenticator, guarded: (path: string) => boolean): ServerInterceptor {
+export function authInterceptor(authenticator: Authenticator, guarded: (path: string) => boolean, onRefused: (refusal: Refusal) => void = () => {}): ServerInterceptor {
   return (method, call) => {
     if (!guarded(method.path)) return new ServerInterceptingCall(call);
     return new ServerInterceptingCall(call, {
@@ -20,6 +29,7 @@ export function authInterceptor(authenticator: Authenticator, guarded: (path: st
                 authenticator.callerOf({ metadata, getAuthContext: () => call.getAuthContext() });
               } catch (error) {
                 if (!(error instanceof Unauthenticated)) throw error;
+                onRefused({ path: method.path, metadata, details: error.message });
                 call.sendStatus({ code: status.UNAUTHENTICATED, details: error.message, metadata: new Metadata() });
                 return;
               }

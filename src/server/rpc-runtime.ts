@@ -10,6 +10,7 @@ import { tracer } from "../telemetry/tracer.js";
 import type { Authenticator, CredentialsOf } from "./authenticator.js";
 import type { CallTracker } from "./call-tracker.js";
 import { echo } from "./echo.js";
+import { cancelledByDeadline } from "./deadline-cancel.js";
 import { MalformedRequest } from "./malformed-request.js";
 import { isServerError, rpcCallAttributes, rpcStatusAttributes, type RpcSemconv } from "./rpc-semconv.js";
 import { toServiceError, Unavailable } from "./status.js";
@@ -106,6 +107,12 @@ export class RpcRuntime {
     };
   }
 
+  /** Records (span, metrics, log line) a call that authentication refused before its handler ran. */
+  refused(method: string, metadata: Metadata, details: string): void {
+    const call: SurfaceCall = { metadata, cancelled: false, getDeadline: () => Infinity, on: () => undefined, getAuthContext: () => ({}) };
+    this.begin(method, call).finish(status.UNAUTHENTICATED, details);
+  }
+
   /**
    * Runs the handler in the call's context once the caller is known and the
    * request parsed; a call cut short by shutdown fails with UNAVAILABLE.
@@ -135,7 +142,8 @@ export class RpcRuntime {
     const attributes: Attributes = {};
     const content: Record<string, string> = {};
     const controller = new AbortController();
-    const cancelled = () => controller.abort(call.getDeadline() !== Infinity && Date.now() >= Number(call.getDeadline()) ? "deadline" : "cancelled");
+    const receivedAt = Date.now();
+    const cancelled = () => controller.abort(cancelledByDeadline(call.getDeadline(), receivedAt, Date.now()) ? "deadline" : "cancelled");
     if (call.cancelled) cancelled();
     else call.on("cancelled", cancelled);
     const untrack = tracker.add(controller);

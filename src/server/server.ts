@@ -3,16 +3,19 @@ import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { KvCacheService } from "../gen/kvwarden/v1/kvwarden.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
-import { authInterceptor } from "./auth-interceptor.js";
+import { authInterceptor, type Refusal } from "./auth-interceptor.js";
 import type { Authenticator } from "./authenticator.js";
 import { CallTracker } from "./call-tracker.js";
+import { connectionOptions, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connection-limits.js";
 import { Health, KV_CACHE_SERVICE } from "./health.js";
 import { kvCacheService, type ServiceInfo } from "./kv-cache-service.js";
 import { lenientDecoding } from "./malformed-request.js";
+import { maxRequestBytes } from "./message-limit.js";
+import { keepRepeatedHeaders } from "./repeated-headers.js";
 import { RpcRuntime } from "./rpc-runtime.js";
 import { rpcSemconv } from "./rpc-semconv.js";
 import { Unavailable } from "./status.js";
@@ -31,6 +34,10 @@ export interface KvwardenServerOptions {
   logContent?: boolean;
   /** Who may call, as which tenant; absent = everyone, as the anonymous tenant. */
   authenticator?: Authenticator;
+  /** Larger request messages are refused unread (RESOURCE_EXHAUSTED); default: sized for the default --max-sequence-tokens (see message-limit.ts). */
+  maxRequestBytes?: number;
+  /** When idle or unresponsive connections are closed (default DEFAULT_CONNECTION_LIMITS). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 export interface ListenOptions {
@@ -58,15 +65,12 @@ export class KvwardenServer {
   private healthServer?: Server;
   private engine?: Engine;
   private listening = false;
+  /** Remove the Unix sockets this server bound, once it has stopped. */
+  private readonly socketRemovals: (() => void)[] = [];
+  private readonly connectionLimits: ConnectionLimits;
 
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
     const { authenticator, metrics } = options;
-    // KvCache authenticates in its runtime (so refusals are logged and counted); health stays open for probes.
-    const guarded = (path: string) => !path.startsWith(`/${KV_CACHE_SERVICE}/`) && !path.startsWith("/grpc.health.v1.");
-    this.server = new Server({
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded)] : [],
-    });
     const tenantUsage = (tenant: string) => {
       const stats = this.engine?.stats(undefined, false, { tenant });
       return stats && { kvBytes: stats.tenantKvBytes, sequences: stats.tenantSequenceCount };
@@ -82,6 +86,21 @@ export class KvwardenServer {
       authenticator,
       tenantMetrics: metrics && authenticator?.enabled ? new TenantMetrics(metrics.registry, tenantUsage) : undefined,
     });
+    // Every call but health (open for probes) is authenticated on its metadata, before its message is read;
+    // KvCache refusals are logged and counted like its other calls.
+    const guarded = (path: string) => !path.startsWith("/grpc.health.v1.");
+    const kvCachePrefix = `/${KV_CACHE_SERVICE}/`;
+    const onRefused = ({ path, metadata, details }: Refusal) => {
+      if (path.startsWith(kvCachePrefix)) runtime.refused(path.slice(kvCachePrefix.length), metadata, details);
+    };
+    this.connectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.connectionLimits };
+    this.server = new Server({
+      ...connectionOptions(this.connectionLimits),
+      "grpc.max_receive_message_length": options.maxRequestBytes ?? maxRequestBytes(DEFAULT_MAX_SEQUENCE_TOKENS),
+      interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded, onRefused)] : [],
+    });
+    // Two tokens are one too many: authentication must see both to refuse them.
+    keepRepeatedHeaders(this.server, ["authorization"]);
     this.server.addService(lenientDecoding(KvCacheService), kvCacheService(() => this.currentEngine(), info, runtime));
     this.health.addToServer(this.server);
     const definition = loadSync(join(PROTO_ROOT, "kvwarden/v1/kvwarden.proto"), { includeDirs: [PROTO_ROOT] });
@@ -102,7 +121,7 @@ export class KvwardenServer {
     if (socket) {
       // A socket is guarded by its file mode (and tokens); TLS on it would protect nothing more.
       if (options.tls) throw new Error("TLS is for host:port listeners; a Unix socket is protected by its file mode");
-      await bindPrivately(socket, options.socketMode ?? DEFAULT_SOCKET_MODE, (staged) => bind(this.server, staged, ServerCredentials.createInsecure()));
+      this.socketRemovals.push(await bindPrivately(socket, options.socketMode ?? DEFAULT_SOCKET_MODE, (staged) => bind(this.server, staged, ServerCredentials.createInsecure())));
     } else {
       port = await bind(this.server, address, serverCredentials(options.tls));
     }
@@ -113,7 +132,7 @@ export class KvwardenServer {
 
   /** Serves grpc.health.v1 alone on `address` as well (host:port); returns the bound port. */
   async listenHealth(address: string): Promise<number> {
-    const server = new Server();
+    const server = new Server(connectionOptions(this.connectionLimits));
     this.health.addToServer(server);
     this.healthServer = server;
     // Kubernetes gRPC probes speak neither TLS nor tokens.
@@ -135,6 +154,7 @@ export class KvwardenServer {
       await this.calls.idle(deadline - Date.now());
     }
     await Promise.all([this.server, this.healthServer].map((server) => server && shutdown(server, Math.max(100, deadline - Date.now()))));
+    for (const remove of this.socketRemovals.splice(0)) remove();
     this.engine?.close();
   }
 

@@ -16,6 +16,7 @@ export interface TlsCertificateInfo {
   subject: string;
   serialNumber: string;
   fingerprint256: string;
+  notBefore: string;
   notAfter: string;
   clientCaCertificates?: number;
 }
@@ -102,6 +103,17 @@ export class TlsCertificates implements experimental.CertificateProvider {
   }
 }
 
+/**
+ * What is wrong with the dates of the certificate in `info` at `now`, if
+ * anything: clients refuse an expired or not yet valid certificate, but
+ * neither OpenSSL nor grpc-js stops a server from serving it.
+ */
+export function validityProblem(info: TlsCertificateInfo, now = Date.now()): string | undefined {
+  if (now < Date.parse(info.notBefore)) return `is not valid before ${info.notBefore}`;
+  if (now > Date.parse(info.notAfter)) return `expired on ${info.notAfter}`;
+  return undefined;
+}
+
 /** TLS credentials (following reloads of `tls` when it is a TlsCertificates), requiring a verified client certificate when a client CA is given; insecure without files. */
 export function serverCredentials(tls: TlsFiles | TlsCertificates | undefined): ServerCredentials {
   if (!tls) return ServerCredentials.createInsecure();
@@ -149,7 +161,7 @@ function readMaterial(files: TlsFiles): Material {
   } catch (error) {
     throw new Error(`TLS certificate ${files.certPath}, key ${files.keyPath}: ${(error as Error).message}`);
   }
-  const info: TlsCertificateInfo = { subject: leaf.subject, serialNumber: leaf.serialNumber, fingerprint256: leaf.fingerprint256, notAfter: leaf.validTo };
+  const info: TlsCertificateInfo = { subject: leaf.subject, serialNumber: leaf.serialNumber, fingerprint256: leaf.fingerprint256, notBefore: leaf.validFrom, notAfter: leaf.validTo };
   return { cert, key, ca, info: clientCaCertificates === undefined ? info : { ...info, clientCaCertificates } };
 }
 

@@ -11,9 +11,10 @@ export function socketPath(address: string): string | undefined {
  * moment when it is more open: `bind` creates it inside a fresh directory only
  * this user can enter, it gets its mode there, and is then renamed into place.
  * A socket left by an earlier process is replaced; anything else at the path
- * makes the bind fail.
+ * makes the bind fail. Resolves to what removes the socket at shutdown (the
+ * listener, bound under the staging name, would not).
  */
-export async function bindPrivately(path: string, mode: number, bind: (address: string) => Promise<unknown>): Promise<void> {
+export async function bindPrivately(path: string, mode: number, bind: (address: string) => Promise<unknown>): Promise<() => void> {
   const existing = fileType(path);
   if (existing !== undefined && existing !== "socket") throw new Error(`cannot listen on ${path}: a ${existing} is in the way`);
   const staging = mkdtempSync(join(dirname(path), ".kvwarden-"));
@@ -30,6 +31,11 @@ export async function bindPrivately(path: string, mode: number, bind: (address: 
     }
     rmdirSync(staging);
   }
+  const { ino } = lstatSync(path);
+  return () => {
+    // Only this socket: a successor that has bound the path since keeps its own.
+    if (fileType(path) === "socket" && lstatSync(path).ino === ino) unlinkSync(path);
+  };
 }
 
 function fileType(path: string): string | undefined {

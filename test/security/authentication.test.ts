@@ -1,6 +1,7 @@
 import { credentials, loadPackageDefinition, Metadata, status, type Client, type ServiceError } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { ClientHttp2Session, IncomingHttpHeaders } from "node:http2";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -11,6 +12,7 @@ import { parseAuthTokens } from "../../src/server/auth-tokens.js";
 import type { LogFields } from "../../src/telemetry/json-log.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, statusOf } from "../support/test-server.js";
+import { connectAppendingHeader } from "./support/appended-header.js";
 import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
 
 const ALICE = "alice-token-0123456789abcdef";
@@ -88,6 +90,87 @@ describe("bearer tokens over gRPC", () => {
     // Refusals are logged with their code, never with the token.
     expect(logs.some((line) => line.code === "UNAUTHENTICATED")).toBe(true);
     expect(JSON.stringify(logs)).not.toContain(ALICE);
+  });
+
+  /** Sends `body` as the raw message of a Prefill, with `token` if given; resolves to the status. */
+  const rawPrefill = (body: Buffer, token?: string) =>
+    new Promise<{ code: number; details: string }>((resolve) => {
+      const raw = client(token);
+      raw.makeUnaryRequest("/kvwarden.v1.KvCache/Prefill", (bytes: Buffer) => bytes, (bytes: Buffer) => bytes, body, (error) =>
+        resolve(error ? { code: error.code, details: error.details } : { code: status.OK, details: "" }),
+      );
+    });
+  /** A PrefillRequest of exactly `bytes` bytes: only field 3 (text), whose length takes 3 bytes as a varint. */
+  const textOnlyPrefill = (bytes: number) => {
+    const length = bytes - 4;
+    return Buffer.concat([Buffer.from([0x1a, (length & 0x7f) | 0x80, ((length >> 7) & 0x7f) | 0x80, length >> 14]), Buffer.alloc(length, "a")]);
+  };
+  const LIMIT = 1_114_112; // 65536 tokens x 16 bytes + 64 KiB: the default --max-sequence-tokens
+
+  it("refuses an unauthenticated call on its metadata, without waiting for or reading its message", async () => {
+    // The request is never sent: a server that read the message before authenticating would wait for it until the deadline.
+    const refused = await new Promise<{ code: number; details: string }>((resolve) => {
+      const raw = client();
+      const stream = raw.makeClientStreamRequest(
+        "/kvwarden.v1.KvCache/Prefill",
+        (bytes: Buffer) => bytes,
+        (bytes: Buffer) => bytes,
+        new Metadata(),
+        { deadline: Date.now() + 20_000 },
+        (error) => resolve(error ? { code: error.code, details: error.details } : { code: status.OK, details: "" }),
+      );
+      stream.write(Buffer.from([0x0a]));
+    });
+    expect(refused).toMatchObject({ code: status.UNAUTHENTICATED, details: expect.stringContaining("authentication is required") });
+    // Over the size limit or not a message at all, an unauthenticated body is refused for its credentials alone.
+    expect((await rawPrefill(textOnlyPrefill(LIMIT + 1))).code).toBe(status.UNAUTHENTICATED);
+    expect((await rawPrefill(Buffer.from([0xff, 0xff]))).code).toBe(status.UNAUTHENTICATED);
+    expect(logs.filter((line) => line.method === "kvwarden.v1.KvCache/Prefill" && line.code === "UNAUTHENTICATED")).toHaveLength(3);
+  });
+
+  it("reads an authenticated request up to what the largest Prefill can use, and refuses a larger one unread", async () => {
+    // At the limit the message is read and parsed (then refused for its missing sequence_id).
+    expect(await rawPrefill(textOnlyPrefill(LIMIT), ALICE)).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("sequence_id") });
+    expect(await rawPrefill(textOnlyPrefill(LIMIT + 1), ALICE)).toEqual({
+      code: status.RESOURCE_EXHAUSTED,
+      details: `Received message larger than max (${LIMIT + 1} vs ${LIMIT})`,
+    });
+  });
+
+  it("refuses a call with two authorization headers, whichever tokens they hold", async () => {
+    const [host, port] = sidecar.address.split(":");
+    const infoStatus = (session: ClientHttp2Session) =>
+      new Promise<{ code: number; details: string }>((resolve, reject) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/kvwarden.v1.KvCache/Info",
+          "content-type": "application/grpc",
+          te: "trailers",
+          authorization: `Bearer ${ALICE}`,
+        });
+        let headers: IncomingHttpHeaders = {};
+        stream.on("response", (response) => (headers = response));
+        stream.on("trailers", (trailers) => (headers = { ...headers, ...trailers }));
+        stream.on("close", () => resolve({ code: Number(headers["grpc-status"]), details: decodeURIComponent(String(headers["grpc-message"] ?? "")) }));
+        stream.on("error", reject);
+        stream.resume(); // the reply's message is not needed, only its status
+        stream.end(Buffer.alloc(5)); // an empty InfoRequest, framed
+      });
+    const sessions: ClientHttp2Session[] = [];
+    const appending = (name: string, value: string) => {
+      const session = connectAppendingHeader(host, Number(port), name, value);
+      sessions.push(session);
+      return session;
+    };
+    // The same request with another extra header is answered: what refuses it is the second token.
+    expect(await infoStatus(appending("x-extra", "1"))).toEqual({ code: status.OK, details: "OK" });
+    for (const second of [BOB, ALICE, "unknown-token-0123456789abc"]) {
+      expect(await infoStatus(appending("authorization", `Bearer ${second}`))).toEqual({
+        code: status.UNAUTHENTICATED,
+        details: "the authorization metadata must be one 'Bearer TOKEN' value",
+      });
+    }
+    for (const session of sessions) session.close();
   });
 
   it("leaves health open for probes and guards reflection", async () => {

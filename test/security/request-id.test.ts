@@ -1,7 +1,13 @@
 import { status } from "@grpc/grpc-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { EngineModel } from "../../src/engine/engine.js";
+import type { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
 
 describe("request ids make retries safe", () => {
   let t: TestServer;
@@ -50,5 +56,106 @@ describe("request ids make retries safe", () => {
     expect(released.found).toBe(true);
     expect(await call(t.client, t.client.release, { sequenceId: "story", requestId: "release-1" })).toEqual(released);
     expect(await call(t.client, t.client.release, { sequenceId: "story" })).toEqual({ found: false, freedBytes: 0n });
+  });
+});
+
+describe("a request id stands for one whole request", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    t = await startTestServer(await loadTestModel());
+  });
+  afterAll(() => t.close());
+
+  const position = async (sequenceId: string) => (await call(t.client, t.client.stats, { sequenceId })).sequences[0].position;
+  const refusal = (promise: Promise<unknown>) => statusOf(promise).then(({ code, details }) => ({ code, reused: details.includes("already used") }));
+  const REFUSED = { code: status.INVALID_ARGUMENT, reused: true };
+
+  it("refuses a Prefill whose tokens, text, logprobs or eviction differ from the first one under its id, and feeds nothing", async () => {
+    const first = { sequenceId: "doc", tokenIds: [1, 403, 407], requestId: "feed-1" };
+    const stored = await call(t.client, t.client.prefill, first);
+    for (const other of [
+      { ...first, tokenIds: [1, 403, 408] },
+      { sequenceId: "doc", text: "Once upon", requestId: "feed-1" },
+      { ...first, returnLogprobs: true },
+      { ...first, eviction: { policy: "streaming_llm", maxTokens: 2 } },
+    ]) {
+      expect(await refusal(call(t.client, t.client.prefill, other))).toEqual(REFUSED);
+    }
+    expect(await position("doc")).toBe(3);
+    // The same request again is still a retry.
+    expect(await call(t.client, t.client.prefill, first)).toEqual(stored);
+  });
+
+  it("refuses an Evict with another spec and a Fork to another new id under a used request id", async () => {
+    await call(t.client, t.client.prefill, { sequenceId: "long", tokenIds: Array.from({ length: 20 }, (_, i) => 5 + i) });
+    const evict = { sequenceId: "long", eviction: { policy: "streaming_llm", maxTokens: 12 }, requestId: "evict-1" };
+    expect((await call(t.client, t.client.evict, evict)).eviction?.applied).toBe(true);
+    const entries = async () => (await call(t.client, t.client.stats, { sequenceId: "long" })).sequences[0].entries;
+    const kept = await entries();
+    expect(await refusal(call(t.client, t.client.evict, { ...evict, eviction: { policy: "streaming_llm", maxTokens: 6 } }))).toEqual(REFUSED);
+    expect(await entries()).toBe(kept);
+
+    await call(t.client, t.client.fork, { sequenceId: "long", newSequenceId: "copy-a", requestId: "fork-1" });
+    expect(await refusal(call(t.client, t.client.fork, { sequenceId: "long", newSequenceId: "copy-b", requestId: "fork-1" }))).toEqual(REFUSED);
+    expect((await statusOf(call(t.client, t.client.stats, { sequenceId: "copy-b" }))).code).toBe(status.NOT_FOUND);
+  });
+});
+
+describe("each tenant's request ids are its own, and expire", () => {
+  const TOKENS = { alice: "alice-token-0123456789abcdef", bob: "bob-token-0123456789abcdef" };
+  const folder = mkdtempSync(join(tmpdir(), "kvwarden-request-ids-"));
+  let model: EngineModel;
+  let sidecar: SecureServer;
+  const clients: KvCacheClient[] = [];
+  const client = (tenant: keyof typeof TOKENS) => {
+    const made = clientOf(sidecar.address, TOKENS[tenant]);
+    clients.push(made);
+    return made;
+  };
+  const position = async (c: KvCacheClient, sequenceId: string) => (await call(c, c.stats, { sequenceId })).sequences[0].position;
+
+  beforeAll(async () => {
+    model = await loadTestModel();
+  });
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    await sidecar.close();
+  });
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  const start = async (requestLog: object) => {
+    const text = Object.entries(TOKENS).map(([tenant, token]) => `${token} ${tenant}`).join("\n");
+    sidecar = await startSecureServer(model, { tokens: { path: join(folder, "tokens"), text }, engine: { requestLog } });
+  };
+
+  it("keeps Alice's record through Bob's flood of 100,050 request ids; Bob's flood forgets only Bob's oldest", async () => {
+    await start({ perTenant: 100 });
+    const alice = client("alice");
+    const bob = client("bob");
+    const prefill = { sequenceId: "doc", tokenIds: [1, 403], requestId: "alice-1" };
+    const stored = await call(alice, alice.prefill, prefill);
+    const bobPrefill = { sequenceId: "doc", tokenIds: [1, 403], requestId: "bob-1" };
+    await call(bob, bob.prefill, bobPrefill);
+    // The flood runs on the engine as Bob (the same path a gRPC Release takes), so that 100,050 calls stay quick.
+    for (let i = 0; i < 100_050; i++) await sidecar.engine.release("nothing", { tenant: "bob" }, `flood-${i}`);
+
+    expect(await call(alice, alice.prefill, prefill)).toEqual(stored);
+    expect(await position(alice, "doc")).toBe(2);
+    // Bob's own first id is past his bound: his retry runs again.
+    expect((await call(bob, bob.prefill, bobPrefill)).position).toBe(4);
+  });
+
+  it("recognises a retry until the TTL has passed since the first call, then runs it as new", async () => {
+    let now = 0;
+    await start({ ttlMs: 60_000, now: () => now });
+    const alice = client("alice");
+    const prefill = { sequenceId: "doc", tokenIds: [1, 403], requestId: "alice-ttl" };
+    await call(alice, alice.prefill, prefill);
+    now = 59_999;
+    expect((await call(alice, alice.prefill, prefill)).position).toBe(2);
+    now = 60_000;
+    expect((await call(alice, alice.prefill, prefill)).position).toBe(4);
+    // Run again, it is remembered anew.
+    expect((await call(alice, alice.prefill, prefill)).position).toBe(4);
   });
 });

@@ -1,5 +1,5 @@
 import { status } from "@grpc/grpc-js";
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -56,6 +56,7 @@ describe("kvwarden serve with authentication", () => {
       for (const made of clients) made.close();
       child.kill("SIGTERM");
       expect(await exited).toBe(0);
+      expect(existsSync(socket)).toBe(false);
       expect(serve.stderr).not.toContain(OLD);
       expect(serve.stderr).not.toContain(NEW);
     } finally {

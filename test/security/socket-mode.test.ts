@@ -1,5 +1,5 @@
 import { credentials } from "@grpc/grpc-js";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -55,6 +55,22 @@ describe("the Unix socket listener", () => {
     await expect(refused.listen(`unix:${file}`)).rejects.toThrow(/a file is in the way/);
     expect(readFileSync(file, "utf8")).toBe("keep me");
     await refused.close(100);
+  });
+
+  it("removes its socket when it stops, but not a successor's that has taken the path", async () => {
+    const path = join(folder, "removed.sock");
+    await (await serve(path)).close(200);
+    expect(existsSync(path)).toBe(false);
+
+    const first = await serve(path);
+    const successor = await serve(path);
+    await first.close(200);
+    expect(statSync(path).isSocket()).toBe(true);
+    const client = new KvCacheClient(`unix:${path}`, credentials.createInsecure());
+    expect((await call(client, client.info, {})).version).toBe("test");
+    client.close();
+    await successor.close(200);
+    expect(existsSync(path)).toBe(false);
   });
 
   it("parses --socket-mode as octal and refuses modes the owner could not connect with", () => {

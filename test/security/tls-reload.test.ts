@@ -172,6 +172,55 @@ describe("TLS files reloaded on SIGHUP", () => {
     expect(alice.seen).toHaveLength(1);
   });
 
+  it("kvwarden serve warns of an expired certificate at start and of a not yet valid one on SIGHUP, serving them all the same", async () => {
+    const files = mount(certs.datedServer("20200101000000Z", "20200102000000Z"));
+    const serve = spawnServe(["--listen", "127.0.0.1:0", "--tls-cert", files.certPath, "--tls-key", files.keyPath]);
+    const { child, exited } = serve;
+    const lines = () =>
+      serve.stderr
+        .split("\n")
+        .filter((line) => line.startsWith("{"))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const until = (msg: string, count = 1) =>
+      new Promise<void>((resolve, reject) => {
+        const deadline = Date.now() + 30_000;
+        const poll = () => {
+          if (lines().filter((line) => line.msg === msg).length >= count) resolve();
+          else if (Date.now() > deadline || child.exitCode !== null) reject(new Error(`no '${msg}' in ${serve.stderr}`));
+          else setTimeout(poll, 20);
+        };
+        poll();
+      });
+    const warnings = () => lines().filter((line) => line.level === "warn");
+    try {
+      await until("serving");
+      expect(warnings()).toEqual([
+        expect.objectContaining({
+          msg: "the TLS certificate expired on Jan  2 00:00:00 2020 GMT: clients will refuse it",
+          file: files.certPath,
+          notBefore: "Jan  1 00:00:00 2020 GMT",
+          notAfter: "Jan  2 00:00:00 2020 GMT",
+        }),
+      ]);
+      install(files, certs.datedServer("20990101000000Z", "20990102000000Z"));
+      child.kill("SIGHUP");
+      await until("reloaded TLS certificate");
+      expect(warnings().map((line) => line.msg)).toEqual([
+        "the TLS certificate expired on Jan  2 00:00:00 2020 GMT: clients will refuse it",
+        "the TLS certificate is not valid before Jan  1 00:00:00 2099 GMT: clients will refuse it",
+      ]);
+      // A valid renewal brings no warning.
+      install(files, certs.renewServer());
+      child.kill("SIGHUP");
+      await until("reloaded TLS certificate", 2);
+      expect(warnings()).toHaveLength(2);
+      child.kill("SIGTERM");
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
   it("kvwarden serve re-reads --tls-cert and --tls-key on SIGHUP, and logs a broken replacement while the old certificate serves", async () => {
     const files = mount(original());
     const serve = spawnServe(["--listen", "127.0.0.1:0", "--tls-cert", files.certPath, "--tls-key", files.keyPath]);

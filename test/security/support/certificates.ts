@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export interface Certificates {
@@ -10,6 +11,8 @@ export interface Certificates {
   client(cn: string): { certPath: string; keyPath: string };
   /** Another server certificate (new key, new serial) for localhost and 127.0.0.1, signed by the CA: a renewal. */
   renewServer(): { certPath: string; keyPath: string };
+  /** A server certificate signed by the CA, valid from `notBefore` to `notAfter` (openssl's YYYYMMDDHHMMSSZ): an expired or a future one. */
+  datedServer(notBefore: string, notAfter: string): { certPath: string; keyPath: string };
 }
 
 /** A throwaway CA, a server certificate for localhost and 127.0.0.1, and client certificates on demand (openssl CLI, EC keys: fast). */
@@ -30,11 +33,26 @@ export function makeCertificates(dir: string): Certificates {
   const server = issue("server", "/CN=localhost", serverExtensions, true);
   let clients = 0;
   let renewals = 0;
+  let dated = 0;
+  // `openssl req -x509` cannot date a certificate in the past (before OpenSSL 3.4); `openssl ca` can, given a minimal config.
+  const caConfig = join(dir, "ca.cnf");
+  writeFileSync(caConfig, `[ca]\ndefault_ca = dated\n[dated]\ndatabase = ${join(dir, "index.txt")}\nnew_certs_dir = ${dir}\nserial = ${join(dir, "serial")}\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n`);
+  writeFileSync(join(dir, "index.txt"), "");
+  writeFileSync(join(dir, "serial"), "1000\n");
+  const datedServer = (notBefore: string, notAfter: string) => {
+    const name = `dated-${dated++}`;
+    const [certPath, keyPath, requestPath] = [join(dir, `${name}.pem`), join(dir, `${name}.key`), join(dir, `${name}.csr`)];
+    execFileSync("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=localhost", "-keyout", keyPath, "-out", requestPath], { stdio: "ignore" });
+    const signing = ["-config", caConfig, "-cert", caPath, "-keyfile", caKey, "-in", requestPath, "-out", certPath, "-notext"];
+    execFileSync("openssl", ["ca", "-batch", ...signing, "-startdate", notBefore, "-enddate", notAfter], { stdio: "ignore" });
+    return { certPath, keyPath };
+  };
   return {
     caPath,
     serverCertPath: server.certPath,
     serverKeyPath: server.keyPath,
     client: (cn) => issue(`client-${clients++}`, `/CN=${cn}`, [...leaf, "extendedKeyUsage=clientAuth"], true),
     renewServer: () => issue(`server-${++renewals}`, "/CN=localhost", serverExtensions, true),
+    datedServer,
   };
 }
