@@ -64,6 +64,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
     if (inSampledTrace()) share = shareIfKeysReadable(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.lazyLayers = plan.lazyLayers ?? [];
+    sequence.evictedAt = sequence.fedTokens;
   }
   const outcome: EvictionOutcome = {
     policy: planned.policy.name,

@@ -12,13 +12,16 @@ import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
 import { observeStep } from "../telemetry/engine-telemetry.js";
 import { applyEviction, commitEviction, type EvictionOutcome, type PlannedEviction, type ResolvedEviction } from "./apply-eviction.js";
+import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
 import { RequestLog } from "./request-log.js";
 import { Sequence } from "./sequence.js";
+import { truncate, type TruncateOutcome } from "./truncate.js";
 
 export type { EvictionOutcome } from "./apply-eviction.js";
+export type { TruncateOutcome } from "./truncate.js";
 
 export interface EngineOptions {
   /** Bytes of KV memory all sequences together may hold. */
@@ -135,6 +138,8 @@ export interface SequenceSnapshot {
   headLengths: number[][];
   /** Per layer, per KV head, the original positions held (only when asked for). */
   headPositions?: number[][][];
+  /** Every token of the sequence, by position (only when asked for). */
+  tokenIds?: number[];
   lazyLayers: number[];
   idleMs: number;
   decodePolicy: string;
@@ -187,6 +192,7 @@ export class Engine {
   private readonly batcher: DecodeBatcher<Sequence>;
   /** The caches of the sequences in the current decode batch, side by side. */
   private readonly arena: BatchArena;
+  private readonly cancelled = new CancelledCalls<Sequence>();
 
   constructor(
     readonly model: EngineModel,
@@ -260,6 +266,7 @@ export class Engine {
     this.checkRequestTokens(input.maxNewTokens, "max_new_tokens");
     this.checkTokens(input.stopTokenIds, "stop_token_ids");
     this.claim(sequence);
+    const untrack = this.cancelled.track(sequence, signal);
     // A Decode that ends before its first token leaves the sequence as it was, standing budget included.
     const standing = sequence.decodeBudget;
     let produced = 0;
@@ -279,6 +286,8 @@ export class Engine {
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
         if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
+        // A step already running when the client cancelled completes; nothing is sampled after it.
+        if (signal?.aborted) return;
         const eviction = (await this.withKeys(sequence, () => sequence.decodeBudget?.enforce(sequence))) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
         const position = sequence.position;
@@ -306,6 +315,7 @@ export class Engine {
       sequence.settle();
       sequence.busy = false;
       sequence.lastUsed = Date.now();
+      untrack();
     }
   }
 
@@ -358,7 +368,25 @@ export class Engine {
     });
   }
 
-  stats(sequenceId?: string, includePositions = false, caller: Caller = ANONYMOUS): StatsSnapshot {
+  /**
+   * Rolls a sequence back to its first `length` tokens (see truncate.ts),
+   * once a Decode the client cancelled on it has wound down.
+   */
+  truncate(sequenceId: string, length: number, caller: Caller = ANONYMOUS, requestId?: string): Promise<TruncateOutcome> {
+    return this.requests.run(caller.tenant, requestId, `Truncate of '${sequenceId}' to ${length}`, async () => {
+      await this.settled(sequenceId, caller);
+      const sequence = this.lookup(sequenceId, caller);
+      return this.withSequence(sequence, false, async () => truncate(sequence, length));
+    });
+  }
+
+  /** Resolves once the Decode calls the client cancelled on the caller's sequences (or the one named) have wound down. */
+  settled(sequenceId: string | undefined, caller: Caller = ANONYMOUS): Promise<void> {
+    const chosen = sequenceId ? [this.sequences.get(keyOf(caller, sequenceId))] : this.sequencesOf(caller.tenant);
+    return this.cancelled.settled(chosen.filter((s) => s !== undefined));
+  }
+
+  stats(sequenceId?: string, includePositions = false, caller: Caller = ANONYMOUS, includeTokenIds = false): StatsSnapshot {
     const own = this.sequencesOf(caller.tenant);
     const chosen = sequenceId ? [this.lookup(sequenceId, caller)] : own;
     const now = Date.now();
@@ -383,6 +411,7 @@ export class Engine {
         entries: s.entries,
         headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
         headPositions: includePositions ? s.layers.map((layer) => layer.headPositions()) : undefined,
+        tokenIds: includeTokenIds ? s.tokenIds : undefined,
         lazyLayers: s.lazyLayers,
         idleMs: s.busy ? 0 : now - s.lastUsed,
         decodePolicy: s.decodeBudget?.policyName ?? "",
@@ -650,7 +679,7 @@ export class Engine {
       layer.append(out.newKeys, out.newValues, keysAt, count, sequence.fedTokens, out.attentionColsums[l], colsumAt, past);
     });
     sequence.recentQueries.push(out.queries, queryRows, sequence.fedTokens + count - queryRows, batch, member);
-    sequence.fedTokens += count;
+    sequence.recordFed(chunk);
     sequence.lastLogits = out.logits.slice(((member + 1) * rows - 1) * vocabSize, (member + 1) * rows * vocabSize);
     sequence.pendingToken = null;
     sequence.lastToken = chunk[count - 1];
