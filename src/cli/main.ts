@@ -75,6 +75,7 @@ program
   .option("--tenant-kv-budget <size>", "KV memory one tenant's sequences may hold together, e.g. 64MiB", byteSize)
   .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
+  .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
     const modelDir = options.model !== undefined && statSync(options.model).isDirectory();
@@ -114,6 +115,7 @@ program
         recentQueryRows: options.recentQueries,
         maxBatchSize: options.maxBatchSize,
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
+        crossTenantCompression: options.crossTenantCompression,
       });
       return engine;
     })();

@@ -10,7 +10,7 @@ import { KeysOnDevice } from "../kv/keys-on-device.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
-import { observeStep } from "../telemetry/engine-telemetry.js";
+import { observeCrossTenantCompression, observeStep } from "../telemetry/engine-telemetry.js";
 import { applyEviction, commitEviction, type EvictionOutcome, type PlannedEviction, type ResolvedEviction } from "./apply-eviction.js";
 import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
@@ -40,6 +40,8 @@ export interface EngineOptions {
   maxBatchSize?: number;
   /** Limits each tenant has beside the global budget; absent = none. */
   tenantQuota?: TenantQuota;
+  /** Whether memory pressure may compress other tenants' idle sequences (default true), or only the requesting tenant's own. */
+  crossTenantCompression?: boolean;
 }
 
 export interface TenantQuota {
@@ -552,7 +554,8 @@ export class Engine {
    * Makes room for `sequence` to grow to `bytes`. When the global budget is
    * short, idle sequences that carry a decode budget are compressed first,
    * least recently used first; nothing is evicted from a sequence that did
-   * not ask for eviction.
+   * not ask for eviction. Without crossTenantCompression only the requesting
+   * tenant's own sequences are candidates.
    */
   private admit(sequence: Sequence, bytes: number): void {
     // The tenant's quota first: a request it refuses must not have compressed anyone's cache.
@@ -571,7 +574,10 @@ export class Engine {
       // Plan first, commit only if the plans free enough: a request that fails anyway evicts nothing.
       const planned: [Sequence, PlannedEviction][] = [];
       let reclaimable = 0;
-      const candidates = [...this.sequences.values()].filter((s) => s !== sequence && !s.busy && s.decodeBudget).sort((a, b) => a.lastUsed - b.lastUsed);
+      const crossTenant = this.options.crossTenantCompression ?? true;
+      const candidates = [...this.sequences.values()]
+        .filter((s) => s !== sequence && !s.busy && s.decodeBudget && (crossTenant || s.tenant === sequence.tenant))
+        .sort((a, b) => a.lastUsed - b.lastUsed);
       for (const candidate of candidates) {
         if (reclaimable >= shortfall) break;
         try {
@@ -584,7 +590,12 @@ export class Engine {
           if (!(error instanceof InvalidEvictionError || error instanceof KeysOnDevice)) throw error;
         }
       }
-      if (reclaimable >= shortfall) for (const [candidate, plan] of planned) commitEviction(candidate, plan);
+      if (reclaimable >= shortfall) {
+        for (const [candidate, plan] of planned) {
+          const outcome = commitEviction(candidate, plan);
+          if (candidate.tenant !== sequence.tenant) observeCrossTenantCompression(candidate.tenant, sequence.tenant, outcome);
+        }
+      }
     }
     this.pool.assertRoom(bytes, sequence.bytes);
   }
