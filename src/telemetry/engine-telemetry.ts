@@ -65,7 +65,11 @@ export async function observeStep<T>(
   }
 }
 
-/** Records an eviction that ran from `startTime` (ms since the epoch) until now as a span. */
+/**
+ * Records an eviction that ran from `startTime` until now as a span. Both ends
+ * are read from performance.now(): a start on the epoch clock and an end the
+ * SDK reads from Date.now() (millisecond steps) could come out of order.
+ */
 export function observeEviction(sequenceId: string, outcome: EvictionOutcome, startTime: number): void {
   const attributes = {
     [KVWARDEN.sequenceId]: sequenceId,
@@ -80,7 +84,7 @@ export function observeEviction(sequenceId: string, outcome: EvictionOutcome, st
     ...(outcome.evictedAttentionShare === undefined ? {} : { [KVWARDEN.evictedAttentionShare]: outcome.evictedAttentionShare }),
     ...(outcome.detail ? { [KVWARDEN.detail]: outcome.detail } : {}),
   };
-  tracer.startSpan("kvwarden.evict", { startTime, attributes }).end();
+  tracer.startSpan("kvwarden.evict", { startTime, attributes }).end(performance.now());
   for (const listener of listeners) listener.eviction(outcome);
 }
 
