@@ -169,8 +169,12 @@ export interface StatsSnapshot {
 
 export const DEFAULT_MAX_BATCH_SIZE = 32;
 
-/** Most log-probabilities one Prefill may return as whole distributions (64 MiB of floats). */
-export const MAX_DISTRIBUTION_FLOATS = 2 ** 24;
+/**
+ * Most bytes of whole distributions one Prefill may return (return_distribution), at 4 per
+ * log-probability as sent: a cap on memory, since answering holds about nine times that while
+ * the call lasts (the float32 scores, the response's numbers, the encoded message).
+ */
+export const MAX_DISTRIBUTION_BYTES = 16 * 2 ** 20;
 
 /** Completed request ids remembered for idempotent retries. */
 const REQUEST_LOG_CAPACITY = 100_000;
@@ -220,10 +224,10 @@ export class Engine {
     const tokens = this.promptTokens(input, existing === undefined);
     this.checkRequestTokens(tokens.length, "prompt");
     const vocab = this.model.config.vocabSize;
-    if (input.logprobs?.distribution && tokens.length * vocab > MAX_DISTRIBUTION_FLOATS) {
+    if (input.logprobs?.distribution && tokens.length * vocab * 4 > MAX_DISTRIBUTION_BYTES) {
       throw new EngineError(
         "INVALID_ARGUMENT",
-        `return_distribution for ${tokens.length} tokens is ${tokens.length * vocab} log-probabilities (vocabulary ${vocab}); the limit is ${MAX_DISTRIBUTION_FLOATS} per call: score fewer tokens per Prefill`,
+        `return_distribution for ${tokens.length} tokens is ${tokens.length * vocab * 4} bytes of log-probabilities (4 each, vocabulary ${vocab}); the cap is ${MAX_DISTRIBUTION_BYTES} bytes (16 MiB) per call: score at most ${Math.floor(MAX_DISTRIBUTION_BYTES / (4 * vocab))} tokens per Prefill`,
       );
     }
     const sequence = existing ?? this.create(input.sequenceId, caller);
