@@ -79,6 +79,7 @@ program
   .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
   .option("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", byteSize, DEFAULT_MAX_PROMPT_BYTES)
+  .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
     const modelDir = options.model !== undefined && statSync(options.model).isDirectory();
@@ -127,6 +128,7 @@ program
         maxPromptBytes: options.maxPromptBytes,
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
         requestLog: { ttlMs: options.requestIdTtl * 1000 },
+        crossTenantCompression: options.crossTenantCompression,
       });
       return engine;
     })();

@@ -9,6 +9,7 @@ import {
   PrefillRequest,
   ReleaseRequest,
   StatsRequest,
+  TruncateRequest,
   type DecodeResponse,
   type DeepPartial,
   type EvictResponse,
@@ -17,6 +18,7 @@ import {
   type PrefillResponse,
   type ReleaseResponse,
   type StatsResponse,
+  type TruncateResponse,
 } from "../gen/kvwarden/v1/kvwarden.js";
 
 export * from "../gen/kvwarden/v1/kvwarden.js";
@@ -105,6 +107,11 @@ export class KvwardenClient {
   /** Copies `sequenceId`, cache and all, as `newSequenceId`. */
   fork(sequenceId: string, newSequenceId: string, settings: CallSettings = {}): Promise<ForkResponse> {
     return this.unary((m, o, cb) => this.raw.fork(ForkRequest.fromPartial({ sequenceId, newSequenceId }), m, o, cb), settings);
+  }
+
+  /** Rolls `sequenceId` back to its first `length` tokens (e.g. those a cancelled Decode delivered). */
+  truncate(sequenceId: string, length: number, settings: CallSettings = {}): Promise<TruncateResponse> {
+    return this.unary((m, o, cb) => this.raw.truncate(TruncateRequest.fromPartial({ sequenceId, length }), m, o, cb), settings);
   }
 
   info(settings: CallSettings = {}): Promise<InfoResponse> {

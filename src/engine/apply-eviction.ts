@@ -36,11 +36,13 @@ export interface PlannedEviction {
   view?: CacheView;
   detail: string;
   bytesAfter: number;
+  /** When planning began (performance.now()): the eviction's span covers scoring and compaction. */
+  startTime: number;
 }
 
 /** Works out an eviction without changing the sequence (policies are pure). */
 export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget }: ResolvedEviction): PlannedEviction {
-  const base = { policy, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes };
+  const base = { policy, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes, startTime: performance.now() };
   if (policy.name === "none") return { ...base, detail: "policy 'none' keeps every entry" };
   if (!sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)))) {
     return { ...base, detail: "every head already fits the budget; nothing evicted" };
@@ -56,7 +58,6 @@ export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, b
 
 /** Compacts the sequence's cache to a planned eviction, returning memory to the pool. */
 export function commitEviction(sequence: Sequence, planned: PlannedEviction): EvictionOutcome {
-  const startTime = performance.timeOrigin + performance.now();
   const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, budgetTokens: planned.budgetTokens };
   let share: number | undefined;
   const { plan, view } = planned;
@@ -64,6 +65,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
     if (inSampledTrace()) share = shareIfKeysReadable(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.lazyLayers = plan.lazyLayers ?? [];
+    sequence.evictedAt = sequence.fedTokens;
   }
   const outcome: EvictionOutcome = {
     policy: planned.policy.name,
@@ -76,7 +78,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
     detail: planned.detail,
     ...(share === undefined ? {} : { evictedAttentionShare: share }),
   };
-  observeEviction(sequence.id, outcome, startTime);
+  observeEviction(sequence.id, outcome, planned.startTime);
   return outcome;
 }
 

@@ -10,16 +10,19 @@ import { KeysOnDevice } from "../kv/keys-on-device.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
-import { observeStep } from "../telemetry/engine-telemetry.js";
+import { observeCrossTenantCompression, observeStep } from "../telemetry/engine-telemetry.js";
 import { applyEviction, commitEviction, type EvictionOutcome, type PlannedEviction, type ResolvedEviction } from "./apply-eviction.js";
+import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
 import { requestFingerprint } from "./request-digest.js";
 import { RequestLog, type RequestLogOptions } from "./request-log.js";
 import { Sequence } from "./sequence.js";
+import { truncate, type TruncateOutcome } from "./truncate.js";
 
 export type { EvictionOutcome } from "./apply-eviction.js";
+export type { TruncateOutcome } from "./truncate.js";
 
 export interface EngineOptions {
   /** Bytes of KV memory all sequences together may hold. */
@@ -43,6 +46,8 @@ export interface EngineOptions {
   maxPromptBytes?: number;
   /** How long and how many request ids each tenant's retries are recognised for (defaults: 600 s, 10,000). */
   requestLog?: Partial<RequestLogOptions>;
+  /** Whether memory pressure may compress other tenants' idle sequences (default true), or only the requesting tenant's own. */
+  crossTenantCompression?: boolean;
 }
 
 export interface TenantQuota {
@@ -141,6 +146,8 @@ export interface SequenceSnapshot {
   headLengths: number[][];
   /** Per layer, per KV head, the original positions held (only when asked for). */
   headPositions?: number[][][];
+  /** Every token of the sequence, by position (only when asked for). */
+  tokenIds?: number[];
   lazyLayers: number[];
   idleMs: number;
   decodePolicy: string;
@@ -173,8 +180,12 @@ export const DEFAULT_MAX_PROMPT_BYTES = 2 ** 20;
 /** Entries one KV head of a sequence may hold unless told otherwise (serve's --max-sequence-tokens). */
 export const DEFAULT_MAX_SEQUENCE_TOKENS = 65_536;
 
-/** Most log-probabilities one Prefill may return as whole distributions (64 MiB of floats). */
-export const MAX_DISTRIBUTION_FLOATS = 2 ** 24;
+/**
+ * Most bytes of whole distributions one Prefill may return (return_distribution), at 4 per
+ * log-probability as sent: a cap on memory, since answering holds about nine times that while
+ * the call lasts (the float32 scores, the response's numbers, the encoded message).
+ */
+export const MAX_DISTRIBUTION_BYTES = 16 * 2 ** 20;
 
 function checkPromptBytes(bytes: number, limit: number, what: string): void {
   if (bytes > limit) throw new EngineError("INVALID_ARGUMENT", `${what} is ${bytes} bytes of UTF-8; the limit is ${limit} (--max-prompt-bytes)`);
@@ -199,6 +210,7 @@ export class Engine {
   private readonly batcher: DecodeBatcher<Sequence>;
   /** The caches of the sequences in the current decode batch, side by side. */
   private readonly arena: BatchArena;
+  private readonly cancelled = new CancelledCalls<Sequence>();
 
   constructor(
     readonly model: EngineModel,
@@ -228,10 +240,10 @@ export class Engine {
     const tokens = input.text && existing === undefined && tokenizer.addsBos ? [tokenizer.bosId, ...body] : body;
     this.checkRequestTokens(tokens.length, "prompt");
     const vocab = this.model.config.vocabSize;
-    if (input.logprobs?.distribution && tokens.length * vocab > MAX_DISTRIBUTION_FLOATS) {
+    if (input.logprobs?.distribution && tokens.length * vocab * 4 > MAX_DISTRIBUTION_BYTES) {
       throw new EngineError(
         "INVALID_ARGUMENT",
-        `return_distribution for ${tokens.length} tokens is ${tokens.length * vocab} log-probabilities (vocabulary ${vocab}); the limit is ${MAX_DISTRIBUTION_FLOATS} per call: score fewer tokens per Prefill`,
+        `return_distribution for ${tokens.length} tokens is ${tokens.length * vocab * 4} bytes of log-probabilities (4 each, vocabulary ${vocab}); the cap is ${MAX_DISTRIBUTION_BYTES} bytes (16 MiB) per call: score at most ${Math.floor(MAX_DISTRIBUTION_BYTES / (4 * vocab))} tokens per Prefill`,
       );
     }
     const sequence = existing ?? this.create(input.sequenceId, caller);
@@ -276,6 +288,7 @@ export class Engine {
     this.checkRequestTokens(input.maxNewTokens, "max_new_tokens");
     this.checkTokens(input.stopTokenIds, "stop_token_ids");
     this.claim(sequence);
+    const untrack = this.cancelled.track(sequence, signal);
     // A Decode that ends before its first token leaves the sequence as it was, standing budget included.
     const standing = sequence.decodeBudget;
     let produced = 0;
@@ -295,6 +308,8 @@ export class Engine {
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
         if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
+        // A step already running when the client cancelled completes; nothing is sampled after it.
+        if (signal?.aborted) return;
         const eviction = (await this.withKeys(sequence, () => sequence.decodeBudget?.enforce(sequence))) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
         const position = sequence.position;
@@ -322,6 +337,7 @@ export class Engine {
       sequence.settle();
       sequence.busy = false;
       sequence.lastUsed = Date.now();
+      untrack();
     }
   }
 
@@ -374,7 +390,25 @@ export class Engine {
     });
   }
 
-  stats(sequenceId?: string, includePositions = false, caller: Caller = ANONYMOUS): StatsSnapshot {
+  /**
+   * Rolls a sequence back to its first `length` tokens (see truncate.ts),
+   * once a Decode the client cancelled on it has wound down.
+   */
+  truncate(sequenceId: string, length: number, caller: Caller = ANONYMOUS, requestId?: string): Promise<TruncateOutcome> {
+    return this.requests.run(caller.tenant, requestId, requestFingerprint("Truncate", sequenceId, { length }), async () => {
+      await this.settled(sequenceId, caller);
+      const sequence = this.lookup(sequenceId, caller);
+      return this.withSequence(sequence, false, async () => truncate(sequence, length));
+    });
+  }
+
+  /** Resolves once the Decode calls the client cancelled on the caller's sequences (or the one named) have wound down. */
+  settled(sequenceId: string | undefined, caller: Caller = ANONYMOUS): Promise<void> {
+    const chosen = sequenceId ? [this.sequences.get(keyOf(caller, sequenceId))] : this.sequencesOf(caller.tenant);
+    return this.cancelled.settled(chosen.filter((s) => s !== undefined));
+  }
+
+  stats(sequenceId?: string, includePositions = false, caller: Caller = ANONYMOUS, includeTokenIds = false): StatsSnapshot {
     const own = this.sequencesOf(caller.tenant);
     const chosen = sequenceId ? [this.lookup(sequenceId, caller)] : own;
     const now = Date.now();
@@ -399,6 +433,7 @@ export class Engine {
         entries: s.entries,
         headLengths: s.layers.map((layer) => Array.from(layer.lengths)),
         headPositions: includePositions ? s.layers.map((layer) => layer.headPositions()) : undefined,
+        tokenIds: includeTokenIds ? s.tokenIds : undefined,
         lazyLayers: s.lazyLayers,
         idleMs: s.busy ? 0 : now - s.lastUsed,
         decodePolicy: s.decodeBudget?.policyName ?? "",
@@ -552,7 +587,8 @@ export class Engine {
    * Makes room for `sequence` to grow to `bytes`. When the global budget is
    * short, idle sequences that carry a decode budget are compressed first,
    * least recently used first; nothing is evicted from a sequence that did
-   * not ask for eviction.
+   * not ask for eviction. Without crossTenantCompression only the requesting
+   * tenant's own sequences are candidates.
    */
   private admit(sequence: Sequence, bytes: number): void {
     // The tenant's quota first: a request it refuses must not have compressed anyone's cache.
@@ -571,7 +607,10 @@ export class Engine {
       // Plan first, commit only if the plans free enough: a request that fails anyway evicts nothing.
       const planned: [Sequence, PlannedEviction][] = [];
       let reclaimable = 0;
-      const candidates = [...this.sequences.values()].filter((s) => s !== sequence && !s.busy && s.decodeBudget).sort((a, b) => a.lastUsed - b.lastUsed);
+      const crossTenant = this.options.crossTenantCompression ?? true;
+      const candidates = [...this.sequences.values()]
+        .filter((s) => s !== sequence && !s.busy && s.decodeBudget && (crossTenant || s.tenant === sequence.tenant))
+        .sort((a, b) => a.lastUsed - b.lastUsed);
       for (const candidate of candidates) {
         if (reclaimable >= shortfall) break;
         try {
@@ -584,7 +623,12 @@ export class Engine {
           if (!(error instanceof InvalidEvictionError || error instanceof KeysOnDevice)) throw error;
         }
       }
-      if (reclaimable >= shortfall) for (const [candidate, plan] of planned) commitEviction(candidate, plan);
+      if (reclaimable >= shortfall) {
+        for (const [candidate, plan] of planned) {
+          const outcome = commitEviction(candidate, plan);
+          if (candidate.tenant !== sequence.tenant) observeCrossTenantCompression(candidate.tenant, sequence.tenant, outcome);
+        }
+      }
     }
     this.pool.assertRoom(bytes, sequence.bytes);
   }
@@ -679,7 +723,7 @@ export class Engine {
       layer.append(out.newKeys, out.newValues, keysAt, count, sequence.fedTokens, out.attentionColsums[l], colsumAt, past);
     });
     sequence.recentQueries.push(out.queries, queryRows, sequence.fedTokens + count - queryRows, batch, member);
-    sequence.fedTokens += count;
+    sequence.recordFed(chunk);
     sequence.lastLogits = out.logits.slice(((member + 1) * rows - 1) * vocabSize, (member + 1) * rows * vocabSize);
     sequence.pendingToken = null;
     sequence.lastToken = chunk[count - 1];

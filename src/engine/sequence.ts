@@ -10,6 +10,7 @@ export interface SequenceCheckpoint {
   layers: LayerCheckpoint[];
   recentQueries: RingCheckpoint;
   fedTokens: number;
+  evictedAt: number;
   pendingToken: number | null;
   lastToken: number;
   lastLogits: Float32Array | null;
@@ -26,6 +27,10 @@ export class Sequence {
   readonly recentQueries: RecentQueryRing;
   /** Tokens whose keys and values have been computed. */
   fedTokens = 0;
+  /** The ids of those tokens, by position. */
+  readonly fedTokenIds: number[] = [];
+  /** Tokens fed when an eviction last dropped entries (0: none did): truncating below it cannot be exact. */
+  evictedAt = 0;
   pendingToken: number | null = null;
   /** The most recent token of the sequence (-1 when empty); decoding a piece depends on it. */
   lastToken = -1;
@@ -58,6 +63,17 @@ export class Sequence {
   /** Tokens that belong to the sequence; the next one takes this position. */
   get position(): number {
     return this.fedTokens + (this.pendingToken === null ? 0 : 1);
+  }
+
+  /** Every token of the sequence, by position: those fed, then the pending one. */
+  get tokenIds(): number[] {
+    return this.pendingToken === null ? [...this.fedTokenIds] : [...this.fedTokenIds, this.pendingToken];
+  }
+
+  /** Records tokens whose keys and values a step has just appended. */
+  recordFed(tokens: readonly number[]): void {
+    for (const token of tokens) this.fedTokenIds.push(token);
+    this.fedTokens += tokens.length;
   }
 
   get bytes(): number {
@@ -103,6 +119,7 @@ export class Sequence {
       layers: this.layers.map((layer) => layer.checkpoint()),
       recentQueries: this.recentQueries.checkpoint(),
       fedTokens: this.fedTokens,
+      evictedAt: this.evictedAt,
       pendingToken: this.pendingToken,
       lastToken: this.lastToken,
       lastLogits: this.lastLogits,
@@ -113,6 +130,8 @@ export class Sequence {
     this.layers.forEach((layer, l) => layer.rollback(checkpoint.layers[l]));
     this.recentQueries.rollback(checkpoint.recentQueries);
     this.fedTokens = checkpoint.fedTokens;
+    this.fedTokenIds.length = checkpoint.fedTokens;
+    this.evictedAt = checkpoint.evictedAt;
     this.pendingToken = checkpoint.pendingToken;
     this.lastToken = checkpoint.lastToken;
     this.lastLogits = checkpoint.lastLogits;
@@ -128,6 +147,8 @@ export class Sequence {
       throw error;
     }
     this.fedTokens = source.fedTokens;
+    for (const token of source.fedTokenIds) this.fedTokenIds.push(token);
+    this.evictedAt = source.evictedAt;
     this.pendingToken = source.pendingToken;
     this.lastToken = source.lastToken;
     this.lastLogits = source.lastLogits;

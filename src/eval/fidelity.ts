@@ -5,7 +5,7 @@ import { mapConcurrent } from "./concurrency.js";
 import { comparePositions, summarise, type PositionComparison, type QualitySummary, type TokenScore } from "./metrics.js";
 import { budgetMinimumOf, describeParams, type PolicyVariant } from "./policy-variants.js";
 import type { Progress } from "./progress.js";
-import { MAX_DISTRIBUTION_FLOATS } from "../engine/engine.js";
+import { MAX_DISTRIBUTION_BYTES } from "../engine/engine.js";
 import { sampleStories, storyShape, type StoryPrompt, type StoryShape } from "./story-prompts.js";
 
 /** The API's largest top_logprobs: the KL sees this many alternatives per position. */
@@ -67,7 +67,7 @@ export async function runFidelity(client: KvwardenClient, info: InfoResponse, op
   const shape = storyShape(model.contextLength);
   const { concurrency } = options;
   // Whole distributions (exact KL) whenever a continuation's fit the API's limit per call.
-  const wholeDistributions = (continuation: readonly number[]) => continuation.length * model.vocabSize <= MAX_DISTRIBUTION_FLOATS;
+  const wholeDistributions = (continuation: readonly number[]) => continuation.length * model.vocabSize * 4 <= MAX_DISTRIBUTION_BYTES;
   progress.phase("fidelity: sampling stories", options.prompts);
   const stories = await sampleStories(client, { count: options.prompts, firstSeed: options.firstSeed, bosTokenId: model.bosTokenId, shape, concurrency }, () =>
     progress.tick(),

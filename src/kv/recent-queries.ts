@@ -89,6 +89,16 @@ export class RecentQueryRing {
     };
   }
 
+  /** Forgets the rows of positions `from` and later (the newest rows: positions ascend). */
+  dropFrom(from: number): void {
+    while (this.count > 0) {
+      const newest = (this.next - 1 + this.rows) % this.rows;
+      if (this.positions[newest] < from) return;
+      this.next = newest;
+      this.count--;
+    }
+  }
+
   checkpoint(): RingCheckpoint {
     return { slab: this.slab.slice(), count: this.count, next: this.next };
   }

@@ -18,6 +18,8 @@ import {
   type ReleaseResponse,
   type StatsRequest,
   type StatsResponse,
+  type TruncateRequest,
+  type TruncateResponse,
 } from "../gen/kvwarden/v1/kvwarden.js";
 import { POLICIES, snakeCase } from "../policies/registry.js";
 import { GEN_AI, GEN_AI_OPERATION, KVWARDEN } from "../telemetry/attributes.js";
@@ -81,9 +83,11 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
       return { sequenceId, eviction: evictionResultOf(outcome) };
     }),
 
-    stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", (request, scope) => {
+    stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", async (request, scope) => {
       const sequenceId = request.sequenceId === "" ? undefined : sequenceIdOf(request);
-      const stats = engine().stats(sequenceId, request.includePositions, scope.caller);
+      // What a cancelled Decode leaves, not a sequence still changing.
+      await engine().settled(sequenceId, scope.caller);
+      const stats = engine().stats(sequenceId, request.includePositions, scope.caller, request.includeTokenIds);
       return {
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),
@@ -99,6 +103,14 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
         tenantKvBytesQuota: BigInt(stats.tenantKvBytesQuota),
         tenantSequenceQuota: stats.tenantSequenceQuota,
       };
+    }),
+
+    truncate: runtime.unary<TruncateRequest, TruncateResponse>("Truncate", "always", async (request, scope) => {
+      scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
+      const sequenceId = sequenceIdOf(request);
+      const outcome = await engine().truncate(sequenceId, request.length, scope.caller, requestIdOf(request));
+      scope.annotate({ [KVWARDEN.position]: outcome.position, [KVWARDEN.kvBytes]: outcome.kvBytes });
+      return { sequenceId, position: outcome.position, droppedTokens: outcome.droppedTokens, kvBytes: BigInt(outcome.kvBytes) };
     }),
 
     release: runtime.unary<ReleaseRequest, ReleaseResponse>("Release", "always", async (request, scope) => {

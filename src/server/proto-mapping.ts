@@ -194,5 +194,6 @@ export function sequenceStatsOf(snapshot: SequenceSnapshot): SequenceStats {
     lazyLayers: snapshot.lazyLayers,
     decodePolicy: snapshot.decodePolicy,
     decodeBudgetTokens: snapshot.decodeBudgetTokens,
+    tokenIds: snapshot.tokenIds ?? [],
   };
 }

@@ -37,4 +37,8 @@ export const KVWARDEN = {
   lazyLayers: "kvwarden.eviction.lazy_layers",
   evictedAttentionShare: "kvwarden.eviction.evicted_attention_share",
   detail: "kvwarden.eviction.detail",
+  /** The tenant whose call is running. */
+  tenant: "kvwarden.tenant",
+  /** The tenant whose sequence memory pressure compressed. */
+  compressedTenant: "kvwarden.eviction.compressed_tenant",
 } as const;

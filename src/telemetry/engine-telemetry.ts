@@ -10,6 +10,8 @@ export interface EngineListener {
   /** `sequences`: how many sequences the step ran for (a decode batch's size). */
   step(kind: StepKind, seconds: number, sequences: number): void;
   eviction(outcome: EvictionOutcome): void;
+  /** Memory pressure from a call of `requester` compressed an idle sequence of `owner`. */
+  crossTenantCompression?(owner: string, requester: string): void;
 }
 
 /**
@@ -63,7 +65,11 @@ export async function observeStep<T>(
   }
 }
 
-/** Records an eviction that ran from `startTime` (ms since the epoch) until now as a span. */
+/**
+ * Records an eviction that ran from `startTime` until now as a span. Both ends
+ * are read from performance.now(): a start on the epoch clock and an end the
+ * SDK reads from Date.now() (millisecond steps) could come out of order.
+ */
 export function observeEviction(sequenceId: string, outcome: EvictionOutcome, startTime: number): void {
   const attributes = {
     [KVWARDEN.sequenceId]: sequenceId,
@@ -78,6 +84,22 @@ export function observeEviction(sequenceId: string, outcome: EvictionOutcome, st
     ...(outcome.evictedAttentionShare === undefined ? {} : { [KVWARDEN.evictedAttentionShare]: outcome.evictedAttentionShare }),
     ...(outcome.detail ? { [KVWARDEN.detail]: outcome.detail } : {}),
   };
-  tracer.startSpan("kvwarden.evict", { startTime, attributes }).end();
+  tracer.startSpan("kvwarden.evict", { startTime, attributes }).end(performance.now());
   for (const listener of listeners) listener.eviction(outcome);
+}
+
+/**
+ * Records that memory pressure from a call of tenant `requester` compressed an
+ * idle sequence of tenant `owner`: an event on the call's span (the eviction's
+ * own span is its child) and a count.
+ */
+export function observeCrossTenantCompression(owner: string, requester: string, outcome: EvictionOutcome): void {
+  trace.getActiveSpan()?.addEvent("kvwarden.cross_tenant_compression", {
+    [KVWARDEN.compressedTenant]: owner,
+    [KVWARDEN.tenant]: requester,
+    [KVWARDEN.policy]: outcome.policy,
+    [KVWARDEN.bytesBefore]: outcome.bytesBefore,
+    [KVWARDEN.bytesAfter]: outcome.bytesAfter,
+  });
+  for (const listener of listeners) listener.crossTenantCompression?.(owner, requester);
 }

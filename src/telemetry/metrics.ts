@@ -31,6 +31,7 @@ export class KvwardenMetrics implements EngineListener {
   private readonly evictedEntries: Counter<"policy">;
   private readonly evictedBytes: Counter<"policy">;
   private readonly evictedShare: Histogram<"policy">;
+  private readonly crossTenantCompressions: Counter<"tenant">;
   private readonly steps: Record<StepKind, Histogram>;
   private readonly batchSizes: Histogram;
   private readonly unlisten: () => void;
@@ -76,6 +77,12 @@ export class KvwardenMetrics implements EngineListener {
       buckets: SHARE_BUCKETS,
       registers,
     });
+    this.crossTenantCompressions = new Counter({
+      name: PREFIX + "cross_tenant_compressions_total",
+      help: "Idle sequences compressed to relieve memory pressure from another tenant's call, by the tenant that owns them",
+      labelNames: ["tenant"],
+      registers,
+    });
     this.steps = {
       prefill: new Histogram({ name: PREFIX + "prefill_chunk_seconds", help: "Time of one prefill chunk's model step", buckets: STEP_BUCKETS, registers }),
       decode: new Histogram({ name: PREFIX + "decode_step_seconds", help: "Time of one decode step's model run", buckets: STEP_BUCKETS, registers }),
@@ -117,6 +124,10 @@ export class KvwardenMetrics implements EngineListener {
     this.evictedEntries.inc(labels, outcome.entriesBefore - outcome.entriesAfter);
     this.evictedBytes.inc(labels, outcome.bytesBefore - outcome.bytesAfter);
     if (outcome.evictedAttentionShare !== undefined) this.evictedShare.observe(labels, outcome.evictedAttentionShare);
+  }
+
+  crossTenantCompression(owner: string): void {
+    this.crossTenantCompressions.inc({ tenant: owner });
   }
 
   /** Stops listening to the engine. */

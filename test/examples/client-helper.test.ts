@@ -40,6 +40,9 @@ describe("KvwardenClient, the TypeScript helper for Node backends", () => {
     expect((await client.info()).model!.name).toBe("stories260K");
     const fork = await client.fork("helper", "helper-copy");
     expect(fork).toEqual({ newSequenceId: "helper-copy", position: prefill.promptTokens + 20, kvBytes: stats.sequences[0].kvBytes });
+    // The copy drops its pending token: the last generated token, whose keys were never computed.
+    const truncated = await client.truncate("helper-copy", prefill.promptTokens + 19);
+    expect(truncated).toMatchObject({ position: prefill.promptTokens + 19, droppedTokens: 1 });
     expect(await client.release("helper-copy")).toMatchObject({ found: true });
     expect(await client.release("helper")).toMatchObject({ found: true });
     expect(await codeOf(client.stats({ sequenceId: "helper" }))).toBe(status.NOT_FOUND);

@@ -10,6 +10,7 @@ import {
   PrefillRequest,
   ReleaseRequest,
   StatsRequest,
+  TruncateRequest,
 } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
@@ -39,6 +40,7 @@ const SEEDS: Record<keyof typeof KvCacheService, Uint8Array[]> = {
   release: [ReleaseRequest.encode(ReleaseRequest.fromPartial({ sequenceId: "b", requestId: "x" })).finish()],
   info: [InfoRequest.encode({}).finish()],
   fork: [ForkRequest.encode(ForkRequest.fromPartial({ sequenceId: "a", newSequenceId: "a2", requestId: "f1" })).finish()],
+  truncate: [TruncateRequest.encode(TruncateRequest.fromPartial({ sequenceId: "a", length: 3, requestId: "t1" })).finish()],
 };
 
 type Mutation =

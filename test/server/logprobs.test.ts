@@ -108,17 +108,21 @@ describe("Prefill log-probabilities", () => {
     expect(plain.logprobs.every((scored) => scored.distribution.length === 0)).toBe(true);
   });
 
-  it("refuses more than 20 alternatives per position, options without return_logprobs, and distributions past 2^24 floats", async () => {
+  it("refuses more than 20 alternatives per position, options without return_logprobs, and distributions past the 16 MiB cap", async () => {
     const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds: [1], returnLogprobs: true, topLogprobs: 21 }));
     expect(result).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("top_logprobs") });
     for (const option of [{ topLogprobs: 3 }, { returnDistribution: true }]) {
       const refused = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds: [1], ...option }));
       expect(refused).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("needs return_logprobs") });
     }
-    // 32,769 tokens x 512 vocabulary entries: one past the limit, refused before anything is fed.
-    const tokenIds = Array.from({ length: 2 ** 24 / weights.config.vocabSize + 1 }, (_, i) => 1 + (i % 500));
+    // 8,193 tokens x 512 vocabulary entries x 4 bytes: one token past the cap, refused before anything is fed
+    // (and well within the count of log-probabilities the API took before it was capped in bytes).
+    const tokenIds = Array.from({ length: 2 ** 24 / (4 * weights.config.vocabSize) + 1 }, (_, i) => 1 + (i % 500));
     const tooMany = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds, returnLogprobs: true, returnDistribution: true }));
-    expect(tooMany).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("return_distribution") });
+    expect(tooMany).toMatchObject({
+      code: status.INVALID_ARGUMENT,
+      details: "return_distribution for 8193 tokens is 16779264 bytes of log-probabilities (4 each, vocabulary 512); the cap is 16777216 bytes (16 MiB) per call: score at most 8192 tokens per Prefill",
+    });
     expect((await call(t.client, t.client.stats, {})).sequences.map((s) => s.sequenceId)).not.toContain("x");
   });
 });

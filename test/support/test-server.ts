@@ -9,6 +9,7 @@ import {
   PrefillRequest,
   ReleaseRequest,
   StatsRequest,
+  TruncateRequest,
   type DecodeResponse,
 } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
@@ -59,6 +60,7 @@ const REQUEST_TYPES = new Map<unknown, { fromPartial(fields: object): unknown }>
   [KvCacheClient.prototype.release, ReleaseRequest],
   [KvCacheClient.prototype.info, InfoRequest],
   [KvCacheClient.prototype.fork, ForkRequest],
+  [KvCacheClient.prototype.truncate, TruncateRequest],
 ]);
 
 /** Calls a unary method as a promise; unset request fields take their proto defaults. */
