@@ -38,6 +38,16 @@ export class DecodeBatcher<T> {
     this.startIfReady();
   }
 
+  /** A stream in its decode loop that cannot go on (its consumer is not reading) leaves the batch until `until` settles. */
+  async sitOut(until: Promise<void>): Promise<void> {
+    this.leave();
+    try {
+      await until;
+    } finally {
+      this.join();
+    }
+  }
+
   /** No stream is in a decode loop. */
   get idle(): boolean {
     return this.participants === 0;

@@ -106,6 +106,8 @@ export interface DecodeInput {
   ignoreEos: boolean;
   /** Sets the sequence's standing decode budget; policy "none" removes it. */
   eviction?: EvictionSpec;
+  /** Pending while the consumer cannot take more tokens (a full stream buffer); none are produced meanwhile. */
+  backpressure?: () => Promise<void> | undefined;
 }
 
 export interface ForkOutcome {
@@ -278,6 +280,11 @@ export class Engine {
       const text = new TextDecoder("utf-8");
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
+        const full = input.backpressure?.();
+        if (full) {
+          await this.batcher.sitOut(full);
+          if (signal?.aborted) return;
+        }
         if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
         const eviction = (await this.withKeys(sequence, () => sequence.decodeBudget?.enforce(sequence))) ?? undefined;
         const tokenId = sampler.next(sequence.lastLogits!);
