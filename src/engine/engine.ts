@@ -5,8 +5,8 @@ import type { WeightDtype } from "../model/projection-weights.js";
 import type { StepOutput } from "../model/step-runner.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
-import { BatchArena } from "../kv/batch-arena.js";
 import { KeysOnDevice } from "../kv/keys-on-device.js";
+import { LaneArenas } from "../kv/lane-arenas.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
@@ -187,8 +187,8 @@ export class Engine {
   private readonly requests: RequestLog;
   private readonly sweeper: NodeJS.Timeout;
   private readonly batcher: DecodeBatcher<Sequence>;
-  /** The caches of the sequences in the current decode batch, side by side. */
-  private readonly arena: BatchArena;
+  /** Per lane of decode steps, the caches of the sequences in its batch, side by side. */
+  private readonly arenas: LaneArenas;
 
   constructor(
     readonly model: EngineModel,
@@ -200,9 +200,9 @@ export class Engine {
     this.sweeper.unref();
     // A device-resident cache steps one sequence per run: the batch arena is a host copy.
     const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
-    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), maxBatch);
+    this.batcher = new DecodeBatcher((batch, lane, lanes) => this.runDecodeBatch(batch, lane, lanes), maxBatch, (sequence) => sequence.maxHeadLength);
     const { layers, kvHeads, headSize } = model.config;
-    this.arena = new BatchArena(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
+    this.arenas = new LaneArenas(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }
 
   prefill(input: PrefillInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): Promise<PrefillOutcome> {
@@ -308,7 +308,7 @@ export class Engine {
     } finally {
       this.batcher.leave();
       // The arena serves running streams only; with none left, its memory goes back.
-      if (this.batcher.idle) this.arena.clear();
+      if (this.batcher.idle) this.arenas.clear();
       if (produced === 0) sequence.decodeBudget = standing;
       sequence.settle();
       sequence.busy = false;
@@ -374,7 +374,7 @@ export class Engine {
       kvBytesUsed: this.pool.used,
       kvBytesBudget: this.pool.budgetBytes,
       kvBytesPooled: this.pool.pooled,
-      batchArenaBytes: this.arena.bytes,
+      batchArenaBytes: this.arenas.bytes,
       kvBytesDevice: this.pool.deviceBytes,
       kvLocation: this.model.runner.deviceCache?.location ?? "host",
       sequenceCount: own.length,
@@ -415,7 +415,7 @@ export class Engine {
 
   close(): void {
     clearInterval(this.sweeper);
-    this.arena.clear();
+    this.arenas.clear();
     for (const sequence of this.sequences.values()) sequence.release();
     this.sequences.clear();
   }
@@ -619,7 +619,7 @@ export class Engine {
   }
 
   /** Runs one decode step for each sequence of `batch` (room already reserved), alone or in one batched graph run. */
-  private async runDecodeBatch(batch: Sequence[]): Promise<void> {
+  private async runDecodeBatch(batch: Sequence[], lane: number, lanes: number): Promise<void> {
     if (batch.length === 1) {
       const [sequence] = batch;
       const tokens = [sequence.pendingToken!];
@@ -629,12 +629,13 @@ export class Engine {
       this.absorb(sequence, tokens, out, 0, 1);
       return;
     }
-    const arranged = this.arena.arrange(batch);
+    const arena = this.arenas.of(lane, lanes);
+    const arranged = arena.arrange(batch);
     const out = await observeStep("decode", arranged[0].id, 1, arranged[0].fedTokens, () =>
       this.model.runner.runDecodeBatch({
         tokens: arranged.map((s) => s.pendingToken!),
         positions: arranged.map((s) => s.fedTokens),
-        past: this.arena.gather(arranged.map((s) => s.layers)),
+        past: arena.gather(arranged.map((s) => s.layers)),
       }),
       arranged.length,
     );
