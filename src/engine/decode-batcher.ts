@@ -1,4 +1,6 @@
 import { EngineError } from "./engine-error.js";
+import { FairShare } from "./fair-share.js";
+import { lanesOf } from "./length-lanes.js";
 
 interface Waiting<T> {
   item: T;
@@ -14,18 +16,26 @@ interface Waiting<T> {
  * event loop) run together as the next batch, so streams join and leave
  * between steps. A batch starts as soon as every stream in a decode loop
  * has asked, without waiting for streams that are busy elsewhere (e.g. a slow
- * client): those join the batch after.
+ * client): those join the batch after. Streams of very different cache
+ * lengths step in separate runs (length-lanes.ts), which take turns by cost
+ * (fair-share.ts).
  */
-export class DecodeBatcher<T> {
+export class DecodeBatcher<T extends object> {
   private readonly waiting: Waiting<T>[] = [];
+  private readonly share = new FairShare<T>();
   private running = false;
   private scheduled = false;
   /** Streams inside a decode loop: the most that can ask for the next batch. */
   private participants = 0;
 
+  /**
+   * `runBatch` gets the lane a batch belongs to of the lanes that were waiting (lane 0 the shortest),
+   * so that it can keep one working copy per lane; `entriesOf` is a stream's longest cached head.
+   */
   constructor(
-    private readonly runBatch: (batch: T[]) => Promise<void>,
+    private readonly runBatch: (batch: T[], lane: number, lanes: number) => Promise<void>,
     readonly maxBatchSize: number,
+    private readonly entriesOf: (item: T) => number,
   ) {}
 
   /** A stream enters its decode loop; `leave` when it ends. */
@@ -36,6 +46,16 @@ export class DecodeBatcher<T> {
   leave(): void {
     this.participants--;
     this.startIfReady();
+  }
+
+  /** A stream in its decode loop that cannot go on (its consumer is not reading) leaves the batch until `until` settles. */
+  async sitOut(until: Promise<void>): Promise<void> {
+    this.leave();
+    try {
+      await until;
+    } finally {
+      this.join();
+    }
   }
 
   /** No stream is in a decode loop. */
@@ -79,10 +99,18 @@ export class DecodeBatcher<T> {
 
   private async runNext(): Promise<void> {
     this.running = true;
-    const batch = this.waiting.splice(0, this.maxBatchSize);
-    for (const waiting of batch) if (waiting.onAbort) waiting.signal!.removeEventListener("abort", waiting.onAbort);
+    const lanes = lanesOf(this.waiting, (waiting) => this.entriesOf(waiting.item));
+    const lane = this.share.pick(lanes.map((members) => members.map((waiting) => waiting.item)));
+    const batch = lanes[lane].sort((a, b) => this.share.charge(a.item) - this.share.charge(b.item)).slice(0, this.maxBatchSize);
+    for (const waiting of batch) {
+      this.waiting.splice(this.waiting.indexOf(waiting), 1);
+      if (waiting.onAbort) waiting.signal!.removeEventListener("abort", waiting.onAbort);
+    }
+    const items = batch.map((waiting) => waiting.item);
+    const entries = Math.max(...items.map(this.entriesOf));
     try {
-      await this.runBatch(batch.map((waiting) => waiting.item));
+      await this.runBatch(items, lane, lanes.length);
+      this.share.ran(items, entries, this.waiting.map((waiting) => waiting.item));
       for (const waiting of batch) waiting.resolve();
     } catch (error) {
       for (const waiting of batch) waiting.reject(error);

@@ -5,8 +5,8 @@ import type { WeightDtype } from "../model/projection-weights.js";
 import type { StepOutput } from "../model/step-runner.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
-import { BatchArena } from "../kv/batch-arena.js";
 import { KeysOnDevice } from "../kv/keys-on-device.js";
+import { LaneArenas } from "../kv/lane-arenas.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
@@ -117,6 +117,8 @@ export interface DecodeInput {
   ignoreEos: boolean;
   /** Sets the sequence's standing decode budget; policy "none" removes it. */
   eviction?: EvictionSpec;
+  /** Pending while the consumer cannot take more tokens (a full stream buffer); none are produced meanwhile. */
+  backpressure?: () => Promise<void> | undefined;
 }
 
 export interface ForkOutcome {
@@ -208,8 +210,8 @@ export class Engine {
   private readonly requests: RequestLog;
   private readonly sweeper: NodeJS.Timeout;
   private readonly batcher: DecodeBatcher<Sequence>;
-  /** The caches of the sequences in the current decode batch, side by side. */
-  private readonly arena: BatchArena;
+  /** Per lane of decode steps, the caches of the sequences in its batch, side by side. */
+  private readonly arenas: LaneArenas;
   private readonly cancelled = new CancelledCalls<Sequence>();
 
   constructor(
@@ -222,9 +224,9 @@ export class Engine {
     this.sweeper.unref();
     // A device-resident cache steps one sequence per run: the batch arena is a host copy.
     const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
-    this.batcher = new DecodeBatcher((batch) => this.runDecodeBatch(batch), maxBatch);
+    this.batcher = new DecodeBatcher((batch, lane, lanes) => this.runDecodeBatch(batch, lane, lanes), maxBatch, (sequence) => sequence.maxHeadLength);
     const { layers, kvHeads, headSize } = model.config;
-    this.arena = new BatchArena(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
+    this.arenas = new LaneArenas(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }
 
   prefill(input: PrefillInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): Promise<PrefillOutcome> {
@@ -307,6 +309,11 @@ export class Engine {
       const text = new TextDecoder("utf-8");
       while (produced < input.maxNewTokens) {
         if (signal?.aborted) return;
+        const full = input.backpressure?.();
+        if (full) {
+          await this.batcher.sitOut(full);
+          if (signal?.aborted) return;
+        }
         if (sequence.pendingToken !== null) await this.decodeStep(sequence, signal);
         // A step already running when the client cancelled completes; nothing is sampled after it.
         if (signal?.aborted) return;
@@ -332,7 +339,7 @@ export class Engine {
     } finally {
       this.batcher.leave();
       // The arena serves running streams only; with none left, its memory goes back.
-      if (this.batcher.idle) this.arena.clear();
+      if (this.batcher.idle) this.arenas.clear();
       if (produced === 0) sequence.decodeBudget = standing;
       sequence.settle();
       sequence.busy = false;
@@ -417,7 +424,7 @@ export class Engine {
       kvBytesUsed: this.pool.used,
       kvBytesBudget: this.pool.budgetBytes,
       kvBytesPooled: this.pool.pooled,
-      batchArenaBytes: this.arena.bytes,
+      batchArenaBytes: this.arenas.bytes,
       kvBytesDevice: this.pool.deviceBytes,
       kvLocation: this.model.runner.deviceCache?.location ?? "host",
       sequenceCount: own.length,
@@ -459,7 +466,7 @@ export class Engine {
 
   close(): void {
     clearInterval(this.sweeper);
-    this.arena.clear();
+    this.arenas.clear();
     for (const sequence of this.sequences.values()) sequence.release();
     this.sequences.clear();
   }
@@ -685,7 +692,7 @@ export class Engine {
   }
 
   /** Runs one decode step for each sequence of `batch` (room already reserved), alone or in one batched graph run. */
-  private async runDecodeBatch(batch: Sequence[]): Promise<void> {
+  private async runDecodeBatch(batch: Sequence[], lane: number, lanes: number): Promise<void> {
     if (batch.length === 1) {
       const [sequence] = batch;
       const tokens = [sequence.pendingToken!];
@@ -695,12 +702,13 @@ export class Engine {
       this.absorb(sequence, tokens, out, 0, 1);
       return;
     }
-    const arranged = this.arena.arrange(batch);
+    const arena = this.arenas.of(lane, lanes);
+    const arranged = arena.arrange(batch);
     const out = await observeStep("decode", arranged[0].id, 1, arranged[0].fedTokens, () =>
       this.model.runner.runDecodeBatch({
         tokens: arranged.map((s) => s.pendingToken!),
         positions: arranged.map((s) => s.fedTokens),
-        past: this.arena.gather(arranged.map((s) => s.layers)),
+        past: arena.gather(arranged.map((s) => s.layers)),
       }),
       arranged.length,
     );

@@ -197,7 +197,7 @@ async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, 
   );
   const spanContext = trace.setSpan(scope.context, span);
   const started = performance.now();
-  const tokens = engine.decode(input, scope.signal, scope.caller);
+  const tokens = engine.decode({ ...input, backpressure: () => scope.backpressure() }, scope.signal, scope.caller);
   let produced = 0;
   let output = "";
   let finishReason: string | undefined;

@@ -12,6 +12,7 @@ import type { CallTracker } from "./call-tracker.js";
 import { echo } from "./echo.js";
 import { cancelledByDeadline } from "./deadline-cancel.js";
 import { MalformedRequest } from "./malformed-request.js";
+import { StreamFlow } from "./stream-flow.js";
 import { isServerError, rpcCallAttributes, rpcStatusAttributes, type RpcSemconv } from "./rpc-semconv.js";
 import { toServiceError, Unavailable } from "./status.js";
 import type { TenantMetrics } from "./tenant-metrics.js";
@@ -28,6 +29,8 @@ export interface RpcScope {
   annotate(attributes: Attributes): void;
   /** Prompt or output text: added to the log line only when content logging is on (`fields` is not called otherwise), never to spans. */
   logContent(fields: () => Record<string, string>): void;
+  /** Streams: pending while the client's buffer is full (until it drains or the call ends); undefined when it can take more. */
+  backpressure(): Promise<void> | undefined;
 }
 
 /** Whether a method starts work (refused while loading or draining) or only reads and frees (always answered). */
@@ -88,10 +91,12 @@ export class RpcRuntime {
   stream<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => AsyncIterable<Res>): handleServerStreamingCall<Req, Res> {
     return (call) => {
       const active = this.begin(method, call);
+      const flow = new StreamFlow(call, active.scope.signal);
+      active.scope.backpressure = () => flow.full;
       this.run(active, admission, call.request, async () => {
         for await (const message of handler(call.request, active.scope)) {
           if (active.scope.signal.aborted) break;
-          call.write(message);
+          flow.write(message);
         }
       }).then(
         () => {
@@ -160,6 +165,7 @@ export class RpcRuntime {
       logContent(fields: () => Record<string, string>) {
         if (logContent) Object.assign(content, fields());
       },
+      backpressure: (): Promise<void> | undefined => undefined,
     };
     let finished = false;
     return {

@@ -1,0 +1,70 @@
+import { credentials } from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DecodeRequest, KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { loadTestModel } from "../support/test-model.js";
+import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+
+const PROMPT = [1, 403, 407, 261, 378, 432];
+const MAX_NEW_TOKENS = 4_000;
+/** A small HTTP/2 window, so a client that stops reading fills it after a few hundred tokens rather than thousands. */
+const WINDOW_BYTES = 2_048;
+
+const positionOf = async (client: KvCacheClient, sequenceId: string) => (await call(client, client.stats, { sequenceId })).sequences[0].position;
+
+/** Polls until the sequence's position holds still across `quietPolls` reads, and returns it. */
+async function untilStill(client: KvCacheClient, sequenceId: string, quietPolls = 5): Promise<number> {
+  let last = -1;
+  let still = 0;
+  while (still < quietPolls) {
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    const position = await positionOf(client, sequenceId);
+    still = position === last ? still + 1 : 0;
+    last = position;
+  }
+  return last;
+}
+
+describe("Decode backpressure: a client that stops reading", () => {
+  let t: TestServer;
+  let slowReader: KvCacheClient;
+  beforeAll(async () => {
+    t = await startTestServer(await loadTestModel(), { allowPastContext: true, maxSequenceTokens: 10_000 });
+    slowReader = new KvCacheClient(t.address, credentials.createInsecure(), { "grpc-node.flow_control_window": WINDOW_BYTES });
+  });
+  afterAll(async () => {
+    slowReader.close();
+    await t.close();
+  });
+
+  it("pauses its sequence until it reads again, then finishes with the undisturbed tokens, while others decode", async () => {
+    const request = { maxNewTokens: MAX_NEW_TOKENS, ignoreEos: true };
+    await call(t.client, t.client.prefill, { sequenceId: "undisturbed", tokenIds: PROMPT });
+    const expected = (await decodeAll(t.client, { sequenceId: "undisturbed", ...request })).map((m) => m.tokenId);
+    await call(t.client, t.client.release, { sequenceId: "undisturbed" });
+
+    await call(t.client, t.client.prefill, { sequenceId: "paused", tokenIds: PROMPT });
+    await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
+    const stream = slowReader.decode(DecodeRequest.fromPartial({ sequenceId: "paused", ...request }));
+    const received: number[] = [];
+    stream.on("data", (message: { tokenId: number }) => {
+      received.push(message.tokenId);
+      stream.pause();
+    });
+    const ended = new Promise<void>((resolve, reject) => stream.on("end", resolve).on("error", reject));
+
+    const stalledAt = await untilStill(t.client, "paused");
+    expect(stalledAt).toBeLessThan(PROMPT.length + MAX_NEW_TOKENS / 2);
+
+    // Another client's decode runs to its end meanwhile, and the paused sequence does not move.
+    const bystander = await decodeAll(t.client, { sequenceId: "bystander", maxNewTokens: 100, ignoreEos: true });
+    expect(bystander.map((m) => m.tokenId)).toEqual(expected.slice(0, 100));
+    expect(await positionOf(t.client, "paused")).toBe(stalledAt);
+
+    stream.removeAllListeners("data");
+    stream.on("data", (message: { tokenId: number }) => received.push(message.tokenId));
+    stream.resume();
+    await ended;
+    expect(received).toEqual(expected);
+    expect(await positionOf(t.client, "paused")).toBe(PROMPT.length + MAX_NEW_TOKENS);
+  });
+});
