@@ -1,9 +1,6 @@
 import { Command, InvalidArgumentError } from "commander";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { terminalProgress } from "./progress.js";
-import { writeAblationReport } from "./ablation-report.js";
-import { writeReport } from "./report.js";
 import { runEval, SUITES, type Suite } from "./run-eval.js";
 
 const RECALL_DIR = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../models/recall" : "../../models/recall", import.meta.url));
@@ -55,6 +52,13 @@ export function evalCommand(version: string): Command {
     .action(async (options) => {
       if (Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
       const token = options.tokenFile ? readFileSync(options.tokenFile, "utf8").trim() : undefined;
+      // The chart (vega, vega-lite) and progress bar (cli-progress) libraries load only when an eval
+      // runs, never with `kvwarden serve`, which imports this command to list it.
+      const [{ terminalProgress }, { writeReport }, { writeAblationReport }] = await Promise.all([
+        import("./progress.js"),
+        import("./report.js"),
+        import("./ablation-report.js"),
+      ]);
       const report = await runEval({
         suites: options.suites ?? (options.ablations ? ["recall"] : [...SUITES]),
         ablations: options.ablations,

@@ -1,0 +1,216 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { DecodeBatcher } from "../../src/engine/decode-batcher.js";
+import { EngineError } from "../../src/engine/engine-error.js";
+
+/** The next turn of the event loop (after setImmediate callbacks queued before it). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Until after the batcher's own wait of one turn that a batch ending may start. */
+const settle = async () => {
+  await nextTurn();
+  await nextTurn();
+};
+
+/** A batcher whose batches are recorded and each finish when the test says so. */
+function recording<T>(maxBatchSize: number) {
+  const batches: T[][] = [];
+  const finish: ((error?: unknown) => void)[] = [];
+  let running = 0;
+  let overlapped = false;
+  const batcher = new DecodeBatcher<T>((batch) => {
+    batches.push([...batch]);
+    if (++running > 1) overlapped = true;
+    return new Promise<void>((resolve, reject) => finish.push((error) => {
+      running--;
+      if (error) reject(error);
+      else resolve();
+    }));
+  }, maxBatchSize);
+  return { batcher, batches, finish, overlapped: () => overlapped };
+}
+
+/** Settles `promise` into what it resolved to or threw, without an unhandled rejection. */
+function outcome(promise: Promise<void>): { state: () => "pending" | "done" | unknown } {
+  let state: "pending" | "done" | unknown = "pending";
+  promise.then(() => (state = "done"), (error) => (state = error));
+  return { state: () => state };
+}
+
+describe("DecodeBatcher", () => {
+  it("runs the steps of every stream in the decode loop together, and resolves each once its batch is done", async () => {
+    const { batcher, batches, finish } = recording<string>(8);
+    batcher.join();
+    batcher.join();
+    const a = outcome(batcher.step("a"));
+    const b = outcome(batcher.step("b"));
+    expect(batches).toEqual([["a", "b"]]);
+    await nextTurn();
+    expect([a.state(), b.state()]).toEqual(["pending", "pending"]);
+    finish[0]();
+    await settle();
+    expect([a.state(), b.state()]).toEqual(["done", "done"]);
+  });
+
+  it("runs at most maxBatchSize steps together, the rest next, in the order asked", async () => {
+    const { batcher, batches, finish } = recording<number>(2);
+    for (let i = 0; i < 5; i++) batcher.join();
+    const steps = [0, 1, 2, 3, 4].map((i) => outcome(batcher.step(i)));
+    expect(batches).toEqual([[0, 1]]);
+    finish[0]();
+    await settle();
+    expect(batches).toEqual([[0, 1], [2, 3]]);
+    finish[1]();
+    await settle();
+    expect(batches).toEqual([[0, 1], [2, 3], [4]]);
+    finish[2]();
+    await settle();
+    expect(steps.map((s) => s.state())).toEqual(["done", "done", "done", "done", "done"]);
+  });
+
+  it("does not wait past the event loop's next turn for a stream busy elsewhere", async () => {
+    const { batcher, batches } = recording<string>(8);
+    batcher.join();
+    batcher.join();
+    void batcher.step("a");
+    expect(batches).toEqual([]);
+    await nextTurn();
+    expect(batches).toEqual([["a"]]);
+  });
+
+  it("runs a lone step at once outside any decode loop, and starts a batch when the stream it waited for leaves", async () => {
+    const lone = recording<string>(8);
+    void lone.batcher.step("x");
+    expect(lone.batches).toEqual([["x"]]);
+    expect(lone.batcher.idle).toBe(true);
+
+    const { batcher, batches, finish } = recording<string>(8);
+    batcher.join();
+    batcher.join();
+    batcher.join();
+    expect(batcher.idle).toBe(false);
+    void batcher.step("a");
+    void batcher.step("b");
+    batcher.leave();
+    expect(batches).toEqual([["a", "b"]]);
+    finish[0]();
+    batcher.leave();
+    batcher.leave();
+    expect(batcher.idle).toBe(true);
+  });
+
+  it("batches the steps asked while a batch runs into the next one", async () => {
+    const { batcher, batches, finish } = recording<string>(8);
+    batcher.join();
+    void batcher.step("a");
+    batcher.join();
+    batcher.join();
+    void batcher.step("b");
+    void batcher.step("c");
+    await nextTurn();
+    expect(batches).toEqual([["a"]]);
+    finish[0]();
+    await settle();
+    expect(batches).toEqual([["a"], ["b", "c"]]);
+  });
+
+  it("rejects every step of a failed batch with its error, and runs the next batch", async () => {
+    const { batcher, batches, finish } = recording<string>(2);
+    for (let i = 0; i < 3; i++) batcher.join();
+    const steps = ["a", "b", "c"].map((item) => outcome(batcher.step(item)));
+    const failure = new Error("runner failed");
+    finish[0](failure);
+    await settle();
+    expect(steps.map((s) => s.state())).toEqual([failure, failure, "pending"]);
+    expect(batches).toEqual([["a", "b"], ["c"]]);
+    finish[1]();
+    await settle();
+    expect(steps[2].state()).toBe("done");
+  });
+
+  it("drops a step cancelled before its batch starts, and lets a running step complete", async () => {
+    const { batcher, batches, finish } = recording<string>(8);
+    batcher.join();
+    const running = new AbortController();
+    const a = outcome(batcher.step("a", running.signal));
+    expect(batches).toEqual([["a"]]);
+    batcher.join();
+    batcher.join();
+    const queued = new AbortController();
+    const b = outcome(batcher.step("b", queued.signal));
+    const c = outcome(batcher.step("c"));
+    queued.abort();
+    running.abort();
+    await nextTurn();
+    expect(b.state()).toBeInstanceOf(EngineError);
+    expect((b.state() as EngineError).code).toBe("CANCELLED");
+    expect(a.state()).toBe("pending");
+    finish[0]();
+    await settle();
+    expect(a.state()).toBe("done");
+    expect(batches).toEqual([["a"], ["c"]]);
+    finish[1]();
+    await settle();
+    expect(c.state()).toBe("done");
+
+    const cancelled = new AbortController();
+    cancelled.abort();
+    await expect(batcher.step("d", cancelled.signal)).rejects.toMatchObject({ code: "CANCELLED" });
+    expect(batches.flat()).not.toContain("d");
+  });
+
+  it("property: every step runs exactly once, in the order asked, batches never overlap or exceed maxBatchSize, and cancelled steps never run", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.record({ turn: fc.nat(3), cancel: fc.boolean(), streams: fc.integer({ min: 0, max: 3 }) }), { minLength: 1, maxLength: 12 }),
+        async (maxBatchSize, plan) => {
+          const ran: number[] = [];
+          let running = false;
+          const batcher = new DecodeBatcher<number>(async (batch) => {
+            expect(running).toBe(false);
+            expect(batch.length).toBeGreaterThan(0);
+            expect(batch.length).toBeLessThanOrEqual(maxBatchSize);
+            running = true;
+            ran.push(...batch);
+            await nextTurn();
+            running = false;
+          }, maxBatchSize);
+          const results: Promise<"done" | "cancelled">[] = [];
+          const controllers: AbortController[] = [];
+          for (let turn = 0; turn < 4; turn++) {
+            plan.forEach((step, i) => {
+              if (step.turn !== turn) return;
+              for (let s = 0; s < step.streams; s++) batcher.join();
+              const controller = new AbortController();
+              controllers[i] = controller;
+              results[i] = batcher.step(i, controller.signal).then(
+                () => "done" as const,
+                (error) => {
+                  expect(error).toBeInstanceOf(EngineError);
+                  return "cancelled" as const;
+                },
+              );
+            });
+            plan.forEach((step, i) => {
+              if (step.turn === turn && step.cancel) controllers[i].abort();
+            });
+            await nextTurn();
+          }
+          const outcomes = await Promise.all(results.filter((r) => r !== undefined));
+          const asked = plan.map((step, i) => ({ ...step, i })).filter((step) => results[step.i] !== undefined);
+          // Each step ran at most once; those that report done ran; cancelled ones did not.
+          expect(new Set(ran).size).toBe(ran.length);
+          asked.forEach((step, k) => {
+            if (outcomes[k] === "done") expect(ran).toContain(step.i);
+            else expect(ran).not.toContain(step.i);
+          });
+          // First asked, first run: by turn, then by index within a turn.
+          const order = [...asked].sort((x, y) => x.turn - y.turn || x.i - y.i).map((step) => step.i);
+          expect(ran).toEqual(order.filter((i) => ran.includes(i)));
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+});

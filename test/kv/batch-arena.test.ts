@@ -1,0 +1,191 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { BatchArena } from "../../src/kv/batch-arena.js";
+import { LayerCache, type KvDtype, type KvShape } from "../../src/kv/layer-cache.js";
+import { SlabPool } from "../../src/kv/slab-pool.js";
+import { appendRows, empty, type Expected } from "./support/layer-contents.js";
+
+type View = ReturnType<BatchArena["gather"]>[number];
+
+/**
+ * Asserts that `view` lays out `caches` as the step graph reads a batch: member b's head h in run
+ * (b * Hkv + h) of `capacity` slots, its entries first, in order, masked 0, the rest of the run -inf.
+ */
+function expectLaidOut(view: View, caches: readonly LayerCache[], { kvHeads, headSize }: KvShape): void {
+  const C = view.capacity;
+  expect(C).toBeGreaterThanOrEqual(Math.max(1, ...caches.map((cache) => cache.maxLength)));
+  expect(view.mask.length).toBe(caches.length * kvHeads * C);
+  expect(view.keyStore.length).toBe(caches.length * kvHeads * C * headSize);
+  expect(view.valueStore.length).toBe(view.keyStore.length);
+  caches.forEach((cache, b) => {
+    for (let h = 0; h < kvHeads; h++) {
+      const run = (b * kvHeads + h) * C;
+      const n = cache.lengths[h];
+      const from = cache.offsets[h] * headSize;
+      expect(Array.from(view.keyStore.subarray(run * headSize, (run + n) * headSize))).toEqual(Array.from(cache.keyStore.subarray(from, from + n * headSize)));
+      expect(Array.from(view.valueStore.subarray(run * headSize, (run + n) * headSize))).toEqual(Array.from(cache.valueStore.subarray(from, from + n * headSize)));
+      expect(Array.from(view.mask.subarray(run, run + n))).toEqual(new Array(n).fill(0));
+      expect(Array.from(view.mask.subarray(run + n, run + C))).toEqual(new Array(C - n).fill(-Infinity));
+    }
+  });
+}
+
+interface Member {
+  readonly layers: readonly LayerCache[];
+  readonly name: string;
+}
+
+describe.each<KvDtype>(["float32", "float16"])("BatchArena (%s)", (kvDtype) => {
+  const shape: KvShape = { kvHeads: 2, headSize: 3, kvDtype };
+  const bytesPerKv = kvDtype === "float16" ? 2 : 4;
+
+  function sequence(pool: SlabPool, name: string, lengths: number[], stream: { n: number }): Member & { expected: Expected[] } {
+    const layers = lengths.map(() => new LayerCache(pool, shape));
+    const expected = layers.map(() => empty(shape.kvHeads));
+    layers.forEach((layer, l) => {
+      layer.reserve(lengths[l]);
+      if (lengths[l] > 0) appendRows(layer, expected[l], lengths[l], 0, layer.capacity, stream);
+    });
+    return { layers, name, expected };
+  }
+
+  it("lays out a batch [B, Hkv, C, d] per layer, C fitting the longest head, and counts its bytes", () => {
+    const pool = new SlabPool(1 << 22);
+    const stream = { n: 1 };
+    const a = sequence(pool, "a", [3, 20], stream);
+    const b = sequence(pool, "b", [5, 1], stream);
+    const arena = new BatchArena(2, shape);
+    expect(arena.bytes).toBe(0);
+    const views = arena.gather([a.layers, b.layers]);
+    expect(views.map((view) => view.capacity)).toEqual([16, 32]);
+    expectLaidOut(views[0], [a.layers[0], b.layers[0]], shape);
+    expectLaidOut(views[1], [a.layers[1], b.layers[1]], shape);
+    const entries = 2 * 2 * (16 + 32);
+    expect(arena.bytes).toBe(entries * (2 * 3 * bytesPerKv + 4));
+    // The arena is a working copy outside the pool: sequences' bytes are unchanged.
+    expect(pool.used).toBe([...a.layers, ...b.layers].reduce((sum, layer) => sum + layer.bytes, 0));
+    arena.clear();
+    expect(arena.bytes).toBe(0);
+  });
+
+  it("follows appends, evictions, rollbacks and resizes of its members between steps", () => {
+    const pool = new SlabPool(1 << 22);
+    const stream = { n: 7 };
+    const a = sequence(pool, "a", [4], stream);
+    const b = sequence(pool, "b", [2], stream);
+    const arena = new BatchArena(1, shape);
+    expectLaidOut(arena.gather([a.layers, b.layers])[0], [a.layers[0], b.layers[0]], shape);
+
+    const [la] = a.layers;
+    const [lb] = b.layers;
+    la.reserve(1);
+    appendRows(la, a.expected[0], 1, 0, la.capacity, stream);
+    lb.reserve(1);
+    appendRows(lb, b.expected[0], 1, 0, lb.capacity, stream);
+    expectLaidOut(arena.gather([a.layers, b.layers])[0], [la, lb], shape);
+
+    la.retain([Int32Array.from([0, 4]), Int32Array.from([1, 2, 3])]);
+    const saved = lb.checkpoint();
+    lb.reserve(3);
+    appendRows(lb, b.expected[0], 3, 0, lb.capacity, stream);
+    expectLaidOut(arena.gather([a.layers, b.layers])[0], [la, lb], shape);
+    lb.rollback(saved);
+    expectLaidOut(arena.gather([a.layers, b.layers])[0], [la, lb], shape);
+    // Grows past the arena's capacity: every slot is laid out again.
+    la.reserve(20);
+    appendRows(la, a.expected[0], 20, 0, la.capacity, stream);
+    expectLaidOut(arena.gather([a.layers, b.layers])[0], [la, lb], shape);
+    // b leaves, then comes back in another slot.
+    expectLaidOut(arena.gather([a.layers])[0], [la], shape);
+    expectLaidOut(arena.gather([b.layers, a.layers])[0], [lb, la], shape);
+    // Released and refilled to the same lengths: the new contents, not the old copy.
+    lb.release();
+    lb.reserve(3);
+    appendRows(lb, (b.expected[0] = empty(2)), 3, 0, lb.capacity, stream);
+    expectLaidOut(arena.gather([b.layers, a.layers])[0], [lb, la], shape);
+  });
+
+  it("arranges a batch so that members keep their slots, and newcomers fill the rest in order", () => {
+    const pool = new SlabPool(1 << 22);
+    const stream = { n: 3 };
+    const [a, b, c, d] = ["a", "b", "c", "d"].map((name) => sequence(pool, name, [1], stream));
+    const arena = new BatchArena(1, shape);
+    const first = arena.arrange([a, b, c]);
+    expect(first.map((m) => m.name)).toEqual(["a", "b", "c"]);
+    arena.gather(first.map((m) => m.layers));
+    expect(arena.arrange([d, c, a]).map((m) => m.name)).toEqual(["a", "d", "c"]);
+    // b had slot 1, but a batch of one has only slot 0.
+    expect(arena.arrange([b]).map((m) => m.name)).toEqual(["b"]);
+  });
+});
+
+describe("BatchArena properties", () => {
+  it("after any appends, evictions, rollbacks and releases between steps, every gathered batch matches its members' caches", () => {
+    const op = fc.oneof(
+      { arbitrary: fc.record({ kind: fc.constant("append" as const), seq: fc.nat(3), layer: fc.nat(1), count: fc.integer({ min: 1, max: 20 }) }), weight: 4 },
+      fc.record({ kind: fc.constant("retain" as const), seq: fc.nat(3), layer: fc.nat(1), picks: fc.array(fc.boolean(), { maxLength: 64 }) }),
+      fc.record({ kind: fc.constant("undo" as const), seq: fc.nat(3), layer: fc.nat(1), count: fc.integer({ min: 1, max: 20 }), seen: fc.boolean() }),
+      fc.record({ kind: fc.constant("release" as const), seq: fc.nat(3) }),
+      { arbitrary: fc.record({ kind: fc.constant("gather" as const), members: fc.subarray([0, 1, 2, 3], { minLength: 1 }), shuffle: fc.nat() }), weight: 4 },
+      fc.record({ kind: fc.constant("clear" as const) }),
+    );
+    fc.assert(
+      fc.property(
+        fc.record({ kvHeads: fc.integer({ min: 1, max: 3 }), headSize: fc.integer({ min: 1, max: 3 }), kvDtype: fc.constantFrom<KvDtype>("float32", "float16") }),
+        fc.array(op, { maxLength: 40 }),
+        (shape, ops) => {
+          const pool = new SlabPool(1 << 24);
+          const sequences = Array.from({ length: 4 }, (_, i) => ({ name: String(i), layers: [new LayerCache(pool, shape), new LayerCache(pool, shape)] }));
+          const expected = sequences.map(() => [empty(shape.kvHeads), empty(shape.kvHeads)]);
+          const arena = new BatchArena(2, shape);
+          const stream = { n: 1 };
+          let last: typeof sequences = [];
+          for (const o of ops) {
+            if (o.kind === "append") {
+              const layer = sequences[o.seq].layers[o.layer];
+              layer.reserve(o.count);
+              appendRows(layer, expected[o.seq][o.layer], o.count, 0, layer.capacity, stream);
+            } else if (o.kind === "retain") {
+              const layer = sequences[o.seq].layers[o.layer];
+              layer.retain(Array.from(layer.lengths, (n) => Int32Array.from(Array(n).keys()).filter((i) => o.picks[i] ?? true)));
+            } else if (o.kind === "undo") {
+              // A failed step: appended, then rolled back.
+              const layer = sequences[o.seq].layers[o.layer];
+              const saved = layer.checkpoint();
+              layer.reserve(o.count);
+              appendRows(layer, empty(shape.kvHeads).map((_, h) => [...expected[o.seq][o.layer][h]]), o.count, 0, layer.capacity, stream);
+              if (o.seen) {
+                // The arena copied the entries that are then rolled back.
+                const batch = arena.arrange([sequences[o.seq]]);
+                arena.gather(batch.map((m) => m.layers));
+                last = batch;
+              }
+              layer.rollback(saved);
+            } else if (o.kind === "release") {
+              sequences[o.seq].layers.forEach((layer) => layer.release());
+            } else if (o.kind === "clear") {
+              arena.clear();
+              last = []; // a cleared arena remembers no slots
+            } else {
+              const members = o.members.map((i) => sequences[i]);
+              for (let i = members.length - 1; i > 0; i--) {
+                const j = (o.shuffle + i) % (i + 1);
+                [members[i], members[j]] = [members[j], members[i]];
+              }
+              const batch = arena.arrange(members);
+              // A permutation of the members, in which those that stay keep their slots.
+              expect([...batch].sort((x, y) => x.name.localeCompare(y.name))).toEqual([...members].sort((x, y) => x.name.localeCompare(y.name)));
+              last.forEach((member, slot) => {
+                if (slot < batch.length && members.includes(member)) expect(batch[slot]).toBe(member);
+              });
+              const views = arena.gather(batch.map((m) => m.layers));
+              views.forEach((view, l) => expectLaidOut(view, batch.map((m) => m.layers[l]), shape));
+              last = batch;
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});

@@ -1,0 +1,161 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { RecentQueryRing, type QueryShape } from "../../src/kv/recent-queries.js";
+import { SlabPool } from "../../src/kv/slab-pool.js";
+
+/** A query row as the test writes it: every element names its position, layer, head and index. */
+const element = (position: number, l: number, h: number, k: number) => position * 1000 + l * 100 + h * 10 + k;
+
+/**
+ * A step's queries for `count` tokens from `firstPosition`, laid out [L, batch, Hq, count, d] with this
+ * sequence as `member` (the other members' rows are -1).
+ */
+function stepQueries({ layers, heads, headSize }: QueryShape, count: number, firstPosition: number, batch = 1, member = 0): Float32Array {
+  const out = new Float32Array(layers * batch * heads * count * headSize).fill(-1);
+  for (let l = 0; l < layers; l++)
+    for (let h = 0; h < heads; h++)
+      for (let i = 0; i < count; i++)
+        for (let k = 0; k < headSize; k++) out[((((l * batch + member) * heads + h) * count + i) * headSize) + k] = element(firstPosition + i, l, h, k);
+  return out;
+}
+
+/** What `view()` should give when the ring holds the rows of `positions`, oldest first. */
+function expectedView({ layers, heads, headSize }: QueryShape, positions: readonly number[]) {
+  return {
+    count: positions.length,
+    positions: Int32Array.from(positions),
+    layers: Array.from({ length: layers }, (_, l) => {
+      const out = new Float32Array(heads * positions.length * headSize);
+      for (let h = 0; h < heads; h++) positions.forEach((p, i) => { for (let k = 0; k < headSize; k++) out[(h * positions.length + i) * headSize + k] = element(p, l, h, k); });
+      return out;
+    }),
+  };
+}
+
+const shape: QueryShape = { layers: 2, heads: 3, headSize: 2 };
+
+describe("RecentQueryRing", () => {
+  it("takes its slab from the pool on the first push (or reserve), of exactly fullBytes", () => {
+    const pool = new SlabPool(1 << 20);
+    const ring = new RecentQueryRing(pool, shape, 4);
+    expect(ring.fullBytes).toBe((2 * 3 * 4 * 2 + 4) * 4);
+    expect(ring.bytes).toBe(0);
+    expect(ring.view()).toEqual(expectedView(shape, []));
+    ring.reserve();
+    expect(ring.bytes).toBe(ring.fullBytes);
+    expect(pool.used).toBe(ring.fullBytes);
+    ring.push(stepQueries(shape, 1, 0), 1, 0);
+    expect(pool.used).toBe(ring.fullBytes);
+    ring.release();
+    expect(ring.bytes).toBe(0);
+    expect(pool.used).toBe(0);
+  });
+
+  it("keeps the last `rows` rows, oldest first, across pushes that wrap", () => {
+    const ring = new RecentQueryRing(new SlabPool(1 << 20), shape, 4);
+    ring.push(stepQueries(shape, 3, 0), 3, 0);
+    expect(ring.view()).toEqual(expectedView(shape, [0, 1, 2]));
+    ring.push(stepQueries(shape, 1, 3), 1, 3);
+    ring.push(stepQueries(shape, 1, 4), 1, 4);
+    expect(ring.view()).toEqual(expectedView(shape, [1, 2, 3, 4]));
+    // A prefill longer than the ring: only its last rows.
+    ring.push(stepQueries(shape, 10, 5), 10, 5);
+    expect(ring.view()).toEqual(expectedView(shape, [11, 12, 13, 14]));
+  });
+
+  it("reads its own member's rows out of a batched step", () => {
+    const ring = new RecentQueryRing(new SlabPool(1 << 20), shape, 3);
+    ring.push(stepQueries(shape, 2, 7, 3, 2), 2, 7, 3, 2);
+    ring.push(stepQueries(shape, 1, 9, 2, 0), 1, 9, 2, 0);
+    expect(ring.view()).toEqual(expectedView(shape, [7, 8, 9]));
+  });
+
+  it("holds nothing and takes no memory with zero rows", () => {
+    const pool = new SlabPool(1 << 20);
+    const ring = new RecentQueryRing(pool, shape, 0);
+    ring.reserve();
+    ring.push(stepQueries(shape, 2, 0), 2, 0);
+    expect(ring.fullBytes).toBe(0);
+    expect(pool.used).toBe(0);
+    expect(ring.view()).toEqual(expectedView(shape, []));
+  });
+
+  it("rolls back to a checkpoint's rows, and to no slab at all when it had none", () => {
+    const pool = new SlabPool(1 << 20);
+    const ring = new RecentQueryRing(pool, shape, 4);
+    const none = ring.checkpoint();
+    ring.push(stepQueries(shape, 3, 0), 3, 0);
+    const saved = ring.checkpoint();
+    ring.push(stepQueries(shape, 3, 3), 3, 3);
+    expect(ring.view()).toEqual(expectedView(shape, [2, 3, 4, 5]));
+    ring.rollback(saved);
+    expect(ring.view()).toEqual(expectedView(shape, [0, 1, 2]));
+    ring.rollback(none);
+    expect(ring.view()).toEqual(expectedView(shape, []));
+    expect(ring.bytes).toBe(0);
+    expect(pool.used).toBe(0);
+  });
+
+  it("copies another ring into a slab of its own", () => {
+    const pool = new SlabPool(1 << 20);
+    const source = new RecentQueryRing(pool, shape, 4);
+    source.push(stepQueries(shape, 6, 0), 6, 0);
+    const copy = new RecentQueryRing(pool, shape, 4);
+    copy.copyFrom(source);
+    expect(copy.view()).toEqual(expectedView(shape, [2, 3, 4, 5]));
+    expect(pool.used).toBe(2 * source.fullBytes);
+    copy.push(stepQueries(shape, 1, 6), 1, 6);
+    expect(source.view()).toEqual(expectedView(shape, [2, 3, 4, 5]));
+    expect(copy.view()).toEqual(expectedView(shape, [3, 4, 5, 6]));
+    const empty = new RecentQueryRing(pool, shape, 4);
+    new RecentQueryRing(pool, shape, 4).copyFrom(empty);
+    expect(pool.used).toBe(2 * source.fullBytes);
+  });
+
+  it("property: after any pushes, checkpoints and rollbacks the ring holds the last `rows` rows in order, and the pool counts its slab", () => {
+    const op = fc.oneof(
+      { arbitrary: fc.record({ kind: fc.constant("push" as const), count: fc.integer({ min: 0, max: 9 }), batch: fc.integer({ min: 1, max: 3 }), member: fc.nat(), gap: fc.integer({ min: 0, max: 2 }) }), weight: 4 },
+      fc.record({ kind: fc.constant("checkpoint" as const) }),
+      fc.record({ kind: fc.constant("rollback" as const) }),
+      fc.record({ kind: fc.constant("release" as const) }),
+    );
+    fc.assert(
+      fc.property(
+        fc.record({ layers: fc.integer({ min: 1, max: 3 }), heads: fc.integer({ min: 1, max: 3 }), headSize: fc.integer({ min: 1, max: 3 }) }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.array(op, { maxLength: 30 }),
+        (queryShape, rows, ops) => {
+          const pool = new SlabPool(1 << 20);
+          const ring = new RecentQueryRing(pool, queryShape, rows);
+          let pushed: number[] = [];
+          let saved: { checkpoint: ReturnType<RecentQueryRing["checkpoint"]>; pushed: number[] } | null = null;
+          let next = 0;
+          for (const o of ops) {
+            if (o.kind === "push") {
+              const member = o.member % o.batch;
+              next += o.gap;
+              ring.push(stepQueries(queryShape, o.count, next, o.batch, member), o.count, next, o.batch, member);
+              for (let i = 0; i < o.count; i++) pushed.push(next + i);
+              next += o.count;
+            } else if (o.kind === "checkpoint") {
+              saved = { checkpoint: ring.checkpoint(), pushed: [...pushed] };
+            } else if (o.kind === "rollback") {
+              if (!saved) continue;
+              ring.rollback(saved.checkpoint);
+              pushed = [...saved.pushed];
+            } else {
+              ring.release();
+              pushed = [];
+              saved = null;
+            }
+            const held = rows === 0 ? [] : pushed.slice(-rows);
+            expect(ring.view()).toEqual(expectedView(queryShape, held));
+            expect(pool.used).toBe(ring.bytes);
+            expect(ring.bytes === 0 || ring.bytes === ring.fullBytes).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
