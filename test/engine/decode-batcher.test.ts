@@ -12,21 +12,39 @@ const settle = async () => {
   await nextTurn();
 };
 
-/** A batcher whose batches are recorded and each finish when the test says so. */
-function recording<T>(maxBatchSize: number) {
-  const batches: T[][] = [];
+/** Every stream the same length: one lane, so these tests see batching alone (length lanes have their own tests). */
+const sameLane = () => 0;
+
+/** The batcher takes its streams as objects (fair-share charges them in a WeakMap): one box per name or number. */
+function boxes<K>() {
+  const boxed = new Map<K, { key: K }>();
+  return (key: K) => boxed.get(key) ?? boxed.set(key, { key }).get(key)!;
+}
+
+/** A batcher of named streams whose batches are recorded (by name) and each finish when the test says so. */
+function recording<K>(maxBatchSize: number) {
+  const batches: K[][] = [];
   const finish: ((error?: unknown) => void)[] = [];
   let running = 0;
   let overlapped = false;
-  const batcher = new DecodeBatcher<T>((batch) => {
-    batches.push([...batch]);
+  const box = boxes<K>();
+  const inner = new DecodeBatcher<{ key: K }>((batch) => {
+    batches.push(batch.map((b) => b.key));
     if (++running > 1) overlapped = true;
     return new Promise<void>((resolve, reject) => finish.push((error) => {
       running--;
       if (error) reject(error);
       else resolve();
     }));
-  }, maxBatchSize);
+  }, maxBatchSize, sameLane);
+  const batcher = {
+    join: () => inner.join(),
+    leave: () => inner.leave(),
+    step: (key: K, signal?: AbortSignal) => inner.step(box(key), signal),
+    get idle() {
+      return inner.idle;
+    },
+  };
   return { batcher, batches, finish, overlapped: () => overlapped };
 }
 
@@ -167,15 +185,16 @@ describe("DecodeBatcher", () => {
         async (maxBatchSize, plan) => {
           const ran: number[] = [];
           let running = false;
-          const batcher = new DecodeBatcher<number>(async (batch) => {
+          const box = boxes<number>();
+          const batcher = new DecodeBatcher<{ key: number }>(async (batch) => {
             expect(running).toBe(false);
             expect(batch.length).toBeGreaterThan(0);
             expect(batch.length).toBeLessThanOrEqual(maxBatchSize);
             running = true;
-            ran.push(...batch);
+            ran.push(...batch.map((b) => b.key));
             await nextTurn();
             running = false;
-          }, maxBatchSize);
+          }, maxBatchSize, sameLane);
           const results: Promise<"done" | "cancelled">[] = [];
           const controllers: AbortController[] = [];
           for (let turn = 0; turn < 4; turn++) {
@@ -184,7 +203,7 @@ describe("DecodeBatcher", () => {
               for (let s = 0; s < step.streams; s++) batcher.join();
               const controller = new AbortController();
               controllers[i] = controller;
-              results[i] = batcher.step(i, controller.signal).then(
+              results[i] = batcher.step(box(i), controller.signal).then(
                 () => "done" as const,
                 (error) => {
                   expect(error).toBeInstanceOf(EngineError);
