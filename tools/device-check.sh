@@ -13,7 +13,9 @@ figures=$(mkdir -p "${2:-${OUT:-device-figures}}" && realpath "${2:-${OUT:-devic
 work=${TMPDIR:-/tmp}/kvwarden-device
 
 rm -rf "$work" && mkdir -p "$work"
-xz -dc "$bundle" | tar -C "$work" -xf - || { echo "device-check: cannot unpack $bundle" >&2; exit 1; }
+# Python's lzma where the image has no xz.
+unxz() { if command -v xz >/dev/null; then xz -dc "$1"; else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi; }
+unxz "$bundle" | tar -C "$work" -xf - || { echo "device-check: cannot unpack $bundle" >&2; exit 1; }
 for path in node_modules dist src/gen; do
   [ -e "$path" ] && { echo "device-check: $path exists here; run from a copy without it, so the bundle is what is checked" >&2; exit 1; }
   ln -s "$work/$path" "$path"
