@@ -4,10 +4,13 @@
 # ~200M decode bench on the GPU, each under its own time limit (about 8 minutes in all), and writes
 # the logs and reports to a folder. Every step runs even when one before it fails; the exit status
 # says whether all passed.
-# Usage: tools/device-check.sh [BUNDLE.tar.xz] [FIGURES_DIR]
-#        (defaults .device/kvwarden-device.tar.xz and $OUT, else device-figures/)
+# Usage: tools/device-check.sh [--quick] [BUNDLE.tar.xz] [FIGURES_DIR]
+#        (defaults .device/kvwarden-device.tar.xz and $OUT, else device-figures/; --quick runs the
+#        benches' quick variants, for checking the bundle on lavapipe)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+quick=()
+[ "${1:-}" = --quick ] && { quick=(--quick); shift; }
 bundle=$(realpath "${1:-.device/kvwarden-device.tar.xz}")
 figures=$(mkdir -p "${2:-${OUT:-device-figures}}" && realpath "${2:-${OUT:-device-figures}}")
 work=${TMPDIR:-/tmp}/kvwarden-device
@@ -58,6 +61,6 @@ step() { # name, seconds, command...
 }
 
 step webgpu-tests 150 node node_modules/vitest/vitest.mjs run test/webgpu
-step webgpu-large-decode 240 node dist/bench/webgpu-large-decode.js --threads "$threads" --out "$figures/webgpu-large-decode.md"
-step webgpu-bench 120 node dist/bench/webgpu-bench.js --out "$figures/webgpu.md"
+step webgpu-large-decode 240 node dist/bench/webgpu-large-decode.js "${quick[@]}" --threads "$threads" --out "$figures/webgpu-large-decode.md"
+step webgpu-bench 120 node dist/bench/webgpu-bench.js "${quick[@]}" --out "$figures/webgpu.md"
 exit $status
