@@ -16,7 +16,7 @@ import { convertHfCheckpoint } from "../src/model/convert.js";
 import { readManifest } from "../src/model/converted-model.js";
 import { loadModelDir } from "../src/model/load-model.js";
 import { projectionStorage, type WeightDtype } from "../src/model/projection-weights.js";
-import type { RandomModel } from "../test/model/hf-fixtures.js";
+import { llama200M } from "./llama-200m.js";
 import { ReadBandwidth, type BandwidthReading } from "./memory-bandwidth.js";
 import { writeRandomCheckpoint } from "./random-checkpoint.js";
 
@@ -28,19 +28,7 @@ const options = new Command("quantized-decode")
   .parse()
   .opts();
 
-// Llama 2's shape scaled to ~200M parameters: untied head, grouped-query attention (16 query, 4 KV heads of 64).
-const MODEL: RandomModel = {
-  architecture: "LlamaForCausalLM",
-  hidden: 1024,
-  heads: 16,
-  kvHeads: 4,
-  layers: options.quick ? 2 : 12,
-  vocab: 32000,
-  intermediate: 2816,
-  tied: false,
-  ropeTheta: 10000,
-  ropeScaling: null,
-};
+const MODEL = llama200M(options.quick ? 2 : 12);
 const DTYPES: WeightDtype[] = ["float32", "int8", "int4"];
 const rounds = options.quick ? 1 : 3;
 const stepsPerRound = options.quick ? 8 : 24;

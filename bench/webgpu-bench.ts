@@ -13,6 +13,7 @@ import { Engine, type EngineOptions } from "../src/engine/engine.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import type { ExecutionProvider } from "../src/model/step-runner.js";
+import { timedGreedyDecode } from "./timed-decode.js";
 
 const options = new Command("webgpu-bench")
   .option("--quick", "one round, fewer steps and lengths", false)
@@ -24,7 +25,6 @@ const rounds = options.quick ? 1 : 3;
 const decodeTokens = options.quick ? 50 : 200;
 const stepsPerLength = options.quick ? 8 : 32;
 const lengths = options.quick ? [128, 512] : [128, 512, 2048];
-const greedy = { temperature: 0, topK: 0, topP: 0, seed: 0n };
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const fmt = (n: number, digits = 2) => n.toFixed(digits);
 const lines: string[] = [];
@@ -63,19 +63,6 @@ const cpu = await engineOn("cpu");
 
 const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
 
-/** Milliseconds per generated token after the first (which comes from the prefill's logits), and the tokens. */
-async function decode(engine: Engine, sequenceId: string, tokens: number): Promise<{ gaps: number[]; tokens: number[] }> {
-  const gaps: number[] = [];
-  const generated: number[] = [];
-  let last = performance.now();
-  for await (const token of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: greedy, stopTokenIds: [], ignoreEos: true })) {
-    const now = performance.now();
-    gaps.push(now - last);
-    last = now;
-    generated.push(token.tokenId);
-  }
-  return { gaps: gaps.slice(1), tokens: generated };
-}
 
 const sides = { cpu, webgpu: gpu } as const;
 type SideName = keyof typeof sides;
@@ -87,7 +74,7 @@ for (let round = -1; round < rounds; round++) {
   for (const name of ["cpu", "webgpu"] as const) {
     const engine = sides[name];
     await engine.prefill({ sequenceId: "bos", tokenIds: [1] });
-    const run = await decode(engine, "bos", decodeTokens);
+    const run = await timedGreedyDecode(engine, "bos", decodeTokens);
     await engine.release("bos");
     chosen[name] = run.tokens;
     const start = performance.now();
@@ -109,10 +96,10 @@ for (const length of lengths) {
     for (const [name, engine] of [["cpu", cpu], ["gpu", gpu]] as const) {
       await engine.prefill({ sequenceId: "steps", tokenIds: prompt(length) });
       if (name === "gpu") deviceMiB = engine.stats("steps").kvBytesDevice / 2 ** 20;
-      timing[`${name}Full`].push(median((await decode(engine, "steps", stepsPerLength + 1)).gaps));
+      timing[`${name}Full`].push(median((await timedGreedyDecode(engine, "steps", stepsPerLength + 1)).gaps));
       await engine.release("steps");
       await engine.prefill({ sequenceId: "steps", tokenIds: prompt(length), eviction: { policy: "streaming_llm", budget: { keepFraction: 0.2 }, params: {} } });
-      timing[`${name}Evicted`].push(median((await decode(engine, "steps", stepsPerLength + 1)).gaps));
+      timing[`${name}Evicted`].push(median((await timedGreedyDecode(engine, "steps", stepsPerLength + 1)).gaps));
       await engine.release("steps");
     }
   }

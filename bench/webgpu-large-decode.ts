@@ -17,8 +17,9 @@ import { convertHfCheckpoint } from "../src/model/convert.js";
 import { loadModelDir } from "../src/model/load-model.js";
 import { projectionStorage, type WeightDtype } from "../src/model/projection-weights.js";
 import type { ExecutionProvider } from "../src/model/step-runner.js";
-import type { RandomModel } from "../test/model/hf-fixtures.js";
+import { llama200M } from "./llama-200m.js";
 import { writeRandomCheckpoint } from "./random-checkpoint.js";
+import { timedGreedyDecode } from "./timed-decode.js";
 
 const list = (v: string) => v.split(",").map((s) => s.trim()).filter(Boolean);
 const options = new Command("webgpu-large-decode")
@@ -30,24 +31,11 @@ const options = new Command("webgpu-large-decode")
   .parse()
   .opts();
 
-// The quantized bench's shape: Llama 2 scaled to ~200M parameters (16 query, 4 KV heads of 64).
-const MODEL: RandomModel = {
-  architecture: "LlamaForCausalLM",
-  hidden: 1024,
-  heads: 16,
-  kvHeads: 4,
-  layers: options.quick ? 2 : 12,
-  vocab: 32000,
-  intermediate: 2816,
-  tied: false,
-  ropeTheta: 10000,
-  ropeScaling: null,
-};
+const MODEL = llama200M(options.quick ? 2 : 12);
 const rounds = options.quick ? 1 : 3;
 const steps = options.quick ? 4 : 16;
 const cachedLengths = (options.quick ? ["128"] : (options.cached as string[])).map(Number);
 const prefillTokens = options.quick ? 128 : 512;
-const greedy = { temperature: 0, topK: 0, topP: 0, seed: 0n };
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const fmt = (n: number, digits = 2) => n.toFixed(digits);
 const lines: string[] = [];
@@ -66,19 +54,6 @@ const engineOn = async (dir: string, executionProvider: ExecutionProvider) =>
     recentQueryRows: 64,
   });
 
-/** Milliseconds per generated token after the first (which comes from the prefill's logits), and the tokens. */
-async function decode(engine: Engine, sequenceId: string, tokens: number): Promise<{ gaps: number[]; tokens: number[] }> {
-  const gaps: number[] = [];
-  const generated: number[] = [];
-  let last = performance.now();
-  for await (const token of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: greedy, stopTokenIds: [], ignoreEos: true })) {
-    const now = performance.now();
-    gaps.push(now - last);
-    last = now;
-    generated.push(token.tokenId);
-  }
-  return { gaps: gaps.slice(1), tokens: generated };
-}
 
 /** How many tokens two runs share before their first difference. */
 function agreedPrefix(a: number[], b: number[]): number {
@@ -115,7 +90,7 @@ async function measure(dtype: WeightDtype, dir: string): Promise<Row> {
         for (const name of ["cpu", "gpu"] as const) {
           const engine = sides[name];
           await engine.prefill({ sequenceId: "steps", tokenIds: prompt(cached) });
-          const run = await decode(engine, "steps", steps + 1);
+          const run = await timedGreedyDecode(engine, "steps", steps + 1);
           await engine.release("steps");
           chosen[name] = run.tokens;
           if (round >= 0) stepTimes.get(cached)![name].push(median(run.gaps));
