@@ -17,7 +17,7 @@ import { convertHfCheckpoint } from "../src/model/convert.js";
 import { loadModelDir } from "../src/model/load-model.js";
 import { projectionStorage } from "../src/model/projection-weights.js";
 import type { WeightDtype } from "../src/model/weight-layout.js";
-import type { ExecutionProvider } from "../src/model/step-runner.js";
+import type { ExecutionProvider } from "../src/model/model-runner.js";
 import type { RandomModel } from "../test/model/hf-fixtures.js";
 import { writeRandomCheckpoint } from "./random-checkpoint.js";
 

@@ -9,7 +9,7 @@ import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModel, loadModelDir } from "../model/load-model.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/projection-weights.js";
 import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/weight-layout.js";
-import type { ExecutionProvider } from "../model/step-runner.js";
+import type { ExecutionProvider } from "../model/model-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";

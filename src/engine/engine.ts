@@ -1,8 +1,7 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
-import type { ModelRunner } from "../model/model-runner.js";
+import type { ModelRunner, StepOutput } from "../model/model-runner.js";
 import type { WeightDtype } from "../model/weight-layout.js";
-import type { StepOutput } from "../model/step-runner.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { KeysOnDevice } from "../kv/keys-on-device.js";
