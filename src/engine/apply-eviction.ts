@@ -1,48 +1,13 @@
 import { SeededRandom } from "../model/seeded-random.js";
 import { KeysOnDevice } from "../kv/keys-on-device.js";
-import type { CacheView, EvictionSpec, KeepPlan, Policy, PolicyPlan } from "../policies/policy.js";
-import { inSampledTrace, observeEviction } from "../telemetry/engine-telemetry.js";
+import type { CacheView, EvictionSpec, KeepPlan } from "../policies/policy.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
+import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
 import type { Sequence } from "./sequence.js";
 
-/** A policy checked against a request, with the request's budget C(T). */
-export interface ResolvedEviction {
-  policy: Policy;
-  budget: (entries: number) => number;
-}
-
-export interface EvictionOutcome {
-  policy: string;
-  applied: boolean;
-  budgetTokens: number;
-  entriesBefore: number;
-  entriesAfter: number;
-  bytesBefore: number;
-  bytesAfter: number;
-  kept: number[][];
-  lazyLayers: number[];
-  detail: string;
-  /** Share of the recent queries' attention the dropped entries held (see evicted-attention-share.ts);
-   * measured only inside a sampled trace, since it costs about what attention scoring costs. */
-  evictedAttentionShare?: number;
-}
-
-/** An eviction worked out but not yet applied: what it would keep and the bytes left after it. */
-export interface PlannedEviction {
-  policy: Policy;
-  budgetTokens: number;
-  /** Absent when nothing is to be evicted; `detail` then says why. */
-  plan?: PolicyPlan;
-  view?: CacheView;
-  detail: string;
-  bytesAfter: number;
-  /** When planning began (performance.now()): the eviction's span covers scoring and compaction. */
-  startTime: number;
-}
-
 /** Works out an eviction without changing the sequence (policies are pure). */
-export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget }: ResolvedEviction): PlannedEviction {
-  const base = { policy, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes, startTime: performance.now() };
+export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget, observer }: ResolvedEviction): PlannedEviction {
+  const base = { policy, observer, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes, startTime: performance.now() };
   if (policy.name === "none") return { ...base, detail: "policy 'none' keeps every entry" };
   if (!sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)))) {
     return { ...base, detail: "every head already fits the budget; nothing evicted" };
@@ -62,7 +27,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
   let share: number | undefined;
   const { plan, view } = planned;
   if (plan && view) {
-    if (inSampledTrace()) share = shareIfKeysReadable(view, plan.keep);
+    if (planned.observer.measuring()) share = shareIfKeysReadable(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.lazyLayers = plan.lazyLayers ?? [];
     sequence.evictedAt = sequence.fedTokens;
@@ -78,7 +43,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
     detail: planned.detail,
     ...(share === undefined ? {} : { evictedAttentionShare: share }),
   };
-  observeEviction(sequence.id, outcome, planned.startTime);
+  planned.observer.evicted(sequence.id, outcome, planned.startTime);
   return outcome;
 }
 

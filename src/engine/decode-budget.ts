@@ -1,6 +1,7 @@
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
-import { applyEviction, planEviction, type EvictionOutcome, type PlannedEviction, type ResolvedEviction } from "./apply-eviction.js";
-import type { Sequence } from "./sequence.js";
+import { applyEviction, planEviction } from "./apply-eviction.js";
+import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
+import type { Sequence, StandingBudget } from "./sequence.js";
 
 /**
  * A standing budget that keeps a sequence within C entries per head while it
@@ -9,7 +10,7 @@ import type { Sequence } from "./sequence.js";
  * keep_fraction is turned into a fixed C once, against the longest head when
  * the budget is set, so the budget does not shrink as the sequence grows.
  */
-export class DecodeBudget {
+export class DecodeBudget implements StandingBudget {
   private constructor(
     readonly spec: EvictionSpec,
     private readonly resolved: ResolvedEviction,
@@ -28,7 +29,7 @@ export class DecodeBudget {
       );
     }
     const fixed: EvictionSpec = { ...spec, budget: { maxTokens: tokens } };
-    return new DecodeBudget(fixed, { policy, budget: () => tokens }, tokens, spec.decodeSlack ?? policy.defaultDecodeSlack);
+    return new DecodeBudget(fixed, { ...resolved, budget: () => tokens }, tokens, spec.decodeSlack ?? policy.defaultDecodeSlack);
   }
 
   get policyName(): string {

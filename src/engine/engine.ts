@@ -1,8 +1,7 @@
 import type { ModelConfig } from "../model/checkpoint.js";
 import { Sampler, type SamplingParams } from "../model/sampler.js";
-import type { ModelRunner } from "../model/model-runner.js";
-import type { WeightDtype } from "../model/projection-weights.js";
-import type { StepOutput } from "../model/step-runner.js";
+import type { ModelRunner, StepOutput } from "../model/model-runner.js";
+import type { WeightDtype } from "../model/weight-layout.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
 import { KeysOnDevice } from "../kv/keys-on-device.js";
@@ -10,18 +9,19 @@ import { LaneArenas } from "../kv/lane-arenas.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
-import { observeCrossTenantCompression, observeStep } from "../telemetry/engine-telemetry.js";
-import { applyEviction, commitEviction, type EvictionOutcome, type PlannedEviction, type ResolvedEviction } from "./apply-eviction.js";
+import { evictionTelemetry, observeCrossTenantCompression, observeStep } from "../telemetry/engine-telemetry.js";
+import { applyEviction, commitEviction } from "./apply-eviction.js";
 import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
+import type { EvictionObserver, EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
 import { requestFingerprint } from "./request-digest.js";
 import { RequestLog, type RequestLogOptions } from "./request-log.js";
 import { Sequence } from "./sequence.js";
 import { truncate, type TruncateOutcome } from "./truncate.js";
 
-export type { EvictionOutcome } from "./apply-eviction.js";
+export type { EvictionOutcome } from "./eviction-types.js";
 export type { TruncateOutcome } from "./truncate.js";
 
 export interface EngineOptions {
@@ -48,6 +48,8 @@ export interface EngineOptions {
   requestLog?: Partial<RequestLogOptions>;
   /** Whether memory pressure may compress other tenants' idle sequences (default true), or only the requesting tenant's own. */
   crossTenantCompression?: boolean;
+  /** Who hears of each eviction; default the process's telemetry (a span, and the metrics listening). */
+  evictionObserver?: EvictionObserver;
 }
 
 export interface TenantQuota {
@@ -524,7 +526,7 @@ export class Engine {
   }
 
   private resolve(spec: EvictionSpec, entries: number): ResolvedEviction {
-    return resolveEviction(spec, entries, this.options.recentQueryRows);
+    return { ...resolveEviction(spec, entries, this.options.recentQueryRows), observer: this.options.evictionObserver ?? evictionTelemetry };
   }
 
   private decodeBudgetFor(spec: EvictionSpec, sequence: Sequence): DecodeBudget | null {

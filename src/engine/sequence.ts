@@ -3,7 +3,7 @@ import { LayerCache, type KvDtype, type KvShape, type LayerCheckpoint } from "..
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
 import type { CacheShape, CacheView } from "../policies/policy.js";
-import type { DecodeBudget } from "./decode-budget.js";
+import type { EvictionOutcome, PlannedEviction } from "./eviction-types.js";
 
 /** What a failed call must restore so the sequence is exactly as before it. */
 export interface SequenceCheckpoint {
@@ -14,6 +14,20 @@ export interface SequenceCheckpoint {
   pendingToken: number | null;
   lastToken: number;
   lastLogits: Float32Array | null;
+}
+
+/**
+ * A standing decode budget as a sequence carries it (DecodeBudget): declared
+ * here so that the sequence, which the eviction code works on, does not import it.
+ */
+export interface StandingBudget {
+  readonly policyName: string;
+  /** C: the entries per head the budget keeps. */
+  readonly tokens: number;
+  /** Evicts when some head has grown past C + slack; null when nothing was due. */
+  enforce(sequence: Sequence): EvictionOutcome | null;
+  /** Works out compacting to C now, whatever the slack; commit it with commitEviction. */
+  planCompression(sequence: Sequence): PlannedEviction;
 }
 
 /**
@@ -38,7 +52,7 @@ export class Sequence {
   lastLogits: Float32Array | null = null;
   lastUsed = Date.now();
   /** The standing budget Decode keeps the sequence within, if one was set. */
-  decodeBudget: DecodeBudget | null = null;
+  decodeBudget: StandingBudget | null = null;
   /** Layers the latest eviction judged lazy (SimLayerKV). */
   lazyLayers: number[] = [];
   /** Set while a call mutates the sequence; a second one is refused. */

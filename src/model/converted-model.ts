@@ -2,9 +2,9 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { KvDtype } from "../kv/layer-cache.js";
 import type { ModelConfig } from "./checkpoint.js";
-import { fileWeights, type StoredTensor } from "./graph-weights.js";
+import { fileWeights } from "./graph-weights.js";
 import { buildLlamaStepGraph } from "./llama-graph.js";
-import type { ProjectionStorage } from "./projection-weights.js";
+import type { ProjectionStorage, StoredTensor } from "./weight-layout.js";
 
 /**
  * What `kvwarden convert` writes, and `serve --model` reads:

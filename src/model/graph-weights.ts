@@ -1,32 +1,7 @@
 import { closeSync, openSync, writeSync } from "node:fs";
 import { setImmediate } from "node:timers/promises";
-import type { OnnxGraph, WeightElementType } from "./onnx-graph.js";
-import type { ProjectionStorage } from "./projection-weights.js";
-
-/** One of the step graph's weights, in the layout the graph reads (transposed, fused; or quantized codes). */
-export interface GraphTensor {
-  name: string;
-  dims: number[];
-  data: Float32Array | Uint8Array;
-}
-
-/** Where one of the step graph's weights lies in a weights file. */
-export interface StoredTensor {
-  name: string;
-  dims: number[];
-  type: WeightElementType;
-  offset: number;
-  length: number;
-}
-
-/** The step graph's weights by name, wherever they are kept. */
-export interface GraphWeights {
-  /** How the projections are stored (see projection-weights.ts). */
-  projections: ProjectionStorage;
-  has(name: string): boolean;
-  /** Adds the weight to `g` as an initializer and returns its name. */
-  place(g: OnnxGraph, name: string): string;
-}
+import type { OnnxGraph } from "./onnx-graph.js";
+import type { GraphTensor, GraphWeights, ProjectionStorage, StoredTensor } from "./weight-layout.js";
 
 function missing(name: string): never {
   throw new Error(`the step graph's weight '${name}' is missing`);

@@ -1,8 +1,9 @@
 import type { KvDtype } from "../kv/layer-cache.js";
 import { weightSourceOf, type ModelConfig, type ModelWeights, type WeightSource } from "./checkpoint.js";
-import { memoryWeights, type GraphTensor, type GraphWeights } from "./graph-weights.js";
+import { memoryWeights } from "./graph-weights.js";
 import { OnnxGraph } from "./onnx-graph.js";
-import { emitProjection, FLOAT32_PROJECTIONS, projectionTensors, type ProjectionStorage } from "./projection-weights.js";
+import { emitProjection, FLOAT32_PROJECTIONS, projectionTensors } from "./projection-weights.js";
+import type { GraphTensor, GraphWeights, ProjectionStorage } from "./weight-layout.js";
 import { ropeInverseFrequencies } from "./rope.js";
 
 /**

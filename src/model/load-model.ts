@@ -9,8 +9,8 @@ import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } fr
 import { HfTokenizer } from "./hf-tokenizer.js";
 import { buildStepGraphInMemory } from "./llama-graph.js";
 import type { ModelConfig } from "./checkpoint.js";
-import type { ModelRunner } from "./model-runner.js";
-import { StepRunner, type RunnerOptions } from "./step-runner.js";
+import type { ModelRunner, RunnerOptions } from "./model-runner.js";
+import { StepRunner } from "./step-runner.js";
 import { WebGpuStepRunner } from "./webgpu-step-runner.js";
 import { Llama2cTokenizer } from "./tokenizer.js";
 

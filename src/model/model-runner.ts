@@ -1,8 +1,7 @@
 import type { DeviceLayerCache } from "../kv/device-layer-cache.js";
-import type { KvDtype } from "../kv/layer-cache.js";
+import type { KvArray, KvDtype } from "../kv/layer-cache.js";
 import type { SlabPool } from "../kv/slab-pool.js";
 import type { ModelConfig } from "./checkpoint.js";
-import type { DecodeBatchInput, StepInput, StepOutput } from "./step-runner.js";
 
 /** What the engine drives: the step graph on some execution provider. */
 export interface ModelRunner {
@@ -25,4 +24,61 @@ export interface DeviceCacheRuntime {
   readonly adapter: string;
   /** A new, empty layer cache of one sequence, its keys and values on this device. */
   createLayer(pool: SlabPool): DeviceLayerCache;
+}
+
+/**
+ * A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] in the KV dtype, and a
+ * mask [Hkv, capacity]; for a batch, the B sequences' slabs side by side ([B, Hkv, capacity, d]).
+ */
+export interface PastLayer {
+  readonly capacity: number;
+  readonly keyStore: KvArray;
+  readonly valueStore: KvArray;
+  readonly mask: Float32Array;
+}
+
+export interface StepInput {
+  tokens: readonly number[];
+  /** Original position of the first token; the rest follow. */
+  firstPosition: number;
+  past: readonly PastLayer[];
+  /** Trailing rows whose post-RoPE queries to return. */
+  queryRows: number;
+  /** Trailing rows that get logits (default 1: the last token's). */
+  logitRows?: number;
+}
+
+/** One decode step for each of B sequences, run together. */
+export interface DecodeBatchInput {
+  /** One token per sequence. */
+  tokens: readonly number[];
+  /** Each token's original position. */
+  positions: readonly number[];
+  /** Per layer, the B sequences' caches side by side. */
+  past: readonly PastLayer[];
+}
+
+export interface StepOutput {
+  /** Sequences in the step (B): 1 for `run`, the batch for `runDecodeBatch`. */
+  batchSize: number;
+  /** Logits of the last `logitRows` tokens of each sequence [B, logitRows, V]. */
+  logits: Float32Array;
+  /** New post-RoPE keys and values [L, B, Hkv, S, d], in the KV dtype. */
+  newKeys: KvArray;
+  newValues: KvArray;
+  /** Post-RoPE queries of the last rows [L, B, Hq, R, d]. */
+  queries: Float32Array;
+  /** Per layer, attention summed over rows and query groups [B, Hkv, C_l + S]. */
+  attentionColsums: Float32Array[];
+  /** Per layer, the cached slots attention ran over (C_l). */
+  pastSlots: number[];
+}
+
+export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
+
+export interface RunnerOptions {
+  executionProvider: ExecutionProvider;
+  intraOpThreads: number;
+  /** How the KV store keeps keys and values (default float32); the graph must be built for it. */
+  kvDtype?: KvDtype;
 }

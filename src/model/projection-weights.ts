@@ -1,28 +1,12 @@
-import type { GraphTensor, GraphWeights } from "./graph-weights.js";
 import type { OnnxGraph } from "./onnx-graph.js";
 import { quantizeBlocks, type QuantizedBits } from "./quantize.js";
+import type { GraphTensor, GraphWeights, ProjectionStorage, QuantizedActivations, WeightDtype } from "./weight-layout.js";
 
 /**
  * The step graph's projections (q/k/v, output, gate/up, down and the
  * classifier): how they are stored and how "x times W" is emitted.
  * Embeddings and norms are always float32.
  */
-
-export const WEIGHT_DTYPES = ["float32", "int8", "int4"] as const;
-export type WeightDtype = (typeof WEIGHT_DTYPES)[number];
-
-/**
- * How quantized projections multiply: "int8" quantizes the activations to int8 per
- * block as well (MatMulNBits accuracy_level 4: integer dot products, the fast kernels);
- * "float32" multiplies in float32 by the dequantized weights (accuracy_level 0:
- * exact for those weights, but slower than float32 weights on CPU).
- */
-export const QUANTIZED_ACTIVATIONS = ["int8", "float32"] as const;
-export type QuantizedActivations = (typeof QUANTIZED_ACTIVATIONS)[number];
-
-export type ProjectionStorage =
-  | { dtype: "float32" }
-  | { dtype: "int8" | "int4"; blockSize: number; activations: QuantizedActivations };
 
 export const FLOAT32_PROJECTIONS: ProjectionStorage = { dtype: "float32" };
 

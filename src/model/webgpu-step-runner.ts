@@ -7,9 +7,8 @@ import type { SlabPool } from "../kv/slab-pool.js";
 import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "./checkpoint.js";
 import { STEP_IO } from "./llama-graph.js";
-import type { DeviceCacheRuntime, ModelRunner } from "./model-runner.js";
+import type { DecodeBatchInput, DeviceCacheRuntime, ModelRunner, StepInput, StepOutput } from "./model-runner.js";
 import { buildSlabGatherGraph, SLAB_GATHER_IO } from "./slab-gather-graph.js";
-import type { DecodeBatchInput, StepInput, StepOutput } from "./step-runner.js";
 
 /** Where the Vulkan loader looks for drivers (ICDs) when VK_ICD_FILENAMES does not say. */
 const ICD_DIRS = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];

@@ -1,23 +1,36 @@
 import { SpanStatusCode, trace } from "@opentelemetry/api";
-import type { EvictionOutcome } from "../engine/apply-eviction.js";
 import { KVWARDEN } from "./attributes.js";
 import { tracer } from "./tracer.js";
 
 export type StepKind = "prefill" | "decode";
 
+/** What telemetry records of an eviction (the engine's EvictionOutcome has these fields). */
+export interface EvictionRecord {
+  policy: string;
+  applied: boolean;
+  budgetTokens: number;
+  entriesBefore: number;
+  entriesAfter: number;
+  bytesBefore: number;
+  bytesAfter: number;
+  lazyLayers: number[];
+  detail: string;
+  evictedAttentionShare?: number;
+}
+
 /** What the engine reports to whoever watches it (metrics). */
 export interface EngineListener {
   /** `sequences`: how many sequences the step ran for (a decode batch's size). */
   step(kind: StepKind, seconds: number, sequences: number): void;
-  eviction(outcome: EvictionOutcome): void;
+  eviction(outcome: EvictionRecord): void;
   /** Memory pressure from a call of `requester` compressed an idle sequence of `owner`. */
   crossTenantCompression?(owner: string, requester: string): void;
 }
 
 /**
- * The engine's reports, process-wide: the engine calls these functions rather
- * than holding a telemetry object, so eviction code deep inside it needs no
- * extra parameters. A process serves one engine, so listeners need no filter.
+ * The engine's reports, process-wide: the engine calls these functions (and
+ * hands `evictionTelemetry` to the eviction code it runs) rather than holding a
+ * telemetry object. A process serves one engine, so listeners need no filter.
  */
 const listeners = new Set<EngineListener>();
 
@@ -70,7 +83,7 @@ export async function observeStep<T>(
  * are read from performance.now(): a start on the epoch clock and an end the
  * SDK reads from Date.now() (millisecond steps) could come out of order.
  */
-export function observeEviction(sequenceId: string, outcome: EvictionOutcome, startTime: number): void {
+export function observeEviction(sequenceId: string, outcome: EvictionRecord, startTime: number): void {
   const attributes = {
     [KVWARDEN.sequenceId]: sequenceId,
     [KVWARDEN.policy]: outcome.policy,
@@ -93,7 +106,7 @@ export function observeEviction(sequenceId: string, outcome: EvictionOutcome, st
  * idle sequence of tenant `owner`: an event on the call's span (the eviction's
  * own span is its child) and a count.
  */
-export function observeCrossTenantCompression(owner: string, requester: string, outcome: EvictionOutcome): void {
+export function observeCrossTenantCompression(owner: string, requester: string, outcome: EvictionRecord): void {
   trace.getActiveSpan()?.addEvent("kvwarden.cross_tenant_compression", {
     [KVWARDEN.compressedTenant]: owner,
     [KVWARDEN.tenant]: requester,
@@ -103,3 +116,6 @@ export function observeCrossTenantCompression(owner: string, requester: string, 
   });
   for (const listener of listeners) listener.crossTenantCompression?.(owner, requester);
 }
+
+/** The eviction observer the engine gives eviction code by default: a span per eviction, and the listeners told. */
+export const evictionTelemetry = { measuring: inSampledTrace, evicted: observeEviction };

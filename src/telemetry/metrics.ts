@@ -1,6 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { EvictionOutcome } from "../engine/apply-eviction.js";
-import { addEngineListener, type EngineListener, type StepKind } from "./engine-telemetry.js";
+import { addEngineListener, type EngineListener, type EvictionRecord, type StepKind } from "./engine-telemetry.js";
 
 /** The cache figures read at scrape time. */
 export interface CacheState {
@@ -117,7 +116,7 @@ export class KvwardenMetrics implements EngineListener {
     if (kind === "decode") this.batchSizes.observe(sequences);
   }
 
-  eviction(outcome: EvictionOutcome): void {
+  eviction(outcome: EvictionRecord): void {
     if (!outcome.applied) return;
     const labels = { policy: outcome.policy };
     this.evictions.inc(labels);

@@ -6,7 +6,7 @@ import { SlabPool } from "../../src/kv/slab-pool.js";
 import { float16ToFloat32 } from "../../src/model/float16.js";
 import { loadModel } from "../../src/model/load-model.js";
 import { SeededRandom } from "../../src/model/seeded-random.js";
-import type { StepOutput } from "../../src/model/step-runner.js";
+import type { StepOutput } from "../../src/model/model-runner.js";
 import { argmax } from "../reference/llama-forward.js";
 import { MODEL_FILES } from "../support/test-model.js";
 
