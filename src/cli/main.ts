@@ -4,7 +4,7 @@ import { readFileSync, statSync } from "node:fs";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { evalCommand } from "../eval/command.js";
-import { defaultModelFiles } from "../model/default-model.js";
+import { DEFAULT_MODEL_HELP, defaultModelFiles } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModel, loadModelDir } from "../model/load-model.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage, QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/projection-weights.js";
@@ -19,7 +19,7 @@ import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
 import { MetricsServer } from "../telemetry/metrics-server.js";
 import { startTracing } from "../telemetry/tracing.js";
-import { parseByteSize } from "./byte-size.js";
+import { formatByteSize, parseByteSize } from "./byte-size.js";
 
 const { version } = JSON.parse(readFileSync(new URL(import.meta.url.includes("/dist/") ? "../../../package.json" : "../../package.json", import.meta.url), "utf8"));
 
@@ -45,6 +45,11 @@ function byteSize(value: string): number {
   }
 }
 
+/** A size option whose default help shows as a size (512MiB), not a byte count. */
+function byteSizeOption(flags: string, description: string, defaultBytes: number): Option {
+  return new Option(flags, description).argParser(byteSize).default(defaultBytes, formatByteSize(defaultBytes));
+}
+
 const program = new Command("kvwarden").description("A gRPC sidecar that runs an LLM and owns its KV cache").version(version);
 
 program
@@ -52,14 +57,14 @@ program
   .description("run the gRPC server")
   .option(
     "--model <path>",
-    "a model folder (Hugging Face checkpoint, or what kvwarden convert wrote), or a llama2.c checkpoint with --tokenizer (default: stories260K, from ../shared/models or downloaded and checked)",
+    `a model folder (Hugging Face checkpoint, or what kvwarden convert wrote), or a llama2.c checkpoint with --tokenizer (default: stories260K, ${DEFAULT_MODEL_HELP})`,
   )
   .option("--tokenizer <path>", "llama2.c tokenizer (required with a llama2.c --model)")
   .addOption(new Option("--kv-dtype <type>", "how the KV cache stores keys and values: float16 halves their memory").choices(["float32", "float16"]).default("float32"))
   .option("--listen <address>", "host:port or unix:/path to serve on", "127.0.0.1:50051")
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
-  .option("--kv-budget <size>", "KV memory all sequences may hold, e.g. 512MiB", byteSize, parseByteSize("512MiB"))
+  .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", parseByteSize("512MiB")))
   .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
@@ -74,11 +79,11 @@ program
   .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
   .option("--tls-key <file>", "PEM private key of --tls-cert")
   .option("--tls-client-ca <file>", "require client certificates signed by this PEM CA bundle (mutual TLS); without --auth-tokens the certificate's subject CN is the tenant")
-  .option("--socket-mode <octal>", "file mode of a unix: listener's socket", socketMode, DEFAULT_SOCKET_MODE)
+  .addOption(new Option("--socket-mode <octal>", "file mode of a unix: listener's socket").argParser(socketMode).default(DEFAULT_SOCKET_MODE, `0${DEFAULT_SOCKET_MODE.toString(8)}`))
   .option("--tenant-kv-budget <size>", "KV memory one tenant's sequences may hold together, e.g. 64MiB", byteSize)
   .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
-  .option("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", byteSize, DEFAULT_MAX_PROMPT_BYTES)
+  .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
