@@ -1,12 +1,14 @@
 #!/usr/bin/env node
+import { setLogger } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { format } from "node:util";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { evalCommand } from "../eval/command.js";
-import { DEFAULT_MODEL_HELP, defaultModelFiles } from "../model/default-model.js";
+import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
-import { loadModel, loadModelDir } from "../model/load-model.js";
+import { loadModelSource, modelSource } from "../model/load-model.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage, QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/projection-weights.js";
 import type { ExecutionProvider } from "../model/step-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
@@ -87,9 +89,7 @@ program
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
-    const modelDir = options.model !== undefined && statSync(options.model).isDirectory();
-    if (modelDir && options.tokenizer) throw new InvalidArgumentError("--tokenizer is for llama2.c checkpoints; a model folder brings its own");
-    if (!modelDir && Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
+    const source = modelSource(options.model, options.tokenizer);
     if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
     if (options.tlsClientCa && !options.tlsCert) throw new InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
     const tokens = options.authTokens ? new AuthTokens(options.authTokens) : undefined;
@@ -105,7 +105,7 @@ program
     if (tls) warnOfDates(tls);
     const executionProvider = options.executionProvider as ExecutionProvider;
     const tracing = await startTracing(version);
-    let model: Awaited<ReturnType<typeof loadModel>> | undefined;
+    let model: Awaited<ReturnType<typeof loadModelSource>> | undefined;
     let engine: Engine | undefined;
     // The cache gauges count every tenant's sequences, not only the anonymous tenant's that stats() lists.
     const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount }) : undefined;
@@ -115,13 +115,8 @@ program
     // Listen first and load after, so health answers NOT_SERVING while the model loads.
     const loading = (async () => {
       const runnerOptions = { executionProvider, intraOpThreads: options.threads, kvDtype: options.kvDtype };
-      if (modelDir) {
-        const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
-        model = await loadModelDir(options.model, runnerOptions, { onConvert });
-      } else {
-        const files = options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : await defaultModelFiles();
-        model = await loadModel(files, runnerOptions);
-      }
+      const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
+      model = await loadModelSource(source, runnerOptions, { onConvert });
       engine = new Engine(model, {
         kvBudgetBytes: options.kvBudget,
         maxSequenceTokens: options.maxSequenceTokens,
@@ -227,6 +222,19 @@ program
     const { architecture, layers } = manifest.config;
     log({ level: "info", msg: "converted", out: options.out, architecture, layers, weightDtype: projections.dtype, weightBytes: last.offset + last.length, seconds: (Date.now() - started) / 1000 });
   });
+
+// Argument errors in the same one JSON line as every other error, not commander's plain text.
+for (const command of [program, ...program.commands]) {
+  command.configureOutput({ outputError: (text) => log({ level: "error", msg: text.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ") }) });
+}
+
+// grpc-js writes its own lines ("E ...") to stderr: route them into the JSON log. Its line for a
+// failed bind repeats the error listen() reports with the address, so it is dropped.
+const grpcLog = (level: string) => (message: unknown, ...rest: unknown[]) => {
+  const text = format(message, ...rest);
+  if (!text.startsWith("No address added")) log({ level, msg: `grpc-js: ${text}` });
+};
+setLogger({ error: grpcLog("error"), info: grpcLog("info"), debug: grpcLog("debug") });
 
 program.parseAsync().catch((error) => {
   log({ level: "error", msg: error instanceof Error ? error.message : String(error) });

@@ -1,6 +1,12 @@
 import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { llama2cAsHfConfig, llama2cAsHfTensors, llama2cTokenizerJson, writeHfCheckpoint, writeTokenizer } from "../model/hf-fixtures.js";
+import { loadTestWeights, MODEL_FILES } from "../support/test-model.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -61,5 +67,88 @@ describe("kvwarden's help", () => {
         "in the user cache ($XDG_CACHE_HOME or ~/.cache), sha256-checked; nothing is downloaded: get both from the karpathy/tinyllamas " +
         "repository on Hugging Face, folder stories260K)",
     );
+  });
+});
+
+/** The one error line a failed start writes to stderr: exactly one line, a JSON log record. */
+function oneErrorLine(stderr: string): string {
+  const lines = stderr.split("\n").filter((line) => line !== "");
+  expect(lines, stderr).toHaveLength(1);
+  const record = JSON.parse(lines[0]);
+  expect(record.level).toBe("error");
+  return record.msg;
+}
+
+describe("kvwarden's start-up and argument errors", () => {
+  it("names a missing --model path in one line", async () => {
+    const { code, stderr } = await kvwarden(["serve", "--model", "/nonexistent/model-folder"]);
+    expect(code).toBe(1);
+    expect(oneErrorLine(stderr)).toBe("--model /nonexistent/model-folder: no such file or directory");
+  });
+
+  it("names a missing --tokenizer path in one line", async () => {
+    const { code, stderr } = await kvwarden(["serve", "--model", MODEL_FILES.modelPath, "--tokenizer", "/nonexistent/tok.bin"]);
+    expect(code).toBe(1);
+    expect(oneErrorLine(stderr)).toBe("--tokenizer /nonexistent/tok.bin: no such file or directory");
+  });
+
+  it("names the address in use in one line, without grpc-js's own line", async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const { port } = blocker.address() as AddressInfo;
+    try {
+      const grpc = await kvwarden(["serve", "--listen", `127.0.0.1:${port}`, "--model", MODEL_FILES.modelPath, "--tokenizer", MODEL_FILES.tokenizerPath]);
+      expect(grpc.code).toBe(1);
+      expect(oneErrorLine(grpc.stderr)).toBe(`cannot listen on 127.0.0.1:${port}: address already in use`);
+      const metrics = await kvwarden(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", `127.0.0.1:${port}`]);
+      expect(metrics.code).toBe(1);
+      expect(oneErrorLine(metrics.stderr)).toBe(`cannot listen on 127.0.0.1:${port}: address already in use`);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it("reports commander's argument errors as the same one JSON line", async () => {
+    const cases: [string[], string][] = [
+      [["serve", "--bogus"], "unknown option '--bogus'"],
+      [["serve", "--kv-budget", "12xx"], "option '--kv-budget <size>' argument '12xx' is invalid. '12xx' is not a size (examples: 512MiB, 2GB, 1048576)"],
+      [["servee"], "unknown command 'servee' (Did you mean serve?)"],
+      [["eval", "--prompts", "0"], "option '--prompts <n>' argument '0' is invalid. must be a positive integer"],
+      [["convert", "--hf", "x"], "required option '--out <dir>' not specified"],
+    ];
+    for (const [args, message] of cases) {
+      const { code, stderr } = await kvwarden(args);
+      expect(code, args.join(" ")).toBe(1);
+      expect(oneErrorLine(stderr)).toBe(message);
+    }
+  });
+});
+
+describe("kvwarden eval --model", () => {
+  const root = mkdtempSync(join(tmpdir(), "kvwarden-eval-hf-"));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("takes a Hugging Face folder, as serve --model does", async () => {
+    const hfDir = join(root, "stories-hf");
+    const weights = loadTestWeights();
+    writeHfCheckpoint(hfDir, llama2cAsHfConfig(weights.config), llama2cAsHfTensors(weights), { dtype: "F32", shards: 1 });
+    writeTokenizer(hfDir, llama2cTokenizerJson(MODEL_FILES.tokenizerPath, weights.config.vocabSize), { bos_token: "<s>", eos_token: "</s>" }, { bos_token_id: 1, eos_token_id: 2 });
+    const out = join(root, "report");
+    const args = ["eval", "--model", hfDir, "--suites", "fidelity", "--quick", "--prompts", "1", "--budgets", "0.5", "--policies", "none", "--out", out];
+    const { code, stdout, stderr } = await kvwarden(args, { XDG_CACHE_HOME: join(root, "cache") });
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain(join(out, "report.json"));
+    const report = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+    expect(report.fidelity.model).toEqual({ name: "stories-hf", layers: 5, heads: 8, kvHeads: 4, contextLength: 512, vocabSize: 512 });
+    expect(report.fidelity.full.perplexity).toBeGreaterThan(1);
+    // Converted once into the user cache, as serve converts a Hugging Face folder.
+    expect(readdirSync(join(root, "cache", "kvwarden", "converted"))).toEqual([expect.stringMatching(/^stories-hf-[0-9a-f]{16}$/)]);
+    expect(existsSync(join(out, "report.md"))).toBe(true);
+  });
+
+  it("names a missing --model path in one line", async () => {
+    const { code, stderr } = await kvwarden(["eval", "--model", "/nonexistent/model-folder", "--out", join(root, "unused")]);
+    expect(code).toBe(1);
+    expect(oneErrorLine(stderr)).toBe("--model /nonexistent/model-folder: no such file or directory");
   });
 });
