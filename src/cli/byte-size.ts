@@ -18,3 +18,11 @@ export function parseByteSize(text: string): number {
   if (!match || unit === undefined) throw new Error(`'${text}' is not a size (examples: 512MiB, 2GB, 1048576)`);
   return Math.floor(Number(match[1]) * unit);
 }
+
+/** A size as its largest exact IEC unit (`512MiB`, `1MiB`), the way help shows defaults. */
+export function formatByteSize(bytes: number): string {
+  for (const unit of ["gib", "mib", "kib"]) {
+    if (bytes >= UNITS[unit] && bytes % UNITS[unit] === 0) return `${bytes / UNITS[unit]}${unit.slice(0, -2).toUpperCase()}iB`;
+  }
+  return String(bytes);
+}

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
+import { setLogger } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { format } from "node:util";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { evalCommand } from "../eval/command.js";
-import { defaultModelFiles } from "../model/default-model.js";
+import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
-import { loadModel, loadModelDir } from "../model/load-model.js";
+import { loadModelSource, modelSource } from "../model/load-model.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/projection-weights.js";
 import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/weight-layout.js";
 import type { ExecutionProvider } from "../model/model-runner.js";
@@ -20,7 +22,7 @@ import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
 import { MetricsServer } from "../telemetry/metrics-server.js";
 import { startTracing } from "../telemetry/tracing.js";
-import { parseByteSize } from "./byte-size.js";
+import { formatByteSize, parseByteSize } from "./byte-size.js";
 
 const { version } = JSON.parse(readFileSync(new URL(import.meta.url.includes("/dist/") ? "../../../package.json" : "../../package.json", import.meta.url), "utf8"));
 
@@ -46,6 +48,11 @@ function byteSize(value: string): number {
   }
 }
 
+/** A size option whose default help shows as a size (512MiB), not a byte count. */
+function byteSizeOption(flags: string, description: string, defaultBytes: number): Option {
+  return new Option(flags, description).argParser(byteSize).default(defaultBytes, formatByteSize(defaultBytes));
+}
+
 const program = new Command("kvwarden").description("A gRPC sidecar that runs an LLM and owns its KV cache").version(version);
 
 program
@@ -53,14 +60,14 @@ program
   .description("run the gRPC server")
   .option(
     "--model <path>",
-    "a model folder (Hugging Face checkpoint, or what kvwarden convert wrote), or a llama2.c checkpoint with --tokenizer (default: stories260K, from ../shared/models or downloaded and checked)",
+    `a model folder (Hugging Face checkpoint, or what kvwarden convert wrote), or a llama2.c checkpoint with --tokenizer (default: stories260K, ${DEFAULT_MODEL_HELP})`,
   )
   .option("--tokenizer <path>", "llama2.c tokenizer (required with a llama2.c --model)")
   .addOption(new Option("--kv-dtype <type>", "how the KV cache stores keys and values: float16 halves their memory").choices(["float32", "float16"]).default("float32"))
   .option("--listen <address>", "host:port or unix:/path to serve on", "127.0.0.1:50051")
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
-  .option("--kv-budget <size>", "KV memory all sequences may hold, e.g. 512MiB", byteSize, parseByteSize("512MiB"))
+  .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", parseByteSize("512MiB")))
   .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
@@ -75,17 +82,15 @@ program
   .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
   .option("--tls-key <file>", "PEM private key of --tls-cert")
   .option("--tls-client-ca <file>", "require client certificates signed by this PEM CA bundle (mutual TLS); without --auth-tokens the certificate's subject CN is the tenant")
-  .option("--socket-mode <octal>", "file mode of a unix: listener's socket", socketMode, DEFAULT_SOCKET_MODE)
+  .addOption(new Option("--socket-mode <octal>", "file mode of a unix: listener's socket").argParser(socketMode).default(DEFAULT_SOCKET_MODE, `0${DEFAULT_SOCKET_MODE.toString(8)}`))
   .option("--tenant-kv-budget <size>", "KV memory one tenant's sequences may hold together, e.g. 64MiB", byteSize)
   .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
-  .option("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", byteSize, DEFAULT_MAX_PROMPT_BYTES)
+  .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
-    const modelDir = options.model !== undefined && statSync(options.model).isDirectory();
-    if (modelDir && options.tokenizer) throw new InvalidArgumentError("--tokenizer is for llama2.c checkpoints; a model folder brings its own");
-    if (!modelDir && Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
+    const source = modelSource(options.model, options.tokenizer);
     if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
     if (options.tlsClientCa && !options.tlsCert) throw new InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
     const tokens = options.authTokens ? new AuthTokens(options.authTokens) : undefined;
@@ -101,7 +106,7 @@ program
     if (tls) warnOfDates(tls);
     const executionProvider = options.executionProvider as ExecutionProvider;
     const tracing = await startTracing(version);
-    let model: Awaited<ReturnType<typeof loadModel>> | undefined;
+    let model: Awaited<ReturnType<typeof loadModelSource>> | undefined;
     let engine: Engine | undefined;
     // The cache gauges count every tenant's sequences, not only the anonymous tenant's that stats() lists.
     const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount }) : undefined;
@@ -111,13 +116,8 @@ program
     // Listen first and load after, so health answers NOT_SERVING while the model loads.
     const loading = (async () => {
       const runnerOptions = { executionProvider, intraOpThreads: options.threads, kvDtype: options.kvDtype };
-      if (modelDir) {
-        const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
-        model = await loadModelDir(options.model, runnerOptions, { onConvert });
-      } else {
-        const files = options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : await defaultModelFiles();
-        model = await loadModel(files, runnerOptions);
-      }
+      const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
+      model = await loadModelSource(source, runnerOptions, { onConvert });
       engine = new Engine(model, {
         kvBudgetBytes: options.kvBudget,
         maxSequenceTokens: options.maxSequenceTokens,
@@ -223,6 +223,19 @@ program
     const { architecture, layers } = manifest.config;
     log({ level: "info", msg: "converted", out: options.out, architecture, layers, weightDtype: projections.dtype, weightBytes: last.offset + last.length, seconds: (Date.now() - started) / 1000 });
   });
+
+// Argument errors in the same one JSON line as every other error, not commander's plain text.
+for (const command of [program, ...program.commands]) {
+  command.configureOutput({ outputError: (text) => log({ level: "error", msg: text.replace(/^error: /, "").trim().replace(/\s*\n\s*/g, " ") }) });
+}
+
+// grpc-js writes its own lines ("E ...") to stderr: route them into the JSON log. Its line for a
+// failed bind repeats the error listen() reports with the address, so it is dropped.
+const grpcLog = (level: string) => (message: unknown, ...rest: unknown[]) => {
+  const text = format(message, ...rest);
+  if (!text.startsWith("No address added")) log({ level, msg: `grpc-js: ${text}` });
+};
+setLogger({ error: grpcLog("error"), info: grpcLog("info"), debug: grpcLog("debug") });
 
 program.parseAsync().catch((error) => {
   log({ level: "error", msg: error instanceof Error ? error.message : String(error) });

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { modelSource } from "../model/load-model.js";
 import { runEval, SUITES, type Suite } from "./run-eval.js";
 
 const RECALL_DIR = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../models/recall" : "../../models/recall", import.meta.url));
@@ -35,8 +36,8 @@ export function evalCommand(version: string): Command {
     .option("--out <dir>", "folder the report (report.md, report.json, SVG charts) is written to", "eval-report")
     .option("--quick", "a small run: 3 stories, budgets 0.2 and 0.5, one recall task per kind (shortest length, middle depth)", false)
     .option("--target <address>", "host:port of a running sidecar for the fidelity suite (default: start one here)")
-    .option("--model <path>", "llama2.c checkpoint for the fidelity suite when starting one here (default: stories260K)")
-    .option("--tokenizer <path>", "its tokenizer (required with --model)")
+    .option("--model <path>", "the fidelity suite's model when starting a sidecar here, as serve --model takes it: a model folder (Hugging Face checkpoint, or what kvwarden convert wrote), or a llama2.c checkpoint with --tokenizer (default: stories260K)")
+    .option("--tokenizer <path>", "llama2.c tokenizer (required with a llama2.c --model)")
     .option("--recall-model <dir>", "folder with the recall model's recall.bin, tok.bin and heldout.jsonl", RECALL_DIR)
     .option("--recall-target <address>", "host:port of a running sidecar serving the recall model (default: start one here)")
     .option("--token-file <file>", "file holding a bearer token for sidecars started with --auth-tokens (a file keeps it out of the report's command line)")
@@ -50,7 +51,7 @@ export function evalCommand(version: string): Command {
     .option("--concurrency <n>", "requests in flight at once", positiveInt, 2)
     .option("--threads <n>", "onnxruntime intra-op threads of a sidecar started here", positiveInt, 1)
     .action(async (options) => {
-      if (Boolean(options.model) !== Boolean(options.tokenizer)) throw new InvalidArgumentError("--model and --tokenizer go together");
+      const model = options.target ? undefined : modelSource(options.model, options.tokenizer);
       const token = options.tokenFile ? readFileSync(options.tokenFile, "utf8").trim() : undefined;
       // The chart (vega, vega-lite) and progress bar (cli-progress) libraries load only when an eval
       // runs, never with `kvwarden serve`, which imports this command to list it.
@@ -65,7 +66,7 @@ export function evalCommand(version: string): Command {
         quick: options.quick,
         fidelitySidecar: options.target
           ? { target: options.target, token }
-          : { files: options.model ? { modelPath: options.model, tokenizerPath: options.tokenizer } : undefined, threads: options.threads },
+          : { model, threads: options.threads },
         recallDir: options.recallModel,
         recallTarget: options.recallTarget,
         token,

@@ -117,7 +117,7 @@ async function recallSuite(options: EvalOptions, budgets: readonly number[]): Pr
   const missing = needed.filter((path) => !existsSync(path));
   if (missing.length > 0) return { skipped: `the recall model's files are missing: ${missing.join(", ")}` };
 
-  const sidecar = await openSidecar(options.recallTarget ? { target: options.recallTarget, token: options.token } : { files });
+  const sidecar = await openSidecar(options.recallTarget ? { target: options.recallTarget, token: options.token } : { model: { files } });
   try {
     const info = await sidecar.client.info();
     const model = info.model!;

@@ -1,7 +1,7 @@
 import { relative } from "node:path";
 import { Engine } from "../engine/engine.js";
 import { defaultModelFiles } from "../model/default-model.js";
-import { loadModel, type ModelFiles } from "../model/load-model.js";
+import { loadModelSource, type ModelSource } from "../model/load-model.js";
 import { KvwardenServer } from "../server/server.js";
 import { KvwardenClient } from "../client/index.js";
 
@@ -12,8 +12,8 @@ const CHANNEL_OPTIONS = { "grpc.max_receive_message_length": 64 * 1024 * 1024 };
 export type SidecarChoice =
   | { target: string; token?: string }
   | {
-      /** Absent: stories260K. */
-      files?: ModelFiles;
+      /** What serve --model takes (a model folder, or a llama2.c checkpoint and tokenizer); absent: stories260K. */
+      model?: ModelSource;
       /** Tokens whose queries the in-process server keeps; bounds SnapKV windows and NACL proxy spans. */
       recentQueries?: number;
       threads?: number;
@@ -33,8 +33,8 @@ export async function openSidecar(choice: SidecarChoice): Promise<Sidecar> {
     await client.waitForReady(10_000);
     return { client, description: `sidecar at ${choice.target}`, close: async () => client.close() };
   }
-  const files = choice.files ?? (await defaultModelFiles());
-  const model = await loadModel(files, { executionProvider: "cpu", intraOpThreads: choice.threads ?? 1 });
+  const source = choice.model ?? { files: await defaultModelFiles() };
+  const model = await loadModelSource(source, { executionProvider: "cpu", intraOpThreads: choice.threads ?? 1 });
   const engine = new Engine(model, {
     kvBudgetBytes: 256 * 1024 * 1024,
     maxSequenceTokens: model.config.contextLength,
@@ -48,7 +48,7 @@ export async function openSidecar(choice: SidecarChoice): Promise<Sidecar> {
   const client = new KvwardenClient(`127.0.0.1:${port}`, { channelOptions: CHANNEL_OPTIONS });
   return {
     client,
-    description: `in-process sidecar (${relative(process.cwd(), files.modelPath)})`,
+    description: `in-process sidecar (${relative(process.cwd(), "dir" in source ? source.dir : source.files.modelPath)})`,
     async close() {
       client.close();
       await server.close(1_000);

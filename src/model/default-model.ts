@@ -17,6 +17,11 @@ const FILES = {
   },
 };
 
+/** Where the files are looked for, and where a user gets them: for help and errors. */
+export const DEFAULT_MODEL_HELP =
+  `${FILES.model.name} and ${FILES.tokenizer.name} from ../shared/models beside the checkout or from kvwarden/stories260K in the user cache (\$XDG_CACHE_HOME or ~/.cache), sha256-checked; ` +
+  `nothing is downloaded: get both from the karpathy/tinyllamas repository on Hugging Face, folder stories260K`;
+
 /** Folders that may hold the files: the shared folder beside a checkout, then the user cache. */
 function candidateFolders(): string[] {
   const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ...(import.meta.url.includes("/dist/") ? [".."] : []));
@@ -46,6 +51,6 @@ export async function defaultModelFiles(): Promise<ModelFiles> {
   }
   throw new Error(
     `the default model stories260K (${FILES.model.name} and ${FILES.tokenizer.name}, llama2.c's test-bed model) is not in ${folders.join(" or ")}; ` +
-      `put both files in one of them, or name a model with --model (and --tokenizer)`,
+      `put both files in one of them (from the karpathy/tinyllamas repository on Hugging Face, folder stories260K), or name a model with --model`,
   );
 }

@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { existsSync, readdirSync, realpathSync, statSync, type Stats } from "node:fs";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
 import type { EngineModel } from "../engine/engine.js";
 import { loadLlama2cCheckpoint } from "./checkpoint.js";
 import { convertHfCheckpoint } from "./convert.js";
+import { defaultModelFiles } from "./default-model.js";
 import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./converted-model.js";
 import { HfTokenizer } from "./hf-tokenizer.js";
 import { buildStepGraphInMemory } from "./llama-graph.js";
@@ -17,6 +18,39 @@ import { Llama2cTokenizer } from "./tokenizer.js";
 export interface ModelFiles {
   modelPath: string;
   tokenizerPath: string;
+}
+
+/** What --model (and --tokenizer) name: a model folder, or a llama2.c checkpoint and its tokenizer; absent: stories260K. */
+export type ModelSource = { dir: string } | { files: ModelFiles } | undefined;
+
+/** Checks serve's and eval's --model and --tokenizer before anything starts: the paths exist and go together. */
+export function modelSource(model?: string, tokenizer?: string): ModelSource {
+  if (model === undefined) {
+    if (tokenizer !== undefined) throw new Error("--model and --tokenizer go together");
+    return undefined;
+  }
+  if (existing("--model", model).isDirectory()) {
+    if (tokenizer !== undefined) throw new Error("--tokenizer is for llama2.c checkpoints; a model folder brings its own");
+    return { dir: model };
+  }
+  if (tokenizer === undefined) throw new Error("--model and --tokenizer go together");
+  existing("--tokenizer", tokenizer);
+  return { files: { modelPath: model, tokenizerPath: tokenizer } };
+}
+
+function existing(flag: string, path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    throw new Error(`${flag} ${path}: ${code === "ENOENT" ? "no such file or directory" : message}`);
+  }
+}
+
+/** Loads what modelSource found, the way serve and eval both do. */
+export async function loadModelSource(source: ModelSource, options: RunnerOptions, dirOptions: ModelDirOptions = {}): Promise<EngineModel> {
+  if (source && "dir" in source) return loadModelDir(source.dir, options, dirOptions);
+  return loadModel(source?.files ?? (await defaultModelFiles()), options);
 }
 
 /** Loads a llama2.c checkpoint and tokenizer and builds its step graph. */

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { KvCacheService } from "../gen/kvwarden/v1/kvwarden.js";
+import { listenError } from "../telemetry/host-port.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
 import { authInterceptor, type Refusal } from "./auth-interceptor.js";
@@ -174,7 +175,7 @@ export class KvwardenServer {
 }
 
 function bind(server: Server, address: string, credentials: ServerCredentials): Promise<number> {
-  return new Promise((resolvePort, reject) => server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolvePort(bound))));
+  return new Promise((resolvePort, reject) => server.bindAsync(address, credentials, (error, bound) => (error ? reject(listenError(address, error)) : resolvePort(bound))));
 }
 
 /** Stops taking calls and waits for running ones up to `timeoutMs`, then cuts them off. */

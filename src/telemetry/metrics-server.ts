@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
-import { parseHostPort } from "./host-port.js";
+import { listenError, parseHostPort } from "./host-port.js";
 
 /** Serves `registry` on GET /metrics at `address` (HOST:PORT); resolves with the bound port. */
 export class MetricsServer {
@@ -22,9 +22,10 @@ export class MetricsServer {
   listen(address: string): Promise<number> {
     const { host, port } = parseHostPort(address);
     return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
+      const failed = (error: Error) => reject(listenError(address, error));
+      this.server.once("error", failed);
       this.server.listen(port, host, () => {
-        this.server.off("error", reject);
+        this.server.off("error", failed);
         const bound = this.server.address();
         resolve(typeof bound === "object" && bound ? bound.port : port);
       });

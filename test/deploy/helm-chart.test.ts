@@ -98,6 +98,17 @@ describe("deploy/helm/kvwarden", () => {
     expect(manifest).toContain(`0.0.0.0:${kvwarden.metricsPort}`);
     expect(values.terminationGracePeriodSeconds as number).toBeGreaterThan(kvwarden.shutdownGraceSeconds as number);
   });
+
+  it("says a renewed TLS certificate is taken on SIGHUP, not on a restart, and where the signal comes from", () => {
+    const tlsBlock = /^tls:\n(?: .*\n)+/m.exec(read("values.yaml"))![0];
+    const comments = tlsBlock.match(/# .*/g)!.join(" ");
+    expect(comments).toContain("kvwarden re-reads them on SIGHUP");
+    expect(comments).not.toMatch(/restart/i);
+    expect(comments).toContain("Nothing in the chart sends the signal");
+    // kubelet updates a whole-directory Secret mount but never a subPath one: the reload depends on it.
+    expect(helpers).not.toMatch(/^\s*subPath:/m);
+    expect(read("README.md")).toContain(`-c kvwarden -- node -e 'process.kill(1, "SIGHUP")'`);
+  });
 });
 
 /** The chart's Deployment rendered with `values` over the defaults, and its pod's parts. */

@@ -41,7 +41,7 @@ describe("kvwarden eval --ablations --quick", () => {
       suites: ["fidelity", "recall"],
       ablations: true,
       quick: true,
-      fidelitySidecar: { files: MODEL_FILES },
+      fidelitySidecar: { model: { files: MODEL_FILES } },
       recallDir: RECALL_DIR,
       seed: 1,
       concurrency: 2,

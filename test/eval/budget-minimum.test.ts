@@ -8,7 +8,7 @@ import { MODEL_FILES } from "../support/test-model.js";
 describe("fidelity at a budget below a policy's minimum", () => {
   let sidecar: Sidecar;
   beforeAll(async () => {
-    sidecar = await openSidecar({ files: MODEL_FILES });
+    sidecar = await openSidecar({ model: { files: MODEL_FILES } });
   });
   afterAll(() => sidecar.close());
 

@@ -29,7 +29,7 @@ describe("kvwarden eval --quick", () => {
     report = await runEval({
       suites: ["fidelity", "recall"],
       quick: true,
-      fidelitySidecar: { files: MODEL_FILES },
+      fidelitySidecar: { model: { files: MODEL_FILES } },
       recallDir: RECALL_DIR,
       seed: 1,
       concurrency: 2,
