@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ModelFiles } from "./load-model.js";
+import type { ModelFiles } from "./model-files.js";
 
 /** The test-bed model: stories260K, trained with karpathy/llama2.c (MIT). */
 const FILES = {

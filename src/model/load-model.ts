@@ -6,6 +6,7 @@ import type { EngineModel } from "../engine/engine.js";
 import { loadLlama2cCheckpoint } from "./checkpoint.js";
 import { convertHfCheckpoint } from "./convert.js";
 import { defaultModelFiles } from "./default-model.js";
+import type { ModelFiles } from "./model-files.js";
 import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./converted-model.js";
 import { HfTokenizer } from "./hf-tokenizer.js";
 import { buildStepGraphInMemory } from "./llama-graph.js";
@@ -14,11 +15,6 @@ import type { ModelRunner, RunnerOptions } from "./model-runner.js";
 import { StepRunner } from "./step-runner.js";
 import { WebGpuStepRunner } from "./webgpu-step-runner.js";
 import { Llama2cTokenizer } from "./tokenizer.js";
-
-export interface ModelFiles {
-  modelPath: string;
-  tokenizerPath: string;
-}
 
 /** What --model (and --tokenizer) name: a model folder, or a llama2.c checkpoint and its tokenizer; absent: stories260K. */
 export type ModelSource = { dir: string } | { files: ModelFiles } | undefined;
