@@ -471,6 +471,7 @@ export class Engine {
     this.arenas.clear();
     for (const sequence of this.sequences.values()) sequence.release();
     this.sequences.clear();
+    this.model.tokenizer.close?.();
   }
 
   private contextLimit(): number {

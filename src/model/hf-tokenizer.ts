@@ -2,6 +2,7 @@ import { Template } from "@huggingface/jinja";
 import { Tokenizer as TokenizerJs } from "@huggingface/tokenizers";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { HfEncodeThread } from "./hf-encode-thread.js";
 import type { ChatMessage, Tokenizer } from "./tokenizer.js";
 
 type Json = Record<string, unknown>;
@@ -53,6 +54,9 @@ function pieceRule(decoder: Json | null, model: Json | undefined): PieceRule {
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
+/** Texts shorter than this encode on the calling thread: a round trip to the encoding thread costs more. */
+const INLINE_CHARS = 1024;
+
 /**
  * A Hugging Face tokenizer (tokenizer.json, read by @huggingface/tokenizers),
  * with BOS/EOS from tokenizer_config.json, generation_config.json and
@@ -75,6 +79,7 @@ export class HfTokenizer implements Tokenizer {
 
   private constructor(
     private readonly tokenizer: TokenizerJs,
+    private readonly thread: HfEncodeThread,
     tokenizerJson: Json,
     tokenizerConfig: Json,
     generationConfig: Json,
@@ -113,6 +118,7 @@ export class HfTokenizer implements Tokenizer {
     const tokenizerConfig = readJson(join(dir, "tokenizer_config.json"));
     return new HfTokenizer(
       new TokenizerJs(tokenizerJson, tokenizerConfig),
+      new HfEncodeThread(dir),
       tokenizerJson,
       tokenizerConfig,
       readJson(join(dir, "generation_config.json")),
@@ -125,13 +131,14 @@ export class HfTokenizer implements Tokenizer {
     return text.length === 0 ? [] : this.tokenizer.encode(text, { add_special_tokens: false }).ids;
   }
 
-  /**
-   * One call of the library's encoder: it offers no way to pause, so this holds the event loop for the
-   * whole text (the server bounds its size: --max-prompt-bytes).
-   */
+  /** Long texts are encoded on a worker thread (the library's encoder cannot pause), started on first use. */
   async encodeInSlices(text: string, signal?: AbortSignal): Promise<number[]> {
     signal?.throwIfAborted();
-    return this.encode(text);
+    return text.length < INLINE_CHARS ? this.encode(text) : this.thread.encode(text, signal);
+  }
+
+  close(): void {
+    this.thread.close();
   }
 
   renderChat(messages: readonly ChatMessage[]): string {

@@ -19,6 +19,8 @@ export interface Tokenizer {
   encode(text: string): number[];
   /** The same ids as `encode`, computed without holding the event loop for long; stops once `signal` aborts. */
   encodeInSlices(text: string, signal?: AbortSignal): Promise<number[]>;
+  /** Stops any thread the tokenizer started (a later call may start it again). */
+  close?(): void;
   /** UTF-8 bytes of `token` when it follows `previous` (-1: none); a character may span several tokens. */
   tokenBytes(token: number, previous: number): Uint8Array;
   /** `messages` rendered with the model's chat template, ready to generate the reply (special tokens
