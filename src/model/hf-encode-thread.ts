@@ -73,7 +73,8 @@ export class HfEncodeThread {
   }
 
   private spawn(): Worker {
-    // The compiled file next to this module; under vitest, the plain-JS source next to this one.
+    // The compiled file next to this module; under vitest, the plain-JS source next to this one
+    // (tsconfig's allowJs copies it into dist/; tsconfig.json stays plain JSON, which tests parse).
     const worker = new Worker(new URL("./hf-encode-worker.js", import.meta.url), { workerData: { dir: this.dir } });
     worker.on("message", (reply: Reply) => {
       if (worker !== this.worker || !this.running) return;
