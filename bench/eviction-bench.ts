@@ -23,7 +23,7 @@ const options = new Command("bench-eviction")
 const lengths = options.quick ? [512, 2048] : [512, 2048, 8192];
 /** An 8192-token prefill takes tens of seconds on one thread, and every policy needs its own: one round there. */
 const roundsAt = (length: number) => (options.quick || length >= 8192 ? 1 : 3);
-/** Part A's budgets are per head; a fifth of the prompt evicts at every length and is above every default minimum. */
+/** Budgets are per head (C = max(1, floor(T * f))); a fifth of the prompt evicts at every length and is above every default minimum. */
 const KEEP = 0.2;
 
 const specOf = (policy: string, params: EvictionSpec["params"] = {}): EvictionSpec => ({ policy, budget: { keepFraction: KEEP }, params, seed: 1n });

@@ -20,8 +20,8 @@ interface Duel {
 }
 
 /**
- * The claims of Part B of the eviction-methods notes that the two suites can
- * test, each with its verdict computed from the figures (never written by hand).
+ * The published methods' claims (SnapKV, PyramidKV, H2O, TOVA, StreamingLLM, AdaKV, NACL,
+ * SimLayerKV, the L2 norm of keys) that the two suites can test, each with its verdict computed from the figures (never written by hand).
  */
 export function researchClaims(fidelity: FidelityReport | undefined, recall: RecallReport | undefined): Claim[] {
   const look = new Figures(fidelity, recall);

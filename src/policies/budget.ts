@@ -1,6 +1,6 @@
 import { InvalidEvictionError, type EvictionSpec } from "./policy.js";
 
-/** Budget C for a head holding `entries` entries (Part A: C = max(1, floor(T * f))). */
+/** Budget C for a head holding `entries` entries (C = max(1, floor(T * f))). */
 export function budgetFor(spec: EvictionSpec): (entries: number) => number {
   const { budget } = spec;
   if ("maxTokens" in budget) {

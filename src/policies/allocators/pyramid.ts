@@ -1,7 +1,7 @@
 /**
  * PyramidKV's budget, window included, for a head of `entries` entries in
- * layer `layer` of `layers` whose average budget is `budget` (Part B 6.2's
- * integer schedule: the selected entries fall linearly from the bottom layer
+ * layer `layer` of `layers` whose average budget is `budget` (PyramidKV's
+ * integer schedule, Cai et al. 2024: the selected entries fall linearly from the bottom layer
  * to the top, averaging budget - window):
  *   entries <= budget          -> everything (no eviction)
  *   entries < 2(budget-window) -> budget (uniform SnapKV)

@@ -4,7 +4,7 @@ import type { LayerView } from "../policy.js";
  * Norms this close (relative) count as equal. RoPE preserves a key's norm, so
  * one token's key has the same norm at every position, but rotating it in
  * float32 moves the norm by about 1e-7 relative: without this, those ties
- * would go by rounding noise instead of to the earlier position (Part A rule 6).
+ * would go by rounding noise instead of to the earlier position, as every policy breaks ties.
  * Ten times that: 1e-5 already merged distinct norms (7.5e-6 apart in a
  * held-out recall prompt, test/policies/reference-selection.test.ts).
  */
