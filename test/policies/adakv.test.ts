@@ -108,7 +108,7 @@ describe("adakv", () => {
     );
   });
 
-  it("declares Part A's defaults", () => {
+  it("declares the documented defaults", () => {
     expect(Object.fromEntries(adakvPolicy.parameters.map((p) => [p.name, p.defaultValue]))).toEqual({
       window: 32,
       kernelSize: 7,

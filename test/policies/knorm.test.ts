@@ -74,7 +74,7 @@ describe("knorm", () => {
     expect(kept(policy.plan(threeLayers, budget, spec))).toEqual([[[3]], [[3]], [[3]]]);
   });
 
-  it("declares Part A's defaults and needs no queries", () => {
+  it("declares the documented defaults and needs no queries", () => {
     expect(knormPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([
       ["skipLayers", [0, 1]],
       ["keepHighestNorm", false],

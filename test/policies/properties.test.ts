@@ -18,7 +18,7 @@ import { cacheView, type HeadInput } from "./support/cache-view.js";
  * budgets, parameters, keys, queries, attention mass and seeds, a request is
  * either refused with InvalidEvictionError or planned into a keep set that is
  * well formed, keeps what the policy protects and keeps as many entries as
- * Part A says.
+ * the budget rule says.
  */
 
 const RUNS = 300;
@@ -197,7 +197,7 @@ function expectKeeps(head: HeadCheck, slots: number[], what: string): void {
 }
 
 /**
- * Part A's count for a uniform policy: exactly min(T, C), never zero. The one
+ * The count for a uniform policy: exactly min(T, C), never zero. The one
  * exception: a keep_fraction gives a short head a smaller C than the longest
  * head the minimum was judged against, and where that C is below the head's
  * protected entries, all of those are kept (protection wins over the budget).
@@ -485,7 +485,7 @@ describe("pyramidBudget, on random shapes", () => {
         fc.integer({ min: 1, max: 64 }),
         fc.integer({ min: 1, max: 400 }),
         fc.integer({ min: 0, max: 4000 }),
-        // beta < 1 makes min_num exceed max_num, which turns the pyramid upside down; Part B means beta >= 1.
+        // beta < 1 makes min_num exceed max_num, which turns the pyramid upside down; PyramidKV takes beta >= 1.
         fc.double({ min: 1, max: 40, noNaN: true }),
         (layers, window, selected, extra, beta) => {
           // The pyramid applies from T >= 2(C - W) on, with C >= W + 1.

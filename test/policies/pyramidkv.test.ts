@@ -7,7 +7,7 @@ import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.
 const scheduleOf = (entries: number, budget: number, window: number, beta: number, layers: number) =>
   Array.from({ length: layers }, (_, l) => pyramidBudget(entries, budget, window, beta, l, layers));
 
-describe("pyramidBudget (Part B 6.2 integer schedule, window included)", () => {
+describe("pyramidBudget (PyramidKV integer schedule, window included)", () => {
   it("falls linearly from the bottom layer to the top", () => {
     // C - w = 16; min = 16 // 20 = 0; max = 32; steps = 32 // 3 = 10: caps 32, 22, 12, 2.
     expect(scheduleOf(100, 20, 4, 20, 4)).toEqual([36, 26, 16, 6]);
@@ -59,7 +59,7 @@ describe("pyramidkv", () => {
     expect(pyramid).toEqual(kept(snapkvPolicy.plan(cache, () => 5, evictionSpec("snapkv", { window: 1, pooling: "none" }))));
   });
 
-  it("declares Part A's defaults", () => {
+  it("declares the documented defaults", () => {
     expect(Object.fromEntries(pyramidkvPolicy.parameters.map((p) => [p.name, p.defaultValue]))).toEqual({
       window: 32,
       kernelSize: 7,

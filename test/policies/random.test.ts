@@ -36,7 +36,7 @@ describe("random", () => {
     expect(kept(randomPolicy.plan(cache, () => 20, evictionSpec("random", {}, 1n)))[1][1]).toHaveLength(20);
   });
 
-  it("declares Part A's defaults", () => {
+  it("declares the documented defaults", () => {
     expect(randomPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([["sinkTokens", 4]]);
     expect(randomPolicy.minimumBudget({})).toBe(5);
     expect(randomPolicy.minimumBudget({ sinkTokens: 0 })).toBe(1);

@@ -36,7 +36,7 @@ describe("simlayerkv", () => {
     expect(kept(plan)).toEqual([[[0, 7, 8, 9]], [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]]);
   });
 
-  it("declares Part A's defaults", () => {
+  it("declares the documented defaults", () => {
     expect(Object.fromEntries(simlayerkvPolicy.parameters.map((p) => [p.name, p.defaultValue]))).toEqual({ delta: 0.9, sinkTokens: 4, window: 32 });
     expect(simlayerkvPolicy.queryRowsNeeded({})).toBe(32);
     expect(simlayerkvPolicy.minimumBudget({})).toBe(5);

@@ -128,7 +128,7 @@ describe("snapkv", () => {
     );
   });
 
-  it("declares Part A's defaults and asks for W query rows", () => {
+  it("declares the documented defaults and asks for W query rows", () => {
     expect(Object.fromEntries(snapkvPolicy.parameters.map((p) => [p.name, p.defaultValue]))).toEqual({
       window: 32,
       kernelSize: 7,

@@ -1,6 +1,6 @@
 /**
  * The L2-norm method's selection written straight from the paper's
- * l2_compress (eviction-methods.md Part B section 4), independent of
+ * l2_compress (Devoto et al. 2024, "A Simple and Effective L2 Norm-Based Strategy for KV Cache Compression"), independent of
  * src/policies: per KV head of a layer not skipped, sort the entries by key L2
  * norm ascending (highest first for the paper's ablation), ties to the earlier
  * position, and keep the first `budget`, returned in position order. The sink

@@ -1,6 +1,6 @@
 /**
  * NACL's one-shot selection written straight from the paper's procedure
- * (eviction-methods.md Part B section 2, the reference's kvcache_eviction),
+ * (Chen et al. 2024, NACL; the reference code's kvcache_eviction),
  * for one layer, with plain arrays, independent of src/policies:
  *
  *   score[q][j] = sum over proxy rows of softmax(q . k_j / sqrt(d)) over the
@@ -10,7 +10,7 @@
  *
  * The random draw has no reference output (the paper's code is unseeded), so
  * this returns the deterministic part, and what the draw may pick from.
- * `causal`: each proxy row sees keys up to its own position (kvwarden's Part A
+ * `causal`: each proxy row sees keys up to its own position (kvwarden's causal scoring
  * rule); false, every key (the reference's non-causal flash-attention).
  */
 export interface NaclReferenceInput {
