@@ -8,7 +8,7 @@
  * A benchmark, never a test. `tools/device-check.sh` runs it on a GPU machine.
  */
 import { Command } from "commander";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
@@ -19,6 +19,7 @@ import { projectionStorage } from "../src/model/projection-weights.js";
 import type { WeightDtype } from "../src/model/weight-layout.js";
 import type { ExecutionProvider } from "../src/model/model-runner.js";
 import { llama200M } from "./llama-200m.js";
+import { MarkdownReport } from "./markdown-report.js";
 import { writeRandomCheckpoint } from "./random-checkpoint.js";
 import { timedGreedyDecode } from "./timed-decode.js";
 
@@ -39,11 +40,8 @@ const cachedLengths = (options.quick ? ["128"] : (options.cached as string[])).m
 const prefillTokens = options.quick ? 128 : 512;
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const fmt = (n: number, digits = 2) => n.toFixed(digits);
-const lines: string[] = [];
-const print = (line = "") => {
-  console.log(line);
-  lines.push(line);
-};
+const report = new MarkdownReport();
+const print = (line = "") => report.print(line);
 const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 256 : 300 + ((i * 7919) % (MODEL.vocab - 300))));
 const engineOn = async (dir: string, executionProvider: ExecutionProvider) =>
   new Engine(await loadModelDir(dir, { executionProvider, intraOpThreads: options.threads }), {
@@ -135,7 +133,7 @@ function printRow(row: Row): void {
 }
 
 // The report is written after each dtype, so a run stopped at its time limit keeps what it measured.
-const save = () => options.out && writeFileSync(options.out, lines.join("\n") + "\n");
+const save = () => options.out && report.write(options.out);
 const root = mkdtempSync(join(tmpdir(), "kvwarden-bench-webgpu-large-"));
 try {
   const hfDir = join(root, "hf");
