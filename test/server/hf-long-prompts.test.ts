@@ -6,11 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { convertHfCheckpoint } from "../../src/model/convert.js";
 import { loadModelDir } from "../../src/model/load-model.js";
-import type { Tokenizer } from "../../src/model/tokenizer.js";
 import { llama2cAsHfConfig, llama2cAsHfTensors, llama2cTokenizerJson, writeHfCheckpoint, writeTokenizer } from "../model/hf-fixtures.js";
-import { healthOf } from "../support/health-probe.js";
 import { loadTestWeights, MODEL_FILES, REFERENCE_TEXT } from "../support/test-model.js";
-import { call, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { startTestServer, type TestServer } from "../support/test-server.js";
+import { answersWhileTokenizing, observeTokenizing } from "../support/tokenizing-order.js";
 
 /**
  * A Hugging Face tokenizer encodes a long text on its worker thread: health
@@ -30,15 +29,9 @@ describe("a long prompt on a Hugging Face tokenizer", () => {
     writeTokenizer(hfDir, llama2cTokenizerJson(MODEL_FILES.tokenizerPath, weights.config.vocabSize), { bos_token: "<s>", eos_token: "</s>" }, { bos_token_id: 1, eos_token_id: 2 });
     await convertHfCheckpoint(hfDir, join(root, "converted"));
     model = await loadModelDir(join(root, "converted"), { executionProvider: "cpu", intraOpThreads: 1 });
-    let started!: () => void;
-    tokenizing = new Promise((resolve) => (started = resolve));
-    // The real tokenizer, observed: the test asks for health once tokenizing has begun.
-    const observed: Tokenizer = Object.create(model.tokenizer);
-    observed.encodeInSlices = (text, signal) => {
-      started();
-      return model.tokenizer.encodeInSlices(text, signal);
-    };
-    t = await startTestServer({ ...model, tokenizer: observed });
+    const observed = observeTokenizing(model.tokenizer);
+    tokenizing = observed.tokenizing;
+    t = await startTestServer({ ...model, tokenizer: observed.tokenizer });
   });
   afterAll(async () => {
     await t?.close();
@@ -49,17 +42,9 @@ describe("a long prompt on a Hugging Face tokenizer", () => {
   it("answers health and Stats before the Prefill ends", async () => {
     // A quarter MiB: seconds of encoding, which held the event loop before the thread.
     const text = `${REFERENCE_TEXT}\n`.repeat(Math.ceil(256 * 1024 / REFERENCE_TEXT.length));
-    const answered: string[] = [];
-    const prefill = statusOf(call(t.client, t.client.prefill, { sequenceId: "long", text })).then((outcome) => {
-      answered.push("prefill");
-      return outcome;
-    });
-    await tokenizing;
-    const health = healthOf(t.address, "kvwarden.v1.KvCache").then((state) => answered.push(`health ${state}`));
-    const stats = call(t.client, t.client.stats, {}).then((reply) => answered.push(`stats ${reply.sequenceCount}`));
-    await Promise.all([prefill, health, stats]);
+    const { answered, prefill } = await answersWhileTokenizing(t, tokenizing, text);
     expect(answered.slice(0, 2).sort()).toEqual(["health SERVING", "stats 0"]);
     expect(answered[2]).toBe("prefill");
-    expect(await prefill).toMatchObject({ code: status.OUT_OF_RANGE, details: expect.stringContaining("past the model's trained context of 512 tokens") });
+    expect(prefill).toMatchObject({ code: status.OUT_OF_RANGE, details: expect.stringContaining("past the model's trained context of 512 tokens") });
   });
 });

@@ -1,10 +1,9 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MAX_PROMPT_BYTES, type EngineModel } from "../../src/engine/engine.js";
-import type { Tokenizer } from "../../src/model/tokenizer.js";
-import { healthOf } from "../support/health-probe.js";
 import { loadTestModel, REFERENCE_TEXT } from "../support/test-model.js";
 import { call, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { answersWhileTokenizing, observeTokenizing } from "../support/tokenizing-order.js";
 
 /**
  * Long prompts hurt no other caller: a text being tokenized leaves the event
@@ -24,33 +23,19 @@ describe("long prompts", () => {
     let tokenizing: Promise<void>;
 
     beforeAll(async () => {
-      let started!: () => void;
-      tokenizing = new Promise((resolve) => (started = resolve));
-      // The real tokenizer, observed: the test asks for health once tokenizing has begun.
-      const observed: Tokenizer = Object.create(model.tokenizer);
-      observed.encodeInSlices = (text, signal) => {
-        started();
-        return model.tokenizer.encodeInSlices(text, signal);
-      };
-      t = await startTestServer({ ...model, tokenizer: observed }, { maxPromptBytes: 2 * DEFAULT_MAX_PROMPT_BYTES });
+      const observed = observeTokenizing(model.tokenizer);
+      tokenizing = observed.tokenizing;
+      t = await startTestServer({ ...model, tokenizer: observed.tokenizer }, { maxPromptBytes: 2 * DEFAULT_MAX_PROMPT_BYTES });
     });
     afterAll(() => t.close());
 
     it("answers health and Stats before the Prefill ends", async () => {
       const text = `${REFERENCE_TEXT}\n`.repeat(Math.ceil(DEFAULT_MAX_PROMPT_BYTES / REFERENCE_TEXT.length));
-      const answered: string[] = [];
-      const prefill = statusOf(call(t.client, t.client.prefill, { sequenceId: "long", text })).then((outcome) => {
-        answered.push("prefill");
-        return outcome;
-      });
-      await tokenizing;
-      const health = healthOf(t.address, "kvwarden.v1.KvCache").then((state) => answered.push(`health ${state}`));
-      const stats = call(t.client, t.client.stats, {}).then((reply) => answered.push(`stats ${reply.sequenceCount}`));
-      await Promise.all([prefill, health, stats]);
+      const { answered, prefill } = await answersWhileTokenizing(t, tokenizing, text);
       expect(answered.slice(0, 2).sort()).toEqual(["health SERVING", "stats 0"]);
       expect(answered[2]).toBe("prefill");
       // The text is far past stories260K's 512-token context: refused once its length in tokens is known.
-      expect(await prefill).toMatchObject({ code: status.OUT_OF_RANGE, details: expect.stringContaining("past the model's trained context of 512 tokens") });
+      expect(prefill).toMatchObject({ code: status.OUT_OF_RANGE, details: expect.stringContaining("past the model's trained context of 512 tokens") });
     });
   });
 
