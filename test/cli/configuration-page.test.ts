@@ -30,7 +30,7 @@ function helpFlags(text: string): string[] {
 /** The flags the page's section `## \`kvwarden NAME\`` lists, one table row each. */
 function pageFlags(page: string, name: string): string[] | undefined {
   const section = page.split(/^## /m).find((part) => part.startsWith(`\`kvwarden ${name}\``));
-  return section && [...section.matchAll(/^\| `(--[\w-]+)/gm)].map((m) => m[1]);
+  return section === undefined ? undefined : [...section.matchAll(/^\| `(--[\w-]+)/gm)].map((m) => m[1]);
 }
 
 describe(`${PAGE}`, () => {

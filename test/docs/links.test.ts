@@ -30,7 +30,7 @@ function links(page: string): string[] {
     .parse(readFileSync(page, "utf8"), {})
     .flatMap((token) => token.children ?? [])
     .filter((token) => token.type === "link_open")
-    .map((token) => token.attrGet("href") ?? "")
+    .map((token) => String(token.attrGet("href") ?? ""))
     .filter((href) => !/^[a-z]+:/i.test(href));
 }
 
