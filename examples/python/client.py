@@ -1,6 +1,6 @@
 """A Python client: prefill a prompt, stream a greedy continuation, evict, read stats, free the sequence.
 
-Generate the stubs first (see README), then:  python3 examples/python/client.py [address]
+Generate the stubs first (see docs/clients.md), then:  python3 examples/python/client.py [address]
 """
 import sys
 

@@ -198,7 +198,7 @@ program
   .command("convert")
   .description("convert a Hugging Face checkpoint (Llama, Mistral, Qwen2) into a folder that serve --model loads without holding the weights in JS")
   .requiredOption("--hf <dir>", "checkpoint folder: config.json, model.safetensors (or shards and their index), tokenizer.json")
-  .requiredOption("--out <dir>", "folder to write (see the README's \"Use your own model\")")
+  .requiredOption("--out <dir>", "folder to write (see docs/models.md)")
   .addOption(
     new Option("--quantize <dtype>", `how to store the projection and classifier weights: int8 or int4 block-quantized (blocks of ${DEFAULT_BLOCK_SIZE}, for MatMulNBits); embeddings stay float32`)
       .choices(WEIGHT_DTYPES)

@@ -89,7 +89,7 @@ const HEADER_INTS = 7;
 
 /**
  * Loads a llama2.c "legacy" (v0) checkpoint: a 7-int32 header followed by
- * float32 arrays in a fixed order (see shared/models/README.md).
+ * float32 arrays in a fixed order (docs/models.md, "The llama2.c format").
  */
 export function loadLlama2cCheckpoint(path: string, name = "llama2c"): ModelWeights {
   const bytes = readFileSync(path);

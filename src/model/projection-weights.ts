@@ -10,7 +10,7 @@ import type { GraphTensor, GraphWeights, ProjectionStorage, QuantizedActivations
 
 export const FLOAT32_PROJECTIONS: ProjectionStorage = { dtype: "float32" };
 
-/** The block size `convert` quantizes with: finer scales, for 5-12% of MatMulNBits' speed against blocks of 128 (README, Figures). */
+/** The block size `convert` quantizes with: finer scales, for 5-12% of MatMulNBits' speed against blocks of 128 (docs/benchmarks.md, quantized weights). */
 export const DEFAULT_BLOCK_SIZE = 32;
 
 /** The storage `convert --quantize dtype [--quantized-activations a]` asks for. */

@@ -48,7 +48,7 @@ const ENCODING_SLICE = 4096;
 /**
  * The llama2.c tokenizer format (tok*.bin): scored pieces merged greedily, with
  * byte fallback. No maintained npm library reads this format, so it is written
- * here from the format's description in shared/models/README.md.
+ * here from the format's description in docs/models.md ("The llama2.c format").
  */
 export class Llama2cTokenizer implements Tokenizer {
   readonly bosId = 1;

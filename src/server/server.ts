@@ -104,7 +104,9 @@ export class KvwardenServer {
     keepRepeatedHeaders(this.server, ["authorization"]);
     this.server.addService(lenientDecoding(KvCacheService), kvCacheService(() => this.currentEngine(), info, runtime));
     this.health.addToServer(this.server);
-    const definition = loadSync(join(PROTO_ROOT, "kvwarden/v1/kvwarden.proto"), { includeDirs: [PROTO_ROOT] });
+    // keepCase: reflection then describes the proto's own field names (sequence_id), which grpcurl and
+    // buf curl accept in JSON beside their camelCase form; without it only sequenceId would parse.
+    const definition = loadSync(join(PROTO_ROOT, "kvwarden/v1/kvwarden.proto"), { includeDirs: [PROTO_ROOT], keepCase: true });
     new ReflectionService(definition).addToServer(this.server);
     if (engine instanceof Engine) this.engine = engine;
     this.ready = Promise.resolve(engine).then((loaded) => {

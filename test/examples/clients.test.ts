@@ -11,7 +11,7 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
 const PYTHON = "/usr/bin/python3";
 const STORY_START = "Once upon a time, there was a little girl named Lily.";
 
-describe("the README's client examples", () => {
+describe("the client examples of docs/clients.md", () => {
   let t: TestServer;
   beforeAll(async () => {
     t = await startTestServer(await loadTestModel());

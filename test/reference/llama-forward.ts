@@ -2,7 +2,7 @@ import type { ModelConfig, ModelWeights } from "../../src/model/checkpoint.js";
 
 /**
  * A plain-loop Llama forward pass written from the model definition
- * (shared/models/README.md), independent of the ONNX step graph, in float64.
+ * (docs/models.md, "The llama2.c format"), independent of the ONNX step graph, in float64.
  * Hugging Face variants follow the config: RoPE on half-split pairs
  * (ropeLayout "half"), rescaled frequencies (ropeScaling), attention biases
  * when the weights have them, an untied classifier.

@@ -1,6 +1,6 @@
 /**
- * llama2.c's encoder written straight from its description (shared models
- * README, "Tokenizer tok512.bin"), independent of src/model: prepend a space,
+ * llama2.c's encoder written straight from its description (docs/models.md,
+ * "The llama2.c format"), independent of src/model: prepend a space,
  * map each character to its piece (else its UTF-8 bytes to ids byte + 3),
  * then rescan the whole list for the adjacent pair whose concatenated piece
  * scores highest (the leftmost among equals, better than -Infinity) and

@@ -8,7 +8,7 @@ import type { EngineModel } from "../../src/engine/engine.js";
 export const MODEL_DIR = fileURLToPath(new URL("../../../shared/models/", import.meta.url));
 export const MODEL_FILES = { modelPath: join(MODEL_DIR, "stories260K.bin"), tokenizerPath: join(MODEL_DIR, "tok512.bin") };
 
-/** The published greedy sample's first 20 token ids (shared/models/README.md). */
+/** The published greedy sample's first 20 token ids (docs/models.md, "The llama2.c format"). */
 export const REFERENCE_FIRST_TOKENS = [403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337];
 
 /** The published greedy sample's first 200 tokens as text. */
