@@ -16,8 +16,8 @@ export interface GreedyStory {
  * The greedy continuation the source tree's client gets from a server: what an installed client
  * (npm, Python, Go) must receive token for token.
  */
-export async function greedyStory(address: string): Promise<GreedyStory> {
-  const client = new KvwardenClient(address);
+export async function greedyStory(address: string, token?: string): Promise<GreedyStory> {
+  const client = new KvwardenClient(address, { token });
   const sequenceId = "source-tree-reference";
   try {
     const prefill = await client.prefill({ sequenceId, text: STORY_PROMPT });
