@@ -1,18 +1,25 @@
 """A Python backend's calls: prefill a prompt, stream a greedy continuation, evict, read stats, free the sequence.
 
 Install the client first (docs/clients.md), then:  python3 examples/python/client.py [address]
-Set KVWARDEN_TOKEN for a sidecar started with --auth-tokens.
+Set KVWARDEN_TOKEN for a sidecar started with --auth-tokens, and KVWARDEN_CA (a PEM CA bundle) for one
+started with --tls-cert.
 """
 import os
 import sys
+
+import grpc
 
 from kvwarden_client import KvwardenClient, pb
 
 address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
 prompt = "Once upon a time"
 budget = 16
+tls = None
+if os.environ.get("KVWARDEN_CA"):
+    with open(os.environ["KVWARDEN_CA"], "rb") as ca:
+        tls = grpc.ssl_channel_credentials(root_certificates=ca.read())
 
-with KvwardenClient(address, token=os.environ.get("KVWARDEN_TOKEN"), timeout=30) as kv:
+with KvwardenClient(address, token=os.environ.get("KVWARDEN_TOKEN"), tls=tls, timeout=30) as kv:
     prefill = kv.prefill(sequence_id="py-story", text=prompt)
     print(f"prefilled {prefill.prompt_tokens} tokens, KV bytes {prefill.kv_bytes}", file=sys.stderr)
     story = kv.generate(sequence_id="py-story", max_new_tokens=64)

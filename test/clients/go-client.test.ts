@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { greedyStory, STORY_TOKENS } from "../support/greedy-story.js";
-import { CLIENT_TOKEN, startTokenProtectedServer } from "./support/token-protected-server.js";
+import { CLIENT_TOKEN, startProtectedServer } from "./support/protected-server.js";
 
 const run = promisify(execFile);
 const CLIENT = fileURLToPath(new URL("../../clients/go/", import.meta.url));
@@ -15,10 +15,10 @@ const STUBS = "kvwardenv1";
 describe("the Go client, installed into a GOPATH and built offline with Debian's Go packages (docs/clients.md)", () => {
   let gopath: string;
   let story: string;
-  let sidecar: Awaited<ReturnType<typeof startTokenProtectedServer>>;
+  let sidecar: Awaited<ReturnType<typeof startProtectedServer>>;
 
   beforeAll(async () => {
-    sidecar = await startTokenProtectedServer();
+    sidecar = await startProtectedServer();
     // GOPATH mode resolves kvwarden/clients/go/... under $GOPATH/src; grpc and protobuf come from Debian's /usr/share/gocode.
     gopath = await mkdtemp(join(tmpdir(), "kvwarden-gopath-"));
     await mkdir(join(gopath, "src/kvwarden/clients"), { recursive: true });
@@ -33,20 +33,24 @@ describe("the Go client, installed into a GOPATH and built offline with Debian's
     if (gopath) await rm(gopath, { recursive: true, force: true });
   });
 
-  it("calls the server with a token: Info, Prefill, a streamed Decode equal to the source tree's client, Release", async () => {
-    const { stdout } = await run(story, ["-token", CLIENT_TOKEN, "-tokens", String(STORY_TOKENS), sidecar.address, "go-user"]);
-    const reference = await greedyStory(sidecar.address, CLIENT_TOKEN);
+  it("calls a TLS server with its CA and a token: Info, Prefill, a streamed Decode equal to the source tree's client, Release", async () => {
+    const { stdout } = await run(story, ["-token", CLIENT_TOKEN, "-ca", sidecar.caPath, "-tokens", String(STORY_TOKENS), sidecar.address, "go-user"]);
+    const reference = await greedyStory(sidecar.address, sidecar.clientOptions);
     expect(JSON.parse(stdout)).toEqual({ model: "stories260K", ...reference, released: true });
     expect(reference.finishReason).toBe("FINISH_REASON_LENGTH");
   });
 
-  it("without the token, fails with the server's UNAUTHENTICATED status", async () => {
-    const failed = await run(story, [sidecar.address, "go-stranger"]).then(
+  it.each([
+    ["without the token, gets the server's UNAUTHENTICATED status", { "-ca": true }, /^rpc error: code = Unauthenticated desc = /],
+    ["without the CA, a plaintext channel, gets UNAVAILABLE from the TLS server", { "-token": true }, /^rpc error: code = Unavailable desc = /],
+  ])("%s", async (_, kept: Record<string, boolean>, refusal) => {
+    const flags = [...(kept["-token"] ? ["-token", CLIENT_TOKEN] : []), ...(kept["-ca"] ? ["-ca", sidecar.caPath] : [])];
+    const failed = await run(story, [...flags, sidecar.address, "go-stranger"]).then(
       () => ({ code: 0, stderr: "" }),
       (error: { code: number; stderr: string }) => error,
     );
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/^rpc error: code = Unauthenticated desc = /);
+    expect(failed.stderr).toMatch(refusal);
   });
 
   it("ships stubs that protoc, protoc-gen-go and protoc-gen-go-grpc regenerate byte for byte", async () => {

@@ -6,22 +6,23 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { greedyStory, STORY_TOKENS } from "../support/greedy-story.js";
-import { CLIENT_TOKEN, startTokenProtectedServer } from "./support/token-protected-server.js";
+import { CLIENT_TOKEN, startProtectedServer } from "./support/protected-server.js";
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PACKAGE = join(ROOT, "clients/python");
 const STUBS = "src/kvwarden_client/v1";
+const STORY = join(ROOT, "test/clients/python-consumer/story.py");
 /** Debian's Python, whose python3-grpcio and python3-protobuf the venv sees (tools/system-packages.sh). */
 const PYTHON = "/usr/bin/python3";
 
 describe("the Python client, pip-installed offline into a virtual environment (docs/clients.md)", () => {
   let folder: string;
   let python: string;
-  let sidecar: Awaited<ReturnType<typeof startTokenProtectedServer>>;
+  let sidecar: Awaited<ReturnType<typeof startProtectedServer>>;
 
   beforeAll(async () => {
-    sidecar = await startTokenProtectedServer();
+    sidecar = await startProtectedServer();
     folder = await mkdtemp(join(tmpdir(), "kvwarden-python-"));
     // --system-site-packages: grpcio and protobuf come from Debian, so nothing is fetched from PyPI.
     await run(PYTHON, ["-m", "venv", "--system-site-packages", join(folder, "venv")]);
@@ -40,24 +41,28 @@ describe("the Python client, pip-installed offline into a virtual environment (d
     expect(stdout.trim()).toMatch(new RegExp(`^${folder}/venv/lib/python3\\.\\d+/site-packages/kvwarden_client/__init__\\.py$`));
   });
 
-  it("calls the server with a token: Info, Prefill, a streamed Decode equal to the source tree's client, Release", async () => {
-    const { stdout } = await run(python, [join(ROOT, "test/clients/python-consumer/story.py"), sidecar.address, "python-user", String(STORY_TOKENS), CLIENT_TOKEN]);
-    const reference = await greedyStory(sidecar.address, CLIENT_TOKEN);
+  it("calls a TLS server with its CA and a token: Info, Prefill, a streamed Decode equal to the source tree's client, Release", async () => {
+    const { stdout } = await run(python, [STORY, "--token", CLIENT_TOKEN, "--ca", sidecar.caPath, "--tokens", String(STORY_TOKENS), sidecar.address, "python-user"]);
+    const reference = await greedyStory(sidecar.address, sidecar.clientOptions);
     expect(JSON.parse(stdout)).toEqual({ model: "stories260K", ...reference, released: true });
     expect(reference.finishReason).toBe("FINISH_REASON_LENGTH");
   });
 
-  it("without the token, gets the server's UNAUTHENTICATED status", async () => {
-    const failed = await run(python, [join(ROOT, "test/clients/python-consumer/story.py"), sidecar.address, "python-stranger", "1"]).then(
+  it.each([
+    ["without the token, gets the server's UNAUTHENTICATED status", { "--ca": true }, /^UNAUTHENTICATED: /],
+    ["without the CA, a plaintext channel, gets UNAVAILABLE from the TLS server", { "--token": true }, /^UNAVAILABLE: /],
+  ])("%s", async (_, kept: Record<string, boolean>, refusal) => {
+    const flags = [...(kept["--token"] ? ["--token", CLIENT_TOKEN] : []), ...(kept["--ca"] ? ["--ca", sidecar.caPath] : [])];
+    const failed = await run(python, [STORY, ...flags, "--tokens", "1", sidecar.address, "python-stranger"]).then(
       () => ({ code: 0, stderr: "" }),
       (error: { code: number; stderr: string }) => error,
     );
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toMatch(/^UNAUTHENTICATED: /);
+    expect(failed.stderr).toMatch(refusal);
   });
 
   it("runs examples/python/client.py: a story, an eviction to 16 entries per head, stats", async () => {
-    const { stdout, stderr } = await run(python, [join(ROOT, "examples/python/client.py"), sidecar.address], { env: { ...process.env, KVWARDEN_TOKEN: CLIENT_TOKEN } });
+    const { stdout, stderr } = await run(python, [join(ROOT, "examples/python/client.py"), sidecar.address], { env: { ...process.env, KVWARDEN_TOKEN: CLIENT_TOKEN, KVWARDEN_CA: sidecar.caPath } });
     expect(stdout.startsWith("Once upon a time, there was a little girl named Lily.")).toBe(true);
     const [, before, after] = /evicted with streaming_llm: (\d+) -> (\d+) entries/.exec(stderr) ?? [];
     // 64 generated tokens plus the prompt, down to 16 per head over 5 layers and 4 KV heads.

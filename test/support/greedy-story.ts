@@ -1,4 +1,4 @@
-import { FinishReason, KvwardenClient } from "../../src/client/index.js";
+import { FinishReason, KvwardenClient, type KvwardenClientOptions } from "../../src/client/index.js";
 
 /** The prompt every installed client in test/clients/ prefills. */
 export const STORY_PROMPT = "Once upon a time";
@@ -16,8 +16,8 @@ export interface GreedyStory {
  * The greedy continuation the source tree's client gets from a server: what an installed client
  * (npm, Python, Go) must receive token for token.
  */
-export async function greedyStory(address: string, token?: string): Promise<GreedyStory> {
-  const client = new KvwardenClient(address, { token });
+export async function greedyStory(address: string, options: KvwardenClientOptions = {}): Promise<GreedyStory> {
+  const client = new KvwardenClient(address, options);
   const sequenceId = "source-tree-reference";
   try {
     const prefill = await client.prefill({ sequenceId, text: STORY_PROMPT });

@@ -1,8 +1,9 @@
 """What a Python backend writes after installing kvwarden-client: run by test/clients/python-client.test.ts
 with the virtual environment's interpreter, so it sees only the installed package.
 
-    story.py ADDRESS SEQUENCE_ID TOKENS [BEARER_TOKEN]
+    story.py [--token TOKEN] [--ca CA.pem] [--tokens 20] ADDRESS SEQUENCE_ID
 """
+import argparse
 import json
 import sys
 
@@ -10,18 +11,28 @@ import grpc
 
 from kvwarden_client import KvwardenClient, pb
 
-address, sequence_id, tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
-token = sys.argv[4] if len(sys.argv) > 4 else None
+parser = argparse.ArgumentParser()
+parser.add_argument("address")
+parser.add_argument("sequence_id")
+parser.add_argument("--token")
+parser.add_argument("--ca", help="PEM CA bundle to verify a TLS sidecar with; without it the channel is plaintext")
+parser.add_argument("--tokens", type=int, default=20)
+args = parser.parse_args()
 
-with KvwardenClient(address, token=token, timeout=30) as client:
+tls = None
+if args.ca:
+    with open(args.ca, "rb") as ca:
+        tls = grpc.ssl_channel_credentials(root_certificates=ca.read())
+
+with KvwardenClient(args.address, token=args.token, tls=tls, timeout=30) as client:
     try:
         info = client.info()
     except grpc.RpcError as error:
         print(f"{error.code().name}: {error.details()}", file=sys.stderr)
         sys.exit(1)
-    prefill = client.prefill(sequence_id=sequence_id, text="Once upon a time")
-    streamed = list(client.decode(pb.DecodeRequest(sequence_id=sequence_id, max_new_tokens=tokens)))
-    released = client.release(sequence_id)
+    prefill = client.prefill(sequence_id=args.sequence_id, text="Once upon a time")
+    streamed = list(client.decode(pb.DecodeRequest(sequence_id=args.sequence_id, max_new_tokens=args.tokens)))
+    released = client.release(args.sequence_id)
     print(json.dumps({
         "model": info.model.name,
         "promptTokens": prefill.prompt_tokens,

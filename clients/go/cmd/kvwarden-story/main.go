@@ -1,15 +1,19 @@
 // Command kvwarden-story prefills "Once upon a time", streams a greedy continuation, releases the
 // sequence and prints what it got as JSON: the Go client's end-to-end check (docs/clients.md).
 //
-//	kvwarden-story [-token TOKEN] [-tokens 20] ADDRESS SEQUENCE_ID
+//	kvwarden-story [-token TOKEN] [-ca CA.pem] [-tokens 20] ADDRESS SEQUENCE_ID
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,13 +32,23 @@ type story struct {
 
 func main() {
 	token := flag.String("token", "", "bearer token, for sidecars started with --auth-tokens")
+	ca := flag.String("ca", "", "PEM CA bundle to verify a TLS sidecar with (--tls-cert); without it the channel is plaintext")
 	tokens := flag.Uint("tokens", 20, "tokens to generate")
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: kvwarden-story [-token TOKEN] [-tokens N] ADDRESS SEQUENCE_ID")
+		fmt.Fprintln(os.Stderr, "usage: kvwarden-story [-token TOKEN] [-ca CA.pem] [-tokens N] ADDRESS SEQUENCE_ID")
 		os.Exit(2)
 	}
-	result, err := tell(flag.Arg(0), flag.Arg(1), *token, uint32(*tokens))
+	options := kvwarden.Options{Token: *token}
+	if *ca != "" {
+		pool, err := trusting(*ca)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		options.TLS = &tls.Config{RootCAs: pool}
+	}
+	result, err := tell(flag.Arg(0), flag.Arg(1), options, uint32(*tokens))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -42,8 +56,20 @@ func main() {
 	json.NewEncoder(os.Stdout).Encode(result)
 }
 
-func tell(address, sequenceID, token string, tokens uint32) (*story, error) {
-	client, err := kvwarden.Dial(address, kvwarden.Options{Token: token})
+func trusting(caPath string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(filepath.Clean(caPath))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New(caPath + ": no PEM certificate in it")
+	}
+	return pool, nil
+}
+
+func tell(address, sequenceID string, options kvwarden.Options, tokens uint32) (*story, error) {
+	client, err := kvwarden.Dial(address, options)
 	if err != nil {
 		return nil, err
 	}
