@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { greedyStory, STORY_TOKENS } from "../support/greedy-story.js";
+import { expectStoryOfEveryVerb } from "./support/story-of-every-verb.js";
 import { CLIENT_TOKEN, startProtectedServer } from "./support/protected-server.js";
 
 const run = promisify(execFile);
@@ -33,11 +34,11 @@ describe("the Go client, installed into a GOPATH and built offline with Debian's
     if (gopath) await rm(gopath, { recursive: true, force: true });
   });
 
-  it("calls a TLS server with its CA and a token: Info, Prefill, a streamed Decode equal to the source tree's client, Release", async () => {
+  it("calls a TLS server with its CA and a token: every verb, each reply equal to the source tree's client's", async () => {
     const { stdout } = await run(story, ["-token", CLIENT_TOKEN, "-ca", sidecar.caPath, "-tokens", String(STORY_TOKENS), sidecar.address, "go-user"]);
     const reference = await greedyStory(sidecar.address, sidecar.clientOptions);
-    expect(JSON.parse(stdout)).toEqual({ model: "stories260K", ...reference, released: true });
-    expect(reference.finishReason).toBe("FINISH_REASON_LENGTH");
+    expect(JSON.parse(stdout)).toEqual(reference);
+    expectStoryOfEveryVerb(reference);
   });
 
   it.each([

@@ -1,5 +1,6 @@
 """What a Python backend writes after installing kvwarden-client: run by test/clients/python-client.test.ts
-with the virtual environment's interpreter, so it sees only the installed package.
+with the virtual environment's interpreter, so it sees only the installed package. Every verb once;
+prints what it got as JSON (the fields of test/support/greedy-story.ts).
 
     story.py [--token TOKEN] [--ca CA.pem] [--tokens 20] ADDRESS SEQUENCE_ID
 """
@@ -32,6 +33,12 @@ with KvwardenClient(args.address, token=args.token, tls=tls, timeout=30) as clie
         sys.exit(1)
     prefill = client.prefill(sequence_id=args.sequence_id, text="Once upon a time")
     streamed = list(client.decode(pb.DecodeRequest(sequence_id=args.sequence_id, max_new_tokens=args.tokens)))
+    fork = f"{args.sequence_id}-fork"
+    forked = client.fork(args.sequence_id, fork)
+    truncated = client.truncate(fork, prefill.prompt_tokens)
+    client.release(fork)
+    evicted = client.evict(sequence_id=args.sequence_id, eviction=pb.EvictionSpec(policy="streaming_llm", max_tokens=8))
+    stats = client.stats(sequence_id=args.sequence_id)
     released = client.release(args.sequence_id)
     print(json.dumps({
         "model": info.model.name,
@@ -39,5 +46,10 @@ with KvwardenClient(args.address, token=args.token, tls=tls, timeout=30) as clie
         "tokenIds": [message.token_id for message in streamed],
         "text": "".join(message.text for message in streamed),
         "finishReason": pb.FinishReason.Name(streamed[-1].finish_reason),
+        "forkPosition": forked.position,
+        "truncatedPosition": truncated.position,
+        "droppedTokens": truncated.dropped_tokens,
+        "entriesAfterEviction": evicted.eviction.entries_after,
+        "statsPosition": stats.sequences[0].position,
         "released": released.found,
     }))

@@ -1,5 +1,6 @@
-// Command kvwarden-story prefills "Once upon a time", streams a greedy continuation, releases the
-// sequence and prints what it got as JSON: the Go client's end-to-end check (docs/clients.md).
+// Command kvwarden-story prefills "Once upon a time", streams a greedy continuation, forks it and
+// truncates the fork back to the prompt, evicts, reads stats, releases, and prints what it got as
+// JSON: every verb once, the Go client's end-to-end check (docs/clients.md).
 //
 //	kvwarden-story [-token TOKEN] [-ca CA.pem] [-tokens 20] ADDRESS SEQUENCE_ID
 package main
@@ -27,6 +28,11 @@ type story struct {
 	TokenIDs     []uint32 `json:"tokenIds"`
 	Text         string   `json:"text"`
 	FinishReason string   `json:"finishReason"`
+	ForkPosition uint32   `json:"forkPosition"`
+	Truncated    uint32   `json:"truncatedPosition"`
+	Dropped      uint32   `json:"droppedTokens"`
+	EntriesAfter uint64   `json:"entriesAfterEviction"`
+	StatsAt      uint32   `json:"statsPosition"`
 	Released     bool     `json:"released"`
 }
 
@@ -97,10 +103,40 @@ func tell(address, sequenceID string, options kvwarden.Options, tokens uint32) (
 		return nil, err
 	}
 	result.Text = text.String()
+	if err := forkAndTruncate(ctx, client, sequenceID, prefill.GetPromptTokens(), result); err != nil {
+		return nil, err
+	}
+	evicted, err := client.Evict(ctx, &kvwardenv1.EvictRequest{SequenceId: sequenceID, Eviction: &kvwardenv1.EvictionSpec{Policy: "streaming_llm", Budget: &kvwardenv1.EvictionSpec_MaxTokens{MaxTokens: 8}}})
+	if err != nil {
+		return nil, err
+	}
+	result.EntriesAfter = evicted.GetEviction().GetEntriesAfter()
+	stats, err := client.Stats(ctx, &kvwardenv1.StatsRequest{SequenceId: sequenceID})
+	if err != nil {
+		return nil, err
+	}
+	result.StatsAt = stats.GetSequences()[0].GetPosition()
 	released, err := client.Release(ctx, sequenceID)
 	if err != nil {
 		return nil, err
 	}
 	result.Released = released.GetFound()
 	return result, nil
+}
+
+// forkAndTruncate copies the story and rolls the copy back to the prompt, then frees the copy.
+func forkAndTruncate(ctx context.Context, client *kvwarden.Client, sequenceID string, promptTokens uint32, result *story) error {
+	fork := sequenceID + "-fork"
+	forked, err := client.Fork(ctx, sequenceID, fork)
+	if err != nil {
+		return err
+	}
+	result.ForkPosition = forked.GetPosition()
+	truncated, err := client.Truncate(ctx, fork, promptTokens)
+	if err != nil {
+		return err
+	}
+	result.Truncated, result.Dropped = truncated.GetPosition(), truncated.GetDroppedTokens()
+	_, err = client.Release(ctx, fork)
+	return err
 }
