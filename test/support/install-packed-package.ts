@@ -49,6 +49,12 @@ export async function installPackedPackage(): Promise<{ folder: string; tarball:
   }
   await writeFile(join(folder, "package.json"), JSON.stringify({ name: "kvwarden-user", private: true, type: "module", dependencies: dependency }));
   await writeFile(join(folder, "package-lock.json"), JSON.stringify({ name: "kvwarden-user", lockfileVersion: 3, requires: true, packages }));
-  await run("npm", ["ci", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: folder });
+  try {
+    await run("npm", ["ci", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], { cwd: folder });
+  } catch (error) {
+    const { stderr } = error as { stderr: string };
+    if (!stderr.includes("ENOTCACHED")) throw error;
+    throw new Error(`the npm cache lacks a dependency of the package: run \`npm ci\` in the project once (it fills the cache), then rerun.\n${stderr}`);
+  }
   return { folder, tarball };
 }
