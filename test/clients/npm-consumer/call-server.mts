@@ -6,6 +6,13 @@ import { FinishReason, KvwardenClient, type DecodeResponse } from "kvwarden/clie
 const [address, sequenceId, tokens] = process.argv.slice(2);
 const fork = `${sequenceId}-fork`;
 const client = new KvwardenClient(address);
+
+/** Never called: tsc fails on the marked line unless the installed declarations really type the client. */
+export function declarationsAreTyped(): void {
+  // @ts-expect-error a Prefill without sequenceId
+  void client.prefill({ text: "no sequence id" });
+}
+
 try {
   const info = await client.info();
   const prefill = await client.prefill({ sequenceId, text: "Once upon a time" });
