@@ -14,6 +14,12 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const PACKAGE = join(ROOT, "clients/python");
 const STUBS = "src/kvwarden_client/v1";
 const STORY = join(ROOT, "test/clients/python-consumer/story.py");
+const MISUSE = join(ROOT, "test/clients/python-consumer/misuse.py");
+const PYRIGHT = join(ROOT, "node_modules/pyright/index.js");
+
+interface PyrightReport {
+  generalDiagnostics: { file: string; severity: string; rule?: string; range: { start: { line: number } } }[];
+}
 /** Debian's Python, whose python3-grpcio and python3-protobuf the venv sees (tools/system-packages.sh). */
 const PYTHON = "/usr/bin/python3";
 
@@ -71,6 +77,19 @@ describe("the Python client, pip-installed offline into a virtual environment (d
     expect(Number(after)).toBe(16 * 5 * 4);
     expect(stderr).toMatch(/stats: position \d+, \d+ KV bytes, longest head 16 entries/);
   });
+
+  it("is typed: pyright finds no error in the installed wrapper or its users, and each misuse in misuse.py", async () => {
+    const { stdout } = await run(python, ["-c", "import os, kvwarden_client; print(os.path.dirname(kvwarden_client.__file__))"]);
+    const installed = stdout.trim();
+    const files = [join(installed, "__init__.py"), join(installed, "client.py"), STORY, join(ROOT, "examples/python/client.py"), MISUSE];
+    // pyright exits 1 when it reports errors; its JSON report is on stdout either way.
+    const report = await run(process.execPath, [PYRIGHT, "--outputjson", "--pythonpath", python, ...files]).then(
+      ({ stdout }) => stdout,
+      (error: { stdout: string }) => error.stdout,
+    );
+    const found = (JSON.parse(report) as PyrightReport).generalDiagnostics.map((d) => `${d.file}:${d.range.start.line + 1} ${d.severity} ${d.rule}`);
+    expect(found).toEqual([`${MISUSE}:6 error reportArgumentType`, `${MISUSE}:7 error reportAssignmentType`, `${MISUSE}:8 error reportCallIssue`]);
+  }, 120_000);
 
   it("ships stubs that protoc and grpc_python_plugin regenerate byte for byte", async () => {
     const fresh = await mkdtemp(join(tmpdir(), "kvwarden-python-stubs-"));
