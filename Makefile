@@ -1,5 +1,5 @@
 # Entry points; npm scripts do the work (see package.json).
-.PHONY: install build test serve bench bench-quick bench-quantized bench-eviction bench-levers bench-tokenize load soak soak-quick fuzz-long python-stubs clean
+.PHONY: install build test serve bench bench-quick bench-quantized bench-eviction bench-levers bench-tokenize load soak soak-quick fuzz-long client-stubs clean
 
 install:
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci
@@ -55,8 +55,10 @@ soak-quick: build
 fuzz-long:
 	KVWARDEN_FUZZ=long npx vitest run test/fuzz
 
-python-stubs:
-	bash examples/python/generate-stubs.sh
+# The Go and Python clients' committed stubs, after a change to proto/ (docs/clients.md).
+client-stubs:
+	bash clients/go/generate-stubs.sh
+	bash clients/python/generate-stubs.sh
 
 clean:
-	rm -rf dist src/gen examples/python/kvwarden
+	rm -rf dist src/gen

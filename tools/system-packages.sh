@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, when they are missing:
-# Debian's Python gRPC and protoc, for the Python client test; and Mesa's lavapipe (Vulkan on the
+# Debian's Python gRPC, protoc and venv, for the Python client's tests; Go with Debian's gRPC and
+# protobuf sources and protoc plugins, for the Go client's (docs/clients.md); and Mesa's lavapipe (Vulkan on the
 # CPU), for the tests of --execution-provider webgpu, which run on it where there is no GPU.
 set -euo pipefail
 
@@ -12,6 +13,14 @@ missing=()
 /usr/bin/python3 -c "import grpc, google.protobuf" 2>/dev/null || missing+=(python3-grpcio python3-protobuf)
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || missing+=(protobuf-compiler-grpc)
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+# The Python client installs into a venv (ensurepip) and builds with setuptools, without reaching PyPI.
+for package in python3-venv python3-setuptools python3-wheel; do installed "$package" || missing+=("$package"); done
+# The Go client builds in GOPATH mode over /usr/share/gocode. protobuf 1-5, not 1-3: with 1-3 the
+# generated client panics on the first reply.
+for package in golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc; do
+  installed "$package" || missing+=("$package")
+done
 
 # onnxruntime's WebGPU provider (Dawn) runs on lavapipe from Mesa 25 (bookworm-backports 25.0.7);
 # bookworm's own 22.3 gives it no adapter.
