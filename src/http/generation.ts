@@ -67,6 +67,8 @@ export class Generation {
   private readonly owned: string[] = [];
   private readonly choiceIds: string[] = [];
   private readonly scoringIds: string[] = [];
+  /** The prompt's last token: how the first generated token is spelled depends on it. */
+  private readonly lastPromptToken: number;
 
   private constructor(
     private readonly engine: Engine,
@@ -76,6 +78,7 @@ export class Generation {
   ) {
     this.usage = { promptTokens: prefill.promptTokens, completionTokens: 0, cachedTokens: prefill.cachedTokens };
     this.eviction = prefill.outcome.eviction && EvictionResult.toJSON(evictionResultOf(prefill.outcome.eviction));
+    this.lastPromptToken = prefill.outcome.tokenIds.at(-1) ?? -1;
   }
 
   /** Runs the prefill and the forks; a failure here leaves nothing behind. */
@@ -140,7 +143,7 @@ export class Generation {
       eviction: request.eviction,
     });
     const stops = new StopStrings(request.stop);
-    let previous = -1;
+    let previous = this.lastPromptToken;
     for await (const token of decode(engine, decodeRequest, scope, genAiAttributes(engine))) {
       this.usage.completionTokens++;
       const logprobs = this.scoringIds.length > 0 ? [await this.score(index, token.tokenId, previous)] : [];
