@@ -153,11 +153,10 @@ export class Generation {
         yield { index, text, logprobs, finishReason: "stop" };
         return;
       }
-      if (token.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED) {
-        yield { index, text: text + stops.flush(), logprobs, finishReason: token.finishReason === FinishReason.FINISH_REASON_STOP ? "stop" : "length" };
-        return;
-      }
-      yield { index, text, logprobs };
+      // The last token: the stream then ends by itself, counting it as taken (as a gRPC Decode's does).
+      const last = token.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED;
+      if (last) yield { index, text: text + stops.flush(), logprobs, finishReason: token.finishReason === FinishReason.FINISH_REASON_STOP ? "stop" : "length" };
+      else yield { index, text, logprobs };
     }
   }
 
