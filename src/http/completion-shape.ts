@@ -7,16 +7,17 @@ export const COMPLETION_SHAPE: ResponseShape = {
   idPrefix: "cmpl",
   object: "text_completion",
   chunkObject: "text_completion",
-  choice: (index, text, logprobs, finishReason) => ({ index, text, logprobs: logprobs ? legacyLogprobs(logprobs) : null, finish_reason: finishReason }),
+  choice: (index, text, logprobs, finishReason) => ({ index, text, logprobs: logprobs ? legacyLogprobs(logprobs, 0) : null, finish_reason: finishReason }),
   chunkChoices: (piece, _first, withLogprobs) =>
     // An empty piece (text held back while a stop string may be starting) is not worth a chunk.
     piece.text === "" && piece.logprobs.length === 0 && !piece.finishReason
       ? []
-      : [{ index: piece.index, text: piece.text, logprobs: withLogprobs ? legacyLogprobs(piece.logprobs) : null, finish_reason: piece.finishReason ?? null }],
+      : [{ index: piece.index, text: piece.text, logprobs: withLogprobs ? legacyLogprobs(piece.logprobs, piece.textOffset) : null, finish_reason: piece.finishReason ?? null }],
 };
 
-function legacyLogprobs(scores: readonly TokenScore[]): unknown {
-  let offset = 0;
+/** `text_offset` counts from the start of the choice's text, across chunks. */
+function legacyLogprobs(scores: readonly TokenScore[], startOffset: number): unknown {
+  let offset = startOffset;
   const textOffset = scores.map((score) => {
     const at = offset;
     offset += score.token.length;

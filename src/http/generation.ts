@@ -43,6 +43,8 @@ export type ChoiceFinish = "stop" | "length";
 export interface ChoicePiece {
   index: number;
   text: string;
+  /** Where the first scored token of this piece starts in the choice's text (UTF-16 units). */
+  textOffset: number;
   logprobs: TokenScore[];
   finishReason?: ChoiceFinish;
 }
@@ -143,6 +145,12 @@ export class Generation {
       eviction: request.eviction,
     });
     const stops = new StopStrings(request.stop);
+    let textOffset = 0;
+    const piece = (text: string, logprobs: TokenScore[], finishReason?: ChoiceFinish): ChoicePiece => {
+      const made = { index, text, textOffset, logprobs, finishReason };
+      for (const score of logprobs) textOffset += score.token.length;
+      return made;
+    };
     let previous = this.lastPromptToken;
     for await (const token of decode(engine, decodeRequest, scope, genAiAttributes(engine))) {
       this.usage.completionTokens++;
@@ -150,13 +158,13 @@ export class Generation {
       previous = token.tokenId;
       const { text, stopped } = stops.push(token.text);
       if (stopped) {
-        yield { index, text, logprobs, finishReason: "stop" };
+        yield piece(text, logprobs, "stop");
         return;
       }
       // The last token: the stream then ends by itself, counting it as taken (as a gRPC Decode's does).
       const last = token.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED;
-      if (last) yield { index, text: text + stops.flush(), logprobs, finishReason: token.finishReason === FinishReason.FINISH_REASON_STOP ? "stop" : "length" };
-      else yield { index, text, logprobs };
+      if (last) yield piece(text + stops.flush(), logprobs, token.finishReason === FinishReason.FINISH_REASON_STOP ? "stop" : "length");
+      else yield piece(text, logprobs);
     }
   }
 

@@ -47,8 +47,7 @@ export async function serveGeneration<Body extends CommonBody>(
       const head = { id: `${shape.idPrefix}-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model: engine.model.config.name };
       try {
         if (!delivery.stream) return await wholeReply(generation, generationRequest, shape, head);
-        reply.hijack();
-        await streamReply(generation, generationRequest, delivery, shape, head, events, scope);
+        await streamReply(generation, generationRequest, delivery, shape, head, events, scope, () => reply.hijack());
         return undefined;
       } finally {
         await generation.close();
@@ -80,20 +79,39 @@ async function wholeReply(generation: Generation, request: GenerationRequest, sh
   };
 }
 
-async function streamReply(generation: Generation, request: GenerationRequest, delivery: Delivery, shape: ResponseShape, head: Head, events: ServerSentEvents, scope: RpcScope): Promise<void> {
+/** `takeOver` hands the response from Fastify to the event stream, once an HTTP error can no longer be sent. */
+async function streamReply(
+  generation: Generation,
+  request: GenerationRequest,
+  delivery: Delivery,
+  shape: ResponseShape,
+  head: Head,
+  events: ServerSentEvents,
+  scope: RpcScope,
+  takeOver: () => void,
+): Promise<void> {
   // The engine produces no token while the client's buffer is full.
   scope.backpressure = () => events.backpressure();
+  const pieces = generation.pieces();
+  // Refusals that come with the first token (a decode the engine will not start) are still an HTTP status.
+  const first = await pieces.next();
+  takeOver();
   events.open();
   const usage = delivery.includeUsage ? { usage: null } : {};
   const started = new Set<number>();
   const withLogprobs = request.topLogprobs !== undefined;
-  for await (const piece of generation.pieces()) {
+  for await (const piece of first.done ? [] : prepend(first.value, pieces)) {
     const choices = shape.chunkChoices(piece, !started.has(piece.index), withLogprobs);
     started.add(piece.index);
     for (const choice of choices) events.send({ ...head, object: shape.chunkObject, choices: [choice], ...usage });
   }
   if (delivery.includeUsage) events.send({ ...head, object: shape.chunkObject, choices: [], usage: usageOf(generation.usage) });
   events.done();
+}
+
+async function* prepend<T>(head: T, rest: AsyncGenerator<T>): AsyncGenerator<T> {
+  yield head;
+  yield* rest;
 }
 
 function sessionHeaderOf(request: FastifyRequest): string | undefined {

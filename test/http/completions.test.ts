@@ -160,6 +160,24 @@ describe("OpenAI completions over HTTP", () => {
       expect(top[0][1]).toBeGreaterThan(top[1][1]);
       expect(logprobs.token_logprobs![i]).toBeLessThan(0);
     });
+    const offsets = logprobs.tokens!.map((_, i) => logprobs.tokens!.slice(0, i).join("").length);
+    expect(logprobs.text_offset).toEqual(offsets);
+    // Streamed, each chunk's offsets continue from the choice's start.
+    const stream = await sidecar.openai().completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 5, temperature: 0, logprobs: 2, stream: true });
+    const streamed: number[] = [];
+    for await (const chunk of stream) streamed.push(...chunk.choices[0].logprobs!.text_offset!);
+    expect(streamed).toEqual(offsets);
+    expect(sidecar.engine.sequenceCount).toBe(0);
+  });
+
+  it("answers a refusal that comes with the first token as an HTTP status, even when streaming", async () => {
+    // A prompt of token ids that fills the model's whole context: the prefill succeeds, the first decode step cannot.
+    const prompt = [1, ...Array.from({ length: model.config.contextLength - 1 }, () => 403)];
+    const response = await postJson(`${sidecar.baseUrl}/v1/completions`, { model: MODEL, prompt, max_tokens: 5, stream: true });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({
+      error: { message: expect.stringMatching(/^sequence 'openai-[0-9a-f-]{36}' is at position 512, the model's trained context$/), type: "invalid_request_error", param: null, code: "out_of_range" },
+    });
     expect(sidecar.engine.sequenceCount).toBe(0);
   });
 
