@@ -30,7 +30,8 @@ export class HttpFront {
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
       // Running streams end when the server drains; idle keep-alive connections do not hold it up.
       forceCloseConnections: "idle",
-      return503OnClosing: true,
+      // A request on a kept-alive connection while draining gets the runtime's 503, in OpenAI's error form.
+      return503OnClosing: false,
     });
     const context = { engine: options.engine, runtime: options.runtime, sessions: new KvSessions() };
     registerGenerationRoutes(this.app, context);

@@ -48,6 +48,7 @@ export const COMPLETION_BODY = {
       ],
     },
     logprobs: { type: ["integer", "null"], minimum: 0, maximum: 5 },
+    // Echoing the prompt back is not implemented: only its default is accepted.
     echo: { type: "boolean", const: false },
   },
   additionalProperties: false,
@@ -82,5 +83,3 @@ export const CHAT_COMPLETION_BODY = {
   },
   additionalProperties: false,
 } as const;
-
-export const SESSION_PARAMS = { type: "object", required: ["session"], properties: { session: SESSION } } as const;

@@ -12,7 +12,7 @@ import { ServerSentEvents } from "./server-sent-events.js";
 import { throwIfInvalid } from "./validation-failure.js";
 
 /** The header that names a KV session, as the kv_session body field does. */
-export const SESSION_HEADER = "x-kv-session";
+const SESSION_HEADER = "x-kv-session";
 
 type RequestOf<Body> = (body: Body, engine: Engine, sessionHeader: string | undefined) => GenerationRequest;
 
