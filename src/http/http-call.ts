@@ -12,9 +12,11 @@ const CARRIED_HEADERS = ["authorization", "traceparent", "tracestate"];
  */
 export function surfaceCallOf(request: FastifyRequest, reply: FastifyReply): SurfaceCall {
   const metadata = new Metadata();
-  for (const name of CARRIED_HEADERS) {
-    const value = request.headers[name];
-    for (const one of Array.isArray(value) ? value : value === undefined ? [] : [value]) metadata.add(name, one);
+  // From the raw headers: Node keeps only the first of repeated Authorization headers, and two tokens are one too many.
+  const raw = request.raw.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (CARRIED_HEADERS.includes(name)) metadata.add(name, raw[i + 1]);
   }
   let cancelled = false;
   const listeners: (() => void)[] = [];

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
@@ -45,6 +46,18 @@ describe("OpenAI HTTP API errors", () => {
     expect(await missing.json()).toEqual({
       error: { message: "authentication is required: send metadata 'authorization: Bearer TOKEN'", type: "authentication_error", param: null, code: "unauthenticated" },
     });
+    // Two tokens are one too many, even if both are valid (as over gRPC).
+    const twice = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const { port } = new URL(sidecar.baseUrl);
+      const sent = request({ host: "127.0.0.1", port, path: "/v1/models", headers: { authorization: [`Bearer ${ALICE}`, `Bearer ${BOB}`] } }, (response) => {
+        let body = "";
+        response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+        response.on("end", () => resolve({ status: response.statusCode!, body }));
+      });
+      sent.on("error", reject).end();
+    });
+    expect(twice.status).toBe(401);
+    expect(JSON.parse(twice.body).error.message).toBe("the authorization metadata must be one 'Bearer TOKEN' value");
     // A body that breaks the schema is still refused for its credentials first.
     expect((await postJson(`${sidecar.baseUrl}/v1/completions`, { model: MODEL, prompt: 5 })).status).toBe(401);
 
