@@ -49,7 +49,7 @@ describe("OpenAI HTTP API errors", () => {
     // Two tokens are one too many, even if both are valid (as over gRPC).
     const twice = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const { port } = new URL(sidecar.baseUrl);
-      const sent = request({ host: "127.0.0.1", port, path: "/v1/models", headers: { authorization: [`Bearer ${ALICE}`, `Bearer ${BOB}`] } }, (response) => {
+      const sent = request({ host: "127.0.0.1", port, path: "/v1/models", headers: ["authorization", `Bearer ${ALICE}`, "authorization", `Bearer ${BOB}`] }, (response) => {
         let body = "";
         response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
         response.on("end", () => resolve({ status: response.statusCode!, body }));
