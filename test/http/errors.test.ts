@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
@@ -47,17 +47,17 @@ describe("OpenAI HTTP API errors", () => {
       error: { message: "authentication is required: send metadata 'authorization: Bearer TOKEN'", type: "authentication_error", param: null, code: "unauthenticated" },
     });
     // Two tokens are one too many, even if both are valid (as over gRPC).
-    const twice = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const twice = await new Promise<string>((resolve, reject) => {
       const { port } = new URL(sidecar.baseUrl);
-      const sent = request({ host: "127.0.0.1", port, path: "/v1/models", headers: ["authorization", `Bearer ${ALICE}`, "authorization", `Bearer ${BOB}`] }, (response) => {
-        let body = "";
-        response.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
-        response.on("end", () => resolve({ status: response.statusCode!, body }));
-      });
-      sent.on("error", reject).end();
+      const socket = connect(Number(port), "127.0.0.1", () =>
+        socket.end(`GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ALICE}\r\nAuthorization: Bearer ${BOB}\r\nConnection: close\r\n\r\n`),
+      );
+      let reply = "";
+      socket.setEncoding("utf8").on("data", (chunk: string) => (reply += chunk));
+      socket.on("end", () => resolve(reply)).on("error", reject);
     });
-    expect(twice.status).toBe(401);
-    expect(JSON.parse(twice.body).error.message).toBe("the authorization metadata must be one 'Bearer TOKEN' value");
+    expect(twice.split("\r\n")[0]).toBe("HTTP/1.1 401 Unauthorized");
+    expect(JSON.parse(twice.slice(twice.indexOf("\r\n\r\n") + 4)).error.message).toBe("the authorization metadata must be one 'Bearer TOKEN' value");
     // A body that breaks the schema is still refused for its credentials first.
     expect((await postJson(`${sidecar.baseUrl}/v1/completions`, { model: MODEL, prompt: 5 })).status).toBe(401);
 
