@@ -67,6 +67,7 @@ program
   .option("--listen <address>", "host:port or unix:/path to serve on", "127.0.0.1:50051")
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
+  .option("--http-listen <address>", "host:port to serve the OpenAI-compatible HTTP API on as well (/v1/completions, /v1/chat/completions, /v1/models; plain HTTP, see docs/http-api.md)")
   .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", parseByteSize("512MiB")))
   .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
@@ -93,6 +94,7 @@ program
     const source = modelSource(options.model, options.tokenizer);
     if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
     if (options.tlsClientCa && !options.tlsCert) throw new InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    if (options.httpListen && options.tlsCert) throw new InvalidArgumentError("--http-listen serves plain HTTP and cannot be combined with --tls-cert: terminate TLS in front of it (docs/http-api.md)");
     const tokens = options.authTokens ? new AuthTokens(options.authTokens) : undefined;
     const authenticator = new Authenticator({ tokens, clientCertificates: Boolean(options.tlsClientCa) });
     // Read and checked now (a bad file stops the start, named); re-read on SIGHUP.
@@ -177,7 +179,17 @@ program
 
     const healthPort = options.healthListen ? await server.listenHealth(options.healthListen) : undefined;
     const port = await server.listen(options.listen, { tls, socketMode: options.socketMode });
-    const addresses = { listen: options.listen, port, healthListen: options.healthListen, healthPort, metricsListen: options.metricsListen, metricsPort };
+    const httpPort = options.httpListen ? await server.listenHttp(options.httpListen) : undefined;
+    const addresses = {
+      listen: options.listen,
+      port,
+      healthListen: options.healthListen,
+      healthPort,
+      metricsListen: options.metricsListen,
+      metricsPort,
+      httpListen: options.httpListen,
+      httpPort,
+    };
     log({ level: "info", msg: "loading model", ...addresses, tracing: tracing !== undefined });
     await server.ready;
     log({

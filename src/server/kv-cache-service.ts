@@ -41,8 +41,7 @@ export interface ServiceInfo {
  * loads. Every engine call names the caller: sequence ids are per tenant.
  */
 export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime: RpcRuntime): KvCacheServer {
-  /** GenAI attributes every model call carries. */
-  const genAi = () => ({ [GEN_AI.operationName]: GEN_AI_OPERATION, [GEN_AI.providerName]: "kvwarden", [GEN_AI.requestModel]: engine().model.config.name });
+  const genAi = () => genAiAttributes(engine());
 
   return {
     prefill: runtime.unary<PrefillRequest, PrefillResponse>("Prefill", "work", async (request, scope) => {
@@ -170,12 +169,17 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
   };
 }
 
+/** GenAI attributes every model call carries. */
+export function genAiAttributes(engine: Engine): Record<string, string> {
+  return { [GEN_AI.operationName]: GEN_AI_OPERATION, [GEN_AI.providerName]: "kvwarden", [GEN_AI.requestModel]: engine.model.config.name };
+}
+
 /**
  * Streams a Decode call. Its steps run under one `text_completion <model>`
  * span (GenAI conventions) with an event per token and a summary at the end;
  * evictions the decode budget runs become its children.
  */
-async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, genAi: Record<string, string>): AsyncGenerator<DecodeResponse> {
+export async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, genAi: Record<string, string>): AsyncGenerator<DecodeResponse> {
   scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId, ...genAi, [GEN_AI.requestMaxTokens]: request.maxNewTokens });
   const input = decodeInputOf(request);
   const { sampling } = input;

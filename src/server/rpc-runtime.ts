@@ -1,4 +1,4 @@
-import { Metadata, status, type Deadline, type handleServerStreamingCall, type handleUnaryCall } from "@grpc/grpc-js";
+import { Metadata, status, type Deadline, type ServiceError, type handleServerStreamingCall, type handleUnaryCall } from "@grpc/grpc-js";
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type TextMapGetter } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { ANONYMOUS, type Caller } from "../engine/engine.js";
@@ -73,19 +73,29 @@ export class RpcRuntime {
 
   unary<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => Promise<Res> | Res): handleUnaryCall<Req, Res> {
     return (call, callback) => {
-      const active = this.begin(method, call);
-      this.run(active, admission, call.request, async () => handler(call.request, active.scope)).then(
-        (response) => {
-          active.finish(status.OK);
-          callback(null, response);
-        },
-        (error: unknown) => {
-          const serviceError = toServiceError(error);
-          active.finish(serviceError.code!, serviceError.details);
-          callback(serviceError);
-        },
+      this.invoke(method, admission, call, call.request, handler).then(
+        (response) => callback(null, response),
+        (error: Partial<ServiceError>) => callback(error),
       );
     };
+  }
+
+  /**
+   * Runs one call of any transport that can present itself as a SurfaceCall
+   * (the HTTP front does): the same span, admission, metrics and log line as
+   * a gRPC call. Rejects with the call's ServiceError, its `cause` the error the handler threw.
+   */
+  async invoke<Req, Res>(method: string, admission: Admission, call: SurfaceCall, request: Req, handler: (request: Req, scope: RpcScope) => Promise<Res> | Res): Promise<Res> {
+    const active = this.begin(method, call);
+    try {
+      const response = await this.run(active, admission, request, async () => handler(request, active.scope));
+      active.finish(status.OK);
+      return response;
+    } catch (error) {
+      const serviceError = toServiceError(error);
+      active.finish(serviceError.code!, serviceError.details);
+      throw Object.assign(serviceError, { cause: error });
+    }
   }
 
   stream<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => AsyncIterable<Res>): handleServerStreamingCall<Req, Res> {
@@ -209,7 +219,7 @@ export class RpcRuntime {
 }
 
 /** What every grpc-js server call offers (grpc-js does not export its own name for it). */
-interface SurfaceCall extends CredentialsOf {
+export interface SurfaceCall extends CredentialsOf {
   readonly metadata: Metadata;
   readonly cancelled: boolean;
   getDeadline(): Deadline;

@@ -5,6 +5,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { KvCacheService } from "../gen/kvwarden/v1/kvwarden.js";
+import { HttpFront } from "../http/http-front.js";
 import { listenError } from "../telemetry/host-port.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
@@ -48,6 +49,9 @@ export interface ListenOptions {
   socketMode?: number;
 }
 
+/** How HTTP calls are named in spans, metrics and log lines (`openai.v1/CreateChatCompletion`). */
+export const OPENAI_HTTP_SERVICE = "openai.v1";
+
 /** Group members may connect: in a pod, fsGroup puts the backend container in the socket's group. */
 export const DEFAULT_SOCKET_MODE = 0o660;
 
@@ -69,6 +73,9 @@ export class KvwardenServer {
   /** Remove the Unix sockets this server bound, once it has stopped. */
   private readonly socketRemovals: (() => void)[] = [];
   private readonly connectionLimits: ConnectionLimits;
+  private readonly httpRuntime: RpcRuntime;
+  private readonly maxRequestBytes: number;
+  private httpFront?: HttpFront;
 
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
     const { authenticator, metrics } = options;
@@ -76,8 +83,7 @@ export class KvwardenServer {
       const stats = this.engine?.stats(undefined, false, { tenant });
       return stats && { kvBytes: stats.tenantKvBytes, sequences: stats.tenantSequenceCount };
     };
-    const runtime = new RpcRuntime({
-      service: KV_CACHE_SERVICE,
+    const runtimeOptions = {
       tracker: this.calls,
       admit: () => this.admit(),
       metrics,
@@ -86,7 +92,11 @@ export class KvwardenServer {
       semconv: rpcSemconv(),
       authenticator,
       tenantMetrics: metrics && authenticator?.enabled ? new TenantMetrics(metrics.registry, tenantUsage) : undefined,
-    });
+    };
+    const runtime = new RpcRuntime({ service: KV_CACHE_SERVICE, ...runtimeOptions });
+    // HTTP calls are the same calls to the same engine: one tracker (drain), one set of metrics and spans.
+    this.httpRuntime = new RpcRuntime({ service: OPENAI_HTTP_SERVICE, ...runtimeOptions });
+    this.maxRequestBytes = options.maxRequestBytes ?? maxRequestBytes(DEFAULT_MAX_SEQUENCE_TOKENS);
     // Every call but health (open for probes) is authenticated on its metadata, before its message is read;
     // KvCache refusals are logged and counted like its other calls.
     const guarded = (path: string) => !path.startsWith("/grpc.health.v1.");
@@ -97,7 +107,7 @@ export class KvwardenServer {
     this.connectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.connectionLimits };
     this.server = new Server({
       ...connectionOptions(this.connectionLimits),
-      "grpc.max_receive_message_length": options.maxRequestBytes ?? maxRequestBytes(DEFAULT_MAX_SEQUENCE_TOKENS),
+      "grpc.max_receive_message_length": this.maxRequestBytes,
       interceptors: authenticator?.enabled ? [authInterceptor(authenticator, guarded, onRefused)] : [],
     });
     // Two tokens are one too many: authentication must see both to refuse them.
@@ -142,6 +152,13 @@ export class KvwardenServer {
     return bind(server, address, ServerCredentials.createInsecure());
   }
 
+  /** Serves the OpenAI-compatible HTTP API (docs/http-api.md) on `address` (host:port) as well; returns the bound port. */
+  async listenHttp(address: string): Promise<number> {
+    // A JSON body spells tokens out at greater length than protobuf: four times the gRPC message limit.
+    this.httpFront = new HttpFront({ engine: () => this.currentEngine(), runtime: this.httpRuntime, bodyLimit: 4 * this.maxRequestBytes });
+    return this.httpFront.listen(address);
+  }
+
   /**
    * Drains: health turns NOT_SERVING and new Prefill/Decode calls get
    * UNAVAILABLE; running calls may finish during most of `graceMs`, then the
@@ -156,7 +173,7 @@ export class KvwardenServer {
       this.calls.cancelAll();
       await this.calls.idle(deadline - Date.now());
     }
-    await Promise.all([this.server, this.healthServer].map((server) => server && shutdown(server, Math.max(100, deadline - Date.now()))));
+    await Promise.all([...[this.server, this.healthServer].map((server) => server && shutdown(server, Math.max(100, deadline - Date.now()))), this.httpFront?.close()]);
     for (const remove of this.socketRemovals.splice(0)) remove();
     this.engine?.close();
   }
