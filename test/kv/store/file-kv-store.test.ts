@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -49,6 +51,31 @@ describe("the file store", () => {
     expect(await new SnapshotStore(options(reopened)).load("tenant-2", "kept")).toBeNull();
     expect(readdirSync(join(root, "store")).filter((name) => name.startsWith(".tmp-"))).toEqual([]);
   });
+
+  it("keeps what a replica wrote before it was killed (SIGKILL), and lets another take the sequence once its lease expires", async () => {
+    const holder = spawn(process.execPath, ["--import", "tsx", "test/kv/store/support/file-store-holder.ts", url, "replica-killed", "4000"], { stdio: ["ignore", "pipe", "inherit"] });
+    let said = "";
+    holder.stdout.on("data", (data: Buffer) => (said += data.toString()));
+    while (!said.includes("written")) await Promise.race([once(holder.stdout, "data"), once(holder, "exit").then(() => Promise.reject(new Error("the holder exited early")))]);
+    holder.kill("SIGKILL");
+    await once(holder, "exit");
+
+    const store = await FileKvStore.open(url);
+    const successor = new SnapshotStore(options(store, { replica: "replica-next" }));
+    const refused = await successor.acquire("tenant-1", "killed").catch((e: unknown) => e);
+    expect(refused).toMatchObject({ holder: "replica-killed" });
+    const lease = await (async () => {
+      for (;;) {
+        const attempt = await successor.acquire("tenant-1", "killed").catch((e: unknown) => e);
+        if (!(attempt instanceof SequenceHeldElsewhere)) return attempt as Awaited<ReturnType<SnapshotStore["acquire"]>>;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    expect(lease.token).toBeGreaterThan(1);
+    const restored = await successor.load("tenant-1", "killed");
+    expect(encodeSnapshot(restored!).equals(encodeSnapshot(snapshot))).toBe(true);
+    await successor.save(lease, restored!);
+  }, 60_000);
 
   it("records expiry, hides expired values and sweeps them", async () => {
     const store = await FileKvStore.open(url);
