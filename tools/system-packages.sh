@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, when they are missing:
-# Debian's Python gRPC and protoc, for the Python client test; redis-server (and its redis-benchmark),
-# which the KV store's tests start on a loopback port; and Mesa's lavapipe (Vulkan on the
-# CPU), for the tests of --execution-provider webgpu, which run on it where there is no GPU.
+# Debian's Python gRPC and protoc, for the Python client test; redis-server and redis-tools
+# (redis-cli, redis-benchmark), which the KV store's tests and benchmark start on a loopback port, and
+# openssl, which makes their TLS certificates; and Mesa's lavapipe (Vulkan on the CPU), for the tests
+# of --execution-provider webgpu, which run on it where there is no GPU.
 set -euo pipefail
 
 sudo_cmd=""
@@ -14,6 +15,7 @@ missing=()
 command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v grpc_python_plugin >/dev/null || missing+=(protobuf-compiler-grpc)
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || missing+=(redis-server redis-tools)
+command -v openssl >/dev/null || missing+=(openssl)
 
 # onnxruntime's WebGPU provider (Dawn) runs on lavapipe from Mesa 25 (bookworm-backports 25.0.7);
 # bookworm's own 22.3 gives it no adapter.

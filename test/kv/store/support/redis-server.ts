@@ -44,11 +44,24 @@ async function waitForReady(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts redis-server with no persistence on a free loopback port; `extra` adds settings (e.g. --maxmemory). */
-export async function startRedis(extra: string[] = []): Promise<RedisProcess> {
+/** PEM files for a TLS-only server: its certificate and key, and the CA that signed them. */
+export interface RedisTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/**
+ * Starts redis-server with no persistence on a free loopback port; `extra` adds settings (e.g.
+ * --maxmemory). With `tls`, the port speaks TLS only (rediss://) and clients need no certificate.
+ */
+export async function startRedis(extra: string[] = [], tls?: RedisTls): Promise<RedisProcess> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra], {
+    const listen = tls
+      ? ["--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key, "--tls-ca-cert-file", tls.ca, "--tls-auth-clients", "no"]
+      : ["--port", String(port)];
+    const child = spawn("redis-server", [...listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     try {
@@ -60,14 +73,14 @@ export async function startRedis(extra: string[] = []): Promise<RedisProcess> {
     const exited = once(child, "exit");
     return {
       port,
-      url: `redis://127.0.0.1:${port}`,
+      url: `${tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
       async stop() {
         if (child.exitCode === null && child.signalCode === null) {
           child.kill("SIGTERM");
           await exited;
         }
       },
-      cli: (...args) => run("redis-cli", ["-p", String(port), ...args]),
+      cli: (...args) => run("redis-cli", ["-p", String(port), ...(tls ? ["--tls", "--cacert", tls.ca] : []), ...args]),
     };
   }
 }
