@@ -6,6 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { connect } from "node:net";
 import { cpus, loadavg } from "node:os";
 import { Command } from "commander";
 import { Sequence } from "../src/engine/sequence.js";
@@ -60,6 +61,35 @@ async function redisBenchmark(port: number, bytes: number, requests: number, con
   return { set: rps("SET"), get: rps("GET") };
 }
 
+/**
+ * Seconds for a bare node:net socket to read a `bytes`-byte GET reply: with Node's default reads (64 KiB
+ * each, one event-loop turn apiece), or into an 8 MiB buffer (`onread`), which node-redis does not offer.
+ * The diagnosis of the read ratio: where Node's socket reading alone stands against redis-benchmark.
+ */
+async function bareGetSeconds(port: number, key: string, bytes: number, largeReads: boolean, runs: number): Promise<number> {
+  let onBytes: (count: number) => void = () => {};
+  const socket = largeReads
+    ? connect({ port, host: "127.0.0.1", onread: { buffer: Buffer.alloc(8 * 2 ** 20), callback: (count: number) => (onBytes(count), true) } })
+    : connect({ port, host: "127.0.0.1" }).on("data", (data: Buffer) => onBytes(data.length));
+  await once(socket, "connect");
+  const reply = bytes + String(bytes).length + 5; // $<length>\r\n<bytes>\r\n
+  const times: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const started = performance.now();
+    await new Promise<void>((resolve) => {
+      let received = 0;
+      onBytes = (count) => {
+        received += count;
+        if (received >= reply) resolve();
+      };
+      socket.write(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`);
+    });
+    times.push((performance.now() - started) / 1000);
+  }
+  socket.destroy();
+  return median(times);
+}
+
 const snapshot = benchmarkSnapshot();
 const bytes = encodeSnapshot(snapshot).length;
 const redis = await startRedis();
@@ -74,6 +104,9 @@ try {
   // One connection, as the store uses; and four, redis-benchmark's best on this machine.
   const anchors: { set: number; get: number }[] = [];
   const anchors4: { set: number; get: number }[] = [];
+  const bareReads: number[] = [];
+  const bareLargeReads: number[] = [];
+  await store.set("bench-value", Buffer.alloc(DEFAULT_CHUNK_BYTES, 7), 600_000);
   // Interleaved: store, then redis-benchmark, RUNS times, so both see the same machine.
   for (let run = 0; run < RUNS; run++) {
     let started = performance.now();
@@ -84,6 +117,8 @@ try {
     reads.push((performance.now() - started) / 1000);
     anchors.push(await redisBenchmark(redis.port, DEFAULT_CHUNK_BYTES, options.quick ? 8 : 20, 1));
     anchors4.push(await redisBenchmark(redis.port, DEFAULT_CHUNK_BYTES, options.quick ? 8 : 20, 4));
+    bareReads.push(DEFAULT_CHUNK_BYTES / (await bareGetSeconds(redis.port, "bench-value", DEFAULT_CHUNK_BYTES, false, 3)));
+    bareLargeReads.push(DEFAULT_CHUNK_BYTES / (await bareGetSeconds(redis.port, "bench-value", DEFAULT_CHUNK_BYTES, true, 3)));
   }
   const mb = (bytesPerSecond: number) => (bytesPerSecond / 2 ** 20).toFixed(0);
   const write = bytes / median(writes);
@@ -104,6 +139,13 @@ try {
   report.print("|---|---|---|---|---|---|");
   report.print(`| write (save) vs SET | ${mb(write)} | ${mb(set)} | ${(write / set).toFixed(2)}x | ${mb(set4)} | ${(write / set4).toFixed(2)}x |`);
   report.print(`| read (load) vs GET | ${mb(read)} | ${mb(get)} | ${(read / get).toFixed(2)}x | ${mb(get4)} | ${(read / get4).toFixed(2)}x |`);
+  report.print();
+  report.print("Where Node's own socket reading stands (GET of the same 4 MiB value, bare node:net, no client library):");
+  report.print();
+  report.print("| reader | MiB/s | vs redis-benchmark -c 1 GET |");
+  report.print("|---|---|---|");
+  report.print(`| node:net, default 64 KiB reads | ${mb(median(bareReads))} | ${(median(bareReads) / get).toFixed(2)}x |`);
+  report.print(`| node:net, 8 MiB reads (onread) | ${mb(median(bareLargeReads))} | ${(median(bareLargeReads) / get).toFixed(2)}x |`);
   if (options.out) report.write(options.out);
 } finally {
   await store.close();
