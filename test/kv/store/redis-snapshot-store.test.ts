@@ -57,6 +57,16 @@ describe("snapshots in Redis", () => {
     expect((await snapshots.currentManifest("tenant-1", "round-trip"))!.snapshotId).toBe(second.snapshotId);
   });
 
+  it("deletes a snapshot only under the lease: Release", async () => {
+    const { snapshots, lease, manifest } = await saved("released");
+    const other = new SnapshotStore(options({ replica: "replica-b" }));
+    await expect(other.remove({ ...lease, owner: "replica-b" })).rejects.toBeInstanceOf(StaleLease);
+    expect(await snapshots.load("tenant-1", "released")).not.toBeNull();
+    await snapshots.remove(lease);
+    expect(await snapshots.load("tenant-1", "released")).toBeNull();
+    expect(await store.get(lease.keys.chunk(manifest.snapshotId, 0))).toBeNull();
+  });
+
   it("refuses a corrupted, truncated or missing chunk with DATA_LOSS", async () => {
     const { snapshots, lease, manifest } = await saved("corrupt");
     const key = lease.keys.chunk(manifest.snapshotId, 1);

@@ -5,7 +5,8 @@ import { captureSnapshot } from "../../../src/kv/store/sequence-snapshot.js";
 import { RedisKvStore } from "../../../src/kv/store/redis-kv-store.js";
 import { SnapshotStore } from "../../../src/kv/store/snapshot-store.js";
 import { cacheDigests } from "../../fuzz/support/cache-digest.js";
-import { loadTestModel } from "../../support/test-model.js";
+import { loadModel } from "../../../src/model/load-model.js";
+import { loadTestModel, MODEL_FILES } from "../../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
 import { restoreInto, sequenceIn } from "./support/engine-sequences.js";
 import { startRedis, type RedisProcess } from "./support/redis-server.js";
@@ -29,12 +30,17 @@ const bits = (logits: Float32Array | null) => (logits ? Buffer.from(logits.buffe
 
 describe("a sequence snapshot, stored in Redis and restored into another engine", () => {
   let model: EngineModel;
+  let float16Model: EngineModel;
   let redis: RedisProcess;
   let store: RedisKvStore;
   let snapshots: SnapshotStore;
 
   beforeAll(async () => {
-    [model, redis] = await Promise.all([loadTestModel(), startRedis()]);
+    [model, float16Model, redis] = await Promise.all([
+      loadTestModel(),
+      loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, kvDtype: "float16" }),
+      startRedis(),
+    ]);
     store = await RedisKvStore.open(redis.url);
     // Small chunks, so that a snapshot of stories260K spans many of them.
     snapshots = new SnapshotStore({ store, prefix: "kvw-test", model: "stories260k", replica: "replica-a", leaseMs: 60_000, ttlMs: 600_000, chunkBytes: 16_384 });
@@ -44,16 +50,18 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
     await redis?.stop();
   });
 
-  const cases: { name: string; prefill?: EvictionSpec; evict?: EvictionSpec; decodeBudget?: EvictionSpec; sampling?: typeof GREEDY }[] = [
+  const cases: { name: string; prefill?: EvictionSpec; evict?: EvictionSpec; decodeBudget?: EvictionSpec; sampling?: typeof GREEDY; float16?: boolean }[] = [
     { name: "snapkv at prefill", prefill: spec("snapkv", 40) },
     { name: "adakv (ragged heads) by Evict", evict: spec("adakv", 40) },
     { name: "h2o with a standing decode budget, sampled", decodeBudget: spec("h2o", 40), sampling: SAMPLED },
+    { name: "snapkv then an h2o decode budget, keys and values in float16", prefill: spec("snapkv", 48), decodeBudget: spec("h2o", 40), float16: true },
   ];
 
   for (const c of cases) {
     it(`continues bit for bit after ${c.name}`, async () => {
-      const original = new Engine(model, DEFAULT_TEST_OPTIONS);
-      const restored = new Engine(model, DEFAULT_TEST_OPTIONS);
+      const chosen = c.float16 ? float16Model : model;
+      const original = new Engine(chosen, DEFAULT_TEST_OPTIONS);
+      const restored = new Engine(chosen, DEFAULT_TEST_OPTIONS);
       const sampling = c.sampling ?? GREEDY;
       try {
         await original.prefill({ sequenceId: "s", text: PROMPT, eviction: c.prefill });
@@ -68,6 +76,7 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         restoreInto(restored, "s", loaded!);
 
         const before = sequenceIn(original, "s");
+        expect(before.layers[0].kvDtype).toBe(c.float16 ? "float16" : "float32");
         expect(before.maxHeadLength).toBeLessThan(before.fedTokens); // the policy really evicted
         if (c.decodeBudget) expect(sequenceIn(restored, "s").decodeBudget?.tokens).toBe(40);
         expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
