@@ -141,6 +141,8 @@ export class RedisKvStore implements KvStore {
       if (error instanceof ErrorReply) {
         // maxmemory with noeviction: "OOM command not allowed when used memory > 'maxmemory'".
         if (/\bOOM\b/.test(error.message)) throw new KvStoreFull(this.location, error);
+        // A server that cannot take the command now (a read-only replica, loading its data, a busy script, a cluster without a primary).
+        if (/^(READONLY|LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/.test(error.message)) throw new KvStoreUnavailable(this.location, error);
         throw error;
       }
       throw new KvStoreUnavailable(this.location, error);

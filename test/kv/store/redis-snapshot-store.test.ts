@@ -192,6 +192,19 @@ describe("snapshots in Redis", () => {
     }
   });
 
+  it("answers writes to a read-only replica with 'unavailable'", async () => {
+    const replica = await startRedis(["--replicaof", "127.0.0.1", String(redis.port)]);
+    const client = await RedisKvStore.open(replica.url);
+    try {
+      const error = await client.set("key", Buffer.from("value"), 60_000).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(KvStoreUnavailable);
+      expect((error as Error).message).toMatch(/is unavailable: READONLY/);
+    } finally {
+      await client.close();
+      await replica.stop();
+    }
+  });
+
   it("fails to open a store nobody listens on with 'unavailable'", async () => {
     const gone = await startRedis();
     await gone.stop();
