@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs, when they are missing:
 # Debian's Python gRPC, protoc and venv, for the Python client's tests; Go with Debian's gRPC and
-# protobuf sources and protoc plugins, for the Go client's (docs/clients.md); and Mesa's lavapipe (Vulkan on the
-# CPU), for the tests of --execution-provider webgpu, which run on it where there is no GPU.
+# protobuf sources and protoc plugins, for the Go client's (docs/clients.md); redis-server and
+# redis-tools (redis-cli, redis-benchmark), which the KV store's tests and benchmark start on a loopback
+# port, and openssl, which makes their TLS certificates; and Mesa's lavapipe (Vulkan on the CPU), for
+# the tests of --execution-provider webgpu, which run on it where there is no GPU.
 set -euo pipefail
 
 sudo_cmd=""
@@ -21,6 +23,8 @@ for package in python3-venv python3-setuptools python3-wheel; do installed "$pac
 for package in golang-go golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev protoc-gen-go protoc-gen-go-grpc; do
   installed "$package" || missing+=("$package")
 done
+command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || missing+=(redis-server redis-tools)
+command -v openssl >/dev/null || missing+=(openssl)
 
 # onnxruntime's WebGPU provider (Dawn) runs on lavapipe from Mesa 25 (bookworm-backports 25.0.7);
 # bookworm's own 22.3 gives it no adapter.

@@ -2,7 +2,7 @@ import { DeviceLayerCache } from "../kv/device-layer-cache.js";
 import { LayerCache, type KvDtype, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
-import type { CacheShape, CacheView } from "../policies/policy.js";
+import type { CacheShape, CacheView, EvictionSpec } from "../policies/policy.js";
 import type { EvictionOutcome, PlannedEviction } from "./eviction-types.js";
 
 /** What a failed call must restore so the sequence is exactly as before it. */
@@ -24,6 +24,10 @@ export interface StandingBudget {
   readonly policyName: string;
   /** C: the entries per head the budget keeps. */
   readonly tokens: number;
+  /** The request that set it, with C fixed (what a stored snapshot keeps to rebuild it). */
+  readonly spec: EvictionSpec;
+  /** Entries a head may grow past C before the policy runs again. */
+  readonly slack: number;
   /** Evicts when some head has grown past C + slack; null when nothing was due. */
   enforce(sequence: Sequence): EvictionOutcome | null;
   /** Works out compacting to C now, whatever the slack; commit it with commitEviction. */

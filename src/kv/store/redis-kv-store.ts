@@ -1,0 +1,160 @@
+import { readFile } from "node:fs/promises";
+import { createClient, ErrorReply, RESP_TYPES } from "redis";
+import type { FenceKeys, HeldLease, KvStore, LeaseAttempt } from "./kv-store.js";
+import { KvStoreFull, KvStoreUnavailable } from "./store-errors.js";
+import { storeLocation } from "./store-location.js";
+
+/*
+ * The scripts that make leases and fenced writes atomic (docs/kv-store.md, "Leases and fencing").
+ * A lease's value is "<token>:<owner>". The manifest is a hash: f = the fencing token it was written
+ * under, v = the manifest itself.
+ */
+const ACQUIRE = `
+local held = redis.call('GET', KEYS[1])
+if held then
+  local sep = string.find(held, ':', 1, true)
+  local owner = string.sub(held, sep + 1)
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1, tonumber(string.sub(held, 1, sep - 1))}
+  end
+  return {0, owner, redis.call('PTTL', KEYS[1])}
+end
+local token = redis.call('INCR', KEYS[2])
+local written = tonumber(redis.call('HGET', KEYS[3], 'f') or '0')
+if token <= written then
+  token = written + 1
+  redis.call('SET', KEYS[2], token)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
+return {1, token}`;
+
+const RENEW = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
+const RELEASE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`;
+
+const PUT_MANIFEST = `
+if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end
+local written = tonumber(redis.call('HGET', KEYS[2], 'f') or '0')
+if written > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[2], 'f', ARGV[2], 'v', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1`;
+
+const DELETE_MANIFEST = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+return 1`;
+
+const leaseValue = (lease: HeldLease) => `${lease.token}:${lease.owner}`;
+
+export interface RedisStoreOptions {
+  /** PEM file of the CA that signed the server's certificate (rediss:// only). */
+  caFile?: string;
+}
+
+/**
+ * The KV store on Redis or Valkey (node-redis v5, RESP3): `redis://[user:password@]host:port[/db]` or
+ * `rediss://` (TLS). Values travel as Buffers (RESP type mapping). Commands fail at once while the
+ * connection is down (no offline queue), so a caller learns of it instead of waiting.
+ */
+export class RedisKvStore implements KvStore {
+  private constructor(
+    readonly location: string,
+    private readonly client: ReturnType<typeof binaryClient>,
+  ) {}
+
+  static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisKvStore> {
+    const location = storeLocation(url);
+    const ca = options.caFile ? await readFile(options.caFile) : undefined;
+    let connected = false;
+    const client = binaryClient(url, ca, (retries, cause) => (connected ? Math.min(50 * 2 ** retries, 2000) : cause));
+    // Errors also reach the command that met them; without a listener the client's 'error' event would crash the process.
+    client.on("error", () => {});
+    client.on("ready", () => (connected = true));
+    try {
+      await client.connect();
+    } catch (error) {
+      throw new KvStoreUnavailable(location, error);
+    }
+    return new RedisKvStore(location, client);
+  }
+
+  get(key: string): Promise<Buffer | null> {
+    return this.call(() => this.client.get(key));
+  }
+
+  async set(key: string, value: Buffer, ttlMs: number): Promise<void> {
+    await this.call(() => this.client.set(key, value, { expiration: { type: "PX", value: ttlMs } }));
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) await this.call(() => this.client.del([...keys]));
+  }
+
+  async acquireLease(keys: FenceKeys, owner: string, ttlMs: number, keepMs: number): Promise<LeaseAttempt> {
+    const reply = (await this.script(ACQUIRE, [keys.lease, keys.fence, keys.manifest], [owner, String(ttlMs), String(keepMs)])) as [number, number | Buffer, number?];
+    if (reply[0] === 1) return { granted: true, token: Number(reply[1]) };
+    return { granted: false, holder: String(reply[1]), expiresInMs: Math.max(0, Number(reply[2])) };
+  }
+
+  async renewLease(leaseKey: string, lease: HeldLease, ttlMs: number): Promise<boolean> {
+    return (await this.script(RENEW, [leaseKey], [leaseValue(lease), String(ttlMs)])) === 1;
+  }
+
+  async releaseLease(leaseKey: string, lease: HeldLease): Promise<boolean> {
+    return (await this.script(RELEASE, [leaseKey], [leaseValue(lease)])) === 1;
+  }
+
+  async putManifest(keys: FenceKeys, value: Buffer, lease: HeldLease, ttlMs: number): Promise<boolean> {
+    return (await this.script(PUT_MANIFEST, [keys.lease, keys.manifest], [value, String(lease.token), leaseValue(lease), String(ttlMs)])) === 1;
+  }
+
+  getManifest(manifestKey: string): Promise<Buffer | null> {
+    return this.call(() => this.client.hGet(manifestKey, "v")) as Promise<Buffer | null>;
+  }
+
+  async deleteManifest(keys: FenceKeys, lease: HeldLease): Promise<boolean> {
+    return (await this.script(DELETE_MANIFEST, [keys.lease, keys.manifest], [leaseValue(lease)])) === 1;
+  }
+
+  async close(): Promise<void> {
+    if (this.client.isOpen) this.client.destroy();
+  }
+
+  private script(source: string, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
+    return this.call(() => this.client.eval(source, { keys, arguments: args }));
+  }
+
+  /** Runs one command, turning the client's failures into the store's typed errors. */
+  private async call<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await command();
+    } catch (error) {
+      if (error instanceof ErrorReply) {
+        // maxmemory with noeviction: "OOM command not allowed when used memory > 'maxmemory'".
+        if (/\bOOM\b/.test(error.message)) throw new KvStoreFull(this.location, error);
+        // A server that cannot take the command now (a read-only replica, loading its data, a busy script, a cluster without a primary).
+        if (/^(READONLY|LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/.test(error.message)) throw new KvStoreUnavailable(this.location, error);
+        throw error;
+      }
+      throw new KvStoreUnavailable(this.location, error);
+    }
+  }
+}
+
+function binaryClient(url: string, ca: Buffer | undefined, reconnectStrategy: (retries: number, cause: Error) => number | Error) {
+  const tls = url.startsWith("rediss:");
+  return createClient({
+    url,
+    disableOfflineQueue: true,
+    socket: tls ? { tls: true, ca, reconnectStrategy, connectTimeout: 5000 } : { reconnectStrategy, connectTimeout: 5000 },
+  }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+}

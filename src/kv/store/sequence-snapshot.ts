@@ -1,0 +1,130 @@
+import type { EvictionSpec } from "../../policies/policy.js";
+import type { KvDtype, LayerCache } from "../layer-cache.js";
+import type { RecentQueryRing, RingCheckpoint } from "../recent-queries.js";
+import { packLayer, unpackLayer, type LayerEntries } from "./layer-entries.js";
+import { SnapshotMismatch } from "./store-errors.js";
+
+/** The shape a snapshot was taken with; it restores only into a sequence of the same shape. */
+export interface SnapshotShape {
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headSize: number;
+  kvDtype: KvDtype;
+  recentQueryRows: number;
+}
+
+/** A standing decode budget as stored: its fixed spec (max_tokens = C) and slack. */
+export interface StoredDecodeBudget {
+  spec: EvictionSpec;
+  tokens: number;
+}
+
+/**
+ * Everything one sequence needs to continue exactly as if it had never left memory
+ * (docs/kv-store.md, "What a snapshot holds"): per layer and KV head the kept keys, values,
+ * original positions and attention mass; the recent-query ring; the token ids fed; the pending
+ * token; the last logits; the standing decode budget; the lazy layers.
+ */
+export interface KvSnapshot {
+  shape: SnapshotShape;
+  fedTokenIds: Int32Array;
+  evictedAt: number;
+  pendingToken: number | null;
+  lastToken: number;
+  lastLogits: Float32Array | null;
+  decodeBudget: StoredDecodeBudget | null;
+  lazyLayers: number[];
+  layers: LayerEntries[];
+  recentQueries: RingCheckpoint;
+}
+
+/** The standing budget as a sequence holds it: what a snapshot reads and writes back. */
+export interface SnapshotBudget {
+  readonly spec: EvictionSpec;
+  readonly slack: number;
+  readonly tokens: number;
+}
+
+/**
+ * What capture and restore read and write: the public surface of a Sequence (src/engine/sequence.ts),
+ * declared here so the store does not import the engine.
+ */
+export interface SnapshotSubject<Budget extends SnapshotBudget = SnapshotBudget> {
+  readonly shape: { layers: number; heads: number; kvHeads: number; headSize: number };
+  readonly layers: LayerCache[];
+  readonly recentQueries: RecentQueryRing;
+  fedTokens: number;
+  readonly fedTokenIds: number[];
+  evictedAt: number;
+  pendingToken: number | null;
+  lastToken: number;
+  lastLogits: Float32Array | null;
+  decodeBudget: Budget | null;
+  lazyLayers: number[];
+  release(): number;
+}
+
+function shapeOf(sequence: SnapshotSubject): SnapshotShape {
+  const { layers, heads, kvHeads, headSize } = sequence.shape;
+  return { layers, heads, kvHeads, headSize, kvDtype: sequence.layers[0]?.kvDtype ?? "float32", recentQueryRows: sequence.recentQueries.rows };
+}
+
+/** Copies the state of `sequence` out; the sequence is not changed. Call it between requests (not while busy). */
+export function captureSnapshot(sequence: SnapshotSubject): KvSnapshot {
+  const budget = sequence.decodeBudget;
+  return {
+    shape: shapeOf(sequence),
+    fedTokenIds: Int32Array.from(sequence.fedTokenIds),
+    evictedAt: sequence.evictedAt,
+    pendingToken: sequence.pendingToken,
+    lastToken: sequence.lastToken,
+    lastLogits: sequence.lastLogits && Float32Array.from(sequence.lastLogits),
+    // The slack goes into the spec, so the restored budget does not depend on the policy's default then.
+    decodeBudget: budget && { spec: { ...budget.spec, decodeSlack: budget.slack }, tokens: budget.tokens },
+    lazyLayers: [...sequence.lazyLayers],
+    layers: sequence.layers.map(packLayer),
+    recentQueries: sequence.recentQueries.checkpoint(),
+  };
+}
+
+/**
+ * Makes `target`, an empty sequence (just created, nothing fed), the sequence `snapshot` was taken of.
+ * `standingBudget` rebuilds a decode budget from its stored spec (the engine's DecodeBudget.create).
+ * If memory runs out part-way the target is released and the error thrown: nothing stays held.
+ */
+export function restoreSnapshot<Budget extends SnapshotBudget>(
+  snapshot: KvSnapshot,
+  target: SnapshotSubject<Budget>,
+  standingBudget: (stored: StoredDecodeBudget) => Budget,
+): void {
+  const expected = shapeOf(target);
+  for (const [field, value] of Object.entries(expected) as [keyof SnapshotShape, number | string][]) {
+    if (snapshot.shape[field] !== value) {
+      throw new SnapshotMismatch(`snapshot has ${field} ${snapshot.shape[field]}, this server's sequences have ${value}`);
+    }
+  }
+  if (target.fedTokens !== 0 || target.pendingToken !== null) throw new Error("restoreSnapshot needs a new, empty sequence");
+  const budget = snapshot.decodeBudget && standingBudget(snapshot.decodeBudget);
+  if (budget && budget.tokens !== snapshot.decodeBudget!.tokens) {
+    throw new SnapshotMismatch(`restored decode budget keeps ${budget.tokens} entries per head, the snapshot's kept ${snapshot.decodeBudget!.tokens}`);
+  }
+  try {
+    target.layers.forEach((layer, l) => unpackLayer(layer, snapshot.layers[l]));
+    if (snapshot.recentQueries.slab.length > 0) {
+      target.recentQueries.reserve();
+      target.recentQueries.rollback(snapshot.recentQueries);
+    }
+  } catch (error) {
+    target.release(); // the budget ran out part-way
+    throw error;
+  }
+  for (const token of snapshot.fedTokenIds) target.fedTokenIds.push(token);
+  target.fedTokens = snapshot.fedTokenIds.length;
+  target.evictedAt = snapshot.evictedAt;
+  target.pendingToken = snapshot.pendingToken;
+  target.lastToken = snapshot.lastToken;
+  target.lastLogits = snapshot.lastLogits;
+  target.decodeBudget = budget;
+  target.lazyLayers = [...snapshot.lazyLayers];
+}

@@ -1,0 +1,147 @@
+import type { EvictionSpec } from "../../policies/policy.js";
+import type { KvArray } from "../layer-cache.js";
+import type { LayerEntries } from "./layer-entries.js";
+import type { KvSnapshot, SnapshotShape } from "./sequence-snapshot.js";
+import { SnapshotCorrupt, SnapshotMismatch } from "./store-errors.js";
+
+/**
+ * The binary encoding of a KvSnapshot (docs/kv-store.md, "Snapshot encoding"): a magic, a format
+ * version, a JSON header with the scalars and every array's length, then the arrays' raw bytes
+ * (little-endian) in a fixed order. Raw bytes keep every float bit for bit, NaN payloads included.
+ */
+export const SNAPSHOT_FORMAT_VERSION = 1;
+const MAGIC = Buffer.from("KVWSNAP", "latin1");
+const PREAMBLE_BYTES = MAGIC.length + 1 + 4; // magic, version byte, header length
+
+interface SnapshotHeader {
+  shape: SnapshotShape;
+  fedTokens: number;
+  evictedAt: number;
+  pendingToken: number | null;
+  lastToken: number;
+  logits: number; // -1: none
+  decodeBudget: { spec: Omit<EvictionSpec, "seed"> & { seed?: string }; tokens: number } | null;
+  lazyLayers: number[];
+  layers: { lengths: number[]; headCapacities: number[] }[];
+  ring: { floats: number; count: number; next: number };
+}
+
+const bytesOf = (array: ArrayBufferView) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
+
+export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error("snapshots are encoded little-endian; this machine is big-endian");
+  const budget = snapshot.decodeBudget;
+  const header: SnapshotHeader = {
+    shape: snapshot.shape,
+    fedTokens: snapshot.fedTokenIds.length,
+    evictedAt: snapshot.evictedAt,
+    pendingToken: snapshot.pendingToken,
+    lastToken: snapshot.lastToken,
+    logits: snapshot.lastLogits?.length ?? -1,
+    decodeBudget: budget && { spec: { ...budget.spec, seed: budget.spec.seed?.toString() }, tokens: budget.tokens },
+    lazyLayers: snapshot.lazyLayers,
+    layers: snapshot.layers.map((layer) => ({ lengths: Array.from(layer.lengths), headCapacities: Array.from(layer.headCapacities) })),
+    ring: { floats: snapshot.recentQueries.slab.length, count: snapshot.recentQueries.count, next: snapshot.recentQueries.next },
+  };
+  const json = Buffer.from(JSON.stringify(header), "utf8");
+  const preamble = Buffer.alloc(PREAMBLE_BYTES);
+  MAGIC.copy(preamble);
+  preamble.writeUInt8(SNAPSHOT_FORMAT_VERSION, MAGIC.length);
+  preamble.writeUInt32LE(json.length, MAGIC.length + 1);
+  const parts: Buffer[] = [preamble, json, bytesOf(snapshot.fedTokenIds)];
+  if (snapshot.lastLogits) parts.push(bytesOf(snapshot.lastLogits));
+  for (const layer of snapshot.layers) parts.push(bytesOf(layer.keys), bytesOf(layer.values), bytesOf(layer.mass), bytesOf(layer.positions));
+  parts.push(bytesOf(snapshot.recentQueries.slab));
+  return Buffer.concat(parts);
+}
+
+/** Reads arrays off an encoded snapshot in order, copying each (so it is aligned and owns its memory). */
+class ArrayReader {
+  private at: number;
+  constructor(
+    private readonly bytes: Buffer,
+    start: number,
+  ) {
+    this.at = start;
+  }
+
+  private take(byteLength: number): ArrayBuffer {
+    if (!Number.isInteger(byteLength) || byteLength < 0 || this.at + byteLength > this.bytes.length) {
+      throw new SnapshotCorrupt(`snapshot is truncated: ${byteLength} bytes wanted at offset ${this.at} of ${this.bytes.length}`);
+    }
+    const copy = new Uint8Array(byteLength);
+    copy.set(this.bytes.subarray(this.at, this.at + byteLength));
+    this.at += byteLength;
+    return copy.buffer;
+  }
+
+  float32(count: number): Float32Array {
+    return new Float32Array(this.take(count * 4));
+  }
+
+  int32(count: number): Int32Array {
+    return new Int32Array(this.take(count * 4));
+  }
+
+  kv(count: number, dtype: SnapshotShape["kvDtype"]): KvArray {
+    return dtype === "float16" ? new Uint16Array(this.take(count * 2)) : new Float32Array(this.take(count * 4));
+  }
+
+  end(): void {
+    if (this.at !== this.bytes.length) throw new SnapshotCorrupt(`snapshot has ${this.bytes.length - this.at} bytes past its end`);
+  }
+}
+
+function parseHeader(bytes: Buffer): SnapshotHeader {
+  if (bytes.length < PREAMBLE_BYTES || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) throw new SnapshotCorrupt("not a kvwarden snapshot (bad magic)");
+  const version = bytes.readUInt8(MAGIC.length);
+  if (version !== SNAPSHOT_FORMAT_VERSION) {
+    throw new SnapshotMismatch(`snapshot format version ${version}; this build reads version ${SNAPSHOT_FORMAT_VERSION}`);
+  }
+  const length = bytes.readUInt32LE(MAGIC.length + 1);
+  if (PREAMBLE_BYTES + length > bytes.length) throw new SnapshotCorrupt("snapshot is truncated inside its header");
+  try {
+    return JSON.parse(bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + length).toString("utf8")) as SnapshotHeader;
+  } catch (error) {
+    throw new SnapshotCorrupt(`snapshot header is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+export function decodeSnapshot(bytes: Buffer): KvSnapshot {
+  const header = parseHeader(bytes);
+  const reader = new ArrayReader(bytes, PREAMBLE_BYTES + bytes.readUInt32LE(MAGIC.length + 1));
+  const { headSize, kvDtype } = header.shape;
+  try {
+    const fedTokenIds = reader.int32(header.fedTokens);
+    const lastLogits = header.logits >= 0 ? reader.float32(header.logits) : null;
+    const layers = header.layers.map((layer): LayerEntries => {
+      const rows = layer.lengths.reduce((sum, n) => sum + n, 0);
+      return {
+        lengths: Int32Array.from(layer.lengths),
+        headCapacities: Int32Array.from(layer.headCapacities),
+        keys: reader.kv(rows * headSize, kvDtype),
+        values: reader.kv(rows * headSize, kvDtype),
+        mass: reader.float32(rows),
+        positions: reader.int32(rows),
+      };
+    });
+    const slab = reader.float32(header.ring.floats);
+    reader.end();
+    const budget = header.decodeBudget;
+    return {
+      shape: header.shape,
+      fedTokenIds,
+      evictedAt: header.evictedAt,
+      pendingToken: header.pendingToken,
+      lastToken: header.lastToken,
+      lastLogits,
+      decodeBudget: budget && { spec: { ...budget.spec, seed: budget.spec.seed === undefined ? undefined : BigInt(budget.spec.seed) }, tokens: budget.tokens },
+      lazyLayers: header.lazyLayers,
+      layers,
+      recentQueries: { slab, count: header.ring.count, next: header.ring.next },
+    };
+  } catch (error) {
+    if (error instanceof SnapshotCorrupt) throw error;
+    throw new SnapshotCorrupt(`snapshot header describes arrays it does not hold: ${(error as Error).message}`);
+  }
+}

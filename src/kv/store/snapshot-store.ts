@@ -1,0 +1,128 @@
+import { randomUUID } from "node:crypto";
+import type { KvStore } from "./kv-store.js";
+import type { KvSnapshot } from "./sequence-snapshot.js";
+import { decodeSnapshot, encodeSnapshot, SNAPSHOT_FORMAT_VERSION } from "./snapshot-codec.js";
+import { decodeManifest, DEFAULT_CHUNK_BYTES, describeChunks, encodeManifest, splitChunks, verifyChunk, type SnapshotManifest } from "./snapshot-manifest.js";
+import { SequenceKeys } from "./store-keys.js";
+import { SequenceHeldElsewhere, StaleLease } from "./store-errors.js";
+
+export interface SnapshotStoreOptions {
+  store: KvStore;
+  /** Namespaces every key (--kv-store-prefix). */
+  prefix: string;
+  /** modelFingerprint(...) of the model this server runs. */
+  model: string;
+  /** This replica's name, as leases record their holder (a router can send calls there). */
+  replica: string;
+  /** How long a lease lasts unless renewed: a dead replica's hold ends after it. */
+  leaseMs: number;
+  /** How long a stored snapshot is kept (the sequence TTL). */
+  ttlMs: number;
+  chunkBytes?: number;
+}
+
+/** The right to mutate and write one sequence, with the fencing token every write carries. */
+export interface SequenceLease {
+  tenant: string;
+  sequenceId: string;
+  keys: SequenceKeys;
+  owner: string;
+  token: number;
+}
+
+export interface SavedSnapshot {
+  snapshotId: string;
+  bytes: number;
+  chunks: number;
+}
+
+/**
+ * Snapshots of sequences in a KvStore, and the leases that say which replica may change them
+ * (docs/kv-store.md): chunks first, each with its checksum, then the manifest, written only under
+ * the current lease and never over a manifest of a newer one.
+ */
+export class SnapshotStore {
+  constructor(private readonly options: SnapshotStoreOptions) {}
+
+  keys(tenant: string, sequenceId: string): SequenceKeys {
+    return new SequenceKeys(this.options.prefix, this.options.model, tenant, sequenceId);
+  }
+
+  /** Takes the sequence for this replica; SequenceHeldElsewhere names the replica that holds it. */
+  async acquire(tenant: string, sequenceId: string): Promise<SequenceLease> {
+    const { store, replica, leaseMs, ttlMs } = this.options;
+    const keys = this.keys(tenant, sequenceId);
+    const attempt = await store.acquireLease(keys, replica, leaseMs, ttlMs);
+    if (!attempt.granted) throw new SequenceHeldElsewhere(`${tenant ? `${tenant}/` : ""}${sequenceId}`, attempt.holder, attempt.expiresInMs);
+    return { tenant, sequenceId, keys, owner: replica, token: attempt.token };
+  }
+
+  /** Extends the lease; StaleLease when it has been lost (the replica must stop changing the sequence). */
+  async renew(lease: SequenceLease): Promise<void> {
+    if (!(await this.options.store.renewLease(lease.keys.lease, lease, this.options.leaseMs))) throw this.stale(lease);
+  }
+
+  async release(lease: SequenceLease): Promise<boolean> {
+    return this.options.store.releaseLease(lease.keys.lease, lease);
+  }
+
+  /**
+   * Writes `snapshot` as the sequence's current one. A failure part-way leaves the previous snapshot
+   * current (its chunks are untouched: each snapshot has its own chunk keys); StaleLease when the lease
+   * is no longer held, or a newer holder has written since.
+   */
+  async save(lease: SequenceLease, snapshot: KvSnapshot): Promise<SavedSnapshot> {
+    const { store, ttlMs, model } = this.options;
+    const { keys } = lease;
+    const previous = await this.currentManifest(lease.tenant, lease.sequenceId).catch(() => null);
+    const encoded = encodeSnapshot(snapshot);
+    const chunks = splitChunks(encoded, this.options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    const snapshotId = `${lease.token}-${randomUUID()}`;
+    const chunkKeys = chunks.map((_, i) => keys.chunk(snapshotId, i));
+    await Promise.all(chunks.map((chunk, i) => store.set(chunkKeys[i], chunk, ttlMs)));
+    const manifest: SnapshotManifest = {
+      format: "kvwarden-kv-snapshot",
+      version: SNAPSHOT_FORMAT_VERSION,
+      model,
+      tenant: lease.tenant,
+      sequenceId: lease.sequenceId,
+      snapshotId,
+      fence: lease.token,
+      bytes: encoded.length,
+      chunks: describeChunks(chunks),
+      writtenAt: new Date().toISOString(),
+    };
+    if (!(await store.putManifest(keys, encodeManifest(manifest), lease, ttlMs))) {
+      await store.delete(chunkKeys);
+      throw this.stale(lease);
+    }
+    if (previous) await store.delete(previous.chunks.map((_, i) => keys.chunk(previous.snapshotId, i))).catch(() => {});
+    return { snapshotId, bytes: encoded.length, chunks: chunks.length };
+  }
+
+  /** The sequence's current snapshot, checked chunk by chunk; null when none is stored (or it expired). */
+  async load(tenant: string, sequenceId: string): Promise<KvSnapshot | null> {
+    const manifest = await this.currentManifest(tenant, sequenceId);
+    if (!manifest) return null;
+    const keys = this.keys(tenant, sequenceId);
+    const chunks = await Promise.all(manifest.chunks.map((_, i) => this.options.store.get(keys.chunk(manifest.snapshotId, i))));
+    return decodeSnapshot(Buffer.concat(chunks.map((chunk, i) => verifyChunk(manifest, i, chunk))));
+  }
+
+  /** The manifest of the sequence's current snapshot, or null. */
+  async currentManifest(tenant: string, sequenceId: string): Promise<SnapshotManifest | null> {
+    const bytes = await this.options.store.getManifest(this.keys(tenant, sequenceId).manifest);
+    return bytes && decodeManifest(bytes, { model: this.options.model, tenant, sequenceId });
+  }
+
+  /** Deletes the sequence's snapshot (Release); StaleLease when the lease is no longer held. */
+  async remove(lease: SequenceLease): Promise<void> {
+    const current = await this.currentManifest(lease.tenant, lease.sequenceId).catch(() => null);
+    if (!(await this.options.store.deleteManifest(lease.keys, lease))) throw this.stale(lease);
+    if (current) await this.options.store.delete(current.chunks.map((_, i) => lease.keys.chunk(current.snapshotId, i)));
+  }
+
+  private stale(lease: SequenceLease): StaleLease {
+    return new StaleLease(`${lease.tenant ? `${lease.tenant}/` : ""}${lease.sequenceId}`, lease.token);
+  }
+}

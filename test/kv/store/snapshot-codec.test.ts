@@ -1,0 +1,51 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { Sequence } from "../../../src/engine/sequence.js";
+import { SlabPool } from "../../../src/kv/slab-pool.js";
+import { restoreSnapshot, type KvSnapshot } from "../../../src/kv/store/sequence-snapshot.js";
+import { decodeSnapshot, encodeSnapshot } from "../../../src/kv/store/snapshot-codec.js";
+import { SnapshotCorrupt, SnapshotMismatch } from "../../../src/kv/store/store-errors.js";
+import { capturedSnapshot } from "./support/captured-snapshot.js";
+
+// The snapshot encoding (docs/kv-store.md, "Snapshot encoding"): exact round trip, and typed errors
+// for anything that is not a whole snapshot of this format and shape.
+
+describe("the snapshot encoding", () => {
+  let snapshot: KvSnapshot;
+  let encoded: Buffer;
+  beforeAll(async () => {
+    snapshot = await capturedSnapshot();
+    encoded = encodeSnapshot(snapshot);
+  }, 60_000);
+
+  it("decodes to the same arrays and scalars, bit for bit", () => {
+    const decoded = decodeSnapshot(encoded);
+    expect(decoded).toEqual(snapshot);
+    expect(decoded.decodeBudget).toMatchObject({ tokens: 36, spec: { policy: "h2o", budget: { maxTokens: 36 } } });
+    expect(encodeSnapshot(decoded).equals(encoded)).toBe(true);
+  });
+
+  it("refuses a truncated or extended snapshot, or one that is not a snapshot, with DATA_LOSS", () => {
+    for (const damaged of [encoded.subarray(0, encoded.length - 1), encoded.subarray(0, 20), Buffer.concat([encoded, Buffer.from([0])]), Buffer.from("not a snapshot")]) {
+      expect(() => decodeSnapshot(damaged)).toThrow(SnapshotCorrupt);
+    }
+  });
+
+  it("refuses another format version by name", () => {
+    const future = Buffer.from(encoded);
+    future[7] = 2;
+    expect(() => decodeSnapshot(future)).toThrow(new SnapshotMismatch("snapshot format version 2; this build reads version 1"));
+  });
+
+  it("restores only into a sequence of the same shape, and leaves nothing held when it refuses", () => {
+    const pool = new SlabPool(1 << 24);
+    const { layers, heads, kvHeads, headSize, recentQueryRows } = snapshot.shape;
+    const other = new Sequence("s", "", pool, { layers, heads, kvHeads, headSize: headSize * 2 }, recentQueryRows);
+    expect(() => restoreSnapshot(snapshot, other, () => null as never)).toThrow(/snapshot has headSize 8, this server's sequences have 16/);
+    expect(pool.used).toBe(0);
+    const tiny = new SlabPool(1024);
+    const same = new Sequence("s", "", tiny, { layers, heads, kvHeads, headSize }, recentQueryRows);
+    expect(() => restoreSnapshot(snapshot, same, () => ({ spec: snapshot.decodeBudget!.spec, slack: 0, tokens: 36 }))).toThrow(/KV budget exhausted/);
+    expect(tiny.used).toBe(0);
+    expect(same.fedTokens).toBe(0);
+  });
+});
