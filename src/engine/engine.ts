@@ -4,25 +4,30 @@ import type { ModelRunner, StepOutput } from "../model/model-runner.js";
 import type { WeightDtype } from "../model/weight-layout.js";
 import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
 import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
+import { CompressIdleSequences } from "../kv/compress-idle.js";
 import { KeysOnDevice } from "../kv/keys-on-device.js";
 import { LaneArenas } from "../kv/lane-arenas.js";
+import { KvMemoryManager, type AllocationRequest, type Reservation } from "../kv/memory-manager.js";
 import { KvBudgetExceeded, SlabPool } from "../kv/slab-pool.js";
-import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
+import type { TenantQuota } from "../kv/tenant-quota.js";
+import type { EvictionSpec } from "../policies/policy.js";
 import { resolveEviction } from "../policies/registry.js";
-import { evictionTelemetry, observeCrossTenantCompression, observeStep } from "../telemetry/engine-telemetry.js";
-import { applyEviction, commitEviction } from "./apply-eviction.js";
+import { evictionTelemetry, observeStep } from "../telemetry/engine-telemetry.js";
+import { applyEviction } from "./apply-eviction.js";
 import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
 import { DecodeBudget } from "./decode-budget.js";
 import { EngineError } from "./engine-error.js";
-import type { EvictionObserver, EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
+import type { EvictionObserver, EvictionOutcome, ResolvedEviction } from "./eviction-types.js";
 import { requestFingerprint } from "./request-digest.js";
 import { RequestLog, type RequestLogOptions } from "./request-log.js";
 import { Sequence } from "./sequence.js";
+import { compressionOf } from "./sequence-compression.js";
 import { truncate, type TruncateOutcome } from "./truncate.js";
 
 export type { EvictionOutcome } from "./eviction-types.js";
 export type { TruncateOutcome } from "./truncate.js";
+export type { TenantQuota } from "../kv/tenant-quota.js";
 
 export interface EngineOptions {
   /** Bytes of KV memory all sequences together may hold. */
@@ -50,15 +55,6 @@ export interface EngineOptions {
   crossTenantCompression?: boolean;
   /** Who hears of each eviction; default the process's telemetry (a span, and the metrics listening). */
   evictionObserver?: EvictionObserver;
-}
-
-export interface TenantQuota {
-  /** KV bytes one tenant's sequences may hold together. */
-  kvBytes?: number;
-  /** Sequences one tenant may hold at once. */
-  sequences?: number;
-  /** Tokens one request may feed or generate. */
-  requestTokens?: number;
 }
 
 /** Who is calling: sequence ids are scoped by tenant. */
@@ -207,6 +203,8 @@ function keyOf(caller: Caller, sequenceId: string): string {
  */
 export class Engine {
   readonly pool: SlabPool;
+  /** Admission, quotas, pressure relief and reservation (src/kv/memory-manager.ts). */
+  private readonly memory: KvMemoryManager<Sequence>;
   /** Keyed by tenant and sequence id (see keyOf). */
   private readonly sequences = new Map<string, Sequence>();
   private readonly requests: RequestLog;
@@ -221,6 +219,11 @@ export class Engine {
     readonly options: EngineOptions,
   ) {
     this.pool = new SlabPool(options.kvBudgetBytes);
+    this.memory = new KvMemoryManager(this.pool, () => this.sequences.values(), {
+      quota: options.tenantQuota,
+      crossTenantRelief: options.crossTenantCompression,
+      relief: [new CompressIdleSequences(compressionOf)],
+    });
     this.requests = new RequestLog(options.requestLog);
     this.sweeper = setInterval(() => this.expireIdle(), Math.max(100, Math.min(options.sequenceTtlMs / 4, 10_000)));
     this.sweeper.unref();
@@ -373,8 +376,8 @@ export class Engine {
       try {
         const copy = this.create(newSequenceId, caller);
         try {
-          this.admit(copy, source.bytes);
-          copy.copyFrom(source);
+          // copyFrom gives back what it took when it fails part-way; a copy that failed is released below.
+          this.allocate({ resident: copy, bytes: source.bytes, take: () => (copy.copyFrom(source), () => copy.release()) });
         } catch (error) {
           this.sequences.delete(keyOf(caller, newSequenceId));
           copy.release();
@@ -430,7 +433,7 @@ export class Engine {
       kvBytesDevice: this.pool.deviceBytes,
       kvLocation: this.model.runner.deviceCache?.location ?? "host",
       sequenceCount: own.length,
-      tenantKvBytes: own.reduce((sum, s) => sum + s.bytes, 0),
+      tenantKvBytes: this.memory.tenantBytes(caller.tenant),
       tenantSequenceCount: own.length,
       tenantKvBytesQuota: quota?.kvBytes ?? 0,
       tenantSequenceQuota: quota?.sequences ?? 0,
@@ -536,10 +539,8 @@ export class Engine {
   }
 
   private create(id: string, caller: Caller): Sequence {
-    const limit = this.options.tenantQuota?.sequences;
-    if (limit !== undefined && this.sequencesOf(caller.tenant).length >= limit) {
-      throw new EngineError("RESOURCE_EXHAUSTED", `the tenant holds ${limit} sequences, its quota; release one first`);
-    }
+    const refusal = this.memory.newSequenceRefusal(caller.tenant);
+    if (refusal) throw new EngineError("RESOURCE_EXHAUSTED", refusal);
     const { config } = this.model;
     const shape = { layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, headSize: config.headSize };
     const device = this.model.runner.deviceCache;
@@ -549,14 +550,12 @@ export class Engine {
   }
 
   private sequencesOf(tenant: string): Sequence[] {
-    return [...this.sequences.values()].filter((s) => s.tenant === tenant);
+    return this.memory.residentsOf(tenant);
   }
 
   private checkRequestTokens(count: number, what: string): void {
-    const limit = this.options.tenantQuota?.requestTokens;
-    if (limit !== undefined && count > limit) {
-      throw new EngineError("RESOURCE_EXHAUSTED", `${what} of ${count} tokens is over the quota of ${limit} tokens per request`);
-    }
+    const refusal = this.memory.requestTokensRefusal(count, what);
+    if (refusal) throw new EngineError("RESOURCE_EXHAUSTED", refusal);
   }
 
   /** An unknown id and another tenant's id get the same answer: nothing leaks. */
@@ -593,54 +592,16 @@ export class Engine {
     return sequence.maxHeadLength + 1 <= this.options.maxSequenceTokens;
   }
 
-  /**
-   * Makes room for `sequence` to grow to `bytes`. When the global budget is
-   * short, idle sequences that carry a decode budget are compressed first,
-   * least recently used first; nothing is evicted from a sequence that did
-   * not ask for eviction. Without crossTenantCompression only the requesting
-   * tenant's own sequences are candidates.
-   */
-  private admit(sequence: Sequence, bytes: number): void {
-    // The tenant's quota first: a request it refuses must not have compressed anyone's cache.
-    const quota = this.options.tenantQuota?.kvBytes;
-    if (quota !== undefined) {
-      const held = this.sequencesOf(sequence.tenant).reduce((sum, s) => sum + s.bytes, 0);
-      if (held - sequence.bytes + bytes > quota) {
-        throw new EngineError(
-          "RESOURCE_EXHAUSTED",
-          `tenant KV quota exhausted: ${bytes - sequence.bytes} bytes requested, ${Math.max(0, quota - held)} bytes free of the tenant's ${quota}`,
-        );
-      }
+  /** Admits `request` and takes its room, or throws RESOURCE_EXHAUSTED naming the quota or budget that refused it. */
+  private allocate(request: AllocationRequest<Sequence>): Reservation {
+    let reservation: Reservation | null;
+    try {
+      reservation = this.memory.allocate(request);
+    } catch (error) {
+      throw this.budgetError(error); // taking the room can still find the budget short (device memory)
     }
-    const shortfall = this.pool.used - sequence.bytes + bytes - this.pool.budgetBytes;
-    if (shortfall > 0) {
-      // Plan first, commit only if the plans free enough: a request that fails anyway evicts nothing.
-      const planned: [Sequence, PlannedEviction][] = [];
-      let reclaimable = 0;
-      const crossTenant = this.options.crossTenantCompression ?? true;
-      const candidates = [...this.sequences.values()]
-        .filter((s) => s !== sequence && !s.busy && s.decodeBudget && (crossTenant || s.tenant === sequence.tenant))
-        .sort((a, b) => a.lastUsed - b.lastUsed);
-      for (const candidate of candidates) {
-        if (reclaimable >= shortfall) break;
-        try {
-          const plan = candidate.decodeBudget!.planCompression(candidate);
-          planned.push([candidate, plan]);
-          reclaimable += candidate.bytes - plan.bytesAfter;
-        } catch (error) {
-          // A budget that cannot run now (e.g. its proxy queries have left the ring, or it scores
-          // keys still on the device: reading them back cannot wait here) is passed over.
-          if (!(error instanceof InvalidEvictionError || error instanceof KeysOnDevice)) throw error;
-        }
-      }
-      if (reclaimable >= shortfall) {
-        for (const [candidate, plan] of planned) {
-          const outcome = commitEviction(candidate, plan);
-          if (candidate.tenant !== sequence.tenant) observeCrossTenantCompression(candidate.tenant, sequence.tenant, outcome);
-        }
-      }
-    }
-    this.pool.assertRoom(bytes, sequence.bytes);
+    if (!reservation) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(request));
+    return reservation;
   }
 
   /** Refuses growth by `count` entries per head past the per-sequence cap. */
@@ -654,10 +615,8 @@ export class Engine {
   }
 
   /** Takes room for `count` more entries per head, all of it before any await: a concurrent admission must see these bytes as held. */
-  private reserve(sequence: Sequence, count: number): void {
-    this.admit(sequence, sequence.bytesWithRoomFor(count));
-    for (const layer of sequence.layers) layer.reserve(count);
-    sequence.recentQueries.reserve();
+  private reserve(sequence: Sequence, count: number): Reservation {
+    return this.allocate({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) });
   }
 
   /**
@@ -684,12 +643,11 @@ export class Engine {
    */
   private async decodeStep(sequence: Sequence, signal?: AbortSignal): Promise<void> {
     this.checkGrowth(sequence, 1);
-    const rooms = sequence.layers.map((layer) => layer.room());
+    const reservation = this.reserve(sequence, 1);
     try {
-      this.reserve(sequence, 1);
       await this.batcher.step(sequence, signal);
     } catch (error) {
-      sequence.layers.forEach((layer, l) => layer.restoreRoom(rooms[l]));
+      reservation.release();
       throw this.budgetError(error);
     }
   }
@@ -753,10 +711,9 @@ export class Engine {
     // A single chunk changes nothing until its step has succeeded, so only longer feeds need a
     // checkpoint (taking one copies attention mass and recent queries: too dear per step).
     const checkpoint = all.length > this.options.prefillChunkTokens ? sequence.checkpoint() : null;
-    // Without a checkpoint, what a failure must undo is the capacity reserved below.
-    const rooms = checkpoint ? null : sequence.layers.map((layer) => layer.room());
+    // Without a checkpoint, what a failure must undo is the capacity reserved here.
+    const reservation = this.reserve(sequence, all.length);
     try {
-      this.reserve(sequence, all.length);
       for (let start = 0; start < all.length; start += this.options.prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
         const chunk = all.slice(start, start + this.options.prefillChunkTokens);
@@ -780,7 +737,7 @@ export class Engine {
       }
     } catch (error) {
       if (checkpoint) sequence.rollback(checkpoint);
-      else sequence.layers.forEach((layer, l) => layer.restoreRoom(rooms![l]));
+      else reservation.release();
       throw this.budgetError(error);
     }
   }

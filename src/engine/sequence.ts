@@ -118,6 +118,23 @@ export class Sequence {
     return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), this.recentQueries.fullBytes);
   }
 
+  /**
+   * Takes room for `extra` more entries per head (all before any await: a concurrent admission
+   * must see these bytes as held); returns how to give the layers' room back.
+   */
+  reserveRoom(extra: number): () => void {
+    const rooms = this.layers.map((layer) => layer.room());
+    const giveBack = () => this.layers.forEach((layer, l) => layer.restoreRoom(rooms[l]));
+    try {
+      for (const layer of this.layers) layer.reserve(extra);
+      this.recentQueries.reserve();
+    } catch (error) {
+      giveBack();
+      throw error;
+    }
+    return giveBack;
+  }
+
   /** Between requests: ragged layers give back the room their shorter heads do not need. */
   settle(): void {
     for (const layer of this.layers) layer.settle();
