@@ -3,7 +3,7 @@ import { KvMemoryManager } from "../kv/memory-manager.js";
 import { SlabPool } from "../kv/slab-pool.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { evictionTelemetry } from "../telemetry/engine-telemetry.js";
-import { ANONYMOUS, type Caller } from "./caller.js";
+import { ANONYMOUS, type CallContext } from "./caller.js";
 import { DecodeStreams, type DecodeInput, type GeneratedToken } from "./decode-stream.js";
 import type { EngineModel } from "./engine-model.js";
 import { EngineError } from "./engine-error.js";
@@ -17,17 +17,17 @@ import { SequenceAdmission } from "./sequence-admission.js";
 import { compressionOf } from "./sequence-compression.js";
 import { SequenceEviction } from "./sequence-eviction.js";
 import { SequenceTable } from "./sequence-table.js";
-import { snapshotOf, type StatsSnapshot } from "./stats-snapshot.js";
+import { snapshotOf, type StatsQuery, type StatsSnapshot } from "./stats-snapshot.js";
 import { truncate, type TruncateOutcome } from "./truncate.js";
 
-export type { Caller } from "./caller.js";
+export type { CallContext, Caller } from "./caller.js";
 export { ANONYMOUS } from "./caller.js";
 export type { DecodeInput, FinishReason, GeneratedToken } from "./decode-stream.js";
 export type { EngineModel } from "./engine-model.js";
 export { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, type EngineOptions } from "./engine-options.js";
 export type { EvictionOutcome } from "./eviction-types.js";
 export { MAX_DISTRIBUTION_BYTES, type PrefillInput, type PrefillOutcome } from "./prefill.js";
-export type { SequenceSnapshot, StatsSnapshot } from "./stats-snapshot.js";
+export type { SequenceSnapshot, StatsQuery, StatsSnapshot } from "./stats-snapshot.js";
 export type { TruncateOutcome } from "./truncate.js";
 export type { TenantQuota } from "../kv/tenant-quota.js";
 
@@ -41,8 +41,9 @@ export interface ForkOutcome {
  * The engine's facade (docs/architecture.md): every public call on sequences, over the sequence
  * table, the memory manager, prefill and the decode streams. A call that fails leaves its
  * sequence exactly as it was; calls on different sequences run concurrently, and a second
- * concurrent call on one sequence is refused (ABORTED). Retries carrying a request id are
- * answered from the request log.
+ * concurrent call on one sequence is refused (ABORTED). Every call takes one CallContext: the
+ * caller (sequence ids are per tenant), the signal that cancels it, and the request id whose
+ * retries are answered from the request log.
  */
 export class Engine {
   readonly pool: SlabPool;
@@ -79,16 +80,17 @@ export class Engine {
     this.requests = new RequestLog(options.requestLog);
   }
 
-  prefill(input: PrefillInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): Promise<PrefillOutcome> {
-    const { requestId, sequenceId, ...content } = input;
+  prefill(input: PrefillInput, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<PrefillOutcome> {
+    const { sequenceId, ...content } = input;
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), () => this.prefiller.run(input, signal, caller));
   }
 
-  decode(input: DecodeInput, signal?: AbortSignal, caller: Caller = ANONYMOUS): AsyncGenerator<GeneratedToken> {
+  /** Generates tokens; a request id is not kept for Decode (a stream is not replayed). */
+  decode(input: DecodeInput, { caller = ANONYMOUS, signal }: CallContext = {}): AsyncGenerator<GeneratedToken> {
     return this.streams.run(input, signal, caller);
   }
 
-  evict(sequenceId: string, spec: EvictionSpec, caller: Caller = ANONYMOUS, requestId?: string): Promise<EvictionOutcome> {
+  evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<EvictionOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Evict", sequenceId, spec), async () => {
       const sequence = this.table.lookup(caller, sequenceId);
       const resolved = this.eviction.resolve(spec, sequence.maxHeadLength);
@@ -100,7 +102,7 @@ export class Engine {
    * Copies `sequenceId` under `newSequenceId` (same tenant): cache, recent queries, where generation
    * stands and its decode budget. Nothing is shared, so the copy's bytes count against the budgets.
    */
-  fork(sequenceId: string, newSequenceId: string, caller: Caller = ANONYMOUS, requestId?: string): Promise<ForkOutcome> {
+  fork(sequenceId: string, newSequenceId: string, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<ForkOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Fork", sequenceId, { newSequenceId }), async () => {
       const source = this.table.lookup(caller, sequenceId);
       if (this.table.get(caller, newSequenceId)) {
@@ -123,7 +125,7 @@ export class Engine {
     });
   }
 
-  release(sequenceId: string, caller: Caller = ANONYMOUS, requestId?: string): Promise<{ found: boolean; freedBytes: number }> {
+  release(sequenceId: string, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<{ found: boolean; freedBytes: number }> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Release", sequenceId, {}), async () => {
       const sequence = this.table.get(caller, sequenceId);
       if (!sequence) return { found: false, freedBytes: 0 };
@@ -136,21 +138,22 @@ export class Engine {
    * Rolls a sequence back to its first `length` tokens (see truncate.ts),
    * once a Decode the client cancelled on it has wound down.
    */
-  truncate(sequenceId: string, length: number, caller: Caller = ANONYMOUS, requestId?: string): Promise<TruncateOutcome> {
+  truncate(sequenceId: string, length: number, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<TruncateOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Truncate", sequenceId, { length }), async () => {
-      await this.settled(sequenceId, caller);
+      await this.settled(sequenceId, { caller });
       const sequence = this.table.lookup(caller, sequenceId);
       return this.table.withSequence(sequence, false, async () => truncate(sequence, length));
     });
   }
 
   /** Resolves once the Decode calls the client cancelled on the caller's sequences (or the one named) have wound down. */
-  settled(sequenceId: string | undefined, caller: Caller = ANONYMOUS): Promise<void> {
+  settled(sequenceId: string | undefined, { caller = ANONYMOUS }: CallContext = {}): Promise<void> {
     const chosen = sequenceId ? [this.table.get(caller, sequenceId)] : this.table.ofTenant(caller.tenant);
     return this.streams.settled(chosen.filter((s) => s !== undefined));
   }
 
-  stats(sequenceId?: string, includePositions = false, caller: Caller = ANONYMOUS, includeTokenIds = false): StatsSnapshot {
+  stats(query: StatsQuery = {}, { caller = ANONYMOUS }: CallContext = {}): StatsSnapshot {
+    const { sequenceId } = query;
     const own = this.table.ofTenant(caller.tenant);
     const chosen = sequenceId ? [this.table.lookup(caller, sequenceId)] : own;
     const now = Date.now();
@@ -167,7 +170,7 @@ export class Engine {
       tenantSequenceCount: own.length,
       tenantKvBytesQuota: quota?.kvBytes ?? 0,
       tenantSequenceQuota: quota?.sequences ?? 0,
-      sequences: chosen.map((s) => snapshotOf(s, now, { includePositions, includeTokenIds })),
+      sequences: chosen.map((s) => snapshotOf(s, now, query)),
     };
   }
 

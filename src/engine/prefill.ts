@@ -14,8 +14,6 @@ import type { SequenceTable } from "./sequence-table.js";
 
 export interface PrefillInput extends PromptContent {
   sequenceId: string;
-  /** Makes retries idempotent: a completed request with this id is answered from its stored result. */
-  requestId?: string;
   eviction?: EvictionSpec;
   /** Score the fed tokens, with this many top alternatives per position (and every token's, with `distribution`). */
   logprobs?: { top: number; distribution?: boolean };
