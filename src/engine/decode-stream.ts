@@ -90,7 +90,7 @@ export class DecodeStreams {
       if (sequence.position >= limit) {
         throw new EngineError("OUT_OF_RANGE", `sequence '${sequence.id}' is at position ${sequence.position}, the model's trained context`);
       }
-      if (input.eviction) sequence.decodeBudget = this.eviction.decodeBudgetFor(input.eviction, sequence);
+      if (input.eviction) sequence.keepWithin(this.eviction.decodeBudgetFor(input.eviction, sequence));
       const stops = new Set(input.stopTokenIds.length > 0 || input.ignoreEos ? input.stopTokenIds : this.model.defaultStopTokens);
       const sampler = new Sampler(input.sampling);
       const text = new TextDecoder("utf-8");
@@ -125,7 +125,7 @@ export class DecodeStreams {
       this.batcher.leave();
       // The arena serves running streams only; with none left, its memory goes back.
       if (this.batcher.idle) this.arenas.clear();
-      if (produced === 0) sequence.decodeBudget = standing;
+      if (produced === 0) sequence.keepWithin(standing);
       sequence.settle();
       sequence.unclaim();
       untrack();

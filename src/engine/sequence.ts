@@ -51,8 +51,7 @@ export class Sequence {
   private usedAt = Date.now();
   private claimed = false;
   private lazy: number[] = [];
-  /** The standing budget Decode keeps the sequence within, if one was set. */
-  decodeBudget: StandingBudget | null = null;
+  private budget: StandingBudget | null = null;
 
   constructor(
     readonly id: string,
@@ -113,6 +112,16 @@ export class Sequence {
   /** Layers the latest eviction judged lazy (SimLayerKV). */
   get lazyLayers(): number[] {
     return this.lazy;
+  }
+
+  /** The standing budget Decode keeps the sequence within, if one was set. */
+  get decodeBudget(): StandingBudget | null {
+    return this.budget;
+  }
+
+  /** Sets (or, with null, removes) the standing decode budget. */
+  keepWithin(budget: StandingBudget | null): void {
+    this.budget = budget;
   }
 
   /** Holds the sequence for a call; refuses (ABORTED) while another holds it, unless `fresh` (just created, so no one else can). */
@@ -290,7 +299,7 @@ export class Sequence {
     this.pending = source.pending;
     this.last = source.last;
     this.logits = source.logits;
-    this.decodeBudget = source.decodeBudget; // immutable: shared
+    this.budget = source.budget; // immutable: shared
     this.lazy = [...source.lazy];
   }
 
