@@ -201,7 +201,7 @@ for (const length of lengths) {
     full.push(median((await decodeInProcess("steps", stepsPerLength + 1)).slice(1)));
     await engine.release("steps");
     await engine.prefill({ sequenceId: "steps", tokenIds: prompt(length), eviction: { policy: "streaming_llm", budget: { keepFraction: 0.2 }, params: {} } });
-    kept = engine.stats("steps").sequences[0].headLengths[0][0];
+    kept = engine.stats({ sequenceId: "steps" }).sequences[0].headLengths[0][0];
     evicted.push(median((await decodeInProcess("steps", stepsPerLength + 1)).slice(1)));
     await engine.release("steps");
   }
@@ -235,7 +235,7 @@ for (let i = 0; i < churnSequences; i++) {
 const raggedBudget = 96;
 const raggedTokens = 301;
 await engine.prefill({ sequenceId: "ragged", tokenIds: prompt(raggedTokens), eviction: { policy: "adakv", budget: { maxTokens: raggedBudget }, params: {} } });
-const [ragged] = engine.stats("ragged").sequences;
+const [ragged] = engine.stats({ sequenceId: "ragged" }).sequences;
 const { layers: layerCount, heads: queryHeads, headSize, kvHeads } = weights.config;
 const ringBytes = new RecentQueryRing(new SlabPool(0), { layers: layerCount, heads: queryHeads, headSize }, engineOptions.recentQueryRows).fullBytes;
 const entryBytes = floatsPerEntry({ kvHeads, headSize }) * 4;

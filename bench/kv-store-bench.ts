@@ -45,8 +45,9 @@ function benchmarkSnapshot(): KvSnapshot {
     layer.append(rows, rows, 0, KEPT, 0, new Float32Array(SHAPE.kvHeads * 2 * KEPT).map(random), 0, KEPT);
   }
   sequence.recentQueries.push(new Float32Array(SHAPE.layers * SHAPE.heads * 64 * SHAPE.headSize).map(random), 64, KEPT - 64);
-  sequence.recordFed(Array.from({ length: KEPT * 5 }, (_, i) => i % 32_000));
-  sequence.lastLogits = new Float32Array(32_000).map(random);
+  const fedTokenIds = Array.from({ length: KEPT * 5 }, (_, i) => i % 32_000);
+  const lastLogits = new Float32Array(32_000).map(random);
+  sequence.resume({ fedTokenIds, evictedAt: fedTokenIds.length, pendingToken: null, lastToken: fedTokenIds.at(-1)!, lastLogits, decodeBudget: null, lazyLayers: [] });
   return captureSnapshot(sequence);
 }
 

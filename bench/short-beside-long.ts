@@ -45,7 +45,7 @@ export async function shortBesideLong(engine: Engine, longId: string, shortToken
   let aloneDone = (): void => undefined;
   const longAloneDone = new Promise<void>((resolve) => (aloneDone = resolve));
   const long = (async () => {
-    for await (const _ of engine.decode({ sequenceId: longId, maxNewTokens: 1_000_000, sampling: GREEDY, stopTokenIds: [], ignoreEos: true }, stop.signal)) {
+    for await (const _ of engine.decode({ sequenceId: longId, maxNewTokens: 1_000_000, sampling: GREEDY, stopTokenIds: [], ignoreEos: true }, { signal: stop.signal })) {
       longTokens++;
       if (longTokens === 2 || longTokens === 2 + LONG_ALONE_TOKENS) marks.push(performance.now());
       if (longTokens === 2 + LONG_ALONE_TOKENS) aloneDone();

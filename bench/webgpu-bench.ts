@@ -95,7 +95,7 @@ for (const length of lengths) {
   for (let round = 0; round < rounds; round++) {
     for (const [name, engine] of [["cpu", cpu], ["gpu", gpu]] as const) {
       await engine.prefill({ sequenceId: "steps", tokenIds: prompt(length) });
-      if (name === "gpu") deviceMiB = engine.stats("steps").kvBytesDevice / 2 ** 20;
+      if (name === "gpu") deviceMiB = engine.stats({ sequenceId: "steps" }).kvBytesDevice / 2 ** 20;
       timing[`${name}Full`].push(median((await timedGreedyDecode(engine, "steps", stepsPerLength + 1)).gaps));
       await engine.release("steps");
       await engine.prefill({ sequenceId: "steps", tokenIds: prompt(length), eviction: { policy: "streaming_llm", budget: { keepFraction: 0.2 }, params: {} } });

@@ -29,8 +29,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
   if (plan && view) {
     if (planned.observer.measuring()) share = shareIfKeysReadable(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
-    sequence.lazyLayers = plan.lazyLayers ?? [];
-    sequence.evictedAt = sequence.fedTokens;
+    sequence.recordEviction(plan.lazyLayers ?? []);
   }
   const outcome: EvictionOutcome = {
     policy: planned.policy.name,

@@ -2,7 +2,10 @@ import { DeviceLayerCache } from "../kv/device-layer-cache.js";
 import { LayerCache, type KvDtype, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
+import type { StepOutput } from "../model/model-runner.js";
 import type { CacheShape, CacheView, EvictionSpec } from "../policies/policy.js";
+import { EngineError } from "./engine-error.js";
+import type { GenerationState } from "../kv/store/sequence-snapshot.js";
 import type { EvictionOutcome, PlannedEviction } from "./eviction-types.js";
 
 /** What a failed call must restore so the sequence is exactly as before it. */
@@ -39,28 +42,21 @@ export interface StandingBudget {
  * generation stands. A token sampled by Decode belongs to the sequence at once
  * but is fed to the model lazily (`pendingToken`), by the next call that needs
  * its keys and values, so a Decode call never runs a step it does not use.
+ * Where generation stands changes only through the sequence's own methods.
  */
 export class Sequence {
   readonly layers: LayerCache[];
   readonly recentQueries: RecentQueryRing;
-  /** Tokens whose keys and values have been computed. */
-  fedTokens = 0;
-  /** The ids of those tokens, by position. */
-  readonly fedTokenIds: number[] = [];
-  /** Tokens fed when an eviction last dropped entries (0: none did): truncating below it cannot be exact. */
-  evictedAt = 0;
-  pendingToken: number | null = null;
-  /** The most recent token of the sequence (-1 when empty); decoding a piece depends on it. */
-  lastToken = -1;
-  /** Logits after the last fed token; the next token is chosen from them. */
-  lastLogits: Float32Array | null = null;
-  lastUsed = Date.now();
-  /** The standing budget Decode keeps the sequence within, if one was set. */
-  decodeBudget: StandingBudget | null = null;
-  /** Layers the latest eviction judged lazy (SimLayerKV). */
-  lazyLayers: number[] = [];
-  /** Set while a call mutates the sequence; a second one is refused. */
-  busy = false;
+  /** The ids of the fed tokens, by position. */
+  private readonly fed: number[] = [];
+  private evictedAtTokens = 0;
+  private pending: number | null = null;
+  private last = -1;
+  private logits: Float32Array | null = null;
+  private usedAt = Date.now();
+  private claimed = false;
+  private lazy: number[] = [];
+  private budget: StandingBudget | null = null;
 
   constructor(
     readonly id: string,
@@ -78,6 +74,73 @@ export class Sequence {
     this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows);
   }
 
+  /** Tokens whose keys and values have been computed. */
+  get fedTokens(): number {
+    return this.fed.length;
+  }
+
+  /** The ids of those tokens, by position. */
+  get fedTokenIds(): readonly number[] {
+    return this.fed;
+  }
+
+  /** Tokens fed when an eviction last dropped entries (0: none did): truncating below it cannot be exact. */
+  get evictedAt(): number {
+    return this.evictedAtTokens;
+  }
+
+  /** A sampled token not yet fed to the model. */
+  get pendingToken(): number | null {
+    return this.pending;
+  }
+
+  /** The most recent token of the sequence (-1 when empty); decoding a piece depends on it. */
+  get lastToken(): number {
+    return this.last;
+  }
+
+  /** Logits after the last fed token; the next token is chosen from them. */
+  get lastLogits(): Float32Array | null {
+    return this.logits;
+  }
+
+  /** When a call last touched the sequence (Date.now()). */
+  get lastUsed(): number {
+    return this.usedAt;
+  }
+
+  /** Set while a call mutates the sequence; a second one is refused. */
+  get busy(): boolean {
+    return this.claimed;
+  }
+
+  /** Layers the latest eviction judged lazy (SimLayerKV). */
+  get lazyLayers(): number[] {
+    return this.lazy;
+  }
+
+  /** The standing budget Decode keeps the sequence within, if one was set. */
+  get decodeBudget(): StandingBudget | null {
+    return this.budget;
+  }
+
+  /** Sets (or, with null, removes) the standing decode budget. */
+  keepWithin(budget: StandingBudget | null): void {
+    this.budget = budget;
+  }
+
+  /** Holds the sequence for a call; refuses (ABORTED) while another holds it, unless `fresh` (just created, so no one else can). */
+  claim(fresh = false): void {
+    if (this.claimed && !fresh) throw new EngineError("ABORTED", `sequence '${this.id}' is busy with another call`);
+    this.claimed = true;
+  }
+
+  /** Ends the call's hold; the sequence counts as used now. */
+  unclaim(): void {
+    this.claimed = false;
+    this.usedAt = Date.now();
+  }
+
   /** Tokens that belong to the sequence; the next one takes this position. */
   get position(): number {
     return this.fedTokens + (this.pendingToken === null ? 0 : 1);
@@ -85,13 +148,69 @@ export class Sequence {
 
   /** Every token of the sequence, by position: those fed, then the pending one. */
   get tokenIds(): number[] {
-    return this.pendingToken === null ? [...this.fedTokenIds] : [...this.fedTokenIds, this.pendingToken];
+    return this.pending === null ? [...this.fed] : [...this.fed, this.pending];
   }
 
-  /** Records tokens whose keys and values a step has just appended. */
-  recordFed(tokens: readonly number[]): void {
-    for (const token of tokens) this.fedTokenIds.push(token);
-    this.fedTokens += tokens.length;
+  /**
+   * Stores what a step computed for `chunk` as member `member` of the step's batch: from the
+   * step's [L, B, Hkv, S, d] keys and values this member's rows, its attention mass and recent
+   * queries, and the logits after its last token. The pending token, if fed, is no longer pending.
+   */
+  absorbStep(out: StepOutput, chunk: readonly number[], member: number, queryRows: number, vocabSize: number): void {
+    const { kvHeads, headSize } = this.shape;
+    const count = chunk.length;
+    const batch = out.batchSize;
+    const rows = Math.round(out.logits.length / (batch * vocabSize)); // logit rows per sequence
+    this.layers.forEach((layer, l) => {
+      const past = out.pastSlots[l];
+      const keysAt = (l * batch + member) * kvHeads * count * headSize;
+      const colsumAt = member * kvHeads * (past + count);
+      layer.append(out.newKeys, out.newValues, keysAt, count, this.fedTokens, out.attentionColsums[l], colsumAt, past);
+    });
+    this.recentQueries.push(out.queries, queryRows, this.fedTokens + count - queryRows, batch, member);
+    for (const token of chunk) this.fed.push(token);
+    this.logits = out.logits.slice(((member + 1) * rows - 1) * vocabSize, (member + 1) * rows * vocabSize);
+    this.pending = null;
+    this.last = chunk[count - 1];
+  }
+
+  /** Takes a token Decode sampled: it belongs to the sequence now, and is fed by the next step. */
+  acceptSampled(tokenId: number): void {
+    this.pending = tokenId;
+    this.last = tokenId;
+    this.usedAt = Date.now();
+  }
+
+  /** An eviction has dropped entries now; `lazyLayers` are those it judged lazy. */
+  recordEviction(lazyLayers: number[]): void {
+    this.lazy = lazyLayers;
+    this.evictedAtTokens = this.fedTokens;
+  }
+
+  /** Drops the pending token only: the logits that chose it stay valid. */
+  dropPendingToken(): void {
+    const ids = this.tokenIds;
+    this.pending = null;
+    this.last = ids[this.fedTokens - 1] ?? -1;
+  }
+
+  /**
+   * Keeps the first `length` tokens: the first `length - 1` stay fed (no logits after token
+   * `length - 1` are kept, so it becomes pending and is fed again by the next step). The caller
+   * checked that no eviction dropped entries below that.
+   */
+  cutTo(length: number): void {
+    const ids = this.tokenIds;
+    const keep = Math.max(0, length - 1);
+    for (const layer of this.layers) {
+      if (keep === 0) layer.release();
+      else layer.retain(layer.headPositions().map((positions) => Int32Array.from(positions.keys()).filter((slot) => positions[slot] < keep)));
+    }
+    this.recentQueries.dropFrom(keep);
+    this.fed.length = keep;
+    this.pending = length > 0 ? ids[length - 1] : null;
+    this.last = length > 0 ? ids[length - 1] : -1;
+    this.logits = null;
   }
 
   get bytes(): number {
@@ -122,6 +241,23 @@ export class Sequence {
     return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), this.recentQueries.fullBytes);
   }
 
+  /**
+   * Takes room for `extra` more entries per head (all before any await: a concurrent admission
+   * must see these bytes as held); returns how to give the layers' room back.
+   */
+  reserveRoom(extra: number): () => void {
+    const rooms = this.layers.map((layer) => layer.room());
+    const giveBack = () => this.layers.forEach((layer, l) => layer.restoreRoom(rooms[l]));
+    try {
+      for (const layer of this.layers) layer.reserve(extra);
+      this.recentQueries.reserve();
+    } catch (error) {
+      giveBack();
+      throw error;
+    }
+    return giveBack;
+  }
+
   /** Between requests: ragged layers give back the room their shorter heads do not need. */
   settle(): void {
     for (const layer of this.layers) layer.settle();
@@ -137,22 +273,21 @@ export class Sequence {
       layers: this.layers.map((layer) => layer.checkpoint()),
       recentQueries: this.recentQueries.checkpoint(),
       fedTokens: this.fedTokens,
-      evictedAt: this.evictedAt,
-      pendingToken: this.pendingToken,
-      lastToken: this.lastToken,
-      lastLogits: this.lastLogits,
+      evictedAt: this.evictedAtTokens,
+      pendingToken: this.pending,
+      lastToken: this.last,
+      lastLogits: this.logits,
     };
   }
 
   rollback(checkpoint: SequenceCheckpoint): void {
     this.layers.forEach((layer, l) => layer.rollback(checkpoint.layers[l]));
     this.recentQueries.rollback(checkpoint.recentQueries);
-    this.fedTokens = checkpoint.fedTokens;
-    this.fedTokenIds.length = checkpoint.fedTokens;
-    this.evictedAt = checkpoint.evictedAt;
-    this.pendingToken = checkpoint.pendingToken;
-    this.lastToken = checkpoint.lastToken;
-    this.lastLogits = checkpoint.lastLogits;
+    this.fed.length = checkpoint.fedTokens;
+    this.evictedAtTokens = checkpoint.evictedAt;
+    this.pending = checkpoint.pendingToken;
+    this.last = checkpoint.lastToken;
+    this.logits = checkpoint.lastLogits;
   }
 
   /** Becomes a copy of `source` (a new, empty sequence of the same shape): cache, recent queries and where generation stands. */
@@ -164,14 +299,25 @@ export class Sequence {
       this.release(); // the budget ran out part-way: nothing stays held
       throw error;
     }
-    this.fedTokens = source.fedTokens;
-    for (const token of source.fedTokenIds) this.fedTokenIds.push(token);
-    this.evictedAt = source.evictedAt;
-    this.pendingToken = source.pendingToken;
-    this.lastToken = source.lastToken;
-    this.lastLogits = source.lastLogits;
-    this.decodeBudget = source.decodeBudget; // immutable: shared
-    this.lazyLayers = [...source.lazyLayers];
+    for (const token of source.fed) this.fed.push(token);
+    this.evictedAtTokens = source.evictedAtTokens;
+    this.pending = source.pending;
+    this.last = source.last;
+    this.logits = source.logits;
+    this.budget = source.budget; // immutable: shared
+    this.lazy = [...source.lazy];
+  }
+
+  /** Takes up where a stored snapshot's generation stood; its caches were filled already (src/kv/store/sequence-snapshot.ts). */
+  resume(state: GenerationState<StandingBudget>): void {
+    if (this.fed.length !== 0 || this.pending !== null) throw new Error("only a new, empty sequence can resume a snapshot");
+    for (const token of state.fedTokenIds) this.fed.push(token);
+    this.evictedAtTokens = state.evictedAt;
+    this.pending = state.pendingToken;
+    this.last = state.lastToken;
+    this.logits = state.lastLogits;
+    this.budget = state.decodeBudget;
+    this.lazy = [...state.lazyLayers];
   }
 
   release(): number {

@@ -18,11 +18,9 @@ export function truncate(sequence: Sequence, length: number): TruncateOutcome {
     throw new EngineError("OUT_OF_RANGE", `length ${length} is past sequence '${sequence.id}', which holds ${position} tokens`);
   }
   if (length === position) return { position, droppedTokens: 0, kvBytes: sequence.bytes };
-  const ids = sequence.tokenIds;
   if (length === fedTokens) {
     // Only the pending token goes: the logits that chose it stay valid.
-    sequence.pendingToken = null;
-    sequence.lastToken = ids[length - 1] ?? -1;
+    sequence.dropPendingToken();
     return { position: length, droppedTokens: 1, kvBytes: sequence.bytes };
   }
   // No logits after token length - 1 are kept: it leaves the cache and is fed again by the next step.
@@ -39,15 +37,6 @@ export function truncate(sequence: Sequence, length: number): TruncateOutcome {
       `sequence '${sequence.id}' has a standing decode budget (${sequence.decodeBudget.policyName}) whose evictions would score attention that the ${fedTokens - keep} dropped fed tokens paid to the kept entries; truncating to ${length} cannot be exact`,
     );
   }
-  for (const layer of sequence.layers) {
-    if (keep === 0) layer.release();
-    else layer.retain(layer.headPositions().map((positions) => Int32Array.from(positions.keys()).filter((slot) => positions[slot] < keep)));
-  }
-  sequence.recentQueries.dropFrom(keep);
-  sequence.fedTokenIds.length = keep;
-  sequence.fedTokens = keep;
-  sequence.pendingToken = length > 0 ? ids[length - 1] : null;
-  sequence.lastToken = length > 0 ? ids[length - 1] : -1;
-  sequence.lastLogits = null;
+  sequence.cutTo(length);
   return { position: sequence.position, droppedTokens: position - length, kvBytes: sequence.bytes };
 }

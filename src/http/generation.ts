@@ -91,7 +91,7 @@ export class Generation {
     let prefill: SessionPrefill;
     if (request.session) prefill = await sessions.prefill(engine, request.session, request.prompt, eviction, scope);
     else {
-      const outcome = await engine.prefill({ sequenceId, ...request.prompt, eviction }, scope.signal, scope.caller);
+      const outcome = await engine.prefill({ sequenceId, ...request.prompt, eviction }, { caller: scope.caller, signal: scope.signal });
       prefill = { outcome, promptTokens: outcome.promptTokens, cachedTokens: 0 };
     }
     scope.annotate({ [GEN_AI.usageInputTokens]: prefill.outcome.promptTokens, [KVWARDEN.position]: prefill.outcome.position });
@@ -118,7 +118,7 @@ export class Generation {
 
   /** Releases the sequences this request made (never the session's own). */
   async close(): Promise<void> {
-    for (const sequenceId of this.owned.splice(0)) await this.engine.release(sequenceId, this.scope.caller);
+    for (const sequenceId of this.owned.splice(0)) await this.engine.release(sequenceId, { caller: this.scope.caller });
   }
 
   /** Choice 0 decodes the prefilled sequence; the others, and the scoring copies, are forks of it. */
@@ -131,7 +131,7 @@ export class Generation {
   }
 
   private async forkOf(sequenceId: string, newSequenceId: string): Promise<string> {
-    await this.engine.fork(sequenceId, newSequenceId, this.scope.caller);
+    await this.engine.fork(sequenceId, newSequenceId, { caller: this.scope.caller });
     this.owned.push(newSequenceId);
     return newSequenceId;
   }
@@ -175,7 +175,7 @@ export class Generation {
    */
   private async score(index: number, tokenId: number, previous: number): Promise<TokenScore> {
     const { engine, scope } = this;
-    const outcome = await engine.prefill({ sequenceId: this.scoringIds[index], tokenIds: [tokenId], logprobs: { top: this.request.topLogprobs! } }, scope.signal, scope.caller);
+    const outcome = await engine.prefill({ sequenceId: this.scoringIds[index], tokenIds: [tokenId], logprobs: { top: this.request.topLogprobs! } }, { caller: scope.caller, signal: scope.signal });
     const scored: TokenLogprob = outcome.logprobs![0];
     const piece = (id: number) => {
       const bytes = engine.model.tokenizer.tokenBytes(id, previous);

@@ -39,7 +39,7 @@ export class KvSessions {
     const key = `${scope.caller.tenant}\u0000${session}`;
     const held = heldTokens(engine, sequenceId, scope);
     if (held === undefined) {
-      const outcome = await engine.prefill({ sequenceId, ...prompt, eviction }, scope.signal, scope.caller);
+      const outcome = await engine.prefill({ sequenceId, ...prompt, eviction }, { caller: scope.caller, signal: scope.signal });
       this.remember(key, outcome.promptTokens);
       return { outcome, promptTokens: outcome.promptTokens, cachedTokens: 0 };
     }
@@ -57,8 +57,8 @@ export class KvSessions {
     }
     // At least one token is fed, so that the reply is sampled from fresh logits.
     const keep = Math.min(common, fresh.length - 1);
-    if (keep < held.length) await engine.truncate(sequenceId, keep, scope.caller);
-    const outcome = await engine.prefill({ sequenceId, tokenIds: fresh.slice(keep), eviction }, scope.signal, scope.caller);
+    if (keep < held.length) await engine.truncate(sequenceId, keep, { caller: scope.caller, signal: scope.signal });
+    const outcome = await engine.prefill({ sequenceId, tokenIds: fresh.slice(keep), eviction }, { caller: scope.caller, signal: scope.signal });
     this.remember(key, fresh.length);
     return { outcome, promptTokens: fresh.length, cachedTokens: keep };
   }
@@ -66,7 +66,7 @@ export class KvSessions {
   /** Ends a session; false when the tenant has no such session. */
   async release(engine: Engine, session: string, scope: RpcScope): Promise<boolean> {
     this.promptEnds.delete(`${scope.caller.tenant}\u0000${session}`);
-    const { found } = await engine.release(this.sequenceIdOf(session), scope.caller);
+    const { found } = await engine.release(this.sequenceIdOf(session), { caller: scope.caller });
     return found;
   }
 
@@ -80,7 +80,7 @@ export class KvSessions {
 /** The session's tokens, or undefined when it does not exist (never made, released or expired). */
 function heldTokens(engine: Engine, sequenceId: string, scope: RpcScope): number[] | undefined {
   try {
-    return engine.stats(sequenceId, false, scope.caller, true).sequences[0].tokenIds;
+    return engine.stats({ sequenceId, includeTokenIds: true }, { caller: scope.caller }).sequences[0].tokenIds;
   } catch (error) {
     if (error instanceof EngineError && error.code === "NOT_FOUND") return undefined;
     throw error;

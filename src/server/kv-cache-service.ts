@@ -49,15 +49,13 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
       const outcome = await engine().prefill(
         {
           sequenceId: sequenceIdOf(request),
-          requestId: requestIdOf(request),
           tokenIds: request.tokenIds,
           text: request.text,
           messages: request.messages,
           eviction: request.eviction && evictionSpecOf(request.eviction),
           logprobs: logprobsOf(request),
         },
-        scope.signal,
-        scope.caller,
+        { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) },
       );
       scope.annotate({ [GEN_AI.usageInputTokens]: outcome.promptTokens, [KVWARDEN.position]: outcome.position, [KVWARDEN.kvBytes]: outcome.kvBytes });
       scope.logContent(() => ({ prompt: decodeTokens(engine().model.tokenizer, outcome.tokenIds) }));
@@ -78,15 +76,15 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
       const sequenceId = sequenceIdOf(request);
       if (!request.eviction) throw new EngineError("INVALID_ARGUMENT", "eviction is required");
-      const outcome = await engine().evict(sequenceId, evictionSpecOf(request.eviction), scope.caller, requestIdOf(request));
+      const outcome = await engine().evict(sequenceId, evictionSpecOf(request.eviction), { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
       return { sequenceId, eviction: evictionResultOf(outcome) };
     }),
 
     stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", async (request, scope) => {
       const sequenceId = request.sequenceId === "" ? undefined : sequenceIdOf(request);
       // What a cancelled Decode leaves, not a sequence still changing.
-      await engine().settled(sequenceId, scope.caller);
-      const stats = engine().stats(sequenceId, request.includePositions, scope.caller, request.includeTokenIds);
+      await engine().settled(sequenceId, { caller: scope.caller });
+      const stats = engine().stats({ sequenceId, includePositions: request.includePositions, includeTokenIds: request.includeTokenIds }, { caller: scope.caller });
       return {
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),
@@ -107,21 +105,21 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
     truncate: runtime.unary<TruncateRequest, TruncateResponse>("Truncate", "always", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
       const sequenceId = sequenceIdOf(request);
-      const outcome = await engine().truncate(sequenceId, request.length, scope.caller, requestIdOf(request));
+      const outcome = await engine().truncate(sequenceId, request.length, { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
       scope.annotate({ [KVWARDEN.position]: outcome.position, [KVWARDEN.kvBytes]: outcome.kvBytes });
       return { sequenceId, position: outcome.position, droppedTokens: outcome.droppedTokens, kvBytes: BigInt(outcome.kvBytes) };
     }),
 
     release: runtime.unary<ReleaseRequest, ReleaseResponse>("Release", "always", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
-      const { found, freedBytes } = await engine().release(sequenceIdOf(request), scope.caller, requestIdOf(request));
+      const { found, freedBytes } = await engine().release(sequenceIdOf(request), { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
       return { found, freedBytes: BigInt(freedBytes) };
     }),
 
     fork: runtime.unary<ForkRequest, ForkResponse>("Fork", "work", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
       const newSequenceId = sequenceIdOf({ sequenceId: request.newSequenceId }, "new_sequence_id");
-      const outcome = await engine().fork(sequenceIdOf(request), newSequenceId, scope.caller, requestIdOf(request));
+      const outcome = await engine().fork(sequenceIdOf(request), newSequenceId, { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
       return { newSequenceId: outcome.newSequenceId, position: outcome.position, kvBytes: BigInt(outcome.kvBytes) };
     }),
 
@@ -201,7 +199,7 @@ export async function* decode(engine: Engine, request: DecodeRequest, scope: Rpc
   );
   const spanContext = trace.setSpan(scope.context, span);
   const started = performance.now();
-  const tokens = engine.decode({ ...input, backpressure: () => scope.backpressure() }, scope.signal, scope.caller);
+  const tokens = engine.decode({ ...input, backpressure: () => scope.backpressure() }, { caller: scope.caller, signal: scope.signal });
   let produced = 0;
   let output = "";
   let finishReason: string | undefined;

@@ -80,7 +80,7 @@ export class KvwardenServer {
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
     const { authenticator, metrics } = options;
     const tenantUsage = (tenant: string) => {
-      const stats = this.engine?.stats(undefined, false, { tenant });
+      const stats = this.engine?.stats({}, { caller: { tenant } });
       return stats && { kvBytes: stats.tenantKvBytes, sequences: stats.tenantSequenceCount };
     };
     const runtimeOptions = {

@@ -5,7 +5,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine, EngineModel, TenantQuota } from "../../src/engine/engine.js";
-import type { Sequence } from "../../src/engine/sequence.js";
 import type { KvCacheClient, PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call } from "../support/test-server.js";
@@ -39,8 +38,7 @@ const keyOf = (tenant: string, id: string) => `${tenant}\u0000${id}`;
 
 /** Waits until no call holds a sequence: a cancelled Decode's server side ends a moment after its client gave up. */
 async function settled(engine: Engine): Promise<void> {
-  const sequences = engine["sequences"] as Map<string, Sequence>;
-  while ([...sequences.values()].some((s) => s.busy)) await new Promise((resolve) => setTimeout(resolve, 1));
+  while ([...engine["table"].all()].some((s) => s.busy)) await new Promise((resolve) => setTimeout(resolve, 1));
 }
 
 /** Which sequences a finished call may have changed, given how it ended. */

@@ -116,7 +116,7 @@ describe("OpenAI HTTP API errors", () => {
     expect(await response.json()).toEqual({
       error: { message: "the tenant holds 1 sequences, its quota; release one first", type: "rate_limit_error", param: null, code: "resource_exhausted" },
     });
-    expect(sidecar.engine.stats(undefined, false, { tenant: "bob" }).tenantSequenceCount).toBe(0);
+    expect(sidecar.engine.stats({}, { caller: { tenant: "bob" } }).tenantSequenceCount).toBe(0);
     const refused = await failure(sidecar.openai(BOB).completions.create({ model: MODEL, prompt: "Once", max_tokens: 2, n: 2 }));
     expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
   });

@@ -137,7 +137,7 @@ describe("each tenant's request ids are its own, and expire", () => {
     const bobPrefill = { sequenceId: "doc", tokenIds: [1, 403], requestId: "bob-1" };
     await call(bob, bob.prefill, bobPrefill);
     // The flood runs on the engine as Bob (the same path a gRPC Release takes), so that 100,050 calls stay quick.
-    for (let i = 0; i < 100_050; i++) await sidecar.engine.release("nothing", { tenant: "bob" }, `flood-${i}`);
+    for (let i = 0; i < 100_050; i++) await sidecar.engine.release("nothing", { caller: { tenant: "bob" }, requestId: `flood-${i}` });
 
     expect(await call(alice, alice.prefill, prefill)).toEqual(stored);
     expect(await position(alice, "doc")).toBe(2);

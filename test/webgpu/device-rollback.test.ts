@@ -50,10 +50,10 @@ describe("a device-resident cache after a failed prefill", () => {
     const onCpu = new Engine(cpu, options);
     await onGpu.prefill({ sequenceId: "s", tokenIds: PROMPT });
     await onCpu.prefill({ sequenceId: "s", tokenIds: PROMPT });
-    const before = onGpu.stats("s", true);
+    const before = onGpu.stats({ sequenceId: "s", includePositions: true });
     faulty.failAfter(2); // two 8-token chunks run and grow the slabs, the third fails
     await expect(onGpu.prefill({ sequenceId: "s", tokenIds: FAILED_FEED })).rejects.toThrow("injected step failure");
-    expect(onGpu.stats("s", true).sequences).toEqual(before.sequences.map((s) => ({ ...s, idleMs: expect.any(Number) })));
+    expect(onGpu.stats({ sequenceId: "s", includePositions: true }).sequences).toEqual(before.sequences.map((s) => ({ ...s, idleMs: expect.any(Number) })));
     expect(onGpu.stats().kvBytesDevice).toBe(before.kvBytesDevice);
     expect(await tokensAfter(onGpu, "s")).toEqual(await tokensAfter(onCpu, "s"));
     onGpu.close();

@@ -38,10 +38,10 @@ describe("what of a device-resident cache comes to the host", () => {
     const engine = new Engine(model, DEFAULT_TEST_OPTIONS);
     await engine.prefill({ sequenceId: "s", tokenIds: PROMPT, eviction: { policy: "streaming_llm", budget: { maxTokens: 48 }, params: {} } });
     await decode(engine, "s", 30, { policy: "h2o", budget: { maxTokens: 40 }, params: {} });
-    expect(engine.stats("s").sequences[0].headLengths.flat().every((n) => n <= 40)).toBe(true);
+    expect(engine.stats({ sequenceId: "s" }).sequences[0].headLengths.flat().every((n) => n <= 40)).toBe(true);
     expect(keyReads).toBe(0);
     await engine.evict("s", { policy: "snapkv", budget: { maxTokens: 36 }, params: { window: 8 } });
-    expect(engine.stats("s").sequences[0].headLengths.flat().every((n) => n === 36)).toBe(true);
+    expect(engine.stats({ sequenceId: "s" }).sequences[0].headLengths.flat().every((n) => n === 36)).toBe(true);
     expect(keyReads).toBe(model.config.layers);
     engine.close();
   });

@@ -54,15 +54,28 @@ export interface SnapshotSubject<Budget extends SnapshotBudget = SnapshotBudget>
   readonly shape: { layers: number; heads: number; kvHeads: number; headSize: number };
   readonly layers: LayerCache[];
   readonly recentQueries: RecentQueryRing;
-  fedTokens: number;
-  readonly fedTokenIds: number[];
+  readonly fedTokens: number;
+  readonly fedTokenIds: readonly number[];
+  readonly evictedAt: number;
+  readonly pendingToken: number | null;
+  readonly lastToken: number;
+  readonly lastLogits: Float32Array | null;
+  readonly decodeBudget: Budget | null;
+  readonly lazyLayers: readonly number[];
+  /** Takes up where generation stood (the sequence's own state change; its caches are filled already). */
+  resume(state: GenerationState<Budget>): void;
+  release(): number;
+}
+
+/** Where generation stands, apart from the caches: what a restored sequence resumes from. */
+export interface GenerationState<Budget> {
+  fedTokenIds: readonly number[];
   evictedAt: number;
   pendingToken: number | null;
   lastToken: number;
   lastLogits: Float32Array | null;
   decodeBudget: Budget | null;
-  lazyLayers: number[];
-  release(): number;
+  lazyLayers: readonly number[];
 }
 
 function shapeOf(sequence: SnapshotSubject): SnapshotShape {
@@ -119,12 +132,13 @@ export function restoreSnapshot<Budget extends SnapshotBudget>(
     target.release(); // the budget ran out part-way
     throw error;
   }
-  for (const token of snapshot.fedTokenIds) target.fedTokenIds.push(token);
-  target.fedTokens = snapshot.fedTokenIds.length;
-  target.evictedAt = snapshot.evictedAt;
-  target.pendingToken = snapshot.pendingToken;
-  target.lastToken = snapshot.lastToken;
-  target.lastLogits = snapshot.lastLogits;
-  target.decodeBudget = budget;
-  target.lazyLayers = [...snapshot.lazyLayers];
+  target.resume({
+    fedTokenIds: Array.from(snapshot.fedTokenIds),
+    evictedAt: snapshot.evictedAt,
+    pendingToken: snapshot.pendingToken,
+    lastToken: snapshot.lastToken,
+    lastLogits: snapshot.lastLogits,
+    decodeBudget: budget,
+    lazyLayers: snapshot.lazyLayers,
+  });
 }

@@ -1,6 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
 import type { Engine } from "../../../src/engine/engine.js";
-import type { Sequence } from "../../../src/engine/sequence.js";
 
 /** What a digest says of one sequence: a hash of everything it holds, and whether memory pressure may compress it. */
 export interface SequenceDigest {
@@ -16,12 +15,12 @@ const update = (hash: Hash, array: ArrayBufferView) => hash.update(new Uint8Arra
  * Every sequence's cache, bit for bit: the live keys, values, attention mass
  * and positions of each head, the recent queries, the logits and where
  * generation stands. The API shows positions and sizes but not the K/V
- * numbers, so this reads the engine's private map (test-only).
+ * numbers, so this reads the engine's private sequence table (test-only). Keyed by tenant and id.
  */
 export function cacheDigests(engine: Engine): Map<string, SequenceDigest> {
-  const sequences = engine["sequences"] as Map<string, Sequence>;
   const digests = new Map<string, SequenceDigest>();
-  for (const [key, sequence] of sequences) {
+  for (const sequence of engine["table"].all()) {
+    const key = `${sequence.tenant}\u0000${sequence.id}`;
     const hash = createHash("sha256");
     for (const layer of sequence.layers) {
       const { headSize } = layer.shape;

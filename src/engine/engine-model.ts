@@ -1,0 +1,20 @@
+import type { ModelConfig } from "../model/checkpoint.js";
+import type { ModelRunner } from "../model/model-runner.js";
+import type { Tokenizer } from "../model/tokenizer.js";
+import type { WeightDtype } from "../model/weight-layout.js";
+
+/** The model as the engine drives it. */
+export interface EngineModel {
+  config: ModelConfig;
+  tokenizer: Tokenizer;
+  runner: ModelRunner;
+  /** How the projection weights are stored. */
+  weightDtype: WeightDtype;
+  /** Tokens that end generation unless the request says otherwise. */
+  defaultStopTokens: readonly number[];
+}
+
+/** The last position a sequence may reach: the model's trained context, unless allowed past it. */
+export function contextLimit(model: EngineModel, allowPastContext: boolean): number {
+  return allowPastContext ? Infinity : model.config.contextLength;
+}

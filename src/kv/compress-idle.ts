@@ -1,0 +1,33 @@
+import type { KvResident } from "./kv-resident.js";
+import type { ReliefPlan, ReliefStep } from "./pressure-relief.js";
+
+/** A compression of one resident, worked out but not applied. */
+export interface Compression {
+  /** The bytes the resident holds once compressed. */
+  readonly bytesAfter: number;
+  /** Applies it; `requesterTenant` is the tenant whose request the room is taken for. */
+  commit(requesterTenant: string): void;
+}
+
+/**
+ * The first relief step (docs/architecture.md): compresses idle residents that asked to be kept
+ * within a decode budget, least recently used first, until the shortfall would be freed. A
+ * resident that did not ask for eviction is never compressed: `compressionOf` gives null for it
+ * (and for one whose budget cannot run now).
+ */
+export class CompressIdleSequences<R extends KvResident> implements ReliefStep<R> {
+  constructor(private readonly compressionOf: (resident: R) => Compression | null) {}
+
+  plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan {
+    const chosen: Compression[] = [];
+    let freedBytes = 0;
+    for (const candidate of candidates) {
+      if (freedBytes >= shortfall) break;
+      const compression = this.compressionOf(candidate);
+      if (compression === null) continue;
+      chosen.push(compression);
+      freedBytes += candidate.bytes - compression.bytesAfter;
+    }
+    return { freedBytes, commit: () => chosen.forEach((compression) => compression.commit(requester.tenant)) };
+  }
+}
