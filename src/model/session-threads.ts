@@ -1,4 +1,5 @@
 import { Worker } from "node:worker_threads";
+import { TransferBuffers } from "./transfer-buffers.js";
 
 /** A tensor as it crosses to a session thread: onnxruntime's type name, its values and its shape. */
 export interface ThreadTensor {
@@ -19,7 +20,8 @@ interface Job {
   reject(error: Error): void;
 }
 
-type Reply = { ready: true } | { outputs: Record<string, ThreadOutput> } | { error: string };
+/** Every reply to a run gives back the buffers of its inputs. */
+type Reply = { ready: true } | { outputs: Record<string, ThreadOutput>; inputs: ArrayBuffer[] } | { error: string; inputs: ArrayBuffer[] };
 
 /** One worker_thread holding one session, and the job it runs. */
 interface SessionThread {
@@ -33,13 +35,16 @@ interface SessionThread {
  * the calling thread, which on the main thread stops every other call for the
  * length of a step (docs/limits.md). Runs go to an idle thread, or wait for
  * one in call order, so that as many run at once as there are threads.
- * Inputs are copied once when a run is asked for (compacted, and the copies
- * transferred to the thread); outputs come back transferred. A thread that dies fails its run with the reason and
+ * Inputs are copied once when a run is asked for, into buffers that go to the
+ * thread and come back with its reply (transfer-buffers.ts); outputs come back
+ * transferred, not copied. A thread that dies fails its run with the reason and
  * is started again for the next.
  */
 export class SessionThreads {
   private readonly threads: SessionThread[] = [];
   private readonly waiting: Job[] = [];
+  /** Input buffers, transferred to a thread with a run and back with its reply. */
+  private readonly buffers = new TransferBuffers();
   private closed = false;
 
   private constructor(
@@ -66,8 +71,10 @@ export class SessionThreads {
     // Copied now, not when a thread is free: the caller's arrays may change once this returns.
     const copies: Record<string, ThreadTensor> = {};
     for (const [name, tensor] of Object.entries(feeds)) {
-      // A compact copy: posting a view would copy its whole buffer (a slab holds keys, values, mask and more).
-      copies[name] = { type: tensor.type, data: tensor.data.slice(), dims: tensor.dims };
+      // Into a reused buffer of its own: posting a view would copy its whole buffer (a slab holds keys, values, mask and more).
+      const data = viewLike(tensor.data, this.buffers.take(tensor.data.byteLength));
+      data.set(tensor.data as never);
+      copies[name] = { type: tensor.type, data, dims: tensor.dims };
     }
     return new Promise((resolve, reject) => {
       this.waiting.push({ feeds: copies, resolve, reject });
@@ -75,14 +82,15 @@ export class SessionThreads {
     });
   }
 
-  /** Ends every thread; runs in progress or waiting fail. */
+  /** Ends every thread, each once its run in progress is done; runs in progress or waiting fail at once. */
   async close(): Promise<void> {
     this.closed = true;
     const error = new Error("the model's session threads were shut down");
     for (const job of this.waiting.splice(0)) job.reject(error);
     const threads = this.threads.splice(0);
     for (const thread of threads) thread.job?.reject(error);
-    await Promise.all(threads.map((thread) => thread.worker.terminate()));
+    this.buffers.clear();
+    await Promise.all(threads.map((thread) => stop(thread.worker)));
   }
 
   private startNext(): void {
@@ -90,7 +98,7 @@ export class SessionThreads {
       if (thread.job || this.waiting.length === 0) continue;
       const job = this.waiting.shift()!;
       thread.job = job;
-      const transfer = Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer);
+      const transfer = [...new Set(Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer))];
       thread.worker.ref();
       thread.worker.postMessage({ feeds: job.feeds }, transfer);
     }
@@ -105,6 +113,11 @@ export class SessionThreads {
       let ready = false;
       worker.on("message", (reply: Reply) => {
         if ("ready" in reply) {
+          if (this.closed) {
+            // Closed while this thread was starting (another one failed to): it must not linger.
+            void stop(worker);
+            return reject(new Error("the model's session threads were shut down"));
+          }
           ready = true;
           this.threads.push(thread);
           this.idle(thread);
@@ -115,6 +128,7 @@ export class SessionThreads {
           reject(new Error(`onnxruntime could not create the session: ${"error" in reply ? reply.error : "no reason given"}`));
           return;
         }
+        for (const buffer of reply.inputs) this.buffers.give(buffer);
         const job = thread.job;
         thread.job = null;
         if ("outputs" in reply) job?.resolve(reply.outputs);
@@ -136,7 +150,7 @@ export class SessionThreads {
     if (!thread.job) thread.worker.unref();
   }
 
-  /** A thread died (out of memory, a native crash): its run fails with why, and a new thread takes its place. */
+  /** A thread ended on its own (an error it did not catch): its run fails with why, and a new thread takes its place. */
   private lost(thread: SessionThread, error: Error): void {
     const index = this.threads.indexOf(thread);
     if (index < 0) return;
@@ -144,11 +158,27 @@ export class SessionThreads {
     const job = thread.job;
     thread.job = null;
     job?.reject(new Error(`the model's session thread failed: ${error.message}`));
-    void thread.worker.terminate();
     if (this.closed) return;
     this.spawn().catch((spawnError: Error) => {
       // No thread left to run on: what waits would wait for ever.
       if (this.threads.length === 0) for (const waiting of this.waiting.splice(0)) waiting.reject(spawnError);
     });
   }
+}
+
+/**
+ * Ends a thread once its run in progress is done, by asking it to: terminating a thread while
+ * onnxruntime runs in it aborts the whole process.
+ */
+function stop(worker: Worker): Promise<void> {
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  worker.postMessage({ close: true });
+  worker.ref();
+  return exited;
+}
+
+/** A typed array of `like`'s kind and length over the start of `buffer`. */
+function viewLike<T extends ThreadTensor["data"]>(like: T, buffer: ArrayBuffer): T {
+  const Kind = like.constructor as new (buffer: ArrayBuffer, byteOffset: number, length: number) => T;
+  return new Kind(buffer, 0, like.length);
 }
