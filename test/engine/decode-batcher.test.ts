@@ -233,3 +233,69 @@ describe("DecodeBatcher", () => {
     );
   });
 });
+
+describe("DecodeBatcher with two runs at once (session threads)", () => {
+  /** Streams by name, their cached length in the name's number: "short 2", "long 5000". */
+  const entriesOf = (item: { key: string }) => Number(item.key.split(" ")[1]);
+
+  function parallel() {
+    const box = boxes<string>();
+    const batches: { keys: string[]; lane: number; lanes: number }[] = [];
+    const finish = new Map<string, () => void>();
+    const batcher = new DecodeBatcher<{ key: string }>(
+      (batch, lane, lanes) => {
+        const keys = batch.map((b) => b.key);
+        batches.push({ keys, lane, lanes });
+        return new Promise<void>((resolve) => finish.set(keys.join(","), resolve));
+      },
+      8,
+      entriesOf,
+      2,
+    );
+    return { batcher, batches, finish, step: (key: string) => batcher.step(box(key)) };
+  }
+
+  it("steps a short lane beside a long one, many times while one long step runs", async () => {
+    const { batcher, batches, finish, step } = parallel();
+    batcher.join();
+    batcher.join();
+    const long = outcome(step("long 5000"));
+    await nextTurn();
+    expect(batches).toEqual([{ keys: ["long 5000"], lane: 0, lanes: 1 }]);
+    for (let i = 0; i < 3; i++) {
+      const short = outcome(step("short 2"));
+      await settle();
+      expect(batches.at(-1)).toEqual({ keys: ["short 2"], lane: 0, lanes: 2 });
+      finish.get("short 2")!();
+      await settle();
+      expect(short.state()).toBe("done");
+    }
+    expect(long.state()).toBe("pending");
+    finish.get("long 5000")!();
+    await settle();
+    expect(long.state()).toBe("done");
+    expect(batches.map((b) => b.keys.join(","))).toEqual(["long 5000", "short 2", "short 2", "short 2"]);
+  });
+
+  it("runs one batch of a lane at a time: a stream of a stepping lane joins its next batch", async () => {
+    const { batcher, batches, finish, step } = parallel();
+    for (let i = 0; i < 3; i++) batcher.join();
+    const first = outcome(step("a 2"));
+    await nextTurn();
+    const second = outcome(step("b 3"));
+    await settle();
+    // Same lane as the running batch: it waits, though a second run is free.
+    expect(batches.map((b) => b.keys)).toEqual([["a 2"]]);
+    const long = outcome(step("long 5000"));
+    await settle();
+    expect(batches.map((b) => b.keys)).toEqual([["a 2"], ["long 5000"]]);
+    finish.get("a 2")!();
+    await settle();
+    expect(first.state()).toBe("done");
+    expect(batches.map((b) => b.keys)).toEqual([["a 2"], ["long 5000"], ["b 3"]]);
+    finish.get("b 3")!();
+    finish.get("long 5000")!();
+    await settle();
+    expect([second.state(), long.state()]).toEqual(["done", "done"]);
+  });
+});
