@@ -117,6 +117,11 @@ export class DecodeBatcher<T extends object> {
     if (candidates.length === 0) return false;
     const picked = candidates[this.share.pick(candidates.map((lane) => lane.waiting.map((waiting) => waiting.item)))];
     const batch = picked.waiting.sort((a, b) => this.share.charge(a.item) - this.share.charge(b.item)).slice(0, this.maxBatchSize);
+    // Beside running batches, a lane starts only while none of their streams is owed more: runs are
+    // charged as they start, so a short lane takes as many steps beside a long lane's step as that
+    // step costs, and a long lane cannot take a second core's time from a short one on a busy machine.
+    const least = this.share.charge(batch[0].item);
+    if ([...this.stepping].some((item) => this.share.charge(item) < least)) return false;
     for (const waiting of batch) {
       this.waiting.splice(this.waiting.indexOf(waiting), 1);
       if (waiting.onAbort) waiting.signal!.removeEventListener("abort", waiting.onAbort);
@@ -128,12 +133,12 @@ export class DecodeBatcher<T extends object> {
   private async run(batch: Waiting<T>[], lane: number, lanes: number): Promise<void> {
     const items = batch.map((waiting) => waiting.item);
     const entries = Math.max(...items.map(this.entriesOf));
+    this.share.ran(items, entries, [...this.waiting.map((waiting) => waiting.item), ...this.stepping]);
     this.runs++;
     for (const item of items) this.stepping.add(item);
     try {
       await this.runBatch(items, lane, lanes);
       for (const item of items) this.stepping.delete(item);
-      this.share.ran(items, entries, [...this.waiting.map((waiting) => waiting.item), ...this.stepping]);
       for (const waiting of batch) waiting.resolve();
     } catch (error) {
       for (const waiting of batch) waiting.reject(error);

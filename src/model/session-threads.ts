@@ -128,6 +128,8 @@ export class SessionThreads {
           reject(new Error(`onnxruntime could not create the session: ${"error" in reply ? reply.error : "no reason given"}`));
           return;
         }
+        // After close, the run's caller has had its answer; the thread is ending (kept alive until then).
+        if (this.closed) return;
         for (const buffer of reply.inputs) this.buffers.give(buffer);
         const job = thread.job;
         thread.job = null;

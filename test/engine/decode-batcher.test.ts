@@ -277,6 +277,30 @@ describe("DecodeBatcher with two runs at once (session threads)", () => {
     expect(batches.map((b) => b.keys.join(","))).toEqual(["long 5000", "short 2", "short 2", "short 2"]);
   });
 
+  it("lets a short lane take as many steps beside a long step as that step costs, then waits for it", async () => {
+    const { batcher, batches, finish, step } = parallel();
+    batcher.join();
+    batcher.join();
+    const long = outcome(step("long 5000"));
+    await nextTurn();
+    // The long step costs 1024 + 5000 entries, each short one 1024 + 2: six fit in it.
+    for (let i = 0; i < 6; i++) {
+      const short = outcome(step("short 2"));
+      await settle();
+      finish.get("short 2")!();
+      await settle();
+      expect(short.state()).toBe("done");
+    }
+    const seventh = outcome(step("short 2"));
+    await settle();
+    expect(batches).toHaveLength(7);
+    expect(seventh.state()).toBe("pending");
+    finish.get("long 5000")!();
+    await settle();
+    expect(long.state()).toBe("done");
+    expect(batches.at(-1)!.keys).toEqual(["short 2"]);
+  });
+
   it("runs one batch of a lane at a time: a stream of a stepping lane joins its next batch", async () => {
     const { batcher, batches, finish, step } = parallel();
     for (let i = 0; i < 3; i++) batcher.join();
