@@ -117,11 +117,12 @@ export class DecodeBatcher<T extends object> {
     if (candidates.length === 0) return false;
     const picked = candidates[this.share.pick(candidates.map((lane) => lane.waiting.map((waiting) => waiting.item)))];
     const batch = picked.waiting.sort((a, b) => this.share.charge(a.item) - this.share.charge(b.item)).slice(0, this.maxBatchSize);
-    // Beside running batches, a lane starts only while none of their streams is owed more: runs are
-    // charged as they start, so a short lane takes as many steps beside a long lane's step as that
-    // step costs, and a long lane cannot take a second core's time from a short one on a busy machine.
+    // Beside running batches, a lane starts only while no shorter stream stepping is owed more (runs
+    // are charged as they start): a short lane never waits for a long lane's step, and a long lane
+    // takes no more than its share (by cost) of a second core that a busy machine may not have.
     const least = this.share.charge(batch[0].item);
-    if ([...this.stepping].some((item) => this.share.charge(item) < least)) return false;
+    const longest = Math.max(...batch.map((waiting) => this.entriesOf(waiting.item)));
+    if ([...this.stepping].some((item) => this.share.charge(item) < least && this.entriesOf(item) < longest)) return false;
     for (const waiting of batch) {
       this.waiting.splice(this.waiting.indexOf(waiting), 1);
       if (waiting.onAbort) waiting.signal!.removeEventListener("abort", waiting.onAbort);

@@ -277,28 +277,37 @@ describe("DecodeBatcher with two runs at once (session threads)", () => {
     expect(batches.map((b) => b.keys.join(","))).toEqual(["long 5000", "short 2", "short 2", "short 2"]);
   });
 
-  it("lets a short lane take as many steps beside a long step as that step costs, then waits for it", async () => {
+  it("never makes a short lane wait for a long step; the long lane's next step waits for the short one owed more", async () => {
     const { batcher, batches, finish, step } = parallel();
     batcher.join();
     batcher.join();
     const long = outcome(step("long 5000"));
     await nextTurn();
-    // The long step costs 1024 + 5000 entries, each short one 1024 + 2: six fit in it.
-    for (let i = 0; i < 6; i++) {
+    // The long step was charged 1024 + 5000 entries as it started; each short one 1024 + 2.
+    for (let i = 0; i < 8; i++) {
       const short = outcome(step("short 2"));
       await settle();
       finish.get("short 2")!();
       await settle();
       expect(short.state()).toBe("done");
     }
-    const seventh = outcome(step("short 2"));
-    await settle();
-    expect(batches).toHaveLength(7);
-    expect(seventh.state()).toBe("pending");
     finish.get("long 5000")!();
     await settle();
     expect(long.state()).toBe("done");
-    expect(batches.at(-1)!.keys).toEqual(["short 2"]);
+    // Both ask: the long stream is owed more (6024 against 8208) and goes first; the short one steps beside it.
+    const [long2, short2] = [outcome(step("long 5000")), outcome(step("short 2"))];
+    await settle();
+    expect(batches.slice(-2).map((b) => b.keys[0])).toEqual(["long 5000", "short 2"]);
+    finish.get("long 5000")!();
+    await settle();
+    // The long one (now charged 12048) asks while the short one (8208, shorter) steps: it waits.
+    const long3 = outcome(step("long 5000"));
+    await settle();
+    expect(batches).toHaveLength(11);
+    finish.get("short 2")!();
+    await settle();
+    expect([long2.state(), short2.state(), long3.state()]).toEqual(["done", "done", "pending"]);
+    expect(batches.at(-1)!.keys).toEqual(["long 5000"]);
   });
 
   it("runs one batch of a lane at a time: a stream of a stepping lane joins its next batch", async () => {
