@@ -21,6 +21,7 @@ bench: build
 	node dist/bench/quantized-decode.js --out docs/bench/quantized-decode.md
 	node dist/bench/webgpu-bench.js --out docs/bench/webgpu.md
 	node dist/bench/tokenize-bench.js --out docs/bench/tokenize.md
+	node dist/bench/short-beside-long-bench.js --out docs/bench/short-beside-long.md
 	node dist/bench/soak.js --out docs/bench/soak.md
 	node dist/bench/kv-store-bench.js --out docs/bench/kv-store.md
 
@@ -29,6 +30,7 @@ bench-quick: build
 	node dist/bench/quantized-decode.js --quick
 	node dist/bench/webgpu-bench.js --quick
 	node dist/bench/tokenize-bench.js --quick
+	node dist/bench/short-beside-long-bench.js --quick
 	node dist/bench/soak.js --quick
 	node dist/bench/kv-store-bench.js --quick
 
