@@ -97,8 +97,8 @@ function writeValue(sink: ByteSink, value: GgufValue): void {
   }
 }
 
-/** Writes the whole file at `path`; returns its size in bytes. */
-export function writeGgufFile(path: string, metadata: ReadonlyMap<string, GgufValue>, tensors: readonly GgufTensor[]): number {
+/** Writes the whole file at `path`; returns its size and each tensor's bytes (padding excluded). */
+export function writeGgufFile(path: string, metadata: ReadonlyMap<string, GgufValue>, tensors: readonly GgufTensor[]): { fileBytes: number; tensorBytes: Map<string, number> } {
   const header = new ByteSink();
   header.bytes(Buffer.from("GGUF", "ascii"));
   header.u32(3);
@@ -131,7 +131,7 @@ export function writeGgufFile(path: string, metadata: ReadonlyMap<string, GgufVa
       const pad = (ALIGNMENT - (bytes.length % ALIGNMENT)) % ALIGNMENT;
       if (pad > 0) written += writeSync(fd, Buffer.alloc(pad));
     });
-    return written;
+    return { fileBytes: written, tensorBytes: new Map(tensors.map((t, i) => [t.name, sizes[i]])) };
   } finally {
     closeSync(fd);
   }

@@ -76,8 +76,14 @@ function hyperparameters(config: ModelConfig, type: GgmlType): Map<string, GgufV
   ]);
 }
 
-/** Writes the Llama checkpoint in `hfDir` to `path` with its matrices in `type`; returns the file's size. */
-export function writeLlamaGguf(hfDir: string, path: string, type: GgmlType): number {
+export interface WrittenGguf {
+  fileBytes: number;
+  /** Bytes a decode step reads: every tensor but the token embedding, of which it gathers one row. */
+  readPerStepBytes: number;
+}
+
+/** Writes the Llama checkpoint in `hfDir` to `path` with its matrices in `type`. */
+export function writeLlamaGguf(hfDir: string, path: string, type: GgmlType): WrittenGguf {
   const checkpoint = HfCheckpoint.open(hfDir);
   const config = checkpoint.config;
   if (config.ropeLayout !== "half" || config.ropeScaling !== null || checkpoint.spec.qkvBias || checkpoint.spec.outputBias) {
@@ -110,5 +116,8 @@ export function writeLlamaGguf(hfDir: string, path: string, type: GgmlType): num
   }
   tensors.push(norm("output_norm.weight", () => checkpoint.finalNorm()));
   tensors.push(matrix("output.weight", vocabSize, dim, () => (checkpoint.tiedClassifier ? checkpoint.embedding() : checkpoint.classifier())));
-  return writeGgufFile(path, new Map([...hyperparameters(config, type), ...placeholderVocabulary(config)]), tensors);
+  const { fileBytes, tensorBytes } = writeGgufFile(path, new Map([...hyperparameters(config, type), ...placeholderVocabulary(config)]), tensors);
+  const embeddingBytes = tensorBytes.get("token_embd.weight")!;
+  const allBytes = [...tensorBytes.values()].reduce((a, b) => a + b, 0);
+  return { fileBytes, readPerStepBytes: allBytes - embeddingBytes + embeddingBytes / vocabSize };
 }
