@@ -87,7 +87,7 @@ try {
     const engine = new Engine(model, {
       kvBudgetBytes: 2 ** 30,
       maxSequenceTokens: contextTokens,
-      prefillChunkTokens: 128,
+      prefillChunkTokens: 512,
       allowPastContext: true, // 4096 cached runs past the checkpoint's 4096 positions
       sequenceTtlMs: 3_600_000,
       recentQueryRows: 64,
@@ -152,7 +152,7 @@ try {
   report.print(`Machine: ${cpus()[0]?.model ?? "unknown"} x${cpus().length}, ${fmt(totalmem() / 2 ** 30, 0)} GiB, Node ${process.version}, load average at the end ${loadavg().map((l) => fmt(l, 2)).join(" ")}.`);
   report.print();
   report.print(
-    `Decode steps at each cache length, greedy: a warm-up round, then ${ROUNDS} rounds in which kvwarden and llama.cpp alternate blocks of ${STEPS} steps (the order flips each round). "Ratio" is the median over rounds of kvwarden's block median / llama.cpp's; "ratio of medians" uses all steps; "ratio of bests" compares each engine's fastest step, the least disturbed sample on a busy machine. Goal: at most 1.0. Prefill is one sample each (kvwarden's includes its first run of the chunk shape at 128 cached).`,
+    `Decode steps at each cache length, greedy: a warm-up round, then ${ROUNDS} rounds in which kvwarden and llama.cpp alternate blocks of ${STEPS} steps (the order flips each round). "Ratio" is the median over rounds of kvwarden's block median / llama.cpp's; "ratio of medians" uses all steps; "ratio of bests" compares each engine's fastest step, the least disturbed sample on a busy machine. Goal: at most 1.0. Prefill is one sample each (kvwarden's, in chunks of 512, includes its first run of each chunk shape at 128 cached).`,
   );
   report.print();
   report.print("| weights (llama.cpp / kvwarden) | weights read per step MB | cached | llama.cpp ms/step | kvwarden ms/step | ratio | ratio of medians | ratio of bests | per round | prefill ms llama.cpp / kvwarden |");

@@ -50,13 +50,14 @@ export class LlamaCppEngine {
 
   /**
    * Feeds `tokens`, then generates `count` greedy tokens; each generated token is fed back before
-   * the next is chosen, so `count` tokens cost `count - 1` decode steps after the prompt.
+   * the next is chosen, so `count` tokens cost `count - 1` decode steps after the prompt. EOS does
+   * not end it (kvwarden's side ignores EOS too).
    */
   async greedy(tokens: readonly number[], count: number): Promise<LlamaCppGreedy> {
     const generated: number[] = [];
     const gaps: number[] = [];
     let last = performance.now();
-    for await (const token of this.sequence.evaluate(asTokens(tokens), { temperature: 0 })) {
+    for await (const token of this.sequence.evaluate(asTokens(tokens), { temperature: 0, yieldEogToken: true })) {
       const now = performance.now();
       gaps.push(now - last);
       last = now;
@@ -70,7 +71,7 @@ export class LlamaCppEngine {
   async greedyWithProbabilities(tokens: readonly number[], count: number): Promise<{ tokens: number[]; probabilities: number[] }> {
     const generated: number[] = [];
     const probabilities: number[] = [];
-    for await (const output of this.sequence.evaluateWithMetadata(asTokens(tokens), { probabilities: true }, { temperature: 0 })) {
+    for await (const output of this.sequence.evaluateWithMetadata(asTokens(tokens), { probabilities: true }, { temperature: 0, yieldEogToken: true })) {
       generated.push(output.token);
       probabilities.push(output.probabilities.get(output.token) ?? NaN);
       if (generated.length === count) break;

@@ -57,7 +57,7 @@ describe("bench: llama.cpp anchor on the bench's model", () => {
     // The run must not be degenerate: a model that repeats one token would pass trivially.
     expect(new Set(kvwarden).size).toBeGreaterThan(4);
     expect(kvwardenTop).toHaveLength(GENERATED - 1);
-    kvwardenTop.forEach((logprob, i) => expect(Math.abs(Math.log(native.probabilities[i]) - logprob)).toBeLessThan(2e-3));
+    kvwardenTop.forEach((logprob, i) => expect(Math.abs(Math.log(native.probabilities[i]) - logprob)).toBeLessThan(5e-4));
   });
 
   it("Q8_0 and Q4_0 blocks hold a float16 scale and the codes of ggml's formats", () => {
