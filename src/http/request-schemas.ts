@@ -48,7 +48,7 @@ export const COMPLETION_BODY = {
       ],
     },
     logprobs: { type: ["integer", "null"], minimum: 0, maximum: 5 },
-    // Echoing the prompt back is not implemented: only its default is accepted.
+    // The prompt is not echoed back: `echo: true` gets a 400 naming the field (docs/http-api.md).
     echo: { type: "boolean", const: false },
   },
   additionalProperties: false,
