@@ -84,12 +84,25 @@ export class Engine {
 
   prefill(input: PrefillInput, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<PrefillOutcome> {
     const { sequenceId, ...content } = input;
-    return this.requests.run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), () => this.prefiller.run(input, signal, caller));
+    const run = this.requests.run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), () => this.prefiller.run(input, signal, caller));
+    return run.finally(() => this.admission.queue.retrySoon());
   }
 
   /** Generates tokens; a request id is not kept for Decode (a stream is not replayed). */
   decode(input: DecodeInput, { caller = ANONYMOUS, signal }: CallContext = {}): AsyncGenerator<GeneratedToken> {
-    return this.streams.run(input, signal, caller);
+    return this.retryQueueAfter(this.streams.run(input, signal, caller));
+  }
+
+  /**
+   * A sequence a call leaves idle may be compressed for calls waiting for memory (when it has a
+   * decode budget), though no memory was freed: the queue tries again when its call ends.
+   */
+  private async *retryQueueAfter(stream: AsyncGenerator<GeneratedToken>): AsyncGenerator<GeneratedToken> {
+    try {
+      yield* stream;
+    } finally {
+      this.admission.queue.retrySoon();
+    }
   }
 
   evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<EvictionOutcome> {
