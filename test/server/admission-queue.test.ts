@@ -1,12 +1,13 @@
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import type { EngineModel } from "../../src/engine/engine.js";
-import { PrefillRequest, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { Engine, type EngineModel } from "../../src/engine/engine.js";
+import { KvCacheClient, PrefillRequest, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenServer } from "../../src/server/server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { call, DEFAULT_TEST_OPTIONS, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const PROMPT = Array.from({ length: 100 }, (_, i) => 5 + i);
 
@@ -124,30 +125,35 @@ describe("the admission queue over gRPC (--max-queue)", () => {
     expect(queueing.engine.requestsWaiting).toBe(0);
   });
 
-  it("shows a queued call as num_requests_waiting 1 on /metrics, beside the cache configuration", async () => {
-    const server = await serverWithA(4);
-    const { engine } = server;
+  it("shows a queued call as num_requests_waiting 1 and not as running on /metrics, beside the cache configuration", async () => {
+    const budget = Math.floor(one * 1.5);
+    const engine = new Engine(model, { ...DEFAULT_TEST_OPTIONS, kvBudgetBytes: budget, maxQueue: 4 });
     const metrics = new KvwardenMetrics(() => ({ ...engine.stats(), sequenceCount: engine.sequenceCount, requestsWaiting: engine.requestsWaiting, cacheConfig: engine.cacheConfig }));
+    const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" }, { metrics });
+    const client = new KvCacheClient(`127.0.0.1:${await server.listen("127.0.0.1:0")}`, credentials.createInsecure());
     const endpoint = new MetricsServer(metrics.registry);
     const url = `http://127.0.0.1:${await endpoint.listen("127.0.0.1:0")}/metrics`;
     try {
       const scrape = async () => parseExposition(await (await fetch(url)).text());
-      const second = prefill(server, "b");
-      await queued(server, 1);
+      await call(client, client.prefill, { sequenceId: "a", tokenIds: PROMPT });
+      const second = call(client, client.prefill, { sequenceId: "b", tokenIds: PROMPT });
+      await vi.waitFor(() => expect(engine.requestsWaiting).toBe(1), { timeout: 10_000, interval: 5 });
       const during = await scrape();
       expect(during.get("kvwarden:num_requests_waiting")).toBe(1);
-      expect(during.get("kvwarden:kv_cache_usage_perc")).toBeCloseTo(one / Math.floor(one * 1.5), 9);
+      expect(during.get("kvwarden:num_requests_running")).toBe(0);
+      expect(during.get("kvwarden:kv_cache_usage_perc")).toBeCloseTo(one / budget, 9);
       const { layers, kvHeads, headSize } = model.config;
       const blockBytes = layers * kvHeads * 16 * (2 * headSize + 3) * 4; // 16 entries of float32 key, value, mask, mass, position
-      const info = `kvwarden:cache_config_info{block_size="16",num_gpu_blocks="${Math.floor(Math.floor(one * 1.5) / blockBytes)}",kv_budget_bytes="${Math.floor(one * 1.5)}",kv_dtype="float32"}`;
-      expect(during.get(info)).toBe(1);
-      await call(server.client, server.client.release, { sequenceId: "a" });
+      expect(during.get(`kvwarden:cache_config_info{block_size="16",num_gpu_blocks="${Math.floor(budget / blockBytes)}",kv_budget_bytes="${budget}",kv_dtype="float32"}`)).toBe(1);
+      await call(client, client.release, { sequenceId: "a" });
       await second;
       const after = await scrape();
       expect(after.get("kvwarden:num_requests_waiting")).toBe(0);
-      expect(after.get("kvwarden:kv_cache_usage_perc")).toBeCloseTo(one / Math.floor(one * 1.5), 9);
+      expect(after.get("kvwarden:num_requests_running")).toBe(0);
+      expect(after.get("kvwarden:kv_cache_usage_perc")).toBeCloseTo(one / budget, 9);
     } finally {
-      await endpoint.close();
+      client.close();
+      await Promise.all([server.close(1_000), endpoint.close()]);
       metrics.close();
     }
   });
