@@ -33,6 +33,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number of 0 or more, got '${value}'`);
+  return n;
+}
+
 function socketMode(value: string): number {
   try {
     return parseSocketMode(value);
@@ -70,6 +76,12 @@ program
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
   .option("--http-listen <address>", "host:port to serve the OpenAI-compatible HTTP API on as well (/v1/completions, /v1/chat/completions, /v1/models; plain HTTP, see docs/http-api.md)")
   .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", parseByteSize("512MiB")))
+  .option(
+    "--max-queue <n>",
+    "Prefill and Fork calls that may wait for KV memory (in turns across tenants, until their deadline) when the budget is full; 0 = refuse at once with RESOURCE_EXHAUSTED",
+    nonNegativeInt,
+    0,
+  )
   .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
   .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
@@ -113,7 +125,7 @@ program
     let model: Awaited<ReturnType<typeof loadModelSource>> | undefined;
     let engine: Engine | undefined;
     // The cache gauges count every tenant's sequences, not only the anonymous tenant's that stats() lists.
-    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount }) : undefined;
+    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount, requestsWaiting: engine.requestsWaiting, cacheConfig: engine.cacheConfig }) : undefined;
     const metricsServer = metrics && new MetricsServer(metrics.registry);
     const metricsPort = metricsServer && (await metricsServer.listen(options.metricsListen));
 
@@ -134,6 +146,7 @@ program
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
         requestLog: { ttlMs: options.requestIdTtl * 1000 },
         crossTenantCompression: options.crossTenantCompression,
+        maxQueue: options.maxQueue,
       });
       return engine;
     })();

@@ -24,6 +24,8 @@ export interface EngineOptions {
   maxPromptBytes?: number;
   /** How long and how many request ids each tenant's retries are recognised for (defaults: 600 s, 10,000). */
   requestLog?: Partial<RequestLogOptions>;
+  /** Most calls that may wait for KV memory (docs/gateway.md); default 0: a call that does not fit is refused at once. */
+  maxQueue?: number;
   /** Whether memory pressure may compress other tenants' idle sequences (default true), or only the requesting tenant's own. */
   crossTenantCompression?: boolean;
   /** Who hears of each eviction; default the process's telemetry (a span, and the metrics listening). */

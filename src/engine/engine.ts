@@ -1,3 +1,5 @@
+import { AdmissionQueue } from "../kv/admission-queue.js";
+import { cacheConfigOf, type CacheConfig } from "../kv/cache-config.js";
 import { CompressIdleSequences } from "../kv/compress-idle.js";
 import { KvMemoryManager } from "../kv/memory-manager.js";
 import { SlabPool } from "../kv/slab-pool.js";
@@ -73,7 +75,7 @@ export class Engine {
       crossTenantRelief: options.crossTenantCompression,
       relief: [new CompressIdleSequences(compressionOf)],
     });
-    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens);
+    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0));
     this.eviction = new SequenceEviction(options.recentQueryRows, options.evictionObserver ?? evictionTelemetry);
     this.prefiller = new Prefill(model, options, this.table, this.admission, this.eviction);
     this.streams = new DecodeStreams(model, options, this.table, this.admission, this.eviction);
@@ -82,12 +84,25 @@ export class Engine {
 
   prefill(input: PrefillInput, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<PrefillOutcome> {
     const { sequenceId, ...content } = input;
-    return this.requests.run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), () => this.prefiller.run(input, signal, caller));
+    const run = this.requests.run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), () => this.prefiller.run(input, signal, caller));
+    return run.finally(() => this.admission.queue.retrySoon());
   }
 
   /** Generates tokens; a request id is not kept for Decode (a stream is not replayed). */
   decode(input: DecodeInput, { caller = ANONYMOUS, signal }: CallContext = {}): AsyncGenerator<GeneratedToken> {
-    return this.streams.run(input, signal, caller);
+    return this.retryQueueAfter(this.streams.run(input, signal, caller));
+  }
+
+  /**
+   * A sequence a call leaves idle may be compressed for calls waiting for memory (when it has a
+   * decode budget), though no memory was freed: the queue tries again when its call ends.
+   */
+  private async *retryQueueAfter(stream: AsyncGenerator<GeneratedToken>): AsyncGenerator<GeneratedToken> {
+    try {
+      yield* stream;
+    } finally {
+      this.admission.queue.retrySoon();
+    }
   }
 
   evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<EvictionOutcome> {
@@ -102,7 +117,7 @@ export class Engine {
    * Copies `sequenceId` under `newSequenceId` (same tenant): cache, recent queries, where generation
    * stands and its decode budget. Nothing is shared, so the copy's bytes count against the budgets.
    */
-  fork(sequenceId: string, newSequenceId: string, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<ForkOutcome> {
+  fork(sequenceId: string, newSequenceId: string, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<ForkOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Fork", sequenceId, { newSequenceId }), async () => {
       const source = this.table.lookup(caller, sequenceId);
       if (this.table.get(caller, newSequenceId)) {
@@ -112,12 +127,8 @@ export class Engine {
       source.claim();
       try {
         const copy = this.table.create(caller, newSequenceId);
-        try {
-          this.admission.copy(copy, source);
-        } catch (error) {
-          this.table.remove(copy);
-          throw error;
-        }
+        // Claimed while it waits for room, so no other call finds the empty copy; removed again if the copy fails.
+        await this.table.withSequence(copy, true, () => this.admission.copyWhenRoom(copy, source, signal));
         return { newSequenceId, position: copy.position, kvBytes: copy.bytes };
       } finally {
         source.unclaim();
@@ -172,6 +183,17 @@ export class Engine {
       tenantSequenceQuota: quota?.sequences ?? 0,
       sequences: chosen.map((s) => snapshotOf(s, now, query)),
     };
+  }
+
+  /** The cache's fixed shape, as gateways read it (docs/gateway.md). */
+  get cacheConfig(): CacheConfig {
+    const { config, runner } = this.model;
+    return cacheConfigOf({ kvHeads: config.kvHeads, headSize: config.headSize, kvDtype: runner.kvDtype }, config.layers, this.pool.budgetBytes);
+  }
+
+  /** Calls waiting in the admission queue for KV memory (--max-queue). */
+  get requestsWaiting(): number {
+    return this.admission.queue.length;
   }
 
   /** Sequences held by all tenants together. */

@@ -119,7 +119,7 @@ export class Prefill {
     // checkpoint (taking one copies attention mass and recent queries: too dear per step).
     const checkpoint = all.length > prefillChunkTokens ? sequence.checkpoint() : null;
     // Without a checkpoint, what a failure must undo is the capacity reserved here.
-    const reservation = this.admission.grow(sequence, all.length);
+    const reservation = await this.admission.growWhenRoom(sequence, all.length, signal);
     try {
       for (let start = 0; start < all.length; start += prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");

@@ -1,3 +1,4 @@
+import { AdmissionAbandoned, AdmissionQueueFull, type AdmissionQueue } from "../kv/admission-queue.js";
 import type { AllocationRequest, KvMemoryManager, Reservation } from "../kv/memory-manager.js";
 import { KvBudgetExceeded } from "../kv/slab-pool.js";
 import { EngineError } from "./engine-error.js";
@@ -6,14 +7,18 @@ import type { Sequence } from "./sequence.js";
 /**
  * The engine's side of the memory manager (docs/architecture.md): a sequence's growth checked
  * against the per-sequence cap, then admitted, and every refusal turned into RESOURCE_EXHAUSTED
- * with the reason.
+ * with the reason. Calls that start work (Prefill, Fork) may instead wait in the admission
+ * queue for memory to free (docs/gateway.md); a step of a running Decode never waits.
  */
 export class SequenceAdmission {
   constructor(
     readonly memory: KvMemoryManager<Sequence>,
     /** Most entries any KV head of one sequence may hold. */
     private readonly maxSequenceTokens: number,
-  ) {}
+    readonly queue: AdmissionQueue,
+  ) {
+    memory.pool.onFreed(() => queue.retrySoon());
+  }
 
   /** Whether `sequence` may take one more entry per head. */
   canGrow(sequence: Sequence): boolean {
@@ -22,19 +27,20 @@ export class SequenceAdmission {
 
   /** Takes room for `count` more entries per head, all of it before any await: a concurrent admission must see these bytes as held. */
   grow(sequence: Sequence, count: number): Reservation {
-    if (sequence.maxHeadLength + count > this.maxSequenceTokens) {
-      throw new EngineError(
-        "RESOURCE_EXHAUSTED",
-        `sequence '${sequence.id}' would hold ${sequence.maxHeadLength + count} entries per head, over the per-sequence cap of ${this.maxSequenceTokens}; evict or release it`,
-      );
-    }
+    this.checkCap(sequence, count);
     return this.allocate({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) });
   }
 
-  /** Makes `copy` (new and empty) a copy of `source`, if its bytes are admitted. */
-  copy(copy: Sequence, source: Sequence): Reservation {
+  /** As grow, but a call the budget cannot take now waits in the admission queue until it can, or gives up (`signal`). */
+  async growWhenRoom(sequence: Sequence, count: number, signal: AbortSignal | undefined): Promise<Reservation> {
+    this.checkCap(sequence, count);
+    return this.admitWhenRoom(() => ({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) }), signal);
+  }
+
+  /** Makes `copy` (new and empty) a copy of `source` once its bytes are admitted, waiting in the admission queue if need be. */
+  copyWhenRoom(copy: Sequence, source: Sequence, signal: AbortSignal | undefined): Promise<Reservation> {
     // copyFrom gives back what it took when it fails part-way.
-    return this.allocate({ resident: copy, bytes: source.bytes, take: () => (copy.copyFrom(source), () => copy.release()) });
+    return this.admitWhenRoom(() => ({ resident: copy, bytes: source.bytes, take: () => (copy.copyFrom(source), () => copy.release()) }), signal);
   }
 
   /** Refuses a request that would feed or generate more tokens than the tenant quota allows per request. */
@@ -48,14 +54,51 @@ export class SequenceAdmission {
     return error instanceof KvBudgetExceeded ? new EngineError("RESOURCE_EXHAUSTED", `${error.message} (budget ${this.memory.pool.budgetBytes} bytes)`) : error;
   }
 
+  private checkCap(sequence: Sequence, count: number): void {
+    if (sequence.maxHeadLength + count > this.maxSequenceTokens) {
+      throw new EngineError(
+        "RESOURCE_EXHAUSTED",
+        `sequence '${sequence.id}' would hold ${sequence.maxHeadLength + count} entries per head, over the per-sequence cap of ${this.maxSequenceTokens}; evict or release it`,
+      );
+    }
+  }
+
   private allocate(request: AllocationRequest<Sequence>): Reservation {
-    let reservation: Reservation | null;
+    const reservation = this.tryAllocate(request);
+    if (!reservation) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(request));
+    return reservation;
+  }
+
+  private tryAllocate(request: AllocationRequest<Sequence>): Reservation | null {
     try {
-      reservation = this.memory.allocate(request);
+      return this.memory.allocate(request);
     } catch (error) {
       throw this.budgetError(error); // taking the room can still find the budget short (device memory)
     }
-    if (!reservation) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(request));
-    return reservation;
+  }
+
+  /**
+   * Admits now when nobody waits and the room is there; otherwise queues the call (the request is
+   * rebuilt at each try: the resident's bytes change meanwhile). Refused at once: what the tenant's
+   * quota refuses, what the whole budget cannot hold, and any call when the queue is full.
+   */
+  private async admitWhenRoom(requestNow: () => AllocationRequest<Sequence>, signal: AbortSignal | undefined): Promise<Reservation> {
+    const request = requestNow();
+    const now = this.queue.length === 0 ? this.tryAllocate(request) : null;
+    if (now) return now;
+    if (this.queue.limit === 0 || !this.memory.couldFitLater(request)) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(request));
+    try {
+      const waiting = this.queue.wait(request.resident.tenant, () => this.tryAllocate(requestNow()), signal);
+      this.queue.retrySoon(); // joining behind others: the room may be there already
+      return await waiting;
+    } catch (error) {
+      if (error instanceof AdmissionQueueFull) throw new EngineError("RESOURCE_EXHAUSTED", `${this.memory.whyRefused(request)}, and ${error.message}`);
+      if (error instanceof AdmissionAbandoned) {
+        throw error.reason === "deadline"
+          ? new EngineError("DEADLINE_EXCEEDED", "the deadline passed while the call waited for KV memory")
+          : new EngineError("CANCELLED", "the call was cancelled while it waited for KV memory");
+      }
+      throw error;
+    }
   }
 }

@@ -78,6 +78,15 @@ export class KvMemoryManager<R extends KvResident> {
     return `KV budget exhausted: ${bytes} bytes requested, ${this.pool.available + resident.bytes} bytes free (budget ${this.pool.budgetBytes} bytes)`;
   }
 
+  /**
+   * Whether a request `allocate` refused could be admitted once others free memory: the pool's
+   * budget refused it (not the tenant's quota, which only the tenant's own releases change), and
+   * it would fit the budget if nothing else were held.
+   */
+  couldFitLater(request: AllocationRequest<R>): boolean {
+    return this.quotaShortfall(request) <= 0 && request.bytes <= this.pool.budgetBytes;
+  }
+
   /** Why `tenant` may not open another sequence now; undefined when it may. */
   newSequenceRefusal(tenant: string): string | undefined {
     const limit = this.options.quota?.sequences;

@@ -19,8 +19,15 @@ export class SlabPool {
   private pooledBytes = 0;
   private deviceBytesHeld = 0;
   private readonly free = new Map<number, Float32Array[]>();
+  private readonly freedListeners = new Set<() => void>();
 
   constructor(readonly budgetBytes: number) {}
+
+  /** Calls `listener` whenever held memory is given back (calls waiting for room retry then); returns how to stop. */
+  onFreed(listener: () => void): () => void {
+    this.freedListeners.add(listener);
+    return () => this.freedListeners.delete(listener);
+  }
 
   get used(): number {
     return this.usedBytes;
@@ -43,6 +50,7 @@ export class SlabPool {
     this.usedBytes += delta;
     this.deviceBytesHeld += delta;
     this.trimPool();
+    if (delta < 0) this.freed();
   }
 
   get available(): number {
@@ -82,6 +90,11 @@ export class SlabPool {
     this.free.set(slab.length, list);
     this.pooledBytes += bytes;
     this.trimPool();
+    this.freed();
+  }
+
+  private freed(): void {
+    for (const listener of this.freedListeners) listener();
   }
 
   /** Drops pooled slabs until held + pooled fits the budget. */

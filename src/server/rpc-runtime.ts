@@ -86,7 +86,7 @@ export class RpcRuntime {
    * a gRPC call. Rejects with the call's ServiceError, its `cause` the error the handler threw.
    */
   async invoke<Req, Res>(method: string, admission: Admission, call: SurfaceCall, request: Req, handler: (request: Req, scope: RpcScope) => Promise<Res> | Res): Promise<Res> {
-    const active = this.begin(method, call);
+    const active = this.begin(method, admission, call);
     try {
       const response = await this.run(active, admission, request, async () => handler(request, active.scope));
       active.finish(status.OK);
@@ -100,7 +100,7 @@ export class RpcRuntime {
 
   stream<Req, Res>(method: string, admission: Admission, handler: (request: Req, scope: RpcScope) => AsyncIterable<Res>): handleServerStreamingCall<Req, Res> {
     return (call) => {
-      const active = this.begin(method, call);
+      const active = this.begin(method, admission, call);
       const flow = new StreamFlow(call, active.scope.signal);
       active.scope.backpressure = () => flow.full;
       this.run(active, admission, call.request, async () => {
@@ -125,7 +125,7 @@ export class RpcRuntime {
   /** Records (span, metrics, log line) a call that authentication refused before its handler ran. */
   refused(method: string, metadata: Metadata, details: string): void {
     const call: SurfaceCall = { metadata, cancelled: false, getDeadline: () => Infinity, on: () => undefined, getAuthContext: () => ({}) };
-    this.begin(method, call).finish(status.UNAUTHENTICATED, details);
+    this.begin(method, "always", call).finish(status.UNAUTHENTICATED, details);
   }
 
   /**
@@ -149,7 +149,7 @@ export class RpcRuntime {
     });
   }
 
-  private begin(method: string, call: SurfaceCall): ActiveCall {
+  private begin(method: string, admission: Admission, call: SurfaceCall): ActiveCall {
     const { service, tracker, metrics, log, logContent, semconv, tenantMetrics } = this.options;
     const started = performance.now();
     const parent = propagator.extract(ROOT_CONTEXT, call.metadata, metadataGetter);
@@ -162,7 +162,7 @@ export class RpcRuntime {
     if (call.cancelled) cancelled();
     else call.on("cancelled", cancelled);
     const untrack = tracker.add(controller);
-    metrics?.callStarted();
+    metrics?.callStarted(admission === "work");
     const scope = {
       signal: controller.signal,
       context: trace.setSpan(parent, span),
@@ -195,7 +195,7 @@ export class RpcRuntime {
         span.end();
         const inputTokens = Number(attributes[GEN_AI.usageInputTokens] ?? 0);
         const outputTokens = Number(attributes[GEN_AI.usageOutputTokens] ?? 0);
-        metrics?.callEnded(method, status[final]);
+        metrics?.callEnded(method, status[final], admission === "work");
         tenantMetrics?.callEnded(scope.caller.tenant, final);
         metrics?.tokens(inputTokens, outputTokens);
         const { traceId, spanId } = span.spanContext();

@@ -1,3 +1,4 @@
+import type { CacheConfig } from "../kv/cache-config.js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { addEngineListener, type EngineListener, type EvictionRecord, type StepKind } from "./engine-telemetry.js";
 
@@ -8,6 +9,10 @@ export interface CacheState {
   kvBytesPooled: number;
   sequenceCount: number;
   batchArenaBytes: number;
+  /** Calls waiting in the admission queue for KV memory; absent = none. */
+  requestsWaiting?: number;
+  /** The cache's fixed shape, as the Inference Extension's model server protocol reads it (docs/gateway.md); absent = no info series. */
+  cacheConfig?: CacheConfig;
 }
 
 const PREFIX = "kvwarden:";
@@ -16,12 +21,14 @@ const SHARE_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1];
 
 /**
  * Prometheus metrics, named like vLLM's (`kvwarden:kv_cache_usage_perc`,
- * `kvwarden:num_requests_running`, ...) so an inference gateway maps them with
- * one line of config. Sequence ids never become labels (cardinality).
+ * `kvwarden:num_requests_running`, ...) so the Gateway API Inference
+ * Extension's endpoint picker reads them through its metric flags
+ * (docs/gateway.md). Sequence ids never become labels (cardinality).
  */
 export class KvwardenMetrics implements EngineListener {
   readonly registry = new Registry();
-  private readonly running: Gauge;
+  /** Calls that start work (Prefill, Decode, Fork, completions) in progress, waiting or not. */
+  private workCalls = 0;
   private readonly requests: Counter<"method" | "code">;
   private readonly exhausted: Counter<"method">;
   private readonly promptTokens: Counter;
@@ -54,9 +61,30 @@ export class KvwardenMetrics implements EngineListener {
     cacheGauge("kv_cache_pooled_bytes", "Freed slab bytes kept for reuse (not counted as used)", (s) => s.kvBytesPooled);
     cacheGauge("num_sequences", "Sequences held", (s) => s.sequenceCount);
     cacheGauge("batch_arena_bytes", "The decode batch's working copy of its caches (outside the KV budget)", (s) => s.batchArenaBytes);
-    this.running = new Gauge({ name: PREFIX + "num_requests_running", help: "KvCache calls in progress", registers });
-    // kvwarden has no admission queue: a call runs at once or is refused. The gauge is there for gateways that expect it.
-    new Gauge({ name: PREFIX + "num_requests_waiting", help: "KvCache calls queued (always 0: calls run at once or are refused)", registers });
+    const workCalls = () => this.workCalls;
+    cacheGauge("num_requests_waiting", "Calls waiting in the admission queue for KV memory (--max-queue)", (s) => s.requestsWaiting ?? 0);
+    new Gauge({
+      name: PREFIX + "num_requests_running",
+      help: "Calls that start work (Prefill, Decode, Fork, HTTP completions) in progress, not counting those waiting for KV memory",
+      registers,
+      collect() {
+        this.set(workCalls() - (state()?.requestsWaiting ?? 0));
+      },
+    });
+    const cacheInfo = new Gauge({
+      name: PREFIX + "cache_config_info",
+      help: "The KV cache's configuration in labels (value 1): block_size = tokens per block, num_gpu_blocks = full-width blocks --kv-budget holds",
+      labelNames: ["block_size", "num_gpu_blocks", "kv_budget_bytes", "kv_dtype"],
+      registers,
+      collect() {
+        const config = state()?.cacheConfig;
+        cacheInfo.reset();
+        if (config) {
+          const { blockSize, numBlocks, kvBudgetBytes, kvDtype } = config;
+          this.set({ block_size: blockSize, num_gpu_blocks: numBlocks, kv_budget_bytes: kvBudgetBytes, kv_dtype: kvDtype }, 1);
+        }
+      },
+    });
     this.requests = new Counter({ name: PREFIX + "requests_total", help: "KvCache calls finished, by method and gRPC status", labelNames: ["method", "code"], registers });
     this.exhausted = new Counter({
       name: PREFIX + "resource_exhausted_total",
@@ -96,12 +124,13 @@ export class KvwardenMetrics implements EngineListener {
     this.unlisten = addEngineListener(this);
   }
 
-  callStarted(): void {
-    this.running.inc();
+  /** `work`: the call starts work (counted as running unless it waits for memory). */
+  callStarted(work: boolean): void {
+    if (work) this.workCalls++;
   }
 
-  callEnded(method: string, code: string): void {
-    this.running.dec();
+  callEnded(method: string, code: string, work: boolean): void {
+    if (work) this.workCalls--;
     this.requests.inc({ method, code });
     if (code === "RESOURCE_EXHAUSTED") this.exhausted.inc({ method });
   }
