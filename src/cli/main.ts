@@ -5,7 +5,6 @@ import { readFileSync } from "node:fs";
 import { format } from "node:util";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
-import { evalCommand } from "../eval/command.js";
 import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModelSource, modelSource } from "../model/load-model.js";
@@ -17,20 +16,17 @@ import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
 import { TlsCertificates, validityProblem } from "../server/tls.js";
 import { maxRequestBytes } from "../server/message-limit.js";
+import { packagePath } from "../package/package-root.js";
 import { parseSocketMode } from "../server/unix-socket.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
 import { MetricsServer } from "../telemetry/metrics-server.js";
 import { startTracing } from "../telemetry/tracing.js";
 import { formatByteSize, parseByteSize } from "./byte-size.js";
+import { evalCommand } from "./eval-command.js";
+import { positiveInt } from "./positive-int.js";
 
-const { version } = JSON.parse(readFileSync(new URL(import.meta.url.includes("/dist/") ? "../../../package.json" : "../../package.json", import.meta.url), "utf8"));
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
+const { version } = JSON.parse(readFileSync(packagePath("package.json"), "utf8"));
 
 function socketMode(value: string): number {
   try {

@@ -2,6 +2,7 @@ import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { applyEviction, planEviction } from "./apply-eviction.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
 import type { Sequence, StandingBudget } from "./sequence.js";
+import { minimumBudget } from "../policies/protected-parts.js";
 
 /**
  * A standing budget that keeps a sequence within C entries per head while it
@@ -21,7 +22,7 @@ export class DecodeBudget implements StandingBudget {
   static create(spec: EvictionSpec, resolved: ResolvedEviction, longestHead: number): DecodeBudget {
     const { policy } = resolved;
     const tokens = resolved.budget(Math.max(1, longestHead));
-    const minimum = policy.minimumBudget(spec.params);
+    const minimum = minimumBudget(policy, spec.params);
     if (tokens < minimum) {
       throw new InvalidEvictionError(
         "maxTokens" in spec.budget ? "eviction.max_tokens" : "eviction.keep_fraction",

@@ -1,5 +1,6 @@
 import { pyramidBudget } from "./allocators/pyramid.js";
 import { paramOf, type Policy } from "./policy.js";
+import { observationWindow } from "./protected-parts.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
@@ -17,9 +18,8 @@ export const pyramidkvPolicy: Policy = {
   queryRowsNeeded(params) {
     return paramOf(this, params, "window");
   },
-  minimumBudget(params) {
-    return paramOf(this, params, "window") + 1;
-  },
+  readsKeys: true,
+  protectedParts: [observationWindow],
   plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const beta = paramOf(this, spec.params, "beta");

@@ -1,4 +1,5 @@
 import { paramOf, type ParameterDoc, type Policy, type PolicyParams } from "./policy.js";
+import { observationWindow } from "./protected-parts.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores, type WindowScoring } from "./scorers/window-attention.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
@@ -29,9 +30,8 @@ export const snapkvPolicy: Policy = {
   queryRowsNeeded(params) {
     return paramOf(this, params, "window");
   },
-  minimumBudget(params) {
-    return paramOf(this, params, "window") + 1;
-  },
+  readsKeys: true,
+  protectedParts: [observationWindow],
   plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");

@@ -1,0 +1,8 @@
+import { InvalidArgumentError } from "commander";
+
+/** Parses a command-line count or duration that must be a whole number of at least 1. */
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
