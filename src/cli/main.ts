@@ -3,7 +3,8 @@ import { setLogger } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { format } from "node:util";
-import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, Engine } from "../engine/engine.js";
+import { DEFAULT_ENGINE_OPTIONS } from "../engine/engine-options.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
@@ -64,13 +65,13 @@ program
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
   .option("--http-listen <address>", "host:port to serve the OpenAI-compatible HTTP API on as well (/v1/completions, /v1/chat/completions, /v1/models; plain HTTP, see docs/http-api.md)")
-  .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", parseByteSize("512MiB")))
-  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
-  .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
-  .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
-  .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
+  .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", DEFAULT_ENGINE_OPTIONS.kvBudgetBytes))
+  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_ENGINE_OPTIONS.maxSequenceTokens)
+  .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, DEFAULT_ENGINE_OPTIONS.prefillChunkTokens)
+  .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", DEFAULT_ENGINE_OPTIONS.allowPastContext)
+  .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, DEFAULT_ENGINE_OPTIONS.sequenceTtlMs / 1000)
   .option("--request-id-ttl <seconds>", "recognise a retried request_id for this long after its first call", positiveInt, DEFAULT_REQUEST_ID_TTL_MS / 1000)
-  .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, 64)
+  .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, DEFAULT_ENGINE_OPTIONS.recentQueryRows)
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)

@@ -1,12 +1,11 @@
 import { adaptiveCounts } from "./allocators/adaptive.js";
 import { pyramidBudget } from "./allocators/pyramid.js";
 import { InvalidEvictionError, paramOf, type Policy, type PolicyParams } from "./policy.js";
-import { observationWindow } from "./protected-parts.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { keepAll } from "./selectors/keep-all.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
-import { windowScoringOf, windowScoringParameters } from "./snapkv.js";
+import { windowScoringNeeds, windowScoringOf, windowScoringParameters } from "./snapkv.js";
 
 const BASE_POLICIES = ["snapkv", "pyramidkv"];
 
@@ -26,11 +25,7 @@ export const adakvPolicy: Policy = {
     { name: "basePolicy", description: "snapkv (Ada-SnapKV) or pyramidkv (Ada-Pyramid)", defaultValue: "snapkv", choices: BASE_POLICIES },
     { name: "beta", description: "pyramid slope, with base_policy pyramidkv", defaultValue: 20 },
   ],
-  queryRowsNeeded(params) {
-    return paramOf(this, params, "window");
-  },
-  readsKeys: true,
-  protectedParts: [observationWindow],
+  ...windowScoringNeeds,
   plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const alpha = paramOf(this, spec.params, "alpha");

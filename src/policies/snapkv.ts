@@ -12,6 +12,15 @@ export const windowScoringParameters: readonly ParameterDoc[] = [
   { name: "groupReduction", description: "how a KV head combines its query heads' scores: mean, max or sum", defaultValue: "mean" },
 ];
 
+/** What SnapKV and the policies over its score read and always keep: the last W queries, the keys, the window itself. */
+export const windowScoringNeeds = {
+  queryRowsNeeded(this: Policy, params: Partial<PolicyParams>): number {
+    return paramOf(this, params, "window");
+  },
+  readsKeys: true,
+  protectedParts: [observationWindow],
+} satisfies Pick<Policy, "queryRowsNeeded" | "readsKeys" | "protectedParts">;
+
 export function windowScoringOf(policy: Policy, params: Partial<PolicyParams>): WindowScoring & { window: number } {
   return {
     window: paramOf(policy, params, "window"),
@@ -27,11 +36,7 @@ export const snapkvPolicy: Policy = {
   defaultDecodeSlack: 64,
   description: "Keeps the observation window and the entries it attends to most, pooled over neighbours (SnapKV).",
   parameters: windowScoringParameters,
-  queryRowsNeeded(params) {
-    return paramOf(this, params, "window");
-  },
-  readsKeys: true,
-  protectedParts: [observationWindow],
+  ...windowScoringNeeds,
   plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
