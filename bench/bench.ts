@@ -12,7 +12,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { cpus, loadavg, totalmem } from "node:os";
 import ort from "onnxruntime-node";
-import { Engine, type EngineOptions } from "../src/engine/engine.js";
+import { Engine } from "../src/engine/engine.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 import { loadLlama2cCheckpoint } from "../src/model/checkpoint.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
@@ -57,15 +58,7 @@ const lean = await ort.InferenceSession.create(buildLeanGraph(weights, 512), {
   logSeverityLevel: 3,
 });
 const transformersJs = await loadTransformersJs(weights, files.tokenizerPath, options.threads);
-const engineOptions: EngineOptions = {
-  kvBudgetBytes: 4 * 2 ** 30,
-  maxSequenceTokens: 16_384,
-  prefillChunkTokens: 128,
-  allowPastContext: true,
-  sequenceTtlMs: 3_600_000,
-  recentQueryRows: 64,
-};
-const engine = new Engine(model, engineOptions);
+const engine = new Engine(model, BENCH_ENGINE_OPTIONS);
 const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "bench" });
 const port = await server.listen("127.0.0.1:0");
 
@@ -237,7 +230,7 @@ const raggedTokens = 301;
 await engine.prefill({ sequenceId: "ragged", tokenIds: prompt(raggedTokens), eviction: { policy: "adakv", budget: { maxTokens: raggedBudget }, params: {} } });
 const [ragged] = engine.stats({ sequenceId: "ragged" }).sequences;
 const { layers: layerCount, heads: queryHeads, headSize, kvHeads } = weights.config;
-const ringBytes = new RecentQueryRing(new SlabPool(0), { layers: layerCount, heads: queryHeads, headSize }, engineOptions.recentQueryRows).fullBytes;
+const ringBytes = new RecentQueryRing(new SlabPool(0), { layers: layerCount, heads: queryHeads, headSize }, BENCH_ENGINE_OPTIONS.recentQueryRows).fullBytes;
 const entryBytes = floatsPerEntry({ kvHeads, headSize }) * 4;
 const raggedSlabBytes = ragged.kvBytes - ringBytes;
 const raggedContentBytes = ragged.entries * entryBytes;

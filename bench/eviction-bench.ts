@@ -8,7 +8,8 @@
  */
 import { Command } from "commander";
 import { cpus, loadavg } from "node:os";
-import { Engine, type EngineOptions } from "../src/engine/engine.js";
+import { Engine } from "../src/engine/engine.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import type { EvictionSpec } from "../src/policies/policy.js";
@@ -36,15 +37,7 @@ const CASES = [
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 const model = await loadModel(await defaultModelFiles(), { executionProvider: "cpu", intraOpThreads: options.threads });
-const engineOptions: EngineOptions = {
-  kvBudgetBytes: 4 * 2 ** 30,
-  maxSequenceTokens: 16_384,
-  prefillChunkTokens: 128,
-  allowPastContext: true,
-  sequenceTtlMs: 3_600_000,
-  recentQueryRows: 64,
-};
-const engine = new Engine(model, engineOptions);
+const engine = new Engine(model, BENCH_ENGINE_OPTIONS);
 const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
 
 /** Per length: every prefill's time, and per policy its evictions' times (ms). */

@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { PACKAGE_ROOT } from "../src/package/package-root.js";
 
 export interface KvwardenProcess {
   pid: number;
@@ -28,11 +28,11 @@ export function tenantToken(tenant: string): string {
 export async function startKvwarden(folder: string, tenants: string[], flags: string[]): Promise<KvwardenProcess> {
   const tokens = join(folder, "tokens");
   writeFileSync(tokens, tenants.map((tenant) => `${tenantToken(tenant)} ${tenant}`).join("\n"));
-  const compiled = import.meta.url.includes("/dist/");
-  const root = fileURLToPath(new URL(compiled ? "../../" : "../", import.meta.url));
-  const entry = compiled ? ["dist/src/cli/main.js"] : ["--import", "tsx", "src/cli/main.ts"];
+  // Under tsx the bench runs from source, and so does the server it starts.
+  const fromSource = import.meta.url.endsWith(".ts");
+  const entry = fromSource ? ["--import", "tsx", "src/cli/main.ts"] : ["dist/src/cli/main.js"];
   const args = [...entry, "serve", "--listen", "127.0.0.1:0", "--auth-tokens", tokens, ...flags];
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, OTEL_TRACES_EXPORTER: "none" } });
+  const child = spawn(process.execPath, args, { cwd: PACKAGE_ROOT, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, OTEL_TRACES_EXPORTER: "none" } });
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));

@@ -12,6 +12,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { Engine } from "../src/engine/engine.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 import { convertHfCheckpoint } from "../src/model/convert.js";
 import { readManifest } from "../src/model/converted-model.js";
 import { loadModelDir } from "../src/model/load-model.js";
@@ -73,14 +74,7 @@ try {
       started = performance.now();
       const model = await loadModelDir(c.out, { executionProvider: "cpu", intraOpThreads: options.threads });
       const loadSeconds = (performance.now() - started) / 1000;
-      const engine = new Engine(model, {
-        kvBudgetBytes: 2 ** 30,
-        maxSequenceTokens: 8192,
-        prefillChunkTokens: 128,
-        allowPastContext: false,
-        sequenceTtlMs: 3_600_000,
-        recentQueryRows: 64,
-      });
+      const engine = new Engine(model, { ...BENCH_ENGINE_OPTIONS, kvBudgetBytes: 2 ** 30, maxSequenceTokens: 8192, allowPastContext: false });
       return { ...c, model, engine, loadSeconds, stepMs: [] as number[], prefillMs: [] as number[], overFloor: [] as number[] };
     }),
   );

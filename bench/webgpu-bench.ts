@@ -10,6 +10,7 @@ import { writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import ort from "onnxruntime-node";
 import { Engine, type EngineOptions } from "../src/engine/engine.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import type { ExecutionProvider } from "../src/model/model-runner.js";
@@ -36,14 +37,7 @@ const finish = () => {
   if (options.out) writeFileSync(options.out, lines.join("\n") + "\n");
 };
 
-const engineOptions: EngineOptions = {
-  kvBudgetBytes: 2 ** 30,
-  maxSequenceTokens: 16_384,
-  prefillChunkTokens: 128,
-  allowPastContext: true,
-  sequenceTtlMs: 3_600_000,
-  recentQueryRows: 64,
-};
+const engineOptions: EngineOptions = { ...BENCH_ENGINE_OPTIONS, kvBudgetBytes: 2 ** 30 };
 const files = await defaultModelFiles();
 const engineOn = async (executionProvider: ExecutionProvider) => new Engine(await loadModel(files, { executionProvider, intraOpThreads: 1 }), engineOptions);
 

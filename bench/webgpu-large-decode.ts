@@ -13,6 +13,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { Engine } from "../src/engine/engine.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 import { convertHfCheckpoint } from "../src/model/convert.js";
 import { loadModelDir } from "../src/model/load-model.js";
 import { projectionStorage } from "../src/model/projection-weights.js";
@@ -44,14 +45,7 @@ const report = new MarkdownReport();
 const print = (line = "") => report.print(line);
 const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 256 : 300 + ((i * 7919) % (MODEL.vocab - 300))));
 const engineOn = async (dir: string, executionProvider: ExecutionProvider) =>
-  new Engine(await loadModelDir(dir, { executionProvider, intraOpThreads: options.threads }), {
-    kvBudgetBytes: 4 * 2 ** 30,
-    maxSequenceTokens: 8192,
-    prefillChunkTokens: 128,
-    allowPastContext: true,
-    sequenceTtlMs: 3_600_000,
-    recentQueryRows: 64,
-  });
+  new Engine(await loadModelDir(dir, { executionProvider, intraOpThreads: options.threads }), { ...BENCH_ENGINE_OPTIONS, maxSequenceTokens: 8192 });
 
 
 /** How many tokens two runs share before their first difference. */

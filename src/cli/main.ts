@@ -3,9 +3,9 @@ import { setLogger } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { format } from "node:util";
-import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
+import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, Engine } from "../engine/engine.js";
+import { DEFAULT_ENGINE_OPTIONS } from "../engine/engine-options.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
-import { evalCommand } from "../eval/command.js";
 import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModelSource, modelSource } from "../model/load-model.js";
@@ -18,26 +18,17 @@ import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
 import { TlsCertificates, validityProblem } from "../server/tls.js";
 import { maxRequestBytes } from "../server/message-limit.js";
+import { packagePath } from "../package/package-root.js";
 import { parseSocketMode } from "../server/unix-socket.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
 import { MetricsServer } from "../telemetry/metrics-server.js";
 import { startTracing } from "../telemetry/tracing.js";
 import { formatByteSize, parseByteSize } from "./byte-size.js";
+import { evalCommand } from "./eval-command.js";
+import { nonNegativeInt, positiveInt } from "./whole-number-options.js";
 
-const { version } = JSON.parse(readFileSync(new URL(import.meta.url.includes("/dist/") ? "../../../package.json" : "../../package.json", import.meta.url), "utf8"));
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a whole number of 0 or more, got '${value}'`);
-  return n;
-}
+const { version } = JSON.parse(readFileSync(packagePath("package.json"), "utf8"));
 
 function socketMode(value: string): number {
   try {
@@ -75,19 +66,19 @@ program
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")
   .option("--http-listen <address>", "host:port to serve the OpenAI-compatible HTTP API on as well (/v1/completions, /v1/chat/completions, /v1/models; plain HTTP, see docs/http-api.md)")
-  .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", parseByteSize("512MiB")))
+  .addOption(byteSizeOption("--kv-budget <size>", "KV memory all sequences may hold", DEFAULT_ENGINE_OPTIONS.kvBudgetBytes))
   .option(
     "--max-queue <n>",
     "Prefill and Fork calls that may wait for KV memory (in turns across tenants, until their deadline) when the budget is full; 0 = refuse at once with RESOURCE_EXHAUSTED",
     nonNegativeInt,
     0,
   )
-  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_MAX_SEQUENCE_TOKENS)
-  .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, 128)
-  .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", false)
-  .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, 600)
+  .option("--max-sequence-tokens <n>", "most entries one KV head of a sequence may hold", positiveInt, DEFAULT_ENGINE_OPTIONS.maxSequenceTokens)
+  .option("--prefill-chunk <n>", "tokens per prefill step (bounds peak memory)", positiveInt, DEFAULT_ENGINE_OPTIONS.prefillChunkTokens)
+  .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", DEFAULT_ENGINE_OPTIONS.allowPastContext)
+  .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, DEFAULT_ENGINE_OPTIONS.sequenceTtlMs / 1000)
   .option("--request-id-ttl <seconds>", "recognise a retried request_id for this long after its first call", positiveInt, DEFAULT_REQUEST_ID_TTL_MS / 1000)
-  .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, 64)
+  .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, DEFAULT_ENGINE_OPTIONS.recentQueryRows)
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)

@@ -41,9 +41,6 @@ export interface CallSettings {
   metadata?: Metadata;
 }
 
-/** A request with only the fields the caller cares about; the rest take their proto defaults. */
-type Partial<T> = DeepPartial<T>;
-
 /**
  * KvCache for Node backends: promises for unary calls, an async iterator for
  * Decode (breaking out of the loop cancels the stream), deadlines, abort
@@ -59,12 +56,12 @@ export class KvwardenClient {
     this.token = options.token;
   }
 
-  prefill(request: Partial<PrefillRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<PrefillResponse> {
+  prefill(request: DeepPartial<PrefillRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<PrefillResponse> {
     return this.unary((m, o, cb) => this.raw.prefill(PrefillRequest.fromPartial(request), m, o, cb), settings);
   }
 
   /** Streams generated tokens; the last carries the finish reason. */
-  async *decode(request: Partial<DecodeRequest> & { sequenceId: string }, settings: CallSettings = {}): AsyncGenerator<DecodeResponse> {
+  async *decode(request: DeepPartial<DecodeRequest> & { sequenceId: string }, settings: CallSettings = {}): AsyncGenerator<DecodeResponse> {
     const call = this.raw.decode(DecodeRequest.fromPartial(request), this.metadataFor(settings), optionsFor(settings));
     const cancel = () => call.cancel();
     settings.signal?.addEventListener("abort", cancel);
@@ -78,7 +75,7 @@ export class KvwardenClient {
 
   /** Decodes to the end and returns the text, the token ids and why generation stopped. */
   async generate(
-    request: Partial<DecodeRequest> & { sequenceId: string },
+    request: DeepPartial<DecodeRequest> & { sequenceId: string },
     settings: CallSettings = {},
   ): Promise<{ text: string; tokenIds: number[]; finishReason: DecodeResponse["finishReason"] }> {
     let text = "";
@@ -92,11 +89,11 @@ export class KvwardenClient {
     return { text, tokenIds, finishReason };
   }
 
-  evict(request: Partial<EvictRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<EvictResponse> {
+  evict(request: DeepPartial<EvictRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<EvictResponse> {
     return this.unary((m, o, cb) => this.raw.evict(EvictRequest.fromPartial(request), m, o, cb), settings);
   }
 
-  stats(request: Partial<StatsRequest> = {}, settings: CallSettings = {}): Promise<StatsResponse> {
+  stats(request: DeepPartial<StatsRequest> = {}, settings: CallSettings = {}): Promise<StatsResponse> {
     return this.unary((m, o, cb) => this.raw.stats(StatsRequest.fromPartial(request), m, o, cb), settings);
   }
 

@@ -1,6 +1,5 @@
 import { SeededRandom } from "../model/seeded-random.js";
-import { KeysOnDevice } from "../kv/keys-on-device.js";
-import type { CacheView, EvictionSpec, KeepPlan } from "../policies/policy.js";
+import type { EvictionSpec, KeepPlan } from "../policies/policy.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
 import type { Sequence } from "./sequence.js";
@@ -9,9 +8,8 @@ import type { Sequence } from "./sequence.js";
 export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget, observer }: ResolvedEviction): PlannedEviction {
   const base = { policy, observer, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes, startTime: performance.now() };
   if (policy.name === "none") return { ...base, detail: "policy 'none' keeps every entry" };
-  if (!sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)))) {
-    return { ...base, detail: "every head already fits the budget; nothing evicted" };
-  }
+  if (!overBudget(sequence, budget)) return { ...base, detail: "every head already fits the budget; nothing evicted" };
+  if (policy.readsKeys && !sequence.keysOnHost) throw new Error(`policy '${policy.name}' scores keys: read them back (Sequence.loadKeys) before planning`);
   // Random draws are reproducible with the request's seed, and fresh without one.
   const view = sequence.view();
   const plan = policy.plan(view, budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
@@ -27,7 +25,8 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
   let share: number | undefined;
   const { plan, view } = planned;
   if (plan && view) {
-    if (planned.observer.measuring()) share = shareIfKeysReadable(view, plan.keep);
+    // Unmeasured when the keys are still on the device: a policy that did not score them did not have them read back.
+    if (planned.observer.measuring() && sequence.keysOnHost) share = evictedAttentionShare(view, plan.keep);
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.recordEviction(plan.lazyLayers ?? []);
   }
@@ -46,14 +45,9 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
   return outcome;
 }
 
-/** The evicted attention share, unmeasured (undefined) when the keys are still on the device: a policy that did not score them did not have them read back. */
-function shareIfKeysReadable(view: CacheView, keep: KeepPlan): number | undefined {
-  try {
-    return evictedAttentionShare(view, keep);
-  } catch (error) {
-    if (error instanceof KeysOnDevice) return undefined;
-    throw error;
-  }
+/** Whether some head holds more than the budget allows it. */
+export function overBudget(sequence: Sequence, budget: (entries: number) => number): boolean {
+  return sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)));
 }
 
 /** Runs a policy on a sequence and compacts its cache to the plan. */

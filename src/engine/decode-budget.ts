@@ -2,6 +2,7 @@ import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { applyEviction, planEviction } from "./apply-eviction.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
 import type { Sequence, StandingBudget } from "./sequence.js";
+import { minimumBudget } from "../policies/protected-parts.js";
 
 /**
  * A standing budget that keeps a sequence within C entries per head while it
@@ -21,7 +22,7 @@ export class DecodeBudget implements StandingBudget {
   static create(spec: EvictionSpec, resolved: ResolvedEviction, longestHead: number): DecodeBudget {
     const { policy } = resolved;
     const tokens = resolved.budget(Math.max(1, longestHead));
-    const minimum = policy.minimumBudget(spec.params);
+    const minimum = minimumBudget(policy, spec.params);
     if (tokens < minimum) {
       throw new InvalidEvictionError(
         "maxTokens" in spec.budget ? "eviction.max_tokens" : "eviction.keep_fraction",
@@ -36,11 +37,20 @@ export class DecodeBudget implements StandingBudget {
     return this.resolved.policy.name;
   }
 
-  /** Evicts when some head has grown past C + slack; null when nothing was due. */
-  enforce(sequence: Sequence): EvictionOutcome | null {
+  /** Whether the policy scores keys, which a device-resident cache must read back before it runs. */
+  get readsKeys(): boolean {
+    return this.resolved.policy.readsKeys;
+  }
+
+  /** Whether some head has grown past C + slack. */
+  isDue(sequence: Sequence): boolean {
     const limit = this.tokens + this.slack;
-    if (!sequence.layers.some((layer) => layer.lengths.some((n) => n > limit))) return null;
-    return applyEviction(sequence, this.spec, this.resolved);
+    return sequence.layers.some((layer) => layer.lengths.some((n) => n > limit));
+  }
+
+  /** Evicts when it is due; null when nothing was due. */
+  enforce(sequence: Sequence): EvictionOutcome | null {
+    return this.isDue(sequence) ? applyEviction(sequence, this.spec, this.resolved) : null;
   }
 
   /** Works out compacting to C now, whatever the slack (to relieve memory pressure); commit it with commitEviction. */

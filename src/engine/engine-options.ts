@@ -38,3 +38,16 @@ export const DEFAULT_MAX_BATCH_SIZE = 32;
 export const DEFAULT_MAX_PROMPT_BYTES = 2 ** 20;
 /** Entries one KV head of a sequence may hold unless told otherwise (serve's --max-sequence-tokens). */
 export const DEFAULT_MAX_SEQUENCE_TOKENS = 65_536;
+
+/**
+ * The engine as `kvwarden serve` runs it without flags (docs/configuration.md): the CLI's defaults
+ * are these, and bench, eval and tests spread them and override only what they change.
+ */
+export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = {
+  kvBudgetBytes: 512 * 2 ** 20,
+  maxSequenceTokens: DEFAULT_MAX_SEQUENCE_TOKENS,
+  prefillChunkTokens: 128,
+  allowPastContext: false,
+  sequenceTtlMs: 600_000,
+  recentQueryRows: 64,
+};

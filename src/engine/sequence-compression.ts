@@ -1,4 +1,3 @@
-import { KeysOnDevice } from "../kv/keys-on-device.js";
 import type { Compression } from "../kv/compress-idle.js";
 import { InvalidEvictionError } from "../policies/policy.js";
 import { observeCrossTenantCompression } from "../telemetry/engine-telemetry.js";
@@ -11,7 +10,8 @@ import type { Sequence } from "./sequence.js";
  * did not ask for eviction) or when its budget cannot run now.
  */
 export function compressionOf(sequence: Sequence): Compression | null {
-  if (!sequence.decodeBudget) return null;
+  // Keys still on the device cannot be read back here (this runs synchronously, under pressure): such a budget is passed over.
+  if (!sequence.decodeBudget || (sequence.decodeBudget.readsKeys && !sequence.keysOnHost)) return null;
   try {
     const plan = sequence.decodeBudget.planCompression(sequence);
     return {
@@ -22,9 +22,8 @@ export function compressionOf(sequence: Sequence): Compression | null {
       },
     };
   } catch (error) {
-    // A budget that cannot run now (its proxy queries have left the ring, or it scores keys still
-    // on the device: reading them back cannot wait here) is passed over.
-    if (error instanceof InvalidEvictionError || error instanceof KeysOnDevice) return null;
+    // A budget that cannot run now (its proxy queries have left the ring) is passed over.
+    if (error instanceof InvalidEvictionError) return null;
     throw error;
   }
 }

@@ -31,7 +31,11 @@ export interface StandingBudget {
   readonly spec: EvictionSpec;
   /** Entries a head may grow past C before the policy runs again. */
   readonly slack: number;
-  /** Evicts when some head has grown past C + slack; null when nothing was due. */
+  /** Whether the policy scores keys, which a device-resident cache must read back before it runs. */
+  readonly readsKeys: boolean;
+  /** Whether some head has grown past C + slack. */
+  isDue(sequence: Sequence): boolean;
+  /** Evicts when it is due; null when nothing was due. */
   enforce(sequence: Sequence): EvictionOutcome | null;
   /** Works out compacting to C now, whatever the slack; commit it with commitEviction. */
   planCompression(sequence: Sequence): PlannedEviction;
@@ -220,6 +224,11 @@ export class Sequence {
   /** Of `bytes`, those on the device. */
   get deviceBytes(): number {
     return this.layers.reduce((sum, layer) => sum + (layer instanceof DeviceLayerCache ? layer.deviceBytes : 0), 0);
+  }
+
+  /** Whether every layer's keys can be read on the host (always, unless device-resident and not read back). */
+  get keysOnHost(): boolean {
+    return this.layers.every((layer) => layer.keysOnHost);
   }
 
   /** Reads device-resident keys back for the policies that score them (before an eviction); nothing for host slabs. */

@@ -1,4 +1,5 @@
 import { relative } from "node:path";
+import { DEFAULT_ENGINE_OPTIONS } from "../engine/engine-options.js";
 import { Engine } from "../engine/engine.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { loadModelSource, type ModelSource } from "../model/load-model.js";
@@ -36,12 +37,10 @@ export async function openSidecar(choice: SidecarChoice): Promise<Sidecar> {
   const source = choice.model ?? { files: await defaultModelFiles() };
   const model = await loadModelSource(source, { executionProvider: "cpu", intraOpThreads: choice.threads ?? 1 });
   const engine = new Engine(model, {
+    ...DEFAULT_ENGINE_OPTIONS,
     kvBudgetBytes: 256 * 1024 * 1024,
     maxSequenceTokens: model.config.contextLength,
-    prefillChunkTokens: 128,
-    allowPastContext: false,
-    sequenceTtlMs: 600_000,
-    recentQueryRows: choice.recentQueries ?? 64,
+    recentQueryRows: choice.recentQueries ?? DEFAULT_ENGINE_OPTIONS.recentQueryRows,
   });
   const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "eval" });
   const port = await server.listen("127.0.0.1:0");

@@ -1,5 +1,4 @@
 import { DeviceSlab, type SlabDevice } from "./device-slab.js";
-import { KeysOnDevice } from "./keys-on-device.js";
 import { capacityFor, LayerCache, type LayerCheckpoint } from "./layer-cache.js";
 import type { SlabPool } from "./slab-pool.js";
 
@@ -11,7 +10,7 @@ import type { SlabPool } from "./slab-pool.js";
  * Host-side layout changes (growth, eviction, rollback) are recorded as `sourceRows`, the device row
  * each slot's entry is in now, and carried out on the device by one gather before the next step
  * (`slabForStep`), so no key or value crosses to the host. A policy that scores keys gets them
- * read back once per eviction (`loadKeys`, after it asked for them: KeysOnDevice).
+ * read back once per eviction (`loadKeys`, before planning: Policy.readsKeys).
  */
 export class DeviceLayerCache extends LayerCache {
   private deviceSlab: DeviceSlab | null = null;
@@ -48,8 +47,12 @@ export class DeviceLayerCache extends LayerCache {
     return super.bytesWithRoomFor(extra) + this.deviceBytesFor(capacityFor(this.capacity, this.maxLength + extra));
   }
 
+  override get keysOnHost(): boolean {
+    return this.hostKeys !== null;
+  }
+
   override get keys(): Float32Array {
-    if (!this.hostKeys) throw new KeysOnDevice();
+    if (!this.hostKeys) throw new Error("the keys of this cache are on the device: loadKeys() reads them back before a policy that scores them plans");
     return this.hostKeys;
   }
 

@@ -102,6 +102,11 @@ export class LayerCache {
     this.kvDtype = shape.kvDtype ?? "float32";
   }
 
+  /** Whether `keys` can be read here: always for a host cache. */
+  get keysOnHost(): boolean {
+    return true;
+  }
+
   /** Post-RoPE keys [slots, d] as float32: the store itself, or (float16) a decoded copy. */
   get keys(): Float32Array {
     return this.keyStore instanceof Float32Array ? this.keyStore : this.decode().keys;

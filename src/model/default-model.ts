@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { packagePath } from "../package/package-root.js";
 import type { ModelFiles } from "./model-files.js";
 
 /** The test-bed model: stories260K, trained with karpathy/llama2.c (MIT). */
@@ -24,8 +24,7 @@ export const DEFAULT_MODEL_HELP =
 
 /** Folders that may hold the files: the shared folder beside a checkout, then the user cache. */
 function candidateFolders(): string[] {
-  const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ...(import.meta.url.includes("/dist/") ? [".."] : []));
-  return [join(projectRoot, "..", "shared", "models"), cacheFolder()];
+  return [packagePath("..", "shared", "models"), cacheFolder()];
 }
 
 function cacheFolder(): string {

@@ -5,7 +5,7 @@ import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { keepAll } from "./selectors/keep-all.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
-import { windowScoringOf, windowScoringParameters } from "./snapkv.js";
+import { windowScoringNeeds, windowScoringOf, windowScoringParameters } from "./snapkv.js";
 
 const BASE_POLICIES = ["snapkv", "pyramidkv"];
 
@@ -22,16 +22,10 @@ export const adakvPolicy: Policy = {
   parameters: [
     ...windowScoringParameters,
     { name: "alpha", description: "share of each head's uniform budget it is guaranteed (AdaKV's floor)", defaultValue: 0.2 },
-    { name: "basePolicy", description: "snapkv (Ada-SnapKV) or pyramidkv (Ada-Pyramid)", defaultValue: "snapkv" },
+    { name: "basePolicy", description: "snapkv (Ada-SnapKV) or pyramidkv (Ada-Pyramid)", defaultValue: "snapkv", choices: BASE_POLICIES },
     { name: "beta", description: "pyramid slope, with base_policy pyramidkv", defaultValue: 20 },
   ],
-  queryRowsNeeded(params) {
-    return paramOf(this, params, "window");
-  },
-  minimumBudget(params) {
-    basePolicyOf(this, params);
-    return paramOf(this, params, "window") + 1;
-  },
+  ...windowScoringNeeds,
   plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const alpha = paramOf(this, spec.params, "alpha");

@@ -1,4 +1,5 @@
 import type { Policy } from "./policy.js";
+import { namedRecentEntries } from "./protected-parts.js";
 import { accumulatedAttentionScores } from "./scorers/accumulated-attention.js";
 import { selectTopK } from "./selectors/top-k.js";
 
@@ -10,9 +11,8 @@ export const h2oPolicy: Policy = {
   // The default depends on the budget, so recent_tokens is read from the request, never through paramOf.
   parameters: [{ name: "recentTokens", description: "most recent entries always kept", defaultValue: "floor(C/2)" }],
   queryRowsNeeded: () => 0,
-  minimumBudget(params) {
-    return (params.recentTokens ?? 0) + 1;
-  },
+  readsKeys: false,
+  protectedParts: [namedRecentEntries],
   plan(cache, budget, spec) {
     return {
       keep: cache.layers.map((layer) =>

@@ -1,5 +1,6 @@
 import { uniformCounts } from "./allocators/uniform.js";
 import { InvalidEvictionError, paramOf, type Policy } from "./policy.js";
+import { sinkEntries } from "./protected-parts.js";
 import { keyNormScores } from "./scorers/key-norm.js";
 import { keepAll } from "./selectors/keep-all.js";
 import { selectTopK } from "./selectors/top-k.js";
@@ -22,9 +23,8 @@ export const knormPolicy: Policy = {
     { name: "sinkTokens", description: "ablation: entries at the start always kept (attention sinks); the paper keeps none", defaultValue: 0 },
   ],
   queryRowsNeeded: () => 0,
-  minimumBudget(params) {
-    return paramOf(this, params, "sinkTokens") + 1;
-  },
+  readsKeys: true,
+  protectedParts: [sinkEntries],
   plan(cache, budget, spec) {
     const skip = paramOf(this, spec.params, "skipLayers");
     const highest = paramOf(this, spec.params, "keepHighestNorm");

@@ -1,6 +1,7 @@
 import { SeededRandom } from "../model/seeded-random.js";
+import { proxyQueries, sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
-import { paramOf, type Policy, type PolicyParams } from "./policy.js";
+import { paramOf, type Policy } from "./policy.js";
 import { pool1d } from "./scorers/pooling.js";
 import { proxyAttentionScores } from "./scorers/proxy-attention.js";
 import { lastQueryRows, queryRowsInSpan } from "./scorers/query-rows.js";
@@ -19,10 +20,6 @@ export const NACL_RANDOM_SHARE = 7 / 19;
 export function naclSplit(remaining: number, randomShare = NACL_RANDOM_SHARE): { topCount: number; randomCount: number } {
   const randomCount = Math.floor(Math.max(0, remaining) * randomShare);
   return { topCount: Math.max(0, remaining) - randomCount, randomCount };
-}
-
-function proxyLength(policy: Policy, params: Partial<PolicyParams>): number {
-  return params.proxySpan ? params.proxySpan.end - params.proxySpan.start : paramOf(policy, params, "proxyTokens");
 }
 
 /**
@@ -51,11 +48,10 @@ export const naclPolicy: Policy = {
     { name: "kernelSize", description: "odd pooling kernel, when pooling is on", defaultValue: 7 },
   ],
   queryRowsNeeded(params) {
-    return proxyLength(this, params);
+    return proxyQueries(this, params);
   },
-  minimumBudget(params) {
-    return paramOf(this, params, "sinkTokens") + proxyLength(this, params) + 1;
-  },
+  readsKeys: true,
+  protectedParts: [sinkEntries, proxyQueries],
   plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const temperature = paramOf(this, spec.params, "temperature");

@@ -8,6 +8,7 @@ export const nonePolicy: Policy = {
   description: "Keeps every entry (no eviction).",
   parameters: [],
   queryRowsNeeded: () => 0,
-  minimumBudget: () => 1,
+  readsKeys: false,
+  protectedParts: [],
   plan: (cache) => ({ keep: cache.layers.map((layer) => Array.from(layer.lengths, (n) => keepAll(n))) }),
 };

@@ -95,7 +95,12 @@ export interface ParameterDoc {
   /** The default; where it depends on the request (h2o's recent_tokens is floor(C/2)), the rule in
    * words, and the policy then reads that parameter from the request itself, never through paramOf. */
   defaultValue: PolicyParams[ParamName];
+  /** The only values a string parameter takes, checked before the policy runs. */
+  choices?: readonly string[];
 }
+
+/** Entries a policy keeps whatever the budget (sinks, an observation window), sized by the request's parameters. */
+export type ProtectedPart = (policy: Policy, params: Partial<PolicyParams>) => number;
 
 /** A named eviction method: a declaration over a scorer, an allocator and a selector. */
 export interface Policy {
@@ -106,8 +111,10 @@ export interface Policy {
   readonly defaultDecodeSlack: number;
   /** Most recent query rows the policy reads (0 when it reads none). */
   queryRowsNeeded(params: Partial<PolicyParams>): number;
-  /** The smallest budget C the policy accepts with these parameters. */
-  minimumBudget(params: Partial<PolicyParams>): number;
+  /** Whether plan() reads the cached keys: a device-resident cache reads them back before planning. */
+  readonly readsKeys: boolean;
+  /** What the policy always keeps; the smallest budget it accepts holds these and one more (minimumBudget). */
+  readonly protectedParts: readonly ProtectedPart[];
   /** Which entries to keep; `budget(T)` is C for a head holding T entries. Pure: no I/O. */
   plan(cache: CacheView, budget: (entries: number) => number, spec: EvictionSpec): PolicyPlan;
 }

@@ -3,7 +3,7 @@ import { paramOf, type Policy } from "./policy.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
-import { windowScoringOf, windowScoringParameters } from "./snapkv.js";
+import { windowScoringNeeds, windowScoringOf, windowScoringParameters } from "./snapkv.js";
 
 /** PyramidKV: SnapKV with budgets falling linearly from the bottom layer to the top. */
 export const pyramidkvPolicy: Policy = {
@@ -14,12 +14,7 @@ export const pyramidkvPolicy: Policy = {
     ...windowScoringParameters,
     { name: "beta", description: "the top layer selects (C - W) / beta entries beyond its window", defaultValue: 20 },
   ],
-  queryRowsNeeded(params) {
-    return paramOf(this, params, "window");
-  },
-  minimumBudget(params) {
-    return paramOf(this, params, "window") + 1;
-  },
+  ...windowScoringNeeds,
   plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const beta = paramOf(this, spec.params, "beta");

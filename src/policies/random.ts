@@ -1,4 +1,5 @@
 import { SeededRandom } from "../model/seeded-random.js";
+import { sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
 import { paramOf, type Policy } from "./policy.js";
 import { randomScores } from "./scorers/random.js";
@@ -15,9 +16,8 @@ export const randomPolicy: Policy = {
   description: "Keeps the first sink_tokens entries and a seeded uniformly random choice of the others (a baseline).",
   parameters: [sinkTokensParameter],
   queryRowsNeeded: () => 0,
-  minimumBudget(params) {
-    return paramOf(this, params, "sinkTokens") + 1;
-  },
+  readsKeys: false,
+  protectedParts: [sinkEntries],
   plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const random = new SeededRandom(spec.seed ?? 0n);

@@ -11,6 +11,7 @@ import { simlayerkvPolicy } from "./simlayerkv.js";
 import { snapkvPolicy } from "./snapkv.js";
 import { streamingLlmPolicy } from "./streaming-llm.js";
 import { tovaPolicy } from "./tova.js";
+import { minimumBudget } from "./protected-parts.js";
 
 /** Every policy this build offers, by name. */
 export const POLICIES: ReadonlyMap<string, Policy> = new Map(
@@ -46,9 +47,13 @@ export function resolveEviction(
       `unknown eviction policy '${spec.policy}'; available: ${[...POLICIES.keys()].join(", ")}`,
     );
   }
-  for (const name of Object.keys(spec.params)) {
-    if (!policy.parameters.some((p) => p.name === name)) {
+  for (const [name, value] of Object.entries(spec.params)) {
+    const doc = policy.parameters.find((p) => p.name === name);
+    if (!doc) {
       throw new InvalidEvictionError(`eviction.${snakeCase(name)}`, `policy '${policy.name}' does not take parameter ${snakeCase(name)}`);
+    }
+    if (doc.choices && !doc.choices.includes(value as string)) {
+      throw new InvalidEvictionError(`eviction.${snakeCase(name)}`, `policy '${policy.name}' takes ${snakeCase(name)} ${doc.choices.join(" or ")}, not '${value}'`);
     }
   }
   const rows = policy.queryRowsNeeded(spec.params);
@@ -59,7 +64,7 @@ export function resolveEviction(
     );
   }
   const budget = budgetFor(spec);
-  const minimum = policy.minimumBudget(spec.params);
+  const minimum = minimumBudget(policy, spec.params);
   const resolved = budget(entries);
   if (policy !== nonePolicy && resolved < minimum && resolved < entries) {
     throw new InvalidEvictionError(

@@ -1,5 +1,6 @@
 import { lazyLayers } from "./allocators/lazy-layer.js";
 import { paramOf, type Policy } from "./policy.js";
+import { sinkEntries } from "./protected-parts.js";
 import { positionScores } from "./scorers/position.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -23,9 +24,8 @@ export const simlayerkvPolicy: Policy = {
   queryRowsNeeded(params) {
     return paramOf(this, params, "window");
   },
-  minimumBudget(params) {
-    return paramOf(this, params, "sinkTokens") + 1;
-  },
+  readsKeys: true,
+  protectedParts: [sinkEntries],
   plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const rows = lastQueryRows(cache.recentQueries, paramOf(this, spec.params, "window"), "eviction.window");

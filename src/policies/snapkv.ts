@@ -1,4 +1,5 @@
 import { paramOf, type ParameterDoc, type Policy, type PolicyParams } from "./policy.js";
+import { observationWindow } from "./protected-parts.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores, type WindowScoring } from "./scorers/window-attention.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
@@ -10,6 +11,15 @@ export const windowScoringParameters: readonly ParameterDoc[] = [
   { name: "pooling", description: "max, avg or none", defaultValue: "max" },
   { name: "groupReduction", description: "how a KV head combines its query heads' scores: mean, max or sum", defaultValue: "mean" },
 ];
+
+/** What SnapKV and the policies over its score read and always keep: the last W queries, the keys, the window itself. */
+export const windowScoringNeeds = {
+  queryRowsNeeded(this: Policy, params: Partial<PolicyParams>): number {
+    return paramOf(this, params, "window");
+  },
+  readsKeys: true,
+  protectedParts: [observationWindow],
+} satisfies Pick<Policy, "queryRowsNeeded" | "readsKeys" | "protectedParts">;
 
 export function windowScoringOf(policy: Policy, params: Partial<PolicyParams>): WindowScoring & { window: number } {
   return {
@@ -26,12 +36,7 @@ export const snapkvPolicy: Policy = {
   defaultDecodeSlack: 64,
   description: "Keeps the observation window and the entries it attends to most, pooled over neighbours (SnapKV).",
   parameters: windowScoringParameters,
-  queryRowsNeeded(params) {
-    return paramOf(this, params, "window");
-  },
-  minimumBudget(params) {
-    return paramOf(this, params, "window") + 1;
-  },
+  ...windowScoringNeeds,
   plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");

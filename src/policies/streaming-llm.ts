@@ -1,4 +1,5 @@
 import { uniformCounts } from "./allocators/uniform.js";
+import { sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
 import { paramOf, type Policy } from "./policy.js";
 import { positionScores } from "./scorers/position.js";
@@ -11,9 +12,8 @@ export const streamingLlmPolicy: Policy = {
   description: "Keeps the first sink_tokens entries (attention sinks) and the most recent ones (StreamingLLM).",
   parameters: [sinkTokensParameter],
   queryRowsNeeded: () => 0,
-  minimumBudget(params) {
-    return paramOf(this, params, "sinkTokens") + 1;
-  },
+  readsKeys: false,
+  protectedParts: [sinkEntries],
   plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const counts = uniformCounts(cache.layers, budget);

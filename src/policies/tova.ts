@@ -16,7 +16,8 @@ export const tovaPolicy: Policy = {
   description: "Keeps, per layer, the entries the last token attends to most, averaged over all heads; every head keeps the same positions (TOVA).",
   parameters: [],
   queryRowsNeeded: () => 1,
-  minimumBudget: () => 1,
+  readsKeys: true,
+  protectedParts: [],
   plan(cache, budget) {
     const [lastRow] = lastQueryRows(cache.recentQueries, 1, "eviction");
     return {

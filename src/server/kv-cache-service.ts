@@ -27,6 +27,7 @@ import { decodeTokens } from "../model/tokenizer.js";
 import { tracer } from "../telemetry/tracer.js";
 import { decodeInputOf, evictionResultOf, evictionSpecOf, requestIdOf, sequenceIdOf, sequenceStatsOf, logprobsOf, tokenLogprobOf } from "./proto-mapping.js";
 import type { RpcRuntime, RpcScope } from "./rpc-runtime.js";
+import { minimumBudget } from "../policies/protected-parts.js";
 
 const FINISH_REASONS = { length: FinishReason.FINISH_REASON_LENGTH, stop: FinishReason.FINISH_REASON_STOP, context: FinishReason.FINISH_REASON_CONTEXT };
 
@@ -149,7 +150,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           name: policy.name,
           description: policy.description,
           parameters: policy.parameters.map((p) => ({ name: snakeCase(p.name), description: p.description, defaultValue: String(p.defaultValue) })),
-          minimumBudgetTokens: policy.minimumBudget({}),
+          minimumBudgetTokens: minimumBudget(policy, {}),
         })),
         limits: {
           kvBytesBudget: BigInt(options.kvBudgetBytes),

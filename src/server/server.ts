@@ -1,11 +1,11 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { KvCacheService } from "../gen/kvwarden/v1/kvwarden.js";
 import { HttpFront } from "../http/http-front.js";
+import { packagePath } from "../package/package-root.js";
 import { listenError } from "../telemetry/host-port.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
@@ -25,7 +25,7 @@ import { TenantMetrics } from "./tenant-metrics.js";
 import { serverCredentials, type TlsCertificates, type TlsFiles } from "./tls.js";
 import { bindPrivately, socketPath } from "./unix-socket.js";
 
-const PROTO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ...(import.meta.url.includes("/dist/") ? [".."] : []), "proto");
+const PROTO_ROOT = packagePath("proto");
 
 export interface KvwardenServerOptions {
   /** Counts calls, tokens and refusals. */

@@ -65,7 +65,7 @@ describe("what `kvwarden serve` loads", () => {
   });
 
   it("loads the eval command's modules without its chart and progress libraries until an eval runs", async () => {
-    const { packages, code } = await loadedPackages(["--input-type=module", "-e", 'const { evalCommand } = await import("./src/eval/command.ts"); evalCommand("0");']);
+    const { packages, code } = await loadedPackages(["--input-type=module", "-e", 'const { evalCommand } = await import("./src/cli/eval-command.ts"); evalCommand("0");']);
     expect(code).toBe(0);
     expect([...packages].filter(isEvalOnly)).toEqual([]);
   });

@@ -4,6 +4,7 @@ import { adaptiveCounts, type AdaptiveHead } from "../../src/policies/allocators
 import { resolveEviction } from "../../src/policies/registry.js";
 import { snapkvPolicy } from "../../src/policies/snapkv.js";
 import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const head = (scores: number[], budget: number, positions = scores.map((_, i) => i)): AdaptiveHead => ({
   scores: Float64Array.from(scores),
@@ -118,6 +119,6 @@ describe("adakv", () => {
       basePolicy: "snapkv",
       beta: 20,
     });
-    expect(adakvPolicy.minimumBudget({})).toBe(33);
+    expect(minimumBudget(adakvPolicy, {})).toBe(33);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { h2oPolicy } from "../../src/policies/h2o.js";
 import { resolveEviction } from "../../src/policies/registry.js";
 import { cacheView, evictionSpec, kept } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const withMass = (...masses: number[][]) => cacheView({ heads: masses.length, layers: [masses.map((mass) => ({ keys: mass.map(() => [0]), mass }))] });
 const mass = [5, 1, 9, 3, 7, 2, 8, 0];
@@ -37,8 +38,8 @@ describe("h2o", () => {
   });
 
   it("needs one heavy slot beyond an explicit recent window", () => {
-    expect(h2oPolicy.minimumBudget({})).toBe(1);
-    expect(h2oPolicy.minimumBudget({ recentTokens: 4 })).toBe(5);
+    expect(minimumBudget(h2oPolicy, {})).toBe(1);
+    expect(minimumBudget(h2oPolicy, { recentTokens: 4 })).toBe(5);
     const spec = { ...evictionSpec("h2o", { recentTokens: 4 }), budget: { maxTokens: 4 } };
     expect(() => resolveEviction(spec, 100, 0)).toThrow(expect.objectContaining({ field: "eviction.max_tokens" }));
     expect(h2oPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([["recentTokens", "floor(C/2)"]]);

@@ -3,6 +3,7 @@ import { knormPolicy } from "../../src/policies/knorm.js";
 import { InvalidEvictionError } from "../../src/policies/policy.js";
 import { resolveEviction } from "../../src/policies/registry.js";
 import { cacheView, evictionSpec, kept } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 // Key norms by slot: 5, 1, 2, 0, sqrt 2, 1.
 const keys = [
@@ -56,7 +57,7 @@ describe("knorm", () => {
     ]);
     // Two sinks (norms 5 and 1) leave one lowest-norm entry: slot 3.
     expect(kept(knormPolicy.plan(threeLayers, () => 3, evictionSpec("knorm", { skipLayers: [2], sinkTokens: 2 })))).toEqual([[[0, 1, 3]], [[0, 1, 3]], [all]]);
-    expect(knormPolicy.minimumBudget({ sinkTokens: 2 })).toBe(3);
+    expect(minimumBudget(knormPolicy, { sinkTokens: 2 })).toBe(3);
   });
 
   it("skips exactly the layers it is told to", () => {
@@ -81,6 +82,6 @@ describe("knorm", () => {
       ["sinkTokens", 0],
     ]);
     expect(knormPolicy.queryRowsNeeded({})).toBe(0);
-    expect(knormPolicy.minimumBudget({})).toBe(1);
+    expect(minimumBudget(knormPolicy, {})).toBe(1);
   });
 });

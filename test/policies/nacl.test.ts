@@ -3,6 +3,7 @@ import { SeededRandom } from "../../src/model/seeded-random.js";
 import { naclPolicy, naclSplit } from "../../src/policies/nacl.js";
 import type { GroupReduction } from "../../src/policies/policy.js";
 import { cacheView, evictionSpec, kept, naiveAttention, scalarKeys } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
@@ -181,8 +182,8 @@ describe("nacl", () => {
   });
 
   it("needs room beyond sinks and proxies, and the proxies' query rows", () => {
-    expect(naclPolicy.minimumBudget({})).toBe(37);
-    expect(naclPolicy.minimumBudget({ sinkTokens: 2, proxySpan: { start: 10, end: 15 } })).toBe(8);
+    expect(minimumBudget(naclPolicy, {})).toBe(37);
+    expect(minimumBudget(naclPolicy, { sinkTokens: 2, proxySpan: { start: 10, end: 15 } })).toBe(8);
     expect(naclPolicy.queryRowsNeeded({})).toBe(32);
     expect(naclPolicy.queryRowsNeeded({ proxySpan: { start: 10, end: 15 } })).toBe(5);
   });

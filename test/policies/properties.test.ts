@@ -10,6 +10,7 @@ import {
   type PolicyParams,
   type PolicyPlan,
 } from "../../src/policies/policy.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 import { POLICIES, resolveEviction } from "../../src/policies/registry.js";
 import { cacheView, type HeadInput } from "./support/cache-view.js";
 
@@ -149,7 +150,7 @@ function buildCase(policy: string, input: CaseInput): Case {
     const end = Math.max(1, input.fed - params.proxySpan.end);
     params.proxySpan = { start: Math.max(0, end - 1 - params.proxySpan.start), end };
   }
-  const minimum = POLICIES.get(policy)!.minimumBudget(params);
+  const minimum = minimumBudget(POLICIES.get(policy)!, params);
   const budget = "overMinimum" in input.budget ? { maxTokens: Math.max(1, minimum + input.budget.overMinimum) } : input.budget;
   const spec: EvictionSpec = { policy, budget, params, seed: input.seed };
   return { input, spec, view: { ...cacheView({ heads, layers, queries }), position: input.fed } };

@@ -3,6 +3,7 @@ import { pyramidBudget } from "../../src/policies/allocators/pyramid.js";
 import { pyramidkvPolicy } from "../../src/policies/pyramidkv.js";
 import { snapkvPolicy } from "../../src/policies/snapkv.js";
 import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const scheduleOf = (entries: number, budget: number, window: number, beta: number, layers: number) =>
   Array.from({ length: layers }, (_, l) => pyramidBudget(entries, budget, window, beta, l, layers));
@@ -67,7 +68,7 @@ describe("pyramidkv", () => {
       groupReduction: "mean",
       beta: 20,
     });
-    expect(pyramidkvPolicy.minimumBudget({ window: 8 })).toBe(9);
+    expect(minimumBudget(pyramidkvPolicy, { window: 8 })).toBe(9);
     expect(pyramidkvPolicy.queryRowsNeeded({})).toBe(32);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/model/seeded-random.js";
 import { randomPolicy } from "../../src/policies/random.js";
 import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const head = scalarKeys(new Array(20).fill(0));
 const cache = cacheView({ heads: 2, layers: [[head, head], [head, head]] });
@@ -38,7 +39,7 @@ describe("random", () => {
 
   it("declares the documented defaults", () => {
     expect(randomPolicy.parameters.map((p) => [p.name, p.defaultValue])).toEqual([["sinkTokens", 4]]);
-    expect(randomPolicy.minimumBudget({})).toBe(5);
-    expect(randomPolicy.minimumBudget({ sinkTokens: 0 })).toBe(1);
+    expect(minimumBudget(randomPolicy, {})).toBe(5);
+    expect(minimumBudget(randomPolicy, { sinkTokens: 0 })).toBe(1);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { lazinessScore } from "../../src/policies/allocators/lazy-layer.js";
 import { simlayerkvPolicy } from "../../src/policies/simlayerkv.js";
 import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const rows = { positions: [8, 9] };
 const ten = (keys: number[]) => scalarKeys(keys);
@@ -39,7 +40,7 @@ describe("simlayerkv", () => {
   it("declares the documented defaults", () => {
     expect(Object.fromEntries(simlayerkvPolicy.parameters.map((p) => [p.name, p.defaultValue]))).toEqual({ delta: 0.9, sinkTokens: 4, window: 32 });
     expect(simlayerkvPolicy.queryRowsNeeded({})).toBe(32);
-    expect(simlayerkvPolicy.minimumBudget({})).toBe(5);
+    expect(minimumBudget(simlayerkvPolicy, {})).toBe(5);
   });
 
   it("names the window when too few query rows are held", () => {

@@ -3,6 +3,7 @@ import { InvalidEvictionError } from "../../src/policies/policy.js";
 import { resolveEviction } from "../../src/policies/registry.js";
 import { snapkvPolicy } from "../../src/policies/snapkv.js";
 import { cacheView, evictionSpec, kept, naiveAttention, scalarKeys } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 /**
  * One layer, one head, d = 1, ten entries; the window is the last two rows
@@ -137,7 +138,7 @@ describe("snapkv", () => {
     });
     expect(snapkvPolicy.queryRowsNeeded({})).toBe(32);
     expect(snapkvPolicy.queryRowsNeeded({ window: 8 })).toBe(8);
-    expect(snapkvPolicy.minimumBudget({})).toBe(33);
+    expect(minimumBudget(snapkvPolicy, {})).toBe(33);
   });
 
   it("rejects a budget that leaves no room beyond the window", () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { tovaPolicy } from "../../src/policies/tova.js";
 import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 describe("tova", () => {
   // Two KV heads, four query heads (G = 2), d = 1, query 1, last row at position 4.
@@ -57,7 +58,7 @@ describe("tova", () => {
 
   it("reads only the last query row", () => {
     expect(tovaPolicy.queryRowsNeeded({})).toBe(1);
-    expect(tovaPolicy.minimumBudget({})).toBe(1);
+    expect(minimumBudget(tovaPolicy, {})).toBe(1);
     const noRows = cacheView({ heads: 1, layers: [[scalarKeys([0, 1])]] });
     expect(() => tovaPolicy.plan(noRows, () => 1, evictionSpec("tova"))).toThrow(expect.objectContaining({ field: "eviction" }));
   });

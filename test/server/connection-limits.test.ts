@@ -1,8 +1,8 @@
-import { connectivityState, credentials } from "@grpc/grpc-js";
+import { connectivityState } from "@grpc/grpc-js";
 import { connect, type Socket } from "node:net";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { KvwardenClient } from "../../src/client/index.js";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
-import { InfoRequest, KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { connectionOptions, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../../src/server/connection-limits.js";
 import { KvwardenServer } from "../../src/server/server.js";
 import { loadTestModel } from "../support/test-model.js";
@@ -55,10 +55,9 @@ describe("connections that do nothing useful are closed", () => {
 
   it("lets a client whose idle connection was closed call again", async () => {
     await start({ idleMs: 200, keepaliveMs: HOUR, keepaliveTimeoutMs: HOUR });
-    const client = new KvCacheClient(`127.0.0.1:${port}`, credentials.createInsecure());
-    const info = () => new Promise((resolve, reject) => client.info(InfoRequest.fromPartial({}), (error, response) => (error ? reject(error) : resolve(response))));
-    await info();
-    const channel = client.getChannel();
+    const client = new KvwardenClient(`127.0.0.1:${port}`);
+    await client.info();
+    const channel = client.raw.getChannel();
     await new Promise<void>((resolve, reject) => {
       const watch = (error?: Error) => {
         if (error) return reject(error);
@@ -68,7 +67,7 @@ describe("connections that do nothing useful are closed", () => {
       };
       watch();
     });
-    await expect(info()).resolves.toMatchObject({ model: { name: "stories260K" } });
+    await expect(client.info()).resolves.toMatchObject({ model: { name: "stories260K" } });
     client.close();
   });
 });

@@ -1,22 +1,19 @@
-import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
+import { KvwardenClient } from "../../src/client/index.js";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
-import { DecodeRequest, KvCacheClient, PrefillRequest, StatsRequest, type DecodeResponse, type DeepPartial } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import type { DecodeResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
 import { healthOf } from "../support/health-probe.js";
 import { loadTestModel } from "../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
-
-function prefill(client: KvCacheClient, request: DeepPartial<PrefillRequest>, metadata = new Metadata()): Promise<unknown> {
-  return new Promise((resolve, reject) => client.prefill(PrefillRequest.fromPartial(request), metadata, (error, response) => (error ? reject(error) : resolve(response))));
-}
 
 /** Reads a Decode stream to its end: the messages, and the status it ended with. */
 async function drainStream(stream: AsyncIterable<DecodeResponse>, onMessage: (count: number) => void = () => {}): Promise<{ messages: number; code: number }> {
@@ -49,17 +46,17 @@ describe("lifecycle in process", () => {
     let loaded!: (engine: Engine) => void;
     const server = new KvwardenServer(new Promise<Engine>((resolve) => (loaded = resolve)), { executionProvider: "cpu", version: "test" });
     const address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
-    const client = new KvCacheClient(address, credentials.createInsecure());
+    const client = new KvwardenClient(address);
     expect(await healthOf(address, "kvwarden.v1.KvCache")).toBe("NOT_SERVING");
     expect(await healthOf(address, "")).toBe("NOT_SERVING");
     expect(await healthOf(address, "liveness")).toBe("SERVING");
-    expect(await codeOf(prefill(client, { sequenceId: "early", text: "Once" }))).toBe(status.UNAVAILABLE);
+    expect(await codeOf(client.prefill({ sequenceId: "early", text: "Once" }))).toBe(status.UNAVAILABLE);
 
     model = await loadTestModel();
     loaded(new Engine(model, OPTIONS));
     await server.ready;
     expect(await healthOf(address, "kvwarden.v1.KvCache")).toBe("SERVING");
-    expect(await codeOf(prefill(client, { sequenceId: "early", text: "Once" }))).toBe(status.OK);
+    expect(await codeOf(client.prefill({ sequenceId: "early", text: "Once" }))).toBe(status.OK);
     client.close();
     await server.close(500);
   });
@@ -68,26 +65,26 @@ describe("lifecycle in process", () => {
     const server = new KvwardenServer(new Engine(model, OPTIONS), { executionProvider: "cpu", version: "test" });
     const address = `127.0.0.1:${await server.listen("127.0.0.1:0")}`;
     const probe = `127.0.0.1:${await server.listenHealth("127.0.0.1:0")}`;
-    const client = new KvCacheClient(address, credentials.createInsecure());
-    await prefill(client, { sequenceId: "long", text: "Once upon a time" });
-    await prefill(client, { sequenceId: "short", text: "Once upon a time" });
-    await prefill(client, { sequenceId: "late", text: "Once upon a time" });
+    const client = new KvwardenClient(address);
+    await client.prefill({ sequenceId: "long", text: "Once upon a time" });
+    await client.prefill({ sequenceId: "short", text: "Once upon a time" });
+    await client.prefill({ sequenceId: "late", text: "Once upon a time" });
 
     let streaming!: () => void;
     const started = new Promise<void>((resolve) => (streaming = resolve));
-    const long = drainStream(client.decode(DecodeRequest.fromPartial({ sequenceId: "long", ...LONG_DECODE })), () => streaming());
+    const long = drainStream(client.decode({ sequenceId: "long", ...LONG_DECODE }), () => streaming());
     let shortSoFar = 0;
-    const short = drainStream(client.decode(DecodeRequest.fromPartial({ sequenceId: "short", maxNewTokens: 60, ignoreEos: true })), (n) => (shortSoFar = n));
+    const short = drainStream(client.decode({ sequenceId: "short", maxNewTokens: 60, ignoreEos: true }), (n) => (shortSoFar = n));
     await started;
     const closing = Date.now();
     expect(shortSoFar).toBeLessThan(60);
     const closed = server.close(2_000);
-    const late = drainStream(client.decode(DecodeRequest.fromPartial({ sequenceId: "late", maxNewTokens: 5 })));
+    const late = drainStream(client.decode({ sequenceId: "late", maxNewTokens: 5 }));
 
     expect(await healthOf(probe, "kvwarden.v1.KvCache")).toBe("NOT_SERVING");
     expect(await healthOf(probe, "liveness")).toBe("SERVING");
-    expect(await codeOf(prefill(client, { sequenceId: "new", text: "Once" }))).toBe(status.UNAVAILABLE);
-    const stats = new Promise((resolve, reject) => client.stats(StatsRequest.fromPartial({}), (error, response) => (error ? reject(error) : resolve(response))));
+    expect(await codeOf(client.prefill({ sequenceId: "new", text: "Once" }))).toBe(status.UNAVAILABLE);
+    const stats = client.stats();
     expect(await codeOf(stats)).toBe(status.OK);
     // A Decode that arrived after draining began is refused; a running one finishes, or is cut off at the grace.
     expect(await late).toEqual({ messages: 0, code: status.UNAVAILABLE });
@@ -126,19 +123,19 @@ describe("the serve command", () => {
       expect(await healthOf(probe, "kvwarden.v1.KvCache")).toBe("SERVING");
       expect(statSync(socket).mode & 0o777).toBe(0o660);
 
-      const client = new KvCacheClient(`unix:${socket}`, credentials.createInsecure());
+      const client = new KvwardenClient(`unix:${socket}`);
       const metadata = new Metadata();
       metadata.set("traceparent", "00-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174-01");
       const prompt = "Once upon a time, in a quiet village";
-      await prefill(client, { sequenceId: "story", text: prompt }, metadata);
+      await client.prefill({ sequenceId: "story", text: prompt }, { metadata });
       let streaming!: () => void;
       const started = new Promise<void>((resolve) => (streaming = resolve));
-      const stream = drainStream(client.decode(DecodeRequest.fromPartial({ sequenceId: "story", ...LONG_DECODE }), metadata), () => streaming());
+      const stream = drainStream(client.decode({ sequenceId: "story", ...LONG_DECODE }, { metadata }), () => streaming());
       await started;
 
       child.kill("SIGTERM");
       await until(async () => (await healthOf(probe, "kvwarden.v1.KvCache").catch(() => "gone")) === "NOT_SERVING");
-      expect(await codeOf(prefill(client, { sequenceId: "late", text: "Once" }))).toBe(status.UNAVAILABLE);
+      expect(await codeOf(client.prefill({ sequenceId: "late", text: "Once" }))).toBe(status.UNAVAILABLE);
       const ended = await stream;
       expect(ended.code).toBe(status.UNAVAILABLE);
       expect(ended.messages).toBeGreaterThan(0);

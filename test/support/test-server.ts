@@ -1,4 +1,5 @@
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/engine-options.js";
 import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
 import {
   DecodeRequest,
@@ -14,13 +15,12 @@ import {
 } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
 
+/** The served defaults, smaller: a 64 MiB budget, 4096 entries per head, 64-token prefill chunks. */
 export const DEFAULT_TEST_OPTIONS: EngineOptions = {
+  ...DEFAULT_ENGINE_OPTIONS,
   kvBudgetBytes: 64 * 1024 * 1024,
   maxSequenceTokens: 4096,
   prefillChunkTokens: 64,
-  allowPastContext: false,
-  sequenceTtlMs: 600_000,
-  recentQueryRows: 64,
 };
 
 export interface TestServer {

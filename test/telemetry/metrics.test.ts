@@ -1,7 +1,7 @@
-import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KvwardenClient } from "../../src/client/index.js";
 import { Engine } from "../../src/engine/engine.js";
-import { DecodeRequest, KvCacheClient, PrefillRequest, ReleaseRequest, type DeepPartial, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/server/server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
@@ -25,7 +25,7 @@ describe("the Prometheus endpoint", () => {
   let server: KvwardenServer;
   let metrics: KvwardenMetrics;
   let endpoint: MetricsServer;
-  let client: KvCacheClient;
+  let client: KvwardenClient;
   let url: string;
   let recorder: ReturnType<typeof recordSpans>;
 
@@ -36,7 +36,7 @@ describe("the Prometheus endpoint", () => {
     metrics = new KvwardenMetrics(() => engine.stats());
     server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" }, { metrics });
     const port = await server.listen("127.0.0.1:0");
-    client = new KvCacheClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    client = new KvwardenClient(`127.0.0.1:${port}`);
     endpoint = new MetricsServer(metrics.registry);
     url = `http://127.0.0.1:${await endpoint.listen("127.0.0.1:0")}`;
   });
@@ -47,10 +47,6 @@ describe("the Prometheus endpoint", () => {
     await recorder.stop();
   });
 
-  const prefill = (request: DeepPartial<PrefillRequest>, metadata = new Metadata()) =>
-    new Promise<PrefillResponse>((resolve, reject) =>
-      client.prefill(PrefillRequest.fromPartial(request), metadata, (error, response) => (error ? reject(error) : resolve(response))),
-    );
   /** A caller's trace context, sampled or not: the attention share is measured in sampled traces only. */
   const traced = (sampled: boolean) => {
     const metadata = new Metadata();
@@ -59,14 +55,14 @@ describe("the Prometheus endpoint", () => {
   };
 
   it("reports cache use, calls, tokens, evictions, refusals and step latencies", async () => {
-    const first = await prefill({ sequenceId: "a", text: "Once upon a time, there was a little girl named Lily." });
+    const first = await client.prefill({ sequenceId: "a", text: "Once upon a time, there was a little girl named Lily." });
     const story = "Lily liked to play in the park with her red ball.";
-    const evicted = await prefill({ sequenceId: "b", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, traced(true));
-    const unsampled = await prefill({ sequenceId: "b2", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, traced(false));
-    await new Promise((resolve, reject) => client.release(ReleaseRequest.fromPartial({ sequenceId: "b2" }), (error, response) => (error ? reject(error) : resolve(response))));
+    const evicted = await client.prefill({ sequenceId: "b", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, { metadata: traced(true) });
+    const unsampled = await client.prefill({ sequenceId: "b2", text: story, eviction: { policy: "snapkv", maxTokens: 6, window: 2 } }, { metadata: traced(false) });
+    await client.release("b2");
     let generated = 0;
-    for await (const _ of client.decode(DecodeRequest.fromPartial({ sequenceId: "a", maxNewTokens: 5, ignoreEos: true }))) generated++;
-    const refused = await prefill({ sequenceId: "c", tokenIds: Array.from({ length: 500 }, (_, i) => 10 + (i % 400)) }).catch((error: ServiceError) => error);
+    for await (const _ of client.decode({ sequenceId: "a", maxNewTokens: 5, ignoreEos: true })) generated++;
+    const refused = await client.prefill({ sequenceId: "c", tokenIds: Array.from({ length: 500 }, (_, i) => 10 + (i % 400)) }).catch((error: ServiceError) => error);
     expect((refused as ServiceError).code).toBe(status.RESOURCE_EXHAUSTED);
 
     const response = await fetch(`${url}/metrics`);

@@ -1,16 +1,11 @@
 import { Command, InvalidArgumentError } from "commander";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { runEval, SUITES, type Suite } from "../eval/run-eval.js";
 import { modelSource } from "../model/load-model.js";
-import { runEval, SUITES, type Suite } from "./run-eval.js";
+import { packagePath } from "../package/package-root.js";
+import { positiveInt } from "./whole-number-options.js";
 
-const RECALL_DIR = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../models/recall" : "../../models/recall", import.meta.url));
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
+const RECALL_DIR = packagePath("models", "recall");
 
 function list(value: string): string[] {
   return value.split(",").map((item) => item.trim()).filter((item) => item !== "");
@@ -56,9 +51,9 @@ export function evalCommand(version: string): Command {
       // The chart (vega, vega-lite) and progress bar (cli-progress) libraries load only when an eval
       // runs, never with `kvwarden serve`, which imports this command to list it.
       const [{ terminalProgress }, { writeReport }, { writeAblationReport }] = await Promise.all([
-        import("./progress.js"),
-        import("./report.js"),
-        import("./ablation-report.js"),
+        import("../eval/progress.js"),
+        import("../eval/report.js"),
+        import("../eval/ablation-report.js"),
       ]);
       const report = await runEval({
         suites: options.suites ?? (options.ablations ? ["recall"] : [...SUITES]),
