@@ -2,6 +2,7 @@
 import { setLogger } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { format } from "node:util";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, Engine } from "../engine/engine.js";
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
@@ -9,6 +10,10 @@ import { evalCommand } from "../eval/command.js";
 import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModelSource, modelSource } from "../model/load-model.js";
+import { weightsDigest } from "../model/weights-digest.js";
+import { modelFingerprint } from "../kv/store/model-fingerprint.js";
+import { openKvStore } from "../kv/store/open-kv-store.js";
+import { SnapshotStore } from "../kv/store/snapshot-store.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/projection-weights.js";
 import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/weight-layout.js";
 import type { ExecutionProvider } from "../model/model-runner.js";
@@ -78,7 +83,7 @@ program
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
-  .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
+  .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish and, with --kv-store, for offloading every resident sequence", positiveInt, 10)
   .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")
   .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
   .option("--tls-key <file>", "PEM private key of --tls-cert")
@@ -89,11 +94,18 @@ program
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
   .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
+  .option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), or file:///path (docs/kv-store.md)")
+  .option("--kv-store-ca <file>", "PEM CA bundle that signs a rediss:// --kv-store's certificate")
+  .option("--kv-store-prefix <prefix>", "prefix of every --kv-store key (replicas sharing a store and a prefix share sequences)", "kvwarden")
+  .option("--kv-store-lease <seconds>", "how long this replica's hold on a sequence lasts unless renewed: after a crash, others restore it this long after", positiveInt, 30)
+  .option("--replica-name <name>", "this replica's name in --kv-store leases, as a call for a sequence it holds names it (default: host name and process id)")
+  .option("--offload-idle-after <seconds>", "with --kv-store, offload sequences idle for this long (default: never)", positiveInt)
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
     const source = modelSource(options.model, options.tokenizer);
     if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
     if (options.tlsClientCa && !options.tlsCert) throw new InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    if (!options.kvStore && (options.kvStoreCa || options.offloadIdleAfter)) throw new InvalidArgumentError("--kv-store-ca and --offload-idle-after need --kv-store");
     if (options.httpListen && options.tlsCert) throw new InvalidArgumentError("--http-listen serves plain HTTP and cannot be combined with --tls-cert: terminate TLS in front of it (docs/http-api.md)");
     const tokens = options.authTokens ? new AuthTokens(options.authTokens) : undefined;
     const authenticator = new Authenticator({ tokens, clientCertificates: Boolean(options.tlsClientCa) });
@@ -111,7 +123,7 @@ program
     let model: Awaited<ReturnType<typeof loadModelSource>> | undefined;
     let engine: Engine | undefined;
     // The cache gauges count every tenant's sequences, not only the anonymous tenant's that stats() lists.
-    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount }) : undefined;
+    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount, storedSequenceCount: engine.storedSequenceCount }) : undefined;
     const metricsServer = metrics && new MetricsServer(metrics.registry);
     const metricsPort = metricsServer && (await metricsServer.listen(options.metricsListen));
 
@@ -120,6 +132,19 @@ program
       const runnerOptions = { executionProvider, intraOpThreads: options.threads, kvDtype: options.kvDtype };
       const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
       model = await loadModelSource(source, runnerOptions, { onConvert });
+      const kvStore = options.kvStore && {
+        snapshots: new SnapshotStore({
+          store: await openKvStore(options.kvStore, { caFile: options.kvStoreCa }),
+          prefix: options.kvStorePrefix,
+          // The package version stands for the step graph's layout: a snapshot of another release is not restored.
+          model: modelFingerprint({ weights: await weightsDigest(source), graphVersion: version, kvDtype: options.kvDtype }),
+          replica: options.replicaName ?? `${hostname()}-${process.pid}`,
+          leaseMs: options.kvStoreLease * 1000,
+          ttlMs: options.sequenceTtl * 1000,
+        }),
+        leaseMs: options.kvStoreLease * 1000,
+        offloadIdleAfterMs: options.offloadIdleAfter && options.offloadIdleAfter * 1000,
+      };
       engine = new Engine(model, {
         kvBudgetBytes: options.kvBudget,
         maxSequenceTokens: options.maxSequenceTokens,
@@ -132,6 +157,7 @@ program
         tenantQuota: { kvBytes: options.tenantKvBudget, sequences: options.tenantMaxSequences, requestTokens: options.maxRequestTokens },
         requestLog: { ttlMs: options.requestIdTtl * 1000 },
         crossTenantCompression: options.crossTenantCompression,
+        kvStore,
       });
       return engine;
     })();

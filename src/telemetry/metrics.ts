@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { addEngineListener, type EngineListener, type EvictionRecord, type StepKind } from "./engine-telemetry.js";
+import { StoreMetrics } from "./store-metrics.js";
 
 /** The cache figures read at scrape time. */
 export interface CacheState {
@@ -8,6 +9,8 @@ export interface CacheState {
   kvBytesPooled: number;
   sequenceCount: number;
   batchArenaBytes: number;
+  /** Sequences in the KV store only (--kv-store). */
+  storedSequenceCount?: number;
 }
 
 const PREFIX = "kvwarden:";
@@ -34,6 +37,7 @@ export class KvwardenMetrics implements EngineListener {
   private readonly steps: Record<StepKind, Histogram>;
   private readonly batchSizes: Histogram;
   private readonly unlisten: () => void;
+  private readonly store: StoreMetrics;
 
   /** `state` reads the cache; undefined while the model loads. */
   constructor(state: () => CacheState | undefined) {
@@ -53,6 +57,7 @@ export class KvwardenMetrics implements EngineListener {
     cacheGauge("kv_cache_budget_bytes", "KV cache budget (--kv-budget)", (s) => s.kvBytesBudget);
     cacheGauge("kv_cache_pooled_bytes", "Freed slab bytes kept for reuse (not counted as used)", (s) => s.kvBytesPooled);
     cacheGauge("num_sequences", "Sequences held", (s) => s.sequenceCount);
+    cacheGauge("kv_stored_sequences", "Sequences in the KV store only, as this replica knows them (--kv-store)", (s) => s.storedSequenceCount ?? 0);
     cacheGauge("batch_arena_bytes", "The decode batch's working copy of its caches (outside the KV budget)", (s) => s.batchArenaBytes);
     this.running = new Gauge({ name: PREFIX + "num_requests_running", help: "KvCache calls in progress", registers });
     // kvwarden has no admission queue: a call runs at once or is refused. The gauge is there for gateways that expect it.
@@ -94,6 +99,7 @@ export class KvwardenMetrics implements EngineListener {
     });
     collectDefaultMetrics({ register: this.registry });
     this.unlisten = addEngineListener(this);
+    this.store = new StoreMetrics(this.registry);
   }
 
   callStarted(): void {
@@ -132,5 +138,6 @@ export class KvwardenMetrics implements EngineListener {
   /** Stops listening to the engine. */
   close(): void {
     this.unlisten();
+    this.store.close();
   }
 }
