@@ -1,6 +1,7 @@
 import { CompressIdleSequences } from "../kv/compress-idle.js";
 import { KvMemoryManager } from "../kv/memory-manager.js";
 import { OffloadIdleSequences } from "../kv/offload-idle.js";
+import { captureSnapshot, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { SlabPool } from "../kv/slab-pool.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { evictionTelemetry } from "../telemetry/engine-telemetry.js";
@@ -18,6 +19,7 @@ import { SequenceAdmission } from "./sequence-admission.js";
 import { compressionOf } from "./sequence-compression.js";
 import { SequenceEviction } from "./sequence-eviction.js";
 import { SequenceTable } from "./sequence-table.js";
+import { restoreSequence } from "./restore-sequence.js";
 import { SequenceTiers, type OffloadOutcome, type Residency } from "./sequence-tiers.js";
 import { snapshotOf, storedOnlySnapshot, type StatsQuery, type StatsSnapshot } from "./stats-snapshot.js";
 import { truncate, type TruncateOutcome } from "./truncate.js";
@@ -173,6 +175,28 @@ export class Engine {
       if (!sequence && storedBytes > 0) return { storedBytes, chunks: 0, freedBytes: 0 };
       return tiers.offload(this.table.lookup(caller, sequenceId), "explicit");
     });
+  }
+
+  /**
+   * A copy of the sequence's whole state (docs/kv-store.md, "What a snapshot holds"), taken between
+   * calls; the sequence is not changed.
+   */
+  snapshot(sequenceId: string, { caller = ANONYMOUS }: CallContext = {}): KvSnapshot {
+    const sequence = this.table.lookup(caller, sequenceId);
+    if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; take its snapshot when that call ends`);
+    return captureSnapshot(sequence);
+  }
+
+  /** Makes `snapshot` the new sequence `sequenceId`: it continues exactly as the one it was taken of. */
+  restore(sequenceId: string, snapshot: KvSnapshot, { caller = ANONYMOUS }: CallContext = {}): void {
+    if (this.table.get(caller, sequenceId)) throw new EngineError("ALREADY_EXISTS", `sequence '${sequenceId}' already exists; release it or choose another id`);
+    const sequence = this.table.create(caller, sequenceId);
+    try {
+      restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver ?? evictionTelemetry);
+    } catch (error) {
+      this.table.remove(sequence);
+      throw error;
+    }
   }
 
   /** Restores the sequence if it is stored (Stats names it); every other call on a sequence does this itself. */

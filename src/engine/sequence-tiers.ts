@@ -1,10 +1,9 @@
 import type { SnapshotStore, SequenceLease } from "../kv/store/snapshot-store.js";
-import { captureSnapshot, restoreSnapshot, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
-import { resolveEviction } from "../policies/registry.js";
+import { captureSnapshot, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { observeTransfer, type StoreReason } from "../telemetry/store-telemetry.js";
 import type { Caller } from "./caller.js";
-import { DecodeBudget } from "./decode-budget.js";
 import type { EvictionObserver } from "./eviction-types.js";
+import { restoreSequence } from "./restore-sequence.js";
 import type { Sequence } from "./sequence.js";
 import { sequenceKey as keyOf, type SequenceTable } from "./sequence-table.js";
 
@@ -115,7 +114,7 @@ export class SequenceTiers {
       }
       const sequence = this.table.create(caller, sequenceId);
       try {
-        this.fill(sequence, found.snapshot);
+        restoreSequence(sequence, found.snapshot, this.options.recentQueryRows, this.options.evictionObserver);
       } catch (error) {
         this.table.remove(sequence);
         throw error;
@@ -126,13 +125,6 @@ export class SequenceTiers {
       await this.letGo(key);
       throw error;
     }
-  }
-
-  private fill(sequence: Sequence, snapshot: KvSnapshot): void {
-    const { recentQueryRows, evictionObserver } = this.options;
-    restoreSnapshot(snapshot, sequence, ({ spec }) =>
-      DecodeBudget.create(spec, { ...resolveEviction(spec, sequence.maxHeadLength, recentQueryRows), observer: evictionObserver }, sequence.maxHeadLength),
-    );
   }
 
   /**
