@@ -1,7 +1,7 @@
 import { CompressIdleSequences } from "../kv/compress-idle.js";
 import { KvMemoryManager } from "../kv/memory-manager.js";
 import { OffloadIdleSequences } from "../kv/offload-idle.js";
-import { captureSnapshot, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
+import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { SlabPool } from "../kv/slab-pool.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { evictionTelemetry } from "../telemetry/engine-telemetry.js";
@@ -77,21 +77,23 @@ export class Engine {
     });
     const evictionObserver = options.evictionObserver ?? evictionTelemetry;
     const store = options.kvStore;
-    const tiers = (this.tiers =
+    let tiers: SequenceTiers | undefined;
+    this.memory = new KvMemoryManager(pool, () => this.table.all(), {
+      quota: options.tenantQuota,
+      crossTenantRelief: options.crossTenantCompression,
+      // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
+      relief: [new CompressIdleSequences(compressionOf), ...(store ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
+    });
+    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens);
+    tiers = this.tiers =
       store &&
       new SequenceTiers(this.table, {
         ...store,
         ttlMs: options.sequenceTtlMs,
         recentQueryRows: options.recentQueryRows,
         evictionObserver,
-      }));
-    this.memory = new KvMemoryManager(pool, () => this.table.all(), {
-      quota: options.tenantQuota,
-      crossTenantRelief: options.crossTenantCompression,
-      // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
-      relief: [new CompressIdleSequences(compressionOf), ...(tiers ? [new OffloadIdleSequences<Sequence>((s) => tiers.offloadNow(s))] : [])],
-    });
-    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens);
+        admission: this.admission,
+      });
     this.eviction = new SequenceEviction(options.recentQueryRows, evictionObserver);
     this.prefiller = new Prefill(model, options, this.table, this.admission, this.eviction);
     this.streams = new DecodeStreams(model, options, this.table, this.admission, this.eviction);
@@ -192,7 +194,9 @@ export class Engine {
     if (this.table.get(caller, sequenceId)) throw new EngineError("ALREADY_EXISTS", `sequence '${sequenceId}' already exists; release it or choose another id`);
     const sequence = this.table.create(caller, sequenceId);
     try {
-      restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver ?? evictionTelemetry);
+      this.admission.restore(sequence, restoredBytes(snapshot), () =>
+        restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver ?? evictionTelemetry),
+      );
     } catch (error) {
       this.table.remove(sequence);
       throw error;

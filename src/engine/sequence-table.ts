@@ -99,3 +99,9 @@ export class SequenceTable {
 export function sequenceKey(tenant: string, sequenceId: string): string {
   return `${tenant}\u0000${sequenceId}`;
 }
+
+/** The tenant and sequence id a sequenceKey was made of. */
+export function splitSequenceKey(key: string): { tenant: string; sequenceId: string } {
+  const at = key.indexOf("\u0000");
+  return { tenant: key.slice(0, at), sequenceId: key.slice(at + 1) };
+}

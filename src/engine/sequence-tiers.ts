@@ -1,11 +1,12 @@
 import type { SnapshotStore, SequenceLease } from "../kv/store/snapshot-store.js";
-import { captureSnapshot, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
+import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { observeTransfer, type StoreReason } from "../telemetry/store-telemetry.js";
 import type { Caller } from "./caller.js";
 import type { EvictionObserver } from "./eviction-types.js";
 import { restoreSequence } from "./restore-sequence.js";
 import type { Sequence } from "./sequence.js";
-import { sequenceKey as keyOf, type SequenceTable } from "./sequence-table.js";
+import type { SequenceAdmission } from "./sequence-admission.js";
+import { sequenceKey as keyOf, splitSequenceKey as splitKey, type SequenceTable } from "./sequence-table.js";
 
 /** Where a sequence is (docs/kv-store.md, "States"). */
 export type Residency = "resident" | "stored" | "both";
@@ -20,6 +21,8 @@ export interface SequenceTiersOptions {
   ttlMs: number;
   recentQueryRows: number;
   evictionObserver: EvictionObserver;
+  /** Admits a restore's memory, relieving pressure first (which may offload others). */
+  admission: SequenceAdmission;
 }
 
 export interface OffloadOutcome {
@@ -70,13 +73,22 @@ export class SequenceTiers {
     return this.stored.get(keyOf(tenant, sequenceId))?.bytes ?? 0;
   }
 
-  /** The caller's sequences this replica knows to be in the store only. */
+  /**
+   * The caller's sequences this replica knows to be out of memory: in the store, or offloaded under
+   * pressure with the write still under way (bytes 0 until it lands).
+   */
   storedOnly(tenant: string, now = Date.now()): StoredEntry[] {
-    return [...this.stored.entries()].filter(([key, entry]) => entry.tenant === tenant && now - entry.at <= this.options.ttlMs && !this.table.has(key)).map(([, entry]) => entry);
+    return this.outOfMemory(now).filter((entry) => entry.tenant === tenant);
   }
 
   storedOnlyCount(now = Date.now()): number {
-    return [...this.stored].filter(([key, entry]) => now - entry.at <= this.options.ttlMs && !this.table.has(key)).length;
+    return this.outOfMemory(now).length;
+  }
+
+  private outOfMemory(now: number): StoredEntry[] {
+    const stored = [...this.stored].filter(([key, entry]) => now - entry.at <= this.options.ttlMs && !this.table.has(key) && !this.parked.has(key));
+    const parked = [...this.parked.keys()].map((key) => ({ ...splitKey(key), bytes: 0, at: now }));
+    return [...stored.map(([, entry]) => entry), ...parked];
   }
 
   /**
@@ -114,7 +126,10 @@ export class SequenceTiers {
       }
       const sequence = this.table.create(caller, sequenceId);
       try {
-        restoreSequence(sequence, found.snapshot, this.options.recentQueryRows, this.options.evictionObserver);
+        const { snapshot } = found;
+        this.options.admission.restore(sequence, restoredBytes(snapshot), () =>
+          restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver),
+        );
       } catch (error) {
         this.table.remove(sequence);
         throw error;
