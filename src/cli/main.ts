@@ -94,7 +94,9 @@ program
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
   .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
-  .option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), or file:///path (docs/kv-store.md)")
+  .addOption(
+    new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
+  )
   .option("--kv-store-ca <file>", "PEM CA bundle that signs a rediss:// --kv-store's certificate")
   .option("--kv-store-prefix <prefix>", "prefix of every --kv-store key (replicas sharing a store and a prefix share sequences)", "kvwarden")
   .option("--kv-store-lease <seconds>", "how long this replica's hold on a sequence lasts unless renewed: after a crash, others restore it this long after", positiveInt, 30)
