@@ -1,3 +1,4 @@
+import type { SnapshotManifest } from "../kv/store/snapshot-manifest.js";
 import type { SnapshotStore, SequenceLease } from "../kv/store/snapshot-store.js";
 import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { observeTransfer, type StoreReason } from "../telemetry/store-telemetry.js";
@@ -113,20 +114,15 @@ export class SequenceTiers {
     this.leases.set(key, lease);
     try {
       const parked = this.parked.get(key);
-      const found = parked
-        ? { snapshot: parked, bytes: 0, chunks: 0 }
-        : await observeTransfer("restore", "explicit", sequenceId, async () => {
-            const manifest = await snapshots.currentManifest(caller.tenant, sequenceId);
-            const snapshot = manifest && (await snapshots.load(caller.tenant, sequenceId));
-            return { snapshot, bytes: manifest?.bytes ?? 0, chunks: manifest?.chunks.length ?? 0 };
-          });
-      if (!found.snapshot) {
+      // Only a snapshot found is a restore (traced and counted); a new sequence finds none.
+      const manifest = parked ? null : await snapshots.currentManifest(caller.tenant, sequenceId);
+      const snapshot = parked ?? (manifest && (await this.load(caller.tenant, sequenceId, manifest)));
+      if (!snapshot) {
         if (!creating) await this.letGo(key);
         return;
       }
       const sequence = this.table.create(caller, sequenceId);
       try {
-        const { snapshot } = found;
         this.options.admission.restore(sequence, restoredBytes(snapshot), () =>
           restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver),
         );
@@ -135,11 +131,17 @@ export class SequenceTiers {
         throw error;
       }
       this.parked.delete(key);
-      if (!parked) this.stored.set(key, { tenant: caller.tenant, sequenceId, bytes: found.bytes, at: Date.now() });
+      if (manifest) this.stored.set(key, { tenant: caller.tenant, sequenceId, bytes: manifest.bytes, at: Date.now() });
     } catch (error) {
       await this.letGo(key);
       throw error;
     }
+  }
+
+  private async load(tenant: string, sequenceId: string, manifest: SnapshotManifest): Promise<KvSnapshot | null> {
+    const { chunks, bytes } = manifest;
+    const read = await observeTransfer("restore", "explicit", sequenceId, async () => ({ snapshot: await this.options.snapshots.load(tenant, sequenceId), bytes, chunks: chunks.length }));
+    return read.snapshot;
   }
 
   /**

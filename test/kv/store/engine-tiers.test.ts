@@ -7,6 +7,7 @@ import { RedisKvStore } from "../../../src/kv/store/redis-kv-store.js";
 import { SnapshotStore } from "../../../src/kv/store/snapshot-store.js";
 import { StoreMetrics } from "../../../src/telemetry/store-metrics.js";
 import { loadTestModel } from "../../support/test-model.js";
+import { recordSpans } from "../../telemetry/support/span-recorder.js";
 import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
 import { startRedis, type RedisProcess } from "./support/redis-server.js";
 
@@ -110,6 +111,24 @@ describe("the engine's KV store tier", () => {
     expect(tiered.pool.used).toBe(0);
     expect(await counter(registry, "kvwarden:kv_offloads_total", { reason: "idle" })).toBe(before + 1);
     expect(await decoded(tiered, "a")).toEqual(expected);
+  }, 60_000);
+
+  it("traces an explicit offload and the restore a Decode makes, with reason, bytes and chunks", async () => {
+    const recorder = recordSpans();
+    try {
+      const tiered = engineWith({});
+      await tiered.prefill({ sequenceId: "traced", text: PROMPT });
+      const offload = await tiered.offload("traced");
+      expect(await decoded(tiered, "traced")).toEqual(expected);
+      const spans = recorder.exporter.getFinishedSpans().filter((span) => span.name.startsWith("kvwarden.offload") || span.name.startsWith("kvwarden.restore"));
+      expect(spans.map((span) => [span.name, span.attributes["kvwarden.store.reason"], span.attributes["kvwarden.store.bytes"], span.attributes["kvwarden.store.chunks"]])).toEqual([
+        ["kvwarden.offload", "explicit", offload.storedBytes, offload.chunks],
+        ["kvwarden.restore", "explicit", offload.storedBytes, offload.chunks],
+      ]);
+      for (const span of spans) expect(span.attributes["kvwarden.sequence.id"]).toBe("traced");
+    } finally {
+      await recorder.stop();
+    }
   }, 60_000);
 
   it("a full store (maxmemory, noeviction) keeps the sequence resident and usable, and counts it", async () => {
