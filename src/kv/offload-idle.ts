@@ -18,6 +18,6 @@ export class OffloadIdleSequences<R extends KvResident> implements ReliefStep<R>
       chosen.push(candidate);
       freedBytes += candidate.bytes;
     }
-    return { freedBytes, commit: () => chosen.forEach((resident) => this.offload(resident)) };
+    return { freedBytes, residents: chosen, commit: () => chosen.forEach((resident) => this.offload(resident)) };
   }
 }
