@@ -23,6 +23,7 @@ bench: build
 	node dist/bench/tokenize-bench.js --out docs/bench/tokenize.md
 	node dist/bench/soak.js --out docs/bench/soak.md
 	node dist/bench/kv-store-bench.js --out docs/bench/kv-store.md
+	node dist/bench/kv-restore-bench.js --out docs/bench/kv-restore.md
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
@@ -31,6 +32,7 @@ bench-quick: build
 	node dist/bench/tokenize-bench.js --quick
 	node dist/bench/soak.js --quick
 	node dist/bench/kv-store-bench.js --quick
+	node dist/bench/kv-restore-bench.js --quick
 
 bench-quantized: build
 	node dist/bench/quantized-decode.js
