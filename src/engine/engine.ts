@@ -82,13 +82,15 @@ export class Engine {
       quota: options.tenantQuota,
       crossTenantRelief: options.crossTenantCompression,
       // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
-      relief: [new CompressIdleSequences(compressionOf), ...(store ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
+      // Device-resident caches (WebGPU) have no snapshots yet: there, pressure compresses, then refuses.
+      relief: [new CompressIdleSequences(compressionOf), ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
     });
     this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens);
     tiers = this.tiers =
       store &&
       new SequenceTiers(this.table, {
         ...store,
+        offloadIdleAfterMs: device ? undefined : store.offloadIdleAfterMs,
         ttlMs: options.sequenceTtlMs,
         recentQueryRows: options.recentQueryRows,
         evictionObserver,
@@ -171,6 +173,7 @@ export class Engine {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Offload", sequenceId, {}), async () => {
       const tiers = this.tiers;
       if (!tiers) throw new EngineError("FAILED_PRECONDITION", "this server has no KV store: start it with --kv-store to offload sequences");
+      if (this.model.runner.deviceCache) throw new EngineError("FAILED_PRECONDITION", "sequences whose cache lives on the device (--execution-provider webgpu) cannot be offloaded yet");
       await this.settled(sequenceId, { caller });
       const sequence = this.table.get(caller, sequenceId);
       const storedBytes = tiers.storedBytes(caller.tenant, sequenceId);
@@ -210,6 +213,7 @@ export class Engine {
 
   /** SIGTERM: offloads every resident sequence not busy, until `deadline` (Date.now() time); nothing without a store. */
   async offloadAll(deadline: number): Promise<{ offloaded: number; failed: number }> {
+    if (this.model.runner.deviceCache) return { offloaded: 0, failed: 0 }; // device caches have no snapshots yet
     return (await this.tiers?.offloadAll(deadline)) ?? { offloaded: 0, failed: 0 };
   }
 

@@ -95,6 +95,13 @@ describe("the engine's KV store tier", () => {
     expect(tiered.pool.used).toBeLessThanOrEqual(budget.kvBudgetBytes);
   }, 60_000);
 
+  it("without a store, Offload is FAILED_PRECONDITION naming --kv-store, and the sequence stays", async () => {
+    const memoryOnly = engineWith({}, null);
+    await memoryOnly.prefill({ sequenceId: "a", text: PROMPT });
+    await expect(memoryOnly.offload("a")).rejects.toMatchObject({ code: "FAILED_PRECONDITION", message: expect.stringContaining("--kv-store") });
+    expect(await decoded(memoryOnly, "a")).toEqual(expected);
+  }, 60_000);
+
   it("refuses with RESOURCE_EXHAUSTED, offloading nothing, when even offloading every idle sequence cannot free enough", async () => {
     const tiered = engineWith({ kvBudgetBytes: Math.floor(1.5 * sequenceBytes) });
     await tiered.prefill({ sequenceId: "a", text: PROMPT });
