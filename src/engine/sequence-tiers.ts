@@ -51,7 +51,7 @@ export class SequenceTiers {
   /** Sequences with a snapshot this replica wrote or restored, by table key. */
   private readonly stored = new Map<string, StoredEntry>();
   /** Snapshots taken under memory pressure whose write is still under way (or failed), by table key: restored from here first. */
-  private readonly parked = new Map<string, KvSnapshot>();
+  private readonly parked = new Map<string, { snapshot: KvSnapshot; at: number }>();
   /** Restores under way, by table key: concurrent calls on one stored sequence wait for the same one. */
   private readonly restoring = new Map<string, Promise<void>>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -113,7 +113,7 @@ export class SequenceTiers {
     const lease = this.leases.get(key) ?? (await snapshots.acquire(caller.tenant, sequenceId));
     this.leases.set(key, lease);
     try {
-      const parked = this.parked.get(key);
+      const parked = this.parked.get(key)?.snapshot;
       // Only a snapshot found is a restore (traced and counted); a new sequence finds none.
       const manifest = parked ? null : await snapshots.currentManifest(caller.tenant, sequenceId);
       const snapshot = parked ?? (manifest && (await this.load(caller.tenant, sequenceId, manifest)));
@@ -172,14 +172,15 @@ export class SequenceTiers {
   offloadNow(sequence: Sequence): void {
     const key = keyOf(sequence.tenant, sequence.id);
     const snapshot = captureSnapshot(sequence);
-    this.parked.set(key, snapshot);
+    const entry = { snapshot, at: Date.now() };
+    this.parked.set(key, entry);
     this.table.remove(sequence);
     void (async () => {
       try {
         const lease = this.leases.get(key) ?? (await this.options.snapshots.acquire(sequence.tenant, sequence.id));
         this.leases.set(key, lease);
         const saved = await observeTransfer("offload", "pressure", sequence.id, () => this.options.snapshots.save(lease, snapshot));
-        if (this.parked.get(key) !== snapshot) return; // restored meanwhile: that copy is the live one
+        if (this.parked.get(key) !== entry) return; // restored meanwhile: that copy is the live one
         this.parked.delete(key);
         this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
         await this.letGo(key);
@@ -187,11 +188,6 @@ export class SequenceTiers {
         // Counted by observeTransfer; the parked snapshot keeps the sequence.
       }
     })();
-  }
-
-  /** Whether a sequence of this replica's has a parked snapshot (offloaded under pressure, write pending or failed). */
-  isParked(tenant: string, sequenceId: string): boolean {
-    return this.parked.has(keyOf(tenant, sequenceId));
   }
 
   /**
@@ -267,6 +263,8 @@ export class SequenceTiers {
       });
     }
     const now = Date.now();
+    // A parked snapshot whose write failed lives as long as the sequence would have.
+    for (const [key, entry] of this.parked) if (now - entry.at > this.options.ttlMs) this.parked.delete(key);
     for (const [key, entry] of this.stored) if (now - entry.at > this.options.ttlMs && !this.table.has(key)) this.stored.delete(key);
   }
 
