@@ -1,5 +1,5 @@
 import type { SnapshotManifest } from "../kv/store/snapshot-manifest.js";
-import type { SnapshotStore, SequenceLease } from "../kv/store/snapshot-store.js";
+import type { SnapshotStore } from "../kv/store/snapshot-store.js";
 import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { observeTransfer, type StoreReason } from "../telemetry/store-telemetry.js";
 import type { Caller } from "./caller.js";
@@ -7,6 +7,7 @@ import type { EvictionObserver } from "./eviction-types.js";
 import { restoreSequence } from "./restore-sequence.js";
 import type { Sequence } from "./sequence.js";
 import type { SequenceAdmission } from "./sequence-admission.js";
+import { SequenceLeases } from "./sequence-leases.js";
 import { sequenceKey as keyOf, splitSequenceKey as splitKey, type SequenceTable } from "./sequence-table.js";
 
 /** Where a sequence is (docs/kv-store.md, "States"). */
@@ -46,8 +47,8 @@ interface StoredEntry {
  * gives the lease back, and a call naming a stored sequence takes the lease and restores it first.
  */
 export class SequenceTiers {
-  /** Leases of the resident sequences (and of a new one being created), by table key. */
-  private readonly leases = new Map<string, SequenceLease>();
+  /** Leases of the resident sequences (and of a new one being created). */
+  private readonly leases: SequenceLeases;
   /** Sequences with a snapshot this replica wrote or restored, by table key. */
   private readonly stored = new Map<string, StoredEntry>();
   /** Snapshots taken under memory pressure whose write is still under way (or failed), by table key: restored from here first. */
@@ -60,6 +61,7 @@ export class SequenceTiers {
     private readonly table: SequenceTable,
     private readonly options: SequenceTiersOptions,
   ) {
+    this.leases = new SequenceLeases(options.snapshots, (key) => table.has(key));
     this.timers.push(setInterval(() => void this.renewLeases(), Math.max(50, options.leaseMs / 3)));
     const idleMs = options.offloadIdleAfterMs;
     if (idleMs !== undefined) this.timers.push(setInterval(() => void this.offloadIdle(idleMs), Math.max(50, Math.min(idleMs / 2, 1_000))));
@@ -110,15 +112,14 @@ export class SequenceTiers {
 
   private async restore(caller: Caller, sequenceId: string, key: string, creating: boolean): Promise<void> {
     const { snapshots } = this.options;
-    const lease = this.leases.get(key) ?? (await snapshots.acquire(caller.tenant, sequenceId));
-    this.leases.set(key, lease);
+    await this.leases.take(key);
     try {
       const parked = this.parked.get(key)?.snapshot;
       // Only a snapshot found is a restore (traced and counted); a new sequence finds none.
       const manifest = parked ? null : await snapshots.currentManifest(caller.tenant, sequenceId);
       const snapshot = parked ?? (manifest && (await this.load(caller.tenant, sequenceId, manifest)));
       if (!snapshot) {
-        if (!creating) await this.letGo(key);
+        if (!creating) await this.leases.letGo(key);
         return;
       }
       const sequence = this.table.create(caller, sequenceId);
@@ -133,7 +134,7 @@ export class SequenceTiers {
       this.parked.delete(key);
       if (manifest) this.stored.set(key, { tenant: caller.tenant, sequenceId, bytes: manifest.bytes, at: Date.now() });
     } catch (error) {
-      await this.letGo(key);
+      await this.leases.letGo(key);
       throw error;
     }
   }
@@ -153,11 +154,11 @@ export class SequenceTiers {
     const key = keyOf(sequence.tenant, sequence.id);
     sequence.claim();
     try {
-      const lease = await this.leaseFor(sequence, key);
+      const lease = await this.leases.take(key);
       const saved = await observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, captureSnapshot(sequence)));
       this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
       const freedBytes = this.table.remove(sequence);
-      await this.letGo(key);
+      await this.leases.letGo(key);
       return { storedBytes: saved.bytes, chunks: saved.chunks, freedBytes };
     } finally {
       sequence.unclaim();
@@ -177,13 +178,12 @@ export class SequenceTiers {
     this.table.remove(sequence);
     void (async () => {
       try {
-        const lease = this.leases.get(key) ?? (await this.options.snapshots.acquire(sequence.tenant, sequence.id));
-        this.leases.set(key, lease);
+        const lease = await this.leases.take(key);
         const saved = await observeTransfer("offload", "pressure", sequence.id, () => this.options.snapshots.save(lease, snapshot));
         if (this.parked.get(key) !== entry) return; // restored meanwhile: that copy is the live one
         this.parked.delete(key);
         this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
-        await this.letGo(key);
+        await this.leases.letGo(key);
       } catch {
         // Counted by observeTransfer; the parked snapshot keeps the sequence.
       }
@@ -198,12 +198,11 @@ export class SequenceTiers {
     const key = keyOf(caller.tenant, sequenceId);
     const { snapshots } = this.options;
     const wasParked = this.parked.delete(key);
-    const lease = this.leases.get(key) ?? (await snapshots.acquire(caller.tenant, sequenceId));
-    this.leases.set(key, lease);
+    const lease = await this.leases.take(key);
     const existed = (await snapshots.currentManifest(caller.tenant, sequenceId).catch(() => null)) !== null;
     await snapshots.remove(lease);
     this.stored.delete(key);
-    this.forgetLease(key);
+    this.leases.drop(key);
     return existed || wasParked;
   }
 
@@ -228,40 +227,9 @@ export class SequenceTiers {
     for (const timer of this.timers) clearInterval(timer);
   }
 
-  private async leaseFor(sequence: Sequence, key: string): Promise<SequenceLease> {
-    const held = this.leases.get(key);
-    if (held) return held;
-    const lease = await this.options.snapshots.acquire(sequence.tenant, sequence.id);
-    this.leases.set(key, lease);
-    return lease;
-  }
-
-  /** Release's end: the sequence leaves the table right after, so the lease is given back regardless. */
-  private forgetLease(key: string): void {
-    const lease = this.leases.get(key);
-    this.leases.delete(key);
-    if (lease) void this.options.snapshots.release(lease).catch(() => {});
-  }
-
-  /** Gives the lease back unless the sequence is resident here again; a store that is down lets it expire. */
-  private async letGo(key: string): Promise<void> {
-    const lease = this.leases.get(key);
-    if (!lease || this.table.has(key)) return;
-    this.leases.delete(key);
-    await this.options.snapshots.release(lease).catch(() => {});
-  }
-
-  /** Keeps the resident sequences' leases; drops those of sequences gone (released, expired, or never created). */
+  /** Keeps the leases of sequences resident, being restored or parked, gives back the others; forgets what expired. */
   private async renewLeases(): Promise<void> {
-    for (const [key, lease] of [...this.leases]) {
-      if (!this.table.has(key) && !this.restoring.has(key) && !this.parked.has(key)) {
-        await this.letGo(key);
-        continue;
-      }
-      await this.options.snapshots.renew(lease).catch(() => {
-        // Unreachable: retried at the next round; lost (StaleLease): the next write is refused, fenced.
-      });
-    }
+    await this.leases.renew((key) => this.table.has(key) || this.restoring.has(key) || this.parked.has(key));
     const now = Date.now();
     // A parked snapshot whose write failed lives as long as the sequence would have.
     for (const [key, entry] of this.parked) if (now - entry.at > this.options.ttlMs) this.parked.delete(key);
