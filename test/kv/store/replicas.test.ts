@@ -101,6 +101,10 @@ describe("replicas sharing one Redis", () => {
     const bob = b.client(TOKENS.bob);
     expect((await refusal(decoded(bob, "private"))).code).toBe(status.NOT_FOUND);
     expect((await bob.release("private")).found).toBe(false);
+    expect((await refusal(bob.stats({ sequenceId: "private" }))).code).toBe(status.NOT_FOUND);
+    // Stats naming a stored sequence restores it.
+    expect((await alice.b.stats({ sequenceId: "private" })).sequences[0]).toMatchObject({ residency: Residency.RESIDENCY_BOTH, kvBytes: expect.any(BigInt) });
+    expect((await alice.b.stats({ sequenceId: "private" })).sequences[0].kvBytes).toBeGreaterThan(0n);
     expect(await decoded(alice.b, "private")).toHaveLength(12);
   }, 60_000);
 
@@ -153,5 +157,10 @@ describe("replicas sharing one Redis", () => {
     expect(down.details).toContain("unavailable");
     expect((await alice.b.stats({ sequenceId: "grounded" })).sequences[0]).toMatchObject({ kvBytes: before.kvBytes, residency: Residency.RESIDENCY_RESIDENT });
     expect(await decoded(alice.b, "grounded")).toEqual(await decoded(alice.b, "grounded-copy"));
+    // Whether a snapshot exists cannot be known: a new id and Release are refused too, changing nothing.
+    expect((await refusal(alice.b.prefill({ sequenceId: "new-while-down", text: PROMPT }))).code).toBe(status.UNAVAILABLE);
+    expect((await refusal(alice.b.release("grounded"))).code).toBe(status.UNAVAILABLE);
+    expect((await alice.b.stats({ sequenceId: "grounded" })).sequences[0].residency).toBe(Residency.RESIDENCY_RESIDENT);
+    expect((await alice.b.stats()).sequences.map((s) => s.sequenceId)).not.toContain("new-while-down");
   }, 60_000);
 });
