@@ -101,7 +101,7 @@ program
   .option("--kv-store-prefix <prefix>", "prefix of every --kv-store key (replicas sharing a store and a prefix share sequences)", "kvwarden")
   .option("--kv-store-lease <seconds>", "how long this replica's hold on a sequence lasts unless renewed: after a crash, others restore it this long after", positiveInt, 30)
   .option("--replica-name <name>", "this replica's name in --kv-store leases, as a call for a sequence it holds names it (default: host name and process id)")
-  .option("--offload-idle-after <seconds>", "with --kv-store, offload sequences idle for this long (default: never)", positiveInt)
+  .option("--offload-idle-after <sec>", "with --kv-store, offload sequences idle for this long (default: never)", positiveInt)
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
     const source = modelSource(options.model, options.tokenizer);
