@@ -15,6 +15,7 @@ import { modelFingerprint } from "../kv/store/model-fingerprint.js";
 import { openKvStore } from "../kv/store/open-kv-store.js";
 import { SnapshotStore } from "../kv/store/snapshot-store.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/projection-weights.js";
+import { DEFAULT_SESSION_THREADS } from "../model/step-runner.js";
 import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/weight-layout.js";
 import type { ExecutionProvider } from "../model/model-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
@@ -83,6 +84,7 @@ program
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
+  .option("--session-threads <n>", "CPU: worker threads that run the model off the event loop, each with its own onnxruntime session and copy of the weights (docs/worker-threads.md)", positiveInt, DEFAULT_SESSION_THREADS)
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish and, with --kv-store, for offloading every resident sequence", positiveInt, 10)
   .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")
   .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
@@ -131,7 +133,7 @@ program
 
     // Listen first and load after, so health answers NOT_SERVING while the model loads.
     const loading = (async () => {
-      const runnerOptions = { executionProvider, intraOpThreads: options.threads, kvDtype: options.kvDtype };
+      const runnerOptions = { executionProvider, intraOpThreads: options.threads, sessionThreads: options.sessionThreads, kvDtype: options.kvDtype };
       const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
       model = await loadModelSource(source, runnerOptions, { onConvert });
       const kvStore = options.kvStore && {

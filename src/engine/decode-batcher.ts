@@ -18,24 +18,29 @@ interface Waiting<T> {
  * has asked, without waiting for streams that are busy elsewhere (e.g. a slow
  * client): those join the batch after. Streams of very different cache
  * lengths step in separate runs (length-lanes.ts), which take turns by cost
- * (fair-share.ts).
+ * (fair-share.ts), or run at the same time when the runner has the threads.
  */
 export class DecodeBatcher<T extends object> {
   private readonly waiting: Waiting<T>[] = [];
   private readonly share = new FairShare<T>();
-  private running = false;
+  /** Streams whose step runs now. */
+  private readonly stepping = new Set<T>();
+  private runs = 0;
   private scheduled = false;
   /** Streams inside a decode loop: the most that can ask for the next batch. */
   private participants = 0;
 
   /**
-   * `runBatch` gets the lane a batch belongs to of the lanes that were waiting (lane 0 the shortest),
-   * so that it can keep one working copy per lane; `entriesOf` is a stream's longest cached head.
+   * `runBatch` gets the lane a batch belongs to of the lanes that were waiting or stepping (lane 0
+   * the shortest), so that it can keep one working copy per lane; `entriesOf` is a stream's longest
+   * cached head. Up to `parallelism` batches run at once, each of another lane (the runner's
+   * session threads: a short lane steps beside a long one instead of after it).
    */
   constructor(
     private readonly runBatch: (batch: T[], lane: number, lanes: number) => Promise<void>,
     readonly maxBatchSize: number,
     private readonly entriesOf: (item: T) => number,
+    private readonly parallelism = 1,
   ) {}
 
   /** A stream enters its decode loop; `leave` when it ends. */
@@ -84,38 +89,63 @@ export class DecodeBatcher<T extends object> {
   }
 
   private startIfReady(): void {
-    if (this.running || this.waiting.length === 0) return;
-    if (this.waiting.length >= Math.min(this.participants, this.maxBatchSize)) {
-      void this.runNext();
+    if (this.runs >= this.parallelism || this.waiting.length === 0) return;
+    if (this.waiting.length >= Math.min(this.participants - this.stepping.size, this.maxBatchSize)) {
+      this.startAll();
     } else if (!this.scheduled) {
       // Streams still busy elsewhere get until the event loop's next turn to ask.
       this.scheduled = true;
       setImmediate(() => {
         this.scheduled = false;
-        if (!this.running && this.waiting.length > 0) void this.runNext();
+        this.startAll();
       });
     }
   }
 
-  private async runNext(): Promise<void> {
-    this.running = true;
-    const lanes = lanesOf(this.waiting, (waiting) => this.entriesOf(waiting.item));
-    const lane = this.share.pick(lanes.map((members) => members.map((waiting) => waiting.item)));
-    const batch = lanes[lane].sort((a, b) => this.share.charge(a.item) - this.share.charge(b.item)).slice(0, this.maxBatchSize);
+  /** Starts batches while a run is free and a lane with waiting steps is not stepping. */
+  private startAll(): void {
+    while (this.runs < this.parallelism && this.startNext());
+  }
+
+  private startNext(): boolean {
+    type Member = { item: T; waiting?: Waiting<T> };
+    const members: Member[] = [...this.waiting.map((waiting) => ({ item: waiting.item, waiting })), ...[...this.stepping].map((item) => ({ item }))];
+    const lanes = lanesOf(members, (member) => this.entriesOf(member.item));
+    // A lane steps one batch at a time: its waiting members join its next.
+    const ready = lanes.map((lane, index) => ({ index, waiting: lane.every((member) => member.waiting) ? lane.map((member) => member.waiting!) : [] }));
+    const candidates = ready.filter((lane) => lane.waiting.length > 0);
+    if (candidates.length === 0) return false;
+    const picked = candidates[this.share.pick(candidates.map((lane) => lane.waiting.map((waiting) => waiting.item)))];
+    const batch = picked.waiting.sort((a, b) => this.share.charge(a.item) - this.share.charge(b.item)).slice(0, this.maxBatchSize);
+    // Beside running batches, a lane starts only while no shorter stream stepping is owed more (runs
+    // are charged as they start): a short lane never waits for a long lane's step, and a long lane
+    // takes no more than its share (by cost) of a second core that a busy machine may not have.
+    const least = this.share.charge(batch[0].item);
+    const longest = Math.max(...batch.map((waiting) => this.entriesOf(waiting.item)));
+    if ([...this.stepping].some((item) => this.share.charge(item) < least && this.entriesOf(item) < longest)) return false;
     for (const waiting of batch) {
       this.waiting.splice(this.waiting.indexOf(waiting), 1);
       if (waiting.onAbort) waiting.signal!.removeEventListener("abort", waiting.onAbort);
     }
+    void this.run(batch, picked.index, lanes.length);
+    return true;
+  }
+
+  private async run(batch: Waiting<T>[], lane: number, lanes: number): Promise<void> {
     const items = batch.map((waiting) => waiting.item);
     const entries = Math.max(...items.map(this.entriesOf));
+    this.share.ran(items, entries, [...this.waiting.map((waiting) => waiting.item), ...this.stepping]);
+    this.runs++;
+    for (const item of items) this.stepping.add(item);
     try {
-      await this.runBatch(items, lane, lanes.length);
-      this.share.ran(items, entries, this.waiting.map((waiting) => waiting.item));
+      await this.runBatch(items, lane, lanes);
+      for (const item of items) this.stepping.delete(item);
       for (const waiting of batch) waiting.resolve();
     } catch (error) {
       for (const waiting of batch) waiting.reject(error);
     } finally {
-      this.running = false;
+      for (const item of items) this.stepping.delete(item);
+      this.runs--;
       this.startIfReady();
     }
   }

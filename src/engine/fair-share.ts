@@ -30,10 +30,10 @@ export class FairShare<T extends object> {
     return best;
   }
 
-  /** Charges each member of a run that attended `entries` per sequence; `waiting` are the streams still asking. */
+  /** Charges each member of a run, as it starts, that attends `entries` per sequence; `waiting` are the other streams asking or stepping. */
   ran(run: readonly T[], entries: number, waiting: readonly T[]): void {
+    // The floor as the run starts: a stream joining meanwhile is not charged for this run's cost.
+    this.floor = Math.max(this.floor, Math.min(...[...run, ...waiting].map((item) => this.charge(item))));
     for (const item of run) this.charged.set(item, this.charge(item) + RUN_COST_ENTRIES / run.length + entries);
-    const all = [...run, ...waiting];
-    this.floor = Math.max(this.floor, Math.min(...all.map((item) => this.charge(item))));
   }
 }

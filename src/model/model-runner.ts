@@ -9,6 +9,8 @@ export interface ModelRunner {
   /** What the graph computes in. */
   readonly dtype: "float32";
   readonly kvDtype: KvDtype;
+  /** Runs that can proceed at once (the engine steps that many length lanes together). */
+  readonly parallelism: number;
   run(input: StepInput): Promise<StepOutput>;
   runDecodeBatch(input: DecodeBatchInput): Promise<StepOutput>;
   release(): Promise<void>;
@@ -79,6 +81,8 @@ export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
 export interface RunnerOptions {
   executionProvider: ExecutionProvider;
   intraOpThreads: number;
+  /** CPU and CUDA: worker_threads, each with its own session (and weights), that run steps off the event loop. */
+  sessionThreads?: number;
   /** How the KV store keeps keys and values (default float32); the graph must be built for it. */
   kvDtype?: KvDtype;
 }

@@ -1,11 +1,19 @@
-import ort from "onnxruntime-node";
+import type ort from "onnxruntime-node";
 import type { KvArray, KvDtype } from "../kv/layer-cache.js";
 import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "./checkpoint.js";
 import type { DecodeBatchInput, ModelRunner, PastLayer, RunnerOptions, StepInput, StepOutput } from "./model-runner.js";
 import { STEP_IO } from "./llama-graph.js";
+import { SessionThreads, type ThreadTensor } from "./session-threads.js";
 
-/** Runs the step graph: one call per prefill chunk, decode step or batch of decode steps. */
+/** One session thread by default, as each holds its own copy of the weights; two let two length lanes step at once (docs/worker-threads.md). */
+export const DEFAULT_SESSION_THREADS = 1;
+
+/**
+ * Runs the step graph: one call per prefill chunk, decode step or batch of
+ * decode steps, on session threads (session-threads.ts) so that the event loop
+ * stays free while the model runs, and up to `parallelism` runs proceed at once.
+ */
 export class StepRunner implements ModelRunner {
   private readonly causalMasks = new CausalMasks();
 
@@ -13,7 +21,7 @@ export class StepRunner implements ModelRunner {
   readonly dtype = "float32";
 
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly sessions: SessionThreads,
     readonly config: ModelConfig,
     readonly kvDtype: KvDtype,
   ) {}
@@ -27,9 +35,13 @@ export class StepRunner implements ModelRunner {
       // The graph's outputs have symbolic shapes that ORT's checker cannot verify; the values are exact.
       logSeverityLevel: 3,
     };
-    const session =
-      typeof graph === "string" ? await ort.InferenceSession.create(graph, sessionOptions) : await ort.InferenceSession.create(graph, sessionOptions);
-    return new StepRunner(session, config, options.kvDtype ?? "float32");
+    const sessions = await SessionThreads.start(graph, sessionOptions, options.sessionThreads ?? DEFAULT_SESSION_THREADS);
+    return new StepRunner(sessions, config, options.kvDtype ?? "float32");
+  }
+
+  /** Runs that can proceed at once: one per session thread. */
+  get parallelism(): number {
+    return this.sessions.size;
   }
 
   /** One sequence: a prefill chunk of `tokens`, or a decode step (one token). */
@@ -45,7 +57,7 @@ export class StepRunner implements ModelRunner {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.sessions.close();
   }
 
   /** `tokens` and `positions` are [batch, S] row-major. */
@@ -59,22 +71,24 @@ export class StepRunner implements ModelRunner {
   ): Promise<StepOutput> {
     const { layers, kvHeads, headSize } = this.config;
     const count = tokens.length / batch;
-    const feeds: Record<string, ort.Tensor> = {
-      [STEP_IO.inputIds]: new ort.Tensor("int64", BigInt64Array.from(tokens, BigInt), [batch, count]),
-      [STEP_IO.positionIds]: new ort.Tensor("int64", BigInt64Array.from(positions, BigInt), [batch, count]),
-      [STEP_IO.causalMask]: this.causalMasks.of(count),
-      [STEP_IO.queryRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(queryRows)), [1]),
-      [STEP_IO.logitRows]: new ort.Tensor("int64", BigInt64Array.of(BigInt(logitRows)), [1]),
+    const causalMask = this.causalMasks.of(count);
+    const feeds: Record<string, ThreadTensor> = {
+      [STEP_IO.inputIds]: { type: "int64", data: BigInt64Array.from(tokens, BigInt), dims: [batch, count] },
+      [STEP_IO.positionIds]: { type: "int64", data: BigInt64Array.from(positions, BigInt), dims: [batch, count] },
+      [STEP_IO.causalMask]: { type: "float32", data: causalMask.data as Float32Array, dims: causalMask.dims },
+      [STEP_IO.queryRows]: { type: "int64", data: BigInt64Array.of(BigInt(queryRows)), dims: [1] },
+      [STEP_IO.logitRows]: { type: "int64", data: BigInt64Array.of(BigInt(logitRows)), dims: [1] },
     };
     past.forEach((layer, l) => {
       const dims = [batch, kvHeads, 1, layer.capacity, headSize];
       // A ragged layer (heads with different room) must be made uniform (reserved) before a step.
       if (layer.mask.length !== batch * kvHeads * layer.capacity) throw new Error(`layer ${l}'s cache is not laid out [B, Hkv, capacity] for the step graph`);
-      feeds[STEP_IO.pastKey(l)] = new ort.Tensor(this.kvDtype, layer.keyStore, dims);
-      feeds[STEP_IO.pastValue(l)] = new ort.Tensor(this.kvDtype, layer.valueStore, dims);
-      feeds[STEP_IO.pastMask(l)] = new ort.Tensor("float32", layer.mask, [batch, kvHeads, 1, 1, layer.capacity]);
+      feeds[STEP_IO.pastKey(l)] = { type: this.kvDtype, data: layer.keyStore, dims };
+      feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims };
+      feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity] };
     });
-    const out = await this.session.run(feeds);
+    // The inputs are copied here, synchronously: the caches may change while the step runs.
+    const out = await this.sessions.run(feeds);
     const data = (name: string) => out[name].data as Float32Array;
     const kvData = (name: string) => out[name].data as KvArray;
     return {

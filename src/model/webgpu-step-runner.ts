@@ -25,6 +25,8 @@ const ICD_DIRS = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
 export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRuntime {
   readonly dtype = "float32";
   readonly kvDtype = "float32";
+  /** One run at a time, on the main thread: its keys and values are GPU buffers, which cannot cross to a worker_thread. */
+  readonly parallelism = 1;
   readonly location = "webgpu";
   readonly deviceCache: DeviceCacheRuntime = this;
   private readonly causalMasks = new CausalMasks();

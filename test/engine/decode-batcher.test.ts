@@ -233,3 +233,102 @@ describe("DecodeBatcher", () => {
     );
   });
 });
+
+describe("DecodeBatcher with two runs at once (session threads)", () => {
+  /** Streams by name, their cached length in the name's number: "short 2", "long 5000". */
+  const entriesOf = (item: { key: string }) => Number(item.key.split(" ")[1]);
+
+  function parallel() {
+    const box = boxes<string>();
+    const batches: { keys: string[]; lane: number; lanes: number }[] = [];
+    const finish = new Map<string, () => void>();
+    const batcher = new DecodeBatcher<{ key: string }>(
+      (batch, lane, lanes) => {
+        const keys = batch.map((b) => b.key);
+        batches.push({ keys, lane, lanes });
+        return new Promise<void>((resolve) => finish.set(keys.join(","), resolve));
+      },
+      8,
+      entriesOf,
+      2,
+    );
+    return { batcher, batches, finish, step: (key: string) => batcher.step(box(key)) };
+  }
+
+  it("steps a short lane beside a long one, many times while one long step runs", async () => {
+    const { batcher, batches, finish, step } = parallel();
+    batcher.join();
+    batcher.join();
+    const long = outcome(step("long 5000"));
+    await nextTurn();
+    expect(batches).toEqual([{ keys: ["long 5000"], lane: 0, lanes: 1 }]);
+    for (let i = 0; i < 3; i++) {
+      const short = outcome(step("short 2"));
+      await settle();
+      expect(batches.at(-1)).toEqual({ keys: ["short 2"], lane: 0, lanes: 2 });
+      finish.get("short 2")!();
+      await settle();
+      expect(short.state()).toBe("done");
+    }
+    expect(long.state()).toBe("pending");
+    finish.get("long 5000")!();
+    await settle();
+    expect(long.state()).toBe("done");
+    expect(batches.map((b) => b.keys.join(","))).toEqual(["long 5000", "short 2", "short 2", "short 2"]);
+  });
+
+  it("never makes a short lane wait for a long step; the long lane's next step waits for the short one owed more", async () => {
+    const { batcher, batches, finish, step } = parallel();
+    batcher.join();
+    batcher.join();
+    const long = outcome(step("long 5000"));
+    await nextTurn();
+    // The long step was charged 1024 + 5000 entries as it started; each short one 1024 + 2.
+    for (let i = 0; i < 8; i++) {
+      const short = outcome(step("short 2"));
+      await settle();
+      finish.get("short 2")!();
+      await settle();
+      expect(short.state()).toBe("done");
+    }
+    finish.get("long 5000")!();
+    await settle();
+    expect(long.state()).toBe("done");
+    // Both ask: the long stream is owed more (6024 against 8208) and goes first; the short one steps beside it.
+    const [long2, short2] = [outcome(step("long 5000")), outcome(step("short 2"))];
+    await settle();
+    expect(batches.slice(-2).map((b) => b.keys[0])).toEqual(["long 5000", "short 2"]);
+    finish.get("long 5000")!();
+    await settle();
+    // The long one (now charged 12048) asks while the short one (8208, shorter) steps: it waits.
+    const long3 = outcome(step("long 5000"));
+    await settle();
+    expect(batches).toHaveLength(11);
+    finish.get("short 2")!();
+    await settle();
+    expect([long2.state(), short2.state(), long3.state()]).toEqual(["done", "done", "pending"]);
+    expect(batches.at(-1)!.keys).toEqual(["long 5000"]);
+  });
+
+  it("runs one batch of a lane at a time: a stream of a stepping lane joins its next batch", async () => {
+    const { batcher, batches, finish, step } = parallel();
+    for (let i = 0; i < 3; i++) batcher.join();
+    const first = outcome(step("a 2"));
+    await nextTurn();
+    const second = outcome(step("b 3"));
+    await settle();
+    // Same lane as the running batch: it waits, though a second run is free.
+    expect(batches.map((b) => b.keys)).toEqual([["a 2"]]);
+    const long = outcome(step("long 5000"));
+    await settle();
+    expect(batches.map((b) => b.keys)).toEqual([["a 2"], ["long 5000"]]);
+    finish.get("a 2")!();
+    await settle();
+    expect(first.state()).toBe("done");
+    expect(batches.map((b) => b.keys)).toEqual([["a 2"], ["long 5000"], ["b 3"]]);
+    finish.get("b 3")!();
+    finish.get("long 5000")!();
+    await settle();
+    expect([second.state(), long.state()]).toEqual(["done", "done"]);
+  });
+});

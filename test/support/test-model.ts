@@ -21,6 +21,6 @@ export function loadTestWeights(): ModelWeights {
   return loadLlama2cCheckpoint(MODEL_FILES.modelPath, "stories260K");
 }
 
-export function loadTestModel(): Promise<EngineModel> {
-  return loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1 });
+export function loadTestModel(sessionThreads?: number): Promise<EngineModel> {
+  return loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads });
 }

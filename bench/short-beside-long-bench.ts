@@ -1,0 +1,82 @@
+/**
+ * Target 8 alone (`make bench` runs it inside bench.ts): a short Decode
+ * stream's speed beside a long one against alone, with the model on one
+ * session thread (steps in turn, as before worker threads) and on two
+ * (a short lane steps beside the long one), in one run; also the event loop's
+ * longest stall while both decode. A benchmark, never a test.
+ */
+import { Command } from "commander";
+import { cpus, loadavg } from "node:os";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Engine } from "../src/engine/engine.js";
+import { defaultModelFiles } from "../src/model/default-model.js";
+import { loadModel } from "../src/model/load-model.js";
+import { MarkdownReport } from "./markdown-report.js";
+import { shortBesideLong, type ShortBesideLongResult } from "./short-beside-long.js";
+
+const options = new Command("short-beside-long-bench")
+  .option("--quick", "5 rounds at 2048 cached tokens instead of 7 at 8192", false)
+  .option("--threads <n>", "onnxruntime intra-op threads per session", (v) => Number(v), 1)
+  .option("--out <file>", "also write the report (Markdown) to this file")
+  .parse()
+  .opts();
+
+// Many short rounds, alone and beside adjacent in each: on a shared machine one round says little.
+const rounds = options.quick ? 5 : 7;
+const longContext = options.quick ? 2048 : 8192;
+const shortTokens = options.quick ? 100 : 200;
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
+
+const files = await defaultModelFiles();
+const engines = new Map<number, Engine>();
+for (const sessionThreads of [1, 2]) {
+  const model = await loadModel(files, { executionProvider: "cpu", intraOpThreads: options.threads, sessionThreads });
+  const engine = new Engine(model, {
+    kvBudgetBytes: 4 * 2 ** 30,
+    maxSequenceTokens: 16_384,
+    prefillChunkTokens: 128,
+    allowPastContext: true,
+    sequenceTtlMs: 3_600_000,
+    recentQueryRows: 64,
+  });
+  await engine.prefill({ sequenceId: "long", tokenIds: prompt(longContext) });
+  engines.set(sessionThreads, engine);
+}
+
+const results = new Map<number, (ShortBesideLongResult & { stallMs: number })[]>([...engines.keys()].map((n) => [n, []]));
+// Interleaved: each round measures every thread count, after one untimed warm-up round.
+for (let round = -1; round < rounds; round++) {
+  for (const [sessionThreads, engine] of engines) {
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
+    const result = await shortBesideLong(engine, "long", shortTokens, `round-${round}`);
+    delay.disable();
+    if (round >= 0) results.get(sessionThreads)!.push({ ...result, stallMs: delay.max / 1e6 });
+  }
+}
+
+const report = new MarkdownReport();
+report.print("# Target 8: a short stream beside a long one, by session threads");
+report.print();
+report.print(`A short stream (${shortTokens} tokens) beside a long one (${longContext} cached), ${rounds} rounds, medians (of each round's ratio for the ratio); load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs; command: \`node dist/bench/short-beside-long-bench.js${process.argv.slice(2).map((arg) => ` ${arg}`).join("")}\`.`);
+report.print();
+report.print("| session threads | short alone tok/s | short beside tok/s | short beside / alone | long alone tok/s | long beside tok/s | longest event-loop stall | same tokens |");
+report.print("|---|---|---|---|---|---|---|---|");
+let mismatch = false;
+for (const [sessionThreads, list] of results) {
+  const m = (pick: (r: ShortBesideLongResult & { stallMs: number }) => number) => median(list.map(pick));
+  mismatch ||= list.some((r) => !r.sameTokens);
+  report.print(
+    `| ${sessionThreads} | ${m((r) => r.shortAlone).toFixed(0)} | ${m((r) => r.shortBeside).toFixed(0)} | ${m((r) => r.shortBeside / r.shortAlone).toFixed(2)}x | ${m((r) => r.longAlone).toFixed(0)} | ${m((r) => r.longBeside).toFixed(0)} | ${m((r) => r.stallMs).toFixed(1)} ms | ${list.every((r) => r.sameTokens)} |`,
+  );
+}
+if (options.out) report.write(options.out);
+if (mismatch) {
+  console.error("TOKEN MISMATCH: the short stream generated other tokens beside the long one than alone");
+  process.exitCode = 1;
+}
+for (const engine of engines.values()) {
+  engine.close();
+  await engine.model.runner.release();
+}

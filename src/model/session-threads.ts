@@ -1,0 +1,186 @@
+import { Worker } from "node:worker_threads";
+import { TransferBuffers } from "./transfer-buffers.js";
+
+/** A tensor as it crosses to a session thread: onnxruntime's type name, its values and its shape. */
+export interface ThreadTensor {
+  type: "float32" | "float16" | "int64";
+  data: Float32Array | Uint16Array | BigInt64Array;
+  dims: readonly number[];
+}
+
+/** An output as it comes back: values (the session thread's own buffer, transferred) and shape. */
+export interface ThreadOutput {
+  data: Float32Array | Uint16Array;
+  dims: readonly number[];
+}
+
+interface Job {
+  feeds: Record<string, ThreadTensor>;
+  resolve(outputs: Record<string, ThreadOutput>): void;
+  reject(error: Error): void;
+}
+
+/** Every reply to a run gives back the buffers of its inputs. */
+type Reply = { ready: true } | { outputs: Record<string, ThreadOutput>; inputs: ArrayBuffer[] } | { error: string; inputs: ArrayBuffer[] };
+
+/** One worker_thread holding one session, and the job it runs. */
+interface SessionThread {
+  worker: Worker;
+  job: Job | null;
+}
+
+/**
+ * onnxruntime sessions of one graph, each on its own worker_thread
+ * (onnx-session-worker.js): onnxruntime-node runs a session synchronously on
+ * the calling thread, which on the main thread stops every other call for the
+ * length of a step (docs/limits.md). Runs go to an idle thread, or wait for
+ * one in call order, so that as many run at once as there are threads.
+ * Inputs are copied once when a run is asked for, into buffers that go to the
+ * thread and come back with its reply (transfer-buffers.ts); outputs come back
+ * transferred, not copied. A thread that dies fails its run with the reason and
+ * is started again for the next.
+ */
+export class SessionThreads {
+  private readonly threads: SessionThread[] = [];
+  private readonly waiting: Job[] = [];
+  /** Input buffers, transferred to a thread with a run and back with its reply. */
+  private readonly buffers = new TransferBuffers();
+  private closed = false;
+
+  private constructor(
+    private readonly graph: Uint8Array | string,
+    private readonly options: object,
+    /** How many runs can proceed at once: the threads started (a lost one is replaced). */
+    readonly size: number,
+  ) {}
+
+  /** `count` threads, each with a session of `graph` created with `options` (onnxruntime SessionOptions). */
+  static async start(graph: Uint8Array | string, options: object, count: number): Promise<SessionThreads> {
+    const pool = new SessionThreads(graph, options, count);
+    try {
+      await Promise.all(Array.from({ length: count }, () => pool.spawn()));
+    } catch (error) {
+      await pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  run(feeds: Record<string, ThreadTensor>): Promise<Record<string, ThreadOutput>> {
+    if (this.closed) return Promise.reject(new Error("the model's session threads were shut down"));
+    // Copied now, not when a thread is free: the caller's arrays may change once this returns.
+    const copies: Record<string, ThreadTensor> = {};
+    for (const [name, tensor] of Object.entries(feeds)) {
+      // Into a reused buffer of its own: posting a view would copy its whole buffer (a slab holds keys, values, mask and more).
+      const data = viewLike(tensor.data, this.buffers.take(tensor.data.byteLength));
+      data.set(tensor.data as never);
+      copies[name] = { type: tensor.type, data, dims: tensor.dims };
+    }
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ feeds: copies, resolve, reject });
+      this.startNext();
+    });
+  }
+
+  /** Ends every thread, each once its run in progress is done; runs in progress or waiting fail at once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const error = new Error("the model's session threads were shut down");
+    for (const job of this.waiting.splice(0)) job.reject(error);
+    const threads = this.threads.splice(0);
+    for (const thread of threads) thread.job?.reject(error);
+    this.buffers.clear();
+    await Promise.all(threads.map((thread) => stop(thread.worker)));
+  }
+
+  private startNext(): void {
+    for (const thread of this.threads) {
+      if (thread.job || this.waiting.length === 0) continue;
+      const job = this.waiting.shift()!;
+      thread.job = job;
+      const transfer = [...new Set(Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer))];
+      thread.worker.ref();
+      thread.worker.postMessage({ feeds: job.feeds }, transfer);
+    }
+  }
+
+  /** Starts a thread and resolves once its session is created. */
+  private spawn(): Promise<void> {
+    // The compiled file next to this module; under vitest, the plain-JS source next to this one.
+    const worker = new Worker(new URL("./onnx-session-worker.js", import.meta.url), { workerData: { graph: this.graph, options: this.options } });
+    const thread: SessionThread = { worker, job: null };
+    return new Promise((resolve, reject) => {
+      let ready = false;
+      worker.on("message", (reply: Reply) => {
+        if ("ready" in reply) {
+          if (this.closed) {
+            // Closed while this thread was starting (another one failed to): it must not linger.
+            void stop(worker);
+            return reject(new Error("the model's session threads were shut down"));
+          }
+          ready = true;
+          this.threads.push(thread);
+          this.idle(thread);
+          resolve();
+          return;
+        }
+        if (!ready) {
+          reject(new Error(`onnxruntime could not create the session: ${"error" in reply ? reply.error : "no reason given"}`));
+          return;
+        }
+        // After close, the run's caller has had its answer; the thread is ending (kept alive until then).
+        if (this.closed) return;
+        for (const buffer of reply.inputs) this.buffers.give(buffer);
+        const job = thread.job;
+        thread.job = null;
+        if ("outputs" in reply) job?.resolve(reply.outputs);
+        else job?.reject(new Error(reply.error));
+        this.idle(thread);
+      });
+      const lost = (error: Error) => {
+        if (!ready) return reject(error);
+        this.lost(thread, error);
+      };
+      worker.on("error", lost);
+      worker.on("exit", (code) => lost(new Error(`the onnxruntime session thread exited with code ${code}`)));
+    });
+  }
+
+  /** An idle thread takes the next run, or stops keeping the process alive. */
+  private idle(thread: SessionThread): void {
+    this.startNext();
+    if (!thread.job) thread.worker.unref();
+  }
+
+  /** A thread ended on its own (an error it did not catch): its run fails with why, and a new thread takes its place. */
+  private lost(thread: SessionThread, error: Error): void {
+    const index = this.threads.indexOf(thread);
+    if (index < 0) return;
+    this.threads.splice(index, 1);
+    const job = thread.job;
+    thread.job = null;
+    job?.reject(new Error(`the model's session thread failed: ${error.message}`));
+    if (this.closed) return;
+    this.spawn().catch((spawnError: Error) => {
+      // No thread left to run on: what waits would wait for ever.
+      if (this.threads.length === 0) for (const waiting of this.waiting.splice(0)) waiting.reject(spawnError);
+    });
+  }
+}
+
+/**
+ * Ends a thread once its run in progress is done, by asking it to: terminating a thread while
+ * onnxruntime runs in it aborts the whole process.
+ */
+function stop(worker: Worker): Promise<void> {
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  worker.postMessage({ close: true });
+  worker.ref();
+  return exited;
+}
+
+/** A typed array of `like`'s kind and length over the start of `buffer`. */
+function viewLike<T extends ThreadTensor["data"]>(like: T, buffer: ArrayBuffer): T {
+  const Kind = like.constructor as new (buffer: ArrayBuffer, byteOffset: number, length: number) => T;
+  return new Kind(buffer, 0, like.length);
+}

@@ -1,0 +1,83 @@
+import type { Worker } from "node:worker_threads";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { buildStepGraphInMemory, STEP_IO } from "../../src/model/llama-graph.js";
+import { SessionThreads, type ThreadTensor } from "../../src/model/session-threads.js";
+import type { ModelConfig } from "../../src/model/checkpoint.js";
+import { loadTestWeights } from "../support/test-model.js";
+
+const SESSION_OPTIONS = { executionProviders: ["cpu"], intraOpNumThreads: 1, graphOptimizationLevel: "all", logSeverityLevel: 3 };
+
+/** The feeds of a first decode step (empty cache) of `token` at position 0. */
+function firstStep(config: ModelConfig, token: number): Record<string, ThreadTensor> {
+  const { layers, kvHeads, headSize } = config;
+  const feeds: Record<string, ThreadTensor> = {
+    [STEP_IO.inputIds]: { type: "int64", data: BigInt64Array.of(BigInt(token)), dims: [1, 1] },
+    [STEP_IO.positionIds]: { type: "int64", data: BigInt64Array.of(0n), dims: [1, 1] },
+    [STEP_IO.causalMask]: { type: "float32", data: new Float32Array(1), dims: [1, 1] },
+    [STEP_IO.queryRows]: { type: "int64", data: BigInt64Array.of(1n), dims: [1] },
+    [STEP_IO.logitRows]: { type: "int64", data: BigInt64Array.of(1n), dims: [1] },
+  };
+  for (let l = 0; l < layers; l++) {
+    feeds[STEP_IO.pastKey(l)] = { type: "float32", data: new Float32Array(0), dims: [1, kvHeads, 1, 0, headSize] };
+    feeds[STEP_IO.pastValue(l)] = { type: "float32", data: new Float32Array(0), dims: [1, kvHeads, 1, 0, headSize] };
+    feeds[STEP_IO.pastMask(l)] = { type: "float32", data: new Float32Array(0), dims: [1, kvHeads, 1, 1, 0] };
+  }
+  return feeds;
+}
+
+/** The threads' workers, reached past the class's privacy: to end one as an uncaught error would, and to see them gone. */
+const workersOf = (threads: SessionThreads) => (Reflect.get(threads, "threads") as { worker: Worker }[]).map((thread) => thread.worker);
+
+/**
+ * Sessions on worker_threads (docs/worker-threads.md): a failure on a thread
+ * surfaces as a clear error, never a hang, and the threads go on serving;
+ * closing ends them.
+ */
+describe("SessionThreads", () => {
+  const weights = loadTestWeights();
+  const graph = buildStepGraphInMemory(weights, { kvDtype: "float32", deviceCache: false });
+  let threads: SessionThreads;
+  let expected: Float32Array;
+
+  beforeAll(async () => {
+    threads = await SessionThreads.start(graph, SESSION_OPTIONS, 2);
+    expected = (await threads.run(firstStep(weights.config, 1)))[STEP_IO.logits].data as Float32Array;
+  });
+  afterAll(() => threads.close());
+
+  it("runs as many steps at once as it has threads, each computing what it computes alone", async () => {
+    const outputs = await Promise.all(Array.from({ length: 5 }, () => threads.run(firstStep(weights.config, 1))));
+    for (const output of outputs) expect(output[STEP_IO.logits].data).toEqual(expected);
+  });
+
+  it("fails a run that onnxruntime refuses with onnxruntime's reason, and serves the next", async () => {
+    const bad = firstStep(weights.config, 1);
+    bad[STEP_IO.inputIds] = { type: "int64", data: BigInt64Array.of(1n, 2n, 3n), dims: [1, 1] };
+    await expect(threads.run(bad)).rejects.toThrow(/input_ids|size|shape/i);
+    expect((await threads.run(firstStep(weights.config, 1)))[STEP_IO.logits].data).toEqual(expected);
+  });
+
+  it("starts a thread in place of one that ends on its own, and goes on serving", async () => {
+    const [worker] = workersOf(threads);
+    await worker.terminate();
+    // Meanwhile runs go to the thread left; the pool is back to two once the new one's session is created.
+    expect((await threads.run(firstStep(weights.config, 1)))[STEP_IO.logits].data).toEqual(expected);
+    await vi.waitFor(() => expect(workersOf(threads)).toHaveLength(2), { timeout: 60_000 });
+    expect(workersOf(threads)).not.toContain(worker);
+    const after = await Promise.all([threads.run(firstStep(weights.config, 1)), threads.run(firstStep(weights.config, 1))]);
+    for (const output of after) expect(output[STEP_IO.logits].data).toEqual(expected);
+  });
+
+  it("refuses a graph onnxruntime cannot load, with its reason", async () => {
+    await expect(SessionThreads.start(new Uint8Array([1, 2, 3]), SESSION_OPTIONS, 2)).rejects.toThrow(/^onnxruntime could not create the session: /);
+  });
+
+  it("fails runs waiting or running when closed, and every later one; its threads end", async () => {
+    const pool = await SessionThreads.start(graph, SESSION_OPTIONS, 1);
+    const runs = Promise.allSettled([pool.run(firstStep(weights.config, 1)), pool.run(firstStep(weights.config, 1))]);
+    await pool.close();
+    for (const outcome of await runs) expect(outcome).toMatchObject({ status: "rejected", reason: { message: "the model's session threads were shut down" } });
+    await expect(pool.run(firstStep(weights.config, 1))).rejects.toThrow("the model's session threads were shut down");
+    expect(workersOf(pool)).toHaveLength(0);
+  });
+});
