@@ -25,6 +25,7 @@ bench: build
 	node dist/bench/short-beside-long-bench.js --out docs/bench/short-beside-long.md
 	node dist/bench/soak.js --out docs/bench/soak.md
 	node dist/bench/kv-store-bench.js --out docs/bench/kv-store.md
+	node dist/bench/kv-restore-bench.js --out docs/bench/kv-restore.md
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
@@ -35,6 +36,7 @@ bench-quick: build
 	node dist/bench/short-beside-long-bench.js --quick
 	node dist/bench/soak.js --quick
 	node dist/bench/kv-store-bench.js --quick
+	node dist/bench/kv-restore-bench.js --quick
 
 bench-llama-cpp: build
 	node dist/bench/llama-cpp-decode.js --out docs/bench/llama-cpp.md

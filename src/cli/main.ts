@@ -2,6 +2,7 @@
 import { setLogger } from "@grpc/grpc-js";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { format } from "node:util";
 import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, Engine } from "../engine/engine.js";
 import { DEFAULT_ENGINE_OPTIONS } from "../engine/engine-options.js";
@@ -9,6 +10,10 @@ import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
 import { convertHfCheckpoint } from "../model/convert.js";
 import { loadModelSource, modelSource } from "../model/load-model.js";
+import { weightsDigest } from "../model/weights-digest.js";
+import { modelFingerprint } from "../kv/store/model-fingerprint.js";
+import { openKvStore } from "../kv/store/open-kv-store.js";
+import { SnapshotStore } from "../kv/store/snapshot-store.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/projection-weights.js";
 import { DEFAULT_SESSION_THREADS } from "../model/step-runner.js";
 import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/weight-layout.js";
@@ -83,7 +88,7 @@ program
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--session-threads <n>", "CPU: worker threads that run the model off the event loop, each with its own onnxruntime session and copy of the weights (docs/worker-threads.md)", positiveInt, DEFAULT_SESSION_THREADS)
-  .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish", positiveInt, 10)
+  .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish and, with --kv-store, for offloading every resident sequence", positiveInt, 10)
   .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")
   .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
   .option("--tls-key <file>", "PEM private key of --tls-cert")
@@ -94,11 +99,20 @@ program
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
   .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
+  .addOption(
+    new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
+  )
+  .option("--kv-store-ca <file>", "PEM CA bundle that signs a rediss:// --kv-store's certificate")
+  .option("--kv-store-prefix <prefix>", "prefix of every --kv-store key (replicas sharing a store and a prefix share sequences)", "kvwarden")
+  .option("--kv-store-lease <seconds>", "how long this replica's hold on a sequence lasts unless renewed: after a crash, others restore it this long after", positiveInt, 30)
+  .option("--replica-name <name>", "this replica's name in --kv-store leases, as a call for a sequence it holds names it (default: host name and process id)")
+  .option("--offload-idle-after <sec>", "with --kv-store, offload sequences idle for this long (default: never)", positiveInt)
   .option("--log-content", "log prompt and output text (off: logs carry ids, counts and timings only)", false)
   .action(async (options) => {
     const source = modelSource(options.model, options.tokenizer);
     if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new InvalidArgumentError("--tls-cert and --tls-key go together");
     if (options.tlsClientCa && !options.tlsCert) throw new InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    if (!options.kvStore && (options.kvStoreCa || options.offloadIdleAfter)) throw new InvalidArgumentError("--kv-store-ca and --offload-idle-after need --kv-store");
     if (options.httpListen && options.tlsCert) throw new InvalidArgumentError("--http-listen serves plain HTTP and cannot be combined with --tls-cert: terminate TLS in front of it (docs/http-api.md)");
     const tokens = options.authTokens ? new AuthTokens(options.authTokens) : undefined;
     const authenticator = new Authenticator({ tokens, clientCertificates: Boolean(options.tlsClientCa) });
@@ -116,7 +130,9 @@ program
     let model: Awaited<ReturnType<typeof loadModelSource>> | undefined;
     let engine: Engine | undefined;
     // The cache gauges count every tenant's sequences, not only the anonymous tenant's that stats() lists.
-    const metrics = options.metricsListen ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount, requestsWaiting: engine.requestsWaiting, cacheConfig: engine.cacheConfig }) : undefined;
+    const metrics = options.metricsListen
+      ? new KvwardenMetrics(() => engine && { ...engine.stats(), sequenceCount: engine.sequenceCount, storedSequenceCount: engine.storedSequenceCount, requestsWaiting: engine.requestsWaiting, cacheConfig: engine.cacheConfig })
+      : undefined;
     const metricsServer = metrics && new MetricsServer(metrics.registry);
     const metricsPort = metricsServer && (await metricsServer.listen(options.metricsListen));
 
@@ -125,6 +141,19 @@ program
       const runnerOptions = { executionProvider, intraOpThreads: options.threads, sessionThreads: options.sessionThreads, kvDtype: options.kvDtype };
       const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
       model = await loadModelSource(source, runnerOptions, { onConvert });
+      const kvStore = options.kvStore && {
+        snapshots: new SnapshotStore({
+          store: await openKvStore(options.kvStore, { caFile: options.kvStoreCa }),
+          prefix: options.kvStorePrefix,
+          // The package version stands for the step graph's layout: a snapshot of another release is not restored.
+          model: modelFingerprint({ weights: await weightsDigest(source), graphVersion: version, kvDtype: options.kvDtype }),
+          replica: options.replicaName ?? `${hostname()}-${process.pid}`,
+          leaseMs: options.kvStoreLease * 1000,
+          ttlMs: options.sequenceTtl * 1000,
+        }),
+        leaseMs: options.kvStoreLease * 1000,
+        offloadIdleAfterMs: options.offloadIdleAfter && options.offloadIdleAfter * 1000,
+      };
       engine = new Engine(model, {
         kvBudgetBytes: options.kvBudget,
         maxSequenceTokens: options.maxSequenceTokens,
@@ -138,6 +167,7 @@ program
         requestLog: { ttlMs: options.requestIdTtl * 1000 },
         crossTenantCompression: options.crossTenantCompression,
         maxQueue: options.maxQueue,
+        kvStore,
       });
       return engine;
     })();

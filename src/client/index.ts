@@ -10,6 +10,7 @@ import {
   ReleaseRequest,
   StatsRequest,
   TruncateRequest,
+  OffloadRequest,
   type DecodeResponse,
   type DeepPartial,
   type EvictResponse,
@@ -19,6 +20,7 @@ import {
   type ReleaseResponse,
   type StatsResponse,
   type TruncateResponse,
+  type OffloadResponse,
 } from "../gen/kvwarden/v1/kvwarden.js";
 
 export * from "../gen/kvwarden/v1/kvwarden.js";
@@ -109,6 +111,11 @@ export class KvwardenClient {
   /** Rolls `sequenceId` back to its first `length` tokens (e.g. those a cancelled Decode delivered). */
   truncate(sequenceId: string, length: number, settings: CallSettings = {}): Promise<TruncateResponse> {
     return this.unary((m, o, cb) => this.raw.truncate(TruncateRequest.fromPartial({ sequenceId, length }), m, o, cb), settings);
+  }
+
+  /** Moves the sequence to the server's KV store and frees its memory (docs/kv-store.md); a later call restores it. */
+  offload(sequenceId: string, settings: CallSettings = {}): Promise<OffloadResponse> {
+    return this.unary((m, o, cb) => this.raw.offload(OffloadRequest.fromPartial({ sequenceId }), m, o, cb), settings);
   }
 
   info(settings: CallSettings = {}): Promise<InfoResponse> {

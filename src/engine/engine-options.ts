@@ -1,3 +1,4 @@
+import type { SnapshotStore } from "../kv/store/snapshot-store.js";
 import type { TenantQuota } from "../kv/tenant-quota.js";
 import type { EvictionObserver } from "./eviction-types.js";
 import type { RequestLogOptions } from "./request-log.js";
@@ -30,6 +31,17 @@ export interface EngineOptions {
   crossTenantCompression?: boolean;
   /** Who hears of each eviction; default the process's telemetry (a span, and the metrics listening). */
   evictionObserver?: EvictionObserver;
+  /** The KV store tier (--kv-store, docs/kv-store.md); absent: sequences live in memory only. */
+  kvStore?: EngineKvStore;
+}
+
+export interface EngineKvStore {
+  /** Snapshots and leases in the store, under this replica's name. */
+  snapshots: SnapshotStore;
+  /** How long this replica's hold on a resident sequence lasts unless renewed. */
+  leaseMs: number;
+  /** Idle sequences are offloaded after this long (--offload-idle-after); absent: never for idleness. */
+  offloadIdleAfterMs?: number;
 }
 
 export const DEFAULT_MAX_BATCH_SIZE = 32;

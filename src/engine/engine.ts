@@ -2,6 +2,8 @@ import { AdmissionQueue } from "../kv/admission-queue.js";
 import { cacheConfigOf, type CacheConfig } from "../kv/cache-config.js";
 import { CompressIdleSequences } from "../kv/compress-idle.js";
 import { KvMemoryManager } from "../kv/memory-manager.js";
+import { OffloadIdleSequences } from "../kv/offload-idle.js";
+import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { SlabPool } from "../kv/slab-pool.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { evictionTelemetry } from "../telemetry/engine-telemetry.js";
@@ -19,14 +21,17 @@ import { SequenceAdmission } from "./sequence-admission.js";
 import { compressionOf } from "./sequence-compression.js";
 import { SequenceEviction } from "./sequence-eviction.js";
 import { SequenceTable } from "./sequence-table.js";
-import { snapshotOf, type StatsQuery, type StatsSnapshot } from "./stats-snapshot.js";
+import { restoreSequence } from "./restore-sequence.js";
+import { SequenceTiers, type OffloadOutcome, type Residency } from "./sequence-tiers.js";
+import { snapshotOf, storedOnlySnapshot, type StatsQuery, type StatsSnapshot } from "./stats-snapshot.js";
 import { truncate, type TruncateOutcome } from "./truncate.js";
 
 export type { CallContext, Caller } from "./caller.js";
 export { ANONYMOUS } from "./caller.js";
 export type { DecodeInput, FinishReason, GeneratedToken } from "./decode-stream.js";
 export type { EngineModel } from "./engine-model.js";
-export { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, type EngineOptions } from "./engine-options.js";
+export { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, type EngineKvStore, type EngineOptions } from "./engine-options.js";
+export type { OffloadOutcome, Residency } from "./sequence-tiers.js";
 export type { EvictionOutcome } from "./eviction-types.js";
 export { MAX_DISTRIBUTION_BYTES, type PrefillInput, type PrefillOutcome } from "./prefill.js";
 export type { SequenceSnapshot, StatsQuery, StatsSnapshot } from "./stats-snapshot.js";
@@ -56,6 +61,8 @@ export class Engine {
   private readonly prefiller: Prefill;
   private readonly streams: DecodeStreams;
   private readonly requests: RequestLog;
+  /** The KV store tier; absent without --kv-store. */
+  private readonly tiers?: SequenceTiers;
 
   constructor(
     readonly model: EngineModel,
@@ -70,13 +77,28 @@ export class Engine {
       create: (id, tenant) => new Sequence(id, tenant, pool, shape, options.recentQueryRows, runner.kvDtype, device && (() => device.createLayer(pool))),
       newSequenceRefusal: (tenant) => this.memory.newSequenceRefusal(tenant),
     });
+    const evictionObserver = options.evictionObserver ?? evictionTelemetry;
+    const store = options.kvStore;
+    let tiers: SequenceTiers | undefined;
     this.memory = new KvMemoryManager(pool, () => this.table.all(), {
       quota: options.tenantQuota,
       crossTenantRelief: options.crossTenantCompression,
-      relief: [new CompressIdleSequences(compressionOf)],
+      // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
+      // Device-resident caches (WebGPU) have no snapshots yet: there, pressure compresses, then refuses.
+      relief: [new CompressIdleSequences(compressionOf), ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
     });
     this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0));
-    this.eviction = new SequenceEviction(options.recentQueryRows, options.evictionObserver ?? evictionTelemetry);
+    tiers = this.tiers =
+      store &&
+      new SequenceTiers(this.table, {
+        ...store,
+        offloadIdleAfterMs: device ? undefined : store.offloadIdleAfterMs,
+        ttlMs: options.sequenceTtlMs,
+        recentQueryRows: options.recentQueryRows,
+        evictionObserver,
+        admission: this.admission,
+      });
+    this.eviction = new SequenceEviction(options.recentQueryRows, evictionObserver);
     this.prefiller = new Prefill(model, options, this.table, this.admission, this.eviction);
     this.streams = new DecodeStreams(model, options, this.table, this.admission, this.eviction);
     this.requests = new RequestLog(options.requestLog);
@@ -84,22 +106,23 @@ export class Engine {
 
   prefill(input: PrefillInput, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<PrefillOutcome> {
     const { sequenceId, ...content } = input;
-    const run = this.requests.run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), () => this.prefiller.run(input, signal, caller));
-    return run.finally(() => this.admission.queue.retrySoon());
-  }
-
-  /** Generates tokens; a request id is not kept for Decode (a stream is not replayed). */
-  decode(input: DecodeInput, { caller = ANONYMOUS, signal }: CallContext = {}): AsyncGenerator<GeneratedToken> {
-    return this.retryQueueAfter(this.streams.run(input, signal, caller));
+    return this.requests
+      .run(caller.tenant, requestId, requestFingerprint("Prefill", sequenceId, content), async () => {
+        await this.tiers?.bringIn(caller, sequenceId, true);
+        return this.prefiller.run(input, signal, caller);
+      })
+      .finally(() => this.admission.queue.retrySoon());
   }
 
   /**
-   * A sequence a call leaves idle may be compressed for calls waiting for memory (when it has a
-   * decode budget), though no memory was freed: the queue tries again when its call ends.
+   * Generates tokens; a request id is not kept for Decode (a stream is not replayed). A sequence a
+   * call leaves idle may be compressed for calls waiting for memory (when it has a decode budget),
+   * though no memory was freed: the queue tries again when the stream ends.
    */
-  private async *retryQueueAfter(stream: AsyncGenerator<GeneratedToken>): AsyncGenerator<GeneratedToken> {
+  async *decode(input: DecodeInput, { caller = ANONYMOUS, signal }: CallContext = {}): AsyncGenerator<GeneratedToken> {
     try {
-      yield* stream;
+      await this.tiers?.bringIn(caller, input.sequenceId, false);
+      yield* this.streams.run(input, signal, caller);
     } finally {
       this.admission.queue.retrySoon();
     }
@@ -107,6 +130,7 @@ export class Engine {
 
   evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<EvictionOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Evict", sequenceId, spec), async () => {
+      await this.tiers?.bringIn(caller, sequenceId, false);
       const sequence = this.table.lookup(caller, sequenceId);
       const resolved = this.eviction.resolve(spec, sequence.maxHeadLength);
       return this.table.withSequence(sequence, false, () => this.eviction.apply(sequence, spec, resolved));
@@ -119,6 +143,8 @@ export class Engine {
    */
   fork(sequenceId: string, newSequenceId: string, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<ForkOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Fork", sequenceId, { newSequenceId }), async () => {
+      await this.tiers?.bringIn(caller, sequenceId, false);
+      await this.tiers?.bringIn(caller, newSequenceId, true);
       const source = this.table.lookup(caller, sequenceId);
       if (this.table.get(caller, newSequenceId)) {
         throw new EngineError("ALREADY_EXISTS", `sequence '${newSequenceId}' already exists; release it or choose another new_sequence_id`);
@@ -139,10 +165,64 @@ export class Engine {
   release(sequenceId: string, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<{ found: boolean; freedBytes: number }> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Release", sequenceId, {}), async () => {
       const sequence = this.table.get(caller, sequenceId);
-      if (!sequence) return { found: false, freedBytes: 0 };
-      if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; release it when that call ends`);
+      if (sequence?.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; release it when that call ends`);
+      // The stored copy first: if the store cannot delete it, the resident one stays as it was.
+      const stored = (await this.tiers?.forget(caller, sequenceId)) ?? false;
+      if (!sequence) return { found: stored, freedBytes: 0 };
       return { found: true, freedBytes: this.table.remove(sequence) };
     });
+  }
+
+  /**
+   * Writes the sequence's snapshot to the KV store and frees its memory (docs/kv-store.md). A
+   * sequence already stored only is left as it is. Without a store: FAILED_PRECONDITION.
+   */
+  offload(sequenceId: string, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<OffloadOutcome> {
+    return this.requests.run(caller.tenant, requestId, requestFingerprint("Offload", sequenceId, {}), async () => {
+      const tiers = this.tiers;
+      if (!tiers) throw new EngineError("FAILED_PRECONDITION", "this server has no KV store: start it with --kv-store to offload sequences");
+      if (this.model.runner.deviceCache) throw new EngineError("FAILED_PRECONDITION", "sequences whose cache lives on the device (--execution-provider webgpu) cannot be offloaded yet");
+      await this.settled(sequenceId, { caller });
+      const sequence = this.table.get(caller, sequenceId);
+      const storedBytes = tiers.storedBytes(caller.tenant, sequenceId);
+      if (!sequence && storedBytes > 0) return { storedBytes, chunks: 0, freedBytes: 0 };
+      return tiers.offload(this.table.lookup(caller, sequenceId), "explicit");
+    });
+  }
+
+  /**
+   * A copy of the sequence's whole state (docs/kv-store.md, "What a snapshot holds"), taken between
+   * calls; the sequence is not changed.
+   */
+  snapshot(sequenceId: string, { caller = ANONYMOUS }: CallContext = {}): KvSnapshot {
+    const sequence = this.table.lookup(caller, sequenceId);
+    if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; take its snapshot when that call ends`);
+    return captureSnapshot(sequence);
+  }
+
+  /** Makes `snapshot` the new sequence `sequenceId`: it continues exactly as the one it was taken of. */
+  restore(sequenceId: string, snapshot: KvSnapshot, { caller = ANONYMOUS }: CallContext = {}): void {
+    if (this.table.get(caller, sequenceId)) throw new EngineError("ALREADY_EXISTS", `sequence '${sequenceId}' already exists; release it or choose another id`);
+    const sequence = this.table.create(caller, sequenceId);
+    try {
+      this.admission.restore(sequence, restoredBytes(snapshot), () =>
+        restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver ?? evictionTelemetry),
+      );
+    } catch (error) {
+      this.table.remove(sequence);
+      throw error;
+    }
+  }
+
+  /** Restores the sequence if it is stored (Stats names it); every other call on a sequence does this itself. */
+  async bringIn(sequenceId: string, { caller = ANONYMOUS }: CallContext = {}): Promise<void> {
+    await this.tiers?.bringIn(caller, sequenceId, false);
+  }
+
+  /** SIGTERM: offloads every resident sequence not busy, until `deadline` (Date.now() time); nothing without a store. */
+  async offloadAll(deadline: number): Promise<{ offloaded: number; failed: number }> {
+    if (this.model.runner.deviceCache) return { offloaded: 0, failed: 0 }; // device caches have no snapshots yet
+    return (await this.tiers?.offloadAll(deadline)) ?? { offloaded: 0, failed: 0 };
   }
 
   /**
@@ -151,6 +231,7 @@ export class Engine {
    */
   truncate(sequenceId: string, length: number, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<TruncateOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Truncate", sequenceId, { length }), async () => {
+      await this.tiers?.bringIn(caller, sequenceId, false);
       await this.settled(sequenceId, { caller });
       const sequence = this.table.lookup(caller, sequenceId);
       return this.table.withSequence(sequence, false, async () => truncate(sequence, length));
@@ -181,7 +262,10 @@ export class Engine {
       tenantSequenceCount: own.length,
       tenantKvBytesQuota: quota?.kvBytes ?? 0,
       tenantSequenceQuota: quota?.sequences ?? 0,
-      sequences: chosen.map((s) => snapshotOf(s, now, query)),
+      sequences: [
+        ...chosen.map((s) => ({ ...snapshotOf(s, now, query), ...this.storage(s) })),
+        ...(sequenceId ? [] : (this.tiers?.storedOnly(caller.tenant, now) ?? []).map((entry) => storedOnlySnapshot(entry.sequenceId, entry.bytes))),
+      ],
     };
   }
 
@@ -196,9 +280,19 @@ export class Engine {
     return this.admission.queue.length;
   }
 
+  private storage(sequence: Sequence): { residency: Residency; storedBytes: number } {
+    if (!this.tiers) return { residency: "resident", storedBytes: 0 };
+    return { residency: this.tiers.residency(sequence), storedBytes: this.tiers.storedBytes(sequence.tenant, sequence.id) };
+  }
+
   /** Sequences held by all tenants together. */
   get sequenceCount(): number {
     return this.table.size;
+  }
+
+  /** Sequences of every tenant that this replica knows to be in the KV store only. */
+  get storedSequenceCount(): number {
+    return this.tiers?.storedOnlyCount() ?? 0;
   }
 
   /** Drops sequences idle for longer than the TTL. */
@@ -207,6 +301,7 @@ export class Engine {
   }
 
   close(): void {
+    this.tiers?.close();
     this.streams.close();
     this.table.close();
     this.model.tokenizer.close?.();

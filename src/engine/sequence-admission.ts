@@ -43,6 +43,12 @@ export class SequenceAdmission {
     return this.admitWhenRoom(() => ({ resident: copy, bytes: source.bytes, take: () => (copy.copyFrom(source), () => copy.release()) }), signal);
   }
 
+  /** Fills `target` (new and empty) with `fill`, a restore of about `bytes`, if they are admitted (relieving pressure first). */
+  restore(target: Sequence, bytes: number, fill: () => void): Reservation {
+    // restoreSnapshot gives back what it took when it fails part-way.
+    return this.allocate({ resident: target, bytes, take: () => (fill(), () => target.release()) });
+  }
+
   /** Refuses a request that would feed or generate more tokens than the tenant quota allows per request. */
   checkRequestTokens(count: number, what: string): void {
     const refusal = this.memory.requestTokensRefusal(count, what);

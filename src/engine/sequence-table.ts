@@ -37,8 +37,13 @@ export class SequenceTable {
     return [...this.sequences.values()].filter((s) => s.tenant === tenant);
   }
 
+  /** Whether the sequence under `key` (sequenceKey) is resident. */
+  has(key: string): boolean {
+    return this.sequences.has(key);
+  }
+
   get(caller: Caller, sequenceId: string): Sequence | undefined {
-    return this.sequences.get(keyOf(caller.tenant, sequenceId));
+    return this.sequences.get(sequenceKey(caller.tenant, sequenceId));
   }
 
   /** An unknown id and another tenant's id get the same answer: nothing leaks. */
@@ -53,13 +58,13 @@ export class SequenceTable {
     const refusal = this.options.newSequenceRefusal(caller.tenant);
     if (refusal) throw new EngineError("RESOURCE_EXHAUSTED", refusal);
     const sequence = this.options.create(sequenceId, caller.tenant);
-    this.sequences.set(keyOf(caller.tenant, sequenceId), sequence);
+    this.sequences.set(sequenceKey(caller.tenant, sequenceId), sequence);
     return sequence;
   }
 
   /** Takes the sequence out of the table and gives its memory back; returns the bytes freed. */
   remove(sequence: Sequence): number {
-    this.sequences.delete(keyOf(sequence.tenant, sequence.id));
+    this.sequences.delete(sequenceKey(sequence.tenant, sequence.id));
     return sequence.release();
   }
 
@@ -90,6 +95,13 @@ export class SequenceTable {
   }
 }
 
-function keyOf(tenant: string, sequenceId: string): string {
+/** How the table keys a sequence: by tenant and id. */
+export function sequenceKey(tenant: string, sequenceId: string): string {
   return `${tenant}\u0000${sequenceId}`;
+}
+
+/** The tenant and sequence id a sequenceKey was made of. */
+export function splitSequenceKey(key: string): { tenant: string; sequenceId: string } {
+  const at = key.indexOf("\u0000");
+  return { tenant: key.slice(0, at), sequenceId: key.slice(at + 1) };
 }

@@ -1,4 +1,5 @@
 import type { Sequence } from "./sequence.js";
+import type { Residency } from "./sequence-tiers.js";
 
 export interface SequenceSnapshot {
   sequenceId: string;
@@ -16,6 +17,10 @@ export interface SequenceSnapshot {
   idleMs: number;
   decodePolicy: string;
   decodeBudgetTokens: number;
+  /** In memory, in the KV store, or both (docs/kv-store.md, "States"). */
+  residency: Residency;
+  /** Bytes of its snapshot in the KV store (0 when none). */
+  storedBytes: number;
 }
 
 export interface StatsSnapshot {
@@ -44,8 +49,13 @@ export interface StatsQuery {
   includeTokenIds?: boolean;
 }
 
-/** One sequence as Stats reports it at `now`. */
-export function snapshotOf(sequence: Sequence, now: number, { includePositions = false, includeTokenIds = false }: StatsQuery): SequenceSnapshot {
+/** A sequence in the KV store only: none of it is in memory. */
+export function storedOnlySnapshot(sequenceId: string, storedBytes: number): SequenceSnapshot {
+  return { sequenceId, position: 0, kvBytes: 0, kvBytesDevice: 0, entries: 0, headLengths: [], lazyLayers: [], idleMs: 0, decodePolicy: "", decodeBudgetTokens: 0, residency: "stored", storedBytes };
+}
+
+/** One sequence as Stats reports it at `now` (resident; the engine adds where else it is). */
+export function snapshotOf(sequence: Sequence, now: number, { includePositions = false, includeTokenIds = false }: StatsQuery): Omit<SequenceSnapshot, "residency" | "storedBytes"> {
   return {
     sequenceId: sequence.id,
     position: sequence.position,

@@ -20,14 +20,16 @@ export class CompressIdleSequences<R extends KvResident> implements ReliefStep<R
 
   plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan {
     const chosen: Compression[] = [];
+    const residents: R[] = [];
     let freedBytes = 0;
     for (const candidate of candidates) {
       if (freedBytes >= shortfall) break;
       const compression = this.compressionOf(candidate);
       if (compression === null) continue;
       chosen.push(compression);
+      residents.push(candidate);
       freedBytes += candidate.bytes - compression.bytesAfter;
     }
-    return { freedBytes, commit: () => chosen.forEach((compression) => compression.commit(requester.tenant)) };
+    return { freedBytes, residents, commit: () => chosen.forEach((compression) => compression.commit(requester.tenant)) };
   }
 }

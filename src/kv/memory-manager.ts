@@ -121,7 +121,7 @@ export class KvMemoryManager<R extends KvResident> {
   /** Plans every step until together they free `shortfall`, then commits them all; commits nothing when they cannot. */
   private relieve(requester: R, shortfall: number): boolean {
     const crossTenant = this.options.crossTenantRelief ?? true;
-    const candidates = [...this.residents()]
+    let candidates = [...this.residents()]
       .filter((r) => r !== requester && !r.busy && (crossTenant || r.tenant === requester.tenant))
       .sort((a, b) => a.lastUsed - b.lastUsed);
     const plans = [];
@@ -131,6 +131,8 @@ export class KvMemoryManager<R extends KvResident> {
       const plan = step.plan(candidates, remaining, requester);
       plans.push(plan);
       remaining -= plan.freedBytes;
+      const planned = new Set(plan.residents ?? []);
+      candidates = candidates.filter((r) => !planned.has(r));
     }
     if (remaining > 0) return false;
     for (const plan of plans) plan.commit();

@@ -18,5 +18,7 @@ export interface ReliefStep<R extends KvResident> {
 /** What a relief step worked out: the bytes it would free, and how to free them. */
 export interface ReliefPlan {
   readonly freedBytes: number;
+  /** The residents the plan changes: later steps do not plan on them too, so no byte is counted twice. */
+  readonly residents?: readonly KvResident[];
   commit(): void;
 }

@@ -10,6 +10,8 @@ import {
   type InfoRequest,
   type InfoResponse,
   type KvCacheServer,
+  type OffloadRequest,
+  type OffloadResponse,
   type PrefillRequest,
   type PrefillResponse,
   type ForkRequest,
@@ -84,6 +86,7 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
     stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", async (request, scope) => {
       const sequenceId = request.sequenceId === "" ? undefined : sequenceIdOf(request);
       // What a cancelled Decode leaves, not a sequence still changing.
+      if (sequenceId) await engine().bringIn(sequenceId, { caller: scope.caller });
       await engine().settled(sequenceId, { caller: scope.caller });
       const stats = engine().stats({ sequenceId, includePositions: request.includePositions, includeTokenIds: request.includeTokenIds }, { caller: scope.caller });
       return {
@@ -115,6 +118,13 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
       const { found, freedBytes } = await engine().release(sequenceIdOf(request), { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
       return { found, freedBytes: BigInt(freedBytes) };
+    }),
+
+    offload: runtime.unary<OffloadRequest, OffloadResponse>("Offload", "always", async (request, scope) => {
+      scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
+      const sequenceId = sequenceIdOf(request);
+      const outcome = await engine().offload(sequenceId, { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
+      return { sequenceId, storedBytes: BigInt(outcome.storedBytes), chunks: outcome.chunks, freedBytes: BigInt(outcome.freedBytes) };
     }),
 
     fork: runtime.unary<ForkRequest, ForkResponse>("Fork", "work", async (request, scope) => {

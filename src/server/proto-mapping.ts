@@ -18,6 +18,7 @@ import type {
   SequenceStats,
   TokenLogprob,
 } from "../gen/kvwarden/v1/kvwarden.js";
+import { Residency } from "../gen/kvwarden/v1/kvwarden.js";
 import { GroupReduction, Pooling } from "../gen/kvwarden/v1/kvwarden.js";
 
 type NumericParam = { [N in keyof PolicyParams]: PolicyParams[N] extends number ? N : never }[keyof PolicyParams];
@@ -195,5 +196,9 @@ export function sequenceStatsOf(snapshot: SequenceSnapshot): SequenceStats {
     decodePolicy: snapshot.decodePolicy,
     decodeBudgetTokens: snapshot.decodeBudgetTokens,
     tokenIds: snapshot.tokenIds ?? [],
+    residency: RESIDENCIES[snapshot.residency],
+    storedBytes: BigInt(snapshot.storedBytes),
   };
 }
+
+const RESIDENCIES = { resident: Residency.RESIDENCY_RESIDENT, stored: Residency.RESIDENCY_STORED, both: Residency.RESIDENCY_BOTH };

@@ -76,9 +76,11 @@ export class KvwardenServer {
   private readonly httpRuntime: RpcRuntime;
   private readonly maxRequestBytes: number;
   private httpFront?: HttpFront;
+  private readonly log?: LogSink;
 
   constructor(engine: Engine | Promise<Engine>, info: ServiceInfo, options: KvwardenServerOptions = {}) {
     const { authenticator, metrics } = options;
+    this.log = options.log;
     const tenantUsage = (tenant: string) => {
       const stats = this.engine?.stats({}, { caller: { tenant } });
       return stats && { kvBytes: stats.tenantKvBytes, sequences: stats.tenantSequenceCount };
@@ -162,7 +164,8 @@ export class KvwardenServer {
   /**
    * Drains: health turns NOT_SERVING and new Prefill/Decode calls get
    * UNAVAILABLE; running calls may finish during most of `graceMs`, then the
-   * rest are cancelled with UNAVAILABLE and the servers stop.
+   * rest are cancelled with UNAVAILABLE; with a KV store, every resident sequence is then offloaded
+   * in what is left of the grace (docs/kv-store.md), and the servers stop.
    */
   async close(graceMs = 5_000): Promise<void> {
     const deadline = Date.now() + graceMs;
@@ -173,6 +176,8 @@ export class KvwardenServer {
       this.calls.cancelAll();
       await this.calls.idle(deadline - Date.now());
     }
+    const offloads = await this.engine?.offloadAll(deadline);
+    if (offloads && offloads.offloaded + offloads.failed > 0) this.log?.({ level: "info", msg: "offloaded resident sequences", ...offloads });
     await Promise.all([...[this.server, this.healthServer].map((server) => server && shutdown(server, Math.max(100, deadline - Date.now()))), this.httpFront?.close()]);
     for (const remove of this.socketRemovals.splice(0)) remove();
     this.engine?.close();

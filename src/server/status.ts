@@ -1,6 +1,7 @@
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { EngineError } from "../engine/engine-error.js";
 import { KvBudgetExceeded } from "../kv/slab-pool.js";
+import { KvStoreError } from "../kv/store/store-errors.js";
 import { InvalidEvictionError } from "../policies/policy.js";
 import { echo } from "./echo.js";
 
@@ -18,6 +19,8 @@ export function toServiceError(error: unknown): Partial<ServiceError> {
 
 function statusOf(error: unknown): Partial<ServiceError> {
   if (error instanceof EngineError) return { code: status[error.code], details: error.message, metadata: new Metadata() };
+  // The store's errors name their status (docs/kv-store.md, "Failure modes"): UNAVAILABLE, DATA_LOSS, ABORTED naming the holder...
+  if (error instanceof KvStoreError) return { code: status[error.code], details: error.message, metadata: new Metadata() };
   if (error instanceof InvalidEvictionError) return { code: status.INVALID_ARGUMENT, details: error.message, metadata: new Metadata() };
   // The engine maps the budget errors it expects; any other one is still the budget, not a server fault.
   if (error instanceof KvBudgetExceeded) return { code: status.RESOURCE_EXHAUSTED, details: error.message, metadata: new Metadata() };

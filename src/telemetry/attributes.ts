@@ -41,4 +41,9 @@ export const KVWARDEN = {
   tenant: "kvwarden.tenant",
   /** The tenant whose sequence memory pressure compressed. */
   compressedTenant: "kvwarden.eviction.compressed_tenant",
+  /** Why a sequence moved to or from the KV store: idle, pressure, shutdown, explicit (docs/kv-store.md). */
+  storeReason: "kvwarden.store.reason",
+  storeBytes: "kvwarden.store.bytes",
+  storeChunks: "kvwarden.store.chunks",
+  storeSeconds: "kvwarden.store.duration_s",
 } as const;

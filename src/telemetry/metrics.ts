@@ -1,6 +1,7 @@
 import type { CacheConfig } from "../kv/cache-config.js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { addEngineListener, type EngineListener, type EvictionRecord, type StepKind } from "./engine-telemetry.js";
+import { StoreMetrics } from "./store-metrics.js";
 
 /** The cache figures read at scrape time. */
 export interface CacheState {
@@ -9,6 +10,8 @@ export interface CacheState {
   kvBytesPooled: number;
   sequenceCount: number;
   batchArenaBytes: number;
+  /** Sequences in the KV store only (--kv-store). */
+  storedSequenceCount?: number;
   /** Calls waiting in the admission queue for KV memory; absent = none. */
   requestsWaiting?: number;
   /** The cache's fixed shape, as the Inference Extension's model server protocol reads it (docs/gateway.md); absent = no info series. */
@@ -41,6 +44,7 @@ export class KvwardenMetrics implements EngineListener {
   private readonly steps: Record<StepKind, Histogram>;
   private readonly batchSizes: Histogram;
   private readonly unlisten: () => void;
+  private readonly store: StoreMetrics;
 
   /** `state` reads the cache; undefined while the model loads. */
   constructor(state: () => CacheState | undefined) {
@@ -60,6 +64,7 @@ export class KvwardenMetrics implements EngineListener {
     cacheGauge("kv_cache_budget_bytes", "KV cache budget (--kv-budget)", (s) => s.kvBytesBudget);
     cacheGauge("kv_cache_pooled_bytes", "Freed slab bytes kept for reuse (not counted as used)", (s) => s.kvBytesPooled);
     cacheGauge("num_sequences", "Sequences held", (s) => s.sequenceCount);
+    cacheGauge("kv_stored_sequences", "Sequences in the KV store only, as this replica knows them (--kv-store)", (s) => s.storedSequenceCount ?? 0);
     cacheGauge("batch_arena_bytes", "The decode batch's working copy of its caches (outside the KV budget)", (s) => s.batchArenaBytes);
     const workCalls = () => this.workCalls;
     cacheGauge("num_requests_waiting", "Calls waiting in the admission queue for KV memory (--max-queue)", (s) => s.requestsWaiting ?? 0);
@@ -122,6 +127,7 @@ export class KvwardenMetrics implements EngineListener {
     });
     collectDefaultMetrics({ register: this.registry });
     this.unlisten = addEngineListener(this);
+    this.store = new StoreMetrics(this.registry);
   }
 
   /** `work`: the call starts work (counted as running unless it waits for memory). */
@@ -161,5 +167,6 @@ export class KvwardenMetrics implements EngineListener {
   /** Stops listening to the engine. */
   close(): void {
     this.unlisten();
+    this.store.close();
   }
 }

@@ -196,6 +196,20 @@ describe("deploy/helm/kvwarden rendered", () => {
     expect(backend.env).toContainEqual({ name: "KVWARDEN_TOKEN", valueFrom: { secretKeyRef: { name: "kv-backend", key: "token" } } });
   });
 
+  it("with kvStore, reads the store URL from its Secret into KVWARDEN_KV_STORE (never the args) and names the replica after its pod", () => {
+    const { sidecar, args } = renderPod({ kvStore: { enabled: true, secretName: "kv-store", urlKey: "redis-url", prefix: "prod", leaseSeconds: 15, offloadIdleAfterSeconds: 300 } });
+    expectServeArgs(sidecar);
+    expect(sidecar.env).toContainEqual({ name: "KVWARDEN_KV_STORE", valueFrom: { secretKeyRef: { name: "kv-store", key: "redis-url" } } });
+    expect(args.has("--kv-store")).toBe(false);
+    expect(args.get("--kv-store-prefix")).toBe("prod");
+    expect(args.get("--kv-store-lease")).toBe("15");
+    expect(args.get("--offload-idle-after")).toBe("300");
+    // Kubernetes expands $(POD_NAME) from the container's env: leases name the pod a router can reach.
+    expect(args.get("--replica-name")).toBe("$(POD_NAME)");
+    expect(sidecar.env.map((e: Manifest) => e.name)).toContain("POD_NAME");
+    expect(renderPod().sidecar.env.map((e: Manifest) => e.name)).not.toContain("KVWARDEN_KV_STORE");
+  });
+
   it("asks the TLS Secret for ca.crt only with clientCA, and reads the backend token from the auth Secret by default", () => {
     const { pod, sidecar, backend, args } = renderPod({ ...EVERYTHING, tls: { enabled: true, secretName: "kv-tls" }, auth: { enabled: true, secretName: "kv-auth", backendToken: { key: "backend" } } });
     expect(args.has("--tls-client-ca")).toBe(false);

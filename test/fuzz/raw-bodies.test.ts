@@ -7,6 +7,7 @@ import {
   ForkRequest,
   InfoRequest,
   KvCacheService,
+  OffloadRequest,
   PrefillRequest,
   ReleaseRequest,
   StatsRequest,
@@ -37,6 +38,8 @@ const SEEDS: Record<keyof typeof KvCacheService, Uint8Array[]> = {
     EvictRequest.encode(EvictRequest.fromPartial({ sequenceId: "b", eviction: { policy: "nacl", keepFraction: 0.5, proxySpan: { start: 1, end: 3 } }, requestId: "e1" })).finish(),
   ],
   stats: [StatsRequest.encode(StatsRequest.fromPartial({ sequenceId: "a", includePositions: true })).finish(), StatsRequest.encode(StatsRequest.fromPartial({})).finish()],
+  // The test server has no KV store: every Offload is refused (FAILED_PRECONDITION or a bad request).
+  offload: [OffloadRequest.encode(OffloadRequest.fromPartial({ sequenceId: "a", requestId: "o1" })).finish()],
   release: [ReleaseRequest.encode(ReleaseRequest.fromPartial({ sequenceId: "b", requestId: "x" })).finish()],
   info: [InfoRequest.encode({}).finish()],
   fork: [ForkRequest.encode(ForkRequest.fromPartial({ sequenceId: "a", newSequenceId: "a2", requestId: "f1" })).finish()],

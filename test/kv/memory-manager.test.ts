@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CompressIdleSequences, type Compression } from "../../src/kv/compress-idle.js";
+import { OffloadIdleSequences } from "../../src/kv/offload-idle.js";
 import { KvMemoryManager, type AllocationRequest, type MemoryManagerOptions } from "../../src/kv/memory-manager.js";
 import type { ReliefPlan, ReliefStep } from "../../src/kv/pressure-relief.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
@@ -245,5 +246,45 @@ describe("KvMemoryManager pressure relief", () => {
     add("x", "t", 500);
     expect(manager.allocate(growBy(add("r", "t"), 500))?.bytes).toBe(500);
     expect(log).toEqual([]);
+  });
+
+  describe("compress, then offload, then refuse (docs/kv-store.md, \"Memory pressure\")", () => {
+    /** Offloading into a fake store: the resident gives back everything it holds. */
+    const offloading = (offloaded: string[]) =>
+      new OffloadIdleSequences<SlabResident>((resident) => {
+        offloaded.push(resident.name);
+        resident.shrinkTo(0);
+      });
+
+    it("offloads the least recently used idle residents only for what compression could not free", () => {
+      const log: string[] = [];
+      const offloaded: string[] = [];
+      const to = new Map<SlabResident, number>();
+      const { manager, add, pool } = setUp(1000, { relief: [compressingTo(to, log), offloading(offloaded)] });
+      const oldest = add("oldest", "t", 300);
+      add("middle", "t", 300);
+      to.set(add("budgeted", "t", 300), 200);
+      const requester = add("requester", "t", 0);
+      // Short by 400: compression frees 100, then offloading "oldest" (300) covers the rest.
+      expect(manager.allocate(growBy(requester, 500))?.bytes).toBe(500);
+      expect(log).toEqual(["compress budgeted for 't'"]);
+      expect(offloaded).toEqual(["oldest"]);
+      expect(oldest.bytes).toBe(0);
+      expect(pool.used).toBeLessThanOrEqual(1000);
+    });
+
+    it("refuses, offloading and compressing nothing, when even offloading every idle resident cannot free enough", () => {
+      const log: string[] = [];
+      const offloaded: string[] = [];
+      const to = new Map<SlabResident, number>();
+      const { manager, add } = setUp(1000, { relief: [compressingTo(to, log), offloading(offloaded)] });
+      to.set(add("budgeted", "t", 300), 200);
+      add("idle", "t", 300);
+      const busy = add("busy", "t", 300);
+      busy.busy = true;
+      expect(manager.allocate(growBy(add("requester", "t", 0), 800))).toBeNull();
+      expect(log).toEqual([]);
+      expect(offloaded).toEqual([]);
+    });
   });
 });

@@ -36,6 +36,9 @@ type KvCacheClient interface {
 	// had never been fed (e.g. the tokens a cancelled Decode produced that the
 	// client never received; Stats include_token_ids lists what it holds).
 	Truncate(ctx context.Context, in *TruncateRequest, opts ...grpc.CallOption) (*TruncateResponse, error)
+	// Writes a sequence's snapshot to the KV store (serve --kv-store) and frees
+	// its memory; any later call naming it restores it first (docs/kv-store.md).
+	Offload(ctx context.Context, in *OffloadRequest, opts ...grpc.CallOption) (*OffloadResponse, error)
 }
 
 type kvCacheClient struct {
@@ -141,6 +144,15 @@ func (c *kvCacheClient) Truncate(ctx context.Context, in *TruncateRequest, opts 
 	return out, nil
 }
 
+func (c *kvCacheClient) Offload(ctx context.Context, in *OffloadRequest, opts ...grpc.CallOption) (*OffloadResponse, error) {
+	out := new(OffloadResponse)
+	err := c.cc.Invoke(ctx, "/kvwarden.v1.KvCache/Offload", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KvCacheServer is the server API for KvCache service.
 // All implementations must embed UnimplementedKvCacheServer
 // for forward compatibility
@@ -164,6 +176,9 @@ type KvCacheServer interface {
 	// had never been fed (e.g. the tokens a cancelled Decode produced that the
 	// client never received; Stats include_token_ids lists what it holds).
 	Truncate(context.Context, *TruncateRequest) (*TruncateResponse, error)
+	// Writes a sequence's snapshot to the KV store (serve --kv-store) and frees
+	// its memory; any later call naming it restores it first (docs/kv-store.md).
+	Offload(context.Context, *OffloadRequest) (*OffloadResponse, error)
 	mustEmbedUnimplementedKvCacheServer()
 }
 
@@ -194,6 +209,9 @@ func (UnimplementedKvCacheServer) Fork(context.Context, *ForkRequest) (*ForkResp
 }
 func (UnimplementedKvCacheServer) Truncate(context.Context, *TruncateRequest) (*TruncateResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Truncate not implemented")
+}
+func (UnimplementedKvCacheServer) Offload(context.Context, *OffloadRequest) (*OffloadResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Offload not implemented")
 }
 func (UnimplementedKvCacheServer) mustEmbedUnimplementedKvCacheServer() {}
 
@@ -355,6 +373,24 @@ func _KvCache_Truncate_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KvCache_Offload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OffloadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KvCacheServer).Offload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/kvwarden.v1.KvCache/Offload",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KvCacheServer).Offload(ctx, req.(*OffloadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _KvCache_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "kvwarden.v1.KvCache",
 	HandlerType: (*KvCacheServer)(nil),
@@ -386,6 +422,10 @@ var _KvCache_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Truncate",
 			Handler:    _KvCache_Truncate_Handler,
+		},
+		{
+			MethodName: "Offload",
+			Handler:    _KvCache_Offload_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -142,3 +142,15 @@ export function restoreSnapshot<Budget extends SnapshotBudget>(
     lazyLayers: snapshot.lazyLayers,
   });
 }
+
+/**
+ * About the KV memory a restore of `snapshot` takes: each head's room for keys, values, mass and
+ * positions, and the query ring. Admission asks this much of the memory manager before restoring.
+ */
+export function restoredBytes(snapshot: KvSnapshot): number {
+  const layers = snapshot.layers.reduce((sum, layer) => {
+    const rows = layer.headCapacities.reduce((a, b) => a + b, 0);
+    return sum + rows * (2 * layer.keys.BYTES_PER_ELEMENT * snapshot.shape.headSize + layer.mass.BYTES_PER_ELEMENT + layer.positions.BYTES_PER_ELEMENT);
+  }, 0);
+  return layers + snapshot.recentQueries.slab.byteLength;
+}

@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../../src/engine/engine.js";
 import type { EvictionSpec } from "../../../src/policies/policy.js";
-import { captureSnapshot } from "../../../src/kv/store/sequence-snapshot.js";
 import { RedisKvStore } from "../../../src/kv/store/redis-kv-store.js";
 import { SnapshotStore } from "../../../src/kv/store/snapshot-store.js";
 import { cacheDigests } from "../../fuzz/support/cache-digest.js";
 import { loadModel } from "../../../src/model/load-model.js";
 import { loadTestModel, MODEL_FILES } from "../../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
-import { restoreInto, sequenceIn } from "./support/engine-sequences.js";
 import { startRedis, type RedisProcess } from "./support/redis-server.js";
 
 // A restored sequence must continue exactly as one that never left memory (docs/kv-store.md,
@@ -70,20 +68,20 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         for (let i = 0; i < 6; i++) await decodeOne(original, "s", sampling, i === 0 ? c.decodeBudget : undefined);
 
         const lease = await snapshots.acquire("", `s-${c.name}`);
-        const saved = await snapshots.save(lease, captureSnapshot(sequenceIn(original, "s")));
+        const saved = await snapshots.save(lease, original.snapshot("s"));
         expect(saved.chunks).toBeGreaterThan(1);
         const loaded = await snapshots.load("", `s-${c.name}`);
-        restoreInto(restored, "s", loaded!);
+        restored.restore("s", loaded!);
 
-        const before = sequenceIn(original, "s");
-        expect(before.layers[0].kvDtype).toBe(c.float16 ? "float16" : "float32");
-        expect(before.maxHeadLength).toBeLessThan(before.fedTokens); // the policy really evicted
-        if (c.decodeBudget) expect(sequenceIn(restored, "s").decodeBudget?.tokens).toBe(40);
+        const before = original.stats({ sequenceId: "s" }).sequences[0];
+        expect(original.snapshot("s").shape.kvDtype).toBe(c.float16 ? "float16" : "float32");
+        expect(Math.max(...before.headLengths.flat())).toBeLessThan(before.position - 1); // the policy really evicted
+        if (c.decodeBudget) expect(restored.stats({ sequenceId: "s" }).sequences[0].decodeBudgetTokens).toBe(40);
         expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
         for (let step = 0; step < 30; step++) {
           const expected = await decodeOne(original, "s", sampling);
           expect(await decodeOne(restored, "s", sampling)).toBe(expected);
-          expect(bits(sequenceIn(restored, "s").lastLogits)).toBe(bits(sequenceIn(original, "s").lastLogits));
+          expect(bits(restored.snapshot("s").lastLogits)).toBe(bits(original.snapshot("s").lastLogits));
           expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
         }
         expect(restored.stats({ sequenceId: "s" }).sequences[0]).toMatchObject({ ...original.stats({ sequenceId: "s" }).sequences[0], idleMs: expect.any(Number) });

@@ -147,6 +147,19 @@ args:
   - --max-request-tokens
   - {{ . | int | quote }}
   {{- end }}
+  {{- if .Values.kvStore.enabled }}
+  {{- /* The URL itself comes from KVWARDEN_KV_STORE (below): a password never sits in the args. */}}
+  - --kv-store-prefix
+  - {{ .Values.kvStore.prefix | quote }}
+  - --kv-store-lease
+  - {{ .Values.kvStore.leaseSeconds | int | quote }}
+  - --replica-name
+  - $(POD_NAME)
+  {{- with .Values.kvStore.offloadIdleAfterSeconds }}
+  - --offload-idle-after
+  - {{ . | int | quote }}
+  {{- end }}
+  {{- end }}
   {{- range .Values.kvwarden.extraArgs }}
   - {{ . | quote }}
   {{- end }}
@@ -179,6 +192,14 @@ env:
     value: {{ .Values.tracing.sampler | quote }}
   - name: OTEL_RESOURCE_ATTRIBUTES
     value: k8s.pod.name=$(POD_NAME),k8s.namespace.name=$(POD_NAMESPACE)
+  {{- end }}
+  {{- if .Values.kvStore.enabled }}
+  # --kv-store, from a Secret key: the URL may carry the store's password.
+  - name: KVWARDEN_KV_STORE
+    valueFrom:
+      secretKeyRef:
+        name: {{ required "kvStore.enabled needs kvStore.secretName: an existing Secret holding the store URL" .Values.kvStore.secretName }}
+        key: {{ .Values.kvStore.urlKey }}
   {{- end }}
   {{- with .Values.kvwarden.env }}
   {{- toYaml . | nindent 2 }}

@@ -1,8 +1,7 @@
 import { Engine } from "../../../../src/engine/engine.js";
-import { captureSnapshot, type KvSnapshot } from "../../../../src/kv/store/sequence-snapshot.js";
+import type { KvSnapshot } from "../../../../src/kv/store/sequence-snapshot.js";
 import { loadTestModel } from "../../../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../../../support/test-server.js";
-import { sequenceIn } from "./engine-sequences.js";
 
 /** A snapshot of a real sequence: stories260K prefilled, evicted with snapkv, decoded under an h2o budget. */
 export async function capturedSnapshot(): Promise<KvSnapshot> {
@@ -15,7 +14,7 @@ export async function capturedSnapshot(): Promise<KvSnapshot> {
     });
     const decode = { sequenceId: "s", maxNewTokens: 4, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0n }, stopTokenIds: [], ignoreEos: true };
     for await (const _ of engine.decode({ ...decode, eviction: { policy: "h2o", budget: { maxTokens: 36 }, params: {} } }));
-    return captureSnapshot(sequenceIn(engine, "s"));
+    return engine.snapshot("s");
   } finally {
     engine.close();
   }

@@ -17,6 +17,10 @@ POOLING_AVG: Pooling
 POOLING_MAX: Pooling
 POOLING_NONE: Pooling
 POOLING_UNSPECIFIED: Pooling
+RESIDENCY_BOTH: Residency
+RESIDENCY_RESIDENT: Residency
+RESIDENCY_STORED: Residency
+RESIDENCY_UNSPECIFIED: Residency
 
 class ChatMessage(_message.Message):
     __slots__ = ["content", "role"]
@@ -254,6 +258,26 @@ class ModelInfo(_message.Message):
     weight_dtype: str
     def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., layers: _Optional[int] = ..., heads: _Optional[int] = ..., kv_heads: _Optional[int] = ..., head_size: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., context_length: _Optional[int] = ..., dtype: _Optional[str] = ..., kv_dtype: _Optional[str] = ..., bos_token_id: _Optional[int] = ..., eos_token_id: _Optional[int] = ..., weight_dtype: _Optional[str] = ...) -> None: ...
 
+class OffloadRequest(_message.Message):
+    __slots__ = ["request_id", "sequence_id"]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    sequence_id: str
+    def __init__(self, sequence_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class OffloadResponse(_message.Message):
+    __slots__ = ["chunks", "freed_bytes", "sequence_id", "stored_bytes"]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    chunks: int
+    freed_bytes: int
+    sequence_id: str
+    stored_bytes: int
+    def __init__(self, sequence_id: _Optional[str] = ..., stored_bytes: _Optional[int] = ..., chunks: _Optional[int] = ..., freed_bytes: _Optional[int] = ...) -> None: ...
+
 class PolicyInfo(_message.Message):
     __slots__ = ["description", "minimum_budget_tokens", "name", "parameters"]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -353,7 +377,7 @@ class Sampling(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class SequenceStats(_message.Message):
-    __slots__ = ["decode_budget_tokens", "decode_policy", "entries", "idle_ms", "kv_bytes", "kv_bytes_device", "layers", "lazy_layers", "position", "sequence_id", "token_ids"]
+    __slots__ = ["decode_budget_tokens", "decode_policy", "entries", "idle_ms", "kv_bytes", "kv_bytes_device", "layers", "lazy_layers", "position", "residency", "sequence_id", "stored_bytes", "token_ids"]
     DECODE_BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     DECODE_POLICY_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
@@ -363,7 +387,9 @@ class SequenceStats(_message.Message):
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     LAZY_LAYERS_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
+    RESIDENCY_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     decode_budget_tokens: int
     decode_policy: str
@@ -374,9 +400,11 @@ class SequenceStats(_message.Message):
     layers: _containers.RepeatedCompositeFieldContainer[LayerHeads]
     lazy_layers: _containers.RepeatedScalarFieldContainer[int]
     position: int
+    residency: Residency
     sequence_id: str
+    stored_bytes: int
     token_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, sequence_id: _Optional[str] = ..., position: _Optional[int] = ..., kv_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerHeads, _Mapping]]] = ..., idle_ms: _Optional[int] = ..., lazy_layers: _Optional[_Iterable[int]] = ..., decode_policy: _Optional[str] = ..., decode_budget_tokens: _Optional[int] = ..., kv_bytes_device: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, sequence_id: _Optional[str] = ..., position: _Optional[int] = ..., kv_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerHeads, _Mapping]]] = ..., idle_ms: _Optional[int] = ..., lazy_layers: _Optional[_Iterable[int]] = ..., decode_policy: _Optional[str] = ..., decode_budget_tokens: _Optional[int] = ..., kv_bytes_device: _Optional[int] = ..., token_ids: _Optional[_Iterable[int]] = ..., residency: _Optional[_Union[Residency, str]] = ..., stored_bytes: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
     __slots__ = ["include_positions", "include_token_ids", "sequence_id"]
@@ -459,6 +487,9 @@ class TruncateResponse(_message.Message):
     position: int
     sequence_id: str
     def __init__(self, sequence_id: _Optional[str] = ..., position: _Optional[int] = ..., dropped_tokens: _Optional[int] = ..., kv_bytes: _Optional[int] = ...) -> None: ...
+
+class Residency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
 
 class GroupReduction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -57,6 +57,11 @@ class KvCacheStub(object):
                 request_serializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.TruncateRequest.SerializeToString,
                 response_deserializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.TruncateResponse.FromString,
                 )
+        self.Offload = channel.unary_unary(
+                '/kvwarden.v1.KvCache/Offload',
+                request_serializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.OffloadRequest.SerializeToString,
+                response_deserializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.OffloadResponse.FromString,
+                )
 
 
 class KvCacheServicer(object):
@@ -124,6 +129,14 @@ class KvCacheServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Offload(self, request, context):
+        """Writes a sequence's snapshot to the KV store (serve --kv-store) and frees
+        its memory; any later call naming it restores it first (docs/kv-store.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KvCacheServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +179,11 @@ def add_KvCacheServicer_to_server(servicer, server):
                     servicer.Truncate,
                     request_deserializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.TruncateRequest.FromString,
                     response_serializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.TruncateResponse.SerializeToString,
+            ),
+            'Offload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Offload,
+                    request_deserializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.OffloadRequest.FromString,
+                    response_serializer=kvwarden__client_dot_v1_dot_kvwarden__pb2.OffloadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -313,5 +331,22 @@ class KvCache(object):
         return grpc.experimental.unary_unary(request, target, '/kvwarden.v1.KvCache/Truncate',
             kvwarden__client_dot_v1_dot_kvwarden__pb2.TruncateRequest.SerializeToString,
             kvwarden__client_dot_v1_dot_kvwarden__pb2.TruncateResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Offload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/kvwarden.v1.KvCache/Offload',
+            kvwarden__client_dot_v1_dot_kvwarden__pb2.OffloadRequest.SerializeToString,
+            kvwarden__client_dot_v1_dot_kvwarden__pb2.OffloadResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
