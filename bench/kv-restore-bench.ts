@@ -19,6 +19,7 @@ import { startRedis } from "../test/kv/store/support/redis-server.js";
 import { llama200M } from "./llama-200m.js";
 import { MarkdownReport } from "./markdown-report.js";
 import { writeRandomCheckpoint } from "./random-checkpoint.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 
 const options = new Command("kv-restore-bench")
   .option("--quick", "2 layers and a 512-token prompt instead of 12 layers and 2,048 tokens", false)
@@ -40,14 +41,7 @@ try {
   writeRandomCheckpoint(join(root, "hf"), MODEL, 200);
   await convertHfCheckpoint(join(root, "hf"), join(root, "model"), { projections: projectionStorage("float32") });
   const model = await loadModelDir(join(root, "model"), { executionProvider: "cpu", intraOpThreads: 1 });
-  const engine = new Engine(model, {
-    kvBudgetBytes: 2 ** 31,
-    maxSequenceTokens: 8192,
-    prefillChunkTokens: 128,
-    allowPastContext: true,
-    sequenceTtlMs: 600_000,
-    recentQueryRows: 64,
-  });
+  const engine = new Engine(model, { ...BENCH_ENGINE_OPTIONS, kvBudgetBytes: 2 ** 31, maxSequenceTokens: 8192 });
   const snapshots = new SnapshotStore({ store, prefix: "bench", model: "llama-200m", replica: "bench", leaseMs: 60_000, ttlMs: 600_000 });
   let seed = 7;
   const tokenIds = Array.from({ length: PROMPT_TOKENS }, () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % MODEL.vocab);

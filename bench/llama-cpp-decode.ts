@@ -24,6 +24,7 @@ import { writeLlamaGguf } from "./llama-gguf.js";
 import { MarkdownReport } from "./markdown-report.js";
 import { writeRandomCheckpoint } from "./random-checkpoint.js";
 import { timedGreedyDecode } from "./timed-decode.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 
 const options = new Command("llama-cpp-decode")
   .option("--quick", "2 layers instead of 12, 128 and 1024 cached, 2 short rounds", false)
@@ -84,14 +85,8 @@ try {
     const written = writeLlamaGguf(hfDir, ggufPath, gguf);
     preparing.push(`${kvwarden} ${fmt((converted - started) / 1000)} s`, `${GgmlType[gguf]} ${fmt((performance.now() - converted) / 1000)} s`);
     const model = await loadModelDir(kvDir, { executionProvider: "cpu", intraOpThreads: options.threads, kvDtype: options.kvDtype });
-    const engine = new Engine(model, {
-      kvBudgetBytes: 2 ** 30,
-      maxSequenceTokens: contextTokens,
-      prefillChunkTokens: 512,
-      allowPastContext: true, // 4096 cached runs past the checkpoint's 4096 positions
-      sequenceTtlMs: 3_600_000,
-      recentQueryRows: 64,
-    });
+    // allowPastContext (from the bench options): 4096 cached runs past the checkpoint's 4096 positions.
+    const engine = new Engine(model, { ...BENCH_ENGINE_OPTIONS, kvBudgetBytes: 2 ** 30, maxSequenceTokens: contextTokens, prefillChunkTokens: 512 });
     const stored = manifest.tensors.reduce((n, t) => n + t.length, 0);
     const embedding = manifest.tensors.find((t) => t.name === "embedding")!.length;
     pairs.push({

@@ -13,6 +13,7 @@ import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import { MarkdownReport } from "./markdown-report.js";
 import { shortBesideLong, type ShortBesideLongResult } from "./short-beside-long.js";
+import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 
 const options = new Command("short-beside-long-bench")
   .option("--quick", "5 rounds at 2048 cached tokens instead of 7 at 8192", false)
@@ -32,14 +33,7 @@ const files = await defaultModelFiles();
 const engines = new Map<number, Engine>();
 for (const sessionThreads of [1, 2]) {
   const model = await loadModel(files, { executionProvider: "cpu", intraOpThreads: options.threads, sessionThreads });
-  const engine = new Engine(model, {
-    kvBudgetBytes: 4 * 2 ** 30,
-    maxSequenceTokens: 16_384,
-    prefillChunkTokens: 128,
-    allowPastContext: true,
-    sequenceTtlMs: 3_600_000,
-    recentQueryRows: 64,
-  });
+  const engine = new Engine(model, BENCH_ENGINE_OPTIONS);
   await engine.prefill({ sequenceId: "long", tokenIds: prompt(longContext) });
   engines.set(sessionThreads, engine);
 }

@@ -8,6 +8,7 @@ import { llama200M } from "../../bench/llama-200m.js";
 import { writeLlamaGguf } from "../../bench/llama-gguf.js";
 import { writeRandomCheckpoint } from "../../bench/random-checkpoint.js";
 import { Engine } from "../../src/engine/engine.js";
+import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/engine-options.js";
 import { convertHfCheckpoint } from "../../src/model/convert.js";
 import { loadModelDir } from "../../src/model/load-model.js";
 import type { EngineModel } from "../../src/engine/engine.js";
@@ -35,7 +36,7 @@ describe("bench: llama.cpp anchor on the bench's model", () => {
     writeLlamaGguf(hfDir, join(root, "f32.gguf"), GgmlType.F32);
     await convertHfCheckpoint(hfDir, join(root, "kvwarden"));
     model = await loadModelDir(join(root, "kvwarden"), { executionProvider: "cpu", intraOpThreads: 1 });
-    engine = new Engine(model, { kvBudgetBytes: 2 ** 26, maxSequenceTokens: 256, prefillChunkTokens: 64, allowPastContext: false, sequenceTtlMs: 600_000, recentQueryRows: 64 });
+    engine = new Engine(model, { ...DEFAULT_ENGINE_OPTIONS, kvBudgetBytes: 2 ** 26, maxSequenceTokens: 256, prefillChunkTokens: 64 });
     llamaCpp = await LlamaCppEngine.load(join(root, "f32.gguf"), 256, 1);
   });
   afterAll(async () => {
