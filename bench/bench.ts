@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { cpus, loadavg, totalmem } from "node:os";
 import ort from "onnxruntime-node";
 import { Engine, type EngineOptions } from "../src/engine/engine.js";
-import { loadLlama2cCheckpoint } from "../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint } from "../src/model/checkpoints/llama2c-checkpoint.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import { floatsPerEntry } from "../src/kv/layer-cache.js";

@@ -9,14 +9,14 @@
 import { Command } from "commander";
 import { loadavg } from "node:os";
 import ort from "onnxruntime-node";
-import { CausalMasks } from "../src/model/causal-masks.js";
-import { loadLlama2cCheckpoint, weightSourceOf, type ModelWeights } from "../src/model/checkpoint.js";
+import { CausalMasks } from "../src/model/runners/causal-masks.js";
+import { loadLlama2cCheckpoint, weightSourceOf, type ModelWeights } from "../src/model/checkpoints/llama2c-checkpoint.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
-import { memoryWeights } from "../src/model/graph-weights.js";
-import { buildStepGraphInMemory, STEP_IO, STEP_WEIGHTS as W, stepGraphTensors } from "../src/model/llama-graph.js";
-import { FLOAT32_PROJECTIONS } from "../src/model/projection-weights.js";
-import { OnnxGraph } from "../src/model/onnx-graph.js";
-import { ropeInverseFrequencies } from "../src/model/rope.js";
+import { memoryWeights } from "../src/model/graph/graph-weights.js";
+import { buildStepGraphInMemory, STEP_IO, STEP_WEIGHTS as W, stepGraphTensors } from "../src/model/graph/llama-step-graph.js";
+import { FLOAT32_PROJECTIONS } from "../src/model/graph/projection-weights.js";
+import { OnnxGraph } from "../src/model/graph/onnx-graph.js";
+import { ropeInverseFrequencies } from "../src/model/graph/rope.js";
 
 const options = new Command("fused-attention-lever").option("--quick", "fewer rounds", false).parse().opts();
 

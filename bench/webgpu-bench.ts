@@ -12,7 +12,7 @@ import ort from "onnxruntime-node";
 import { Engine, type EngineOptions } from "../src/engine/engine.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
-import type { ExecutionProvider } from "../src/model/model-runner.js";
+import type { ExecutionProvider } from "../src/model/runners/model-runner.js";
 import { timedGreedyDecode } from "./timed-decode.js";
 
 const options = new Command("webgpu-bench")

@@ -7,12 +7,12 @@ import { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_
 import { DEFAULT_REQUEST_ID_TTL_MS } from "../engine/request-log.js";
 import { evalCommand } from "../eval/command.js";
 import { DEFAULT_MODEL_HELP } from "../model/default-model.js";
-import { convertHfCheckpoint } from "../model/convert.js";
+import { convertHfCheckpoint } from "../model/conversion/convert.js";
 import { loadModelSource, modelSource } from "../model/load-model.js";
-import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/projection-weights.js";
-import { DEFAULT_SESSION_THREADS } from "../model/step-runner.js";
-import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/weight-layout.js";
-import type { ExecutionProvider } from "../model/model-runner.js";
+import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/graph/projection-weights.js";
+import { DEFAULT_SESSION_THREADS } from "../model/runners/step-runner.js";
+import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/graph/weight-layout.js";
+import type { ExecutionProvider } from "../model/runners/model-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";

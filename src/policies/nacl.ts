@@ -1,4 +1,4 @@
-import { SeededRandom } from "../model/seeded-random.js";
+import { SeededRandom } from "../model/sampling/seeded-random.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
 import { paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { pool1d } from "./scorers/pooling.js";

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pooling, type EvictionSpec } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { loadLlama2cCheckpoint, type ModelWeights } from "../../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint, type ModelWeights } from "../../src/model/checkpoints/llama2c-checkpoint.js";
 import { loadModel } from "../../src/model/load-model.js";
 import { knormReferenceHead } from "../reference/knorm-selection.js";
 import { createReferenceCache, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";

@@ -1,4 +1,4 @@
-import type { ModelConfig, ModelWeights } from "../../src/model/checkpoint.js";
+import type { ModelConfig, ModelWeights } from "../../src/model/checkpoints/llama2c-checkpoint.js";
 
 /**
  * A plain-loop Llama forward pass written from the model definition

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadLlama2cCheckpoint, type ModelWeights } from "../../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint, type ModelWeights } from "../../src/model/checkpoints/llama2c-checkpoint.js";
 import { loadModel } from "../../src/model/load-model.js";
 import type { EngineModel } from "../../src/engine/engine.js";
 

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import type { LayerWeights, ModelConfig, WeightSource } from "./checkpoint.js";
+import type { LayerWeights, ModelConfig, WeightSource } from "./llama2c-checkpoint.js";
 import { parseHfConfig, type HfModelSpec } from "./hf-config.js";
 import { SafetensorsCheckpoint } from "./safetensors.js";
 

@@ -1,5 +1,5 @@
-import type { KvDtype } from "../kv/layer-cache.js";
-import { weightSourceOf, type ModelConfig, type ModelWeights, type WeightSource } from "./checkpoint.js";
+import type { KvDtype } from "../../kv/layer-cache.js";
+import { weightSourceOf, type ModelConfig, type ModelWeights, type WeightSource } from "../checkpoints/llama2c-checkpoint.js";
 import { memoryWeights } from "./graph-weights.js";
 import { OnnxGraph } from "./onnx-graph.js";
 import { emitProjection, FLOAT32_PROJECTIONS, projectionTensors } from "./projection-weights.js";
