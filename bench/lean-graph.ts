@@ -8,7 +8,7 @@
  * transformers.js runs in the comparison (bench/transformers-js.ts).
  */
 import ort from "onnxruntime-node";
-import type { ModelWeights } from "../src/model/checkpoints/llama2c-checkpoint.js";
+import type { ModelWeights } from "../src/model/checkpoints/model-weights.js";
 import { OnnxGraph } from "../src/model/graph/onnx-graph.js";
 
 function transpose(matrix: Float32Array, rows: number, cols: number): Float32Array {

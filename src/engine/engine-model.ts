@@ -1,4 +1,4 @@
-import type { ModelConfig } from "../model/checkpoints/llama2c-checkpoint.js";
+import type { ModelConfig } from "../model/config/model-config.js";
 import type { ModelRunner } from "../model/runners/model-runner.js";
 import type { Tokenizer } from "../model/tokenizers/tokenizer.js";
 import type { WeightDtype } from "../model/graph/weight-layout.js";

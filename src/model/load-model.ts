@@ -10,11 +10,11 @@ import type { ModelFiles } from "./model-files.js";
 import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./conversion/converted-model.js";
 import { HfTokenizer } from "./tokenizers/hf-tokenizer.js";
 import { buildStepGraphInMemory } from "./graph/llama-step-graph.js";
-import type { ModelConfig } from "./checkpoints/llama2c-checkpoint.js";
+import type { ModelConfig } from "./config/model-config.js";
 import type { ModelRunner, RunnerOptions } from "./runners/model-runner.js";
 import { StepRunner } from "./runners/step-runner.js";
 import { WebGpuStepRunner } from "./runners/webgpu-step-runner.js";
-import { Llama2cTokenizer } from "./tokenizers/tokenizer.js";
+import { Llama2cTokenizer } from "./tokenizers/llama2c-tokenizer.js";
 
 /** What --model (and --tokenizer) name: a model folder, or a llama2.c checkpoint and its tokenizer; absent: stories260K. */
 export type ModelSource = { dir: string } | { files: ModelFiles } | undefined;

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ModelConfig, ModelWeights } from "../../src/model/checkpoints/llama2c-checkpoint.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
+import type { ModelConfig } from "../../src/model/config/model-config.js";
 import { HfCheckpoint } from "../../src/model/checkpoints/hf-checkpoint.js";
 import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
 

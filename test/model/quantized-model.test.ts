@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { LayerCache } from "../../src/kv/layer-cache.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
-import type { ModelWeights } from "../../src/model/checkpoints/llama2c-checkpoint.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import { convertHfCheckpoint } from "../../src/model/conversion/convert.js";
 import { readManifest } from "../../src/model/conversion/converted-model.js";
 import { loadModelDir } from "../../src/model/load-model.js";

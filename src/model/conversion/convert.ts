@@ -4,7 +4,7 @@ import { CONVERTED_FORMAT, KV_DTYPES, MANIFEST_FILE, stepGraphFile, WEIGHTS_FILE
 import { writeWeightsFile } from "../graph/graph-weights.js";
 import { HfCheckpoint } from "../checkpoints/hf-checkpoint.js";
 import { HfTokenizer } from "../tokenizers/hf-tokenizer.js";
-import { stepGraphTensors } from "../graph/llama-step-graph.js";
+import { stepGraphTensors } from "../graph/step-graph-weights.js";
 import { FLOAT32_PROJECTIONS } from "../graph/projection-weights.js";
 import type { GraphTensor, ProjectionStorage } from "../graph/weight-layout.js";
 

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { KvDtype } from "../../kv/layer-cache.js";
-import type { ModelConfig } from "../checkpoints/llama2c-checkpoint.js";
+import type { ModelConfig } from "../config/model-config.js";
 import { fileWeights } from "../graph/graph-weights.js";
 import { buildLlamaStepGraph } from "../graph/llama-step-graph.js";
 import type { ProjectionStorage, StoredTensor } from "../graph/weight-layout.js";

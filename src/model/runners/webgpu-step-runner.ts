@@ -5,8 +5,8 @@ import { DeviceLayerCache } from "../../kv/device-layer-cache.js";
 import { DeviceSlab, type SlabDevice } from "../../kv/device-slab.js";
 import type { SlabPool } from "../../kv/slab-pool.js";
 import { CausalMasks } from "./causal-masks.js";
-import type { ModelConfig } from "../checkpoints/llama2c-checkpoint.js";
-import { STEP_IO } from "../graph/llama-step-graph.js";
+import type { ModelConfig } from "../config/model-config.js";
+import { STEP_IO } from "../graph/step-io.js";
 import type { DecodeBatchInput, DeviceCacheRuntime, ModelRunner, StepInput, StepOutput } from "./model-runner.js";
 import { buildSlabGatherGraph, SLAB_GATHER_IO } from "../graph/slab-gather-graph.js";
 
