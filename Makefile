@@ -1,5 +1,5 @@
 # Entry points; npm scripts do the work (see package.json).
-.PHONY: install build test serve bench bench-quick bench-quantized bench-eviction bench-levers bench-tokenize load soak soak-quick fuzz-long client-stubs clean
+.PHONY: install build test serve bench bench-quick bench-llama-cpp bench-quantized bench-eviction bench-levers bench-tokenize load soak soak-quick fuzz-long client-stubs clean
 
 install:
 	ONNXRUNTIME_NODE_INSTALL=skip npm ci
@@ -19,6 +19,7 @@ serve: build
 bench: build
 	node --expose-gc dist/bench/bench.js --out docs/bench/latest.md
 	node dist/bench/quantized-decode.js --out docs/bench/quantized-decode.md
+	node dist/bench/llama-cpp-decode.js --out docs/bench/llama-cpp.md
 	node dist/bench/webgpu-bench.js --out docs/bench/webgpu.md
 	node dist/bench/tokenize-bench.js --out docs/bench/tokenize.md
 	node dist/bench/short-beside-long-bench.js --out docs/bench/short-beside-long.md
@@ -28,11 +29,15 @@ bench: build
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
 	node dist/bench/quantized-decode.js --quick
+	node dist/bench/llama-cpp-decode.js --quick
 	node dist/bench/webgpu-bench.js --quick
 	node dist/bench/tokenize-bench.js --quick
 	node dist/bench/short-beside-long-bench.js --quick
 	node dist/bench/soak.js --quick
 	node dist/bench/kv-store-bench.js --quick
+
+bench-llama-cpp: build
+	node dist/bench/llama-cpp-decode.js --out docs/bench/llama-cpp.md
 
 bench-quantized: build
 	node dist/bench/quantized-decode.js
