@@ -14,7 +14,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import ort from "onnxruntime-node";
 import { Engine } from "../src/engine/engine.js";
 import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
-import { loadLlama2cCheckpoint } from "../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint } from "../src/model/checkpoints/llama2c-checkpoint.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
 import { floatsPerEntry } from "../src/kv/layer-cache.js";

@@ -1,6 +1,6 @@
 /**
  * `make bench-levers`: would fused attention make kvwarden's step faster? The
- * step graph (src/model/llama-graph.ts: MatMul/Softmax attention over the store's
+ * step graph (src/model/graph/llama-step-graph.ts: MatMul/Softmax attention over the store's
  * padded per-head slabs, column sums out) against the same step with
  * com.microsoft GroupQueryAttention: per-head masks as its attention_bias, the
  * slabs as its past, with or without its qk output (the probabilities the
@@ -9,14 +9,17 @@
 import { Command } from "commander";
 import { loadavg } from "node:os";
 import ort from "onnxruntime-node";
-import { CausalMasks } from "../src/model/causal-masks.js";
-import { loadLlama2cCheckpoint, weightSourceOf, type ModelWeights } from "../src/model/checkpoint.js";
+import { CausalMasks } from "../src/model/runners/causal-masks.js";
+import { loadLlama2cCheckpoint } from "../src/model/checkpoints/llama2c-checkpoint.js";
+import { weightSourceOf, type ModelWeights } from "../src/model/checkpoints/model-weights.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
-import { memoryWeights } from "../src/model/graph-weights.js";
-import { buildStepGraphInMemory, STEP_IO, STEP_WEIGHTS as W, stepGraphTensors } from "../src/model/llama-graph.js";
-import { FLOAT32_PROJECTIONS } from "../src/model/projection-weights.js";
-import { OnnxGraph } from "../src/model/onnx-graph.js";
-import { ropeInverseFrequencies } from "../src/model/rope.js";
+import { memoryWeights } from "../src/model/graph/graph-weights.js";
+import { buildStepGraphInMemory } from "../src/model/graph/llama-step-graph.js";
+import { STEP_WEIGHTS as W, stepGraphTensors } from "../src/model/graph/step-graph-weights.js";
+import { STEP_IO } from "../src/model/graph/step-io.js";
+import { FLOAT32_PROJECTIONS } from "../src/model/graph/projection-weights.js";
+import { OnnxGraph } from "../src/model/graph/onnx-graph.js";
+import { ropeInverseFrequencies } from "../src/model/graph/rope.js";
 
 const options = new Command("fused-attention-lever").option("--quick", "fewer rounds", false).parse().opts();
 

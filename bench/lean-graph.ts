@@ -8,8 +8,8 @@
  * transformers.js runs in the comparison (bench/transformers-js.ts).
  */
 import ort from "onnxruntime-node";
-import type { ModelWeights } from "../src/model/checkpoint.js";
-import { OnnxGraph } from "../src/model/onnx-graph.js";
+import type { ModelWeights } from "../src/model/checkpoints/model-weights.js";
+import { OnnxGraph } from "../src/model/graph/onnx-graph.js";
 
 function transpose(matrix: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(rows * cols);

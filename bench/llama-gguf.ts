@@ -5,8 +5,9 @@
  * token ids, never text). Every matrix is stored in one type ("pure", as kvwarden's int8 and int4
  * conversions quantize every projection and the classifier); norms stay F32.
  */
-import { HfCheckpoint } from "../src/model/hf-checkpoint.js";
-import type { LayerWeights, ModelConfig } from "../src/model/checkpoint.js";
+import { HfCheckpoint } from "../src/model/checkpoints/hf-checkpoint.js";
+import type { LayerWeights } from "../src/model/checkpoints/model-weights.js";
+import type { ModelConfig } from "../src/model/config/model-config.js";
 import { encodeGgmlTensor, GgmlType } from "./ggml-blocks.js";
 import { writeGgufFile, type GgufTensor, type GgufValue } from "./gguf-file.js";
 

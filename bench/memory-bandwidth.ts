@@ -5,7 +5,7 @@
  * floor is the bytes it must read divided by the fastest of them.
  */
 import ort from "onnxruntime-node";
-import { OnnxGraph } from "../src/model/onnx-graph.js";
+import { OnnxGraph } from "../src/model/graph/onnx-graph.js";
 
 export interface BandwidthReading {
   /** How the buffer was read. */

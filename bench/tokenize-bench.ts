@@ -9,7 +9,7 @@ import { Command } from "commander";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { defaultModelFiles } from "../src/model/default-model.js";
-import { Llama2cTokenizer } from "../src/model/tokenizer.js";
+import { Llama2cTokenizer } from "../src/model/tokenizers/llama2c-tokenizer.js";
 import { readTokFile, rescanningEncode } from "../test/reference/llama2c-rescanning-encoder.js";
 import { REFERENCE_TEXT } from "../test/support/test-model.js";
 

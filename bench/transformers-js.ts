@@ -17,8 +17,8 @@ import { AutoModelForCausalLM, AutoTokenizer, env, Tensor, type PreTrainedModel 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import type { ModelWeights } from "../src/model/checkpoint.js";
-import { OnnxGraph } from "../src/model/onnx-graph.js";
+import type { ModelWeights } from "../src/model/checkpoints/model-weights.js";
+import { OnnxGraph } from "../src/model/graph/onnx-graph.js";
 import { llama2cAsHfConfig, llama2cTokenizerJson, writeTokenizer } from "../test/model/hf-fixtures.js";
 import { addFusedDecoder, FUSED_DECODER_OPSETS } from "./lean-graph.js";
 

@@ -13,7 +13,7 @@ import { Engine, type EngineOptions } from "../src/engine/engine.js";
 import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
-import type { ExecutionProvider } from "../src/model/model-runner.js";
+import type { ExecutionProvider } from "../src/model/runners/model-runner.js";
 import { timedGreedyDecode } from "./timed-decode.js";
 
 const options = new Command("webgpu-bench")

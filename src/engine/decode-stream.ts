@@ -1,5 +1,5 @@
 import { LaneArenas } from "../kv/lane-arenas.js";
-import { Sampler, type SamplingParams } from "../model/sampler.js";
+import { Sampler, type SamplingParams } from "../model/sampling/sampler.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { observeStep } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";

@@ -1,4 +1,4 @@
-import { scoreToken, type TokenLogprob } from "../model/logprobs.js";
+import { scoreToken, type TokenLogprob } from "../model/sampling/logprobs.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import { observeStep } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";

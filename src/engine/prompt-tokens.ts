@@ -1,4 +1,4 @@
-import type { ChatMessage, Tokenizer } from "../model/tokenizer.js";
+import type { ChatMessage, Tokenizer } from "../model/tokenizers/tokenizer.js";
 import { EngineError } from "./engine-error.js";
 
 /** What a Prefill may send as its prompt: exactly one of them. */

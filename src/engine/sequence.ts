@@ -2,7 +2,7 @@ import { DeviceLayerCache } from "../kv/device-layer-cache.js";
 import { LayerCache, type KvDtype, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
-import type { StepOutput } from "../model/model-runner.js";
+import type { StepOutput } from "../model/runners/model-runner.js";
 import type { CacheShape, CacheView, EvictionSpec } from "../policies/policy.js";
 import { EngineError } from "./engine-error.js";
 import type { GenerationState } from "../kv/store/sequence-snapshot.js";

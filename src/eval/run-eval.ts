@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { InfoResponse } from "../gen/kvwarden/v1/kvwarden.js";
-import { Llama2cTokenizer } from "../model/tokenizer.js";
+import { Llama2cTokenizer } from "../model/tokenizers/llama2c-tokenizer.js";
 import { researchClaims, type Claim } from "./claims.js";
 import { runFidelity, type FidelityReport } from "./fidelity.js";
 import { ablationVariants } from "./ablation-variants.js";

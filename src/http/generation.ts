@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Engine } from "../engine/engine.js";
 import { DecodeRequest, EvictionResult, FinishReason, type EvictionSpec } from "../gen/kvwarden/v1/kvwarden.js";
-import type { TokenLogprob } from "../model/logprobs.js";
+import type { TokenLogprob } from "../model/sampling/logprobs.js";
 import { decode, genAiAttributes } from "../server/kv-cache-service.js";
 import { evictionResultOf, evictionSpecOf } from "../server/proto-mapping.js";
 import type { RpcScope } from "../server/rpc-runtime.js";

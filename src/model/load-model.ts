@@ -3,18 +3,18 @@ import { existsSync, readdirSync, realpathSync, statSync, type Stats } from "nod
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
 import type { EngineModel } from "../engine/engine.js";
-import { loadLlama2cCheckpoint } from "./checkpoint.js";
-import { convertHfCheckpoint } from "./convert.js";
+import { loadLlama2cCheckpoint } from "./checkpoints/llama2c-checkpoint.js";
+import { convertHfCheckpoint } from "./conversion/convert.js";
 import { defaultModelFiles } from "./default-model.js";
 import type { ModelFiles } from "./model-files.js";
-import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./converted-model.js";
-import { HfTokenizer } from "./hf-tokenizer.js";
-import { buildStepGraphInMemory } from "./llama-graph.js";
-import type { ModelConfig } from "./checkpoint.js";
-import type { ModelRunner, RunnerOptions } from "./model-runner.js";
-import { StepRunner } from "./step-runner.js";
-import { WebGpuStepRunner } from "./webgpu-step-runner.js";
-import { Llama2cTokenizer } from "./tokenizer.js";
+import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./conversion/converted-model.js";
+import { HfTokenizer } from "./tokenizers/hf-tokenizer.js";
+import { buildStepGraphInMemory } from "./graph/llama-step-graph.js";
+import type { ModelConfig } from "./config/model-config.js";
+import type { ModelRunner, RunnerOptions } from "./runners/model-runner.js";
+import { StepRunner } from "./runners/step-runner.js";
+import { WebGpuStepRunner } from "./runners/webgpu-step-runner.js";
+import { Llama2cTokenizer } from "./tokenizers/llama2c-tokenizer.js";
 
 /** What --model (and --tokenizer) name: a model folder, or a llama2.c checkpoint and its tokenizer; absent: stories260K. */
 export type ModelSource = { dir: string } | { files: ModelFiles } | undefined;

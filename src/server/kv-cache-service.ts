@@ -25,7 +25,7 @@ import {
 } from "../gen/kvwarden/v1/kvwarden.js";
 import { POLICIES, snakeCase } from "../policies/registry.js";
 import { GEN_AI, GEN_AI_OPERATION, KVWARDEN } from "../telemetry/attributes.js";
-import { decodeTokens } from "../model/tokenizer.js";
+import { decodeTokens } from "../model/tokenizers/tokenizer.js";
 import { tracer } from "../telemetry/tracer.js";
 import { decodeInputOf, evictionResultOf, evictionSpecOf, requestIdOf, sequenceIdOf, sequenceStatsOf, logprobsOf, tokenLogprobOf } from "./proto-mapping.js";
 import type { RpcRuntime, RpcScope } from "./rpc-runtime.js";

@@ -1,8 +1,8 @@
 import type { DecodeInput, EvictionOutcome, PrefillInput, SequenceSnapshot } from "../engine/engine.js";
 import { EngineError } from "../engine/engine-error.js";
-import type { TokenLogprob as Score } from "../model/logprobs.js";
-import type { SamplingParams } from "../model/sampler.js";
-import { SeededRandom } from "../model/seeded-random.js";
+import type { TokenLogprob as Score } from "../model/sampling/logprobs.js";
+import type { SamplingParams } from "../model/sampling/sampler.js";
+import { SeededRandom } from "../model/sampling/seeded-random.js";
 import type {
   EvictionSpec as PolicySpec,
   GroupReduction as PolicyGroupReduction,

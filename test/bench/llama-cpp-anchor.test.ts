@@ -9,7 +9,7 @@ import { writeLlamaGguf } from "../../bench/llama-gguf.js";
 import { writeRandomCheckpoint } from "../../bench/random-checkpoint.js";
 import { Engine } from "../../src/engine/engine.js";
 import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/engine-options.js";
-import { convertHfCheckpoint } from "../../src/model/convert.js";
+import { convertHfCheckpoint } from "../../src/model/conversion/convert.js";
 import { loadModelDir } from "../../src/model/load-model.js";
 import type { EngineModel } from "../../src/engine/engine.js";
 

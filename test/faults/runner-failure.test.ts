@@ -2,7 +2,7 @@ import { status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import type { StepRunner } from "../../src/model/step-runner.js";
+import type { StepRunner } from "../../src/model/runners/step-runner.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";

@@ -3,10 +3,10 @@ import type { EngineModel } from "../../src/engine/engine.js";
 import { BatchArena } from "../../src/kv/batch-arena.js";
 import { LayerCache, type KvDtype } from "../../src/kv/layer-cache.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
-import { float16ToFloat32 } from "../../src/model/float16.js";
+import { float16ToFloat32 } from "../../src/model/numerics/float16.js";
 import { loadModel } from "../../src/model/load-model.js";
-import { SeededRandom } from "../../src/model/seeded-random.js";
-import type { StepOutput } from "../../src/model/model-runner.js";
+import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
+import type { StepOutput } from "../../src/model/runners/model-runner.js";
 import { argmax } from "../reference/llama-forward.js";
 import { MODEL_FILES } from "../support/test-model.js";
 

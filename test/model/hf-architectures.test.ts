@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { LayerCache } from "../../src/kv/layer-cache.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
-import { convertHfCheckpoint } from "../../src/model/convert.js";
+import { convertHfCheckpoint } from "../../src/model/conversion/convert.js";
 import { loadModelDir } from "../../src/model/load-model.js";
 import { createReferenceCache, evictReference, referenceForward } from "../reference/llama-forward.js";
 import {

@@ -2,10 +2,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { convertHfCheckpoint } from "../../src/model/convert.js";
-import { HfCheckpoint } from "../../src/model/hf-checkpoint.js";
-import { parseHfConfig } from "../../src/model/hf-config.js";
-import { SafetensorsCheckpoint } from "../../src/model/safetensors.js";
+import { convertHfCheckpoint } from "../../src/model/conversion/convert.js";
+import { HfCheckpoint } from "../../src/model/checkpoints/hf-checkpoint.js";
+import { parseHfConfig } from "../../src/model/checkpoints/hf-config.js";
+import { SafetensorsCheckpoint } from "../../src/model/checkpoints/safetensors.js";
 import { byteLevelTokenizerJson, randomHfConfig, randomHfTensors, writeHfCheckpoint, writeSafetensors, writeTokenizer, type RandomModel } from "./hf-fixtures.js";
 
 const LLAMA: RandomModel = {

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { HfEncodeThread } from "../../src/model/hf-encode-thread.js";
-import { HfTokenizer } from "../../src/model/hf-tokenizer.js";
+import { HfEncodeThread } from "../../src/model/tokenizers/hf-encode-thread.js";
+import { HfTokenizer } from "../../src/model/tokenizers/hf-tokenizer.js";
 import { MODEL_FILES } from "../support/test-model.js";
 import { byteLevelTokenizerJson, llama2cTokenizerJson, writeTokenizer } from "./hf-fixtures.js";
 

@@ -1,8 +1,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ModelConfig, ModelWeights } from "../../src/model/checkpoint.js";
-import { HfCheckpoint } from "../../src/model/hf-checkpoint.js";
-import { SeededRandom } from "../../src/model/seeded-random.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
+import type { ModelConfig } from "../../src/model/config/model-config.js";
+import { HfCheckpoint } from "../../src/model/checkpoints/hf-checkpoint.js";
+import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
 
 /**
  * Hugging Face checkpoints and tokenizers made by the tests themselves (no

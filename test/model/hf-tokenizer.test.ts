@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { HfTokenizer } from "../../src/model/hf-tokenizer.js";
-import { decodeTokens, Llama2cTokenizer, type Tokenizer } from "../../src/model/tokenizer.js";
+import { HfTokenizer } from "../../src/model/tokenizers/hf-tokenizer.js";
+import { Llama2cTokenizer } from "../../src/model/tokenizers/llama2c-tokenizer.js";
+import { decodeTokens, type Tokenizer } from "../../src/model/tokenizers/tokenizer.js";
 import { MODEL_FILES } from "../support/test-model.js";
 import { byteLevelTokenizerJson, llama2cTokenizerJson, writeTokenizer } from "./hf-fixtures.js";
 

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { Llama2cTokenizer } from "../../src/model/tokenizer.js";
+import { Llama2cTokenizer } from "../../src/model/tokenizers/llama2c-tokenizer.js";
 import { readTokFile, rescanningEncode } from "../reference/llama2c-rescanning-encoder.js";
 import { MODEL_FILES, REFERENCE_TEXT } from "../support/test-model.js";
 

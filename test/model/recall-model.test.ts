@@ -3,9 +3,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
-import { loadLlama2cCheckpoint } from "../../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint } from "../../src/model/checkpoints/llama2c-checkpoint.js";
 import { loadModel } from "../../src/model/load-model.js";
-import { decodeTokens } from "../../src/model/tokenizer.js";
+import { decodeTokens } from "../../src/model/tokenizers/tokenizer.js";
 import { argmax, createReferenceCache, referenceForward } from "../reference/llama-forward.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
 

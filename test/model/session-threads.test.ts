@@ -1,8 +1,9 @@
 import type { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { buildStepGraphInMemory, STEP_IO } from "../../src/model/llama-graph.js";
-import { SessionThreads, type ThreadTensor } from "../../src/model/session-threads.js";
-import type { ModelConfig } from "../../src/model/checkpoint.js";
+import { buildStepGraphInMemory } from "../../src/model/graph/llama-step-graph.js";
+import { STEP_IO } from "../../src/model/graph/step-io.js";
+import { SessionThreads, type ThreadTensor } from "../../src/model/runners/session-threads.js";
+import type { ModelConfig } from "../../src/model/config/model-config.js";
 import { loadTestWeights } from "../support/test-model.js";
 
 const SESSION_OPTIONS = { executionProviders: ["cpu"], intraOpNumThreads: 1, graphOptimizationLevel: "all", logSeverityLevel: 3 };

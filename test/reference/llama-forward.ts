@@ -1,4 +1,5 @@
-import type { ModelConfig, ModelWeights } from "../../src/model/checkpoint.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
+import type { ModelConfig } from "../../src/model/config/model-config.js";
 
 /**
  * A plain-loop Llama forward pass written from the model definition

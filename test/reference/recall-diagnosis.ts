@@ -25,7 +25,7 @@
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { loadLlama2cCheckpoint } from "../../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint } from "../../src/model/checkpoints/llama2c-checkpoint.js";
 import { createReferenceCache, referenceForward } from "./llama-forward.js";
 import { naclReferenceLayer } from "./nacl-selection.js";
 

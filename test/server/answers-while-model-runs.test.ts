@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import type { ModelRunner } from "../../src/model/model-runner.js";
+import type { ModelRunner } from "../../src/model/runners/model-runner.js";
 import { healthOf } from "../support/health-probe.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EvictionSpec, type EvictionResult } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import type { ModelWeights } from "../../src/model/checkpoint.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import { argmax, createReferenceCache, evictReference, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights } from "../support/test-model.js";
 import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";

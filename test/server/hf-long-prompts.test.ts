@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import { convertHfCheckpoint } from "../../src/model/convert.js";
+import { convertHfCheckpoint } from "../../src/model/conversion/convert.js";
 import { loadModelDir } from "../../src/model/load-model.js";
 import { llama2cAsHfConfig, llama2cAsHfTensors, llama2cTokenizerJson, writeHfCheckpoint, writeTokenizer } from "../model/hf-fixtures.js";
 import { loadTestWeights, MODEL_FILES, REFERENCE_TEXT } from "../support/test-model.js";

@@ -1,7 +1,7 @@
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TokenLogprob } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import type { ModelWeights } from "../../src/model/checkpoint.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import { createReferenceCache, evictReference, referenceForward } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights, REFERENCE_FIRST_TOKENS } from "../support/test-model.js";
 import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";

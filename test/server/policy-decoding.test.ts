@@ -2,7 +2,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { DecodeRequest, type DecodeResponse, type EvictionResult, type EvictionSpec, type SequenceStats } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import type { ModelWeights } from "../../src/model/checkpoint.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import { pyramidBudget } from "../../src/policies/allocators/pyramid.js";
 import { argmax, createReferenceCache, evictReference, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights } from "../support/test-model.js";

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { EngineModel } from "../../src/engine/engine.js";
-import { convertHfCheckpoint } from "../../src/model/convert.js";
+import { convertHfCheckpoint } from "../../src/model/conversion/convert.js";
 import { loadModelDir } from "../../src/model/load-model.js";
 import { llama2cAsHfConfig, llama2cAsHfTensors, llama2cTokenizerJson, writeHfCheckpoint, writeTokenizer } from "../model/hf-fixtures.js";
 import { loadTestWeights, MODEL_FILES } from "./test-model.js";

@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { loadLlama2cCheckpoint, type ModelWeights } from "../../src/model/checkpoint.js";
+import { loadLlama2cCheckpoint } from "../../src/model/checkpoints/llama2c-checkpoint.js";
+import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import { loadModel } from "../../src/model/load-model.js";
 import type { EngineModel } from "../../src/engine/engine.js";
 

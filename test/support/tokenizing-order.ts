@@ -1,4 +1,4 @@
-import type { Tokenizer } from "../../src/model/tokenizer.js";
+import type { Tokenizer } from "../../src/model/tokenizers/tokenizer.js";
 import { healthOf } from "./health-probe.js";
 import { call, statusOf, type TestServer } from "./test-server.js";
 

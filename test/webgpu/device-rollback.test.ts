@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { loadModel } from "../../src/model/load-model.js";
-import type { ModelRunner } from "../../src/model/model-runner.js";
+import type { ModelRunner } from "../../src/model/runners/model-runner.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
 import { MODEL_FILES } from "../support/test-model.js";
 

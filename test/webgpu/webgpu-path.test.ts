@@ -5,7 +5,7 @@ import { Engine } from "../../src/engine/engine.js";
 import { KvCacheClient, type EvictionSpec } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { capacityFor } from "../../src/kv/layer-cache.js";
 import { loadModel } from "../../src/model/load-model.js";
-import type { ExecutionProvider } from "../../src/model/model-runner.js";
+import type { ExecutionProvider } from "../../src/model/runners/model-runner.js";
 import { KvwardenServer } from "../../src/server/server.js";
 import { spawnServe } from "../support/serve-process.js";
 import { MODEL_FILES, REFERENCE_FIRST_TOKENS } from "../support/test-model.js";

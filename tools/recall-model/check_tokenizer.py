@@ -8,7 +8,7 @@ samples: corpus prompts+answers of every task at random lengths (ids from the co
 which must also be what tokenizer.encode gives for a subset), and odd texts (uppercase, unknown
 words, other punctuation, non-ASCII, leading/double spaces, digits run together) encoded by
 tokenizer.encode; then runs check_tokenizer.ts under `npx tsx`, which loads the file with
-src/model/tokenizer.ts and requires the same ids and a byte-exact decode of each sample.
+src/model/tokenizers/llama2c-tokenizer.ts and requires the same ids and a byte-exact decode of each sample.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 // the Python tokenizer encoded (check_tokenizer.py writes them and runs this under `npx tsx`).
 // Usage: npx tsx tools/recall-model/check_tokenizer.ts TOK_BIN SAMPLES_JSON
 import { readFileSync } from "node:fs";
-import { decodeTokens, Llama2cTokenizer } from "../../src/model/tokenizer.js";
+import { Llama2cTokenizer } from "../../src/model/tokenizers/llama2c-tokenizer.js";
+import { decodeTokens } from "../../src/model/tokenizers/tokenizer.js";
 
 const [tokPath, samplesPath] = process.argv.slice(2);
 const { vocabSize, samples } = JSON.parse(readFileSync(samplesPath, "utf8")) as { vocabSize: number; samples: { text: string; ids: number[] }[] };

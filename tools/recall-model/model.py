@@ -1,6 +1,6 @@
 """PyTorch Llama with exactly kvwarden's forward pass, and llama2.c legacy-v0 export.
 
-Forward (the same as src/model/llama-graph.ts): token embedding; per layer
+Forward (the same as src/model/graph/llama-step-graph.ts): token embedding; per layer
 x += wo(attention(rmsnorm(x) * rms_att)), x += w2(silu(w1 y) * w3 y) with y = rmsnorm(x) * rms_ffn;
 logits = classifier(rmsnorm(x) * rms_final). RMSNorm eps 1e-5. RoPE theta 10000 on interleaved
 pairs (dims 2i, 2i+1 rotated by pos / theta^(2i/hs)) of q and k at absolute positions.
@@ -146,7 +146,7 @@ class Llama(nn.Module):
 
 
 def export_llama2c(model: Llama, path: str) -> None:
-    """Writes the legacy v0 checkpoint kvwarden loads (src/model/checkpoint.ts)."""
+    """Writes the legacy v0 checkpoint kvwarden loads (src/model/checkpoints/llama2c-checkpoint.ts)."""
     cfg = model.cfg
     layers = model.layers
 

@@ -11,7 +11,7 @@ piece spans two words (none contains an inner space), so the encoding of a text 
 word, the longest piece of that chain, whatever order the merges run in: each corpus word is one
 token, each spaced digit (" 7") is one token, and "." "," "?" are tokens of their own.
 
-encode() mirrors src/model/tokenizer.ts (Llama2cTokenizer.encode) step for step: dummy-prefix
+encode() mirrors src/model/tokenizers/llama2c-tokenizer.ts (Llama2cTokenizer.encode) step for step: dummy-prefix
 space, one piece per character (UTF-8 byte fallback to ids 3..258), then repeatedly merge the
 adjacent pair whose concatenation is a piece with the highest score (first such pair on ties)
 until no pair merges. check_tokenizer.ts compares it with the TypeScript class itself.

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import type { LayerWeights, ModelConfig, WeightSource } from "./checkpoint.js";
+import type { ModelConfig } from "../config/model-config.js";
+import type { LayerWeights, WeightSource } from "./model-weights.js";
 import { parseHfConfig, type HfModelSpec } from "./hf-config.js";
 import { SafetensorsCheckpoint } from "./safetensors.js";
 

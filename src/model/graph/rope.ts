@@ -1,4 +1,4 @@
-import type { ModelConfig } from "./checkpoint.js";
+import type { ModelConfig } from "../config/model-config.js";
 
 /**
  * RoPE's inverse frequency for each rotated pair i < d/2: theta^(-2i/d),

@@ -1,12 +1,12 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { CONVERTED_FORMAT, KV_DTYPES, MANIFEST_FILE, stepGraphFile, WEIGHTS_FILE, type ConvertedManifest } from "./converted-model.js";
-import { writeWeightsFile } from "./graph-weights.js";
-import { HfCheckpoint } from "./hf-checkpoint.js";
-import { HfTokenizer } from "./hf-tokenizer.js";
-import { stepGraphTensors } from "./llama-graph.js";
-import { FLOAT32_PROJECTIONS } from "./projection-weights.js";
-import type { GraphTensor, ProjectionStorage } from "./weight-layout.js";
+import { writeWeightsFile } from "../graph/graph-weights.js";
+import { HfCheckpoint } from "../checkpoints/hf-checkpoint.js";
+import { HfTokenizer } from "../tokenizers/hf-tokenizer.js";
+import { stepGraphTensors } from "../graph/step-graph-weights.js";
+import { FLOAT32_PROJECTIONS } from "../graph/projection-weights.js";
+import type { GraphTensor, ProjectionStorage } from "../graph/weight-layout.js";
 
 /** Files copied as they are: the tokenizer and its settings, and the original config for reference. */
 const COPIED_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];

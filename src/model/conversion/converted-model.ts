@@ -1,10 +1,10 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { KvDtype } from "../kv/layer-cache.js";
-import type { ModelConfig } from "./checkpoint.js";
-import { fileWeights } from "./graph-weights.js";
-import { buildLlamaStepGraph } from "./llama-graph.js";
-import type { ProjectionStorage, StoredTensor } from "./weight-layout.js";
+import type { KvDtype } from "../../kv/layer-cache.js";
+import type { ModelConfig } from "../config/model-config.js";
+import { fileWeights } from "../graph/graph-weights.js";
+import { buildLlamaStepGraph } from "../graph/llama-step-graph.js";
+import type { ProjectionStorage, StoredTensor } from "../graph/weight-layout.js";
 
 /**
  * What `kvwarden convert` writes, and `serve --model` reads:

@@ -1,4 +1,4 @@
-import type { ModelConfig, RopeScaling } from "./checkpoint.js";
+import type { ModelConfig, RopeScaling } from "../config/model-config.js";
 
 export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"] as const;
 type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];

@@ -1,4 +1,4 @@
-import type { KvDtype } from "../kv/layer-cache.js";
+import type { KvDtype } from "../../kv/layer-cache.js";
 import { OnnxGraph } from "./onnx-graph.js";
 
 /** Names of the slab-gather graph's inputs and output. */

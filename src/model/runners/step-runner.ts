@@ -1,9 +1,9 @@
 import type ort from "onnxruntime-node";
-import type { KvArray, KvDtype } from "../kv/layer-cache.js";
+import type { KvArray, KvDtype } from "../../kv/layer-cache.js";
 import { CausalMasks } from "./causal-masks.js";
-import type { ModelConfig } from "./checkpoint.js";
+import type { ModelConfig } from "../config/model-config.js";
 import type { DecodeBatchInput, ModelRunner, PastLayer, RunnerOptions, StepInput, StepOutput } from "./model-runner.js";
-import { STEP_IO } from "./llama-graph.js";
+import { STEP_IO } from "../graph/step-io.js";
 import { SessionThreads, type ThreadTensor } from "./session-threads.js";
 
 /** One session thread by default, as each holds its own copy of the weights; two let two length lanes step at once (docs/worker-threads.md). */

@@ -1,14 +1,14 @@
 import ort from "onnxruntime-node";
 import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
-import { DeviceLayerCache } from "../kv/device-layer-cache.js";
-import { DeviceSlab, type SlabDevice } from "../kv/device-slab.js";
-import type { SlabPool } from "../kv/slab-pool.js";
+import { DeviceLayerCache } from "../../kv/device-layer-cache.js";
+import { DeviceSlab, type SlabDevice } from "../../kv/device-slab.js";
+import type { SlabPool } from "../../kv/slab-pool.js";
 import { CausalMasks } from "./causal-masks.js";
-import type { ModelConfig } from "./checkpoint.js";
-import { STEP_IO } from "./llama-graph.js";
+import type { ModelConfig } from "../config/model-config.js";
+import { STEP_IO } from "../graph/step-io.js";
 import type { DecodeBatchInput, DeviceCacheRuntime, ModelRunner, StepInput, StepOutput } from "./model-runner.js";
-import { buildSlabGatherGraph, SLAB_GATHER_IO } from "./slab-gather-graph.js";
+import { buildSlabGatherGraph, SLAB_GATHER_IO } from "../graph/slab-gather-graph.js";
 
 /** Where the Vulkan loader looks for drivers (ICDs) when VK_ICD_FILENAMES does not say. */
 const ICD_DIRS = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];

@@ -1,50 +1,13 @@
-import type { KvDtype } from "../kv/layer-cache.js";
-import { weightSourceOf, type ModelConfig, type ModelWeights, type WeightSource } from "./checkpoint.js";
+import type { KvDtype } from "../../kv/layer-cache.js";
+import type { ModelConfig } from "../config/model-config.js";
+import { weightSourceOf, type ModelWeights } from "../checkpoints/model-weights.js";
 import { memoryWeights } from "./graph-weights.js";
 import { OnnxGraph } from "./onnx-graph.js";
-import { emitProjection, FLOAT32_PROJECTIONS, projectionTensors } from "./projection-weights.js";
-import type { GraphTensor, GraphWeights, ProjectionStorage } from "./weight-layout.js";
+import { emitProjection, FLOAT32_PROJECTIONS } from "./projection-weights.js";
 import { ropeInverseFrequencies } from "./rope.js";
-
-/**
- * Names of the step graph's inputs and outputs: the contract between the graph
- * and the runner that feeds it.
- *
- * B sequences run side by side (B = 1 for a prefill chunk; a batch of decode steps has S = 1).
- *
- * Inputs: `input_ids`, `position_ids` [B, S] (original positions, never derived
- * from cache length); `causal_mask` [S, S] (additive, among the new tokens);
- * `query_rows` [1] (how many trailing rows of post-RoPE queries to return);
- * `logit_rows` [1] (how many trailing rows get logits: 1 to generate, all to score a prompt);
- * per layer `past_key_l` / `past_value_l` [B, Hkv, 1, C_l, d] (the store's slab,
- * fed without copying, in the store's KV dtype) and `past_mask_l` [B, Hkv, 1, 1, C_l]
- * (additive; hides padding, so sequences, heads and layers may hold different lengths).
- *
- * Outputs: `logits` [B, logit_rows, V]; `new_keys` / `new_values`
- * [L * B, Hkv, S, d] (post-RoPE rows for the store to append, in its KV dtype, layer-major); `queries`
- * [L * B, Hq, R, d] (post-RoPE queries of the last R rows, for attention scorers);
- * per layer `attention_colsum_l` [B, Hkv, C_l + S] (attention probabilities
- * summed over the chunk's rows and each KV head's query group, for H2O).
- */
-export const STEP_IO = {
-  inputIds: "input_ids",
-  positionIds: "position_ids",
-  causalMask: "causal_mask",
-  queryRows: "query_rows",
-  logitRows: "logit_rows",
-  pastKey: (layer: number) => `past_key_${layer}`,
-  pastValue: (layer: number) => `past_value_${layer}`,
-  pastMask: (layer: number) => `past_mask_${layer}`,
-  logits: "logits",
-  newKeys: "new_keys",
-  newValues: "new_values",
-  queries: "queries",
-  attentionColsum: (layer: number) => `attention_colsum_${layer}`,
-  /** Device-resident graphs only (see StepGraphOptions.deviceCache). */
-  appendRows: (layer: number) => `append_rows_${layer}`,
-  presentKey: (layer: number) => `present_key_${layer}`,
-  presentValue: (layer: number) => `present_value_${layer}`,
-} as const;
+import { STEP_WEIGHTS as W, stepGraphTensors } from "./step-graph-weights.js";
+import { STEP_IO } from "./step-io.js";
+import type { GraphWeights } from "./weight-layout.js";
 
 const OPSETS = { "": 23, "com.microsoft": 1 };
 const FLOAT = 1;
@@ -62,58 +25,6 @@ export interface StepGraphOptions {
    * so the next step reads a slab that never left the device. One sequence per run (B = 1).
    */
   deviceCache?: boolean;
-}
-
-/** Names of the step graph's weights (which `stepGraphTensors` yields in the layout the graph reads). */
-export const STEP_WEIGHTS = {
-  embedding: "embedding",
-  attnNorm: (l: number) => `attn_norm_${l}`,
-  qkv: (l: number) => `wqkv_${l}`,
-  qkvBias: (l: number) => `bqkv_${l}`,
-  output: (l: number) => `wo_${l}`,
-  outputBias: (l: number) => `bo_${l}`,
-  ffnNorm: (l: number) => `ffn_norm_${l}`,
-  gateUp: (l: number) => `w13_${l}`,
-  down: (l: number) => `w2_${l}`,
-  finalNorm: "final_norm",
-  /** Untied models only; a tied classifier is the embedding. */
-  classifier: "classifier",
-};
-const W = STEP_WEIGHTS;
-
-/**
- * The step graph's weights in the layout it reads, one at a time: q/k/v and gate/up
- * fused, projections stored as `projections` says (see projection-weights.ts). Only
- * one layer of `source` is read at a time, so converting never holds a whole model.
- */
-export function* stepGraphTensors(source: WeightSource, projections: ProjectionStorage): Generator<GraphTensor> {
-  const { dim, heads, kvHeads, headSize, vocabSize, hiddenDim, layers } = source.config;
-  const qkvWidth = (heads + 2 * kvHeads) * headSize;
-  yield { name: W.embedding, dims: [vocabSize, dim], data: source.embedding() };
-  for (let l = 0; l < layers; l++) {
-    const w = source.layer(l);
-    yield { name: W.attnNorm(l), dims: [dim], data: w.attnNorm };
-    yield* projectionTensors(W.qkv(l), concatRows([w.wq, w.wk, w.wv]), qkvWidth, dim, projections);
-    if (w.bq || w.bk || w.bv) {
-      const bias = (b: Float32Array | undefined, size: number) => b ?? new Float32Array(size);
-      const data = concatRows([bias(w.bq, heads * headSize), bias(w.bk, kvHeads * headSize), bias(w.bv, kvHeads * headSize)]);
-      yield { name: W.qkvBias(l), dims: [qkvWidth], data };
-    }
-    yield* projectionTensors(W.output(l), w.wo, dim, heads * headSize, projections);
-    if (w.bo) yield { name: W.outputBias(l), dims: [dim], data: w.bo };
-    yield { name: W.ffnNorm(l), dims: [dim], data: w.ffnNorm };
-    yield* projectionTensors(W.gateUp(l), concatRows([w.w1, w.w3]), 2 * hiddenDim, dim, projections);
-    yield* projectionTensors(W.down(l), w.w2, dim, hiddenDim, projections);
-  }
-  yield { name: W.finalNorm, dims: [dim], data: source.finalNorm() };
-  if (projections.dtype === "float32") {
-    // Kept [V, dim] (read with transB), like the embedding: no transposed copy of the largest matrix.
-    if (!source.tiedClassifier) yield { name: W.classifier, dims: [vocabSize, dim], data: source.classifier() };
-  } else {
-    // Quantized even when tied (a copy beside the float embedding, which Gather reads):
-    // the classifier is read whole every step, the embedding one row per token.
-    yield* projectionTensors(W.classifier, source.tiedClassifier ? source.embedding() : source.classifier(), vocabSize, dim, projections);
-  }
 }
 
 /** The step graph of a model held in memory, with its weights inside the graph. */
@@ -267,15 +178,4 @@ function appendToDeviceSlabs(g: OnnxGraph, l: number, kvType: KvDtype, kvHeads: 
   };
   present(pastKey, k, STEP_IO.presentKey(l));
   present(pastValue, v, STEP_IO.presentValue(l));
-}
-
-/** Stacks row-major matrices with the same column count. */
-function concatRows(matrices: Float32Array[]): Float32Array {
-  const out = new Float32Array(matrices.reduce((n, m) => n + m.length, 0));
-  let offset = 0;
-  for (const m of matrices) {
-    out.set(m, offset);
-    offset += m.length;
-  }
-  return out;
 }

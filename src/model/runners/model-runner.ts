@@ -1,7 +1,7 @@
-import type { DeviceLayerCache } from "../kv/device-layer-cache.js";
-import type { KvArray, KvDtype } from "../kv/layer-cache.js";
-import type { SlabPool } from "../kv/slab-pool.js";
-import type { ModelConfig } from "./checkpoint.js";
+import type { DeviceLayerCache } from "../../kv/device-layer-cache.js";
+import type { KvArray, KvDtype } from "../../kv/layer-cache.js";
+import type { SlabPool } from "../../kv/slab-pool.js";
+import type { ModelConfig } from "../config/model-config.js";
 
 /** What the engine drives: the step graph on some execution provider. */
 export interface ModelRunner {
