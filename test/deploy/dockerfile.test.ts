@@ -42,6 +42,8 @@ describe("deploy/Dockerfile", () => {
     expect(all("ARG")).toContain("ONNXRUNTIME_NODE_INSTALL=skip");
     expect(all("ENV")).toContain("ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL}");
     expect(readFileSync(join(ROOT, "deploy/Dockerfile"), "utf8")).toContain("--build-arg ONNXRUNTIME_NODE_INSTALL=cuda12");
+    // package.json's allowScripts denies the script to npm 11, so a CUDA build runs it itself.
+    expect(all("RUN")).toContain('npm ci && if [ "$ONNXRUNTIME_NODE_INSTALL" != skip ]; then node node_modules/onnxruntime-node/script/install.js; fi');
   });
 
   it("copies files that exist, and copies from the build stage only", () => {
