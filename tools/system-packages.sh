@@ -3,7 +3,7 @@
 # Debian's Python gRPC, protoc and venv, for the Python client's tests; Go with Debian's gRPC and
 # protobuf sources and protoc plugins, for the Go client's (docs/clients.md); redis-server and
 # redis-tools (redis-cli, redis-benchmark), which the KV store's tests and benchmark start on a loopback
-# port, and openssl, which makes their TLS certificates; and Mesa's lavapipe (Vulkan on the CPU), for
+# port, and openssl, which makes their TLS certificates; curl, for the README's HTTP call; and Mesa's lavapipe (Vulkan on the CPU), for
 # the tests of --execution-provider webgpu, which run on it where there is no GPU.
 set -euo pipefail
 
@@ -25,6 +25,8 @@ for package in golang-go golang-google-grpc-dev golang-google-protobuf-dev golan
 done
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || missing+=(redis-server redis-tools)
 command -v openssl >/dev/null || missing+=(openssl)
+# The README's HTTP call is run with curl (test/http/readme-curl.test.ts).
+command -v curl >/dev/null || missing+=(curl)
 
 # onnxruntime's WebGPU provider (Dawn) runs on lavapipe from Mesa 25 (bookworm-backports 25.0.7);
 # bookworm's own 22.3 gives it no adapter.
