@@ -3,6 +3,13 @@ import { compile, type TopLevelSpec } from "vega-lite";
 
 // Tableau 10, black and cyan: twelve colours far enough apart to tell every policy's line from the others.
 const PALETTE = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#000000", "#17becf"];
+// Policies often score the same (every one at 0% recall, or ada-snapkv on snapkv): lines are drawn
+// in the data's order, each narrower than the one before (WIDTH_STEP), so a line drawn over an equal
+// one leaves it showing as a border; and every policy has its own dash pattern and point shape.
+const NARROWEST = 1.5;
+const WIDTH_STEP = 0.5;
+const DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [3, 1], [4, 4], [10, 2], [2, 4], [6, 2, 2, 2], [12, 2, 2, 2], [3, 3], [12, 4]];
+const SHAPES = ["circle", "square", "triangle-up", "diamond", "cross", "triangle-down", "triangle-right", "triangle-left", "circle", "square", "diamond", "cross"];
 
 /** One point of a line: a policy's quality at the memory it kept. */
 export interface ChartPoint {
@@ -31,6 +38,9 @@ export async function lineChartSvg(
     reference?: number;
   },
 ): Promise<string> {
+  const policies = [...new Set(points.map((p) => p.policy))];
+  const byPolicy = (range: unknown[]) => ({ field: "policy", type: "nominal" as const, sort: policies, scale: { type: "ordinal" as const, domain: policies, range: range.slice(0, policies.length) } });
+  const widths = policies.map((_, i) => NARROWEST + WIDTH_STEP * (policies.length - 1 - i));
   const spec: TopLevelSpec = {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
     title,
@@ -41,11 +51,14 @@ export async function lineChartSvg(
       height: 220,
       layer: [
         {
-          mark: { type: "line", point: true, strokeWidth: 1.5 },
+          mark: { type: "line", point: true },
           encoding: {
             x: { field: "kept", type: "quantitative", title: options.xTitle, scale: { domain: [0, 1] } },
             y: { field: "value", type: "quantitative", title: null, scale: options.yDomain ? { domain: options.yDomain } : { zero: false } },
-            color: { field: "policy", type: "nominal", title: "policy", scale: { range: [...PALETTE] } },
+            color: { ...byPolicy(PALETTE), title: "policy" },
+            strokeWidth: { ...byPolicy(widths), legend: null },
+            strokeDash: { ...byPolicy(DASHES.map((d) => [...d])), title: "policy" },
+            shape: { ...byPolicy(SHAPES), title: "policy" },
           },
         },
         ...(options.reference === undefined ? [] : [{ mark: { type: "rule" as const, strokeDash: [4, 4], color: "#666" }, encoding: { y: { datum: options.reference } } }]),

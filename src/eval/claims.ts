@@ -2,7 +2,11 @@ import type { FidelityReport } from "./fidelity.js";
 import { budget, change, nats, percent } from "./format.js";
 import { RECALL_MODES, type RecallMode, type RecallReport } from "./recall.js";
 
-export type Verdict = "agrees" | "disagrees" | "mixed" | "no difference" | "not measured";
+export type Verdict = "agrees" | "disagrees" | "mixed" | "no difference" | "not measured" | "too few to judge";
+
+/** Below these sample sizes (a --quick run: 3 stories, one recall task per kind) a verdict would be noise. */
+export const MIN_STORIES = 8;
+export const MIN_RECALL_TASKS = 10;
 
 /** A research claim next to what this project measures. */
 export interface Claim {
@@ -24,30 +28,52 @@ interface Duel {
  * SimLayerKV, the L2 norm of keys) that the two suites can test, each with its verdict computed from the figures (never written by hand).
  */
 export function researchClaims(fidelity: FidelityReport | undefined, recall: RecallReport | undefined): Claim[] {
-  const look = new Figures(fidelity, recall);
-  return [
-    duelClaim(look, "NACL vs H2O", "nacl", "h2o", "NACL (ACL 2024): proxy-token scores plus random eviction beat accumulated-attention eviction (H2O-style) at the same budget."),
-    naclRetention(look),
-    duelClaim(look, "Ada-SnapKV vs SnapKV", "ada-snapkv", "snapkv", "Ada-KV (NeurIPS 2025): adaptive per-head budgets beat SnapKV's uniform ones at equal budget, question-aware and question-agnostic."),
-    duelClaim(look, "Ada-Pyramid vs PyramidKV", "ada-pyramidkv", "pyramidkv", "Ada-KV: the same gain over PyramidKV's per-layer budgets (Ada-Pyramid)."),
-    knormLanguageModelling(look),
-    knormPasskey(look),
-    duelClaim(
-      look,
-      "L2 norm: lowest vs highest norm",
-      "knorm",
-      "knorm-highest",
-      "L2 norm (EMNLP 2024) ablation: keeping the highest-norm keys (knorm with keep_highest_norm) instead of the lowest is much worse.",
-    ),
-    duelClaim(look, "L2 norm vs random", "knorm", "random", "If low key norms mark the entries attention needs, keeping the lowest-norm keys beats keeping random ones with the same memory."),
-    simLayerKv(look),
-    streamingFloor(look),
-    queryAwareness(look),
+  const claims: ((look: Figures) => Claim)[] = [
+    (look) => duelClaim(look, "NACL vs H2O", "nacl", "h2o", "NACL (ACL 2024): proxy-token scores plus random eviction beat accumulated-attention eviction (H2O-style) at the same budget."),
+    naclRetention,
+    (look) =>
+      duelClaim(look, "Ada-SnapKV vs SnapKV", "ada-snapkv", "snapkv", "Ada-KV (NeurIPS 2025): adaptive per-head budgets beat SnapKV's uniform ones at equal budget, question-aware and question-agnostic."),
+    (look) => duelClaim(look, "Ada-Pyramid vs PyramidKV", "ada-pyramidkv", "pyramidkv", "Ada-KV: the same gain over PyramidKV's per-layer budgets (Ada-Pyramid)."),
+    knormLanguageModelling,
+    knormPasskey,
+    (look) =>
+      duelClaim(
+        look,
+        "L2 norm: lowest vs highest norm",
+        "knorm",
+        "knorm-highest",
+        "L2 norm (EMNLP 2024) ablation: keeping the highest-norm keys (knorm with keep_highest_norm) instead of the lowest is much worse.",
+      ),
+    (look) => duelClaim(look, "L2 norm vs random", "knorm", "random", "If low key norms mark the entries attention needs, keeping the lowest-norm keys beats keeping random ones with the same memory."),
+    simLayerKv,
+    streamingFloor,
+    queryAwareness,
   ];
+  // Each claim reads through its own Figures, which records the reports the verdict rests on.
+  return claims.map((claimOf) => {
+    const look = new Figures(fidelity, recall);
+    return judgedOnEnough(claimOf(look), look);
+  });
+}
+
+/** A verdict drawn from fewer stories or recall tasks than MIN_STORIES / MIN_RECALL_TASKS is withheld; the figures stay. */
+function judgedOnEnough(claim: Claim, look: Figures): Claim {
+  if (claim.verdict === "not measured") return claim;
+  const thin: string[] = [];
+  const stories = look.fidelity?.prompts.length ?? 0;
+  const tasks = look.recall?.tasks ?? 0;
+  if (look.readFidelity && stories < MIN_STORIES) thin.push(`${stories} ${stories === 1 ? "story" : "stories"} (${MIN_STORIES} needed)`);
+  if (look.readRecall && tasks < MIN_RECALL_TASKS) thin.push(`${tasks} recall ${tasks === 1 ? "task" : "tasks"} (${MIN_RECALL_TASKS} needed)`);
+  if (thin.length === 0) return claim;
+  return { ...claim, measured: `${claim.measured} Too few to judge (it would read "${claim.verdict}"): ${thin.join(", ")}.`, verdict: "too few to judge" };
 }
 
 /** Reads cells from the reports. */
 class Figures {
+  /** Whether a fidelity or recall cell was found, i.e. which report a claim's figures come from. */
+  readFidelity = false;
+  readRecall = false;
+
   constructor(
     readonly fidelity: FidelityReport | undefined,
     readonly recall: RecallReport | undefined,
@@ -58,11 +84,15 @@ class Figures {
   }
 
   fidelityCell(label: string, keepFraction: number) {
-    return this.fidelity?.cells.find((c) => c.label === label && c.keepFraction === keepFraction && c.quality);
+    const cell = this.fidelity?.cells.find((c) => c.label === label && c.keepFraction === keepFraction && c.quality);
+    this.readFidelity ||= cell !== undefined;
+    return cell;
   }
 
   recallCell(label: string, keepFraction: number, mode: RecallMode) {
-    return this.recall?.cells.find((c) => c.label === label && c.keepFraction === keepFraction && c.mode === mode && c.accuracy !== undefined);
+    const cell = this.recall?.cells.find((c) => c.label === label && c.keepFraction === keepFraction && c.mode === mode && c.accuracy !== undefined);
+    this.readRecall ||= cell !== undefined;
+    return cell;
   }
 
   labels(): string[] {
@@ -144,7 +174,13 @@ function duelClaim(look: Figures, topic: string, a: string, b: string, claim: st
   const wins = found.filter((d) => d.edge > 0).length;
   const losses = found.filter((d) => d.edge < 0).length;
   const tally = found.length > 0 ? `At equal memory, ${a} is better in ${wins}, worse in ${losses}, tied in ${found.length - wins - losses} of ${found.length} comparisons (KL: lower is better). ` : "";
-  const details = found.length > 0 ? `${found.map((d) => d.text).join("; ")}.` : `${a} or ${b} was not run.`;
+  const unrun = [a, b].filter((label) => !look.labels().includes(label));
+  const details =
+    found.length > 0
+      ? `${found.map((d) => d.text).join("; ")}.`
+      : unrun.length > 0
+        ? `${unrun.join(" and ")} ${unrun.length > 1 ? "were" : "was"} not run.`
+        : `Both ran, but no pair of figures kept comparable memory.`;
   const left = skipped.length > 0 ? ` Not comparable: ${skipped.join("; ")}.` : "";
   return { topic, claim, measured: tally + details + left, verdict: verdictOf(found) };
 }

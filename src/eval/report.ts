@@ -181,14 +181,14 @@ function fidelityChart(f: FidelityReport): Promise<string> {
         ]
       : [],
   );
-  return lineChartSvg(`Fidelity on ${f.model.name}: continuation over the evicted cache vs the full cache`, points, { panels, xTitle: "share of KV entries kept" });
+  return lineChartSvg(`Fidelity, model ${f.model.name}: continuation over the evicted cache vs the full cache`, points, { panels, xTitle: "share of KV entries kept" });
 }
 
 function recallChart(r: RecallReport): Promise<string> {
   const points: ChartPoint[] = r.cells.flatMap((c) =>
     c.accuracy !== undefined && c.keptFraction !== undefined ? [{ policy: c.label, kept: c.keptFraction, panel: c.mode, value: c.accuracy }] : [],
   );
-  return lineChartSvg(`Recall on ${r.model.name}: exact-match accuracy (dashed: full cache, ${percent(r.full.accuracy, 0)})`, points, {
+  return lineChartSvg(`Needle recall, model ${r.model.name}: exact-match accuracy (dashed: full cache, ${percent(r.full.accuracy, 0)})`, points, {
     panels: RECALL_MODES,
     xTitle: "share of KV entries kept",
     yDomain: [0, 1],

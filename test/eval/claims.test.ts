@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { researchClaims } from "../../src/eval/claims.js";
+import { MIN_RECALL_TASKS, researchClaims } from "../../src/eval/claims.js";
 import { policyVariants, selectVariants } from "../../src/eval/policy-variants.js";
 import type { RecallCell, RecallMode, RecallReport } from "../../src/eval/recall.js";
 import { InfoResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
@@ -27,7 +27,7 @@ describe("policy selection", () => {
 });
 
 /** A recall report with one accuracy per policy, budget and mode (every policy keeps what it was given). */
-function recallReport(accuracy: Record<string, Partial<Record<RecallMode, number[]>>>, budgets = [0.2, 0.5], full = 1): RecallReport {
+function recallReport(accuracy: Record<string, Partial<Record<RecallMode, number[]>>>, budgets = [0.2, 0.5], full = 1, tasks = 10): RecallReport {
   const cells: RecallCell[] = Object.entries(accuracy).flatMap(([label, modes]) =>
     Object.entries(modes).flatMap(([mode, values]) =>
       budgets.map((keepFraction, i) => ({ label, keepFraction, mode: mode as RecallMode, accuracy: values![i], keptFraction: keepFraction, byTask: {}, groups: [] })),
@@ -36,7 +36,7 @@ function recallReport(accuracy: Record<string, Partial<Record<RecallMode, number
   return {
     model: { name: "recall", layers: 4, heads: 8, kvHeads: 2, contextLength: 1024, vocabSize: 509 },
     source: "heldout.jsonl",
-    tasks: 10,
+    tasks,
     lengths: [256],
     window: 16,
     budgets,
@@ -75,5 +75,28 @@ describe("research claims from recall figures", () => {
     const floor = claim(report, "StreamingLLM floor");
     expect(floor.verdict).toBe("mixed");
     expect(floor.measured).toContain("3 of 4 policy-budget pairs are at or above it; below it: snapkv 50% < 60% at 50%");
+  });
+
+  it("withholds a verdict drawn from fewer recall tasks than MIN_RECALL_TASKS (a --quick run), keeping the figures", () => {
+    const figures = { nacl: { "query-aware": [0.9, 1], "query-agnostic": [0.5, 0.7] }, h2o: { "query-aware": [0.6, 1], "query-agnostic": [0.6, 0.8] } };
+    expect(MIN_RECALL_TASKS).toBe(10);
+    const thin = claim(recallReport(figures, [0.2, 0.5], 1, 3), "NACL vs H2O");
+    expect(thin.verdict).toBe("too few to judge");
+    expect(thin.measured).toContain("better in 1, worse in 2, tied in 1 of 4");
+    expect(thin.measured).toContain('Too few to judge (it would read "mixed"): 3 recall tasks (10 needed).');
+    expect(claim(recallReport(figures, [0.2, 0.5], 1, 10), "NACL vs H2O").verdict).toBe("mixed");
+    // Nothing to judge stays "not measured".
+    expect(claim(recallReport({ nacl: figures.nacl }, [0.2, 0.5], 1, 3), "NACL vs H2O").verdict).toBe("not measured");
+  });
+
+  it("tells a duel whose policies both ran but never kept comparable memory from one that was not run", () => {
+    // knorm kept 90% and 95%; random's curve spans 10-20%: no point of knorm lies within random's range.
+    const report = recallReport({ knorm: { "query-aware": [0.5, 0.6] } }, [0.9, 0.95]);
+    report.variants.push({ label: "random", policy: "random", params: "defaults" });
+    report.cells.push(...[0.1, 0.2].map((keepFraction) => ({ label: "random", keepFraction, mode: "query-aware" as const, accuracy: 0.4, keptFraction: keepFraction, byTask: {}, groups: [] })));
+    const duel = claim(report, "L2 norm vs random");
+    expect(duel.measured).toContain("Both ran, but no pair of figures kept comparable memory.");
+    expect(duel.measured).not.toContain("not run");
+    expect(claim(recallReport({ knorm: { "query-aware": [0.5, 0.6] } }), "L2 norm vs random").measured).toBe("random was not run.");
   });
 });

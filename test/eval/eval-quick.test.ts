@@ -69,7 +69,9 @@ describe("kvwarden eval --quick", () => {
     expect(kl(0.2)).toBeGreaterThan(kl(0.5));
     expectSvg(join(out, REPORT_FILES.fidelityChart));
     expect(json.claims.length).toBeGreaterThanOrEqual(8);
-    expect(json.claims.every((c) => ["agrees", "disagrees", "mixed", "no difference", "not measured"].includes(c.verdict))).toBe(true);
+    // A quick run's 3 stories and one recall task per kind are too few for any verdict (MIN_STORIES, MIN_RECALL_TASKS).
+    expect(json.claims.every((c) => ["not measured", "too few to judge"].includes(c.verdict))).toBe(true);
+    expect(json.claims.some((c) => c.verdict === "too few to judge")).toBe(true);
   });
 
   it("puts each metric in a Markdown table of policies by budget, and the claims table last", () => {
