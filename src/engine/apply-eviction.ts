@@ -21,7 +21,7 @@ export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, b
 
 /** Compacts the sequence's cache to a planned eviction, returning memory to the pool. */
 export function commitEviction(sequence: Sequence, planned: PlannedEviction): EvictionOutcome {
-  const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, budgetTokens: planned.budgetTokens };
+  const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, entryBytesBefore: sequence.entryBytes, budgetTokens: planned.budgetTokens };
   let share: number | undefined;
   const { plan, view } = planned;
   if (plan && view) {
@@ -36,6 +36,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
     ...before,
     entriesAfter: sequence.entries,
     bytesAfter: sequence.bytes,
+    entryBytesAfter: sequence.entryBytes,
     kept: sequence.layers.map((layer) => Array.from(layer.lengths)),
     lazyLayers: plan?.lazyLayers ?? [],
     detail: planned.detail,

@@ -32,8 +32,12 @@ export interface EvictionOutcome {
   budgetTokens: number;
   entriesBefore: number;
   entriesAfter: number;
+  /** Bytes held (slab room and recent-query ring: what budgets count). */
   bytesBefore: number;
   bytesAfter: number;
+  /** Bytes the entries themselves take (Sequence.entryBytes). */
+  entryBytesBefore: number;
+  entryBytesAfter: number;
   kept: number[][];
   lazyLayers: number[];
   detail: string;

@@ -240,6 +240,11 @@ export class Sequence {
     return this.layers.reduce((sum, layer) => sum + layer.entries, 0);
   }
 
+  /** Bytes the entries themselves take; `bytes` also counts the room around them and the recent-query ring. */
+  get entryBytes(): number {
+    return this.layers.reduce((sum, layer) => sum + layer.entryBytes, 0);
+  }
+
   /** The longest head over all layers. */
   get maxHeadLength(): number {
     return this.layers.reduce((max, layer) => Math.max(max, layer.maxLength), 0);

@@ -43,6 +43,11 @@ export class DeviceLayerCache extends LayerCache {
     return super.bytes + this.deviceBytesHeld;
   }
 
+  override get entryBytes(): number {
+    // The host part (position, attention mass) plus each entry's key and value on the device.
+    return super.entryBytes + this.entries * 2 * this.headSize * Float32Array.BYTES_PER_ELEMENT;
+  }
+
   override bytesWithRoomFor(extra: number): number {
     return super.bytesWithRoomFor(extra) + this.deviceBytesFor(capacityFor(this.capacity, this.maxLength + extra));
   }

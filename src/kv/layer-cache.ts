@@ -125,6 +125,11 @@ export class LayerCache {
     return this.lengths.reduce((sum, n) => sum + n, 0);
   }
 
+  /** Bytes the held entries themselves take (key, value, position, attention mass), without the room around them that `bytes` counts. */
+  get entryBytes(): number {
+    return this.entries * floatsPerEntry(this.shape) * Float32Array.BYTES_PER_ELEMENT;
+  }
+
   get maxLength(): number {
     return this.lengths.reduce((max, n) => Math.max(max, n), 0);
   }

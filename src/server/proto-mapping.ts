@@ -176,6 +176,8 @@ export function evictionResultOf(outcome: EvictionOutcome): EvictionResult {
     entriesAfter: BigInt(outcome.entriesAfter),
     bytesBefore: BigInt(outcome.bytesBefore),
     bytesAfter: BigInt(outcome.bytesAfter),
+    entryBytesBefore: BigInt(outcome.entryBytesBefore),
+    entryBytesAfter: BigInt(outcome.entryBytesAfter),
     kept: outcome.kept.map((headLengths) => ({ headLengths, headPositions: [] })),
   };
 }

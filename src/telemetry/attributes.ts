@@ -34,6 +34,8 @@ export const KVWARDEN = {
   entriesAfter: "kvwarden.eviction.entries_after",
   bytesBefore: "kvwarden.eviction.bytes_before",
   bytesAfter: "kvwarden.eviction.bytes_after",
+  entryBytesBefore: "kvwarden.eviction.entry_bytes_before",
+  entryBytesAfter: "kvwarden.eviction.entry_bytes_after",
   lazyLayers: "kvwarden.eviction.lazy_layers",
   evictedAttentionShare: "kvwarden.eviction.evicted_attention_share",
   detail: "kvwarden.eviction.detail",

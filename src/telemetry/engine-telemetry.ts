@@ -13,6 +13,8 @@ export interface EvictionRecord {
   entriesAfter: number;
   bytesBefore: number;
   bytesAfter: number;
+  entryBytesBefore: number;
+  entryBytesAfter: number;
   lazyLayers: number[];
   detail: string;
   evictedAttentionShare?: number;
@@ -93,6 +95,8 @@ export function observeEviction(sequenceId: string, outcome: EvictionRecord, sta
     [KVWARDEN.entriesAfter]: outcome.entriesAfter,
     [KVWARDEN.bytesBefore]: outcome.bytesBefore,
     [KVWARDEN.bytesAfter]: outcome.bytesAfter,
+    [KVWARDEN.entryBytesBefore]: outcome.entryBytesBefore,
+    [KVWARDEN.entryBytesAfter]: outcome.entryBytesAfter,
     [KVWARDEN.lazyLayers]: outcome.lazyLayers,
     ...(outcome.evictedAttentionShare === undefined ? {} : { [KVWARDEN.evictedAttentionShare]: outcome.evictedAttentionShare }),
     ...(outcome.detail ? { [KVWARDEN.detail]: outcome.detail } : {}),

@@ -68,7 +68,9 @@ class ReferenceSequence {
 describe("decoding over gRPC after StreamingLLM eviction", () => {
   let t: TestServer;
   const weights = loadTestWeights();
-  const { layers, kvHeads } = weights.config;
+  const { layers, kvHeads, headSize } = weights.config;
+  /** One float32 entry of one head: key and value, then mask, attention mass and position (docs/api.md, EvictionResult). */
+  const ENTRY_BYTES = (2 * headSize + 3) * 4;
   let promptTokens: number[];
   /** The reference sequence right after the prompt, before any eviction. */
   let prompted: ReferenceSequence;
@@ -88,10 +90,14 @@ describe("decoding over gRPC after StreamingLLM eviction", () => {
       entriesBefore: BigInt(layers * kvHeads * entries),
       entriesAfter: BigInt(layers * kvHeads * BUDGET),
       bytesAfter: BigInt(kvBytes),
+      entryBytesBefore: BigInt(layers * kvHeads * entries * ENTRY_BYTES),
+      entryBytesAfter: BigInt(layers * kvHeads * BUDGET * ENTRY_BYTES),
       kept: uniform(BUDGET),
       detail: "",
     });
     expect(result!.bytesAfter).toBeLessThan(result!.bytesBefore);
+    // The room held is whole blocks per head around the entries, and the recent-query ring.
+    expect(result!.bytesAfter).toBeGreaterThan(result!.entryBytesAfter);
   }
 
   beforeAll(async () => {

@@ -87,6 +87,7 @@ describe("the Prometheus endpoint", () => {
     expect(samples.get('kvwarden:evictions_total{policy="snapkv"}')).toBe(2);
     expect(samples.get('kvwarden:evicted_entries_total{policy="snapkv"}')).toBe(2 * dropped);
     expect(samples.get('kvwarden:evicted_bytes_total{policy="snapkv"}')).toBe(2 * Number(evicted.eviction!.bytesBefore - evicted.eviction!.bytesAfter));
+    expect(samples.get('kvwarden:evicted_entry_bytes_total{policy="snapkv"}')).toBe(2 * Number(evicted.eviction!.entryBytesBefore - evicted.eviction!.entryBytesAfter));
     // The share is measured in the sampled trace only, and lands in its histogram.
     expect(evicted.eviction!.evictedAttentionShare).toBeGreaterThan(0);
     expect(unsampled.eviction!.evictedAttentionShare).toBeUndefined();

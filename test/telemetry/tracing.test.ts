@@ -77,6 +77,8 @@ describe("tracing", () => {
       "kvwarden.eviction.entries_after": Number(result.entriesAfter),
       "kvwarden.eviction.bytes_before": Number(result.bytesBefore),
       "kvwarden.eviction.bytes_after": Number(result.bytesAfter),
+      "kvwarden.eviction.entry_bytes_before": Number(result.entryBytesBefore),
+      "kvwarden.eviction.entry_bytes_after": Number(result.entryBytesAfter),
       "kvwarden.eviction.lazy_layers": [],
     });
     // Recorded, so measured: the same share in the span and the response.

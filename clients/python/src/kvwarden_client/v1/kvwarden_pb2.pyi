@@ -79,7 +79,7 @@ class EvictResponse(_message.Message):
     def __init__(self, sequence_id: _Optional[str] = ..., eviction: _Optional[_Union[EvictionResult, _Mapping]] = ...) -> None: ...
 
 class EvictionResult(_message.Message):
-    __slots__ = ["applied", "budget_tokens", "bytes_after", "bytes_before", "detail", "entries_after", "entries_before", "evicted_attention_share", "kept", "lazy_layers", "policy"]
+    __slots__ = ["applied", "budget_tokens", "bytes_after", "bytes_before", "detail", "entries_after", "entries_before", "entry_bytes_after", "entry_bytes_before", "evicted_attention_share", "kept", "lazy_layers", "policy"]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     BUDGET_TOKENS_FIELD_NUMBER: _ClassVar[int]
     BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,8 @@ class EvictionResult(_message.Message):
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_AFTER_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
     EVICTED_ATTENTION_SHARE_FIELD_NUMBER: _ClassVar[int]
     KEPT_FIELD_NUMBER: _ClassVar[int]
     LAZY_LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -98,11 +100,13 @@ class EvictionResult(_message.Message):
     detail: str
     entries_after: int
     entries_before: int
+    entry_bytes_after: int
+    entry_bytes_before: int
     evicted_attention_share: float
     kept: _containers.RepeatedCompositeFieldContainer[LayerHeads]
     lazy_layers: _containers.RepeatedScalarFieldContainer[int]
     policy: str
-    def __init__(self, policy: _Optional[str] = ..., applied: bool = ..., budget_tokens: _Optional[int] = ..., entries_before: _Optional[int] = ..., entries_after: _Optional[int] = ..., bytes_before: _Optional[int] = ..., bytes_after: _Optional[int] = ..., kept: _Optional[_Iterable[_Union[LayerHeads, _Mapping]]] = ..., detail: _Optional[str] = ..., lazy_layers: _Optional[_Iterable[int]] = ..., evicted_attention_share: _Optional[float] = ...) -> None: ...
+    def __init__(self, policy: _Optional[str] = ..., applied: bool = ..., budget_tokens: _Optional[int] = ..., entries_before: _Optional[int] = ..., entries_after: _Optional[int] = ..., bytes_before: _Optional[int] = ..., bytes_after: _Optional[int] = ..., kept: _Optional[_Iterable[_Union[LayerHeads, _Mapping]]] = ..., detail: _Optional[str] = ..., lazy_layers: _Optional[_Iterable[int]] = ..., evicted_attention_share: _Optional[float] = ..., entry_bytes_before: _Optional[int] = ..., entry_bytes_after: _Optional[int] = ...) -> None: ...
 
 class EvictionSpec(_message.Message):
     __slots__ = ["alpha", "base_policy", "beta", "decode_slack", "delta", "group_reduction", "keep_fraction", "keep_highest_norm", "kernel_size", "max_tokens", "policy", "pooling", "proxy_span", "proxy_tokens", "random_share", "recent_tokens", "seed", "sink_tokens", "skip_layers", "skip_no_layers", "temperature", "window"]
