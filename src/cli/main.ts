@@ -20,6 +20,7 @@ import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/graph/weight-layo
 import type { ExecutionProvider } from "../model/runners/model-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
+import { DEFAULT_CONNECTION_LIMITS } from "../server/connection-limits.js";
 import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
 import { TlsCertificates, validityProblem } from "../server/tls.js";
 import { maxRequestBytes } from "../server/message-limit.js";
@@ -98,6 +99,9 @@ program
   .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
   .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
+  .option("--idle-connection-timeout <seconds>", "close a connection with no call (or no HTTP/2 preface) for this long; clients reconnect on their next call", positiveInt, DEFAULT_CONNECTION_LIMITS.idleMs / 1000)
+  .option("--keepalive-interval <seconds>", "ping a connection after this long without one...", positiveInt, DEFAULT_CONNECTION_LIMITS.keepaliveMs / 1000)
+  .option("--keepalive-timeout <seconds>", "...and close it when the ping goes unanswered this long (a vanished peer frees its streams and memory)", positiveInt, DEFAULT_CONNECTION_LIMITS.keepaliveTimeoutMs / 1000)
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .addOption(
     new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
@@ -174,7 +178,14 @@ program
     const server = new KvwardenServer(
       loading,
       { executionProvider, version },
-      { metrics, log, authenticator, logContent: options.logContent, maxRequestBytes: maxRequestBytes(options.maxSequenceTokens) },
+      {
+        metrics,
+        log,
+        authenticator,
+        logContent: options.logContent,
+        maxRequestBytes: maxRequestBytes(options.maxSequenceTokens),
+        connectionLimits: { idleMs: options.idleConnectionTimeout * 1000, keepaliveMs: options.keepaliveInterval * 1000, keepaliveTimeoutMs: options.keepaliveTimeout * 1000 },
+      },
     );
     let stopping = false;
     const stop = async (signal: string) => {

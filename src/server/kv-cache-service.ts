@@ -1,6 +1,7 @@
 import { context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Engine } from "../engine/engine.js";
 import { EngineError } from "../engine/engine-error.js";
+import { DEFAULT_MAX_PROMPT_BYTES } from "../engine/engine-options.js";
 import {
   FinishReason,
   type DecodeRequest,
@@ -171,6 +172,8 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
           tenantKvBytesQuota: BigInt(options.tenantQuota?.kvBytes ?? 0),
           tenantMaxSequences: options.tenantQuota?.sequences ?? 0,
           maxRequestTokens: options.tenantQuota?.requestTokens ?? 0,
+          maxPromptBytes: BigInt(options.maxPromptBytes ?? DEFAULT_MAX_PROMPT_BYTES),
+          maxQueue: options.maxQueue ?? 0,
         },
         version: info.version,
       };

@@ -122,7 +122,7 @@ function renderPod(overrides: Record<string, unknown> = {}, options: { validate?
 
 /** Everything the chart can turn on, with a backend of the user's (the demo one dials no TLS). */
 const EVERYTHING = {
-  kvwarden: { listen: "0.0.0.0:50051", socketMode: "0640", maxBatchSize: 8 },
+  kvwarden: { listen: "0.0.0.0:50051", socketMode: "0640", maxBatchSize: 8, maxQueue: 16, maxPromptBytes: "256KiB" },
   auth: { enabled: true, secretName: "kv-auth", tokensKey: "tokens.txt", backendToken: { secretName: "kv-backend", key: "token" } },
   tls: { enabled: true, secretName: "kv-tls", clientCA: true },
   tenancy: { kvBudget: "64MiB", maxSequences: 16, maxRequestTokens: 1_000_000 },
@@ -149,7 +149,7 @@ describe("deploy/helm/kvwarden rendered", () => {
     expectServeArgs(sidecar);
     expect(args.get("--listen")).toBe("unix:/var/run/kvwarden/kvwarden.sock");
     expect(args.get("--max-batch-size")).toBe("32");
-    for (const flag of ["--auth-tokens", "--tls-cert", "--tls-key", "--tls-client-ca", "--socket-mode", "--tenant-kv-budget", "--tenant-max-sequences", "--max-request-tokens"]) {
+    for (const flag of ["--auth-tokens", "--tls-cert", "--tls-key", "--tls-client-ca", "--socket-mode", "--tenant-kv-budget", "--tenant-max-sequences", "--max-request-tokens", "--max-queue", "--max-prompt-bytes"]) {
       expect(args.has(flag), flag).toBe(false);
     }
     expect(pod.volumes.map((v: Manifest) => v.name)).toEqual(["kvwarden-socket"]);
@@ -173,6 +173,8 @@ describe("deploy/helm/kvwarden rendered", () => {
     expect(args.get("--listen")).toBe("0.0.0.0:50051");
     expect(args.get("--max-batch-size")).toBe("8");
     expect(args.get("--socket-mode")).toBe("0640");
+    expect(args.get("--max-queue")).toBe("16");
+    expect(args.get("--max-prompt-bytes")).toBe("256KiB");
     expect(args.get("--tenant-kv-budget")).toBe("64MiB");
     expect(args.get("--tenant-max-sequences")).toBe("16");
     expect(args.get("--max-request-tokens")).toBe("1000000"); // through int: not 1e+06
@@ -266,6 +268,9 @@ describe("deploy/helm/kvwarden/values.schema.json for auth, TLS, tenancy and bat
       { tenancy: { kvBudgt: "64MiB" } },
       { kvwarden: { maxBatchSize: 0 } },
       { kvwarden: { maxBatchSize: "32" } },
+      { kvwarden: { maxQueue: -1 } },
+      { kvwarden: { maxQueue: 2.5 } },
+      { kvwarden: { maxPromptBytes: "a lot" } },
       { kvwarden: { socketMode: "0999" } },
       { kvwarden: { socketMode: "0466" } },
       { kvwarden: { socketMode: 660 } },

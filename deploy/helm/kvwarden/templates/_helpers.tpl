@@ -116,6 +116,14 @@ args:
   - {{ .Values.kvwarden.executionProvider }}
   - --max-batch-size
   - {{ .Values.kvwarden.maxBatchSize | int | quote }}
+  {{- with .Values.kvwarden.maxQueue }}
+  - --max-queue
+  - {{ . | int | quote }}
+  {{- end }}
+  {{- with .Values.kvwarden.maxPromptBytes }}
+  - --max-prompt-bytes
+  - {{ . | quote }}
+  {{- end }}
   {{- with .Values.kvwarden.socketMode }}
   - --socket-mode
   - {{ . | quote }}

@@ -211,9 +211,11 @@ class LayerHeads(_message.Message):
     def __init__(self, head_lengths: _Optional[_Iterable[int]] = ..., head_positions: _Optional[_Iterable[_Union[HeadPositions, _Mapping]]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ["allow_past_context", "kv_bytes_budget", "max_request_tokens", "max_sequence_tokens", "prefill_chunk_tokens", "sequence_ttl_ms", "tenant_kv_bytes_quota", "tenant_max_sequences"]
+    __slots__ = ["allow_past_context", "kv_bytes_budget", "max_prompt_bytes", "max_queue", "max_request_tokens", "max_sequence_tokens", "prefill_chunk_tokens", "sequence_ttl_ms", "tenant_kv_bytes_quota", "tenant_max_sequences"]
     ALLOW_PAST_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     KV_BYTES_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROMPT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_SEQUENCE_TOKENS_FIELD_NUMBER: _ClassVar[int]
     PREFILL_CHUNK_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -222,13 +224,15 @@ class Limits(_message.Message):
     TENANT_MAX_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     allow_past_context: bool
     kv_bytes_budget: int
+    max_prompt_bytes: int
+    max_queue: int
     max_request_tokens: int
     max_sequence_tokens: int
     prefill_chunk_tokens: int
     sequence_ttl_ms: int
     tenant_kv_bytes_quota: int
     tenant_max_sequences: int
-    def __init__(self, kv_bytes_budget: _Optional[int] = ..., max_sequence_tokens: _Optional[int] = ..., allow_past_context: bool = ..., prefill_chunk_tokens: _Optional[int] = ..., sequence_ttl_ms: _Optional[int] = ..., tenant_kv_bytes_quota: _Optional[int] = ..., tenant_max_sequences: _Optional[int] = ..., max_request_tokens: _Optional[int] = ...) -> None: ...
+    def __init__(self, kv_bytes_budget: _Optional[int] = ..., max_sequence_tokens: _Optional[int] = ..., allow_past_context: bool = ..., prefill_chunk_tokens: _Optional[int] = ..., sequence_ttl_ms: _Optional[int] = ..., tenant_kv_bytes_quota: _Optional[int] = ..., tenant_max_sequences: _Optional[int] = ..., max_request_tokens: _Optional[int] = ..., max_prompt_bytes: _Optional[int] = ..., max_queue: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
     __slots__ = ["architecture", "bos_token_id", "context_length", "dtype", "eos_token_id", "head_size", "heads", "hidden_size", "kv_dtype", "kv_heads", "layers", "name", "vocab_size", "weight_dtype"]
