@@ -3,7 +3,7 @@
 # Debian's Python gRPC, protoc and venv, for the Python client's tests; Go with Debian's gRPC and
 # protobuf sources and protoc plugins, for the Go client's (docs/clients.md); redis-server and
 # redis-tools (redis-cli, redis-benchmark), which the KV store's tests and benchmark start on a loopback
-# port, and openssl, which makes their TLS certificates; curl, for the README's HTTP call; and Mesa's lavapipe (Vulkan on the CPU), for
+# port, and openssl, which makes their TLS certificates; curl, for the README's HTTP call; valkey-server, on which the snapshot store's tests run too; and Mesa's lavapipe (Vulkan on the CPU), for
 # the tests of --execution-provider webgpu, which run on it where there is no GPU.
 set -euo pipefail
 
@@ -25,6 +25,9 @@ for package in golang-go golang-google-grpc-dev golang-google-protobuf-dev golan
 done
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || missing+=(redis-server redis-tools)
 command -v openssl >/dev/null || missing+=(openssl)
+# The snapshot store's tests run on Valkey as well (from bookworm-backports on bookworm).
+valkey_ok=true
+command -v valkey-server >/dev/null || valkey_ok=false
 # The README's HTTP call is run with curl (test/http/readme-curl.test.ts).
 command -v curl >/dev/null || missing+=(curl)
 
@@ -36,11 +39,11 @@ if ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 && [ -n "$mesa_versi
   lavapipe_ok=true
 fi
 
-[ ${#missing[@]} -eq 0 ] && $lavapipe_ok && exit 0
+[ ${#missing[@]} -eq 0 ] && $lavapipe_ok && $valkey_ok && exit 0
 
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-if ! $lavapipe_ok && [ "$codename" = bookworm ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  echo "system-packages: adding the Debian bookworm-backports source (for Mesa's lavapipe)" >&2
+if { ! $lavapipe_ok || ! $valkey_ok; } && [ "$codename" = bookworm ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo "system-packages: adding the Debian bookworm-backports source (for Mesa's lavapipe and Valkey)" >&2
   printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" "Suites: bookworm-backports" "Components: main" \
     "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" | $sudo_cmd tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null
 fi
@@ -53,4 +56,8 @@ fi
 if ! $lavapipe_ok; then
   echo "system-packages: installing mesa-vulkan-drivers (lavapipe)" >&2
   if [ "$codename" = bookworm ]; then apt_install -t bookworm-backports mesa-vulkan-drivers; else apt_install mesa-vulkan-drivers; fi
+fi
+if ! $valkey_ok; then
+  echo "system-packages: installing valkey-server" >&2
+  if [ "$codename" = bookworm ]; then apt_install -t bookworm-backports valkey-server; else apt_install valkey-server; fi
 fi

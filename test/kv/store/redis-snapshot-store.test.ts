@@ -5,13 +5,13 @@ import { encodeSnapshot } from "../../../src/kv/store/snapshot-codec.js";
 import { SnapshotStore, type SnapshotStoreOptions } from "../../../src/kv/store/snapshot-store.js";
 import { KvStoreFull, KvStoreUnavailable, SequenceHeldElsewhere, SnapshotCorrupt, StaleLease } from "../../../src/kv/store/store-errors.js";
 import { capturedSnapshot } from "./support/captured-snapshot.js";
-import { startRedis, type RedisProcess } from "./support/redis-server.js";
+import { startRedis, type RedisProcess, type RedisServerBinary } from "./support/redis-server.js";
 
-// The snapshot store on a real redis-server (docs/kv-store.md): format, faults, leases and fencing.
+// The snapshot store on a real redis-server, and on a real valkey-server (docs/kv-store.md): format, faults, leases and fencing.
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe("snapshots in Redis", () => {
+describe.each<RedisServerBinary>(["redis-server", "valkey-server"])("snapshots in %s", (server) => {
   let redis: RedisProcess;
   let store: RedisKvStore;
   let snapshot: KvSnapshot;
@@ -27,7 +27,7 @@ describe("snapshots in Redis", () => {
   });
 
   beforeAll(async () => {
-    [redis, snapshot] = await Promise.all([startRedis(), capturedSnapshot()]);
+    [redis, snapshot] = await Promise.all([startRedis([], undefined, server), capturedSnapshot()]);
     store = await RedisKvStore.open(redis.url);
   }, 60_000);
   afterAll(async () => {
@@ -141,7 +141,7 @@ describe("snapshots in Redis", () => {
   });
 
   it("answers a write that meets maxmemory with noeviction with a typed 'full' error", async () => {
-    const small = await startRedis(["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
+    const small = await startRedis(["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"], undefined, server);
     const full = await RedisKvStore.open(small.url);
     try {
       const snapshots = new SnapshotStore(options({ store: full }));
@@ -159,7 +159,7 @@ describe("snapshots in Redis", () => {
   });
 
   it("answers with a typed 'unavailable' error when Redis stops mid-write, and keeps the last snapshot when only the connection drops", async () => {
-    const own = await startRedis();
+    const own = await startRedis([], undefined, server);
     const client = await RedisKvStore.open(own.url);
     try {
       const snapshots = new SnapshotStore(options({ store: client }));
@@ -193,7 +193,7 @@ describe("snapshots in Redis", () => {
   });
 
   it("answers writes to a read-only replica with 'unavailable'", async () => {
-    const replica = await startRedis(["--replicaof", "127.0.0.1", String(redis.port)]);
+    const replica = await startRedis(["--replicaof", "127.0.0.1", String(redis.port)], undefined, server);
     const client = await RedisKvStore.open(replica.url);
     try {
       const error = await client.set("key", Buffer.from("value"), 60_000).catch((e: unknown) => e);
@@ -206,7 +206,7 @@ describe("snapshots in Redis", () => {
   });
 
   it("fails to open a store nobody listens on with 'unavailable'", async () => {
-    const gone = await startRedis();
+    const gone = await startRedis([], undefined, server);
     await gone.stop();
     await expect(RedisKvStore.open(gone.url)).rejects.toBeInstanceOf(KvStoreUnavailable);
   });

@@ -2,7 +2,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
 
-/** A real redis-server (Debian's redis-server package) on a loopback port of its own, for one test file. */
+/** Debian's redis-server, or valkey-server (bookworm-backports), which speaks the same protocol. */
+export type RedisServerBinary = "redis-server" | "valkey-server";
+
+/** A real redis-server or valkey-server on a loopback port of its own, for one test file. */
 export interface RedisProcess {
   port: number;
   url: string;
@@ -40,7 +43,7 @@ async function waitForReady(child: ChildProcess): Promise<void> {
       output += data.toString();
       if (output.includes("Ready to accept connections")) resolve();
     });
-    child.once("exit", (code) => reject(new Error(`redis-server exited with ${code} before it was ready: ${output}`)));
+    child.once("exit", (code) => reject(new Error(`the server exited with ${code} before it was ready: ${output}`)));
   });
 }
 
@@ -55,13 +58,13 @@ export interface RedisTls {
  * Starts redis-server with no persistence on a free loopback port; `extra` adds settings (e.g.
  * --maxmemory). With `tls`, the port speaks TLS only (rediss://) and clients need no certificate.
  */
-export async function startRedis(extra: string[] = [], tls?: RedisTls): Promise<RedisProcess> {
+export async function startRedis(extra: string[] = [], tls?: RedisTls, server: RedisServerBinary = "redis-server"): Promise<RedisProcess> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const listen = tls
       ? ["--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key, "--tls-ca-cert-file", tls.ca, "--tls-auth-clients", "no"]
       : ["--port", String(port)];
-    const child = spawn("redis-server", [...listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra], {
+    const child = spawn(server, [...listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra], {
       stdio: ["ignore", "pipe", "pipe"],
     });
     try {
