@@ -100,7 +100,7 @@ program
   .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .addOption(
-    new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
+    new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), redis+cluster://host:port,... (Redis Cluster), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
   )
   .option("--kv-store-ca <file>", "PEM CA bundle that signs a rediss:// --kv-store's certificate")
   .option("--kv-store-prefix <prefix>", "prefix of every --kv-store key (replicas sharing a store and a prefix share sequences)", "kvwarden")
