@@ -115,7 +115,7 @@ const bytes = encodeSnapshot(snapshot).length;
 const redis = await startRedis();
 const store = await RedisKvStore.open(redis.url);
 try {
-  const snapshots = new SnapshotStore({ store, prefix: "bench", model: "bench", replica: "bench", leaseMs: 60_000, ttlMs: 600_000 });
+  const snapshots = new SnapshotStore({ store, prefix: "bench", model: "bench", replica: "bench", leaseMs: 3_600_000, ttlMs: 3_600_000 }); // held for the whole run: the full run outlasts a minute
   const lease = await snapshots.acquire("", "bench");
   // Warm-up: a fresh process pays for the first touch of every page it allocates (a page fault each,
   // dear in a VM), for tens of MiB, before freed memory is reused; redis-benchmark's buffers are reused
