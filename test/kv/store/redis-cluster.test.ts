@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Engine } from "../../../src/engine/engine.js";
 import type { KvStore } from "../../../src/kv/store/kv-store.js";
 import { openKvStore } from "../../../src/kv/store/open-kv-store.js";
 import { parseClusterUrl } from "../../../src/kv/store/redis-cluster-url.js";
@@ -9,10 +10,19 @@ import { KvStoreUnavailable, SequenceHeldElsewhere, StaleLease } from "../../../
 import { capturedSnapshot } from "./support/captured-snapshot.js";
 import { startRedisCluster, type RedisCluster } from "./support/redis-cluster.js";
 import { freePort } from "./support/redis-server.js";
+import { loadTestModel, REFERENCE_TEXT } from "../../support/test-model.js";
+import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
 
 // The snapshot store on a real Redis Cluster of three primaries (docs/kv-store.md, "Redis Cluster").
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0n };
+
+async function decoded(engine: Engine, sequenceId: string): Promise<number[]> {
+  const tokens: number[] = [];
+  for await (const token of engine.decode({ sequenceId, maxNewTokens: 12, sampling: GREEDY, stopTokenIds: [], ignoreEos: true })) tokens.push(token.tokenId);
+  return tokens;
+}
 
 describe("snapshots in a Redis Cluster", () => {
   let cluster: RedisCluster;
@@ -85,6 +95,25 @@ describe("snapshots in a Redis Cluster", () => {
     expect(await snapshots.load("tenant-1", "released")).toBeNull();
     const base = snapshots.keys("tenant-1", "released").base;
     expect((await keysByNode()).flat().filter((key) => key.startsWith(`${base}:chunk:`) || key === `${base}:manifest`)).toEqual([]);
+  });
+
+  it("carries a sequence from one engine to another through the cluster: offloaded after snapkv, decoded elsewhere with the tokens of a never-moved copy", async () => {
+    const model = await loadTestModel();
+    const eviction = { policy: "snapkv", budget: { maxTokens: 36 }, params: {} };
+    const engineAs = (replica: string) =>
+      new Engine(model, { ...DEFAULT_TEST_OPTIONS, kvStore: { snapshots: new SnapshotStore(options({ prefix: "engines", model: "stories260K", replica })), leaseMs: 60_000 } });
+    const [reference, a, b] = [new Engine(model, DEFAULT_TEST_OPTIONS), engineAs("replica-a"), engineAs("replica-b")];
+    try {
+      await reference.prefill({ sequenceId: "moved", text: REFERENCE_TEXT, eviction });
+      const prefilled = await a.prefill({ sequenceId: "moved", text: REFERENCE_TEXT, eviction });
+      expect(prefilled.eviction).toMatchObject({ applied: true }); // the prompt is longer than the budget: snapkv evicted
+      const offloaded = await a.offload("moved");
+      expect(offloaded.storedBytes).toBeGreaterThan(0);
+      expect(await decoded(b, "moved")).toEqual(await decoded(reference, "moved"));
+      expect(b.stats({ sequenceId: "moved" }).sequences[0].residency).toBe("both");
+    } finally {
+      for (const engine of [reference, a, b]) engine.close();
+    }
   });
 
   it("answers UNAVAILABLE when no node answers", async () => {
