@@ -45,6 +45,8 @@ interface CapacityRun {
   stored: number;
   decodedTokens: number;
   decodeRefusals: number;
+  /** The first decode refusal's message, or null. */
+  decodeRefusal: string | null;
   decodeSeconds: number;
 }
 
@@ -68,6 +70,7 @@ async function capacity(engine: Engine, vocab: number): Promise<CapacityRun> {
   const resident = engine.stats().sequences.filter((s) => (s.residency ?? "resident") !== "stored").map((s) => s.sequenceId);
   let decodedTokens = 0;
   let decodeRefusals = 0;
+  let decodeRefusal: string | null = null;
   const started = performance.now();
   for (const sequenceId of resident) {
     try {
@@ -75,6 +78,7 @@ async function capacity(engine: Engine, vocab: number): Promise<CapacityRun> {
     } catch (error) {
       if (!(error instanceof EngineError) || error.code !== "RESOURCE_EXHAUSTED") throw error;
       decodeRefusals++;
+      decodeRefusal ??= `${sequenceId} (${engine.stats().sequences.find((s) => s.sequenceId === sequenceId)?.residency ?? "resident"}): ${error.message}`;
     }
   }
   const decodeSeconds = (performance.now() - started) / 1000;
@@ -85,6 +89,7 @@ async function capacity(engine: Engine, vocab: number): Promise<CapacityRun> {
     stored: before.filter((r) => r === "stored").length,
     decodedTokens,
     decodeRefusals,
+    decodeRefusal,
     decodeSeconds,
   };
 }
@@ -135,6 +140,9 @@ try {
   if (withoutStore.refusal) {
     report.print();
     report.print(`Memory only, session ${withoutStore.held + 1} was refused: \`${withoutStore.refusal}\``);
+  }
+  for (const [name, run] of [["memory only", withoutStore], ["with --kv-store", withStore]] as const) {
+    if (run.decodeRefusal) report.print(`\n${name}, the first decode refused: \`${run.decodeRefusal}\``);
   }
   if (options.out) report.write(options.out);
 } finally {
