@@ -104,9 +104,9 @@ program
   .option("--keepalive-timeout <seconds>", "...and close it when the ping goes unanswered this long (a vanished peer frees its streams and memory)", positiveInt, DEFAULT_CONNECTION_LIMITS.keepaliveTimeoutMs / 1000)
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .addOption(
-    new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
+    new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), redis+cluster://host:port,... (Redis Cluster), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
   )
-  .option("--kv-store-ca <file>", "PEM CA bundle that signs a rediss:// --kv-store's certificate")
+  .option("--kv-store-ca <file>", "PEM CA bundle that signs a rediss:// or rediss+cluster:// --kv-store's certificates")
   .option("--kv-store-prefix <prefix>", "prefix of every --kv-store key (replicas sharing a store and a prefix share sequences)", "kvwarden")
   .option("--kv-store-lease <seconds>", "how long this replica's hold on a sequence lasts unless renewed: after a crash, others restore it this long after", positiveInt, 30)
   .option("--replica-name <name>", "this replica's name in --kv-store leases, as a call for a sequence it holds names it (default: host name and process id)")

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
-import { createClient, ErrorReply, RESP_TYPES } from "redis";
+import { createClient, createCluster, ErrorReply, RESP_TYPES } from "redis";
 import type { FenceKeys, HeldLease, KvStore, LeaseAttempt } from "./kv-store.js";
+import { parseClusterUrl } from "./redis-cluster-url.js";
 import { KvStoreFull, KvStoreUnavailable } from "./store-errors.js";
 import { storeLocation } from "./store-location.js";
 
@@ -60,31 +61,70 @@ export interface RedisStoreOptions {
   caFile?: string;
 }
 
+/** The commands the store sends: what a node-redis client and a cluster client both offer, values as Buffers. */
+interface RedisCommands {
+  get(key: string): Promise<Buffer | null>;
+  set(key: string, value: Buffer, options: { expiration: { type: "PX"; value: number } }): Promise<unknown>;
+  del(keys: string[]): Promise<number>;
+  hGet(key: string, field: string): Promise<Buffer | null>;
+  eval(script: string, options: { keys: string[]; arguments: (string | Buffer)[] }): Promise<unknown>;
+}
+
+type ReconnectStrategy = (retries: number, cause: Error) => number | Error;
+
 /**
- * The KV store on Redis or Valkey (node-redis v5, RESP3): `redis://[user:password@]host:port[/db]` or
- * `rediss://` (TLS). Values travel as Buffers (RESP type mapping). Commands fail at once while the
- * connection is down (no offline queue), so a caller learns of it instead of waiting.
+ * The KV store on Redis or Valkey (node-redis v5, RESP3): one server, `redis://[user:password@]host:port[/db]`
+ * or `rediss://` (TLS), or a Redis Cluster, `redis+cluster://[user:password@]host:port[,host:port...]`
+ * (docs/kv-store.md, "Redis Cluster"; all keys of one sequence share a hash tag, so its scripts and
+ * deletes stay in one slot). Values travel as Buffers (RESP type mapping). Commands fail at once while
+ * the connection is down (no offline queue), so a caller learns of it instead of waiting.
  */
 export class RedisKvStore implements KvStore {
   private constructor(
     readonly location: string,
-    private readonly client: ReturnType<typeof binaryClient>,
+    private readonly client: RedisCommands,
+    private readonly disconnect: () => void,
   ) {}
 
   static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisKvStore> {
     const location = storeLocation(url);
     const ca = options.caFile ? await readFile(options.caFile) : undefined;
-    let connected = false;
-    const client = binaryClient(url, ca, (retries, cause) => (connected ? Math.min(50 * 2 ** retries, 2000) : cause));
+    const connection = failFastUntilConnected();
+    const client = binaryClient(url, ca, connection.reconnectStrategy);
     // Errors also reach the command that met them; without a listener the client's 'error' event would crash the process.
     client.on("error", () => {});
-    client.on("ready", () => (connected = true));
     try {
       await client.connect();
     } catch (error) {
       throw new KvStoreUnavailable(location, error);
     }
-    return new RedisKvStore(location, client);
+    connection.connected = true;
+    return new RedisKvStore(location, client, () => client.isOpen && client.destroy());
+  }
+
+  /** A Redis Cluster: the nodes in the URL are where the client discovers the others from. */
+  static async openCluster(url: string, options: RedisStoreOptions = {}): Promise<RedisKvStore> {
+    const { tls, username, password, nodes, location } = parseClusterUrl(url);
+    const ca = options.caFile ? await readFile(options.caFile) : undefined;
+    const connection = failFastUntilConnected();
+    const cluster = createCluster({
+      rootNodes: nodes.map(({ host, port }) => ({ socket: { host, port } })),
+      defaults: {
+        username,
+        password,
+        disableOfflineQueue: true,
+        socket: tls ? { tls: true, ca, reconnectStrategy: connection.reconnectStrategy, connectTimeout: 5000 } : { reconnectStrategy: connection.reconnectStrategy, connectTimeout: 5000 },
+      },
+    }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer });
+    cluster.on("error", () => {});
+    try {
+      await cluster.connect();
+    } catch (error) {
+      cluster.destroy();
+      throw new KvStoreUnavailable(location, error);
+    }
+    connection.connected = true;
+    return new RedisKvStore(location, cluster, () => cluster.destroy());
   }
 
   get(key: string): Promise<Buffer | null> {
@@ -118,7 +158,7 @@ export class RedisKvStore implements KvStore {
   }
 
   getManifest(manifestKey: string): Promise<Buffer | null> {
-    return this.call(() => this.client.hGet(manifestKey, "v")) as Promise<Buffer | null>;
+    return this.call(() => this.client.hGet(manifestKey, "v"));
   }
 
   async deleteManifest(keys: FenceKeys, lease: HeldLease): Promise<boolean> {
@@ -126,7 +166,7 @@ export class RedisKvStore implements KvStore {
   }
 
   async close(): Promise<void> {
-    if (this.client.isOpen) this.client.destroy();
+    this.disconnect();
   }
 
   private script(source: string, keys: string[], args: (string | Buffer)[]): Promise<unknown> {
@@ -150,7 +190,16 @@ export class RedisKvStore implements KvStore {
   }
 }
 
-function binaryClient(url: string, ca: Buffer | undefined, reconnectStrategy: (retries: number, cause: Error) => number | Error) {
+/** A connection that gives up at once while it has never connected (a wrong address fails fast), and retries with backoff after. */
+function failFastUntilConnected(): { connected: boolean; reconnectStrategy: ReconnectStrategy } {
+  const connection = {
+    connected: false,
+    reconnectStrategy: (retries: number, cause: Error) => (connection.connected ? Math.min(50 * 2 ** retries, 2000) : cause),
+  };
+  return connection;
+}
+
+function binaryClient(url: string, ca: Buffer | undefined, reconnectStrategy: ReconnectStrategy) {
   const tls = url.startsWith("rediss:");
   return createClient({
     url,

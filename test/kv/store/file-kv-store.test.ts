@@ -122,6 +122,6 @@ describe("the file store", () => {
   });
 
   it("names the schemes it supports when given another", async () => {
-    await expect(openKvStore("memcached://127.0.0.1:11211")).rejects.toThrow(/scheme 'memcached:' is not supported: use redis:\/\/, rediss:\/\/ or file:\/\//);
+    await expect(openKvStore("memcached://127.0.0.1:11211")).rejects.toThrow(/scheme 'memcached:' is not supported: use redis:\/\/, rediss:\/\/, redis\+cluster:\/\/, rediss\+cluster:\/\/ or file:\/\//);
   });
 });

@@ -16,7 +16,7 @@ export interface RedisProcess {
 }
 
 /** A port free right now: redis-server cannot be told to pick one (`--port 0` turns TCP off). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
@@ -26,7 +26,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function run(command: string, args: string[]): Promise<string> {
+export async function run(command: string, args: string[]): Promise<string> {
   const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout.on("data", (data: Buffer) => (output += data.toString()));
