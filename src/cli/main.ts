@@ -25,6 +25,7 @@ import { TlsCertificates, validityProblem } from "../server/tls.js";
 import { maxRequestBytes } from "../server/message-limit.js";
 import { packagePath } from "../package/package-root.js";
 import { parseSocketMode } from "../server/unix-socket.js";
+import { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
 import { MetricsServer } from "../telemetry/metrics-server.js";
@@ -168,6 +169,8 @@ program
         crossTenantCompression: options.crossTenantCompression,
         maxQueue: options.maxQueue,
         kvStore,
+        // Spans always (exported when tracing is on); metrics when --metrics-listen serves them.
+        telemetry: new EngineTelemetry(metrics),
       });
       return engine;
     })();

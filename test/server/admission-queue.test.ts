@@ -154,7 +154,6 @@ describe("the admission queue over gRPC (--max-queue)", () => {
     } finally {
       client.close();
       await Promise.all([server.close(1_000), endpoint.close()]);
-      metrics.close();
     }
   });
 });

@@ -32,7 +32,6 @@ describe("calls ended by the client in the metrics", () => {
   afterAll(async () => {
     client.close();
     await Promise.all([server.close(1_000), endpoint.close()]);
-    metrics.close();
   });
 
   /** Runs a long Decode of a new sequence until `end` stops it on the client; the status the client saw. */
