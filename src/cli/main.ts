@@ -20,7 +20,7 @@ import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/graph/weight-layo
 import type { ExecutionProvider } from "../model/runners/model-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
-import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
+import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../sidecar/kvwarden-server.js";
 import { TlsCertificates, validityProblem } from "../server/tls.js";
 import { maxRequestBytes } from "../server/message-limit.js";
 import { packagePath } from "../package/package-root.js";

@@ -5,7 +5,7 @@ import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
 import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
-import { contextLimit, type EngineModel } from "./engine-model.js";
+import { contextLimit, type EngineModel } from "../model/engine-model.js";
 import { EngineError } from "./engine-error.js";
 import { DEFAULT_MAX_BATCH_SIZE, type EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";

@@ -2,7 +2,7 @@ import { scoreToken, type TokenLogprob } from "../model/sampling/logprobs.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
-import { contextLimit, type EngineModel } from "./engine-model.js";
+import { contextLimit, type EngineModel } from "../model/engine-model.js";
 import { EngineError } from "./engine-error.js";
 import { DEFAULT_MAX_PROMPT_BYTES, type EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";

@@ -1,7 +1,7 @@
 import type { DecodeInput, PrefillInput } from "../engine/engine.js";
 import { EngineError } from "../engine/engine-error.js";
 import type { SamplingParams } from "../model/sampling/sampler.js";
-import { SeededRandom } from "../model/sampling/seeded-random.js";
+import { SeededRandom } from "../numerics/seeded-random.js";
 import type { EvictionSpec as PolicySpec } from "../policies/policy.js";
 import type {
   DecodeRequest,

@@ -2,7 +2,7 @@ import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KvwardenClient } from "../../src/client/index.js";
 import { Engine } from "../../src/engine/engine.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
