@@ -20,7 +20,7 @@ import { loadModel } from "../src/model/load-model.js";
 import { floatsPerEntry } from "../src/kv/layer-cache.js";
 import { RecentQueryRing } from "../src/kv/recent-queries.js";
 import { SlabPool } from "../src/kv/slab-pool.js";
-import { KvwardenServer } from "../src/server/server.js";
+import { KvwardenServer } from "../src/sidecar/kvwarden-server.js";
 import { decodeConcurrently } from "./batched-decode.js";
 import { shortBesideLong, type ShortBesideLongResult } from "./short-beside-long.js";
 import { buildLeanGraph, leanGreedy } from "./lean-graph.js";

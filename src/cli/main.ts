@@ -21,11 +21,12 @@ import type { ExecutionProvider } from "../model/runners/model-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
 import { Authenticator } from "../server/authenticator.js";
 import { DEFAULT_CONNECTION_LIMITS } from "../server/connection-limits.js";
-import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../server/server.js";
+import { DEFAULT_SOCKET_MODE, KvwardenServer } from "../sidecar/kvwarden-server.js";
 import { TlsCertificates, validityProblem } from "../server/tls.js";
 import { maxRequestBytes } from "../server/message-limit.js";
 import { packagePath } from "../package/package-root.js";
 import { parseSocketMode } from "../server/unix-socket.js";
+import { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import { jsonLog as log } from "../telemetry/json-log.js";
 import { KvwardenMetrics } from "../telemetry/metrics.js";
 import { MetricsServer } from "../telemetry/metrics-server.js";
@@ -172,6 +173,8 @@ program
         crossTenantCompression: options.crossTenantCompression,
         maxQueue: options.maxQueue,
         kvStore,
+        // Spans always (exported when tracing is on); metrics when --metrics-listen serves them.
+        telemetry: new EngineTelemetry(metrics),
       });
       return engine;
     })();

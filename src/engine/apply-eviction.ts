@@ -1,4 +1,4 @@
-import { SeededRandom } from "../model/sampling/seeded-random.js";
+import { SeededRandom } from "../numerics/seeded-random.js";
 import type { EvictionSpec, KeepPlan } from "../policies/policy.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";

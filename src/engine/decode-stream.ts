@@ -1,11 +1,11 @@
 import { LaneArenas } from "../kv/lane-arenas.js";
 import { Sampler, type SamplingParams } from "../model/sampling/sampler.js";
 import type { EvictionSpec } from "../policies/policy.js";
-import { observeStep } from "../telemetry/engine-telemetry.js";
+import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
 import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
-import { contextLimit, type EngineModel } from "./engine-model.js";
+import { contextLimit, type EngineModel } from "../model/engine-model.js";
 import { EngineError } from "./engine-error.js";
 import { DEFAULT_MAX_BATCH_SIZE, type EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";
@@ -56,6 +56,7 @@ export class DecodeStreams {
     private readonly table: SequenceTable,
     private readonly admission: SequenceAdmission,
     private readonly eviction: SequenceEviction,
+    private readonly telemetry: EngineTelemetry,
   ) {
     // A device-resident cache steps one sequence per run: the batch arena is a host copy.
     const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
@@ -161,7 +162,7 @@ export class DecodeStreams {
     if (batch.length === 1) {
       const [sequence] = batch;
       const tokens = [sequence.pendingToken!];
-      const out = await observeStep("decode", sequence.id, 1, sequence.fedTokens, () =>
+      const out = await this.telemetry.observeStep("decode", sequence.id, 1, sequence.fedTokens, () =>
         this.model.runner.run({ tokens, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows: 1 }),
       );
       sequence.absorbStep(out, tokens, 0, 1, vocabSize);
@@ -169,7 +170,7 @@ export class DecodeStreams {
     }
     const arena = this.arenas.of(lane, lanes);
     const arranged = arena.arrange(batch);
-    const out = await observeStep("decode", arranged[0].id, 1, arranged[0].fedTokens, () =>
+    const out = await this.telemetry.observeStep("decode", arranged[0].id, 1, arranged[0].fedTokens, () =>
       this.model.runner.runDecodeBatch({
         tokens: arranged.map((s) => s.pendingToken!),
         positions: arranged.map((s) => s.fedTokens),

@@ -1,6 +1,6 @@
+import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { SnapshotStore } from "../kv/store/snapshot-store.js";
 import type { TenantQuota } from "../kv/tenant-quota.js";
-import type { EvictionObserver } from "./eviction-types.js";
 import type { RequestLogOptions } from "./request-log.js";
 
 export interface EngineOptions {
@@ -29,8 +29,8 @@ export interface EngineOptions {
   maxQueue?: number;
   /** Whether memory pressure may compress other tenants' idle sequences (default true), or only the requesting tenant's own. */
   crossTenantCompression?: boolean;
-  /** Who hears of each eviction; default the process's telemetry (a span, and the metrics listening). */
-  evictionObserver?: EvictionObserver;
+  /** Spans and metrics of the engine's steps, evictions and store transfers; default spans only (no metrics). */
+  telemetry?: EngineTelemetry;
   /** The KV store tier (--kv-store, docs/kv-store.md); absent: sequences live in memory only. */
   kvStore?: EngineKvStore;
 }

@@ -6,10 +6,10 @@ import { OffloadIdleSequences } from "../kv/offload-idle.js";
 import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import { SlabPool } from "../kv/slab-pool.js";
 import type { EvictionSpec } from "../policies/policy.js";
-import { evictionTelemetry } from "../telemetry/engine-telemetry.js";
+import { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import { ANONYMOUS, type CallContext } from "./caller.js";
 import { DecodeStreams, type DecodeInput, type GeneratedToken } from "./decode-stream.js";
-import type { EngineModel } from "./engine-model.js";
+import type { EngineModel } from "../model/engine-model.js";
 import { EngineError } from "./engine-error.js";
 import type { EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";
@@ -29,7 +29,7 @@ import { truncate, type TruncateOutcome } from "./truncate.js";
 export type { CallContext, Caller } from "./caller.js";
 export { ANONYMOUS } from "./caller.js";
 export type { DecodeInput, FinishReason, GeneratedToken } from "./decode-stream.js";
-export type { EngineModel } from "./engine-model.js";
+export type { EngineModel } from "../model/engine-model.js";
 export { DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_PROMPT_BYTES, DEFAULT_MAX_SEQUENCE_TOKENS, type EngineKvStore, type EngineOptions } from "./engine-options.js";
 export type { OffloadOutcome, Residency } from "./sequence-tiers.js";
 export type { EvictionOutcome } from "./eviction-types.js";
@@ -58,6 +58,7 @@ export class Engine {
   private readonly memory: KvMemoryManager<Sequence>;
   private readonly admission: SequenceAdmission;
   private readonly eviction: SequenceEviction;
+  private readonly telemetry: EngineTelemetry;
   private readonly prefiller: Prefill;
   private readonly streams: DecodeStreams;
   private readonly requests: RequestLog;
@@ -77,7 +78,7 @@ export class Engine {
       create: (id, tenant) => new Sequence(id, tenant, pool, shape, options.recentQueryRows, runner.kvDtype, device && (() => device.createLayer(pool))),
       newSequenceRefusal: (tenant) => this.memory.newSequenceRefusal(tenant),
     });
-    const evictionObserver = options.evictionObserver ?? evictionTelemetry;
+    const telemetry = (this.telemetry = options.telemetry ?? new EngineTelemetry());
     const store = options.kvStore;
     let tiers: SequenceTiers | undefined;
     this.memory = new KvMemoryManager(pool, () => this.table.all(), {
@@ -85,7 +86,7 @@ export class Engine {
       crossTenantRelief: options.crossTenantCompression,
       // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
       // Device-resident caches (WebGPU) have no snapshots yet: there, pressure compresses, then refuses.
-      relief: [new CompressIdleSequences(compressionOf), ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
+      relief: [new CompressIdleSequences((s: Sequence) => compressionOf(s, telemetry)), ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
     });
     this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0));
     tiers = this.tiers =
@@ -95,12 +96,12 @@ export class Engine {
         offloadIdleAfterMs: device ? undefined : store.offloadIdleAfterMs,
         ttlMs: options.sequenceTtlMs,
         recentQueryRows: options.recentQueryRows,
-        evictionObserver,
+        telemetry,
         admission: this.admission,
       });
-    this.eviction = new SequenceEviction(options.recentQueryRows, evictionObserver);
-    this.prefiller = new Prefill(model, options, this.table, this.admission, this.eviction);
-    this.streams = new DecodeStreams(model, options, this.table, this.admission, this.eviction);
+    this.eviction = new SequenceEviction(options.recentQueryRows, telemetry);
+    this.prefiller = new Prefill(model, options, this.table, this.admission, this.eviction, telemetry);
+    this.streams = new DecodeStreams(model, options, this.table, this.admission, this.eviction, telemetry);
     this.requests = new RequestLog(options.requestLog);
   }
 
@@ -206,7 +207,7 @@ export class Engine {
     const sequence = this.table.create(caller, sequenceId);
     try {
       this.admission.restore(sequence, restoredBytes(snapshot), () =>
-        restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver ?? evictionTelemetry),
+        restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.telemetry),
       );
     } catch (error) {
       this.table.remove(sequence);

@@ -1,8 +1,8 @@
 import { scoreToken, type TokenLogprob } from "../model/sampling/logprobs.js";
 import type { EvictionSpec } from "../policies/policy.js";
-import { observeStep } from "../telemetry/engine-telemetry.js";
+import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
-import { contextLimit, type EngineModel } from "./engine-model.js";
+import { contextLimit, type EngineModel } from "../model/engine-model.js";
 import { EngineError } from "./engine-error.js";
 import { DEFAULT_MAX_PROMPT_BYTES, type EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";
@@ -55,6 +55,7 @@ export class Prefill {
     private readonly table: SequenceTable,
     private readonly admission: SequenceAdmission,
     private readonly eviction: SequenceEviction,
+    private readonly telemetry: EngineTelemetry,
   ) {}
 
   async run(input: PrefillInput, signal: AbortSignal | undefined, caller: Caller): Promise<PrefillOutcome> {
@@ -130,7 +131,7 @@ export class Prefill {
           // The first token is predicted by the logits of the call before (none for a new sequence).
           scoring.scores.push(sequence.lastLogits ? scoreToken(sequence.lastLogits, chunk[0], scoring.top, scoring.distribution) : { tokenId: chunk[0], top: [] });
         }
-        const out = await observeStep("prefill", sequence.id, chunk.length, sequence.fedTokens, () =>
+        const out = await this.telemetry.observeStep("prefill", sequence.id, chunk.length, sequence.fedTokens, () =>
           this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows, logitRows }),
         );
         if (scoring) {

@@ -1,6 +1,6 @@
 import type { Compression } from "../kv/compress-idle.js";
 import { InvalidEvictionError } from "../policies/policy.js";
-import { observeCrossTenantCompression } from "../telemetry/engine-telemetry.js";
+import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import { commitEviction } from "./apply-eviction.js";
 import type { Sequence } from "./sequence.js";
 
@@ -9,7 +9,7 @@ import type { Sequence } from "./sequence.js";
  * budget, whatever the slack; null when it carries none (nothing is evicted from a sequence that
  * did not ask for eviction) or when its budget cannot run now.
  */
-export function compressionOf(sequence: Sequence): Compression | null {
+export function compressionOf(sequence: Sequence, telemetry: EngineTelemetry): Compression | null {
   // Keys still on the device cannot be read back here (this runs synchronously, under pressure): such a budget is passed over.
   if (!sequence.decodeBudget || (sequence.decodeBudget.readsKeys && !sequence.keysOnHost)) return null;
   try {
@@ -18,7 +18,7 @@ export function compressionOf(sequence: Sequence): Compression | null {
       bytesAfter: plan.bytesAfter,
       commit: (requesterTenant) => {
         const outcome = commitEviction(sequence, plan);
-        if (sequence.tenant !== requesterTenant) observeCrossTenantCompression(sequence.tenant, requesterTenant, outcome);
+        if (sequence.tenant !== requesterTenant) telemetry.crossTenantCompression(sequence.tenant, requesterTenant, outcome);
       },
     };
   } catch (error) {

@@ -1,9 +1,9 @@
 import type { SnapshotManifest } from "../kv/store/snapshot-manifest.js";
 import type { SnapshotStore } from "../kv/store/snapshot-store.js";
 import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
-import { observeTransfer, type StoreReason } from "../telemetry/store-telemetry.js";
+import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
+import type { StoreReason } from "../telemetry/store-telemetry.js";
 import type { Caller } from "./caller.js";
-import type { EvictionObserver } from "./eviction-types.js";
 import { restoreSequence } from "./restore-sequence.js";
 import type { Sequence } from "./sequence.js";
 import type { SequenceAdmission } from "./sequence-admission.js";
@@ -22,7 +22,8 @@ export interface SequenceTiersOptions {
   /** Stored sequences are forgotten after this long (the store's keys expire with the same TTL). */
   ttlMs: number;
   recentQueryRows: number;
-  evictionObserver: EvictionObserver;
+  /** Spans and metrics of transfers, and of the evictions a restored decode budget runs. */
+  telemetry: EngineTelemetry;
   /** Admits a restore's memory, relieving pressure first (which may offload others). */
   admission: SequenceAdmission;
 }
@@ -125,7 +126,7 @@ export class SequenceTiers {
       const sequence = this.table.create(caller, sequenceId);
       try {
         this.options.admission.restore(sequence, restoredBytes(snapshot), () =>
-          restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.evictionObserver),
+          restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.telemetry),
         );
       } catch (error) {
         this.table.remove(sequence);
@@ -141,7 +142,7 @@ export class SequenceTiers {
 
   private async load(tenant: string, sequenceId: string, manifest: SnapshotManifest): Promise<KvSnapshot | null> {
     const { chunks, bytes } = manifest;
-    const read = await observeTransfer("restore", "explicit", sequenceId, async () => ({ snapshot: await this.options.snapshots.load(tenant, sequenceId), bytes, chunks: chunks.length }));
+    const read = await this.options.telemetry.observeTransfer("restore", "explicit", sequenceId, async () => ({ snapshot: await this.options.snapshots.load(tenant, sequenceId), bytes, chunks: chunks.length }));
     return read.snapshot;
   }
 
@@ -155,7 +156,7 @@ export class SequenceTiers {
     sequence.claim();
     try {
       const lease = await this.leases.take(key);
-      const saved = await observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, captureSnapshot(sequence)));
+      const saved = await this.options.telemetry.observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, captureSnapshot(sequence)));
       this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
       const freedBytes = this.table.remove(sequence);
       await this.leases.letGo(key);
@@ -179,7 +180,7 @@ export class SequenceTiers {
     void (async () => {
       try {
         const lease = await this.leases.take(key);
-        const saved = await observeTransfer("offload", "pressure", sequence.id, () => this.options.snapshots.save(lease, snapshot));
+        const saved = await this.options.telemetry.observeTransfer("offload", "pressure", sequence.id, () => this.options.snapshots.save(lease, snapshot));
         if (this.parked.get(key) !== entry) return; // restored meanwhile: that copy is the live one
         this.parked.delete(key);
         this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });

@@ -3,7 +3,7 @@ import { DEFAULT_ENGINE_OPTIONS } from "../engine/engine-options.js";
 import { Engine } from "../engine/engine.js";
 import { defaultModelFiles } from "../model/default-model.js";
 import { loadModelSource, type ModelSource } from "../model/load-model.js";
-import { KvwardenServer } from "../server/server.js";
+import { KvwardenServer } from "../sidecar/kvwarden-server.js";
 import { KvwardenClient } from "../client/index.js";
 
 /** Stories and reports come back in large messages. */

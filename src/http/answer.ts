@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Engine } from "../engine/engine.js";
-import type { RpcScope } from "../server/rpc-runtime.js";
+import type { RpcScope } from "../server/middleware/server-call.js";
 import { surfaceCallOf } from "./http-call.js";
 import { openAiErrorOf } from "./openai-error.js";
 import type { RouteContext } from "./route-context.js";

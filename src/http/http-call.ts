@@ -1,6 +1,6 @@
 import { Metadata } from "@grpc/grpc-js";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { SurfaceCall } from "../server/rpc-runtime.js";
+import type { SurfaceCall } from "../server/middleware/server-call.js";
 
 /** Headers a call's runtime reads: the bearer token and W3C trace context. */
 const CARRIED_HEADERS = ["authorization", "traceparent", "tracestate"];

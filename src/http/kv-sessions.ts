@@ -1,8 +1,8 @@
 import type { Engine, PrefillOutcome } from "../engine/engine.js";
 import { EngineError } from "../engine/engine-error.js";
 import type { EvictionSpec as PolicySpec } from "../policies/policy.js";
-import { sequenceIdOf } from "../server/proto-mapping.js";
-import type { RpcScope } from "../server/rpc-runtime.js";
+import { sequenceIdOf } from "../server/kv-cache-requests.js";
+import type { RpcScope } from "../server/middleware/server-call.js";
 import { HttpError } from "./openai-error.js";
 import type { PromptInput } from "./prompt-input.js";
 

@@ -5,7 +5,7 @@
  * defines that are not listed here are refused rather than silently ignored.
  */
 
-/** A session name: it becomes part of a sequence id (256 bytes at most, see proto-mapping.ts). */
+/** A session name: it becomes part of a sequence id (256 bytes at most, see kv-cache-requests.ts). */
 const SESSION = { type: "string", minLength: 1, maxLength: 200 } as const;
 const STOP = {
   anyOf: [

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Engine } from "../engine/engine.js";
-import type { RpcScope } from "../server/rpc-runtime.js";
+import type { RpcScope } from "../server/middleware/server-call.js";
 import { Generation, type ChoiceFinish, type GenerationRequest, type TokenScore } from "./generation.js";
 import { deliveryOf, type CommonBody, type Delivery } from "./generation-request.js";
 import { surfaceCallOf } from "./http-call.js";

@@ -1,4 +1,4 @@
-import { float16ToFloat32 } from "../model/numerics/float16.js";
+import { float16ToFloat32 } from "../numerics/float16.js";
 import type { SlabPool } from "./slab-pool.js";
 
 /** Capacity grows in whole blocks, so slabs come in few sizes and are reused. */

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, realpathSync, statSync, type Stats } from "node:fs";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
-import type { EngineModel } from "../engine/engine.js";
+import type { EngineModel } from "./engine-model.js";
 import { loadLlama2cCheckpoint } from "./checkpoints/llama2c-checkpoint.js";
 import { convertHfCheckpoint } from "./conversion/convert.js";
 import { defaultModelFiles } from "./default-model.js";

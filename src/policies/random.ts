@@ -1,4 +1,4 @@
-import { SeededRandom } from "../model/sampling/seeded-random.js";
+import { SeededRandom } from "../numerics/seeded-random.js";
 import { sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
 import { paramOf, type Policy } from "./policy.js";

@@ -1,6 +1,5 @@
 import { context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Engine } from "../engine/engine.js";
-import { EngineError } from "../engine/engine-error.js";
 import { DEFAULT_MAX_PROMPT_BYTES } from "../engine/engine-options.js";
 import {
   FinishReason,
@@ -28,8 +27,10 @@ import { POLICIES, snakeCase } from "../policies/registry.js";
 import { GEN_AI, GEN_AI_OPERATION, KVWARDEN } from "../telemetry/attributes.js";
 import { decodeTokens } from "../model/tokenizers/tokenizer.js";
 import { tracer } from "../telemetry/tracer.js";
-import { decodeInputOf, evictionResultOf, evictionSpecOf, requestIdOf, sequenceIdOf, sequenceStatsOf, logprobsOf, tokenLogprobOf } from "./proto-mapping.js";
-import type { RpcRuntime, RpcScope } from "./rpc-runtime.js";
+import { decodeOf, evictOf, forkOf, prefillOf, sequenceCallOf, statsOf, truncateOf } from "./kv-cache-requests.js";
+import { evictionResultOf, sequenceStatsOf, tokenLogprobOf } from "./proto-responses.js";
+import type { RpcScope } from "./middleware/server-call.js";
+import type { RpcRuntime } from "./rpc-runtime.js";
 import { minimumBudget } from "../policies/protected-parts.js";
 
 const FINISH_REASONS = { length: FinishReason.FINISH_REASON_LENGTH, stop: FinishReason.FINISH_REASON_STOP, context: FinishReason.FINISH_REASON_CONTEXT };
@@ -50,17 +51,8 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
   return {
     prefill: runtime.unary<PrefillRequest, PrefillResponse>("Prefill", "work", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId, ...genAi() });
-      const outcome = await engine().prefill(
-        {
-          sequenceId: sequenceIdOf(request),
-          tokenIds: request.tokenIds,
-          text: request.text,
-          messages: request.messages,
-          eviction: request.eviction && evictionSpecOf(request.eviction),
-          logprobs: logprobsOf(request),
-        },
-        { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) },
-      );
+      const { input, requestId } = prefillOf(request);
+      const outcome = await engine().prefill(input, { caller: scope.caller, signal: scope.signal, requestId });
       scope.annotate({ [GEN_AI.usageInputTokens]: outcome.promptTokens, [KVWARDEN.position]: outcome.position, [KVWARDEN.kvBytes]: outcome.kvBytes });
       scope.logContent(() => ({ prompt: decodeTokens(engine().model.tokenizer, outcome.tokenIds) }));
       return {
@@ -78,18 +70,17 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
 
     evict: runtime.unary<EvictRequest, EvictResponse>("Evict", "always", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
-      const sequenceId = sequenceIdOf(request);
-      if (!request.eviction) throw new EngineError("INVALID_ARGUMENT", "eviction is required");
-      const outcome = await engine().evict(sequenceId, evictionSpecOf(request.eviction), { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
+      const { sequenceId, spec, requestId } = evictOf(request);
+      const outcome = await engine().evict(sequenceId, spec, { caller: scope.caller, signal: scope.signal, requestId });
       return { sequenceId, eviction: evictionResultOf(outcome) };
     }),
 
     stats: runtime.unary<StatsRequest, StatsResponse>("Stats", "always", async (request, scope) => {
-      const sequenceId = request.sequenceId === "" ? undefined : sequenceIdOf(request);
+      const { sequenceId, includePositions, includeTokenIds } = statsOf(request);
       // What a cancelled Decode leaves, not a sequence still changing.
       if (sequenceId) await engine().bringIn(sequenceId, { caller: scope.caller });
       await engine().settled(sequenceId, { caller: scope.caller });
-      const stats = engine().stats({ sequenceId, includePositions: request.includePositions, includeTokenIds: request.includeTokenIds }, { caller: scope.caller });
+      const stats = engine().stats({ sequenceId, includePositions, includeTokenIds }, { caller: scope.caller });
       return {
         kvBytesUsed: BigInt(stats.kvBytesUsed),
         kvBytesBudget: BigInt(stats.kvBytesBudget),
@@ -109,29 +100,30 @@ export function kvCacheService(engine: () => Engine, info: ServiceInfo, runtime:
 
     truncate: runtime.unary<TruncateRequest, TruncateResponse>("Truncate", "always", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
-      const sequenceId = sequenceIdOf(request);
-      const outcome = await engine().truncate(sequenceId, request.length, { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
+      const { sequenceId, length, requestId } = truncateOf(request);
+      const outcome = await engine().truncate(sequenceId, length, { caller: scope.caller, signal: scope.signal, requestId });
       scope.annotate({ [KVWARDEN.position]: outcome.position, [KVWARDEN.kvBytes]: outcome.kvBytes });
       return { sequenceId, position: outcome.position, droppedTokens: outcome.droppedTokens, kvBytes: BigInt(outcome.kvBytes) };
     }),
 
     release: runtime.unary<ReleaseRequest, ReleaseResponse>("Release", "always", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
-      const { found, freedBytes } = await engine().release(sequenceIdOf(request), { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
+      const { sequenceId, requestId } = sequenceCallOf(request);
+      const { found, freedBytes } = await engine().release(sequenceId, { caller: scope.caller, signal: scope.signal, requestId });
       return { found, freedBytes: BigInt(freedBytes) };
     }),
 
     offload: runtime.unary<OffloadRequest, OffloadResponse>("Offload", "always", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
-      const sequenceId = sequenceIdOf(request);
-      const outcome = await engine().offload(sequenceId, { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
+      const { sequenceId, requestId } = sequenceCallOf(request);
+      const outcome = await engine().offload(sequenceId, { caller: scope.caller, signal: scope.signal, requestId });
       return { sequenceId, storedBytes: BigInt(outcome.storedBytes), chunks: outcome.chunks, freedBytes: BigInt(outcome.freedBytes) };
     }),
 
     fork: runtime.unary<ForkRequest, ForkResponse>("Fork", "work", async (request, scope) => {
       scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId });
-      const newSequenceId = sequenceIdOf({ sequenceId: request.newSequenceId }, "new_sequence_id");
-      const outcome = await engine().fork(sequenceIdOf(request), newSequenceId, { caller: scope.caller, signal: scope.signal, requestId: requestIdOf(request) });
+      const { sequenceId, newSequenceId, requestId } = forkOf(request);
+      const outcome = await engine().fork(sequenceId, newSequenceId, { caller: scope.caller, signal: scope.signal, requestId });
       return { newSequenceId: outcome.newSequenceId, position: outcome.position, kvBytes: BigInt(outcome.kvBytes) };
     }),
 
@@ -193,7 +185,7 @@ export function genAiAttributes(engine: Engine): Record<string, string> {
  */
 export async function* decode(engine: Engine, request: DecodeRequest, scope: RpcScope, genAi: Record<string, string>): AsyncGenerator<DecodeResponse> {
   scope.annotate({ [KVWARDEN.sequenceId]: request.sequenceId, ...genAi, [GEN_AI.requestMaxTokens]: request.maxNewTokens });
-  const input = decodeInputOf(request);
+  const input = decodeOf(request);
   const { sampling } = input;
   const span = tracer.startSpan(
     `${GEN_AI_OPERATION} ${genAi[GEN_AI.requestModel]}`,

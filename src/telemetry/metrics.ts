@@ -1,6 +1,7 @@
 import type { CacheConfig } from "../kv/cache-config.js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { addEngineListener, type EngineListener, type EvictionRecord, type StepKind } from "./engine-telemetry.js";
+import type { EngineListener, EvictionRecord, StepKind } from "./engine-telemetry.js";
+import type { StoreOperation, StoreTransfer } from "./store-telemetry.js";
 import { StoreMetrics } from "./store-metrics.js";
 
 /** The cache figures read at scrape time. */
@@ -44,7 +45,6 @@ export class KvwardenMetrics implements EngineListener {
   private readonly crossTenantCompressions: Counter<"tenant">;
   private readonly steps: Record<StepKind, Histogram>;
   private readonly batchSizes: Histogram;
-  private readonly unlisten: () => void;
   private readonly store: StoreMetrics;
 
   /** `state` reads the cache; undefined while the model loads. */
@@ -133,7 +133,6 @@ export class KvwardenMetrics implements EngineListener {
       registers,
     });
     collectDefaultMetrics({ register: this.registry });
-    this.unlisten = addEngineListener(this);
     this.store = new StoreMetrics(this.registry);
   }
 
@@ -172,9 +171,11 @@ export class KvwardenMetrics implements EngineListener {
     this.crossTenantCompressions.inc({ tenant: owner });
   }
 
-  /** Stops listening to the engine. */
-  close(): void {
-    this.unlisten();
-    this.store.close();
+  transfer(transfer: StoreTransfer): void {
+    this.store.transfer(transfer);
+  }
+
+  storeError(operation: StoreOperation, code: string): void {
+    this.store.storeError(operation, code);
   }
 }

@@ -1,5 +1,5 @@
 import { Counter, Histogram, type Registry } from "prom-client";
-import { addStoreListener, type StoreListener, type StoreOperation, type StoreTransfer } from "./store-telemetry.js";
+import type { StoreListener, StoreOperation, StoreTransfer } from "./store-telemetry.js";
 
 const PREFIX = "kvwarden:";
 const TRANSFER_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -15,7 +15,6 @@ export class StoreMetrics implements StoreListener {
   private readonly bytes: Counter<"operation">;
   private readonly seconds: Histogram<"operation">;
   private readonly errors: Counter<"operation" | "code">;
-  readonly close: () => void;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -29,7 +28,6 @@ export class StoreMetrics implements StoreListener {
       labelNames: ["operation", "code"],
       registers,
     });
-    this.close = addStoreListener(this);
   }
 
   transfer({ operation, reason, bytes, seconds }: StoreTransfer): void {

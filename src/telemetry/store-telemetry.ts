@@ -23,19 +23,12 @@ export interface StoreListener {
   storeError(operation: StoreOperation, code: string): void;
 }
 
-/** Process-wide, as the engine's listeners (engine-telemetry.ts): a process serves one engine. */
-const listeners = new Set<StoreListener>();
-
-export function addStoreListener(listener: StoreListener): () => void {
-  listeners.add(listener);
-  return () => listeners.delete(listener);
-}
-
 /**
  * Runs one offload or restore under a `kvwarden.<operation>` span carrying its reason, bytes,
- * chunks and duration, and tells the listeners; `run` resolves with the bytes and chunks moved.
+ * chunks and duration, and tells `listener`; `run` resolves with the bytes and chunks moved.
  */
 export async function observeTransfer<T extends { bytes: number; chunks: number }>(
+  listener: Partial<StoreListener>,
   operation: StoreOperation,
   reason: StoreReason,
   sequenceId: string,
@@ -47,12 +40,12 @@ export async function observeTransfer<T extends { bytes: number; chunks: number 
       const result = await run();
       const seconds = (performance.now() - started) / 1000;
       span.setAttributes({ [KVWARDEN.storeBytes]: result.bytes, [KVWARDEN.storeChunks]: result.chunks, [KVWARDEN.storeSeconds]: seconds });
-      for (const listener of listeners) listener.transfer({ operation, reason, bytes: result.bytes, chunks: result.chunks, seconds });
+      listener.transfer?.({ operation, reason, bytes: result.bytes, chunks: result.chunks, seconds });
       return result;
     } catch (error) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
       const code = (error as { code?: unknown }).code;
-      for (const listener of listeners) listener.storeError(operation, typeof code === "string" ? code : "INTERNAL");
+      listener.storeError?.(operation, typeof code === "string" ? code : "INTERNAL");
       throw error;
     } finally {
       span.end();

@@ -9,7 +9,7 @@ const root = fileURLToPath(new URL("../../", import.meta.url));
  * only folders before it, so their dependencies run one way (issue 18). The files directly in
  * src/model (loading a model) sit above them all.
  */
-const LAYERS = ["numerics", "config", "sampling", "tokenizers", "checkpoints", "graph", "conversion", "runners", ""];
+const LAYERS = ["config", "sampling", "tokenizers", "checkpoints", "graph", "conversion", "runners", ""];
 
 /** The layer of a module under src/model ("" for the top), or null outside it. */
 function folderOf(module: string): string | null {

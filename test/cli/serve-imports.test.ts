@@ -58,7 +58,7 @@ describe("what `kvwarden serve` loads", () => {
     );
     expect(stderr).toMatch(/"msg":"serving"/);
     // It did load what serving needs, through the same recorder.
-    expect(modules.some((url) => url.endsWith("/src/server/server.ts"))).toBe(true);
+    expect(modules.some((url) => url.endsWith("/src/sidecar/kvwarden-server.ts"))).toBe(true);
     expect(packages).toContain("@grpc/grpc-js");
     expect(packages).toContain("onnxruntime-node");
     expect([...packages].filter(isEvalOnly)).toEqual([]);

@@ -102,7 +102,6 @@ describe(FILE, () => {
         exposition = families(await (await fetch(url)).text());
       } finally {
         await endpoint.close();
-        metrics.close();
         engine.close();
       }
     });

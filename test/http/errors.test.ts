@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { AuthTokens } from "../../src/server/auth-tokens.js";
 import { Authenticator } from "../../src/server/authenticator.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { loadTestModel } from "../support/test-model.js";
 import { postJson, startHttpTestServer, type HttpTestServer } from "../support/http-test-server.js";
 

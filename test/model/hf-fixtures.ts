@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import type { ModelConfig } from "../../src/model/config/model-config.js";
 import { HfCheckpoint } from "../../src/model/checkpoints/hf-checkpoint.js";
-import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
+import { SeededRandom } from "../../src/numerics/seeded-random.js";
 
 /**
  * Hugging Face checkpoints and tokenizers made by the tests themselves (no

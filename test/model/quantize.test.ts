@@ -1,8 +1,8 @@
 import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { OnnxGraph } from "../../src/model/graph/onnx-graph.js";
-import { quantizeBlocks, type QuantizedBits } from "../../src/model/numerics/quantize.js";
-import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
+import { quantizeBlocks, type QuantizedBits } from "../../src/numerics/quantize.js";
+import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { dequantizeBlocks } from "../reference/block-dequantize.js";
 
 function randomMatrix(rows: number, columns: number, seed: number): Float32Array {

@@ -14,7 +14,7 @@ import { readManifest } from "../../src/model/conversion/converted-model.js";
 import { loadModelDir } from "../../src/model/load-model.js";
 import { projectionStorage } from "../../src/model/graph/projection-weights.js";
 import type { QuantizedActivations } from "../../src/model/graph/weight-layout.js";
-import { quantizeBlocks } from "../../src/model/numerics/quantize.js";
+import { quantizeBlocks } from "../../src/numerics/quantize.js";
 import { dequantizeBlocks } from "../reference/block-dequantize.js";
 import { createReferenceCache, referenceForward } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights, MODEL_FILES } from "../support/test-model.js";

@@ -3,7 +3,7 @@ import type { EngineModel } from "../../src/engine/engine.js";
 import { LayerCache } from "../../src/kv/layer-cache.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
 import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
-import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
+import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { argmax, createReferenceCache, evictReference, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights, REFERENCE_TEXT } from "../support/test-model.js";
 

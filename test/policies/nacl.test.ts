@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
+import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { naclPolicy, naclSplit } from "../../src/policies/nacl.js";
 import type { GroupReduction } from "../../src/policies/policy.js";
 import { cacheView, evictionSpec, kept, naiveAttention, scalarKeys } from "./support/cache-view.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
+import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { randomPolicy } from "../../src/policies/random.js";
 import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";

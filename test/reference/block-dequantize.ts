@@ -1,4 +1,4 @@
-import type { BlockQuantizedMatrix } from "../../src/model/numerics/quantize.js";
+import type { BlockQuantizedMatrix } from "../../src/numerics/quantize.js";
 
 /**
  * MatMulNBits' dequantization written out from its definition, independent of

@@ -14,7 +14,7 @@
  * that attention, and the share held by the 20% of entries with the lowest
  * norms (what knorm keeps at 20%) and by the 20% with the highest.
  */
-import { SeededRandom } from "../../src/model/sampling/seeded-random.js";
+import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { loadTestWeights } from "../support/test-model.js";
 import { createReferenceCache, referenceForward } from "./llama-forward.js";
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import type { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { only, recordSpans } from "../telemetry/support/span-recorder.js";
 import { loadTestModel } from "../support/test-model.js";
@@ -70,7 +71,7 @@ describe("memory pressure across tenants", () => {
     const kvBudgetBytes = Number(scene.a + scene.own + scene.big - shortfall);
     const text = Object.entries(TOKENS).map(([tenant, token]) => `${token} ${tenant}`).join("\n");
     const sidecar = await startSecureServer(model, {
-      engine: { kvBudgetBytes, crossTenantCompression },
+      engine: { kvBudgetBytes, crossTenantCompression, telemetry: new EngineTelemetry(metrics) },
       tokens: { path: join(folder, `tokens-${crossTenantCompression}`), text },
       server: { metrics },
     });
@@ -91,7 +92,6 @@ describe("memory pressure across tenants", () => {
     } finally {
       alice.close();
       bob.close();
-      metrics.close();
       await sidecar.close();
     }
   }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { KvCacheClient, PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { ECHO_MAX_BYTES } from "../../src/server/echo.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import type { LogFields } from "../../src/telemetry/json-log.js";
 import { rawCall } from "../fuzz/support/raw-call.js";
 import { loadTestModel } from "../support/test-model.js";

@@ -2,7 +2,7 @@ import { credentials } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import type { LogFields } from "../../src/telemetry/json-log.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, decodeAll, DEFAULT_TEST_OPTIONS } from "../support/test-server.js";

@@ -31,7 +31,6 @@ describe("per-tenant quotas over gRPC", () => {
   afterAll(async () => {
     alice.close();
     bob.close();
-    metrics.close();
     await sidecar.close();
     rmSync(folder, { recursive: true, force: true });
   });

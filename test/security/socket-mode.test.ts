@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { parseSocketMode } from "../../src/server/unix-socket.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, DEFAULT_TEST_OPTIONS } from "../support/test-server.js";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, statusOf } from "../support/test-server.js";
 import { makeCertificates, type Certificates } from "./support/certificates.js";

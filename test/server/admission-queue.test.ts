@@ -2,7 +2,7 @@ import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js"
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { KvCacheClient, PrefillRequest, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
@@ -154,7 +154,6 @@ describe("the admission queue over gRPC (--max-queue)", () => {
     } finally {
       client.close();
       await Promise.all([server.close(1_000), endpoint.close()]);
-      metrics.close();
     }
   });
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { DecodeRequest, EvictionSpec, KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { addEngineListener } from "../../src/telemetry/engine-telemetry.js";
+import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
@@ -33,17 +33,16 @@ describe("continuous batching: concurrent Decode streams step together in one gr
   let model: EngineModel;
   let sidecar: TestServer;
   const batchSizes: number[] = [];
+  /** Hears the decode steps' batch sizes of every sidecar the tests start. */
+  const telemetry = new EngineTelemetry({ step: (kind, _seconds, sequences) => kind === "decode" && batchSizes.push(sequences) });
   /** Each stream's tokens decoded alone (the first test fills it). */
   const alone: number[][] = [];
-  let unlisten: () => void;
 
   beforeAll(async () => {
     model = await loadTestModel();
-    sidecar = await startTestServer(model);
-    unlisten = addEngineListener({ step: (kind, _seconds, sequences) => kind === "decode" && batchSizes.push(sequences), eviction: () => {} });
+    sidecar = await startTestServer(model, { telemetry });
   });
   afterAll(async () => {
-    unlisten();
     await sidecar.close();
   });
 
@@ -86,7 +85,7 @@ describe("continuous batching: concurrent Decode streams step together in one gr
   });
 
   it("caps a batch at --max-batch-size; the streams beyond it step in the next batch", async () => {
-    const capped = await startTestServer(model, { maxBatchSize: 3 });
+    const capped = await startTestServer(model, { maxBatchSize: 3, telemetry });
     try {
       await prefillAll(capped.client);
       batchSizes.length = 0;

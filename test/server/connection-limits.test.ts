@@ -4,7 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { KvwardenClient } from "../../src/client/index.js";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { connectionOptions, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../../src/server/connection-limits.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { loadTestModel } from "../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
 

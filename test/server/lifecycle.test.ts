@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { KvwardenClient } from "../../src/client/index.js";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import type { DecodeResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { healthOf } from "../support/health-probe.js";
 import { loadTestModel } from "../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";

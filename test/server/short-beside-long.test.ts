@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { addEngineListener } from "../../src/telemetry/engine-telemetry.js";
+import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { loadTestModel } from "../support/test-model.js";
 import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
@@ -12,13 +12,11 @@ const SHORT_TOKENS = 40;
 describe("a short stream beside a long one", () => {
   let t: TestServer;
   const decodeBatches: number[] = [];
-  let unlisten: () => void;
   beforeAll(async () => {
-    t = await startTestServer(await loadTestModel(), { allowPastContext: true, maxSequenceTokens: 10_000, prefillChunkTokens: 512 });
-    unlisten = addEngineListener({ step: (kind, _seconds, sequences) => kind === "decode" && decodeBatches.push(sequences), eviction: () => {} });
+    const telemetry = new EngineTelemetry({ step: (kind, _seconds, sequences) => kind === "decode" && decodeBatches.push(sequences) });
+    t = await startTestServer(await loadTestModel(), { allowPastContext: true, maxSequenceTokens: 10_000, prefillChunkTokens: 512, telemetry });
   });
   afterAll(async () => {
-    unlisten();
     await t.close();
   });
 

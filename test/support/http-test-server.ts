@@ -2,7 +2,7 @@ import { credentials } from "@grpc/grpc-js";
 import OpenAI from "openai";
 import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
 import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer, type KvwardenServerOptions } from "../../src/server/server.js";
+import { KvwardenServer, type KvwardenServerOptions } from "../../src/sidecar/kvwarden-server.js";
 import { DEFAULT_TEST_OPTIONS } from "./test-server.js";
 
 export interface HttpTestServer {

@@ -13,7 +13,7 @@ import {
   TruncateRequest,
   type DecodeResponse,
 } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 
 /** The served defaults, smaller: a 64 MiB budget, 4096 entries per head, 64-token prefill chunks. */
 export const DEFAULT_TEST_OPTIONS: EngineOptions = {

@@ -3,7 +3,7 @@ import { connect, constants } from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../../src/engine/engine.js";
 import { DecodeRequest, KvCacheClient, PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
 import { loadTestModel } from "../support/test-model.js";
@@ -32,7 +32,6 @@ describe("calls ended by the client in the metrics", () => {
   afterAll(async () => {
     client.close();
     await Promise.all([server.close(1_000), endpoint.close()]);
-    metrics.close();
   });
 
   /** Runs a long Decode of a new sequence until `end` stops it on the client; the status the client saw. */

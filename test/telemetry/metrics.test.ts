@@ -2,7 +2,8 @@ import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KvwardenClient } from "../../src/client/index.js";
 import { Engine } from "../../src/engine/engine.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
+import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
 import { loadTestModel } from "../support/test-model.js";
@@ -32,8 +33,8 @@ describe("the Prometheus endpoint", () => {
   beforeAll(async () => {
     recorder = recordSpans();
     // Room for two short sequences; a 500-token prompt is refused.
-    engine = new Engine(await loadTestModel(), { ...DEFAULT_TEST_OPTIONS, kvBudgetBytes: 600_000 });
     metrics = new KvwardenMetrics(() => engine.stats());
+    engine = new Engine(await loadTestModel(), { ...DEFAULT_TEST_OPTIONS, kvBudgetBytes: 600_000, telemetry: new EngineTelemetry(metrics) });
     server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" }, { metrics });
     const port = await server.listen("127.0.0.1:0");
     client = new KvwardenClient(`127.0.0.1:${port}`);
@@ -43,7 +44,6 @@ describe("the Prometheus endpoint", () => {
   afterAll(async () => {
     client.close();
     await Promise.all([server.close(1_000), endpoint.close()]);
-    metrics.close();
     await recorder.stop();
   });
 

@@ -6,7 +6,7 @@ import { KvCacheClient, type EvictionSpec } from "../../src/gen/kvwarden/v1/kvwa
 import { capacityFor } from "../../src/kv/layer-cache.js";
 import { loadModel } from "../../src/model/load-model.js";
 import type { ExecutionProvider } from "../../src/model/runners/model-runner.js";
-import { KvwardenServer } from "../../src/server/server.js";
+import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { spawnServe } from "../support/serve-process.js";
 import { MODEL_FILES, REFERENCE_FIRST_TOKENS } from "../support/test-model.js";
 

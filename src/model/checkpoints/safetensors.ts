@@ -1,6 +1,6 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { join } from "node:path";
-import { bfloat16ToFloat32, float16ToFloat32 } from "../numerics/float16.js";
+import { bfloat16ToFloat32, float16ToFloat32 } from "../../numerics/float16.js";
 
 /** Storage types kvwarden reads; every one is widened to float32. */
 const DTYPES = { F32: 4, F16: 2, BF16: 2 } as const;

@@ -1,5 +1,5 @@
 import type { OnnxGraph } from "./onnx-graph.js";
-import { quantizeBlocks, type QuantizedBits } from "../numerics/quantize.js";
+import { quantizeBlocks, type QuantizedBits } from "../../numerics/quantize.js";
 import type { GraphTensor, GraphWeights, ProjectionStorage, QuantizedActivations, WeightDtype } from "./weight-layout.js";
 
 /**

@@ -1,4 +1,4 @@
-import { SeededRandom } from "./seeded-random.js";
+import { SeededRandom } from "../../numerics/seeded-random.js";
 
 export interface SamplingParams {
   /** 0 = greedy. */

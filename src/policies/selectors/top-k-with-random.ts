@@ -1,4 +1,4 @@
-import type { SeededRandom } from "../../model/sampling/seeded-random.js";
+import type { SeededRandom } from "../../numerics/seeded-random.js";
 import { rankByScore } from "./top-k.js";
 
 export interface TopKWithRandom {

@@ -5,6 +5,7 @@ import { EngineError } from "../../../src/engine/engine-error.js";
 import type { KvStore } from "../../../src/kv/store/kv-store.js";
 import { RedisKvStore } from "../../../src/kv/store/redis-kv-store.js";
 import { SnapshotStore } from "../../../src/kv/store/snapshot-store.js";
+import { EngineTelemetry } from "../../../src/telemetry/engine-telemetry.js";
 import { StoreMetrics } from "../../../src/telemetry/store-metrics.js";
 import { loadTestModel } from "../../support/test-model.js";
 import { recordSpans } from "../../telemetry/support/span-recorder.js";
@@ -51,7 +52,7 @@ describe("the engine's KV store tier", () => {
 
   function engineWith(options: Partial<EngineOptions>, kvStore: KvStore | null = store, offloadIdleAfterMs?: number): Engine {
     const snapshots = new SnapshotStore({ store: kvStore ?? store, prefix: `tiers-${engines.length}`, model: "stories260K", replica: "r", leaseMs: 2_000, ttlMs: 600_000 });
-    const engine = new Engine(model, { ...DEFAULT_TEST_OPTIONS, ...options, kvStore: kvStore === null ? undefined : { snapshots, leaseMs: 2_000, offloadIdleAfterMs } });
+    const engine = new Engine(model, { ...DEFAULT_TEST_OPTIONS, telemetry: new EngineTelemetry(metrics), ...options, kvStore: kvStore === null ? undefined : { snapshots, leaseMs: 2_000, offloadIdleAfterMs } });
     engines.push(engine);
     return engine;
   }
@@ -67,7 +68,6 @@ describe("the engine's KV store tier", () => {
 
   afterAll(async () => {
     for (const engine of engines) engine.close();
-    metrics.close();
     await store?.close();
     await redis?.stop();
   });

@@ -4,7 +4,7 @@ import { Engine, type EngineModel, type EngineOptions } from "../../../src/engin
 import { KvCacheClient } from "../../../src/gen/kvwarden/v1/kvwarden.js";
 import { AuthTokens } from "../../../src/server/auth-tokens.js";
 import { Authenticator } from "../../../src/server/authenticator.js";
-import { KvwardenServer, type KvwardenServerOptions, type ListenOptions } from "../../../src/server/server.js";
+import { KvwardenServer, type KvwardenServerOptions, type ListenOptions } from "../../../src/sidecar/kvwarden-server.js";
 import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
 
 export interface SecureServerOptions {

@@ -1,7 +1,7 @@
-import type { ModelConfig } from "../model/config/model-config.js";
-import type { ModelRunner } from "../model/runners/model-runner.js";
-import type { Tokenizer } from "../model/tokenizers/tokenizer.js";
-import type { WeightDtype } from "../model/graph/weight-layout.js";
+import type { ModelConfig } from "./config/model-config.js";
+import type { ModelRunner } from "./runners/model-runner.js";
+import type { Tokenizer } from "./tokenizers/tokenizer.js";
+import type { WeightDtype } from "./graph/weight-layout.js";
 
 /** The model as the engine drives it. */
 export interface EngineModel {

@@ -9,21 +9,22 @@ import { packagePath } from "../package/package-root.js";
 import { listenError } from "../telemetry/host-port.js";
 import type { LogSink } from "../telemetry/json-log.js";
 import type { KvwardenMetrics } from "../telemetry/metrics.js";
-import { authInterceptor, type Refusal } from "./auth-interceptor.js";
-import type { Authenticator } from "./authenticator.js";
-import { CallTracker } from "./call-tracker.js";
-import { connectionOptions, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "./connection-limits.js";
-import { Health, KV_CACHE_SERVICE } from "./health.js";
-import { kvCacheService, type ServiceInfo } from "./kv-cache-service.js";
-import { lenientDecoding } from "./malformed-request.js";
-import { maxRequestBytes } from "./message-limit.js";
-import { keepRepeatedHeaders } from "./repeated-headers.js";
-import { RpcRuntime } from "./rpc-runtime.js";
-import { rpcSemconv } from "./rpc-semconv.js";
-import { Unavailable } from "./status.js";
-import { TenantMetrics } from "./tenant-metrics.js";
-import { serverCredentials, type TlsCertificates, type TlsFiles } from "./tls.js";
-import { bindPrivately, socketPath } from "./unix-socket.js";
+import { authInterceptor, type Refusal } from "../server/middleware/auth-interceptor.js";
+import type { Authenticator } from "../server/authenticator.js";
+import { CallTracker } from "../server/call-tracker.js";
+import { connectionOptions, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/connection-limits.js";
+import { Health, KV_CACHE_SERVICE } from "../server/health.js";
+import { kvCacheService, type ServiceInfo } from "../server/kv-cache-service.js";
+import { lenientDecoding } from "../server/malformed-request.js";
+import { maxRequestBytes } from "../server/message-limit.js";
+import { keepRepeatedHeaders } from "../server/repeated-headers.js";
+import { serverMiddleware } from "../server/middleware/server-middleware.js";
+import { RpcRuntime } from "../server/rpc-runtime.js";
+import { rpcSemconv } from "../server/rpc-semconv.js";
+import { Unavailable } from "../server/status.js";
+import { TenantMetrics } from "../server/tenant-metrics.js";
+import { serverCredentials, type TlsCertificates, type TlsFiles } from "../server/tls.js";
+import { bindPrivately, socketPath } from "../server/unix-socket.js";
 
 const PROTO_ROOT = packagePath("proto");
 
@@ -85,26 +86,27 @@ export class KvwardenServer {
       const stats = this.engine?.stats({}, { caller: { tenant } });
       return stats && { kvBytes: stats.tenantKvBytes, sequences: stats.tenantSequenceCount };
     };
-    const runtimeOptions = {
+    // One middleware chain for every service: HTTP calls are the same calls to the same engine,
+    // with one tracker (drain), one set of metrics, spans and log lines.
+    const middleware = serverMiddleware({
       tracker: this.calls,
       admit: () => this.admit(),
+      semconv: rpcSemconv(),
       metrics,
+      tenantMetrics: metrics && authenticator?.enabled ? new TenantMetrics(metrics.registry, tenantUsage) : undefined,
       log: options.log,
       logContent: options.logContent,
-      semconv: rpcSemconv(),
       authenticator,
-      tenantMetrics: metrics && authenticator?.enabled ? new TenantMetrics(metrics.registry, tenantUsage) : undefined,
-    };
-    const runtime = new RpcRuntime({ service: KV_CACHE_SERVICE, ...runtimeOptions });
-    // HTTP calls are the same calls to the same engine: one tracker (drain), one set of metrics and spans.
-    this.httpRuntime = new RpcRuntime({ service: OPENAI_HTTP_SERVICE, ...runtimeOptions });
+    });
+    const runtime = new RpcRuntime(KV_CACHE_SERVICE, middleware);
+    this.httpRuntime = new RpcRuntime(OPENAI_HTTP_SERVICE, middleware);
     this.maxRequestBytes = options.maxRequestBytes ?? maxRequestBytes(DEFAULT_MAX_SEQUENCE_TOKENS);
     // Every call but health (open for probes) is authenticated on its metadata, before its message is read;
     // KvCache refusals are logged and counted like its other calls.
     const guarded = (path: string) => !path.startsWith("/grpc.health.v1.");
     const kvCachePrefix = `/${KV_CACHE_SERVICE}/`;
-    const onRefused = ({ path, metadata, details }: Refusal) => {
-      if (path.startsWith(kvCachePrefix)) runtime.refused(path.slice(kvCachePrefix.length), metadata, details);
+    const onRefused = ({ path, credentials, details }: Refusal) => {
+      if (path.startsWith(kvCachePrefix)) runtime.refused(path.slice(kvCachePrefix.length), credentials, details);
     };
     this.connectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.connectionLimits };
     this.server = new Server({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SeededRandom, splitMix64 } from "../../src/model/sampling/seeded-random.js";
+import { SeededRandom, splitMix64 } from "../../src/numerics/seeded-random.js";
 
 describe("SeededRandom", () => {
   it("spreads the seed with SplitMix64 (reference output for state 0)", () => {

@@ -1,11 +1,11 @@
 import { Metadata, ServerInterceptingCall, ServerListenerBuilder, status, type ServerInterceptor } from "@grpc/grpc-js";
-import type { Authenticator } from "./authenticator.js";
-import { Unauthenticated } from "./status.js";
+import type { Authenticator, CredentialsOf } from "../authenticator.js";
+import { Unauthenticated } from "../status.js";
 
-/** A call refused for its credentials: its method's path, its metadata, and why. */
+/** A call refused for its credentials: its method's path, its credentials, and why. */
 export interface Refusal {
   path: string;
-  metadata: Metadata;
+  credentials: CredentialsOf;
   details: string;
 }
 
@@ -25,11 +25,12 @@ export function authInterceptor(authenticator: Authenticator, guarded: (path: st
         next(
           new ServerListenerBuilder()
             .withOnReceiveMetadata((metadata, pass) => {
+              const credentials = { metadata, getAuthContext: () => call.getAuthContext() };
               try {
-                authenticator.callerOf({ metadata, getAuthContext: () => call.getAuthContext() });
+                authenticator.callerOf(credentials);
               } catch (error) {
                 if (!(error instanceof Unauthenticated)) throw error;
-                onRefused({ path: method.path, metadata, details: error.message });
+                onRefused({ path: method.path, credentials, details: error.message });
                 call.sendStatus({ code: status.UNAUTHENTICATED, details: error.message, metadata: new Metadata() });
                 return;
               }
