@@ -100,9 +100,9 @@ program
   .option("--tenant-max-sequences <n>", "sequences one tenant may hold at once", positiveInt)
   .option("--max-request-tokens <n>", "tokens one Prefill may feed or one Decode may generate", positiveInt)
   .addOption(byteSizeOption("--max-prompt-bytes <size>", "UTF-8 bytes of text (or chat messages) one Prefill may send, and token ids it may give", DEFAULT_MAX_PROMPT_BYTES))
-  .option("--idle-connection-timeout <seconds>", "close a connection with no call (or no HTTP/2 preface) for this long; clients reconnect on their next call", positiveInt, DEFAULT_CONNECTION_LIMITS.idleMs / 1000)
-  .option("--keepalive-interval <seconds>", "ping a connection after this long without one...", positiveInt, DEFAULT_CONNECTION_LIMITS.keepaliveMs / 1000)
-  .option("--keepalive-timeout <seconds>", "...and close it when the ping goes unanswered this long (a vanished peer frees its streams and memory)", positiveInt, DEFAULT_CONNECTION_LIMITS.keepaliveTimeoutMs / 1000)
+  .option("--idle-timeout <sec>", "close a connection with no call (or no HTTP/2 preface) for this long; clients reconnect on their next call", positiveInt, DEFAULT_CONNECTION_LIMITS.idleMs / 1000)
+  .option("--keepalive-interval <sec>", "ping a connection after this long without one...", positiveInt, DEFAULT_CONNECTION_LIMITS.keepaliveMs / 1000)
+  .option("--keepalive-timeout <sec>", "...and close it when the ping goes unanswered this long (a vanished peer frees its streams and memory)", positiveInt, DEFAULT_CONNECTION_LIMITS.keepaliveTimeoutMs / 1000)
   .option("--no-cross-tenant-compression", "memory pressure compresses only the requesting tenant's own idle sequences (by default any tenant's with a decode budget)")
   .addOption(
     new Option("--kv-store <url>", "keep sequences in a KV store as well: redis://[user:password@]host:port[/db], rediss://... (TLS), redis+cluster://host:port,... (Redis Cluster), or file:///path (docs/kv-store.md)").env("KVWARDEN_KV_STORE"),
@@ -187,7 +187,7 @@ program
         authenticator,
         logContent: options.logContent,
         maxRequestBytes: maxRequestBytes(options.maxSequenceTokens),
-        connectionLimits: { idleMs: options.idleConnectionTimeout * 1000, keepaliveMs: options.keepaliveInterval * 1000, keepaliveTimeoutMs: options.keepaliveTimeout * 1000 },
+        connectionLimits: { idleMs: options.idleTimeout * 1000, keepaliveMs: options.keepaliveInterval * 1000, keepaliveTimeoutMs: options.keepaliveTimeout * 1000 },
       },
     );
     let stopping = false;

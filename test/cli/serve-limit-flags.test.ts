@@ -30,9 +30,9 @@ describe("serve's limit flags (docs/configuration.md, docs/limits.md)", () => {
   const folder = mkdtempSync(join(tmpdir(), "kvwarden-limit-flags-"));
   afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
-  it("reports --max-prompt-bytes and --max-queue in Info, and closes a connection idle for --idle-connection-timeout", async () => {
+  it("reports --max-prompt-bytes and --max-queue in Info, and closes a connection idle for --idle-timeout", async () => {
     const socket = join(folder, "idle.sock");
-    const serve = await serveOn(socket, ["--max-prompt-bytes", "4KiB", "--max-queue", "3", "--idle-connection-timeout", "1", "--keepalive-interval", "3600"]);
+    const serve = await serveOn(socket, ["--max-prompt-bytes", "4KiB", "--max-queue", "3", "--idle-timeout", "1", "--keepalive-interval", "3600"]);
     const client = new KvwardenClient(`unix:${socket}`);
     try {
       expect((await client.info()).limits).toMatchObject({ maxPromptBytes: 4096n, maxQueue: 3 });
@@ -46,7 +46,7 @@ describe("serve's limit flags (docs/configuration.md, docs/limits.md)", () => {
 
   it("closes a connection whose peer stops answering the pings of --keepalive-interval within --keepalive-timeout", async () => {
     const socket = join(folder, "keepalive.sock");
-    const serve = await serveOn(socket, ["--idle-connection-timeout", "3600", "--keepalive-interval", "1", "--keepalive-timeout", "1"]);
+    const serve = await serveOn(socket, ["--idle-timeout", "3600", "--keepalive-interval", "1", "--keepalive-timeout", "1"]);
     try {
       await muteConnectionClosed(socket);
     } finally {
