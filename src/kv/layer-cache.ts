@@ -95,6 +95,8 @@ export class LayerCache {
   constructor(
     private readonly pool: SlabPool,
     readonly shape: KvShape,
+    /** Every head keeps the longest head's room, even after an eviction (a device slab is [Hkv, capacity, d]). */
+    private readonly uniformRoom = false,
   ) {
     this.lengths = new Int32Array(shape.kvHeads);
     this.headCapacities = new Int32Array(shape.kvHeads);
@@ -280,8 +282,9 @@ export class LayerCache {
     this.revision++;
   }
 
-  /** The room per head that holds `lengths` entries after an eviction: each head its own. */
-  protected roomHolding(lengths: ArrayLike<number>): Int32Array {
+  /** The room per head that holds `lengths` entries after an eviction: each head its own, unless uniform. */
+  private roomHolding(lengths: ArrayLike<number>): Int32Array {
+    if (this.uniformRoom) return new Int32Array(this.shape.kvHeads).fill(capacityFor(0, Math.max(0, ...Array.from(lengths))));
     return exactRoom(lengths);
   }
 
