@@ -1,7 +1,6 @@
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { call } from "../support/test-server.js";
+import { DecodeRequest } from "../../src/client/index.js";
 import { clientOf } from "../security/support/secure-server.js";
 import { spawnServe } from "../support/serve-process.js";
 
@@ -17,8 +16,8 @@ describe("SIGTERM during decoding", () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       const client = clientOf(`127.0.0.1:${JSON.parse(logged("serving")!).port}`);
-      await call(client, client.prefill, { sequenceId: "story", tokenIds: [1, 403, 407, 261] });
-      const stream = client.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 1_000, ignoreEos: true }));
+      await client.prefill({ sequenceId: "story", tokenIds: [1, 403, 407, 261] });
+      const stream = client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 1_000, ignoreEos: true }));
       let received = 0;
       let drainingSeen = -1;
       const ended = new Promise<number>((resolve) => {

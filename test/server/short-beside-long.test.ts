@@ -1,8 +1,8 @@
+import { DecodeRequest } from "../../src/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { addEngineListener } from "../../src/telemetry/engine-telemetry.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 /** A long context (past stories260K's trained 512, which the graph allows) and a short one. */
 const LONG_PROMPT = Array.from({ length: 2_500 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
@@ -23,13 +23,13 @@ describe("a short stream beside a long one", () => {
   });
 
   it("steps apart from it (no padding to its length) and more often, generating what it generates alone", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "short-alone", tokenIds: SHORT_PROMPT });
+    await t.client.prefill({ sequenceId: "short-alone", tokenIds: SHORT_PROMPT });
     const alone = (await decodeAll(t.client, { sequenceId: "short-alone", maxNewTokens: SHORT_TOKENS, ignoreEos: true })).map((m) => m.tokenId);
 
-    await call(t.client, t.client.prefill, { sequenceId: "long", tokenIds: LONG_PROMPT });
-    await call(t.client, t.client.prefill, { sequenceId: "short", tokenIds: SHORT_PROMPT });
+    await t.client.prefill({ sequenceId: "long", tokenIds: LONG_PROMPT });
+    await t.client.prefill({ sequenceId: "short", tokenIds: SHORT_PROMPT });
     let longTokens = 0;
-    const long = t.client.decode(DecodeRequest.fromPartial({ sequenceId: "long", maxNewTokens: 5_000, ignoreEos: true }));
+    const long = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "long", maxNewTokens: 5_000, ignoreEos: true }));
     const longEnded = new Promise<void>((resolve) => long.on("error", () => resolve()).on("end", resolve));
     await new Promise<void>((resolve) => long.on("data", () => ++longTokens === 2 && resolve()));
 
