@@ -1,9 +1,9 @@
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { DecodeRequest } from "../../src/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DecodeResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
-import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, decodeCancelledAfter, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const LONG = { maxNewTokens: 400, ignoreEos: true };
 
@@ -51,14 +51,9 @@ describe("concurrency, cancellation and deadlines", () => {
 
   it("stops decoding at once when the client cancels; streamed tokens stay and decoding continues from them", async () => {
     await t.client.prefill({ sequenceId: "cancel", tokenIds: [1], text: "" });
-    const stream = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "cancel", stopTokenIds: [], ...LONG }));
-    const received: number[] = [];
-    const ended = new Promise<ServiceError>((resolve) => stream.on("error", resolve));
-    stream.on("data", (m: DecodeResponse) => {
-      received.push(m.tokenId);
-      if (received.length === 5) stream.cancel();
-    });
-    expect((await ended).code).toBe(status.CANCELLED);
+    const ended = await decodeCancelledAfter(t.client, { sequenceId: "cancel", stopTokenIds: [], ...LONG }, 5);
+    const received = ended.received.map((m) => m.tokenId);
+    expect(ended.code).toBe(status.CANCELLED);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const position = await positionOf("cancel");
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -72,11 +67,7 @@ describe("concurrency, cancellation and deadlines", () => {
 
   it("stops at the deadline with DEADLINE_EXCEEDED and leaves a usable sequence", async () => {
     await t.client.prefill({ sequenceId: "deadline", tokenIds: [1], text: "" });
-    const stream = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "deadline", stopTokenIds: [], ...LONG }), new Metadata(), { deadline: Date.now() + 40 });
-    const error = await new Promise<ServiceError>((resolve) => {
-      stream.on("data", () => undefined);
-      stream.on("error", resolve);
-    });
+    const error = await statusOf(decodeAll(t.client, { sequenceId: "deadline", stopTokenIds: [], ...LONG }, { deadline: 40 }));
     expect(error.code).toBe(status.DEADLINE_EXCEEDED);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const position = await positionOf("deadline");

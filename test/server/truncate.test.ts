@@ -1,9 +1,8 @@
-import { status, type ServiceError } from "@grpc/grpc-js";
-import { DecodeRequest } from "../../src/client/index.js";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { loadTestModel } from "../support/test-model.js";
-import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, decodeCancelledAfter, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const PROMPT = [1, 403, 407, 261, 378, 432];
 const LONG_PROMPT = Array.from({ length: 40 }, (_, i) => [1, 403, 407, 261, 378, 432, 383, 286][i % 8]);
@@ -27,16 +26,9 @@ describe("Stats token ids and Truncate", () => {
 
   it("after a cancelled Decode, Stats lists what the sequence holds and Truncate rolls it back to what the client saw", async () => {
     await t.client.prefill({ sequenceId: "story", tokenIds: PROMPT });
-    const stream = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 400, ignoreEos: true }));
-    const received: number[] = [];
-    const ended = new Promise<number>((resolve) => {
-      stream.on("data", (message) => {
-        received.push(message.tokenId);
-        if (received.length === 5) stream.cancel();
-      });
-      stream.on("error", (error: ServiceError) => resolve(error.code));
-    });
-    expect(await ended).toBe(status.CANCELLED);
+    const ended = await decodeCancelledAfter(t.client, { sequenceId: "story", maxNewTokens: 400, ignoreEos: true }, 5);
+    const received = ended.received.map((message) => message.tokenId);
+    expect(ended.code).toBe(status.CANCELLED);
 
     // Asked at once: the cancelled call has wound down before Stats answers, so what it says stays true.
     const held = await tokenIds("story");

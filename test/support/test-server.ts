@@ -1,5 +1,5 @@
 import type { ServiceError } from "@grpc/grpc-js";
-import { KvwardenClient, type DecodeRequest, type DecodeResponse, type DeepPartial } from "../../src/client/index.js";
+import { KvwardenClient, type CallSettings, type DecodeRequest, type DecodeResponse, type DeepPartial } from "../../src/client/index.js";
 import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/engine-options.js";
 import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
 import { KvwardenServer } from "../../src/server/server.js";
@@ -41,9 +41,9 @@ export async function startTestServer(model: EngineModel, options: Partial<Engin
 }
 
 /** Collects a whole Decode stream (one token unless the request says more). */
-export async function decodeAll(client: KvwardenClient, request: DeepPartial<DecodeRequest> & { sequenceId: string }): Promise<DecodeResponse[]> {
+export async function decodeAll(client: KvwardenClient, request: DeepPartial<DecodeRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<DecodeResponse[]> {
   const messages: DecodeResponse[] = [];
-  for await (const message of client.decode({ maxNewTokens: 1, ...request })) messages.push(message);
+  for await (const message of client.decode({ maxNewTokens: 1, ...request }, settings)) messages.push(message);
   return messages;
 }
 
@@ -56,4 +56,23 @@ export async function statusOf(promise: Promise<unknown>): Promise<{ code: numbe
     return { code, details };
   }
   throw new Error("expected the call to fail");
+}
+
+/** Decodes, cancelling from the client once `after` tokens have arrived: those tokens, and the status the stream ended with. */
+export async function decodeCancelledAfter(
+  client: KvwardenClient,
+  request: DeepPartial<DecodeRequest> & { sequenceId: string },
+  after: number,
+): Promise<{ received: DecodeResponse[]; code: number }> {
+  const received: DecodeResponse[] = [];
+  const cancel = new AbortController();
+  const { code } = await statusOf(
+    (async () => {
+      for await (const message of client.decode(request, { signal: cancel.signal })) {
+        received.push(message);
+        if (received.length === after) cancel.abort();
+      }
+    })(),
+  );
+  return { received, code };
 }
