@@ -1,10 +1,9 @@
-import { status, type ServiceError } from "@grpc/grpc-js";
-import { DecodeRequest } from "../../src/client/index.js";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import type { StepRunner } from "../../src/model/runners/step-runner.js";
 import { loadTestModel } from "../support/test-model.js";
-import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, decodeOutcome, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { expectDecodesLikeReference } from "./support/reference-decode.js";
 import { sequenceState } from "./support/sequence-state.js";
@@ -77,13 +76,8 @@ describe("an onnxruntime failure during a step", () => {
     await decodeAll(t.client, { sequenceId: "doc", maxNewTokens: 2, ignoreEos: true });
     const before = await sequenceState(t.client, "doc");
     fail(3);
-    const delivered: number[] = [];
-    const stream = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "doc", maxNewTokens: 20, ignoreEos: true }));
-    const code = await new Promise<number>((resolve) => {
-      stream.on("data", (m: { position: number }) => delivered.push(m.position));
-      stream.on("error", (error: ServiceError) => resolve(error.code));
-      stream.on("end", () => resolve(status.OK));
-    });
+    const { received, code } = await decodeOutcome(t.client, { sequenceId: "doc", maxNewTokens: 20, ignoreEos: true });
+    const delivered = received.map((m) => m.position);
     expect(code).toBe(status.INTERNAL);
     // Each token first feeds the one before it (the earlier Decode left one pending): three steps ran, the fourth failed.
     expect(delivered).toEqual([0, 1, 2].map((i) => before.position + i));
@@ -96,16 +90,10 @@ describe("an onnxruntime failure during a step", () => {
     const before = await Promise.all(ids.map((id) => sequenceState(t.client, id)));
     failNextBatch();
     const outcomes = await Promise.all(
-      ids.map(
-        (sequenceId) =>
-          new Promise<{ code: number; delivered: number }>((resolve) => {
-            let delivered = 0;
-            const stream = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId, maxNewTokens: 12, ignoreEos: true }));
-            stream.on("data", () => delivered++);
-            stream.on("error", (error: ServiceError) => resolve({ code: error.code, delivered }));
-            stream.on("end", () => resolve({ code: status.OK, delivered }));
-          }),
-      ),
+      ids.map(async (sequenceId) => {
+        const { received, code } = await decodeOutcome(t.client, { sequenceId, maxNewTokens: 12, ignoreEos: true });
+        return { code, delivered: received.length };
+      }),
     );
     // A batch has at least two members, and all of them fail; a stream outside it carries on.
     expect(outcomes.filter((o) => o.code === status.INTERNAL).length).toBeGreaterThanOrEqual(2);

@@ -68,6 +68,7 @@ describe("hostile strings", () => {
   });
 
   it("refuses sequence ids that are not UTF-8, which would otherwise read as one id", async () => {
+    // A bare grpc-js client: the body is not valid UTF-8 on purpose, which the shipped client (it encodes every request) cannot send.
     const raw = new Client(address, credentials.createInsecure());
     try {
       const bodyWithId = (first: number) => {

@@ -90,6 +90,7 @@ describe("TLS files reloaded on SIGHUP", () => {
 
     const total = 1_000;
     let received = 0;
+    // The generated client's stream: this test pauses reading it while the certificate changes, which an async iterator cannot.
     const stream = old.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: total, ignoreEos: true }));
     const firstMessage = new Promise<void>((resolve) => stream.once("data", () => resolve()));
     const ended = new Promise<number>((resolve) => {

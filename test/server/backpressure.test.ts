@@ -43,6 +43,7 @@ describe("Decode backpressure: a client that stops reading", () => {
 
     await t.client.prefill({ sequenceId: "paused", tokenIds: PROMPT });
     await t.client.prefill({ sequenceId: "bystander", tokenIds: PROMPT });
+    // The generated client's stream: this test pauses reading it (HTTP/2 flow control), which an async iterator cannot.
     const stream = slowReader.raw.decode(DecodeRequest.fromPartial({ sequenceId: "paused", ...request }));
     const received: number[] = [];
     stream.on("data", (message: { tokenId: number }) => {

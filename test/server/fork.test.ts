@@ -1,11 +1,10 @@
 import { status, type ServiceError } from "@grpc/grpc-js";
-import { DecodeRequest } from "../../src/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectDecodesLikeReference } from "../faults/support/reference-decode.js";
 import { sequenceState } from "../faults/support/sequence-state.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { loadTestModel, REFERENCE_FIRST_TOKENS } from "../support/test-model.js";
-import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, decodeOutcome, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const PROMPT = [1, ...REFERENCE_FIRST_TOKENS];
 const tokensOf = (messages: { tokenId: number; position: number }[]) => messages.map((m) => [m.position, m.tokenId]);
@@ -83,11 +82,17 @@ describe("Fork", () => {
     expect(await ids()).toEqual(held);
 
     // Busy: a Decode is streaming on the source.
-    const stream = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "src", maxNewTokens: 200, ignoreEos: true }));
-    await new Promise((resolve) => stream.once("data", resolve));
+    let streaming!: () => void;
+    const firstToken = new Promise<void>((resolve) => (streaming = resolve));
+    let cancelDecode!: () => void;
+    const decoding = decodeOutcome(t.client, { sequenceId: "src", maxNewTokens: 200, ignoreEos: true }, (_, received, cancel) => {
+      cancelDecode = cancel;
+      if (received === 1) streaming();
+    });
+    await firstToken;
     expect(await statusOf(t.client.fork("src", "x"))).toMatchObject({ code: status.ABORTED });
-    stream.cancel();
-    await new Promise((resolve) => stream.on("error", resolve));
+    cancelDecode();
+    await decoding;
     // Once the cancelled Decode has let go of the source, it forks.
     const fork = () => t.client.fork("src", "after-busy").then(() => "forked", (error: ServiceError) => error.code);
     await expect.poll(fork).toBe("forked");

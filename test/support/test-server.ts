@@ -58,21 +58,29 @@ export async function statusOf(promise: Promise<unknown>): Promise<{ code: numbe
   throw new Error("expected the call to fail");
 }
 
-/** Decodes, cancelling from the client once `after` tokens have arrived: those tokens, and the status the stream ended with. */
-export async function decodeCancelledAfter(
+/**
+ * Decodes to the end of the stream, whatever ends it: the tokens received and the status (0, OK, when
+ * it ran to its end). `onMessage` sees each token as it arrives and may cancel the call.
+ */
+export async function decodeOutcome(
   client: KvwardenClient,
   request: DeepPartial<DecodeRequest> & { sequenceId: string },
-  after: number,
+  onMessage: (message: DecodeResponse, received: number, cancel: () => void) => void = () => undefined,
 ): Promise<{ received: DecodeResponse[]; code: number }> {
   const received: DecodeResponse[] = [];
   const cancel = new AbortController();
-  const { code } = await statusOf(
-    (async () => {
-      for await (const message of client.decode(request, { signal: cancel.signal })) {
-        received.push(message);
-        if (received.length === after) cancel.abort();
-      }
-    })(),
-  );
-  return { received, code };
+  try {
+    for await (const message of client.decode(request, { signal: cancel.signal })) {
+      received.push(message);
+      onMessage(message, received.length, () => cancel.abort());
+    }
+    return { received, code: 0 };
+  } catch (error) {
+    return { received, code: (error as ServiceError).code };
+  }
+}
+
+/** Decodes, cancelling from the client once `after` tokens have arrived: those tokens, and the status the stream ended with. */
+export function decodeCancelledAfter(client: KvwardenClient, request: DeepPartial<DecodeRequest> & { sequenceId: string }, after: number): Promise<{ received: DecodeResponse[]; code: number }> {
+  return decodeOutcome(client, request, (_, received, cancel) => received === after && cancel());
 }
