@@ -64,6 +64,9 @@ function exactRoom(lengths: ArrayLike<number>): Int32Array {
  * the same room; after an eviction leaves heads of different
  * lengths (AdaKV) each head keeps only the room its entries need, so memory
  * follows the entries kept.
+ *
+ * It is the host-slab KvLayer (src/kv/kv-layer.ts); a device-resident layer composes one with
+ * zero-width keys and values as its per-entry index (src/kv/device-layer-cache.ts).
  */
 export class LayerCache {
   readonly lengths: Int32Array;
