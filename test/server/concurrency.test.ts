@@ -1,9 +1,7 @@
 import { status } from "@grpc/grpc-js";
-import { DecodeRequest } from "../../src/client/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DecodeResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
-import { decodeAll, decodeCancelledAfter, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, decodeCancelledAfter, decodeOutcome, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const LONG = { maxNewTokens: 400, ignoreEos: true };
 
@@ -30,14 +28,10 @@ describe("concurrency, cancellation and deadlines", () => {
 
   it("answers ABORTED to a second mutation of a sequence that is decoding, and lets reads through", async () => {
     await t.client.prefill({ sequenceId: "busy", tokenIds: [1], text: "" });
-    const stream = t.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "busy", stopTokenIds: [], ...LONG }));
-    const done = new Promise<DecodeResponse[]>((resolve, reject) => {
-      const messages: DecodeResponse[] = [];
-      stream.on("data", (m: DecodeResponse) => messages.push(m));
-      stream.on("end", () => resolve(messages));
-      stream.on("error", reject);
-    });
-    await new Promise((resolve) => stream.once("data", resolve));
+    let streaming!: () => void;
+    const firstToken = new Promise<void>((resolve) => (streaming = resolve));
+    const done = decodeOutcome(t.client, { sequenceId: "busy", stopTokenIds: [], ...LONG }, (_, received) => received === 1 && streaming());
+    await firstToken;
     const results = await Promise.all([
       statusOf(t.client.prefill({ sequenceId: "busy", tokenIds: [5], text: "" })),
       statusOf(decodeAll(t.client, { sequenceId: "busy", maxNewTokens: 1 })),
@@ -46,7 +40,9 @@ describe("concurrency, cancellation and deadlines", () => {
     ]);
     for (const result of results) expect(result).toMatchObject({ code: status.ABORTED, details: expect.stringContaining("busy") });
     expect(await positionOf("busy")).toBeGreaterThan(1);
-    expect((await done).map((m) => m.tokenId)).toEqual(greedy);
+    const decoded = await done;
+    expect(decoded.code).toBe(status.OK);
+    expect(decoded.received.map((m) => m.tokenId)).toEqual(greedy);
   });
 
   it("stops decoding at once when the client cancels; streamed tokens stay and decoding continues from them", async () => {
