@@ -43,6 +43,12 @@ export interface CallSettings {
   metadata?: Metadata;
 }
 
+/** Settings of the calls whose request fields are positional (Release, Fork, Truncate, Offload). */
+export interface RetryableCallSettings extends CallSettings {
+  /** The request's `request_id`: a retry with the same id is answered as the first call was, not run again (docs/clients.md). */
+  requestId?: string;
+}
+
 /**
  * KvCache for Node backends: promises for unary calls, an async iterator for
  * Decode (breaking out of the loop cancels the stream), deadlines, abort
@@ -99,23 +105,23 @@ export class KvwardenClient {
     return this.unary((m, o, cb) => this.raw.stats(StatsRequest.fromPartial(request), m, o, cb), settings);
   }
 
-  release(sequenceId: string, settings: CallSettings = {}): Promise<ReleaseResponse> {
-    return this.unary((m, o, cb) => this.raw.release(ReleaseRequest.fromPartial({ sequenceId }), m, o, cb), settings);
+  release(sequenceId: string, settings: RetryableCallSettings = {}): Promise<ReleaseResponse> {
+    return this.unary((m, o, cb) => this.raw.release(ReleaseRequest.fromPartial({ sequenceId, requestId: settings.requestId }), m, o, cb), settings);
   }
 
   /** Copies `sequenceId`, cache and all, as `newSequenceId`. */
-  fork(sequenceId: string, newSequenceId: string, settings: CallSettings = {}): Promise<ForkResponse> {
-    return this.unary((m, o, cb) => this.raw.fork(ForkRequest.fromPartial({ sequenceId, newSequenceId }), m, o, cb), settings);
+  fork(sequenceId: string, newSequenceId: string, settings: RetryableCallSettings = {}): Promise<ForkResponse> {
+    return this.unary((m, o, cb) => this.raw.fork(ForkRequest.fromPartial({ sequenceId, newSequenceId, requestId: settings.requestId }), m, o, cb), settings);
   }
 
   /** Rolls `sequenceId` back to its first `length` tokens (e.g. those a cancelled Decode delivered). */
-  truncate(sequenceId: string, length: number, settings: CallSettings = {}): Promise<TruncateResponse> {
-    return this.unary((m, o, cb) => this.raw.truncate(TruncateRequest.fromPartial({ sequenceId, length }), m, o, cb), settings);
+  truncate(sequenceId: string, length: number, settings: RetryableCallSettings = {}): Promise<TruncateResponse> {
+    return this.unary((m, o, cb) => this.raw.truncate(TruncateRequest.fromPartial({ sequenceId, length, requestId: settings.requestId }), m, o, cb), settings);
   }
 
   /** Moves the sequence to the server's KV store and frees its memory (docs/kv-store.md); a later call restores it. */
-  offload(sequenceId: string, settings: CallSettings = {}): Promise<OffloadResponse> {
-    return this.unary((m, o, cb) => this.raw.offload(OffloadRequest.fromPartial({ sequenceId }), m, o, cb), settings);
+  offload(sequenceId: string, settings: RetryableCallSettings = {}): Promise<OffloadResponse> {
+    return this.unary((m, o, cb) => this.raw.offload(OffloadRequest.fromPartial({ sequenceId, requestId: settings.requestId }), m, o, cb), settings);
   }
 
   info(settings: CallSettings = {}): Promise<InfoResponse> {

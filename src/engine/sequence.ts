@@ -1,4 +1,5 @@
 import { DeviceLayerCache } from "../kv/device-layer-cache.js";
+import type { KvLayer } from "../kv/kv-layer.js";
 import { LayerCache, type KvDtype, type KvShape, type LayerCheckpoint } from "../kv/layer-cache.js";
 import { RecentQueryRing, type RingCheckpoint } from "../kv/recent-queries.js";
 import type { SlabPool } from "../kv/slab-pool.js";
@@ -42,14 +43,14 @@ export interface StandingBudget {
 }
 
 /**
- * One caller-named sequence: its cache (one LayerCache per layer) and where
+ * One caller-named sequence: its cache (one KvLayer per layer: host slabs, or device-resident) and where
  * generation stands. A token sampled by Decode belongs to the sequence at once
  * but is fed to the model lazily (`pendingToken`), by the next call that needs
  * its keys and values, so a Decode call never runs a step it does not use.
  * Where generation stands changes only through the sequence's own methods.
  */
 export class Sequence {
-  readonly layers: LayerCache[];
+  readonly layers: KvLayer[];
   readonly recentQueries: RecentQueryRing;
   /** The ids of the fed tokens, by position. */
   private readonly fed: number[] = [];

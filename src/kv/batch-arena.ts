@@ -1,3 +1,5 @@
+import { hostLayer } from "./host-layer.js";
+import type { KvLayer } from "./kv-layer.js";
 import { capacityFor, type KvArray, type KvShape, type LayerCache } from "./layer-cache.js";
 
 /** What one batch slot of one layer holds: whose entries, as of which revision, how many per head. */
@@ -108,7 +110,7 @@ class ArenaLayer {
 export class BatchArena {
   private readonly layers: ArenaLayer[];
   /** Which slot each sequence (known by its layer caches) had in the last batch. */
-  private slotOf = new Map<readonly LayerCache[], number>();
+  private slotOf = new Map<readonly KvLayer[], number>();
 
   constructor(layerCount: number, shape: KvShape) {
     this.layers = Array.from({ length: layerCount }, () => new ArenaLayer(shape));
@@ -122,7 +124,7 @@ export class BatchArena {
    * Orders a batch so that members keep the slots they had in the last one
    * (only newcomers, and members whose slot is past the batch, are copied whole).
    */
-  arrange<T extends { readonly layers: readonly LayerCache[] }>(batch: readonly T[]): T[] {
+  arrange<T extends { readonly layers: readonly KvLayer[] }>(batch: readonly T[]): T[] {
     const arranged = new Array<T | undefined>(batch.length);
     const newcomers: T[] = [];
     for (const member of batch) {
@@ -138,11 +140,11 @@ export class BatchArena {
    * Lays out an arranged batch (each member one sequence's layer caches) for
    * one step, member b in slot b. Returns per layer the past the graph reads.
    */
-  gather(batch: readonly (readonly LayerCache[])[]): ReturnType<ArenaLayer["view"]>[] {
+  gather(batch: readonly (readonly KvLayer[])[]): ReturnType<ArenaLayer["view"]>[] {
     this.slotOf = new Map(batch.map((caches, slot) => [caches, slot]));
     return this.layers.map((layer, l) => {
       layer.fit(batch.length, Math.max(1, ...batch.map((caches) => caches[l].maxLength)));
-      batch.forEach((caches, slot) => layer.sync(slot, caches[l]));
+      batch.forEach((caches, slot) => layer.sync(slot, hostLayer(caches[l], "decode batches hold host slab caches only")));
       return layer.view(batch.length);
     });
   }

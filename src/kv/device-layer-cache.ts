@@ -1,18 +1,23 @@
 import { DeviceSlab, type SlabDevice } from "./device-slab.js";
-import { capacityFor, LayerCache, type LayerCheckpoint } from "./layer-cache.js";
+import type { KvLayer } from "./kv-layer.js";
+import { capacityFor, LayerCache, type KvArray, type LayerCheckpoint } from "./layer-cache.js";
 import type { SlabPool } from "./slab-pool.js";
 
 /**
- * One layer of one sequence whose keys and values live on the device (WebGPU). The host keeps what
- * the engine and the policies read per entry (lengths, mask, accumulated attention, positions: a
- * LayerCache with no key/value columns); the device keeps keys and values in the same slot layout.
+ * One layer of one sequence whose keys and values live on the device (WebGPU). It composes a host
+ * index, what the engine and the policies read per entry (lengths, mask, accumulated attention,
+ * positions: a LayerCache whose key and value rows are zero wide, so it holds only those), and
+ * keeps keys and values on the device in the same slot layout.
  *
  * Host-side layout changes (growth, eviction, rollback) are recorded as `sourceRows`, the device row
  * each slot's entry is in now, and carried out on the device by one gather before the next step
  * (`slabForStep`), so no key or value crosses to the host. A policy that scores keys gets them
  * read back once per eviction (`loadKeys`, before planning: Policy.readsKeys).
  */
-export class DeviceLayerCache extends LayerCache {
+export class DeviceLayerCache implements KvLayer {
+  readonly kvDtype = "float32";
+  /** The per-entry index on the host; every head keeps the same room, as the device slab [Hkv, capacity, d] does. */
+  private readonly index: LayerCache;
   private deviceSlab: DeviceSlab | null = null;
   /** Per slot [Hkv, capacity]: the row of `slab` (flat over its [Hkv, capacity]) holding the entry, -1 for none. */
   private sourceRows = new Int32Array();
@@ -27,7 +32,55 @@ export class DeviceLayerCache extends LayerCache {
     readonly headSize: number,
     private readonly device: SlabDevice,
   ) {
-    super(devicePool, { kvHeads, headSize: 0 });
+    this.index = new LayerCache(devicePool, { kvHeads, headSize: 0 }, true);
+  }
+
+  get lengths(): Int32Array {
+    return this.index.lengths;
+  }
+
+  get offsets(): Int32Array {
+    return this.index.offsets;
+  }
+
+  get capacity(): number {
+    return this.index.capacity;
+  }
+
+  get mask(): Float32Array {
+    return this.index.mask;
+  }
+
+  get mass(): Float32Array {
+    return this.index.mass;
+  }
+
+  get positions(): Int32Array {
+    return this.index.positions;
+  }
+
+  get revision(): number {
+    return this.index.revision;
+  }
+
+  get entries(): number {
+    return this.index.entries;
+  }
+
+  get maxLength(): number {
+    return this.index.maxLength;
+  }
+
+  headPositions(): number[][] {
+    return this.index.headPositions();
+  }
+
+  checkpoint(): LayerCheckpoint {
+    return this.index.checkpoint();
+  }
+
+  room(): Int32Array {
+    return this.index.room();
   }
 
   /** Keys and values on the device (float32) for `capacity` slots per head. */
@@ -39,77 +92,74 @@ export class DeviceLayerCache extends LayerCache {
     return this.deviceBytesHeld;
   }
 
-  override get bytes(): number {
-    return super.bytes + this.deviceBytesHeld;
+  get bytes(): number {
+    return this.index.bytes + this.deviceBytesHeld;
   }
 
-  override get entryBytes(): number {
-    // The host part (position, attention mass) plus each entry's key and value on the device.
-    return super.entryBytes + this.entries * 2 * this.headSize * Float32Array.BYTES_PER_ELEMENT;
+  get entryBytes(): number {
+    // The host index's part (mask, attention mass, position) plus each entry's key and value on the device.
+    return this.index.entryBytes + this.entries * 2 * this.headSize * Float32Array.BYTES_PER_ELEMENT;
   }
 
-  override bytesWithRoomFor(extra: number): number {
-    return super.bytesWithRoomFor(extra) + this.deviceBytesFor(capacityFor(this.capacity, this.maxLength + extra));
+  bytesWithRoomFor(extra: number): number {
+    return this.index.bytesWithRoomFor(extra) + this.deviceBytesFor(capacityFor(this.capacity, this.maxLength + extra));
   }
 
-  override get keysOnHost(): boolean {
+  bytesHolding(lengths: ArrayLike<number>): number {
+    return this.index.bytesHolding(lengths) + this.deviceBytesFor(capacityFor(0, Math.max(0, ...Array.from(lengths))));
+  }
+
+  get keysOnHost(): boolean {
     return this.hostKeys !== null;
   }
 
-  override get keys(): Float32Array {
+  get keys(): Float32Array {
     if (!this.hostKeys) throw new Error("the keys of this cache are on the device: loadKeys() reads them back before a policy that scores them plans");
     return this.hostKeys;
   }
 
-  override get values(): Float32Array {
-    throw new Error("values of a device-resident cache stay on the device");
+  reserve(extra: number): void {
+    this.keepingPrefix(() => this.index.reserve(extra));
   }
 
-  override reserve(extra: number): void {
-    this.keepingPrefix(() => super.reserve(extra));
+  /** Every head has the same room already: nothing to give back. */
+  settle(): void {
+    this.index.settle();
   }
 
-  override restoreRoom(headCapacities: Int32Array): void {
-    this.keepingPrefix(() => super.restoreRoom(headCapacities));
+  restoreRoom(headCapacities: Int32Array): void {
+    this.keepingPrefix(() => this.index.restoreRoom(headCapacities));
   }
 
-  override bytesHolding(lengths: ArrayLike<number>): number {
-    return super.bytesHolding(lengths) + this.deviceBytesFor(this.roomHolding(lengths)[0]);
+  rollback(checkpoint: LayerCheckpoint): void {
+    this.keepingPrefix(() => this.index.rollback(checkpoint));
   }
 
-  /** The device slab is [Hkv, capacity, d]: every head keeps the same room, the longest kept head's. */
-  protected override roomHolding(lengths: ArrayLike<number>): Int32Array {
-    return new Int32Array(this.kvHeads).fill(capacityFor(0, Math.max(0, ...Array.from(lengths))));
-  }
-
-  override rollback(checkpoint: LayerCheckpoint): void {
-    this.keepingPrefix(() => super.rollback(checkpoint));
-  }
-
-  override retain(keep: readonly Int32Array[]): void {
+  retain(keep: readonly Int32Array[]): void {
     const before = { capacity: this.capacity, rows: this.sourceRows };
-    super.retain(keep);
+    this.index.retain(keep);
     this.sourceRows = new Int32Array(this.kvHeads * this.capacity).fill(-1);
     keep.forEach((slots, h) => slots.forEach((slot, i) => (this.sourceRows[h * this.capacity + i] = before.rows[h * before.capacity + slot])));
     this.changed();
   }
 
-  override append(...args: Parameters<LayerCache["append"]>): void {
-    super.append(...args);
+  /** Takes a step's positions and attention; its keys and values went into the device slab (`adopt`), so `keys` and `values` are empty. */
+  append(keys: KvArray, values: KvArray, offset: number, count: number, firstPosition: number, colsum?: Float32Array, colsumOffset?: number, colsumPastSlots?: number): void {
+    this.index.append(keys, values, offset, count, firstPosition, colsum, colsumOffset, colsumPastSlots);
     this.hostKeys = null;
   }
 
-  override copyFrom(source: LayerCache): void {
+  copyFrom(source: KvLayer): void {
     if (!(source instanceof DeviceLayerCache)) throw new Error("a device-resident cache copies only another one");
-    super.copyFrom(source);
+    this.index.copyFrom(source.index);
     this.deviceSlab?.drop();
     this.deviceSlab = source.deviceSlab?.share() ?? null;
     this.sourceRows = Int32Array.from(source.sourceRows);
     this.changed();
   }
 
-  override release(): void {
-    super.release();
+  release(): void {
+    this.index.release();
     this.deviceSlab?.drop();
     this.deviceSlab = null;
     this.sourceRows = new Int32Array();

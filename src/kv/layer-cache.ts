@@ -64,6 +64,9 @@ function exactRoom(lengths: ArrayLike<number>): Int32Array {
  * the same room; after an eviction leaves heads of different
  * lengths (AdaKV) each head keeps only the room its entries need, so memory
  * follows the entries kept.
+ *
+ * It is the host-slab KvLayer (src/kv/kv-layer.ts); a device-resident layer composes one with
+ * zero-width keys and values as its per-entry index (src/kv/device-layer-cache.ts).
  */
 export class LayerCache {
   readonly lengths: Int32Array;
@@ -95,6 +98,8 @@ export class LayerCache {
   constructor(
     private readonly pool: SlabPool,
     readonly shape: KvShape,
+    /** Every head keeps the longest head's room, even after an eviction (a device slab is [Hkv, capacity, d]). */
+    private readonly uniformRoom = false,
   ) {
     this.lengths = new Int32Array(shape.kvHeads);
     this.headCapacities = new Int32Array(shape.kvHeads);
@@ -285,8 +290,9 @@ export class LayerCache {
     this.revision++;
   }
 
-  /** The room per head that holds `lengths` entries after an eviction: each head its own. */
-  protected roomHolding(lengths: ArrayLike<number>): Int32Array {
+  /** The room per head that holds `lengths` entries after an eviction: each head its own, unless uniform. */
+  private roomHolding(lengths: ArrayLike<number>): Int32Array {
+    if (this.uniformRoom) return new Int32Array(this.shape.kvHeads).fill(capacityFor(0, Math.max(0, ...Array.from(lengths))));
     return exactRoom(lengths);
   }
 

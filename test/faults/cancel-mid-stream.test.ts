@@ -1,8 +1,7 @@
-import { status, type ServiceError } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeCancelledAfter, startTestServer, type TestServer } from "../support/test-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { expectDecodesLikeReference } from "./support/reference-decode.js";
 import { sequenceState } from "./support/sequence-state.js";
@@ -18,19 +17,13 @@ describe("a client cancels a Decode mid-stream", () => {
   afterAll(() => t.close());
 
   it("stops generating, keeps what was generated, frees the sequence for the next call and disturbs no other", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "story", tokenIds: PROMPT });
-    await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "story", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "bystander", tokenIds: PROMPT });
     const bystander = await sequenceState(t.client, "bystander");
 
-    const stream = t.client.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 400, ignoreEos: true }));
-    let received = 0;
-    const ended = new Promise<number>((resolve) => {
-      stream.on("data", () => {
-        if (++received === 5) stream.cancel();
-      });
-      stream.on("error", (error: ServiceError) => resolve(error.code));
-    });
-    expect(await ended).toBe(status.CANCELLED);
+    const ended = await decodeCancelledAfter(t.client, { sequenceId: "story", maxNewTokens: 400, ignoreEos: true }, 5);
+    const received = ended.received.length;
+    expect(ended.code).toBe(status.CANCELLED);
     await untilIdle(t.client, "story");
 
     const { position } = await sequenceState(t.client, "story");

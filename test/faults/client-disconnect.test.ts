@@ -2,7 +2,7 @@ import { connect } from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, startTestServer, type TestServer } from "../support/test-server.js";
+import { startTestServer, type TestServer } from "../support/test-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { expectDecodesLikeReference } from "./support/reference-decode.js";
 import { sequenceState } from "./support/sequence-state.js";
@@ -39,8 +39,8 @@ describe("a client disconnects mid-stream", () => {
   afterAll(() => t.close());
 
   it("stops the Decode, frees the sequence for the next call and disturbs no other", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "story", tokenIds: PROMPT });
-    await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "story", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "bystander", tokenIds: PROMPT });
     const bystander = await sequenceState(t.client, "bystander");
 
     await decodeThenDisconnect(t.address, DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 50_000, ignoreEos: true }), 3);

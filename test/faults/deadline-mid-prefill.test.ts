@@ -1,8 +1,7 @@
-import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { expectDecodesLikeReference } from "./support/reference-decode.js";
 import { sequenceState } from "./support/sequence-state.js";
@@ -19,15 +18,10 @@ describe("a deadline expires mid-prefill", () => {
   });
   afterAll(() => t.close());
 
-  const prefillWithin = (sequenceId: string, ms: number) =>
-    new Promise((resolve, reject) =>
-      t.client.prefill(PrefillRequest.fromPartial({ sequenceId, tokenIds: LONG }), new Metadata(), { deadline: Date.now() + ms }, (error: ServiceError | null, response) =>
-        error ? reject(error) : resolve(response),
-      ),
-    );
+  const prefillWithin = (sequenceId: string, ms: number) => t.client.prefill({ sequenceId, tokenIds: LONG }, { deadline: ms });
 
   it("stops the prefill and rolls it back: an existing sequence is as before, a new one is gone", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "doc", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "doc", tokenIds: PROMPT });
     const before = await sequenceState(t.client, "doc");
 
     expect((await statusOf(prefillWithin("doc", 150))).code).toBe(status.DEADLINE_EXCEEDED);
@@ -36,7 +30,7 @@ describe("a deadline expires mid-prefill", () => {
     await untilIdle(t.client, "fresh");
 
     expect(await sequenceState(t.client, "doc")).toEqual(before);
-    expect((await call(t.client, t.client.stats, {})).sequences.map((s) => s.sequenceId)).toEqual(["doc"]);
+    expect((await t.client.stats()).sequences.map((s) => s.sequenceId)).toEqual(["doc"]);
     await expectExactAccounting(t.client);
     await expectDecodesLikeReference(t.client, "doc", PROMPT);
   });

@@ -1,10 +1,9 @@
-import { status, type ServiceError } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import type { StepRunner } from "../../src/model/runners/step-runner.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, decodeOutcome, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { expectDecodesLikeReference } from "./support/reference-decode.js";
 import { sequenceState } from "./support/sequence-state.js";
@@ -46,8 +45,8 @@ describe("an onnxruntime failure during a step", () => {
     fail = faulty.failAfter;
     failNextBatch = faulty.failNextBatch;
     t = await startTestServer(faulty.model, { prefillChunkTokens: 4 });
-    await call(t.client, t.client.prefill, { sequenceId: "doc", tokenIds: PROMPT });
-    await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "doc", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "bystander", tokenIds: PROMPT });
   });
   afterAll(() => t.close());
 
@@ -57,33 +56,28 @@ describe("an onnxruntime failure during a step", () => {
     const before = await sequenceState(t.client, "doc");
     for (const steps of [0, 2]) {
       fail(steps);
-      await failsInternal(call(t.client, t.client.prefill, { sequenceId: "doc", tokenIds: [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] }));
+      await failsInternal(t.client.prefill({ sequenceId: "doc", tokenIds: [5, 6, 7, 8, 9, 10, 11, 12, 13, 14] }));
       expect(await sequenceState(t.client, "doc")).toEqual(before);
     }
     // A single chunk at a block boundary: the capacity reserved for it is given back too.
-    await call(t.client, t.client.prefill, { sequenceId: "full", tokenIds: Array.from({ length: 16 }, (_, i) => 5 + i) });
+    await t.client.prefill({ sequenceId: "full", tokenIds: Array.from({ length: 16 }, (_, i) => 5 + i) });
     const full = await sequenceState(t.client, "full");
     fail(0);
-    await failsInternal(call(t.client, t.client.prefill, { sequenceId: "full", tokenIds: [5, 6, 7] }));
+    await failsInternal(t.client.prefill({ sequenceId: "full", tokenIds: [5, 6, 7] }));
     expect(await sequenceState(t.client, "full")).toEqual(full);
-    await call(t.client, t.client.release, { sequenceId: "full" });
+    await t.client.release("full");
 
     fail(1);
-    await failsInternal(call(t.client, t.client.prefill, { sequenceId: "new", tokenIds: [1, 2, 3, 4, 5, 6, 7, 8] }));
-    expect((await call(t.client, t.client.stats, {})).sequences.map((s) => s.sequenceId).sort()).toEqual(["bystander", "doc"]);
+    await failsInternal(t.client.prefill({ sequenceId: "new", tokenIds: [1, 2, 3, 4, 5, 6, 7, 8] }));
+    expect((await t.client.stats()).sequences.map((s) => s.sequenceId).sort()).toEqual(["bystander", "doc"]);
   });
 
   it("ends a decode with INTERNAL; the tokens delivered before stay, the failed step leaves no trace", async () => {
     await decodeAll(t.client, { sequenceId: "doc", maxNewTokens: 2, ignoreEos: true });
     const before = await sequenceState(t.client, "doc");
     fail(3);
-    const delivered: number[] = [];
-    const stream = t.client.decode(DecodeRequest.fromPartial({ sequenceId: "doc", maxNewTokens: 20, ignoreEos: true }));
-    const code = await new Promise<number>((resolve) => {
-      stream.on("data", (m: { position: number }) => delivered.push(m.position));
-      stream.on("error", (error: ServiceError) => resolve(error.code));
-      stream.on("end", () => resolve(status.OK));
-    });
+    const { received, code } = await decodeOutcome(t.client, { sequenceId: "doc", maxNewTokens: 20, ignoreEos: true });
+    const delivered = received.map((m) => m.position);
     expect(code).toBe(status.INTERNAL);
     // Each token first feeds the one before it (the earlier Decode left one pending): three steps ran, the fourth failed.
     expect(delivered).toEqual([0, 1, 2].map((i) => before.position + i));
@@ -92,20 +86,14 @@ describe("an onnxruntime failure during a step", () => {
 
   it("ends every Decode of a failed batched step with INTERNAL; each keeps what it delivered, the step leaves no trace", async () => {
     const ids = ["batch-a", "batch-b", "batch-c"];
-    for (const id of ids) await call(t.client, t.client.prefill, { sequenceId: id, tokenIds: PROMPT });
+    for (const id of ids) await t.client.prefill({ sequenceId: id, tokenIds: PROMPT });
     const before = await Promise.all(ids.map((id) => sequenceState(t.client, id)));
     failNextBatch();
     const outcomes = await Promise.all(
-      ids.map(
-        (sequenceId) =>
-          new Promise<{ code: number; delivered: number }>((resolve) => {
-            let delivered = 0;
-            const stream = t.client.decode(DecodeRequest.fromPartial({ sequenceId, maxNewTokens: 12, ignoreEos: true }));
-            stream.on("data", () => delivered++);
-            stream.on("error", (error: ServiceError) => resolve({ code: error.code, delivered }));
-            stream.on("end", () => resolve({ code: status.OK, delivered }));
-          }),
-      ),
+      ids.map(async (sequenceId) => {
+        const { received, code } = await decodeOutcome(t.client, { sequenceId, maxNewTokens: 12, ignoreEos: true });
+        return { code, delivered: received.length };
+      }),
     );
     // A batch has at least two members, and all of them fail; a stream outside it carries on.
     expect(outcomes.filter((o) => o.code === status.INTERNAL).length).toBeGreaterThanOrEqual(2);

@@ -1,9 +1,8 @@
-import { status, type ServiceError } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { call } from "../support/test-server.js";
 import { clientOf } from "../security/support/secure-server.js";
 import { spawnServe } from "../support/serve-process.js";
+import { decodeOutcome } from "../support/test-server.js";
 
 describe("SIGTERM during decoding", () => {
   // test/server/lifecycle.test.ts covers a Decode that outlasts the grace (cut off with UNAVAILABLE); this one fits in it.
@@ -17,20 +16,14 @@ describe("SIGTERM during decoding", () => {
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       const client = clientOf(`127.0.0.1:${JSON.parse(logged("serving")!).port}`);
-      await call(client, client.prefill, { sequenceId: "story", tokenIds: [1, 403, 407, 261] });
-      const stream = client.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: 1_000, ignoreEos: true }));
-      let received = 0;
+      await client.prefill({ sequenceId: "story", tokenIds: [1, 403, 407, 261] });
       let drainingSeen = -1;
-      const ended = new Promise<number>((resolve) => {
-        stream.on("data", () => {
-          if (++received === 1) child.kill("SIGTERM");
-          if (drainingSeen < 0 && logged("draining")) drainingSeen = received;
-        });
-        stream.on("error", (error: ServiceError) => resolve(error.code));
-        stream.on("end", () => resolve(status.OK));
+      const ended = await decodeOutcome(client, { sequenceId: "story", maxNewTokens: 1_000, ignoreEos: true }, (_, received) => {
+        if (received === 1) child.kill("SIGTERM");
+        if (drainingSeen < 0 && logged("draining")) drainingSeen = received;
       });
-      expect(await ended).toBe(status.OK);
-      expect(received).toBe(1_000);
+      expect(ended.code).toBe(status.OK);
+      expect(ended.received).toHaveLength(1_000);
       // The server was draining while tokens still came.
       expect(drainingSeen).toBeGreaterThan(0);
       expect(drainingSeen).toBeLessThan(1_000);

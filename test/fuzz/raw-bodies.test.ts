@@ -96,6 +96,7 @@ describe("raw request bodies", () => {
   beforeAll(async () => {
     // A short per-sequence cap bounds any Decode, whatever max_new_tokens the bytes spell.
     t = await startTestServer(await loadTestModel(), { kvBudgetBytes: 4 * 1024 * 1024, maxSequenceTokens: 128, prefillChunkTokens: 32 });
+    // A bare grpc-js client: these bodies are malformed on purpose, which the shipped client (it encodes every request) cannot send.
     raw = new Client(t.address, credentials.createInsecure());
   });
   afterAll(async () => {

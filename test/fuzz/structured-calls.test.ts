@@ -5,9 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Engine, EngineModel, TenantQuota } from "../../src/engine/engine.js";
-import type { KvCacheClient, PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import type { KvwardenClient, PrefillResponse } from "../../src/client/index.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call } from "../support/test-server.js";
 import { clientOf, startSecureServer } from "../security/support/secure-server.js";
 import { cacheDigests, type SequenceDigest } from "./support/cache-digest.js";
 import { PROPERTY_TIMEOUT_MS, REPORT, runs } from "./support/fuzz-scale.js";
@@ -73,10 +72,10 @@ describe("structured calls", () => {
       await fc.assert(
         fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
           const sidecar = await startSecureServer(model, { engine: ENGINE, tokens: { path: join(folder, "tokens"), text } });
-          const clients = Object.fromEntries(TENANTS.map((tenant) => [tenant, clientOf(sidecar.address, TOKENS[tenant])])) as Record<Tenant, KvCacheClient>;
+          const clients = Object.fromEntries(TENANTS.map((tenant) => [tenant, clientOf(sidecar.address, TOKENS[tenant])])) as Record<Tenant, KvwardenClient>;
           try {
             // Each tenant starts with a sequence, so that most runs reach Decode and Evict on live caches.
-            for (const tenant of TENANTS) await call(clients[tenant], clients[tenant].prefill, { sequenceId: "a", tokenIds: PROMPT });
+            for (const tenant of TENANTS) await clients[tenant].prefill({ sequenceId: "a", tokenIds: PROMPT });
             for (const group of steps) {
               const before = cacheDigests(sidecar.engine);
               const outcomes = await Promise.all(group.map((c) => runCall(clients[c.tenant], c)));
@@ -133,8 +132,8 @@ function checkEffects(c: Call, outcome: CallOutcome, before: Map<string, Sequenc
 }
 
 /** The global budget and each tenant's quotas hold, and the bytes in use are exactly the sequences' bytes. */
-async function checkBudgets(clients: Record<Tenant, KvCacheClient>): Promise<void> {
-  const all = await Promise.all(TENANTS.map((tenant) => call(clients[tenant], clients[tenant].stats, {})));
+async function checkBudgets(clients: Record<Tenant, KvwardenClient>): Promise<void> {
+  const all = await Promise.all(TENANTS.map((tenant) => clients[tenant].stats()));
   let held = 0n;
   for (const stats of all) {
     expect(stats.tenantKvBytes).toBeLessThanOrEqual(BigInt(QUOTA.kvBytes));

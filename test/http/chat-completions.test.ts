@@ -3,10 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import { PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadChatTestModel } from "../support/chat-test-model.js";
 import { postJson, startHttpTestServer, type HttpTestServer } from "../support/http-test-server.js";
-import { call, decodeAll } from "../support/test-server.js";
+import { decodeAll } from "../support/test-server.js";
 
 const MODEL = "chat";
 const ASK = [{ role: "user" as const, content: "Tell a story." }];
@@ -28,9 +27,9 @@ describe("OpenAI chat completions over HTTP", () => {
   });
 
   it("answers greedily with the gRPC path's text (Prefill with messages, then Decode)", async () => {
-    await call(sidecar.grpc, sidecar.grpc.prefill, PrefillRequest.fromPartial({ sequenceId: "grpc-chat", messages: ASK }));
+    await sidecar.grpc.prefill({ sequenceId: "grpc-chat", messages: ASK });
     const tokens = await decodeAll(sidecar.grpc, { sequenceId: "grpc-chat", maxNewTokens: 24 });
-    await call(sidecar.grpc, sidecar.grpc.release, { sequenceId: "grpc-chat" });
+    await sidecar.grpc.release("grpc-chat");
     const expected = tokens.map((token) => token.text).join("");
 
     const reply = await sidecar.openai().chat.completions.create({ model: MODEL, messages: ASK, max_completion_tokens: 24, temperature: 0 });

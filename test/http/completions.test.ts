@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll } from "../support/test-server.js";
-import { PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { decodeAll } from "../support/test-server.js";
 import { postJson, startHttpTestServer, type HttpTestServer } from "../support/http-test-server.js";
 
 const MODEL = "stories260K";
@@ -29,9 +28,9 @@ describe("OpenAI completions over HTTP", () => {
 
   /** What gRPC's Prefill + greedy Decode generate for `text`. */
   async function grpcGreedy(sequenceId: string, text: string, maxNewTokens: number): Promise<string> {
-    await call(sidecar.grpc, sidecar.grpc.prefill, PrefillRequest.fromPartial({ sequenceId, text }));
+    await sidecar.grpc.prefill({ sequenceId, text });
     const tokens = await decodeAll(sidecar.grpc, { sequenceId, maxNewTokens });
-    await call(sidecar.grpc, sidecar.grpc.release, { sequenceId });
+    await sidecar.grpc.release(sequenceId);
     return tokens.map((token) => token.text).join("");
   }
 

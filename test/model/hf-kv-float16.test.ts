@@ -5,7 +5,7 @@ import { SlabPool } from "../../src/kv/slab-pool.js";
 import { loadModel } from "../../src/model/load-model.js";
 import { argmax } from "../reference/llama-forward.js";
 import { loadTestModel, MODEL_FILES, REFERENCE_FIRST_TOKENS, REFERENCE_TEXT } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const RECENT_QUERY_ROWS = 64;
 
@@ -46,8 +46,8 @@ describe("float16 KV store", () => {
   it("halves the K/V bytes exactly in Stats and in the budget", async () => {
     const { layers, kvHeads, heads, headSize: d } = fp32.config;
     const bytes = async (t: TestServer) => {
-      await call(t.client, t.client.prefill, { sequenceId: "bytes", tokenIds: prompt });
-      const stats = await call(t.client, t.client.stats, { sequenceId: "bytes" });
+      await t.client.prefill({ sequenceId: "bytes", tokenIds: prompt });
+      const stats = await t.client.stats({ sequenceId: "bytes" });
       expect(stats.kvBytesUsed).toBe(stats.sequences[0].kvBytes);
       return Number(stats.sequences[0].kvBytes);
     };
@@ -65,8 +65,8 @@ describe("float16 KV store", () => {
     const budget = { kvBudgetBytes: bytes16 };
     const tight = { fp32: await startTestServer(fp32, { ...budget, recentQueryRows: RECENT_QUERY_ROWS }), fp16: await startTestServer(fp16, { ...budget, recentQueryRows: RECENT_QUERY_ROWS }) };
     try {
-      expect((await statusOf(call(tight.fp32.client, tight.fp32.client.prefill, { sequenceId: "tight", tokenIds: prompt }))).details).toMatch(/KV budget/);
-      expect((await call(tight.fp16.client, tight.fp16.client.prefill, { sequenceId: "tight", tokenIds: prompt })).kvBytes).toBe(BigInt(bytes16));
+      expect((await statusOf(tight.fp32.client.prefill({ sequenceId: "tight", tokenIds: prompt }))).details).toMatch(/KV budget/);
+      expect((await tight.fp16.client.prefill({ sequenceId: "tight", tokenIds: prompt })).kvBytes).toBe(BigInt(bytes16));
     } finally {
       await Promise.all([tight.fp32.close(), tight.fp16.close()]);
     }
@@ -109,9 +109,9 @@ describe("float16 KV store", () => {
     for (const policy of ["snapkv", "pyramidkv", "adakv", "knorm", "h2o", "tova", "nacl", "streaming_llm"]) {
       const kept = async (t: TestServer) => {
         const id = `evict-${policy}`;
-        await call(t.client, t.client.prefill, { sequenceId: id, tokenIds: prompt });
-        await call(t.client, t.client.evict, { sequenceId: id, eviction: { policy, maxTokens: 40, seed: 7n } });
-        const stats = await call(t.client, t.client.stats, { sequenceId: id, includePositions: true });
+        await t.client.prefill({ sequenceId: id, tokenIds: prompt });
+        await t.client.evict({ sequenceId: id, eviction: { policy, maxTokens: 40, seed: 7n } });
+        const stats = await t.client.stats({ sequenceId: id, includePositions: true });
         const next = await decodeAll(t.client, { sequenceId: id, maxNewTokens: 3 });
         return { positions: stats.sequences[0].layers.map((l) => l.headPositions.map((h) => h.positions)), next: next.map((m) => m.tokenId) };
       };
@@ -128,12 +128,12 @@ describe("float16 KV store", () => {
   });
 
   it("reports its KV dtype in Info", async () => {
-    const info = await call(servers.fp16.client, servers.fp16.client.info, {});
+    const info = await servers.fp16.client.info();
     expect(info.model).toMatchObject({ architecture: "llama2c", dtype: "float32", kvDtype: "float16" });
   });
 });
 
 async function decodeSample(t: TestServer): Promise<number[]> {
-  await call(t.client, t.client.prefill, { sequenceId: "sample", tokenIds: [1] });
+  await t.client.prefill({ sequenceId: "sample", tokenIds: [1] });
   return (await decodeAll(t.client, { sequenceId: "sample", maxNewTokens: 200 })).map((m) => m.tokenId);
 }

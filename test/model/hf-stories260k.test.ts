@@ -10,7 +10,7 @@ import { CONVERTED_FORMAT, readManifest } from "../../src/model/conversion/conve
 import { convertedCacheDir, loadModelDir } from "../../src/model/load-model.js";
 import { argmax } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights, MODEL_FILES, REFERENCE_TEXT } from "../support/test-model.js";
-import { call, decodeAll, startTestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer } from "../support/test-server.js";
 import { llama2cAsHfConfig, llama2cAsHfTensors, llama2cTokenizerJson, writeHfCheckpoint, writeTokenizer } from "./hf-fixtures.js";
 
 const CPU = { executionProvider: "cpu" as const, intraOpThreads: 1 };
@@ -100,10 +100,10 @@ describe("stories260K as a Hugging Face checkpoint", () => {
   it("reproduces the published greedy sample and tokenizes text as llama2.c does, over gRPC", async () => {
     const t = await startTestServer(hf);
     try {
-      await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1] });
+      await t.client.prefill({ sequenceId: "greedy", tokenIds: [1] });
       const messages = await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 });
       expect(messages.map((m) => m.text).join("")).toBe(REFERENCE_TEXT);
-      const text = await call(t.client, t.client.prefill, { sequenceId: "text", text: "Once upon a time" });
+      const text = await t.client.prefill({ sequenceId: "text", text: "Once upon a time" });
       expect(text.tokenIds).toEqual([1, 403, 407, 261, 378]);
     } finally {
       await t.close();
@@ -113,7 +113,7 @@ describe("stories260K as a Hugging Face checkpoint", () => {
   it("renders a chat with the model's template and reports the model in Info", async () => {
     const t = await startTestServer(hf);
     try {
-      const chat = await call(t.client, t.client.prefill, {
+      const chat = await t.client.prefill({
         sequenceId: "chat",
         messages: [
           { role: "user", content: "Tell a story." },
@@ -122,7 +122,7 @@ describe("stories260K as a Hugging Face checkpoint", () => {
       });
       const rendered = "user: Tell a story.\nassistant: Once upon a time\nassistant:";
       expect(chat.tokenIds).toEqual([1, ...hf.tokenizer.encode(rendered)]);
-      const info = await call(t.client, t.client.info, {});
+      const info = await t.client.info();
       expect(info.model).toMatchObject({ name: "hf", architecture: "LlamaForCausalLM", dtype: "float32", kvDtype: "float32", bosTokenId: 1, eosTokenId: 2 });
     } finally {
       await t.close();
@@ -133,10 +133,10 @@ describe("stories260K as a Hugging Face checkpoint", () => {
     const model = await loadModelDir(outDir, { ...CPU, kvDtype: "float16" });
     const t = await startTestServer(model);
     try {
-      await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1] });
+      await t.client.prefill({ sequenceId: "greedy", tokenIds: [1] });
       const messages = await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 });
       expect(messages.map((m) => m.text).join("")).toBe(REFERENCE_TEXT);
-      expect((await call(t.client, t.client.info, {})).model?.kvDtype).toBe("float16");
+      expect((await t.client.info()).model?.kvDtype).toBe("float16");
     } finally {
       await t.close();
       await model.runner.release();

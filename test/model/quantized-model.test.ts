@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +18,7 @@ import { quantizeBlocks } from "../../src/numerics/quantize.js";
 import { dequantizeBlocks } from "../reference/block-dequantize.js";
 import { createReferenceCache, referenceForward } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights, MODEL_FILES } from "../support/test-model.js";
-import { call, decodeAll, startTestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer } from "../support/test-server.js";
 import {
   byteLevelTokenizerJson,
   llama2cAsHfConfig,
@@ -140,7 +140,7 @@ describe("quantized weights", () => {
       const float = await loadTestModel();
       const t = await startTestServer(float);
       try {
-        await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1] });
+        await t.client.prefill({ sequenceId: "greedy", tokenIds: [1] });
         floatTokens = (await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 })).map((m) => m.tokenId);
       } finally {
         await t.close();
@@ -165,13 +165,13 @@ describe("quantized weights", () => {
       const model = await loadModelDir(outDir, CPU);
       const t = await startTestServer(model);
       try {
-        expect((await call(t.client, t.client.info, {})).model).toMatchObject({ dtype: "float32", weightDtype: dtype });
-        await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1] });
+        expect((await t.client.info()).model).toMatchObject({ dtype: "float32", weightDtype: dtype });
+        await t.client.prefill({ sequenceId: "greedy", tokenIds: [1] });
         const tokens = (await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 })).map((m) => m.tokenId);
         let same = 0;
         while (same < tokens.length && tokens[same] === floatTokens[same]) same++;
         // Teacher-forced: fed float32's sample, does the quantized model pick the same next token?
-        const scored = await call(t.client, t.client.prefill, { sequenceId: "forced", tokenIds: [1, ...floatTokens], returnLogprobs: true, topLogprobs: 1 });
+        const scored = await t.client.prefill({ sequenceId: "forced", tokenIds: [1, ...floatTokens], returnLogprobs: true, topLogprobs: 1 });
         const top1 = scored.logprobs.slice(1).filter((row, i) => row.top[0].tokenId === floatTokens[i]).length;
         agreement.push(`${dtype}/${activations}: greedy identical for ${same} tokens, teacher-forced top-1 ${top1}/200`);
         expect(same).toBeGreaterThanOrEqual(sameTokens);
@@ -189,7 +189,7 @@ describe("quantized weights", () => {
         const model = await loadModelDir(outDir, { ...CPU, kvDtype });
         const t = await startTestServer(model);
         try {
-          await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1] });
+          await t.client.prefill({ sequenceId: "greedy", tokenIds: [1] });
           return (await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 })).map((m) => m.tokenId);
         } finally {
           await t.close();

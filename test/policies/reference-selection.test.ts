@@ -9,7 +9,7 @@ import { loadModel } from "../../src/model/load-model.js";
 import { knormReferenceHead } from "../reference/knorm-selection.js";
 import { createReferenceCache, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";
 import { naclReferenceLayer } from "../reference/nacl-selection.js";
-import { call, startTestServer, type TestServer } from "../support/test-server.js";
+import { startTestServer, type TestServer } from "../support/test-server.js";
 
 // kvwarden's NACL and knorm, through the sidecar over gRPC on the recall model, against selections
 // written from the papers (test/reference) over keys and queries of the plain float64 forward pass.
@@ -48,7 +48,7 @@ describe("NACL and knorm keep exactly what the papers' selection keeps (recall m
       const cache = createReferenceCache(weights.config);
       const { queries } = referenceForward(weights, cache, tokens, 0);
       prompts.push({ tokens, questionStart: tokens.lastIndexOf(QUESTION), cache, queries });
-      await call(t.client, t.client.prefill, { sequenceId: `prompt-${i}`, tokenIds: tokens });
+      await t.client.prefill({ sequenceId: `prompt-${i}`, tokenIds: tokens });
     }
   }, 120_000);
   afterAll(() => t?.close());
@@ -56,13 +56,13 @@ describe("NACL and knorm keep exactly what the papers' selection keeps (recall m
   /** Evicts a Fork of prompt i with `eviction` and returns the positions each [layer][kvHead] kept. */
   async function keptPositions(i: number, eviction: Partial<EvictionSpec>): Promise<number[][][]> {
     const id = `prompt-${i}-evicted`;
-    await call(t.client, t.client.fork, { sequenceId: `prompt-${i}`, newSequenceId: id });
+    await t.client.fork(`prompt-${i}`, id);
     try {
-      await call(t.client, t.client.evict, { sequenceId: id, eviction });
-      const stats = await call(t.client, t.client.stats, { sequenceId: id, includePositions: true });
+      await t.client.evict({ sequenceId: id, eviction });
+      const stats = await t.client.stats({ sequenceId: id, includePositions: true });
       return stats.sequences[0].layers.map((layer) => layer.headPositions.map((h) => h.positions));
     } finally {
-      await call(t.client, t.client.release, { sequenceId: id });
+      await t.client.release(id);
     }
   }
 

@@ -4,12 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import type { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { only, recordSpans } from "../telemetry/support/span-recorder.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer } from "../support/test-server.js";
 import { clientOf, startSecureServer } from "./support/secure-server.js";
 
 const TOKENS = { alice: "alice-token-0123456789abcdef", bob: "bob-token-0123456789abcdef" };
@@ -18,8 +18,8 @@ const tokens = (n: number) => Array.from({ length: n }, (_, i) => 5 + i);
 const budget = (maxTokens: number) => ({ policy: "streaming_llm", maxTokens, decodeSlack: 64 });
 
 /** Leaves an idle sequence of `client`'s tenant that holds `length` tokens and a decode budget of `keep` entries. */
-async function idleWithBudget(client: KvCacheClient, sequenceId: string, length: number, keep: number): Promise<void> {
-  await call(client, client.prefill, { sequenceId, tokenIds: tokens(length - 1) });
+async function idleWithBudget(client: KvwardenClient, sequenceId: string, length: number, keep: number): Promise<void> {
+  await client.prefill({ sequenceId, tokenIds: tokens(length - 1) });
   await decodeAll(client, { sequenceId, maxNewTokens: 1, ignoreEos: true, eviction: budget(keep) });
 }
 
@@ -30,13 +30,13 @@ async function idleWithBudget(client: KvCacheClient, sequenceId: string, length:
 async function measure(model: EngineModel) {
   const t = await startTestServer(model);
   try {
-    const bytes = async (sequenceId: string) => (await call(t.client, t.client.stats, { sequenceId })).sequences[0].kvBytes;
+    const bytes = async (sequenceId: string) => (await t.client.stats({ sequenceId })).sequences[0].kvBytes;
     await idleWithBudget(t.client, "a", 60, 16);
     await idleWithBudget(t.client, "own", 30, 8);
-    await call(t.client, t.client.prefill, { sequenceId: "big", tokenIds: tokens(40) });
+    await t.client.prefill({ sequenceId: "big", tokenIds: tokens(40) });
     const scene = { a: await bytes("a"), own: await bytes("own"), big: await bytes("big") };
     const freed = async (sequenceId: string, maxTokens: number) => {
-      const { eviction } = await call(t.client, t.client.evict, { sequenceId, eviction: { policy: "streaming_llm", maxTokens } });
+      const { eviction } = await t.client.evict({ sequenceId, eviction: { policy: "streaming_llm", maxTokens } });
       return eviction!.bytesBefore - eviction!.bytesAfter;
     };
     return { ...scene, freedA: await freed("a", 16), freedOwn: await freed("own", 8) };
@@ -81,8 +81,8 @@ describe("memory pressure across tenants", () => {
       await idleWithBudget(alice, "a", 60, 16);
       await idleWithBudget(bob, "own", 30, 8);
       recorder.exporter.reset();
-      await call(bob, bob.prefill, { sequenceId: "big", tokenIds: tokens(40) });
-      const bytes = async (client: KvCacheClient, sequenceId: string) => (await call(client, client.stats, { sequenceId })).sequences[0].kvBytes;
+      await bob.prefill({ sequenceId: "big", tokenIds: tokens(40) });
+      const bytes = async (client: KvwardenClient, sequenceId: string) => (await client.stats({ sequenceId })).sequences[0].kvBytes;
       return {
         alice: await bytes(alice, "a"),
         own: await bytes(bob, "own"),

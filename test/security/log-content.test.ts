@@ -1,11 +1,10 @@
-import { credentials } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
-import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import type { LogFields } from "../../src/telemetry/json-log.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
+import { decodeAll, DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
 
 const PROMPT = "Once upon a time, in a quiet village";
 
@@ -21,12 +20,12 @@ describe("what the call log holds", () => {
   const converse = async (logContent: boolean) => {
     const lines: LogFields[] = [];
     const server = new KvwardenServer(new Engine(model, DEFAULT_TEST_OPTIONS), { executionProvider: "cpu", version: "test" }, { log: (l) => lines.push(l), logContent });
-    const client = new KvCacheClient(`127.0.0.1:${await server.listen("127.0.0.1:0")}`, credentials.createInsecure());
+    const client = new KvwardenClient(`127.0.0.1:${await server.listen("127.0.0.1:0")}`);
     close = async () => {
       client.close();
       await server.close(200);
     };
-    await call(client, client.prefill, { sequenceId: "story", text: PROMPT });
+    await client.prefill({ sequenceId: "story", text: PROMPT });
     const output = (await decodeAll(client, { sequenceId: "story", maxNewTokens: 12, ignoreEos: true })).map((m) => m.text).join("");
     return { lines, output };
   };

@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, statusOf } from "../support/test-server.js";
+import { decodeAll, statusOf } from "../support/test-server.js";
 import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
 
 const TOKENS = { alice: "alice-token-0123456789abcdef", bob: "bob-token-0123456789abcdef" };
@@ -15,8 +15,8 @@ const QUOTA = { kvBytes: 400_000, sequences: 2, requestTokens: 100 };
 describe("per-tenant quotas over gRPC", () => {
   let sidecar: SecureServer;
   let metrics: KvwardenMetrics;
-  let alice: KvCacheClient;
-  let bob: KvCacheClient;
+  let alice: KvwardenClient;
+  let bob: KvwardenClient;
   const folder = mkdtempSync(join(tmpdir(), "kvwarden-quotas-"));
 
   beforeAll(async () => {
@@ -35,8 +35,8 @@ describe("per-tenant quotas over gRPC", () => {
     rmSync(folder, { recursive: true, force: true });
   });
 
-  const prefill = (client: KvCacheClient, sequenceId: string, tokens: number) =>
-    call(client, client.prefill, { sequenceId, tokenIds: Array.from({ length: tokens }, (_, i) => 5 + (i % 400)) });
+  const prefill = (client: KvwardenClient, sequenceId: string, tokens: number) =>
+    client.prefill({ sequenceId, tokenIds: Array.from({ length: tokens }, (_, i) => 5 + (i % 400)) });
   const codeOf = async (promise: Promise<unknown>) => (await statusOf(promise)).code;
 
   it("refuses what is over a tenant's sequences, bytes or tokens per request with RESOURCE_EXHAUSTED, and reports use in Stats", async () => {
@@ -45,10 +45,10 @@ describe("per-tenant quotas over gRPC", () => {
     expect(await codeOf(prefill(alice, "c", 1))).toBe(status.RESOURCE_EXHAUSTED);
     expect(await codeOf(prefill(alice, "a", 101))).toBe(status.RESOURCE_EXHAUSTED);
     expect(await codeOf(decodeAll(alice, { sequenceId: "b", maxNewTokens: 101 }))).toBe(status.RESOURCE_EXHAUSTED);
-    const before = await call(alice, alice.stats, {});
+    const before = await alice.stats();
     const bytes = await statusOf(prefill(alice, "a", 100));
     expect(bytes).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining("tenant KV quota") });
-    const after = await call(alice, alice.stats, {});
+    const after = await alice.stats();
     expect(after.tenantKvBytes).toBe(before.tenantKvBytes);
     expect(after).toMatchObject({
       tenant: "alice",
@@ -62,14 +62,14 @@ describe("per-tenant quotas over gRPC", () => {
     // Bob's quota is his own.
     await prefill(bob, "a", 100);
     await prefill(bob, "b", 1);
-    expect((await call(bob, bob.stats, {})).tenantSequenceCount).toBe(2);
+    expect((await bob.stats()).tenantSequenceCount).toBe(2);
   });
 
   it("lists the quotas in Info and the tenants' use and refusals in metrics", async () => {
-    const { limits } = await call(bob, bob.info, {});
+    const { limits } = await bob.info();
     expect(limits).toMatchObject({ tenantKvBytesQuota: BigInt(QUOTA.kvBytes), tenantMaxSequences: QUOTA.sequences, maxRequestTokens: QUOTA.requestTokens });
     const text = await metrics.registry.metrics();
-    const alices = await call(alice, alice.stats, {});
+    const alices = await alice.stats();
     expect(text).toContain(`kvwarden:tenant_kv_cache_used_bytes{tenant="alice"} ${alices.tenantKvBytes}`);
     expect(text).toContain('kvwarden:tenant_num_sequences{tenant="bob"} 2');
     expect(text).toContain('kvwarden:tenant_resource_exhausted_total{tenant="alice"} 4');
@@ -88,14 +88,14 @@ describe("a refusal under memory pressure", () => {
     const bob = clientOf(sidecar.address, TOKENS.bob);
     try {
       const tokens = (n: number) => Array.from({ length: n }, (_, i) => 5 + i);
-      await call(alice, alice.prefill, { sequenceId: "a", tokenIds: tokens(60) });
+      await alice.prefill({ sequenceId: "a", tokenIds: tokens(60) });
       // A standing decode budget that lets memory pressure compress the sequence later.
       await decodeAll(alice, { sequenceId: "a", maxNewTokens: 1, ignoreEos: true, eviction: { policy: "streaming_llm", maxTokens: 40, decodeSlack: 64 } });
-      const before = (await call(alice, alice.stats, { sequenceId: "a", includePositions: true })).sequences[0];
-      await call(bob, bob.prefill, { sequenceId: "b", tokenIds: tokens(20) });
-      const refused = await statusOf(call(bob, bob.prefill, { sequenceId: "b", tokenIds: tokens(80) }));
+      const before = (await alice.stats({ sequenceId: "a", includePositions: true })).sequences[0];
+      await bob.prefill({ sequenceId: "b", tokenIds: tokens(20) });
+      const refused = await statusOf(bob.prefill({ sequenceId: "b", tokenIds: tokens(80) }));
       expect(refused).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining("tenant KV quota") });
-      const after = (await call(alice, alice.stats, { sequenceId: "a", includePositions: true })).sequences[0];
+      const after = (await alice.stats({ sequenceId: "a", includePositions: true })).sequences[0];
       expect({ ...after, idleMs: 0n }).toEqual({ ...before, idleMs: 0n });
     } finally {
       alice.close();
@@ -116,12 +116,12 @@ describe("concurrent admissions", () => {
     });
     const alice = clientOf(sidecar.address, TOKENS.alice);
     try {
-      await call(alice, alice.prefill, { sequenceId: "a", tokenIds: [1, 403, 407, 261] });
+      await alice.prefill({ sequenceId: "a", tokenIds: [1, 403, 407, 261] });
       const codes = await Promise.all(
-        ["b", "c"].map((sequenceId) => call(alice, alice.prefill, { sequenceId, tokenIds: [1] }).then(() => status.OK, (error: ServiceError) => error.code)),
+        ["b", "c"].map((sequenceId) => alice.prefill({ sequenceId, tokenIds: [1] }).then(() => status.OK, (error: ServiceError) => error.code)),
       );
       expect(codes.sort()).toEqual([status.OK, status.RESOURCE_EXHAUSTED]);
-      const stats = await call(alice, alice.stats, {});
+      const stats = await alice.stats();
       expect(stats.tenantKvBytes).toBeLessThanOrEqual(300_000n);
       expect(stats.kvBytesUsed).toBe(stats.tenantKvBytes);
     } finally {

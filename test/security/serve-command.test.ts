@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
-import { call, statusOf } from "../support/test-server.js";
+import { KvwardenClient } from "../../src/client/index.js";
+import { statusOf } from "../support/test-server.js";
 import { clientOf } from "./support/secure-server.js";
 import { spawnServe } from "../support/serve-process.js";
 
@@ -28,7 +28,7 @@ describe("kvwarden serve with authentication", () => {
         const poll = () => (serve.stderr.includes(`"msg":"${msg}"`) ? resolve() : Date.now() > deadline ? reject(new Error(`no '${msg}' in ${serve.stderr}`)) : setTimeout(poll, 20));
         poll();
       });
-    const clients: KvCacheClient[] = [];
+    const clients: KvwardenClient[] = [];
     const client = (token?: string) => {
       const made = clientOf(`unix:${socket}`, token);
       clients.push(made);
@@ -40,18 +40,18 @@ describe("kvwarden serve with authentication", () => {
       expect(statSync(socket).mode & 0o777).toBe(0o600);
 
       const [old, anonymous] = [client(OLD), client()];
-      await call(old, old.prefill, { sequenceId: "a", tokenIds: [1, 403] });
-      expect((await statusOf(call(anonymous, anonymous.stats, {}))).code).toBe(status.UNAUTHENTICATED);
-      expect((await statusOf(call(old, old.prefill, { sequenceId: "b", tokenIds: [1] }))).code).toBe(status.RESOURCE_EXHAUSTED);
-      expect((await call(old, old.info, {})).limits).toMatchObject({ tenantMaxSequences: 1, maxRequestTokens: 64 });
+      await old.prefill({ sequenceId: "a", tokenIds: [1, 403] });
+      expect((await statusOf(anonymous.stats())).code).toBe(status.UNAUTHENTICATED);
+      expect((await statusOf(old.prefill({ sequenceId: "b", tokenIds: [1] }))).code).toBe(status.RESOURCE_EXHAUSTED);
+      expect((await old.info()).limits).toMatchObject({ tenantMaxSequences: 1, maxRequestTokens: 64 });
 
       writeFileSync(tokens, `${NEW} alice\n`);
       child.kill("SIGHUP");
       await logged("reloaded auth tokens");
-      expect((await statusOf(call(old, old.stats, {}))).code).toBe(status.UNAUTHENTICATED);
+      expect((await statusOf(old.stats())).code).toBe(status.UNAUTHENTICATED);
       // The same tenant, so the same sequences.
       const renewed = client(NEW);
-      expect((await call(renewed, renewed.stats, {})).sequences.map((s) => s.sequenceId)).toEqual(["a"]);
+      expect((await renewed.stats()).sequences.map((s) => s.sequenceId)).toEqual(["a"]);
 
       for (const made of clients) made.close();
       child.kill("SIGTERM");

@@ -1,15 +1,14 @@
-import { credentials } from "@grpc/grpc-js";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
-import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { parseSocketMode } from "../../src/server/unix-socket.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
+import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
 
 describe("the Unix socket listener", () => {
   const folder = mkdtempSync(join(tmpdir(), "kvwarden-socket-"));
@@ -30,8 +29,8 @@ describe("the Unix socket listener", () => {
       const path = join(folder, name);
       const server = await serve(path, mode);
       expect(statSync(path).mode & 0o777).toBe(expected);
-      const client = new KvCacheClient(`unix:${path}`, credentials.createInsecure());
-      expect((await call(client, client.info, {})).version).toBe("test");
+      const client = new KvwardenClient(`unix:${path}`);
+      expect((await client.info()).version).toBe("test");
       client.close();
       await server.close(200);
     }
@@ -43,8 +42,8 @@ describe("the Unix socket listener", () => {
     const old = createServer();
     await new Promise<void>((resolve) => old.listen(stale, resolve));
     const server = await serve(stale, 0o600);
-    const client = new KvCacheClient(`unix:${stale}`, credentials.createInsecure());
-    expect((await call(client, client.info, {})).version).toBe("test");
+    const client = new KvwardenClient(`unix:${stale}`);
+    expect((await client.info()).version).toBe("test");
     client.close();
     await server.close(200);
     old.close();
@@ -66,8 +65,8 @@ describe("the Unix socket listener", () => {
     const successor = await serve(path);
     await first.close(200);
     expect(statSync(path).isSocket()).toBe(true);
-    const client = new KvCacheClient(`unix:${path}`, credentials.createInsecure());
-    expect((await call(client, client.info, {})).version).toBe("test");
+    const client = new KvwardenClient(`unix:${path}`);
+    expect((await client.info()).version).toBe("test");
     client.close();
     await successor.close(200);
     expect(existsSync(path)).toBe(false);

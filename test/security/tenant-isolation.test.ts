@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, statusOf } from "../support/test-server.js";
+import { decodeAll, statusOf } from "../support/test-server.js";
 import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
 
 const TOKENS = { alice: "alice-token-0123456789abcdef", bob: "bob-token-0123456789abcdef" };
@@ -13,8 +13,8 @@ const EVICTION = { policy: "streaming_llm", maxTokens: 4 };
 
 describe("tenants over gRPC", () => {
   let sidecar: SecureServer;
-  let alice: KvCacheClient;
-  let bob: KvCacheClient;
+  let alice: KvwardenClient;
+  let bob: KvwardenClient;
   const folder = mkdtempSync(join(tmpdir(), "kvwarden-tenants-"));
 
   beforeAll(async () => {
@@ -30,29 +30,29 @@ describe("tenants over gRPC", () => {
     rmSync(folder, { recursive: true, force: true });
   });
 
-  const stats = (client: KvCacheClient, sequenceId = "", includePositions = false) => call(client, client.stats, { sequenceId, includePositions });
+  const stats = (client: KvwardenClient, sequenceId = "", includePositions = false) => client.stats({ sequenceId, includePositions });
   /** A failure with the sequence id masked: what tells another tenant's id from a missing one, if anything. */
   const failure = async (promise: Promise<unknown>, id: string) => {
     const { code, details } = await statusOf(promise);
     return { code, details: details.replaceAll(id, "ID") };
   };
-  const decodeFailure = async (client: KvCacheClient, id: string) =>
+  const decodeFailure = async (client: KvwardenClient, id: string) =>
     failure(decodeAll(client, { sequenceId: id, maxNewTokens: 2 }).then(() => undefined), id);
 
   it("keeps another tenant's sequence out of reach: NOT_FOUND exactly as for an id that does not exist", async () => {
-    await call(alice, alice.prefill, { sequenceId: "doc", tokenIds: [1, 403, 407, 261, 378, 432] });
+    await alice.prefill({ sequenceId: "doc", tokenIds: [1, 403, 407, 261, 378, 432] });
     const before = await stats(alice, "doc", true);
 
     for (const [foreign, missing] of [
       [decodeFailure(bob, "doc"), decodeFailure(bob, "nothing")],
-      [failure(call(bob, bob.evict, { sequenceId: "doc", eviction: EVICTION }), "doc"), failure(call(bob, bob.evict, { sequenceId: "nothing", eviction: EVICTION }), "nothing")],
+      [failure(bob.evict({ sequenceId: "doc", eviction: EVICTION }), "doc"), failure(bob.evict({ sequenceId: "nothing", eviction: EVICTION }), "nothing")],
       [failure(stats(bob, "doc"), "doc"), failure(stats(bob, "nothing"), "nothing")],
     ]) {
       const [a, b] = await Promise.all([foreign, missing]);
       expect(a.code).toBe(status.NOT_FOUND);
       expect(a).toEqual(b);
     }
-    expect(await call(bob, bob.release, { sequenceId: "doc" })).toEqual({ found: false, freedBytes: 0n });
+    expect(await bob.release("doc")).toEqual({ found: false, freedBytes: 0n });
 
     // Bob sees none of Alice's sequences or bytes; Alice's sequence is untouched.
     const bobs = await stats(bob);
@@ -63,7 +63,7 @@ describe("tenants over gRPC", () => {
 
   it("gives Bob his own sequence under the same id; each decodes its own prompt", async () => {
     // Prefill of an id Bob does not have creates one in his tenant: not a way into Alice's.
-    const reply = await call(bob, bob.prefill, { sequenceId: "doc", tokenIds: [1, 403] });
+    const reply = await bob.prefill({ sequenceId: "doc", tokenIds: [1, 403] });
     expect(reply.position).toBe(2);
     expect((await stats(alice, "doc")).sequences[0].position).toBe(6);
     const [a, b] = await Promise.all([decodeAll(alice, { sequenceId: "doc", maxNewTokens: 3 }), decodeAll(bob, { sequenceId: "doc", maxNewTokens: 3 })]);
@@ -73,7 +73,7 @@ describe("tenants over gRPC", () => {
   });
 
   it("releases only the caller's sequence", async () => {
-    expect(await call(bob, bob.release, { sequenceId: "doc" })).toMatchObject({ found: true });
+    expect(await bob.release("doc")).toMatchObject({ found: true });
     expect((await stats(alice, "doc")).sequences).toHaveLength(1);
     expect((await statusOf(stats(bob, "doc"))).code).toBe(status.NOT_FOUND);
   });

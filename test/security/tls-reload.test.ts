@@ -6,10 +6,10 @@ import { join } from "node:path";
 import { checkServerIdentity } from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import { DecodeRequest, KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvwardenClient } from "../../src/client/index.js";
 import { TlsCertificates, type TlsFiles } from "../../src/server/tls.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, statusOf } from "../support/test-server.js";
+import { statusOf } from "../support/test-server.js";
 import { makeCertificates, type Certificates } from "./support/certificates.js";
 import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
 import { spawnServe } from "../support/serve-process.js";
@@ -24,7 +24,7 @@ describe("TLS files reloaded on SIGHUP", () => {
   let nextCerts: Certificates;
   let model: EngineModel;
   let servers: SecureServer[] = [];
-  let clients: KvCacheClient[] = [];
+  let clients: KvwardenClient[] = [];
   let mounts = 0;
 
   beforeAll(async () => {
@@ -73,7 +73,7 @@ describe("TLS files reloaded on SIGHUP", () => {
     clients.push(client);
     return { client, seen };
   };
-  const stats = (client: KvCacheClient) => call(client, client.stats, {});
+  const stats = (client: KvwardenClient) => client.stats();
   const start = async (tls: TlsCertificates, clientCertificates = false) => {
     const server = await startSecureServer(model, { listen: { tls }, clientCertificates, engine: { allowPastContext: true } });
     servers.push(server);
@@ -85,12 +85,13 @@ describe("TLS files reloaded on SIGHUP", () => {
     const tls = new TlsCertificates(files);
     const { address, engine } = await start(tls);
     const old = tlsClient(address);
-    await call(old.client, old.client.prefill, { sequenceId: "story", tokenIds: [1, 403, 407, 261] });
+    await old.client.prefill({ sequenceId: "story", tokenIds: [1, 403, 407, 261] });
     expect(old.seen).toEqual([fingerprint(certs.serverCertPath)]);
 
     const total = 1_000;
     let received = 0;
-    const stream = old.client.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: total, ignoreEos: true }));
+    // The generated client's stream: this test pauses reading it while the certificate changes, which an async iterator cannot.
+    const stream = old.client.raw.decode(DecodeRequest.fromPartial({ sequenceId: "story", maxNewTokens: total, ignoreEos: true }));
     const firstMessage = new Promise<void>((resolve) => stream.once("data", () => resolve()));
     const ended = new Promise<number>((resolve) => {
       stream.on("data", () => received++);
@@ -153,7 +154,7 @@ describe("TLS files reloaded on SIGHUP", () => {
     expect(tls.current.clientCaCertificates).toBe(1);
     const { address } = await start(tls, true);
     const alice = tlsClient(address, certs.client("alice.backend"));
-    await call(alice.client, alice.client.prefill, { sequenceId: "doc", tokenIds: [1, 403] });
+    await alice.client.prefill({ sequenceId: "doc", tokenIds: [1, 403] });
     expect((await statusOf(stats(tlsClient(address, nextCerts.client("bob.backend")).client))).code).toBe(status.UNAVAILABLE);
 
     // A damaged bundle (cut off mid-certificate) is refused; OpenSSL alone would take it and refuse every client.
@@ -241,7 +242,7 @@ describe("TLS files reloaded on SIGHUP", () => {
       const address = `127.0.0.1:${(await logged("serving")).port}`;
       expect(serve.stderr).toContain('"tls":"on"');
       const old = tlsClient(address);
-      await call(old.client, old.client.prefill, { sequenceId: "story", tokenIds: [1, 403] });
+      await old.client.prefill({ sequenceId: "story", tokenIds: [1, 403] });
       expect(old.seen).toEqual([fingerprint(certs.serverCertPath)]);
 
       const renewed = certs.renewServer();

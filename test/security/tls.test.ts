@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, statusOf } from "../support/test-server.js";
+import { statusOf } from "../support/test-server.js";
 import { makeCertificates, type Certificates } from "./support/certificates.js";
 import { clientOf, startSecureServer, type SecureServer } from "./support/secure-server.js";
 
@@ -16,7 +16,7 @@ describe("TLS and mutual TLS", () => {
   let certs: Certificates;
   let model: EngineModel;
   const servers: SecureServer[] = [];
-  const clients: KvCacheClient[] = [];
+  const clients: KvwardenClient[] = [];
 
   beforeAll(async () => {
     certs = makeCertificates(folder);
@@ -44,7 +44,7 @@ describe("TLS and mutual TLS", () => {
     clients.push(client);
     return client;
   };
-  const stats = (client: KvCacheClient) => call(client, client.stats, {});
+  const stats = (client: KvwardenClient) => client.stats();
 
   it("serves TLS: a client trusting the CA is answered; a plaintext client is not", async () => {
     const { address } = await start({ listen: { tls: tlsFiles() } });
@@ -57,7 +57,7 @@ describe("TLS and mutual TLS", () => {
   it("with a client CA, takes the tenant from the client certificate's subject CN and refuses clients without one", async () => {
     const { address } = await start({ listen: { tls: tlsFiles(certs.caPath) }, clientCertificates: true });
     const alice = tlsClient(address, "alice.backend");
-    await call(alice, alice.prefill, { sequenceId: "doc", tokenIds: [1, 403] });
+    await alice.prefill({ sequenceId: "doc", tokenIds: [1, 403] });
     expect(await stats(alice)).toMatchObject({ tenant: "alice.backend", sequenceCount: 1 });
     expect(await stats(tlsClient(address, "bob.backend"))).toMatchObject({ tenant: "bob.backend", sequenceCount: 0 });
     // No certificate: the handshake fails.

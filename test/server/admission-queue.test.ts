@@ -1,13 +1,13 @@
-import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { status, type ServiceError } from "@grpc/grpc-js";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
-import { KvCacheClient, PrefillRequest, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, DEFAULT_TEST_OPTIONS, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { DEFAULT_TEST_OPTIONS, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const PROMPT = Array.from({ length: 100 }, (_, i) => 5 + i);
 
@@ -30,7 +30,7 @@ describe("the admission queue over gRPC (--max-queue)", () => {
   beforeAll(async () => {
     model = await loadTestModel();
     const probe = await startTestServer(model);
-    one = Number((await call(probe.client, probe.client.prefill, { sequenceId: "a", tokenIds: PROMPT })).kvBytes);
+    one = Number((await probe.client.prefill({ sequenceId: "a", tokenIds: PROMPT })).kvBytes);
     await probe.close();
   });
   afterEach(async () => {
@@ -41,28 +41,23 @@ describe("the admission queue over gRPC (--max-queue)", () => {
   /** A server whose budget holds one PROMPT sequence and a half, with `a` in it: a second sequence must wait. */
   const serverWithA = async (maxQueue: number) => {
     t = await startTestServer(model, { kvBudgetBytes: Math.floor(one * 1.5), maxQueue });
-    await call(t.client, t.client.prefill, { sequenceId: "a", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "a", tokenIds: PROMPT });
     return t;
   };
-  const prefill = (server: TestServer, sequenceId: string, deadline?: Date) =>
-    new Promise<PrefillResponse>((resolve, reject) =>
-      server.client.prefill(PrefillRequest.fromPartial({ sequenceId, tokenIds: PROMPT }), new Metadata(), deadline ? { deadline } : {}, (error, response) =>
-        error ? reject(error) : resolve(response),
-      ),
-    );
+  const prefill = (server: TestServer, sequenceId: string, deadline?: Date) => server.client.prefill({ sequenceId, tokenIds: PROMPT }, { deadline });
   const queued = (server: TestServer, n: number) => vi.waitFor(() => expect(server.engine.requestsWaiting).toBe(n), { timeout: 10_000, interval: 5 });
 
   it("holds a Prefill that does not fit until the sequence holding the memory is released, then admits it", async () => {
     const server = await serverWithA(4);
     const second = prefill(server, "b");
     await queued(server, 1);
-    const released = await call(server.client, server.client.release, { sequenceId: "a" });
+    const released = await server.client.release("a");
     expect(released.found).toBe(true);
     const admitted = await second;
     expect(admitted.promptTokens).toBe(PROMPT.length);
     expect(Number(admitted.kvBytes)).toBe(one);
     expect(server.engine.requestsWaiting).toBe(0);
-    const stats = await call(server.client, server.client.stats, {});
+    const stats = await server.client.stats();
     expect(stats.sequences.map((s) => s.sequenceId)).toEqual(["b"]);
     await expectExactAccounting(server.client);
   });
@@ -70,15 +65,15 @@ describe("the admission queue over gRPC (--max-queue)", () => {
   it("holds a Fork that does not fit the same way, its source claimed meanwhile", async () => {
     t = await startTestServer(model, { kvBudgetBytes: Math.floor(one * 2.2), maxQueue: 4 });
     const server = t;
-    await call(server.client, server.client.prefill, { sequenceId: "a", tokenIds: PROMPT });
-    await call(server.client, server.client.prefill, { sequenceId: "filler", tokenIds: PROMPT.slice(0, 60) });
-    const fork = call(server.client, server.client.fork, { sequenceId: "a", newSequenceId: "a-copy" });
+    await server.client.prefill({ sequenceId: "a", tokenIds: PROMPT });
+    await server.client.prefill({ sequenceId: "filler", tokenIds: PROMPT.slice(0, 60) });
+    const fork = server.client.fork("a", "a-copy");
     await queued(server, 1);
     // Releasing the source now would pull the copy's source away: it is busy until the fork ends.
-    expect((await statusOf(call(server.client, server.client.release, { sequenceId: "a" }))).code).toBe(status.ABORTED);
-    await call(server.client, server.client.release, { sequenceId: "filler" });
+    expect((await statusOf(server.client.release("a"))).code).toBe(status.ABORTED);
+    await server.client.release("filler");
     expect(Number((await fork).kvBytes)).toBe(one);
-    const stats = await call(server.client, server.client.stats, {});
+    const stats = await server.client.stats();
     expect(stats.sequences.map((s) => s.sequenceId).sort()).toEqual(["a", "a-copy"]);
     await expectExactAccounting(server.client);
   });
@@ -88,11 +83,11 @@ describe("the admission queue over gRPC (--max-queue)", () => {
     const error = (await prefill(server, "b", new Date(Date.now() + 300)).catch((e: unknown) => e)) as ServiceError;
     expect(error.code).toBe(status.DEADLINE_EXCEEDED);
     await queued(server, 0);
-    const stats = await call(server.client, server.client.stats, {});
+    const stats = await server.client.stats();
     expect(stats.sequences.map((s) => s.sequenceId)).toEqual(["a"]);
     expect(Number(stats.kvBytesUsed)).toBe(one);
     // The queue is empty again: a call that fits is admitted at once.
-    await call(server.client, server.client.release, { sequenceId: "a" });
+    await server.client.release("a");
     expect((await prefill(server, "b")).promptTokens).toBe(PROMPT.length);
   });
 
@@ -104,11 +99,11 @@ describe("the admission queue over gRPC (--max-queue)", () => {
     expect(refused.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(refused.details).toMatch(/^KV budget exhausted: .*, and the admission queue is full \(1 calls already wait for KV memory, --max-queue\)$/);
     // The refused call left nothing; "b" is there, empty and claimed, while it waits.
-    expect((await call(server.client, server.client.stats, {})).sequences.map((s) => [s.sequenceId, Number(s.kvBytes)])).toEqual([
+    expect((await server.client.stats()).sequences.map((s) => [s.sequenceId, Number(s.kvBytes)])).toEqual([
       ["a", one],
       ["b", 0],
     ]);
-    await call(server.client, server.client.release, { sequenceId: "a" });
+    await server.client.release("a");
     expect((await waiting).sequenceId).toBe("b");
   });
 
@@ -120,7 +115,7 @@ describe("the admission queue over gRPC (--max-queue)", () => {
     await t!.close();
     const queueing = await serverWithA(4);
     const huge = Array.from({ length: 400 }, (_, i) => 5 + (i % 400));
-    const tooBig = await statusOf(call(queueing.client, queueing.client.prefill, { sequenceId: "huge", tokenIds: huge }));
+    const tooBig = await statusOf(queueing.client.prefill({ sequenceId: "huge", tokenIds: huge }));
     expect(tooBig.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(queueing.engine.requestsWaiting).toBe(0);
   });
@@ -130,13 +125,13 @@ describe("the admission queue over gRPC (--max-queue)", () => {
     const engine = new Engine(model, { ...DEFAULT_TEST_OPTIONS, kvBudgetBytes: budget, maxQueue: 4 });
     const metrics = new KvwardenMetrics(() => ({ ...engine.stats(), sequenceCount: engine.sequenceCount, requestsWaiting: engine.requestsWaiting, cacheConfig: engine.cacheConfig }));
     const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" }, { metrics });
-    const client = new KvCacheClient(`127.0.0.1:${await server.listen("127.0.0.1:0")}`, credentials.createInsecure());
+    const client = new KvwardenClient(`127.0.0.1:${await server.listen("127.0.0.1:0")}`);
     const endpoint = new MetricsServer(metrics.registry);
     const url = `http://127.0.0.1:${await endpoint.listen("127.0.0.1:0")}/metrics`;
     try {
       const scrape = async () => parseExposition(await (await fetch(url)).text());
-      await call(client, client.prefill, { sequenceId: "a", tokenIds: PROMPT });
-      const second = call(client, client.prefill, { sequenceId: "b", tokenIds: PROMPT });
+      await client.prefill({ sequenceId: "a", tokenIds: PROMPT });
+      const second = client.prefill({ sequenceId: "b", tokenIds: PROMPT });
       await vi.waitFor(() => expect(engine.requestsWaiting).toBe(1), { timeout: 10_000, interval: 5 });
       const during = await scrape();
       expect(during.get("kvwarden:num_requests_waiting")).toBe(1);
@@ -145,7 +140,7 @@ describe("the admission queue over gRPC (--max-queue)", () => {
       const { layers, kvHeads, headSize } = model.config;
       const blockBytes = layers * kvHeads * 16 * (2 * headSize + 3) * 4; // 16 entries of float32 key, value, mask, mass, position
       expect(during.get(`kvwarden:cache_config_info{block_size="16",num_gpu_blocks="${Math.floor(budget / blockBytes)}",kv_budget_bytes="${budget}",kv_dtype="float32"}`)).toBe(1);
-      await call(client, client.release, { sequenceId: "a" });
+      await client.release("a");
       await second;
       const after = await scrape();
       expect(after.get("kvwarden:num_requests_waiting")).toBe(0);

@@ -3,7 +3,7 @@ import type { EngineModel } from "../../src/engine/engine.js";
 import type { ModelRunner } from "../../src/model/runners/model-runner.js";
 import { healthOf } from "../support/health-probe.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 /** One prefill chunk this long is a single model run of a few hundred milliseconds on stories260K. */
 const LONG_CHUNK = 1024;
@@ -37,20 +37,20 @@ describe.each([
     const observed = observeLongStep(await loadTestModel(threads));
     running = observed.running;
     t = await startTestServer(observed.model, { prefillChunkTokens: LONG_CHUNK, maxSequenceTokens: 2 * LONG_CHUNK, allowPastContext: true });
-    await call(t.client, t.client.prefill, { sequenceId: "short", tokenIds: [1, 403] });
+    await t.client.prefill({ sequenceId: "short", tokenIds: [1, 403] });
   });
   afterAll(() => t.close());
 
   it("answers health and Stats before the step ends", async () => {
     const answered: string[] = [];
     const tokenIds = Array.from({ length: LONG_CHUNK }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
-    const prefill = call(t.client, t.client.prefill, { sequenceId: "long", tokenIds }).then((reply) => {
+    const prefill = t.client.prefill({ sequenceId: "long", tokenIds }).then((reply) => {
       answered.push("prefill");
       return reply;
     });
     await running;
     const health = healthOf(t.address, "kvwarden.v1.KvCache").then((state) => answered.push(`health ${state}`));
-    const stats = call(t.client, t.client.stats, {}).then((reply) => answered.push(`stats ${reply.sequences.map((s) => s.sequenceId).sort().join(",")}`));
+    const stats = t.client.stats().then((reply) => answered.push(`stats ${reply.sequences.map((s) => s.sequenceId).sort().join(",")}`));
     const decode = decodeAll(t.client, { sequenceId: "short", maxNewTokens: 4, ignoreEos: true }).then((tokens) => answered.push(`decode ${tokens.length}`));
     await Promise.all([prefill, health, stats, decode]);
     expect(answered.slice(0, first.length).sort()).toEqual(first);

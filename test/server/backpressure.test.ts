@@ -1,18 +1,17 @@
-import { credentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DecodeRequest, KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvwardenClient } from "../../src/client/index.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 const PROMPT = [1, 403, 407, 261, 378, 432];
 const MAX_NEW_TOKENS = 4_000;
 /** A small HTTP/2 window, so a client that stops reading fills it after a few hundred tokens rather than thousands. */
 const WINDOW_BYTES = 2_048;
 
-const positionOf = async (client: KvCacheClient, sequenceId: string) => (await call(client, client.stats, { sequenceId })).sequences[0].position;
+const positionOf = async (client: KvwardenClient, sequenceId: string) => (await client.stats({ sequenceId })).sequences[0].position;
 
 /** Polls until the sequence's position holds still across `quietPolls` reads, and returns it. */
-async function untilStill(client: KvCacheClient, sequenceId: string, quietPolls = 5): Promise<number> {
+async function untilStill(client: KvwardenClient, sequenceId: string, quietPolls = 5): Promise<number> {
   let last = -1;
   let still = 0;
   while (still < quietPolls) {
@@ -26,10 +25,10 @@ async function untilStill(client: KvCacheClient, sequenceId: string, quietPolls 
 
 describe("Decode backpressure: a client that stops reading", () => {
   let t: TestServer;
-  let slowReader: KvCacheClient;
+  let slowReader: KvwardenClient;
   beforeAll(async () => {
     t = await startTestServer(await loadTestModel(), { allowPastContext: true, maxSequenceTokens: 10_000 });
-    slowReader = new KvCacheClient(t.address, credentials.createInsecure(), { "grpc-node.flow_control_window": WINDOW_BYTES });
+    slowReader = new KvwardenClient(t.address, { channelOptions: { "grpc-node.flow_control_window": WINDOW_BYTES } });
   });
   afterAll(async () => {
     slowReader.close();
@@ -38,13 +37,14 @@ describe("Decode backpressure: a client that stops reading", () => {
 
   it("pauses its sequence until it reads again, then finishes with the undisturbed tokens, while others decode", async () => {
     const request = { maxNewTokens: MAX_NEW_TOKENS, ignoreEos: true };
-    await call(t.client, t.client.prefill, { sequenceId: "undisturbed", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "undisturbed", tokenIds: PROMPT });
     const expected = (await decodeAll(t.client, { sequenceId: "undisturbed", ...request })).map((m) => m.tokenId);
-    await call(t.client, t.client.release, { sequenceId: "undisturbed" });
+    await t.client.release("undisturbed");
 
-    await call(t.client, t.client.prefill, { sequenceId: "paused", tokenIds: PROMPT });
-    await call(t.client, t.client.prefill, { sequenceId: "bystander", tokenIds: PROMPT });
-    const stream = slowReader.decode(DecodeRequest.fromPartial({ sequenceId: "paused", ...request }));
+    await t.client.prefill({ sequenceId: "paused", tokenIds: PROMPT });
+    await t.client.prefill({ sequenceId: "bystander", tokenIds: PROMPT });
+    // The generated client's stream: this test pauses reading it (HTTP/2 flow control), which an async iterator cannot.
+    const stream = slowReader.raw.decode(DecodeRequest.fromPartial({ sequenceId: "paused", ...request }));
     const received: number[] = [];
     stream.on("data", (message: { tokenId: number }) => {
       received.push(message.tokenId);

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
-import { DecodeRequest, EvictionSpec, KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, EvictionSpec } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 /** Eight streams, each with its own prompt, policy and length: what a batch must not blur. */
 const STREAMS: { text: string; maxNewTokens: number; prefillEviction?: Partial<EvictionSpec>; decode?: Partial<DecodeRequest> }[] = [
@@ -19,11 +20,11 @@ const STREAMS: { text: string; maxNewTokens: number; prefillEviction?: Partial<E
 
 const sequenceId = (i: number) => `stream-${i}`;
 
-async function prefillAll(client: KvCacheClient): Promise<void> {
-  await Promise.all(STREAMS.map((s, i) => call(client, client.prefill, { sequenceId: sequenceId(i), text: s.text, eviction: s.prefillEviction })));
+async function prefillAll(client: KvwardenClient): Promise<void> {
+  await Promise.all(STREAMS.map((s, i) => client.prefill({ sequenceId: sequenceId(i), text: s.text, eviction: s.prefillEviction })));
 }
 
-async function decodeStream(client: KvCacheClient, i: number): Promise<number[]> {
+async function decodeStream(client: KvwardenClient, i: number): Promise<number[]> {
   const s = STREAMS[i];
   const messages = await decodeAll(client, { sequenceId: sequenceId(i), maxNewTokens: s.maxNewTokens, ignoreEos: true, ...s.decode });
   return messages.map((m) => m.tokenId);
@@ -51,7 +52,7 @@ describe("continuous batching: concurrent Decode streams step together in one gr
     await prefillAll(client);
     for (let i = 0; i < STREAMS.length; i++) alone.push(await decodeStream(client, i));
     expect(batchSizes.every((size) => size === 1)).toBe(true);
-    for (let i = 0; i < STREAMS.length; i++) await call(client, client.release, { sequenceId: sequenceId(i) });
+    for (let i = 0; i < STREAMS.length; i++) await client.release(sequenceId(i));
 
     batchSizes.length = 0;
     await prefillAll(client);
@@ -63,10 +64,10 @@ describe("continuous batching: concurrent Decode streams step together in one gr
     const run = async (i: number) => {
       const s = STREAMS[i];
       const request = { sequenceId: sequenceId(i), maxNewTokens: s.maxNewTokens, ignoreEos: true, ...s.decode };
-      for await (const message of client.decode(DecodeRequest.fromPartial(request))) {
+      for await (const message of client.decode(request)) {
         together[i].push(message.tokenId);
         if (i === 0 && together[0].length === 10) lateStream = run(late);
-        if (i === 0 && together[0].length === 20) arenaWhileBatching = (await call(client, client.stats, {})).kvBytesBatchArena;
+        if (i === 0 && together[0].length === 20) arenaWhileBatching = (await client.stats()).kvBytesBatchArena;
       }
     };
     await Promise.all(STREAMS.slice(0, late).map((_, i) => run(i)));
@@ -80,7 +81,7 @@ describe("continuous batching: concurrent Decode streams step together in one gr
     expect(batched / total).toBeGreaterThan(0.8);
     // The batch's working copy is there while streams run together, and freed once no Decode runs.
     expect(arenaWhileBatching).toBeGreaterThan(0n);
-    const stats = await call(client, client.stats, {});
+    const stats = await client.stats();
     expect(stats.kvBytesBatchArena).toBe(0n);
   });
 

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import type { EvictionSpec } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel, REFERENCE_FIRST_TOKENS } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const spec = (fields: Partial<EvictionSpec>): EvictionSpec => ({
   policy: "streaming_llm",
@@ -20,7 +20,7 @@ describe("bad input gets a clear status and loses nothing", () => {
 
   /** The observable state of a sequence: its Stats entry and the next greedy tokens it would produce. */
   const snapshot = async (sequenceId: string) => {
-    const stats = await call(t.client, t.client.stats, { sequenceId });
+    const stats = await t.client.stats({ sequenceId });
     const { idleMs: _idle, ...sequence } = stats.sequences[0];
     return sequence;
   };
@@ -28,16 +28,16 @@ describe("bad input gets a clear status and loses nothing", () => {
   beforeAll(async () => {
     model = await loadTestModel();
     t = await startTestServer(model);
-    await call(t.client, t.client.prefill, { sequenceId: "victim", tokenIds: [1, 403, 407], text: "" });
+    await t.client.prefill({ sequenceId: "victim", tokenIds: [1, 403, 407], text: "" });
   });
   afterAll(() => t.close());
 
   it("answers NOT_FOUND for unknown sequences, and Release of one is not an error", async () => {
     expect((await statusOf(decodeAll(t.client, { sequenceId: "nope" }))).code).toBe(status.NOT_FOUND);
-    expect((await statusOf(call(t.client, t.client.evict, { sequenceId: "nope", eviction: spec({ maxTokens: 8 }) }))).code).toBe(status.NOT_FOUND);
-    const stats = await statusOf(call(t.client, t.client.stats, { sequenceId: "nope" }));
+    expect((await statusOf(t.client.evict({ sequenceId: "nope", eviction: spec({ maxTokens: 8 }) }))).code).toBe(status.NOT_FOUND);
+    const stats = await statusOf(t.client.stats({ sequenceId: "nope" }));
     expect(stats).toMatchObject({ code: status.NOT_FOUND, details: expect.stringContaining("'nope' not found") });
-    expect(await call(t.client, t.client.release, { sequenceId: "nope" })).toEqual({ found: false, freedBytes: 0n });
+    expect(await t.client.release("nope")).toEqual({ found: false, freedBytes: 0n });
   });
 
   it.each([
@@ -62,16 +62,16 @@ describe("bad input gets a clear status and loses nothing", () => {
     ],
   ])("answers INVALID_ARGUMENT for %s, leaving the sequence as it was", async (_name, request, message) => {
     const before = await snapshot("victim");
-    const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "victim", ...request }));
+    const result = await statusOf(t.client.prefill({ sequenceId: "victim", ...request }));
     expect(result.code).toBe(status.INVALID_ARGUMENT);
     expect(result.details).toContain(message);
     expect(await snapshot("victim")).toEqual(before);
   });
 
   it("refuses a new sequence with bad input without creating it", async () => {
-    const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "fresh", tokenIds: [99999], text: "" }));
+    const result = await statusOf(t.client.prefill({ sequenceId: "fresh", tokenIds: [99999], text: "" }));
     expect(result.code).toBe(status.INVALID_ARGUMENT);
-    expect((await statusOf(call(t.client, t.client.stats, { sequenceId: "fresh" }))).code).toBe(status.NOT_FOUND);
+    expect((await statusOf(t.client.stats({ sequenceId: "fresh" }))).code).toBe(status.NOT_FOUND);
   });
 
   it.each([
@@ -88,26 +88,26 @@ describe("bad input gets a clear status and loses nothing", () => {
   });
 
   it("answers INVALID_ARGUMENT for a missing or oversized sequence id", async () => {
-    expect((await statusOf(call(t.client, t.client.prefill, { sequenceId: "", tokenIds: [1], text: "" }))).details).toContain("sequence_id is required");
-    const long = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x".repeat(300), tokenIds: [1], text: "" }));
+    expect((await statusOf(t.client.prefill({ sequenceId: "", tokenIds: [1], text: "" }))).details).toContain("sequence_id is required");
+    const long = await statusOf(t.client.prefill({ sequenceId: "x".repeat(300), tokenIds: [1], text: "" }));
     expect(long).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("limit is 256") });
   });
 
   it("refuses positions past the trained context with OUT_OF_RANGE", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "long", tokenIds: Array(500).fill(5), text: "" });
+    await t.client.prefill({ sequenceId: "long", tokenIds: Array(500).fill(5), text: "" });
     const before = await snapshot("long");
-    const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "long", tokenIds: Array(13).fill(5), text: "" }));
+    const result = await statusOf(t.client.prefill({ sequenceId: "long", tokenIds: Array(13).fill(5), text: "" }));
     expect(result).toMatchObject({ code: status.OUT_OF_RANGE, details: expect.stringContaining("trained context of 512") });
     expect(await snapshot("long")).toEqual(before);
     // Decoding stops at the context limit with finish_reason CONTEXT.
     const messages = await decodeAll(t.client, { sequenceId: "long", maxNewTokens: 100, ignoreEos: true });
     expect(messages).toHaveLength(12);
     expect(messages.at(-1)!.position).toBe(511);
-    expect(await call(t.client, t.client.release, { sequenceId: "long" })).toMatchObject({ found: true });
+    expect(await t.client.release("long")).toMatchObject({ found: true });
   });
 
   it("keeps serving other sequences after all of the above", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "healthy", tokenIds: [1], text: "" });
+    await t.client.prefill({ sequenceId: "healthy", tokenIds: [1], text: "" });
     const messages = await decodeAll(t.client, { sequenceId: "healthy", maxNewTokens: 20 });
     expect(messages.map((m) => m.tokenId)).toEqual(REFERENCE_FIRST_TOKENS);
   });
@@ -122,23 +122,23 @@ describe("budgets", () => {
   it("answers RESOURCE_EXHAUSTED with the bytes asked and free when the global budget would be exceeded, changing nothing", async () => {
     const t = await startTestServer(model, { kvBudgetBytes: 300_000 });
     try {
-      await call(t.client, t.client.prefill, { sequenceId: "a", tokenIds: Array(100).fill(5), text: "" });
-      const before = await call(t.client, t.client.stats, { sequenceId: "" });
-      const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "a", tokenIds: Array(150).fill(5), text: "" }));
+      await t.client.prefill({ sequenceId: "a", tokenIds: Array(100).fill(5), text: "" });
+      const before = await t.client.stats({ sequenceId: "" });
+      const result = await statusOf(t.client.prefill({ sequenceId: "a", tokenIds: Array(150).fill(5), text: "" }));
       expect(result.code).toBe(status.RESOURCE_EXHAUSTED);
       expect(result.details).toMatch(/\d+ bytes requested, \d+ bytes free/);
-      const after = await call(t.client, t.client.stats, { sequenceId: "" });
+      const after = await t.client.stats({ sequenceId: "" });
       expect(after.kvBytesUsed).toBe(before.kvBytesUsed);
       expect(after.sequences.map(({ idleMs: _, ...s }) => s)).toEqual(before.sequences.map(({ idleMs: _, ...s }) => s));
       // A new sequence that does not fit is not created at all.
-      expect((await statusOf(call(t.client, t.client.prefill, { sequenceId: "b", tokenIds: Array(300).fill(5), text: "" }))).code).toBe(
+      expect((await statusOf(t.client.prefill({ sequenceId: "b", tokenIds: Array(300).fill(5), text: "" }))).code).toBe(
         status.RESOURCE_EXHAUSTED,
       );
-      expect((await call(t.client, t.client.stats, { sequenceId: "" })).sequenceCount).toBe(1);
+      expect((await t.client.stats({ sequenceId: "" })).sequenceCount).toBe(1);
       // Releasing frees every byte.
-      const released = await call(t.client, t.client.release, { sequenceId: "a" });
+      const released = await t.client.release("a");
       expect(released.freedBytes).toBe(before.kvBytesUsed);
-      expect((await call(t.client, t.client.stats, { sequenceId: "" })).kvBytesUsed).toBe(0n);
+      expect((await t.client.stats({ sequenceId: "" })).kvBytesUsed).toBe(0n);
     } finally {
       await t.close();
     }
@@ -147,10 +147,10 @@ describe("budgets", () => {
   it("enforces the per-sequence token cap, and eviction makes room again", async () => {
     const t = await startTestServer(model, { maxSequenceTokens: 64 });
     try {
-      await call(t.client, t.client.prefill, { sequenceId: "capped", tokenIds: Array(60).fill(5), text: "" });
-      const refused = await statusOf(call(t.client, t.client.prefill, { sequenceId: "capped", tokenIds: Array(10).fill(5), text: "" }));
+      await t.client.prefill({ sequenceId: "capped", tokenIds: Array(60).fill(5), text: "" });
+      const refused = await statusOf(t.client.prefill({ sequenceId: "capped", tokenIds: Array(10).fill(5), text: "" }));
       expect(refused).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringContaining("per-sequence cap of 64") });
-      const ok = await call(t.client, t.client.prefill, {
+      const ok = await t.client.prefill({
         sequenceId: "capped",
         tokenIds: Array(4).fill(5),
         text: "",
@@ -158,7 +158,7 @@ describe("budgets", () => {
       });
       expect(ok.eviction).toMatchObject({ applied: true, entriesAfter: BigInt(32 * 4 * 5) });
       expect(ok.position).toBe(64);
-      await call(t.client, t.client.prefill, { sequenceId: "capped", tokenIds: Array(10).fill(5), text: "" });
+      await t.client.prefill({ sequenceId: "capped", tokenIds: Array(10).fill(5), text: "" });
     } finally {
       await t.close();
     }
@@ -167,11 +167,11 @@ describe("budgets", () => {
   it("expires idle sequences after the TTL", async () => {
     const t = await startTestServer(model, { sequenceTtlMs: 50 });
     try {
-      await call(t.client, t.client.prefill, { sequenceId: "ephemeral", tokenIds: [1], text: "" });
+      await t.client.prefill({ sequenceId: "ephemeral", tokenIds: [1], text: "" });
       await new Promise((resolve) => setTimeout(resolve, 60));
       t.engine.expireIdle();
-      expect((await statusOf(call(t.client, t.client.stats, { sequenceId: "ephemeral" }))).code).toBe(status.NOT_FOUND);
-      expect((await call(t.client, t.client.stats, { sequenceId: "" })).kvBytesUsed).toBe(0n);
+      expect((await statusOf(t.client.stats({ sequenceId: "ephemeral" }))).code).toBe(status.NOT_FOUND);
+      expect((await t.client.stats({ sequenceId: "" })).kvBytesUsed).toBe(0n);
     } finally {
       await t.close();
     }

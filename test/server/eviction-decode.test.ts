@@ -3,7 +3,7 @@ import { EvictionSpec, type EvictionResult } from "../../src/gen/kvwarden/v1/kvw
 import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import { argmax, createReferenceCache, evictReference, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 const PROMPT =
   "Once upon a time, there was a little dog named Max. Max liked to run in the big green park with his friend Sue. " +
@@ -79,7 +79,7 @@ describe("decoding over gRPC after StreamingLLM eviction", () => {
 
   const spec = (sinkTokens?: number) => EvictionSpec.fromPartial({ policy: "streaming_llm", maxTokens: BUDGET, sinkTokens });
   const uniform = (length: number) => Array.from({ length: layers }, () => ({ headLengths: Array<number>(kvHeads).fill(length), headPositions: [] }));
-  const stats = async (sequenceId: string) => (await call(t.client, t.client.stats, { sequenceId })).sequences[0];
+  const stats = async (sequenceId: string) => (await t.client.stats({ sequenceId })).sequences[0];
   const greedy = (sequenceId: string, maxNewTokens: number) => decodeAll(t.client, { sequenceId, maxNewTokens, ignoreEos: true });
 
   function expectEvicted(result: EvictionResult | undefined, entries: number, kvBytes: number): void {
@@ -122,13 +122,13 @@ describe("decoding over gRPC after StreamingLLM eviction", () => {
   });
 
   it("Evict keeps sinks and recent entries, and Decode continues at the original positions", async () => {
-    const prefill = await call(t.client, t.client.prefill, { sequenceId: "evict-rpc", tokenIds: [], text: PROMPT });
+    const prefill = await t.client.prefill({ sequenceId: "evict-rpc", tokenIds: [], text: PROMPT });
     expect(prefill.tokenIds).toEqual(promptTokens);
     const p = promptTokens.length;
     expect(prefill.position).toBe(p);
     expect((await stats("evict-rpc")).layers).toEqual(uniform(p));
 
-    const { eviction } = await call(t.client, t.client.evict, { sequenceId: "evict-rpc", eviction: spec() });
+    const { eviction } = await t.client.evict({ sequenceId: "evict-rpc", eviction: spec() });
     const after = await stats("evict-rpc");
     expectEvicted(eviction, p, Number(after.kvBytes));
     expect(eviction!.bytesBefore).toBe(prefill.kvBytes);
@@ -142,7 +142,7 @@ describe("decoding over gRPC after StreamingLLM eviction", () => {
   });
 
   it("Prefill's eviction field evicts right after the prompt, with the same result", async () => {
-    const prefill = await call(t.client, t.client.prefill, { sequenceId: "evict-prefill", tokenIds: promptTokens, text: "", eviction: spec() });
+    const prefill = await t.client.prefill({ sequenceId: "evict-prefill", tokenIds: promptTokens, text: "", eviction: spec() });
     const p = promptTokens.length;
     expect(prefill).toMatchObject({ promptTokens: p, position: p });
     expectEvicted(prefill.eviction, p, Number(prefill.kvBytes));
@@ -160,12 +160,12 @@ describe("decoding over gRPC after StreamingLLM eviction", () => {
     reference.keepSinksAndRecent(sinks, BUDGET);
     const expected = reference.greedy(20);
 
-    await call(t.client, t.client.prefill, { sequenceId: "evict-mid", tokenIds: promptTokens, text: "" });
+    await t.client.prefill({ sequenceId: "evict-mid", tokenIds: promptTokens, text: "" });
     const p = promptTokens.length;
     const first = await greedy("evict-mid", 10);
     expect(first.map((m) => m.tokenId)).toEqual(before);
     // The prompt and 9 of the 10 generated tokens are cached; the 10th is still pending.
-    const { eviction } = await call(t.client, t.client.evict, { sequenceId: "evict-mid", eviction: spec(sinks) });
+    const { eviction } = await t.client.evict({ sequenceId: "evict-mid", eviction: spec(sinks) });
     expectEvicted(eviction, p + 9, Number((await stats("evict-mid")).kvBytes));
     expect(await stats("evict-mid")).toMatchObject({ position: p + 10, layers: uniform(BUDGET) });
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FinishReason } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadTestModel, REFERENCE_FIRST_TOKENS, REFERENCE_TEXT } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 describe("generation over gRPC", () => {
   let t: TestServer;
@@ -11,7 +11,7 @@ describe("generation over gRPC", () => {
   afterAll(() => t.close());
 
   it("reproduces llama2.c's greedy sample from BOS, token for token, for 200 tokens", async () => {
-    const prefill = await call(t.client, t.client.prefill, { sequenceId: "greedy", tokenIds: [1], text: "" });
+    const prefill = await t.client.prefill({ sequenceId: "greedy", tokenIds: [1], text: "" });
     expect(prefill).toMatchObject({ promptTokens: 1, position: 1 });
     const messages = await decodeAll(t.client, { sequenceId: "greedy", maxNewTokens: 200 });
     expect(messages).toHaveLength(200);
@@ -23,38 +23,38 @@ describe("generation over gRPC", () => {
   });
 
   it("continues a sequence across Decode calls exactly as one long call", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "split", tokenIds: [1], text: "" });
+    await t.client.prefill({ sequenceId: "split", tokenIds: [1], text: "" });
     const first = await decodeAll(t.client, { sequenceId: "split", maxNewTokens: 7 });
     const second = await decodeAll(t.client, { sequenceId: "split", maxNewTokens: 13 });
     expect([...first, ...second].map((m) => m.tokenId)).toEqual(REFERENCE_FIRST_TOKENS);
-    const stats = await call(t.client, t.client.stats, { sequenceId: "split" });
+    const stats = await t.client.stats({ sequenceId: "split" });
     // 1 prompt token + 20 generated; the last generated token is fed by the next call that needs it.
     expect(stats.sequences[0].position).toBe(21);
     expect(stats.sequences[0].layers.every((layer) => layer.headLengths.every((n) => n === 20))).toBe(true);
   });
 
   it("tokenizes text with BOS first and appends to an existing sequence", async () => {
-    const first = await call(t.client, t.client.prefill, { sequenceId: "text", tokenIds: [], text: "Once upon a time" });
+    const first = await t.client.prefill({ sequenceId: "text", tokenIds: [], text: "Once upon a time" });
     expect(first.tokenIds).toEqual([1, 403, 407, 261, 378]);
-    const second = await call(t.client, t.client.prefill, { sequenceId: "text", tokenIds: [], text: " there" });
+    const second = await t.client.prefill({ sequenceId: "text", tokenIds: [], text: " there" });
     expect(second.tokenIds[0]).not.toBe(1);
     expect(second.position).toBe(5 + second.promptTokens);
   });
 
   it("stops at EOS/BOS by default and at caller-given stop tokens", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "stop", tokenIds: [1], text: "" });
+    await t.client.prefill({ sequenceId: "stop", tokenIds: [1], text: "" });
     const messages = await decodeAll(t.client, { sequenceId: "stop", maxNewTokens: 50, stopTokenIds: [REFERENCE_FIRST_TOKENS[4]] });
     expect(messages.map((m) => m.tokenId)).toEqual(REFERENCE_FIRST_TOKENS.slice(0, 5));
     expect(messages.at(-1)).toMatchObject({ finishReason: FinishReason.FINISH_REASON_STOP, text: "" });
 
-    await call(t.client, t.client.prefill, { sequenceId: "eos", tokenIds: [1], text: "" });
+    await t.client.prefill({ sequenceId: "eos", tokenIds: [1], text: "" });
     const story = await decodeAll(t.client, { sequenceId: "eos", maxNewTokens: 500 });
     expect(story.at(-1)!.finishReason).toBe(FinishReason.FINISH_REASON_STOP);
     expect([1, 2]).toContain(story.at(-1)!.tokenId);
   });
 
   it("describes the model and every policy with its parameters and minimum budget in Info", async () => {
-    const info = await call(t.client, t.client.info, {});
+    const info = await t.client.info();
     expect(info.model).toMatchObject({ layers: 5, heads: 8, kvHeads: 4, headSize: 8, vocabSize: 512, contextLength: 512 });
     const policies = Object.fromEntries(info.policies.map((p) => [p.name, p]));
     expect(Object.keys(policies).sort()).toEqual(
@@ -66,7 +66,7 @@ describe("generation over gRPC", () => {
 
   it("samples reproducibly: the same seed gives the same tokens", async () => {
     const sample = async (id: string, seed: bigint) => {
-      await call(t.client, t.client.prefill, { sequenceId: id, tokenIds: [1], text: "" });
+      await t.client.prefill({ sequenceId: id, tokenIds: [1], text: "" });
       const messages = await decodeAll(t.client, { sequenceId: id, maxNewTokens: 40, sampling: { temperature: 1, topK: 40, topP: 0.9, seed } });
       return messages.map((m) => m.tokenId);
     };

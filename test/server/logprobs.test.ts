@@ -4,7 +4,7 @@ import type { TokenLogprob } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
 import { createReferenceCache, evictReference, referenceForward } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights, REFERENCE_FIRST_TOKENS } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const PROMPT = [1, ...REFERENCE_FIRST_TOKENS];
 
@@ -34,7 +34,7 @@ describe("Prefill log-probabilities", () => {
   afterAll(() => t.close());
 
   it("scores every fed token against the reference forward pass; the first token of a sequence has none", async () => {
-    const response = await call(t.client, t.client.prefill, { sequenceId: "score", tokenIds: PROMPT, returnLogprobs: true, topLogprobs: 3 });
+    const response = await t.client.prefill({ sequenceId: "score", tokenIds: PROMPT, returnLogprobs: true, topLogprobs: 3 });
     expect(response.logprobs).toHaveLength(PROMPT.length);
     expect(response.logprobs[0]).toEqual({ tokenId: 1, top: [], distribution: [] });
     expect(response.logprobs.map((s) => s.tokenId)).toEqual(PROMPT);
@@ -50,31 +50,31 @@ describe("Prefill log-probabilities", () => {
   });
 
   it("gives the same scores when the prompt comes in several calls, and after a Decode", async () => {
-    const first = await call(t.client, t.client.prefill, { sequenceId: "split", tokenIds: PROMPT.slice(0, 9), returnLogprobs: true });
-    const second = await call(t.client, t.client.prefill, { sequenceId: "split", tokenIds: PROMPT.slice(9), returnLogprobs: true });
-    const whole = await call(t.client, t.client.prefill, { sequenceId: "whole", tokenIds: PROMPT, returnLogprobs: true });
+    const first = await t.client.prefill({ sequenceId: "split", tokenIds: PROMPT.slice(0, 9), returnLogprobs: true });
+    const second = await t.client.prefill({ sequenceId: "split", tokenIds: PROMPT.slice(9), returnLogprobs: true });
+    const whole = await t.client.prefill({ sequenceId: "whole", tokenIds: PROMPT, returnLogprobs: true });
     const logprobs = (scores: TokenLogprob[]) => scores.slice(1).map((s) => s.logprob!);
     // Chunk boundaries differ, so the sums differ in the last bits only.
     expect(first.logprobs[0].logprob).toBeUndefined();
     expect(maxError([...first.logprobs, ...second.logprobs].slice(1), logprobs(whole.logprobs))).toBeLessThan(1e-5);
 
     // A decoded token is fed by the next call; that call scores only its own tokens.
-    await call(t.client, t.client.prefill, { sequenceId: "after-decode", tokenIds: PROMPT.slice(0, 10) });
+    await t.client.prefill({ sequenceId: "after-decode", tokenIds: PROMPT.slice(0, 10) });
     const decoded = await decodeAll(t.client, { sequenceId: "after-decode", maxNewTokens: 1 });
     expect(decoded[0].tokenId).toBe(PROMPT[10]);
-    const rest = await call(t.client, t.client.prefill, { sequenceId: "after-decode", tokenIds: PROMPT.slice(11), returnLogprobs: true });
+    const rest = await t.client.prefill({ sequenceId: "after-decode", tokenIds: PROMPT.slice(11), returnLogprobs: true });
     expect(maxError(rest.logprobs, logprobs(whole.logprobs).slice(10))).toBeLessThan(1e-5);
   });
 
   it("teacher-forces a continuation over an evicted cache exactly as the reference with the same entries removed", async () => {
     const context = PROMPT.slice(0, 15);
     const continuation = PROMPT.slice(15);
-    await call(t.client, t.client.prefill, {
+    await t.client.prefill({
       sequenceId: "evicted",
       tokenIds: context,
       eviction: { policy: "streaming_llm", maxTokens: 8, sinkTokens: 2 },
     });
-    const scored = await call(t.client, t.client.prefill, { sequenceId: "evicted", tokenIds: continuation, returnLogprobs: true });
+    const scored = await t.client.prefill({ sequenceId: "evicted", tokenIds: continuation, returnLogprobs: true });
 
     const cache = createReferenceCache(weights.config);
     const { logits } = referenceForward(weights, cache, context, 0);
@@ -88,7 +88,7 @@ describe("Prefill log-probabilities", () => {
   });
 
   it("returns every position's whole next-token distribution when asked, equal to the reference's", async () => {
-    const response = await call(t.client, t.client.prefill, { sequenceId: "dist", tokenIds: PROMPT, returnLogprobs: true, topLogprobs: 2, returnDistribution: true });
+    const response = await t.client.prefill({ sequenceId: "dist", tokenIds: PROMPT, returnLogprobs: true, topLogprobs: 2, returnDistribution: true });
     const { logits } = referenceForward(weights, createReferenceCache(weights.config), PROMPT, 0);
     expect(response.logprobs[0].distribution).toEqual([]);
     let worst = 0;
@@ -104,25 +104,25 @@ describe("Prefill log-probabilities", () => {
     console.log(`whole distributions vs reference: max abs error ${worst.toExponential(2)}`);
     expect(worst).toBeLessThan(1e-4);
     // Without the option, none are sent.
-    const plain = await call(t.client, t.client.prefill, { sequenceId: "dist-plain", tokenIds: PROMPT, returnLogprobs: true });
+    const plain = await t.client.prefill({ sequenceId: "dist-plain", tokenIds: PROMPT, returnLogprobs: true });
     expect(plain.logprobs.every((scored) => scored.distribution.length === 0)).toBe(true);
   });
 
   it("refuses more than 20 alternatives per position, options without return_logprobs, and distributions past the 16 MiB cap", async () => {
-    const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds: [1], returnLogprobs: true, topLogprobs: 21 }));
+    const result = await statusOf(t.client.prefill({ sequenceId: "x", tokenIds: [1], returnLogprobs: true, topLogprobs: 21 }));
     expect(result).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("top_logprobs") });
     for (const option of [{ topLogprobs: 3 }, { returnDistribution: true }]) {
-      const refused = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds: [1], ...option }));
+      const refused = await statusOf(t.client.prefill({ sequenceId: "x", tokenIds: [1], ...option }));
       expect(refused).toMatchObject({ code: status.INVALID_ARGUMENT, details: expect.stringContaining("needs return_logprobs") });
     }
     // 8,193 tokens x 512 vocabulary entries x 4 bytes: one token past the cap, refused before anything is fed
     // (and well within the count of log-probabilities the API took before it was capped in bytes).
     const tokenIds = Array.from({ length: 2 ** 24 / (4 * weights.config.vocabSize) + 1 }, (_, i) => 1 + (i % 500));
-    const tooMany = await statusOf(call(t.client, t.client.prefill, { sequenceId: "x", tokenIds, returnLogprobs: true, returnDistribution: true }));
+    const tooMany = await statusOf(t.client.prefill({ sequenceId: "x", tokenIds, returnLogprobs: true, returnDistribution: true }));
     expect(tooMany).toMatchObject({
       code: status.INVALID_ARGUMENT,
       details: "return_distribution for 8193 tokens is 16779264 bytes of log-probabilities (4 each, vocabulary 512); the cap is 16777216 bytes (16 MiB) per call: score at most 8192 tokens per Prefill",
     });
-    expect((await call(t.client, t.client.stats, {})).sequences.map((s) => s.sequenceId)).not.toContain("x");
+    expect((await t.client.stats()).sequences.map((s) => s.sequenceId)).not.toContain("x");
   });
 });

@@ -2,7 +2,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MAX_PROMPT_BYTES, type EngineModel } from "../../src/engine/engine.js";
 import { loadTestModel, REFERENCE_TEXT } from "../support/test-model.js";
-import { call, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 import { answersWhileTokenizing, observeTokenizing } from "../support/tokenizing-order.js";
 
 /**
@@ -49,23 +49,23 @@ describe("long prompts", () => {
 
     it("refuses text with INVALID_ARGUMENT naming the limit, counting UTF-8 bytes", async () => {
       // 34 three-byte characters: 34 characters, 102 bytes.
-      const refused = await statusOf(call(t.client, t.client.prefill, { sequenceId: "s", text: "中".repeat(34) }));
+      const refused = await statusOf(t.client.prefill({ sequenceId: "s", text: "中".repeat(34) }));
       expect(refused).toEqual({ code: status.INVALID_ARGUMENT, details: "text is 102 bytes of UTF-8; the limit is 100 (--max-prompt-bytes)" });
-      const fed = await call(t.client, t.client.prefill, { sequenceId: "s", text: "a".repeat(100) });
+      const fed = await t.client.prefill({ sequenceId: "s", text: "a".repeat(100) });
       expect(fed.tokenIds[0]).toBe(model.tokenizer.bosId);
     });
 
     it("refuses more token ids than the limit, as many as it allows are fed", async () => {
-      const refused = await statusOf(call(t.client, t.client.prefill, { sequenceId: "ids", tokenIds: Array(101).fill(403) }));
+      const refused = await statusOf(t.client.prefill({ sequenceId: "ids", tokenIds: Array(101).fill(403) }));
       expect(refused).toEqual({ code: status.INVALID_ARGUMENT, details: "token_ids has 101 ids; the limit is 100 (--max-prompt-bytes, one id per byte)" });
-      expect((await call(t.client, t.client.prefill, { sequenceId: "ids", tokenIds: Array(100).fill(403) })).promptTokens).toBe(100);
+      expect((await t.client.prefill({ sequenceId: "ids", tokenIds: Array(100).fill(403) })).promptTokens).toBe(100);
     });
   });
 
   it("refuses text over the default limit of 1 MiB at once", async () => {
     const t = await startTestServer(model);
     try {
-      const refused = await statusOf(call(t.client, t.client.prefill, { sequenceId: "s", text: "a".repeat(DEFAULT_MAX_PROMPT_BYTES + 1) }));
+      const refused = await statusOf(t.client.prefill({ sequenceId: "s", text: "a".repeat(DEFAULT_MAX_PROMPT_BYTES + 1) }));
       expect(refused).toEqual({ code: status.INVALID_ARGUMENT, details: "text is 1048577 bytes of UTF-8; the limit is 1048576 (--max-prompt-bytes)" });
     } finally {
       await t.close();

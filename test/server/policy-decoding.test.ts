@@ -6,7 +6,7 @@ import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js"
 import { pyramidBudget } from "../../src/policies/allocators/pyramid.js";
 import { argmax, createReferenceCache, evictReference, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";
 import { loadTestModel, loadTestWeights } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 /**
  * Every policy over gRPC on stories260K: evict a 205-token prompt, read back
@@ -115,10 +115,10 @@ describe("every policy over gRPC decodes as the reference does on the entries it
   /** The reference right after the prompt, full cache. */
   let prompted: ReferenceSequence;
 
-  const stats = async (sequenceId: string) => (await call(t.client, t.client.stats, { sequenceId, includePositions: true })).sequences[0];
+  const stats = async (sequenceId: string) => (await t.client.stats({ sequenceId, includePositions: true })).sequences[0];
   const greedy = (sequenceId: string, maxNewTokens: number, eviction?: Spec) =>
     decodeAll(t.client, { sequenceId, maxNewTokens, ignoreEos: true, eviction });
-  const prefill = (sequenceId: string, tokenIds: number[], eviction?: Spec) => call(t.client, t.client.prefill, { sequenceId, tokenIds, eviction });
+  const prefill = (sequenceId: string, tokenIds: number[], eviction?: Spec) => t.client.prefill({ sequenceId, tokenIds, eviction });
 
   /** Greedy tokens of the reference holding exactly `positions` after the prompt. */
   function expectedAfter(positions: HeadPositions): number[] {
@@ -237,7 +237,7 @@ describe("every policy over gRPC decodes as the reference does on the entries it
     const messages = await greedy(id, NEW_TOKENS);
     expect(messages.map((m) => m.tokenId)).toEqual(expectedAfter(positions));
     expect(messages.map((m) => m.position)).toEqual(range(p, NEW_TOKENS));
-    await call(t.client, t.client.release, { sequenceId: id });
+    await t.client.release(id);
   });
 
   it("the kept entries matter: every policy's continuation differs from the full cache's", async () => {
@@ -245,7 +245,7 @@ describe("every policy over gRPC decodes as the reference does on the entries it
     for (const { label, spec } of CASES.filter((c) => c.spec.policy !== "none")) {
       await prefill(`matter-${label}`, prompt, spec);
       expect(expectedAfter(positionsOf(await stats(`matter-${label}`))), label).not.toEqual(full);
-      await call(t.client, t.client.release, { sequenceId: `matter-${label}` });
+      await t.client.release(`matter-${label}`);
     }
   });
 
@@ -262,10 +262,10 @@ describe("every policy over gRPC decodes as the reference does on the entries it
   it("Evict with simlayerkv reports the same lazy layers as Stats, and a later eviction replaces them", async () => {
     await prefill("lazy", prompt);
     const spec = { policy: "simlayerkv", maxTokens: C, delta: SIMLAYERKV_DELTA };
-    const { eviction } = await call(t.client, t.client.evict, { sequenceId: "lazy", eviction: spec });
+    const { eviction } = await t.client.evict({ sequenceId: "lazy", eviction: spec });
     expect(eviction!.lazyLayers.length).toBeGreaterThan(0);
     expect((await stats("lazy")).lazyLayers).toEqual(eviction!.lazyLayers);
-    await call(t.client, t.client.evict, { sequenceId: "lazy", eviction: { policy: "streaming_llm", maxTokens: 32 } });
+    await t.client.evict({ sequenceId: "lazy", eviction: { policy: "streaming_llm", maxTokens: 32 } });
     expect((await stats("lazy")).lazyLayers).toEqual([]);
   });
 
@@ -401,7 +401,7 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
   /** A server holding A (a decode budget whose slack keeps it from running) and B (no budget), both 205 entries per head. */
   async function serverWithAandB(kvBudgetBytes: number): Promise<TestServer> {
     const t = await startTestServer(model, { kvBudgetBytes });
-    for (const id of ["A", "B"]) await call(t.client, t.client.prefill, { sequenceId: id, tokenIds: prompt });
+    for (const id of ["A", "B"]) await t.client.prefill({ sequenceId: id, tokenIds: prompt });
     const eviction = { policy: "streaming_llm", maxTokens: BUDGET_TOKENS, decodeSlack: 1000 };
     const messages = await decodeAll(t.client, { sequenceId: "A", maxNewTokens: 1, ignoreEos: true, eviction });
     expect(messages[0].eviction).toBeUndefined();
@@ -409,7 +409,7 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
   }
 
   const snapshot = async (t: TestServer) => {
-    const { kvBytesUsed, sequences } = await call(t.client, t.client.stats, { includePositions: true });
+    const { kvBytesUsed, sequences } = await t.client.stats({ includePositions: true });
     return { kvBytesUsed, sequences: sequences.map(({ idleMs: _idle, ...s }) => s).sort((a, b) => a.sequenceId.localeCompare(b.sequenceId)) };
   };
 
@@ -417,8 +417,8 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
   async function sizes(): Promise<{ full: number; compact: number }> {
     const t = await startTestServer(model);
     try {
-      const full = Number((await call(t.client, t.client.prefill, { sequenceId: "s", tokenIds: prompt })).kvBytes);
-      const { eviction } = await call(t.client, t.client.evict, { sequenceId: "s", eviction: { policy: "streaming_llm", maxTokens: BUDGET_TOKENS } });
+      const full = Number((await t.client.prefill({ sequenceId: "s", tokenIds: prompt })).kvBytes);
+      const { eviction } = await t.client.evict({ sequenceId: "s", eviction: { policy: "streaming_llm", maxTokens: BUDGET_TOKENS } });
       return { full, compact: Number(eviction!.bytesAfter) };
     } finally {
       await t.close();
@@ -432,7 +432,7 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
     try {
       const before = await snapshot(t);
       const bStats = before.sequences.find((s) => s.sequenceId === "B")!;
-      await call(t.client, t.client.prefill, { sequenceId: "C", tokenIds: prompt });
+      await t.client.prefill({ sequenceId: "C", tokenIds: prompt });
       const after = await snapshot(t);
       const a = after.sequences.find((s) => s.sequenceId === "A")!;
       expect(lengthsOf(a)).toEqual(Array.from({ length: a.layers.length }, () => Array(a.layers[0].headLengths.length).fill(BUDGET_TOKENS)));
@@ -448,9 +448,9 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
     const { full, compact } = await sizes();
     const t = await serverWithAandB(2 * full + compact + (full - compact) / 2);
     try {
-      await call(t.client, t.client.prefill, { sequenceId: "C", tokenIds: prompt });
+      await t.client.prefill({ sequenceId: "C", tokenIds: prompt });
       const before = await snapshot(t);
-      const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "D", tokenIds: prompt }));
+      const result = await statusOf(t.client.prefill({ sequenceId: "D", tokenIds: prompt }));
       expect(result.code).toBe(status.RESOURCE_EXHAUSTED);
       expect(await snapshot(t)).toEqual(before);
     } finally {
@@ -463,7 +463,7 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
     const t = await serverWithAandB(2 * full + compact + (full - compact) / 2);
     try {
       const before = await snapshot(t);
-      const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "big", tokenIds: [...prompt, ...prompt] }));
+      const result = await statusOf(t.client.prefill({ sequenceId: "big", tokenIds: [...prompt, ...prompt] }));
       expect(result.code).toBe(status.RESOURCE_EXHAUSTED);
       expect(await snapshot(t)).toEqual(before);
     } finally {
@@ -477,12 +477,12 @@ describe("memory pressure compresses idle sequences with a decode budget, and on
     const t = await startTestServer(model, { kvBudgetBytes: 1_000_000 });
     try {
       const p = prompt.length;
-      await call(t.client, t.client.prefill, { sequenceId: "A", tokenIds: prompt });
+      await t.client.prefill({ sequenceId: "A", tokenIds: prompt });
       // Slack keeps the budget from running while A decodes past the 64 query rows the server keeps.
       const eviction = { policy: "nacl", maxTokens: BUDGET_TOKENS + 8, proxySpan: { start: p - 20, end: p }, decodeSlack: 1000 };
       expect(await decodeAll(t.client, { sequenceId: "A", maxNewTokens: 70, ignoreEos: true, eviction })).toHaveLength(70);
       const before = await snapshot(t);
-      const result = await statusOf(call(t.client, t.client.prefill, { sequenceId: "B", tokenIds: [...prompt, ...prompt] }));
+      const result = await statusOf(t.client.prefill({ sequenceId: "B", tokenIds: [...prompt, ...prompt] }));
       expect(result.details).not.toContain("proxy_span");
       expect(result.code).toBe(status.RESOURCE_EXHAUSTED);
       expect(await snapshot(t)).toEqual(before);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BLOCK_TOKENS, floatsPerEntry } from "../../src/kv/layer-cache.js";
 import { loadTestModel, REFERENCE_TEXT } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 const PROMPT_TOKENS = 301;
 const BUDGET = 96;
@@ -19,8 +19,8 @@ describe("ragged heads hold memory in proportion to their entries", () => {
   beforeAll(async () => {
     t = await startTestServer(await model);
     const text = `${REFERENCE_TEXT}\n${REFERENCE_TEXT}`;
-    const { tokenIds } = await call(t.client, t.client.prefill, { sequenceId: "tokenize", text });
-    await call(t.client, t.client.release, { sequenceId: "tokenize" });
+    const { tokenIds } = await t.client.prefill({ sequenceId: "tokenize", text });
+    await t.client.release("tokenize");
     prompt = tokenIds.slice(0, PROMPT_TOKENS);
     expect(prompt).toHaveLength(PROMPT_TOKENS);
   });
@@ -29,7 +29,7 @@ describe("ragged heads hold memory in proportion to their entries", () => {
   /** Slab bytes for the heads' lengths: each head's entries rounded up to whole blocks. */
   async function expectedBytes(sequenceId: string): Promise<{ bytes: number; ringBytes: number; entries: number; lengths: number[][] }> {
     const { config } = await model;
-    const [stats] = (await call(t.client, t.client.stats, { sequenceId })).sequences;
+    const [stats] = (await t.client.stats({ sequenceId })).sequences;
     const lengths = stats.layers.map((layer) => layer.headLengths);
     const entryBytes = floatsPerEntry({ kvHeads: config.kvHeads, headSize: config.headSize }) * 4;
     const slabBytes = lengths.flat().reduce((sum, n) => sum + Math.ceil(n / BLOCK_TOKENS) * BLOCK_TOKENS * entryBytes, 0);
@@ -38,7 +38,7 @@ describe("ragged heads hold memory in proportion to their entries", () => {
 
   it("after an AdaKV eviction at Prefill, and again after decoding", async () => {
     const { config } = await model;
-    const prefill = await call(t.client, t.client.prefill, {
+    const prefill = await t.client.prefill({
       sequenceId: "ada",
       tokenIds: prompt,
       eviction: { policy: "adakv", maxTokens: BUDGET },
@@ -53,7 +53,7 @@ describe("ragged heads hold memory in proportion to their entries", () => {
     console.log(`adakv ${BUDGET} on ${PROMPT_TOKENS} tokens: ${evicted.entries} entries, ${evicted.bytes - evicted.ringBytes} slab bytes, ${evicted.ringBytes} ring bytes; lengths ${JSON.stringify(evicted.lengths)}`);
 
     // What is left over the slabs is the recent-query ring, the same for every sequence.
-    const { kvBytes: plainBytes } = await call(t.client, t.client.prefill, { sequenceId: "plain", tokenIds: prompt.slice(0, 16) });
+    const { kvBytes: plainBytes } = await t.client.prefill({ sequenceId: "plain", tokenIds: prompt.slice(0, 16) });
     const plain = await expectedBytes("plain");
     expect(Number(plainBytes)).toBe(plain.bytes);
     expect(evicted.ringBytes).toBe(plain.ringBytes);

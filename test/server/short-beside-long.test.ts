@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DecodeRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { EngineTelemetry } from "../../src/telemetry/engine-telemetry.js";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, decodeOutcome, startTestServer, type TestServer } from "../support/test-server.js";
 
 /** A long context (past stories260K's trained 512, which the graph allows) and a short one. */
 const LONG_PROMPT = Array.from({ length: 2_500 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
@@ -21,21 +20,27 @@ describe("a short stream beside a long one", () => {
   });
 
   it("steps apart from it (no padding to its length) and more often, generating what it generates alone", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "short-alone", tokenIds: SHORT_PROMPT });
+    await t.client.prefill({ sequenceId: "short-alone", tokenIds: SHORT_PROMPT });
     const alone = (await decodeAll(t.client, { sequenceId: "short-alone", maxNewTokens: SHORT_TOKENS, ignoreEos: true })).map((m) => m.tokenId);
 
-    await call(t.client, t.client.prefill, { sequenceId: "long", tokenIds: LONG_PROMPT });
-    await call(t.client, t.client.prefill, { sequenceId: "short", tokenIds: SHORT_PROMPT });
+    await t.client.prefill({ sequenceId: "long", tokenIds: LONG_PROMPT });
+    await t.client.prefill({ sequenceId: "short", tokenIds: SHORT_PROMPT });
     let longTokens = 0;
-    const long = t.client.decode(DecodeRequest.fromPartial({ sequenceId: "long", maxNewTokens: 5_000, ignoreEos: true }));
-    const longEnded = new Promise<void>((resolve) => long.on("error", () => resolve()).on("end", resolve));
-    await new Promise<void>((resolve) => long.on("data", () => ++longTokens === 2 && resolve()));
+    let twoTokens!: () => void;
+    const longStreaming = new Promise<void>((resolve) => (twoTokens = resolve));
+    let cancelLong!: () => void;
+    const longEnded = decodeOutcome(t.client, { sequenceId: "long", maxNewTokens: 5_000, ignoreEos: true }, (_, received, cancel) => {
+      longTokens = received;
+      cancelLong = cancel;
+      if (received === 2) twoTokens();
+    });
+    await longStreaming;
 
     decodeBatches.length = 0;
     const longBefore = longTokens;
     const beside = (await decodeAll(t.client, { sequenceId: "short", maxNewTokens: SHORT_TOKENS, ignoreEos: true })).map((m) => m.tokenId);
     const longDuring = longTokens - longBefore;
-    long.cancel();
+    cancelLong();
     await longEnded;
 
     expect(beside).toEqual(alone);

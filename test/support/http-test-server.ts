@@ -1,7 +1,6 @@
-import { credentials } from "@grpc/grpc-js";
 import OpenAI from "openai";
 import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
-import { KvCacheClient } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { KvwardenServer, type KvwardenServerOptions } from "../../src/sidecar/kvwarden-server.js";
 import { DEFAULT_TEST_OPTIONS } from "./test-server.js";
 
@@ -9,7 +8,7 @@ export interface HttpTestServer {
   server: KvwardenServer;
   engine: Engine;
   /** The gRPC client of the same server, to compare both paths. */
-  grpc: KvCacheClient;
+  grpc: KvwardenClient;
   /** http://127.0.0.1:PORT (the API is under /v1). */
   baseUrl: string;
   /** The official OpenAI client, pointed at this server (no retries: tests see every status). */
@@ -23,7 +22,7 @@ export async function startHttpTestServer(model: EngineModel, engineOptions: Par
   const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" }, serverOptions);
   const grpcPort = await server.listen("127.0.0.1:0");
   const httpPort = await server.listenHttp("127.0.0.1:0");
-  const grpc = new KvCacheClient(`127.0.0.1:${grpcPort}`, credentials.createInsecure());
+  const grpc = new KvwardenClient(`127.0.0.1:${grpcPort}`);
   const baseUrl = `http://127.0.0.1:${httpPort}`;
   return {
     server,

@@ -1,18 +1,7 @@
-import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
+import { KvwardenClient, type CallSettings, type DecodeRequest, type DecodeResponse, type DeepPartial } from "../../src/client/index.js";
 import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/engine-options.js";
 import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
-import {
-  DecodeRequest,
-  EvictRequest,
-  ForkRequest,
-  InfoRequest,
-  KvCacheClient,
-  PrefillRequest,
-  ReleaseRequest,
-  StatsRequest,
-  TruncateRequest,
-  type DecodeResponse,
-} from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 
 /** The served defaults, smaller: a 64 MiB budget, 4096 entries per head, 64-token prefill chunks. */
@@ -26,7 +15,8 @@ export const DEFAULT_TEST_OPTIONS: EngineOptions = {
 export interface TestServer {
   server: KvwardenServer;
   engine: Engine;
-  client: KvCacheClient;
+  /** The shipped Node client (src/client/index.ts). */
+  client: KvwardenClient;
   address: string;
   close(): Promise<void>;
 }
@@ -37,7 +27,7 @@ export async function startTestServer(model: EngineModel, options: Partial<Engin
   const server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" });
   const port = await server.listen("127.0.0.1:0");
   const address = `127.0.0.1:${port}`;
-  const client = new KvCacheClient(address, credentials.createInsecure());
+  const client = new KvwardenClient(address);
   return {
     server,
     engine,
@@ -50,33 +40,10 @@ export async function startTestServer(model: EngineModel, options: Partial<Engin
   };
 }
 
-type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: object, callback: (error: ServiceError | null, response: Res) => void) => unknown;
-
-/** Request message types by client method, so tests can give only the fields they care about. */
-const REQUEST_TYPES = new Map<unknown, { fromPartial(fields: object): unknown }>([
-  [KvCacheClient.prototype.prefill, PrefillRequest],
-  [KvCacheClient.prototype.evict, EvictRequest],
-  [KvCacheClient.prototype.stats, StatsRequest],
-  [KvCacheClient.prototype.release, ReleaseRequest],
-  [KvCacheClient.prototype.info, InfoRequest],
-  [KvCacheClient.prototype.fork, ForkRequest],
-  [KvCacheClient.prototype.truncate, TruncateRequest],
-]);
-
-/** Calls a unary method as a promise; unset request fields take their proto defaults. */
-export function call<Req, Res>(client: KvCacheClient, method: UnaryMethod<Req, Res>, request: DeepPartial<Req>): Promise<Res> {
-  const full = REQUEST_TYPES.get(method)!.fromPartial(request as object) as Req;
-  return new Promise((resolve, reject) =>
-    method.call(client, full, new Metadata(), {}, (error, response) => (error ? reject(error) : resolve(response))),
-  );
-}
-
-type DeepPartial<T> = T extends bigint | number | string | boolean ? T : T extends Array<infer U> ? DeepPartial<U>[] : { [K in keyof T]?: DeepPartial<T[K]> };
-
-/** Collects a whole Decode stream. */
-export async function decodeAll(client: KvCacheClient, request: DeepPartial<DecodeRequest> & { sequenceId: string }): Promise<DecodeResponse[]> {
+/** Collects a whole Decode stream (one token unless the request says more). */
+export async function decodeAll(client: KvwardenClient, request: DeepPartial<DecodeRequest> & { sequenceId: string }, settings: CallSettings = {}): Promise<DecodeResponse[]> {
   const messages: DecodeResponse[] = [];
-  for await (const message of client.decode(DecodeRequest.fromPartial({ maxNewTokens: 1, ...request }))) messages.push(message);
+  for await (const message of client.decode({ maxNewTokens: 1, ...request }, settings)) messages.push(message);
   return messages;
 }
 
@@ -89,4 +56,31 @@ export async function statusOf(promise: Promise<unknown>): Promise<{ code: numbe
     return { code, details };
   }
   throw new Error("expected the call to fail");
+}
+
+/**
+ * Decodes to the end of the stream, whatever ends it: the tokens received and the status (0, OK, when
+ * it ran to its end). `onMessage` sees each token as it arrives and may cancel the call.
+ */
+export async function decodeOutcome(
+  client: KvwardenClient,
+  request: DeepPartial<DecodeRequest> & { sequenceId: string },
+  onMessage: (message: DecodeResponse, received: number, cancel: () => void) => void = () => undefined,
+): Promise<{ received: DecodeResponse[]; code: number }> {
+  const received: DecodeResponse[] = [];
+  const cancel = new AbortController();
+  try {
+    for await (const message of client.decode(request, { signal: cancel.signal })) {
+      received.push(message);
+      onMessage(message, received.length, () => cancel.abort());
+    }
+    return { received, code: 0 };
+  } catch (error) {
+    return { received, code: (error as ServiceError).code };
+  }
+}
+
+/** Decodes, cancelling from the client once `after` tokens have arrived: those tokens, and the status the stream ended with. */
+export function decodeCancelledAfter(client: KvwardenClient, request: DeepPartial<DecodeRequest> & { sequenceId: string }, after: number): Promise<{ received: DecodeResponse[]; code: number }> {
+  return decodeOutcome(client, request, (_, received, cancel) => received === after && cancel());
 }

@@ -1,6 +1,6 @@
 import type { Tokenizer } from "../../src/model/tokenizers/tokenizer.js";
 import { healthOf } from "./health-probe.js";
-import { call, statusOf, type TestServer } from "./test-server.js";
+import { statusOf, type TestServer } from "./test-server.js";
 
 /** The real tokenizer, observed: `tokenizing` resolves once the server starts tokenizing a text. */
 export function observeTokenizing(tokenizer: Tokenizer): { tokenizer: Tokenizer; tokenizing: Promise<void> } {
@@ -20,13 +20,13 @@ export function observeTokenizing(tokenizer: Tokenizer): { tokenizer: Tokenizer;
  */
 export async function answersWhileTokenizing(t: TestServer, tokenizing: Promise<void>, text: string) {
   const answered: string[] = [];
-  const prefill = statusOf(call(t.client, t.client.prefill, { sequenceId: "long", text })).then((outcome) => {
+  const prefill = statusOf(t.client.prefill({ sequenceId: "long", text })).then((outcome) => {
     answered.push("prefill");
     return outcome;
   });
   await tokenizing;
   const health = healthOf(t.address, "kvwarden.v1.KvCache").then((state) => answered.push(`health ${state}`));
-  const stats = call(t.client, t.client.stats, {}).then((reply) => answered.push(`stats ${reply.sequenceCount}`));
+  const stats = t.client.stats().then((reply) => answered.push(`stats ${reply.sequenceCount}`));
   await Promise.all([prefill, health, stats]);
   return { answered, prefill: await prefill };
 }

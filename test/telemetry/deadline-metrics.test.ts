@@ -1,8 +1,8 @@
-import { credentials, Metadata, status, type ServiceError } from "@grpc/grpc-js";
+import { status, type ServiceError } from "@grpc/grpc-js";
 import { connect, constants } from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine } from "../../src/engine/engine.js";
-import { DecodeRequest, KvCacheClient, PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, KvwardenClient } from "../../src/client/index.js";
 import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
 import { KvwardenMetrics } from "../../src/telemetry/metrics.js";
 import { MetricsServer } from "../../src/telemetry/metrics-server.js";
@@ -16,7 +16,7 @@ describe("calls ended by the client in the metrics", () => {
   let server: KvwardenServer;
   let metrics: KvwardenMetrics;
   let endpoint: MetricsServer;
-  let client: KvCacheClient;
+  let client: KvwardenClient;
   let url: string;
   let port: number;
 
@@ -25,7 +25,7 @@ describe("calls ended by the client in the metrics", () => {
     metrics = new KvwardenMetrics(() => engine.stats());
     server = new KvwardenServer(engine, { executionProvider: "cpu", version: "test" }, { metrics });
     port = await server.listen("127.0.0.1:0");
-    client = new KvCacheClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    client = new KvwardenClient(`127.0.0.1:${port}`);
     endpoint = new MetricsServer(metrics.registry);
     url = `http://127.0.0.1:${await endpoint.listen("127.0.0.1:0")}`;
   });
@@ -35,15 +35,20 @@ describe("calls ended by the client in the metrics", () => {
   });
 
   /** Runs a long Decode of a new sequence until `end` stops it on the client; the status the client saw. */
-  const decodeUntil = async (sequenceId: string, metadataOptions: { deadline?: number }, end: (stream: { cancel(): void }) => void) => {
-    await new Promise((resolve, reject) => client.prefill(PrefillRequest.fromPartial({ sequenceId, tokenIds: [1] }), (e, r) => (e ? reject(e) : resolve(r))));
-    const stream = client.decode(DecodeRequest.fromPartial({ sequenceId, ...LONG_DECODE }), new Metadata(), metadataOptions);
-    stream.once("data", () => end(stream));
-    return new Promise<number>((resolve) => {
-      stream.on("data", () => {});
-      stream.on("error", (error: ServiceError) => resolve(error.code));
-      stream.on("end", () => resolve(status.OK));
-    });
+  const decodeUntil = async (sequenceId: string, settings: { deadline?: Date }, end: (stream: { cancel(): void }) => void) => {
+    await client.prefill({ sequenceId, tokenIds: [1] });
+    const cancel = new AbortController();
+    const tokens = client.decode({ sequenceId, ...LONG_DECODE }, { ...settings, signal: cancel.signal });
+    try {
+      let first = true;
+      for await (const _ of tokens) {
+        if (first) end({ cancel: () => cancel.abort() });
+        first = false;
+      }
+      return status.OK;
+    } catch (error) {
+      return (error as ServiceError).code;
+    }
   };
   const decodeCount = async (code: string) => {
     const text = await (await fetch(`${url}/metrics`)).text();
@@ -60,7 +65,7 @@ describe("calls ended by the client in the metrics", () => {
    * do at their deadline, and on cancel) `resetAfterMs` after sending it.
    */
   const rawDecode = async (sequenceId: string, resetAfterMs: number) => {
-    await new Promise((resolve, reject) => client.prefill(PrefillRequest.fromPartial({ sequenceId, tokenIds: [1] }), (e, r) => (e ? reject(e) : resolve(r))));
+    await client.prefill({ sequenceId, tokenIds: [1] });
     const session = connect(`http://127.0.0.1:${port}`);
     const stream = session.request({ ":method": "POST", ":path": "/kvwarden.v1.KvCache/Decode", "content-type": "application/grpc", te: "trailers", "grpc-timeout": "2S" });
     const message = DecodeRequest.encode(DecodeRequest.fromPartial({ sequenceId, ...LONG_DECODE })).finish();
@@ -75,7 +80,7 @@ describe("calls ended by the client in the metrics", () => {
   };
 
   it("counts a call the client's deadline ended as DEADLINE_EXCEEDED, and one it cancelled as CANCELLED", async () => {
-    expect(await decodeUntil("deadline", { deadline: Date.now() + 300 }, () => {})).toBe(status.DEADLINE_EXCEEDED);
+    expect(await decodeUntil("deadline", { deadline: new Date(Date.now() + 300) }, () => {})).toBe(status.DEADLINE_EXCEEDED);
     // A client whose deadline passes a little before the server's (it rounded grpc-timeout up, as gRPC C-core does).
     await rawDecode("rounded-deadline", 1_985);
     expect(await decodeUntil("cancel", {}, (stream) => stream.cancel())).toBe(status.CANCELLED);

@@ -2,7 +2,7 @@ import { diag, DiagLogLevel, type DiagLogger } from "@opentelemetry/api";
 import { hrTimeToNanoseconds } from "@opentelemetry/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadTestModel } from "../support/test-model.js";
-import { call, decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 import { recordSpans } from "./support/span-recorder.js";
 
 describe("kvwarden.evict spans", () => {
@@ -24,7 +24,7 @@ describe("kvwarden.evict spans", () => {
   });
 
   it("cover their eviction: each ends after it starts, with a positive duration, under an h2o decode budget that evicts every step", async () => {
-    await call(t.client, t.client.prefill, { sequenceId: "h2o", tokenIds: [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315] });
+    await t.client.prefill({ sequenceId: "h2o", tokenIds: [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315] });
     await decodeAll(t.client, { sequenceId: "h2o", maxNewTokens: 24, ignoreEos: true, eviction: { policy: "h2o", maxTokens: 8 } });
     const spans = recorder.exporter.getFinishedSpans().filter((span) => span.name === "kvwarden.evict");
     expect(spans).toHaveLength(24);

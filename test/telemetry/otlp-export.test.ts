@@ -2,7 +2,6 @@ import { loadPackageDefinition, Metadata, Server, ServerCredentials, type sendUn
 import { loadSync } from "@grpc/proto-loader";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DecodeRequest, PrefillRequest } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { startTracing, type Tracing } from "../../src/telemetry/tracing.js";
 import { loadTestModel } from "../support/test-model.js";
 import { startTestServer } from "../support/test-server.js";
@@ -77,14 +76,8 @@ describe("OTLP export", () => {
     const t = await startTestServer(await loadTestModel());
     const metadata = new Metadata();
     metadata.set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-    await new Promise((resolve, reject) =>
-      t.client.prefill(
-        PrefillRequest.fromPartial({ sequenceId: "exported", text: "Once upon a time, there was a cat.", eviction: { policy: "snapkv", maxTokens: 8, window: 2 } }),
-        metadata,
-        (error, response) => (error ? reject(error) : resolve(response)),
-      ),
-    );
-    for await (const _ of t.client.decode(DecodeRequest.fromPartial({ sequenceId: "exported", maxNewTokens: 3, ignoreEos: true }), metadata));
+    await t.client.prefill({ sequenceId: "exported", text: "Once upon a time, there was a cat.", eviction: { policy: "snapkv", maxTokens: 8, window: 2 } }, { metadata });
+    for await (const _ of t.client.decode({ sequenceId: "exported", maxNewTokens: 3, ignoreEos: true }, { metadata }));
     await t.close();
     await tracing!.shutdown(); // flushes the batch
 

@@ -1,7 +1,7 @@
 import { Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { DecodeRequest, EvictRequest, PrefillRequest, type DecodeResponse, type DeepPartial, type PrefillResponse } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { DecodeRequest, PrefillRequest, type DecodeResponse, type DeepPartial } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { requestedExporters } from "../../src/telemetry/tracing.js";
 import { loadTestModel } from "../support/test-model.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
@@ -31,13 +31,10 @@ describe("tracing", () => {
   });
   beforeEach(() => recorder.exporter.reset());
 
-  const prefill = (request: DeepPartial<PrefillRequest>, metadata = withTraceparent()) =>
-    new Promise<PrefillResponse>((resolve, reject) =>
-      t.client.prefill(PrefillRequest.fromPartial(request), metadata, (error, response) => (error ? reject(error) : resolve(response))),
-    );
-  const decode = async (request: DeepPartial<DecodeRequest>, metadata = withTraceparent()) => {
+  const prefill = (request: DeepPartial<PrefillRequest> & { sequenceId: string }, metadata = withTraceparent()) => t.client.prefill(request, { metadata });
+  const decode = async (request: DeepPartial<DecodeRequest> & { sequenceId: string }, metadata = withTraceparent()) => {
     const messages: DecodeResponse[] = [];
-    for await (const message of t.client.decode(DecodeRequest.fromPartial(request), metadata)) messages.push(message);
+    for await (const message of t.client.decode(request, { metadata })) messages.push(message);
     return messages;
   };
 
@@ -128,11 +125,7 @@ describe("tracing", () => {
   });
 
   it("starts a new trace when the caller sends none", async () => {
-    await new Promise((resolve, reject) =>
-      t.client.evict(EvictRequest.fromPartial({ sequenceId: "traced", eviction: { policy: "streaming_llm", maxTokens: 8 } }), (error, response) =>
-        error ? reject(error) : resolve(response),
-      ),
-    );
+    await t.client.evict({ sequenceId: "traced", eviction: { policy: "streaming_llm", maxTokens: 8 } });
     const server = only(recorder.exporter.getFinishedSpans(), "kvwarden.v1.KvCache/Evict");
     expect(server.parentSpanContext).toBeUndefined();
     expect(server.spanContext().traceId).not.toBe(TRACE_ID);

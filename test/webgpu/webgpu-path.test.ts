@@ -1,8 +1,8 @@
-import { credentials } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_TEST_OPTIONS, call, decodeAll } from "../support/test-server.js";
+import { DEFAULT_TEST_OPTIONS, decodeAll } from "../support/test-server.js";
 import { Engine } from "../../src/engine/engine.js";
-import { KvCacheClient, type EvictionSpec } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { type EvictionSpec } from "../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../src/client/index.js";
 import { capacityFor } from "../../src/kv/layer-cache.js";
 import { loadModel } from "../../src/model/load-model.js";
 import type { ExecutionProvider } from "../../src/model/runners/model-runner.js";
@@ -24,7 +24,7 @@ const STORY =
 interface Side {
   engine: Engine;
   server: KvwardenServer;
-  client: KvCacheClient;
+  client: KvwardenClient;
 }
 
 async function startSide(executionProvider: ExecutionProvider): Promise<Side> {
@@ -32,7 +32,7 @@ async function startSide(executionProvider: ExecutionProvider): Promise<Side> {
   const engine = new Engine(model, DEFAULT_TEST_OPTIONS);
   const server = new KvwardenServer(engine, { executionProvider, version: "test" });
   const port = await server.listen("127.0.0.1:0");
-  return { engine, server, client: new KvCacheClient(`127.0.0.1:${port}`, credentials.createInsecure()) };
+  return { engine, server, client: new KvwardenClient(`127.0.0.1:${port}`) };
 }
 
 async function stopSide(side: Side | undefined): Promise<void> {
@@ -57,9 +57,9 @@ afterAll(async () => {
 
 /** Greedy tokens of `sequenceId` after a Prefill of `tokenIds` or `text` (and an optional eviction and decode budget). */
 async function generate(side: Side, sequenceId: string, prompt: { tokenIds?: number[]; text?: string }, newTokens: number, eviction?: Partial<EvictionSpec>, decodeBudget?: Partial<EvictionSpec>) {
-  await call(side.client, side.client.prefill, { sequenceId, ...prompt, eviction });
+  await side.client.prefill({ sequenceId, ...prompt, eviction });
   const messages = await decodeAll(side.client, { sequenceId, maxNewTokens: newTokens, ignoreEos: true, eviction: decodeBudget });
-  const stats = await call(side.client, side.client.stats, { sequenceId, includePositions: true });
+  const stats = await side.client.stats({ sequenceId, includePositions: true });
   return { tokens: messages.map((m) => m.tokenId), kept: stats.sequences[0].layers.map((layer) => layer.headPositions.map((h) => h.positions)) };
 }
 
@@ -106,10 +106,10 @@ describe("webgpu execution provider", () => {
 
   it("forks a device-resident sequence: both continue as the CPU path's do", async () => {
     const continuations = async (side: Side) => {
-      await call(side.client, side.client.prefill, { sequenceId: "fork-source", text: STORY, eviction: { policy: "snapkv", maxTokens: 40 } });
-      await call(side.client, side.client.fork, { sequenceId: "fork-source", newSequenceId: "fork-copy" });
+      await side.client.prefill({ sequenceId: "fork-source", text: STORY, eviction: { policy: "snapkv", maxTokens: 40 } });
+      await side.client.fork("fork-source", "fork-copy");
       const copy = await decodeAll(side.client, { sequenceId: "fork-copy", maxNewTokens: 15, ignoreEos: true });
-      await call(side.client, side.client.release, { sequenceId: "fork-copy" });
+      await side.client.release("fork-copy");
       const source = await decodeAll(side.client, { sequenceId: "fork-source", maxNewTokens: 15, ignoreEos: true });
       return [copy.map((m) => m.tokenId), source.map((m) => m.tokenId)];
     };
@@ -121,8 +121,8 @@ describe("webgpu execution provider", () => {
   it("counts the cache's device bytes in Stats and against the budget, and says where the cache lives", async () => {
     const { config } = gpu.engine.model;
     const prompt = Array.from({ length: 64 }, (_, i) => 1 + (i % 300));
-    for (const side of [cpu, gpu]) await call(side.client, side.client.prefill, { sequenceId: "bytes", tokenIds: prompt });
-    const [onCpu, onGpu] = [await call(cpu.client, cpu.client.stats, { sequenceId: "bytes" }), await call(gpu.client, gpu.client.stats, { sequenceId: "bytes" })];
+    for (const side of [cpu, gpu]) await side.client.prefill({ sequenceId: "bytes", tokenIds: prompt });
+    const [onCpu, onGpu] = [await cpu.client.stats({ sequenceId: "bytes" }), await gpu.client.stats({ sequenceId: "bytes" })];
     // One 64-token chunk: each layer's slab holds capacityFor(0, 64) slots per KV head, keys and values in float32.
     const deviceBytes = config.layers * config.kvHeads * capacityFor(0, 64) * config.headSize * 2 * 4;
     expect(onGpu.sequences[0].kvBytesDevice).toBe(BigInt(deviceBytes));
@@ -131,16 +131,16 @@ describe("webgpu execution provider", () => {
     expect(onGpu.sequences[0].kvBytes).toBe(onCpu.sequences[0].kvBytes);
     expect(onCpu.sequences[0].kvBytesDevice).toBe(0n);
     expect(onCpu.kvLocation).toBe("host");
-    const all = await call(gpu.client, gpu.client.stats, {});
+    const all = await gpu.client.stats();
     expect(all.kvBytesUsed).toBe(all.sequences.reduce((sum, s) => sum + s.kvBytes, 0n));
     expect(all.kvBytesDevice).toBe(all.sequences.reduce((sum, s) => sum + s.kvBytesDevice, 0n));
-    await call(gpu.client, gpu.client.release, { sequenceId: "bytes" });
-    const after = await call(gpu.client, gpu.client.stats, {});
+    await gpu.client.release("bytes");
+    const after = await gpu.client.stats();
     expect(all.kvBytesDevice - after.kvBytesDevice).toBe(BigInt(deviceBytes));
   });
 
   it("reports the execution provider and the adapter in Info", async () => {
-    const [onCpu, onGpu] = [await call(cpu.client, cpu.client.info, {}), await call(gpu.client, gpu.client.info, {})];
+    const [onCpu, onGpu] = [await cpu.client.info(), await gpu.client.info()];
     expect(onGpu.executionProvider).toBe("webgpu");
     expect(onGpu.adapter).toMatch(/^Vulkan via Dawn; drivers: .*lvp/);
     expect(onCpu.executionProvider).toBe("cpu");

@@ -1,4 +1,5 @@
-import { DeviceLayerCache } from "../device-layer-cache.js";
+import { hostLayer } from "../host-layer.js";
+import type { KvLayer } from "../kv-layer.js";
 import type { KvArray, LayerCache } from "../layer-cache.js";
 
 /**
@@ -18,10 +19,8 @@ export interface LayerEntries {
   positions: Int32Array;
 }
 
-function assertHostLayer(layer: LayerCache): void {
-  if (layer instanceof DeviceLayerCache) {
-    throw new Error("snapshots of device-resident caches (--execution-provider webgpu) are not supported yet: keys and values live on the device");
-  }
+function snapshotted(layer: KvLayer): LayerCache {
+  return hostLayer(layer, "snapshots of device-resident caches (--execution-provider webgpu) are not supported yet: keys and values live on the device");
 }
 
 function packed(store: KvArray, rows: number, headSize: number): KvArray {
@@ -29,8 +28,8 @@ function packed(store: KvArray, rows: number, headSize: number): KvArray {
 }
 
 /** Copies the live entries of `layer` out, head after head. */
-export function packLayer(layer: LayerCache): LayerEntries {
-  assertHostLayer(layer);
+export function packLayer(kvLayer: KvLayer): LayerEntries {
+  const layer = snapshotted(kvLayer);
   const { headSize } = layer.shape;
   const rows = layer.entries;
   const out: LayerEntries = {
@@ -54,8 +53,8 @@ export function packLayer(layer: LayerCache): LayerEntries {
 }
 
 /** Fills `layer` (an empty cache of the same shape) with `entries`, in the room each head had. */
-export function unpackLayer(layer: LayerCache, entries: LayerEntries): void {
-  assertHostLayer(layer);
+export function unpackLayer(kvLayer: KvLayer, entries: LayerEntries): void {
+  const layer = snapshotted(kvLayer);
   if (layer.entries !== 0) throw new Error("unpackLayer needs an empty layer cache");
   const { headSize } = layer.shape;
   layer.restoreRoom(entries.headCapacities);

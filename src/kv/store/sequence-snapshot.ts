@@ -1,5 +1,6 @@
 import type { EvictionSpec } from "../../policies/policy.js";
-import type { KvDtype, LayerCache } from "../layer-cache.js";
+import type { KvLayer } from "../kv-layer.js";
+import type { KvDtype } from "../layer-cache.js";
 import type { RecentQueryRing, RingCheckpoint } from "../recent-queries.js";
 import { packLayer, unpackLayer, type LayerEntries } from "./layer-entries.js";
 import { SnapshotMismatch } from "./store-errors.js";
@@ -52,7 +53,7 @@ export interface SnapshotBudget {
  */
 export interface SnapshotSubject<Budget extends SnapshotBudget = SnapshotBudget> {
   readonly shape: { layers: number; heads: number; kvHeads: number; headSize: number };
-  readonly layers: LayerCache[];
+  readonly layers: KvLayer[];
   readonly recentQueries: RecentQueryRing;
   readonly fedTokens: number;
   readonly fedTokenIds: readonly number[];

@@ -1,4 +1,5 @@
 import type { DeviceLayerCache } from "../../kv/device-layer-cache.js";
+import type { KvLayer } from "../../kv/kv-layer.js";
 import type { KvArray, KvDtype } from "../../kv/layer-cache.js";
 import type { SlabPool } from "../../kv/slab-pool.js";
 import type { ModelConfig } from "../config/model-config.js";
@@ -43,7 +44,8 @@ export interface StepInput {
   tokens: readonly number[];
   /** Original position of the first token; the rest follow. */
   firstPosition: number;
-  past: readonly PastLayer[];
+  /** The sequence's layers: host slabs for the CPU runner, device-resident for the WebGPU one. */
+  past: readonly KvLayer[];
   /** Trailing rows whose post-RoPE queries to return. */
   queryRows: number;
   /** Trailing rows that get logits (default 1: the last token's). */

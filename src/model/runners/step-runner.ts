@@ -1,4 +1,5 @@
 import type ort from "onnxruntime-node";
+import { hostLayer } from "../../kv/host-layer.js";
 import type { KvArray, KvDtype } from "../../kv/layer-cache.js";
 import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "../config/model-config.js";
@@ -48,7 +49,8 @@ export class StepRunner implements ModelRunner {
   run(input: StepInput): Promise<StepOutput> {
     const count = input.tokens.length;
     const positions = Array.from({ length: count }, (_, i) => input.firstPosition + i);
-    return this.execute(input.tokens, positions, 1, input.past, Math.min(input.queryRows, count), Math.min(input.logitRows ?? 1, count));
+    const past = input.past.map((layer) => hostLayer(layer, "the CPU runner steps host slab caches only"));
+    return this.execute(input.tokens, positions, 1, past, Math.min(input.queryRows, count), Math.min(input.logitRows ?? 1, count));
   }
 
   /** One decode step of each of B sequences in one graph run. */

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
 import type { Engine } from "../../../src/engine/engine.js";
+import { hostLayer } from "../../../src/kv/host-layer.js";
 
 /** What a digest says of one sequence: a hash of everything it holds, and whether memory pressure may compress it. */
 export interface SequenceDigest {
@@ -22,7 +23,8 @@ export function cacheDigests(engine: Engine): Map<string, SequenceDigest> {
   for (const sequence of engine["table"].all()) {
     const key = `${sequence.tenant}\u0000${sequence.id}`;
     const hash = createHash("sha256");
-    for (const layer of sequence.layers) {
+    for (const kvLayer of sequence.layers) {
+      const layer = hostLayer(kvLayer, "the fuzz engine runs on the CPU: its caches are host slabs");
       const { headSize } = layer.shape;
       layer.lengths.forEach((length, h) => {
         const rows = layer.offsets[h];

@@ -1,7 +1,7 @@
-import { credentials, InterceptingCall, type ChannelCredentials, type ClientOptions, type Interceptor } from "@grpc/grpc-js";
+import { Client, credentials, InterceptingCall, type ChannelCredentials, type ClientOptions, type Interceptor } from "@grpc/grpc-js";
 import { writeFileSync } from "node:fs";
 import { Engine, type EngineModel, type EngineOptions } from "../../../src/engine/engine.js";
-import { KvCacheClient } from "../../../src/gen/kvwarden/v1/kvwarden.js";
+import { KvwardenClient } from "../../../src/client/index.js";
 import { AuthTokens } from "../../../src/server/auth-tokens.js";
 import { Authenticator } from "../../../src/server/authenticator.js";
 import { KvwardenServer, type KvwardenServerOptions, type ListenOptions } from "../../../src/sidecar/kvwarden-server.js";
@@ -36,8 +36,13 @@ export async function startSecureServer(model: EngineModel, options: SecureServe
   return { server, engine, tokens, address: `127.0.0.1:${port}`, close: () => server.close(1_000) };
 }
 
+/** The shipped client of `address`, presenting `token` when given. */
+export function clientOf(address: string, token?: string, channel: ChannelCredentials = credentials.createInsecure(), options: ClientOptions = {}): KvwardenClient {
+  return new KvwardenClient(address, { token, credentials: channel, channelOptions: options });
+}
+
 /** Sends `authorization: Bearer TOKEN` with every call (grpc-js attaches call credentials only to secure channels). */
-export function bearer(token: string): Interceptor {
+function bearer(token: string): Interceptor {
   return (options, next) =>
     new InterceptingCall(next(options), {
       start(metadata, listener, proceed) {
@@ -47,7 +52,10 @@ export function bearer(token: string): Interceptor {
     });
 }
 
-/** A client of `address`, presenting `token` when given. */
-export function clientOf(address: string, token?: string, channel: ChannelCredentials = credentials.createInsecure(), options: ClientOptions = {}): KvCacheClient {
-  return new KvCacheClient(address, channel, { ...options, interceptors: token ? [bearer(token)] : [] });
+/**
+ * A bare grpc-js client of `address`, presenting `token` when given, for tests that send raw
+ * bytes (malformed or oversized messages) the shipped client, which encodes every request, cannot send.
+ */
+export function rawClientOf(address: string, token?: string): Client {
+  return new Client(address, credentials.createInsecure(), { interceptors: token ? [bearer(token)] : [] });
 }
