@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/engine-options.js";
+import type { KvDtype } from "../../src/kv/layer-cache.js";
 import { loadModel } from "../../src/model/load-model.js";
 import type { ModelRunner, StepOutput } from "../../src/model/runners/model-runner.js";
 import { MODEL_FILES } from "../support/test-model.js";
@@ -49,12 +50,12 @@ async function life(engine: Engine): Promise<number[][]> {
  * (docs/worker-threads.md) compute exactly what threads sent the whole cache every step do:
  * the same logits, bit for bit, and the same tokens, through eviction, truncate and fork.
  */
-describe("cache layers kept on the session threads", () => {
+describe.each<KvDtype>(["float32", "float16"])("cache layers (%s) kept on the session threads", (kvDtype) => {
   const models: EngineModel[] = [];
 
   beforeAll(async () => {
     for (const residentInputMinBytes of [Infinity, 0]) {
-      models.push(await loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads: 2, residentInputMinBytes }));
+      models.push(await loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads: 2, residentInputMinBytes, kvDtype }));
     }
   });
   afterAll(async () => {
