@@ -81,4 +81,24 @@ describe("SessionThreads", () => {
     await expect(pool.run(firstStep(weights.config, 1))).rejects.toThrow("the model's session threads were shut down");
     expect(workersOf(pool)).toHaveLength(0);
   });
+
+  it("after a failed run that updated inputs kept on a thread, sends them whole again and computes the same", async () => {
+    const pool = await SessionThreads.start(graph, SESSION_OPTIONS, 2, 0);
+    try {
+      const { kvHeads, headSize } = weights.config;
+      // Every past input kept on its thread (threshold 0): the empty cache's stores, appended to by nothing.
+      const feeds = firstStep(weights.config, 1);
+      for (const [name, feed] of Object.entries(feeds)) {
+        if (!feed.dims.includes(kvHeads) || feed.type !== "float32") continue;
+        feed.appendable = { revision: 0, lengths: new Int32Array(kvHeads), rowSlots: 0, width: name.includes("mask") ? 1 : headSize };
+      }
+      expect((await pool.run(feeds))[STEP_IO.logits].data).toEqual(expected);
+      const bad = { ...feeds, [STEP_IO.inputIds]: { type: "int64" as const, data: BigInt64Array.of(1n, 2n, 3n), dims: [1, 1] } };
+      await expect(pool.run(bad)).rejects.toThrow(/input_ids|size|shape/i);
+      // The thread dropped its copies with the failure: were they sent as updates, it would answer "not held".
+      expect((await pool.run(feeds))[STEP_IO.logits].data).toEqual(expected);
+    } finally {
+      await pool.close();
+    }
+  });
 });

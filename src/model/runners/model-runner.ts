@@ -38,6 +38,13 @@ export interface PastLayer {
   readonly keyStore: KvArray;
   readonly valueStore: KvArray;
   readonly mask: Float32Array;
+  /**
+   * A sequence's own cache has these (LayerCache): while `revision` and the stores stay, it only
+   * gains entries at the ends of its heads (`lengths`), so a runner may keep a copy beside the model
+   * and send only those (docs/worker-threads.md). A batch's working copy has none.
+   */
+  readonly revision?: number;
+  readonly lengths?: Int32Array;
 }
 
 export interface StepInput {
@@ -85,6 +92,8 @@ export interface RunnerOptions {
   intraOpThreads: number;
   /** CPU and CUDA: worker_threads, each with its own session (and weights), that run steps off the event loop. */
   sessionThreads?: number;
+  /** CPU and CUDA: a sequence's cache layer stores this large or larger stay on a session thread between steps (default 256 KiB; docs/worker-threads.md). */
+  residentInputMinBytes?: number;
   /** How the KV store keeps keys and values (default float32); the graph must be built for it. */
   kvDtype?: KvDtype;
 }

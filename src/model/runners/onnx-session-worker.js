@@ -7,9 +7,12 @@ import { parentPort, workerData } from "node:worker_threads";
  * One onnxruntime session on its own thread (see session-threads.ts): onnxruntime-node runs a session
  * synchronously on the calling thread, so running it here keeps the main event loop free.
  * workerData: {graph: model bytes or .onnx path, options: session options}. Answers {ready} or
- * {error} once the session is created, then to each {feeds: {name: {type, data, dims}}} (one at a
+ * {error} once the session is created, then to each {feeds: {name: {type, data, dims, resident?}}} (one at a
  * time) {outputs: {name: {data, dims}}, inputs} or {error, inputs}, where inputs are the feeds' buffers, and every buffer is transferred;
- * to {close} it ends once the runs before it are done.
+ * to {drop: ids} it lets those resident copies go; to {close} it ends once the runs before it are done.
+ * A feed with `resident` {id, whole: true} is kept here as copy `id` (its buffer does not go back); with
+ * {id, whole: false, starts, counts} its data holds the ranges appended to copy `id` since the last run,
+ * packed (resident-inputs.ts); either way the run reads the copy.
  */
 
 const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
@@ -19,6 +22,8 @@ const messageOf = (error) => (error instanceof Error ? error.message : String(er
 
 /** @type {ort.InferenceSession} */
 let session;
+/** Inputs kept between runs, by id (resident-inputs.ts). @type {Map<number, Float32Array | Uint16Array>} */
+const resident = new Map();
 try {
   session = await ort.InferenceSession.create(workerData.graph, workerData.options);
   port.postMessage({ ready: true });
@@ -30,14 +35,14 @@ try {
 /**
  * One run: its outputs and its inputs' buffers, which go back for the next run's inputs (fresh
  * memory is dear).
- * @param {Record<string, {type: any, data: any, dims: number[]}>} request
+ * @param {Record<string, {type: any, data: any, dims: number[], resident?: any}>} request
  */
 async function run(request) {
-  const inputs = [...new Set(Object.values(request).map((feed) => feed.data.buffer))];
+  const inputs = [...new Set(Object.values(request).filter((feed) => !feed.resident?.whole).map((feed) => feed.data.buffer))];
   try {
     /** @type {Record<string, ort.Tensor>} */
     const feeds = {};
-    for (const [name, { type, data, dims }] of Object.entries(request)) feeds[name] = new ort.Tensor(type, data, dims);
+    for (const [name, { type, data, dims, resident: kept }] of Object.entries(request)) feeds[name] = new ort.Tensor(type, kept ? residentCopy(kept, data) : data, dims);
     const results = await session.run(feeds);
     /** @type {Record<string, {data: unknown, dims: readonly number[]}>} */
     const outputs = {};
@@ -48,17 +53,44 @@ async function run(request) {
     }
     port.postMessage({ outputs, inputs }, [...buffers, ...inputs]);
   } catch (error) {
+    // The main thread sends these whole next time (session-threads.ts): they may be half updated.
+    for (const feed of Object.values(request)) if (feed.resident) resident.delete(feed.resident.id);
     port.postMessage({ error: messageOf(error), inputs }, inputs);
   }
+}
+
+/**
+ * The copy a resident feed names, after applying what it sends.
+ * @param {{id: number, whole: boolean, starts?: Int32Array, counts?: Int32Array}} feed
+ * @param {Float32Array | Uint16Array} data
+ */
+function residentCopy(feed, data) {
+  if (feed.whole) {
+    resident.set(feed.id, data);
+    return data;
+  }
+  const copy = resident.get(feed.id);
+  if (!copy) throw new Error(`resident input ${feed.id} is not held by this session thread`);
+  const { starts = new Int32Array(), counts = new Int32Array() } = feed;
+  let at = 0;
+  for (let i = 0; i < starts.length; i++) {
+    copy.set(data.subarray(at, at + counts[i]), starts[i]);
+    at += counts[i];
+  }
+  return copy;
 }
 
 // One message at a time (session.run yields before it runs): a close waits for the run before it.
 // Ending this way, not by Worker.terminate(), matters: a thread terminated while onnxruntime runs
 // aborts the whole process ("terminate called after throwing an instance of 'Napi::Error'").
 let queue = Promise.resolve();
-port.on("message", (/** @type {{feeds: Record<string, {type: any, data: any, dims: number[]}>} | {close: true}} */ message) => {
+port.on("message", (/** @type {{feeds: Record<string, {type: any, data: any, dims: number[], resident?: any}>} | {drop: number[]} | {close: true}} */ message) => {
   queue = queue.then(async () => {
     if ("feeds" in message) return run(message.feeds);
+    if ("drop" in message) {
+      for (const id of message.drop) resident.delete(id);
+      return;
+    }
     await session.release();
     port.close();
   });

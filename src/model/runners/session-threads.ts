@@ -1,4 +1,5 @@
 import { Worker } from "node:worker_threads";
+import { ResidentInputs, type Appendable, type ResidentFeed } from "./resident-inputs.js";
 import { TransferBuffers } from "./transfer-buffers.js";
 
 /** A tensor as it crosses to a session thread: onnxruntime's type name, its values and its shape. */
@@ -6,6 +7,16 @@ export interface ThreadTensor {
   type: "float32" | "float16" | "int64";
   data: Float32Array | Uint16Array | BigInt64Array;
   dims: readonly number[];
+  /** Present when the input only grows by appends between revisions: a large one is kept on its thread (resident-inputs.ts). */
+  appendable?: Appendable;
+}
+
+/** A tensor as posted: whole, or (kept on the thread) whole once and then as its appended ranges. */
+interface PostedTensor {
+  type: ThreadTensor["type"];
+  data: ThreadTensor["data"];
+  dims: readonly number[];
+  resident?: ResidentFeed;
 }
 
 /** An output as it comes back: values (the session thread's own buffer, transferred) and shape. */
@@ -15,7 +26,11 @@ export interface ThreadOutput {
 }
 
 interface Job {
-  feeds: Record<string, ThreadTensor>;
+  feeds: Record<string, PostedTensor>;
+  /** The thread that holds this run's resident inputs: only it can run it. */
+  home?: SessionThread;
+  /** Resident copies this run sends or updates. */
+  residentIds: number[];
   resolve(outputs: Record<string, ThreadOutput>): void;
   reject(error: Error): void;
 }
@@ -45,6 +60,8 @@ export class SessionThreads {
   private readonly waiting: Job[] = [];
   /** Input buffers, transferred to a thread with a run and back with its reply. */
   private readonly buffers = new TransferBuffers();
+  /** Large inputs kept on the threads between runs. */
+  private readonly residents: ResidentInputs<SessionThread>;
   private closed = false;
 
   private constructor(
@@ -52,11 +69,19 @@ export class SessionThreads {
     private readonly options: object,
     /** How many runs can proceed at once: the threads started (a lost one is replaced). */
     readonly size: number,
-  ) {}
+    residentMinBytes: number | undefined,
+  ) {
+    this.residents = new ResidentInputs<SessionThread>((thread, ids) => {
+      if (!this.closed && this.threads.includes(thread)) thread.worker.postMessage({ drop: ids });
+    }, residentMinBytes);
+  }
 
-  /** `count` threads, each with a session of `graph` created with `options` (onnxruntime SessionOptions). */
-  static async start(graph: Uint8Array | string, options: object, count: number): Promise<SessionThreads> {
-    const pool = new SessionThreads(graph, options, count);
+  /**
+   * `count` threads, each with a session of `graph` created with `options` (onnxruntime SessionOptions);
+   * appendable inputs of `residentMinBytes` or more (default RESIDENT_MIN_BYTES) are kept on the threads.
+   */
+  static async start(graph: Uint8Array | string, options: object, count: number, residentMinBytes?: number): Promise<SessionThreads> {
+    const pool = new SessionThreads(graph, options, count, residentMinBytes);
     try {
       await Promise.all(Array.from({ length: count }, () => pool.spawn()));
     } catch (error) {
@@ -69,15 +94,27 @@ export class SessionThreads {
   run(feeds: Record<string, ThreadTensor>): Promise<Record<string, ThreadOutput>> {
     if (this.closed) return Promise.reject(new Error("the model's session threads were shut down"));
     // Copied now, not when a thread is free: the caller's arrays may change once this returns.
-    const copies: Record<string, ThreadTensor> = {};
+    const kept = Object.values(feeds).flatMap((tensor) => (this.residents.keeps(tensor.data, tensor.appendable) ? [{ store: tensor.data, appendable: tensor.appendable }] : []));
+    const home = kept.length > 0 ? (this.residents.homeOf(kept) ?? this.leastLoaded()) : undefined;
+    const residentIds: number[] = [];
+    const copies: Record<string, PostedTensor> = {};
     for (const [name, tensor] of Object.entries(feeds)) {
+      if (home && this.residents.keeps(tensor.data, tensor.appendable)) {
+        const sent = this.residents.send(tensor.data, tensor.appendable, home, (values) => viewLike(tensor.data, this.buffers.take(values * tensor.data.BYTES_PER_ELEMENT), values));
+        residentIds.push(sent.feed.id);
+        // Sent whole, the copy stays on the thread: a buffer of its exact size, not one to reuse.
+        const data = sent.data ?? viewLike(tensor.data, new ArrayBuffer(tensor.data.byteLength));
+        if (!sent.data) data.set(tensor.data as never);
+        copies[name] = { type: tensor.type, data, dims: tensor.dims, resident: sent.feed };
+        continue;
+      }
       // Into a reused buffer of its own: posting a view would copy its whole buffer (a slab holds keys, values, mask and more).
       const data = viewLike(tensor.data, this.buffers.take(tensor.data.byteLength));
       data.set(tensor.data as never);
       copies[name] = { type: tensor.type, data, dims: tensor.dims };
     }
     return new Promise((resolve, reject) => {
-      this.waiting.push({ feeds: copies, resolve, reject });
+      this.waiting.push({ feeds: copies, home, residentIds, resolve, reject });
       this.startNext();
     });
   }
@@ -93,10 +130,23 @@ export class SessionThreads {
     await Promise.all(threads.map((thread) => stop(thread.worker)));
   }
 
+  /** The thread holding the fewest resident bytes, where a new resident input goes; none while every thread is being replaced. */
+  private leastLoaded(): SessionThread | undefined {
+    let best: { thread: SessionThread; bytes: number } | undefined;
+    for (const thread of this.threads) {
+      const bytes = this.residents.bytesOn(thread);
+      if (!best || bytes < best.bytes) best = { thread, bytes };
+    }
+    return best?.thread;
+  }
+
+  /** Gives waiting runs, in call order, to idle threads: a run with resident inputs only to their thread. */
   private startNext(): void {
     for (const thread of this.threads) {
-      if (thread.job || this.waiting.length === 0) continue;
-      const job = this.waiting.shift()!;
+      if (thread.job) continue;
+      const index = this.waiting.findIndex((job) => !job.home || job.home === thread);
+      if (index < 0) continue;
+      const [job] = this.waiting.splice(index, 1);
       thread.job = job;
       const transfer = [...new Set(Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer))];
       thread.worker.ref();
@@ -134,7 +184,11 @@ export class SessionThreads {
         const job = thread.job;
         thread.job = null;
         if ("outputs" in reply) job?.resolve(reply.outputs);
-        else job?.reject(new Error(reply.error));
+        else {
+          // The thread dropped the copies this run sent or updated: they go whole next time.
+          this.residents.failed(job?.residentIds ?? []);
+          job?.reject(new Error(reply.error));
+        }
         this.idle(thread);
       });
       const lost = (error: Error) => {
@@ -159,7 +213,14 @@ export class SessionThreads {
     this.threads.splice(index, 1);
     const job = thread.job;
     thread.job = null;
-    job?.reject(new Error(`the model's session thread failed: ${error.message}`));
+    const failure = new Error(`the model's session thread failed: ${error.message}`);
+    job?.reject(failure);
+    // Runs tied to its copies cannot run elsewhere: those copies are gone with it.
+    this.residents.lost(thread);
+    for (const waiting of this.waiting.filter((other) => other.home === thread)) {
+      this.waiting.splice(this.waiting.indexOf(waiting), 1);
+      waiting.reject(failure);
+    }
     if (this.closed) return;
     this.spawn().catch((spawnError: Error) => {
       // No thread left to run on: what waits would wait for ever.
@@ -179,8 +240,8 @@ function stop(worker: Worker): Promise<void> {
   return exited;
 }
 
-/** A typed array of `like`'s kind and length over the start of `buffer`. */
-function viewLike<T extends ThreadTensor["data"]>(like: T, buffer: ArrayBuffer): T {
+/** A typed array of `like`'s kind over the start of `buffer`, of `like`'s length or `length`. */
+function viewLike<T extends ThreadTensor["data"]>(like: T, buffer: ArrayBuffer, length = like.length): T {
   const Kind = like.constructor as new (buffer: ArrayBuffer, byteOffset: number, length: number) => T;
-  return new Kind(buffer, 0, like.length);
+  return new Kind(buffer, 0, length);
 }

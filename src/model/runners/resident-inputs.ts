@@ -1,0 +1,135 @@
+/**
+ * Copies of large step inputs kept on a session thread between runs, so that
+ * a long sequence's step sends only the cache entries appended since its last
+ * step instead of its whole cache (docs/worker-threads.md): at 8192 cached
+ * tokens, copying and transferring 11 MB per step, and collecting the buffers
+ * after, took more of the event loop than anything else a long stream did.
+ */
+
+/** What lets an input be kept on a thread: it only gains entries at the ends of its rows while `revision` stays. */
+export interface Appendable {
+  /** Counts changes other than appends; a new store (another typed array) is a change too. */
+  revision: number;
+  /** Entries held per row. */
+  lengths: Int32Array;
+  /** Slots per row: row r starts at entry r * rowSlots. */
+  rowSlots: number;
+  /** Values per entry (head size for keys and values, 1 for a mask). */
+  width: number;
+}
+
+/** Inputs smaller than this are copied whole each run by default: cheaper than keeping them, and the run can take any thread. */
+export const RESIDENT_MIN_BYTES = 256 * 1024;
+
+/** How an input reaches its thread: whole (then kept there as `id`), or as the ranges appended to copy `id`. */
+export type ResidentFeed =
+  | { id: number; whole: true }
+  | { id: number; whole: false; starts: Int32Array; counts: Int32Array; values: number };
+
+interface Record<Thread> {
+  id: number;
+  thread: Thread;
+  revision: number;
+  lengths: Int32Array;
+  bytes: number;
+}
+
+/**
+ * What each session thread holds, as the main thread last sent it. An input
+ * kept on a thread ties its runs to that thread (its home), chosen when it is
+ * first sent: the thread that holds the fewest bytes. A copy goes when its
+ * store is collected here (FinalizationRegistry), when its thread is lost, or
+ * after a failed run.
+ */
+export class ResidentInputs<Thread extends object> {
+  private readonly records = new WeakMap<object, Record<Thread>>();
+  private readonly byId = new Map<number, { record: Record<Thread>; store: WeakRef<object> }>();
+  private nextId = 1;
+  private readonly collected = new FinalizationRegistry<number>((id) => this.forgetId(id, true));
+
+  /** `dropped` is told the copies a thread should let go of (their stores are gone here); inputs of `minBytes` or more are kept. */
+  constructor(
+    private readonly dropped: (thread: Thread, ids: number[]) => void,
+    private readonly minBytes = RESIDENT_MIN_BYTES,
+  ) {}
+
+  /** Whether `store` is worth keeping on a thread. */
+  keeps(store: ArrayBufferView, appendable: Appendable | undefined): appendable is Appendable {
+    return appendable !== undefined && store.byteLength >= this.minBytes;
+  }
+
+  /** The thread that holds a current copy of any of `stores`, if one does. */
+  homeOf(stores: readonly { store: object; appendable: Appendable }[]): Thread | undefined {
+    for (const { store, appendable } of stores) {
+      const record = this.records.get(store);
+      if (record && record.revision === appendable.revision) return record.thread;
+    }
+    return undefined;
+  }
+
+  /** The bytes of copies `thread` holds. */
+  bytesOn(thread: Thread): number {
+    let bytes = 0;
+    for (const { record } of this.byId.values()) if (record.thread === thread) bytes += record.bytes;
+    return bytes;
+  }
+
+  /**
+   * How `store` goes to `thread` for a run asked for now: the entries appended since the copy
+   * there (packed into `pack`'s array), or whole. Records that the thread will hold it as it is now.
+   */
+  send<T extends ArrayBufferView>(store: T, appendable: Appendable, thread: Thread, pack: (values: number) => T): { feed: ResidentFeed; data: T } | { feed: ResidentFeed; data: null } {
+    const record = this.records.get(store);
+    const current = record && record.thread === thread && record.revision === appendable.revision && appendable.lengths.every((n, row) => n >= record.lengths[row]);
+    if (!current) {
+      // The thread's older copy is stale: it goes before this run (messages arrive in order).
+      if (record) this.forgetId(record.id, true);
+      const id = this.nextId++;
+      const fresh: Record<Thread> = { id, thread, revision: appendable.revision, lengths: Int32Array.from(appendable.lengths), bytes: store.byteLength };
+      this.records.set(store, fresh);
+      this.byId.set(id, { record: fresh, store: new WeakRef(store) });
+      this.collected.register(store, id, fresh);
+      return { feed: { id, whole: true }, data: null };
+    }
+    const { rowSlots, width, lengths } = appendable;
+    const starts: number[] = [];
+    const counts: number[] = [];
+    let values = 0;
+    lengths.forEach((n, row) => {
+      const from = record.lengths[row];
+      if (n === from) return;
+      starts.push((row * rowSlots + from) * width);
+      counts.push((n - from) * width);
+      values += (n - from) * width;
+    });
+    const data = pack(values);
+    const source = store as unknown as Float32Array;
+    let at = 0;
+    starts.forEach((start, i) => {
+      (data as unknown as Float32Array).set(source.subarray(start, start + counts[i]), at);
+      at += counts[i];
+    });
+    record.lengths.set(lengths);
+    return { feed: { id: record.id, whole: false, starts: Int32Array.from(starts), counts: Int32Array.from(counts), values }, data };
+  }
+
+  /** A run with these copies failed: the thread drops them (it does so itself), and they go whole next time. */
+  failed(ids: readonly number[]): void {
+    for (const id of ids) this.forgetId(id, false);
+  }
+
+  /** `thread` is gone, and its copies with it. */
+  lost(thread: Thread): void {
+    for (const [id, { record }] of this.byId) if (record.thread === thread) this.forgetId(id, false);
+  }
+
+  private forgetId(id: number, tellThread: boolean): void {
+    const entry = this.byId.get(id);
+    if (!entry) return;
+    this.byId.delete(id);
+    this.collected.unregister(entry.record);
+    const store = entry.store.deref();
+    if (store && this.records.get(store) === entry.record) this.records.delete(store);
+    if (tellThread) this.dropped(entry.record.thread, [id]);
+  }
+}
