@@ -83,6 +83,13 @@ export class Prefill {
       }
       const resolved = input.eviction && this.eviction.resolve(input.eviction, sequence.maxHeadLength + (position - sequence.fedTokens) + tokens.length);
       const checkpoint = sequence.checkpoint();
+      if (input.eviction && resolved) {
+        // The policy named here scores the queries of the tokens fed now: room for them (apply trims the ring
+        // to its need after; a ring holding rows only grows here, so that a failed call can restore it).
+        const fedAfter = sequence.fedTokens + (sequence.pendingToken === null ? 0 : 1) + tokens.length;
+        const rows = Math.min(resolved.policy.queryRowsNeeded(input.eviction.params, fedAfter), this.options.recentQueryRows);
+        sequence.keepQueryRows(sequence.recentQueries.count === 0 ? rows : Math.max(sequence.recentQueries.rows, rows));
+      }
       const scoring = input.logprobs && { top: input.logprobs.top, distribution: input.logprobs.distribution ?? false, scores: [] };
       await this.feed(sequence, tokens, signal, scoring);
       let eviction: EvictionOutcome | undefined;
@@ -111,7 +118,7 @@ export class Prefill {
    * sequence is rolled back.
    */
   private async feed(sequence: Sequence, tokens: readonly number[], signal?: AbortSignal, scoring?: Scoring): Promise<void> {
-    const { prefillChunkTokens, recentQueryRows } = this.options;
+    const { prefillChunkTokens } = this.options;
     const all = sequence.pendingToken === null ? [...tokens] : [sequence.pendingToken, ...tokens];
     // Index in `all` of the first token to score (the pending token is not this call's).
     const firstScored = all.length - tokens.length;
@@ -124,7 +131,8 @@ export class Prefill {
       for (let start = 0; start < all.length; start += prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
         const chunk = all.slice(start, start + prefillChunkTokens);
-        const queryRows = Math.min(chunk.length, recentQueryRows);
+        // The graph computes only the query rows the sequence keeps (at least one: its output is never empty).
+        const queryRows = Math.min(chunk.length, Math.max(1, sequence.recentQueries.rows));
         const logitRows = scoring ? chunk.length : 1;
         if (scoring && start === 0 && firstScored === 0) {
           // The first token is predicted by the logits of the call before (none for a new sequence).
