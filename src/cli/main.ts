@@ -169,6 +169,10 @@ program
         maxQueue: options.maxQueue,
         kvStore,
       });
+      // Before health reports SERVING: the first caller must not pay onnxruntime's first run of a step shape.
+      const warmUpStarted = Date.now();
+      const shapes = await engine.warmUp();
+      log({ level: "info", msg: "warmed up", shapes, seconds: (Date.now() - warmUpStarted) / 1000 });
       return engine;
     })();
     const server = new KvwardenServer(
