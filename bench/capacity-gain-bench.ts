@@ -2,7 +2,8 @@
  * `make bench`, eviction's capacity gain (issue 20, target 5): a fixed KV budget and 2,048-token prompts
  * on the ~200M bench Llama. Per policy: how many sessions the budget admits (the engine's own admission,
  * copies of one prefilled session by Fork until RESOURCE_EXHAUSTED), the aggregate decode tokens/s of
- * that many sessions decoding at once (continuous batching, on an engine with room to grow), and the
+ * that many sessions decoding at once (continuous batching, on an engine with room to grow; after an
+ * untimed round of two tokens), and the
  * fidelity cost against the full cache with the eval harness's measures (src/eval/metrics.ts:
  * teacher-forced continuation, top-1 agreement, KL, perplexity). A benchmark, never a test.
  */
@@ -64,13 +65,18 @@ async function admitted(engine: Engine, eviction: EvictionSpec | undefined): Pro
 async function decodeRate(engine: Engine, eviction: EvictionSpec | undefined, sessions: number): Promise<number> {
   await engine.prefill({ sequenceId: "d0", tokenIds: prompt, eviction });
   for (let i = 1; i < sessions; i++) await engine.fork("d0", `d${i}`);
-  const started = performance.now();
   let produced = 0;
-  await Promise.all(
-    Array.from({ length: sessions }, async (_, i) => {
-      for await (const _out of engine.decode({ sequenceId: `d${i}`, maxNewTokens: DECODED, sampling: greedy, stopTokenIds: [], ignoreEos: true })) produced++;
-    }),
-  );
+  const round = (count: number) =>
+    Promise.all(
+      Array.from({ length: sessions }, async (_, i) => {
+        for await (const _out of engine.decode({ sequenceId: `d${i}`, maxNewTokens: count, sampling: greedy, stopTokenIds: [], ignoreEos: true })) produced++;
+      }),
+    );
+  // Untimed: the batch's first steps run shapes onnxruntime has not seen yet.
+  await round(2);
+  produced = 0;
+  const started = performance.now();
+  await round(DECODED);
   const seconds = (performance.now() - started) / 1000;
   for (let i = 0; i < sessions; i++) await engine.release(`d${i}`);
   return produced / seconds;
@@ -119,7 +125,7 @@ try {
   for (const r of rows) {
     const q = r.quality;
     report.print(
-      `| ${r.label} | ${mib(r.bytesEach)} | ${r.sessions} | **${(r.sessions / full.sessions).toFixed(2)}x** | ${r.rate.toFixed(1)} | ${(r.rate / full.rate).toFixed(2)}x | ${q ? `${(q.top1Agreement * 100).toFixed(1)}%` : "100%"} | ${q ? q.meanKl.toFixed(4) : "0"} | ${q ? `${q.perplexityChangePct >= 0 ? "+" : ""}${q.perplexityChangePct.toFixed(2)}%` : "0"} |`,
+      `| ${r.label} | ${mib(r.bytesEach)} | ${r.sessions} | **${(r.sessions / full.sessions).toFixed(2)}x** | ${r.rate.toFixed(1)} | ${(r.rate / full.rate).toFixed(2)}x | ${q ? `${(q.top1Agreement * 100).toFixed(1)}%` : "100%"} | ${q ? q.meanKl.toExponential(2) : "0"} | ${q ? `${q.perplexityChangePct >= 0 ? "+" : ""}${q.perplexityChangePct.toFixed(2)}%` : "0"} |`,
     );
   }
   report.print();

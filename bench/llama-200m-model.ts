@@ -11,6 +11,8 @@ import { writeRandomCheckpoint } from "./random-checkpoint.js";
 export interface Llama200MFiles {
   /** The converted folder: load it once per engine, each load its own onnxruntime session. */
   readonly dir: string;
+  /** The Hugging Face folder it was converted from (what the GGUF writer reads). */
+  readonly hfDir: string;
   load(threads: number): Promise<EngineModel>;
   remove(): void;
 }
@@ -27,6 +29,7 @@ export async function llama200MFiles(layers: number, seed = 200): Promise<Llama2
   const dir = join(root, "float32");
   return {
     dir,
+    hfDir: join(root, "hf"),
     load: (threads) => loadModelDir(dir, { executionProvider: "cpu", intraOpThreads: threads }),
     remove: () => rmSync(root, { recursive: true, force: true }),
   };
