@@ -4,6 +4,7 @@ import { observeStep } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
 import { contextLimit, type EngineModel } from "./engine-model.js";
 import { EngineError } from "./engine-error.js";
+import { OBSERVATION_ROWS } from "./evicted-attention-share.js";
 import { DEFAULT_MAX_PROMPT_BYTES, type EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";
 import { promptTokens, type PromptContent } from "./prompt-tokens.js";
@@ -84,10 +85,12 @@ export class Prefill {
       const resolved = input.eviction && this.eviction.resolve(input.eviction, sequence.maxHeadLength + (position - sequence.fedTokens) + tokens.length);
       const checkpoint = sequence.checkpoint();
       if (input.eviction && resolved) {
-        // The policy named here scores the queries of the tokens fed now: room for them (apply trims the ring
-        // to its need after; a ring holding rows only grows here, so that a failed call can restore it).
+        // The policy named here scores the queries of the tokens fed now: room for them, and for the rows that
+        // estimate the eviction's cost when it is traced (apply trims the ring to the policy's need after; a ring
+        // holding rows only grows here, so that a failed call can restore it).
         const fedAfter = sequence.fedTokens + (sequence.pendingToken === null ? 0 : 1) + tokens.length;
-        const rows = Math.min(resolved.policy.queryRowsNeeded(input.eviction.params, fedAfter), this.options.recentQueryRows);
+        const observed = resolved.observer.measuring() ? OBSERVATION_ROWS : 0;
+        const rows = Math.min(Math.max(resolved.policy.queryRowsNeeded(input.eviction.params, fedAfter), observed), this.options.recentQueryRows);
         sequence.keepQueryRows(sequence.recentQueries.count === 0 ? rows : Math.max(sequence.recentQueries.rows, rows));
       }
       const scoring = input.logprobs && { top: input.logprobs.top, distribution: input.logprobs.distribution ?? false, scores: [] };

@@ -24,9 +24,7 @@ export class SequenceEviction {
   async apply(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction = this.resolve(spec, sequence.maxHeadLength)): Promise<EvictionOutcome> {
     const rows = this.queryRowsFor(sequence, spec, resolved);
     if (resolved.policy.readsKeys && overBudget(sequence, resolved.budget)) await sequence.loadKeys();
-    const outcome = applyEviction(sequence, spec, resolved);
-    sequence.keepQueryRows(rows);
-    return { ...outcome, bytesAfter: sequence.bytes };
+    return applyEviction(sequence, spec, resolved, rows);
   }
 
   /**
