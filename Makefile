@@ -27,6 +27,10 @@ bench: build
 	node dist/bench/kv-store-bench.js --out docs/bench/kv-store.md
 	node dist/bench/kv-restore-bench.js --out docs/bench/kv-restore.md
 	node dist/bench/kv-capacity-bench.js --out docs/bench/kv-capacity.md
+	node dist/bench/per-sequence-overhead.js --out docs/bench/per-sequence-overhead.md
+	node dist/bench/warm-up-bench.js --out docs/bench/warm-up.md
+	node dist/bench/capacity-gain-bench.js --out docs/bench/capacity-gain.md
+	node dist/bench/batching-bench.js --out docs/bench/batching.md
 
 bench-quick: build
 	node --expose-gc dist/bench/bench.js --quick
@@ -39,6 +43,10 @@ bench-quick: build
 	node dist/bench/kv-store-bench.js --quick
 	node dist/bench/kv-restore-bench.js --quick
 	node dist/bench/kv-capacity-bench.js --quick
+	node dist/bench/per-sequence-overhead.js --quick
+	node dist/bench/warm-up-bench.js --quick
+	node dist/bench/capacity-gain-bench.js --quick
+	node dist/bench/batching-bench.js --quick
 
 bench-llama-cpp: build
 	node dist/bench/llama-cpp-decode.js --out docs/bench/llama-cpp.md

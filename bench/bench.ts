@@ -14,6 +14,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import ort from "onnxruntime-node";
 import { Engine } from "../src/engine/engine.js";
 import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
+import { POLICIES } from "../src/policies/registry.js";
 import { loadLlama2cCheckpoint } from "../src/model/checkpoints/llama2c-checkpoint.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
 import { loadModel } from "../src/model/load-model.js";
@@ -230,7 +231,8 @@ const raggedTokens = 301;
 await engine.prefill({ sequenceId: "ragged", tokenIds: prompt(raggedTokens), eviction: { policy: "adakv", budget: { maxTokens: raggedBudget }, params: {} } });
 const [ragged] = engine.stats({ sequenceId: "ragged" }).sequences;
 const { layers: layerCount, heads: queryHeads, headSize, kvHeads } = weights.config;
-const ringBytes = new RecentQueryRing(new SlabPool(0), { layers: layerCount, heads: queryHeads, headSize }, BENCH_ENGINE_OPTIONS.recentQueryRows).fullBytes;
+// The sequence keeps the query rows adakv reads (docs/policies.md).
+const ringBytes = new RecentQueryRing(new SlabPool(0), { layers: layerCount, heads: queryHeads, headSize }, POLICIES.get("adakv")!.queryRowsNeeded({})).fullBytes;
 const entryBytes = floatsPerEntry({ kvHeads, headSize }) * 4;
 const raggedSlabBytes = ragged.kvBytes - ringBytes;
 const raggedContentBytes = ragged.entries * entryBytes;

@@ -85,7 +85,7 @@ program
   .option("--allow-past-context", "accept positions past the model's trained context (benchmarks)", DEFAULT_ENGINE_OPTIONS.allowPastContext)
   .option("--sequence-ttl <seconds>", "drop sequences idle for this long", positiveInt, DEFAULT_ENGINE_OPTIONS.sequenceTtlMs / 1000)
   .option("--request-id-ttl <seconds>", "recognise a retried request_id for this long after its first call", positiveInt, DEFAULT_REQUEST_ID_TTL_MS / 1000)
-  .option("--recent-queries <n>", "recent tokens whose queries are kept for attention-based policies", positiveInt, DEFAULT_ENGINE_OPTIONS.recentQueryRows)
+  .option("--recent-queries <n>", "recent tokens whose queries a sequence keeps until a policy is named for it (then the rows that policy reads)", positiveInt, DEFAULT_ENGINE_OPTIONS.recentQueryRows)
   .option("--max-batch-size <n>", "most sequences whose decode steps run together in one model run (1 = no batching)", positiveInt, DEFAULT_MAX_BATCH_SIZE)
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
@@ -176,6 +176,10 @@ program
         // Spans always (exported when tracing is on); metrics when --metrics-listen serves them.
         telemetry: new EngineTelemetry(metrics),
       });
+      // Before health reports SERVING: the first caller must not pay onnxruntime's first run of a step shape.
+      const warmUpStarted = Date.now();
+      const shapes = await engine.warmUp();
+      log({ level: "info", msg: "warmed up", shapes, seconds: (Date.now() - warmUpStarted) / 1000 });
       return engine;
     })();
     const server = new KvwardenServer(

@@ -5,8 +5,8 @@ import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./evict
 import type { Sequence } from "./sequence.js";
 
 /** Works out an eviction without changing the sequence (policies are pure). */
-export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget, observer }: ResolvedEviction): PlannedEviction {
-  const base = { policy, observer, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes, startTime: performance.now() };
+export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget, observer }: ResolvedEviction, queryRows?: number): PlannedEviction {
+  const base = { policy, observer, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes, startTime: performance.now(), queryRows };
   if (policy.name === "none") return { ...base, detail: "policy 'none' keeps every entry" };
   if (!overBudget(sequence, budget)) return { ...base, detail: "every head already fits the budget; nothing evicted" };
   if (policy.readsKeys && !sequence.keysOnHost) throw new Error(`policy '${policy.name}' scores keys: read them back (Sequence.loadKeys) before planning`);
@@ -30,6 +30,8 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.recordEviction(plan.lazyLayers ?? []);
   }
+  // The policy named now decides the recent queries the sequence keeps from here on (docs/policies.md).
+  if (planned.queryRows !== undefined) sequence.keepQueryRows(planned.queryRows);
   const outcome: EvictionOutcome = {
     policy: planned.policy.name,
     applied: plan !== undefined,
@@ -51,9 +53,9 @@ export function overBudget(sequence: Sequence, budget: (entries: number) => numb
   return sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)));
 }
 
-/** Runs a policy on a sequence and compacts its cache to the plan. */
-export function applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction): EvictionOutcome {
-  return commitEviction(sequence, planEviction(sequence, spec, resolved));
+/** Runs a policy on a sequence and compacts its cache to the plan; with `queryRows`, the sequence keeps that many recent queries after. */
+export function applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction, queryRows?: number): EvictionOutcome {
+  return commitEviction(sequence, planEviction(sequence, spec, resolved, queryRows));
 }
 
 /** A policy's plan must keep, per head, at least one existing slot, ascending. */

@@ -127,6 +127,7 @@ export class DecodeStreams {
       // The arena serves running streams only; with none left, its memory goes back.
       if (this.batcher.idle) this.arenas.clear();
       if (produced === 0) sequence.keepWithin(standing);
+      else if (input.eviction) this.eviction.keepQueryRowsOf(sequence, input.eviction);
       sequence.settle();
       sequence.unclaim();
       untrack();

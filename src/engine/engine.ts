@@ -9,7 +9,8 @@ import type { EvictionSpec } from "../policies/policy.js";
 import { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import { ANONYMOUS, type CallContext } from "./caller.js";
 import { DecodeStreams, type DecodeInput, type GeneratedToken } from "./decode-stream.js";
-import type { EngineModel } from "../model/engine-model.js";
+import { contextLimit, type EngineModel } from "../model/engine-model.js";
+import { warmUp, type WarmedShape } from "./warm-up.js";
 import { EngineError } from "./engine-error.js";
 import type { EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";
@@ -103,6 +104,19 @@ export class Engine {
     this.prefiller = new Prefill(model, options, this.table, this.admission, this.eviction, telemetry);
     this.streams = new DecodeStreams(model, options, this.table, this.admission, this.eviction, telemetry);
     this.requests = new RequestLog(options.requestLog);
+  }
+
+  /**
+   * Runs the first step shapes (a prefill chunk onto an empty cache and onto one chunk, a decode step)
+   * before serving, on a scratch sequence outside the table and the budget (src/engine/warm-up.ts).
+   */
+  warmUp(): Promise<WarmedShape[]> {
+    const { config, runner } = this.model;
+    const shape = { layers: config.layers, heads: config.heads, kvHeads: config.kvHeads, headSize: config.headSize };
+    const pool = new SlabPool(Number.MAX_SAFE_INTEGER);
+    const device = runner.deviceCache;
+    const scratch = () => new Sequence("warm-up", "", pool, shape, 0, runner.kvDtype, device && (() => device.createLayer(pool)));
+    return warmUp(this.model, this.options.prefillChunkTokens, contextLimit(this.model, this.options.allowPastContext), scratch);
   }
 
   prefill(input: PrefillInput, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<PrefillOutcome> {

@@ -58,4 +58,6 @@ export interface PlannedEviction {
   bytesAfter: number;
   /** When planning began (performance.now()): the eviction's span covers scoring and compaction. */
   startTime: number;
+  /** Recent-query rows the sequence keeps after (the policy named reads them); absent: unchanged. */
+  queryRows?: number;
 }

@@ -4,6 +4,7 @@ import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
 import { contextLimit, type EngineModel } from "../model/engine-model.js";
 import { EngineError } from "./engine-error.js";
+import { OBSERVATION_ROWS } from "./evicted-attention-share.js";
 import { DEFAULT_MAX_PROMPT_BYTES, type EngineOptions } from "./engine-options.js";
 import type { EvictionOutcome } from "./eviction-types.js";
 import { promptTokens, type PromptContent } from "./prompt-tokens.js";
@@ -84,6 +85,15 @@ export class Prefill {
       }
       const resolved = input.eviction && this.eviction.resolve(input.eviction, sequence.maxHeadLength + (position - sequence.fedTokens) + tokens.length);
       const checkpoint = sequence.checkpoint();
+      if (input.eviction && resolved) {
+        // The policy named here scores the queries of the tokens fed now: room for them, and for the rows that
+        // estimate the eviction's cost when it is traced (apply trims the ring to the policy's need after; a ring
+        // holding rows only grows here, so that a failed call can restore it).
+        const fedAfter = sequence.fedTokens + (sequence.pendingToken === null ? 0 : 1) + tokens.length;
+        const observed = resolved.observer.measuring() ? OBSERVATION_ROWS : 0;
+        const rows = Math.min(Math.max(resolved.policy.queryRowsNeeded(input.eviction.params, fedAfter), observed), this.options.recentQueryRows);
+        sequence.keepQueryRows(sequence.recentQueries.count === 0 ? rows : Math.max(sequence.recentQueries.rows, rows));
+      }
       const scoring = input.logprobs && { top: input.logprobs.top, distribution: input.logprobs.distribution ?? false, scores: [] };
       await this.feed(sequence, tokens, signal, scoring);
       let eviction: EvictionOutcome | undefined;
@@ -112,7 +122,7 @@ export class Prefill {
    * sequence is rolled back.
    */
   private async feed(sequence: Sequence, tokens: readonly number[], signal?: AbortSignal, scoring?: Scoring): Promise<void> {
-    const { prefillChunkTokens, recentQueryRows } = this.options;
+    const { prefillChunkTokens } = this.options;
     const all = sequence.pendingToken === null ? [...tokens] : [sequence.pendingToken, ...tokens];
     // Index in `all` of the first token to score (the pending token is not this call's).
     const firstScored = all.length - tokens.length;
@@ -125,7 +135,8 @@ export class Prefill {
       for (let start = 0; start < all.length; start += prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
         const chunk = all.slice(start, start + prefillChunkTokens);
-        const queryRows = Math.min(chunk.length, recentQueryRows);
+        // The graph computes only the query rows the sequence keeps (at least one: its output is never empty).
+        const queryRows = Math.min(chunk.length, Math.max(1, sequence.recentQueries.rows));
         const logitRows = scoring ? chunk.length : 1;
         if (scoring && start === 0 && firstScored === 0) {
           // The first token is predicted by the logits of the call before (none for a new sequence).

@@ -1,5 +1,5 @@
-import type { EvictionSpec } from "../policies/policy.js";
-import { resolveEviction } from "../policies/registry.js";
+import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
+import { POLICIES, resolveEviction } from "../policies/registry.js";
 import { applyEviction, overBudget } from "./apply-eviction.js";
 import { DecodeBudget } from "./decode-budget.js";
 import type { EvictionObserver, EvictionOutcome, ResolvedEviction } from "./eviction-types.js";
@@ -17,9 +17,30 @@ export class SequenceEviction {
     return { ...resolveEviction(spec, entries, this.recentQueryRows), observer: this.observer };
   }
 
+  /**
+   * Runs `spec` on the sequence; from then on the sequence keeps only the query rows that policy
+   * reads (none for streaming_llm, knorm, h2o: its ring is given back).
+   */
   async apply(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction = this.resolve(spec, sequence.maxHeadLength)): Promise<EvictionOutcome> {
+    const rows = this.queryRowsFor(sequence, spec, resolved);
     if (resolved.policy.readsKeys && overBudget(sequence, resolved.budget)) await sequence.loadKeys();
-    return applyEviction(sequence, spec, resolved);
+    return applyEviction(sequence, spec, resolved, rows);
+  }
+
+  /**
+   * The query rows `spec`'s policy reads, refused (INVALID_ARGUMENT) when the sequence keeps fewer: an earlier
+   * policy named for it read fewer, and the queries of tokens already fed cannot be computed again.
+   */
+  queryRowsFor(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction): number {
+    const rows = Math.min(resolved.policy.queryRowsNeeded(spec.params, sequence.fedTokens), this.recentQueryRows);
+    const kept = sequence.recentQueries.rows;
+    if (rows > kept) {
+      throw new InvalidEvictionError(
+        "eviction.policy",
+        `policy '${spec.policy}' reads the queries of the last ${rows} tokens, but sequence '${sequence.id}' keeps ${kept}: the policy named for it before reads no more; name '${spec.policy}' in the Prefill that feeds the tokens it should score`,
+      );
+    }
+    return rows;
   }
 
   /** Runs the sequence's standing decode budget when it is due; undefined when nothing ran. */
@@ -30,9 +51,17 @@ export class SequenceEviction {
     return budget.enforce(sequence) ?? undefined;
   }
 
+  /** After a Decode that named `spec` produced tokens: the sequence keeps only the query rows its policy reads. */
+  keepQueryRowsOf(sequence: Sequence, spec: EvictionSpec): void {
+    const policy = POLICIES.get(spec.policy);
+    if (policy) sequence.keepQueryRows(Math.min(policy.queryRowsNeeded(spec.params, sequence.fedTokens), this.recentQueryRows));
+  }
+
   /** The standing budget `spec` sets on `sequence`; null for policy "none", which removes it. */
   decodeBudgetFor(spec: EvictionSpec, sequence: Sequence): DecodeBudget | null {
     if (spec.policy === "none") return null;
-    return DecodeBudget.create(spec, this.resolve(spec, sequence.maxHeadLength), sequence.maxHeadLength);
+    const resolved = this.resolve(spec, sequence.maxHeadLength);
+    this.queryRowsFor(sequence, spec, resolved);
+    return DecodeBudget.create(spec, resolved, sequence.maxHeadLength);
   }
 }

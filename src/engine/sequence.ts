@@ -134,6 +134,11 @@ export class Sequence {
     this.budget = budget;
   }
 
+  /** Keeps the queries of the last `rows` tokens from now on: what the policy last named for the sequence reads (docs/policies.md). */
+  keepQueryRows(rows: number): void {
+    this.recentQueries.resize(rows);
+  }
+
   /** Holds the sequence for a call; refuses (ABORTED) while another holds it, unless `fresh` (just created, so no one else can). */
   claim(fresh = false): void {
     if (this.claimed && !fresh) throw new EngineError("ABORTED", `sequence '${this.id}' is busy with another call`);

@@ -47,8 +47,9 @@ export const naclPolicy: Policy = {
     { name: "pooling", description: "ablation: pool the scores over neighbouring entries (max or avg, as SnapKV; sinks and proxies count 0); the reference does not", defaultValue: "none" },
     { name: "kernelSize", description: "odd pooling kernel, when pooling is on", defaultValue: 7 },
   ],
-  queryRowsNeeded(params) {
-    return proxyQueries(this, params);
+  queryRowsNeeded(params, position) {
+    const span = params.proxySpan;
+    return span && position !== undefined ? Math.max(proxyQueries(this, params), position - span.start) : proxyQueries(this, params);
   },
   readsKeys: true,
   protectedParts: [sinkEntries, proxyQueries],

@@ -109,8 +109,11 @@ export interface Policy {
   readonly parameters: readonly ParameterDoc[];
   /** Decode-time slack when the request gives none: 0 for policies meant to run every step. */
   readonly defaultDecodeSlack: number;
-  /** Most recent query rows the policy reads (0 when it reads none). */
-  queryRowsNeeded(params: Partial<PolicyParams>): number;
+  /**
+   * Most recent query rows the policy reads (0 when it reads none); `position`, the tokens fed when it
+   * runs, where the rows depend on it (a NACL proxy span reads from its start to there).
+   */
+  queryRowsNeeded(params: Partial<PolicyParams>, position?: number): number;
   /** Whether plan() reads the cached keys: a device-resident cache reads them back before planning. */
   readonly readsKeys: boolean;
   /** What the policy always keeps; the smallest budget it accepts holds these and one more (minimumBudget). */

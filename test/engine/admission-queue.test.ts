@@ -67,7 +67,8 @@ describe("the engine's admission queue", () => {
   });
 
   it("tries again when a Decode leaves its sequence idle: relief may then compress it for the waiting call", async () => {
-    const engine = await engineWithA(1.9);
+    // Tight enough that "b" needs relief even after "a"'s Decode gives its recent-query ring back (streaming_llm reads none).
+    const engine = await engineWithA(1.6);
     try {
       // A standing decode budget of 80 entries, not reached while decoding (100 < 80 + decode_slack 64).
       const stream = engine.decode({

@@ -112,12 +112,40 @@ describe("RecentQueryRing", () => {
     expect(pool.used).toBe(2 * source.fullBytes);
   });
 
+  it("resizes to the policy's rows: the newest held rows stay, the pool holds the new size only", () => {
+    const pool = new SlabPool(1 << 20);
+    const ring = new RecentQueryRing(pool, shape, 4);
+    ring.push(stepQueries(shape, 6, 0), 6, 0);
+    ring.resize(2);
+    expect(ring.view()).toEqual(expectedView(shape, [4, 5]));
+    expect(pool.used).toBe(ring.fullBytes);
+    expect(ring.fullBytes).toBe((2 * 3 * 2 * 2 + 2) * 4);
+    ring.resize(3);
+    expect(ring.view()).toEqual(expectedView(shape, [4, 5]));
+    ring.push(stepQueries(shape, 2, 6), 2, 6);
+    expect(ring.view()).toEqual(expectedView(shape, [5, 6, 7]));
+    ring.resize(0);
+    expect(ring.view()).toEqual(expectedView(shape, []));
+    expect(pool.used).toBe(0);
+    ring.push(stepQueries(shape, 2, 8), 2, 8);
+    expect(pool.used).toBe(0);
+  });
+
+  it("a pool too small for the larger ring leaves the ring as it was", () => {
+    const ring = new RecentQueryRing(new SlabPool((2 * 3 * 2 * 2 + 2) * 4 + 8), shape, 2);
+    ring.push(stepQueries(shape, 2, 0), 2, 0);
+    expect(() => ring.resize(4)).toThrow();
+    expect(ring.rows).toBe(2);
+    expect(ring.view()).toEqual(expectedView(shape, [0, 1]));
+  });
+
   it("property: after any pushes, checkpoints and rollbacks the ring holds the last `rows` rows in order, and the pool counts its slab", () => {
     const op = fc.oneof(
       { arbitrary: fc.record({ kind: fc.constant("push" as const), count: fc.integer({ min: 0, max: 9 }), batch: fc.integer({ min: 1, max: 3 }), member: fc.nat(), gap: fc.integer({ min: 0, max: 2 }) }), weight: 4 },
       fc.record({ kind: fc.constant("checkpoint" as const) }),
       fc.record({ kind: fc.constant("rollback" as const) }),
       fc.record({ kind: fc.constant("release" as const) }),
+      fc.record({ kind: fc.constant("resize" as const), rows: fc.integer({ min: 0, max: 6 }) }),
     );
     fc.assert(
       fc.property(
@@ -128,7 +156,8 @@ describe("RecentQueryRing", () => {
           const pool = new SlabPool(1 << 20);
           const ring = new RecentQueryRing(pool, queryShape, rows);
           let pushed: number[] = [];
-          let saved: { checkpoint: ReturnType<RecentQueryRing["checkpoint"]>; pushed: number[] } | null = null;
+          let kept = rows;
+          let saved: { checkpoint: ReturnType<RecentQueryRing["checkpoint"]>; pushed: number[]; kept: number } | null = null;
           let next = 0;
           for (const o of ops) {
             if (o.kind === "push") {
@@ -138,17 +167,24 @@ describe("RecentQueryRing", () => {
               for (let i = 0; i < o.count; i++) pushed.push(next + i);
               next += o.count;
             } else if (o.kind === "checkpoint") {
-              saved = { checkpoint: ring.checkpoint(), pushed: [...pushed] };
+              saved = { checkpoint: ring.checkpoint(), pushed: [...pushed], kept };
             } else if (o.kind === "rollback") {
               if (!saved) continue;
               ring.rollback(saved.checkpoint);
               pushed = [...saved.pushed];
+              kept = saved.kept;
+            } else if (o.kind === "resize") {
+              ring.resize(o.rows);
+              // Rows dropped by a smaller ring are gone for good.
+              pushed = kept === 0 || o.rows === 0 ? [] : pushed.slice(-Math.min(kept, o.rows));
+              kept = o.rows;
             } else {
               ring.release();
               pushed = [];
               saved = null;
             }
-            const held = rows === 0 ? [] : pushed.slice(-rows);
+            const held = kept === 0 ? [] : pushed.slice(-kept);
+            expect(ring.rows).toBe(kept);
             expect(ring.view()).toEqual(expectedView(queryShape, held));
             expect(pool.used).toBe(ring.bytes);
             expect(ring.bytes === 0 || ring.bytes === ring.fullBytes).toBe(true);

@@ -138,7 +138,7 @@ export function decodeSnapshot(bytes: Buffer): KvSnapshot {
       decodeBudget: budget && { spec: { ...budget.spec, seed: budget.spec.seed === undefined ? undefined : BigInt(budget.spec.seed) }, tokens: budget.tokens },
       lazyLayers: header.lazyLayers,
       layers,
-      recentQueries: { slab, count: header.ring.count, next: header.ring.next },
+      recentQueries: { rows: header.shape.recentQueryRows, slab, count: header.ring.count, next: header.ring.next },
     };
   } catch (error) {
     if (error instanceof SnapshotCorrupt) throw error;
