@@ -13,6 +13,7 @@ import { encodeSnapshot } from "../../../src/kv/store/snapshot-codec.js";
 import { SnapshotStore, type SnapshotStoreOptions } from "../../../src/kv/store/snapshot-store.js";
 import { SequenceHeldElsewhere, SnapshotCorrupt, StaleLease } from "../../../src/kv/store/store-errors.js";
 import { capturedSnapshot } from "./support/captured-snapshot.js";
+import { testSnapshotOptions } from "./support/snapshot-store-options.js";
 
 // The store in a local folder, file:///path (docs/kv-store.md, "Backends"): what survives reopening
 // it, expiry, corruption, and leases between two stores on one folder (two processes in one pod).
@@ -21,16 +22,7 @@ describe("the file store", () => {
   const root = mkdtempSync(join(tmpdir(), "kvwarden-file-store-"));
   const url = pathToFileURL(join(root, "store")).toString();
   let snapshot: KvSnapshot;
-  const options = (store: FileKvStore, overrides: Partial<SnapshotStoreOptions> = {}): SnapshotStoreOptions => ({
-    store,
-    prefix: "kvw",
-    model: "model-a",
-    replica: "replica-a",
-    leaseMs: 60_000,
-    ttlMs: 600_000,
-    chunkBytes: 8192,
-    ...overrides,
-  });
+  const options = testSnapshotOptions;
 
   beforeAll(async () => {
     snapshot = await capturedSnapshot();

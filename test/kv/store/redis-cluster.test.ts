@@ -12,6 +12,7 @@ import { startRedisCluster, type RedisCluster } from "./support/redis-cluster.js
 import { freePort } from "./support/redis-server.js";
 import { loadTestModel, REFERENCE_TEXT } from "../../support/test-model.js";
 import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
+import { testSnapshotOptions } from "./support/snapshot-store-options.js";
 
 // The snapshot store on a real Redis Cluster of three primaries (docs/kv-store.md, "Redis Cluster").
 
@@ -28,16 +29,7 @@ describe("snapshots in a Redis Cluster", () => {
   let cluster: RedisCluster;
   let store: KvStore;
   let snapshot: KvSnapshot;
-  const options = (overrides: Partial<SnapshotStoreOptions> = {}): SnapshotStoreOptions => ({
-    store,
-    prefix: "kvw",
-    model: "model-a",
-    replica: "replica-a",
-    leaseMs: 60_000,
-    ttlMs: 600_000,
-    chunkBytes: 8192,
-    ...overrides,
-  });
+  const options = (overrides: Partial<SnapshotStoreOptions> = {}): SnapshotStoreOptions => testSnapshotOptions(store, overrides);
   /** Every key each node holds, by node. */
   const keysByNode = async () => Promise.all(cluster.nodes.map(async (node) => (await node.cli("KEYS", "*")).split("\n").filter(Boolean)));
 

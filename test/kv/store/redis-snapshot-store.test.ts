@@ -6,6 +6,7 @@ import { SnapshotStore, type SnapshotStoreOptions } from "../../../src/kv/store/
 import { KvStoreFull, KvStoreUnavailable, SequenceHeldElsewhere, SnapshotCorrupt, StaleLease } from "../../../src/kv/store/store-errors.js";
 import { capturedSnapshot } from "./support/captured-snapshot.js";
 import { startRedis, type RedisProcess, type RedisServerBinary } from "./support/redis-server.js";
+import { testSnapshotOptions } from "./support/snapshot-store-options.js";
 
 // The snapshot store on a real redis-server, and on a real valkey-server (docs/kv-store.md): format, faults, leases and fencing.
 
@@ -15,16 +16,7 @@ describe.each<RedisServerBinary>(["redis-server", "valkey-server"])("snapshots i
   let redis: RedisProcess;
   let store: RedisKvStore;
   let snapshot: KvSnapshot;
-  const options = (overrides: Partial<SnapshotStoreOptions> = {}): SnapshotStoreOptions => ({
-    store,
-    prefix: "kvw",
-    model: "model-a",
-    replica: "replica-a",
-    leaseMs: 60_000,
-    ttlMs: 600_000,
-    chunkBytes: 8192,
-    ...overrides,
-  });
+  const options = (overrides: Partial<SnapshotStoreOptions> = {}): SnapshotStoreOptions => testSnapshotOptions(store, overrides);
 
   beforeAll(async () => {
     [redis, snapshot] = await Promise.all([startRedis([], undefined, server), capturedSnapshot()]);
