@@ -164,8 +164,11 @@ export class LayerCache {
    * gives back the room of its shorter heads.
    */
   settle(): void {
+    // Heads of one length keep their room for the next steps; a device layer's room stays uniform.
+    if (this.uniformRoom || this.lengths.every((n) => n === this.lengths[0])) return;
+    // Ragged heads whose exact rooms happen to coincide (0 and 2 entries: one block each) still give back a reserve.
     const room = this.roomHolding(this.lengths);
-    if (room.some((n) => n !== room[0])) this.resize(room);
+    if (room.some((n, h) => n !== this.headCapacities[h])) this.resize(room);
   }
 
   /**

@@ -132,6 +132,22 @@ describe.each<KvDtype>(["float32", "float16"])("LayerCache (%s)", (kvDtype) => {
     expect(pool.used).toBe(48 * perEntry);
   });
 
+  it("settles ragged heads whose rooms needed coincide (1 and 2 entries: one block each) back from a step's reserve", () => {
+    // The property test below found it (fast-check seed -1056647228): settle gave back nothing when the rooms needed were equal.
+    const pool = new SlabPool(1 << 20);
+    const cache = new LayerCache(pool, shape);
+    const expected = empty(2);
+    cache.reserve(2);
+    appendRows(cache, expected, 2, 0, cache.capacity, { n: 5 });
+    cache.retain([Int32Array.from([0]), Int32Array.from([0, 1])]);
+    cache.reserve(15);
+    expect(Array.from(cache.headCapacities)).toEqual([32, 32]);
+    cache.settle();
+    expect(Array.from(cache.headCapacities)).toEqual([16, 16]);
+    expectHolds(cache, [expected[0].slice(0, 1), expected[1]]);
+    expect(pool.used).toBe(32 * perEntry);
+  });
+
   it("rolls back appends to the exact contents, mass and room of the checkpoint", () => {
     const pool = new SlabPool(1 << 20);
     const cache = new LayerCache(pool, shape);
