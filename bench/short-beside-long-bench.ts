@@ -3,36 +3,49 @@
  * stream's speed beside a long one against alone, with the model on one
  * session thread (steps in turn, as before worker threads) and on two
  * (a short lane steps beside the long one), in one run; also the event loop's
- * longest stall while both decode. A benchmark, never a test.
+ * longest stall while both decode. On stories260K by default, where a step is
+ * onnxruntime's dispatch and the long one's attention; `--model 200m` on the
+ * ~200M bench Llama, where a step is bound by its weights and the short stream
+ * shares the long one's runs (src/engine/length-lanes.ts). A benchmark, never a test.
  */
 import { Command } from "commander";
 import { cpus, loadavg } from "node:os";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Engine } from "../src/engine/engine.js";
 import { defaultModelFiles } from "../src/model/default-model.js";
-import { loadModel } from "../src/model/load-model.js";
+import { loadModel, loadModelDir } from "../src/model/load-model.js";
+import type { EngineModel } from "../src/model/engine-model.js";
+import { llama200MFiles } from "./llama-200m-model.js";
 import { MarkdownReport } from "./markdown-report.js";
 import { shortBesideLong, type ShortBesideLongResult } from "./short-beside-long.js";
 import { BENCH_ENGINE_OPTIONS } from "./bench-engine-options.js";
 
 const options = new Command("short-beside-long-bench")
-  .option("--quick", "5 rounds at 2048 cached tokens instead of 7 at 8192", false)
+  .option("--quick", "5 rounds at 2048 cached tokens instead of 7 at 8192 (200m: 4 layers, 512 cached, 16 tokens)", false)
+  .option("--model <name>", "stories260K, or 200m: the ~200M bench Llama (random weights, float32; 2048 cached, 32 tokens)", "stories260K")
   .option("--threads <n>", "onnxruntime intra-op threads per session", (v) => Number(v), 1)
   .option("--out <file>", "also write the report (Markdown) to this file")
   .parse()
   .opts();
 
 // Many short rounds, alone and beside adjacent in each: on a shared machine one round says little.
+const large = options.model === "200m";
+if (!large && options.model !== "stories260K") throw new Error(`--model: stories260K or 200m, not '${options.model}'`);
 const rounds = options.quick ? 5 : 7;
-const longContext = options.quick ? 2048 : 8192;
-const shortTokens = options.quick ? 100 : 200;
+const longContext = large ? (options.quick ? 512 : 2048) : options.quick ? 2048 : 8192;
+const shortTokens = large ? (options.quick ? 16 : 32) : options.quick ? 100 : 200;
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + ((i * 7919) % 500)));
 
-const files = await defaultModelFiles();
+const largeFiles = large ? await llama200MFiles(options.quick ? 4 : 12) : undefined;
+const files = large ? undefined : await defaultModelFiles();
+const load = (sessionThreads: number): Promise<EngineModel> => {
+  const runner = { executionProvider: "cpu" as const, intraOpThreads: options.threads, sessionThreads };
+  return largeFiles ? loadModelDir(largeFiles.dir, runner) : loadModel(files!, runner);
+};
 const engines = new Map<number, Engine>();
 for (const sessionThreads of [1, 2]) {
-  const model = await loadModel(files, { executionProvider: "cpu", intraOpThreads: options.threads, sessionThreads });
+  const model = await load(sessionThreads);
   const engine = new Engine(model, BENCH_ENGINE_OPTIONS);
   await engine.prefill({ sequenceId: "long", tokenIds: prompt(longContext) });
   engines.set(sessionThreads, engine);
@@ -53,7 +66,7 @@ for (let round = -1; round < rounds; round++) {
 const report = new MarkdownReport();
 report.print("# Target 8: a short stream beside a long one, by session threads");
 report.print();
-report.print(`A short stream (${shortTokens} tokens) beside a long one (${longContext} cached), ${rounds} rounds, medians (of each round's ratio for the ratio); load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs; command: \`node dist/bench/short-beside-long-bench.js${process.argv.slice(2).map((arg) => ` ${arg}`).join("")}\`.`);
+report.print(`${large ? `The ~200M bench Llama (${options.quick ? 4 : 12} layers, float32, random weights)` : "stories260K"}: a short stream (${shortTokens} tokens) beside a long one (${longContext} cached), ${rounds} rounds, medians (of each round's ratio for the ratio); load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs; command: \`node dist/bench/short-beside-long-bench.js${process.argv.slice(2).map((arg) => ` ${arg}`).join("")}\`.`);
 report.print();
 report.print("| session threads | short alone tok/s | short beside tok/s | short beside / alone | long alone tok/s | long beside tok/s | longest event-loop stall | same tokens |");
 report.print("|---|---|---|---|---|---|---|---|");
@@ -74,3 +87,4 @@ for (const engine of engines.values()) {
   engine.close();
   await engine.model.runner.release();
 }
+largeFiles?.remove();
