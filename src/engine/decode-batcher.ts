@@ -1,6 +1,6 @@
 import { EngineError } from "./engine-error.js";
 import { FairShare } from "./fair-share.js";
-import { DISPATCH_COST_ENTRIES, lanesOf } from "./length-lanes.js";
+import { lanesOf } from "./length-lanes.js";
 
 interface Waiting<T> {
   item: T;
@@ -22,7 +22,7 @@ interface Waiting<T> {
  */
 export class DecodeBatcher<T extends object> {
   private readonly waiting: Waiting<T>[] = [];
-  private readonly share: FairShare<T>;
+  private readonly share = new FairShare<T>();
   /** Streams whose step runs now. */
   private readonly stepping = new Set<T>();
   private runs = 0;
@@ -34,18 +34,14 @@ export class DecodeBatcher<T extends object> {
    * `runBatch` gets the lane a batch belongs to of the lanes that were waiting or stepping (lane 0
    * the shortest), so that it can keep one working copy per lane; `entriesOf` is a stream's longest
    * cached head. Up to `parallelism` batches run at once, each of another lane (the runner's
-   * session threads: a short lane steps beside a long one instead of after it). `runCost` is what
-   * a run costs besides the entries it attends, in entries (length-lanes.ts, runCostEntries).
+   * session threads: a short lane steps beside a long one instead of after it).
    */
   constructor(
     private readonly runBatch: (batch: T[], lane: number, lanes: number) => Promise<void>,
     readonly maxBatchSize: number,
     private readonly entriesOf: (item: T) => number,
     private readonly parallelism = 1,
-    private readonly runCost = DISPATCH_COST_ENTRIES,
-  ) {
-    this.share = new FairShare<T>(runCost);
-  }
+  ) {}
 
   /** A stream enters its decode loop; `leave` when it ends. */
   join(): void {
@@ -114,7 +110,7 @@ export class DecodeBatcher<T extends object> {
   private startNext(): boolean {
     type Member = { item: T; waiting?: Waiting<T> };
     const members: Member[] = [...this.waiting.map((waiting) => ({ item: waiting.item, waiting })), ...[...this.stepping].map((item) => ({ item }))];
-    const lanes = lanesOf(members, (member) => this.entriesOf(member.item), this.runCost);
+    const lanes = lanesOf(members, (member) => this.entriesOf(member.item));
     // A lane steps one batch at a time: its waiting members join its next.
     const ready = lanes.map((lane, index) => ({ index, waiting: lane.every((member) => member.waiting) ? lane.map((member) => member.waiting!) : [] }));
     const candidates = ready.filter((lane) => lane.waiting.length > 0);

@@ -5,8 +5,6 @@ import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
 import { CancelledCalls } from "./cancelled-calls.js";
 import { DecodeBatcher } from "./decode-batcher.js";
-import { runCostEntries } from "./length-lanes.js";
-import { stepWeightBytes } from "../model/config/step-weight-bytes.js";
 import { contextLimit, type EngineModel } from "../model/engine-model.js";
 import { EngineError } from "./engine-error.js";
 import { DEFAULT_MAX_BATCH_SIZE, type EngineOptions } from "./engine-options.js";
@@ -62,11 +60,9 @@ export class DecodeStreams {
   ) {
     // A device-resident cache steps one sequence per run: the batch arena is a host copy.
     const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
+    this.batcher = new DecodeBatcher((batch, lane, lanes) => this.runDecodeBatch(batch, lane, lanes), maxBatch, (sequence) => sequence.maxHeadLength, model.runner.parallelism);
     const { layers, kvHeads, headSize } = model.config;
-    const shape = { kvHeads, headSize, kvDtype: model.runner.kvDtype };
-    const runCost = runCostEntries(stepWeightBytes(model.config, model.weightDtype), layers, shape);
-    this.batcher = new DecodeBatcher((batch, lane, lanes) => this.runDecodeBatch(batch, lane, lanes), maxBatch, (sequence) => sequence.maxHeadLength, model.runner.parallelism, runCost);
-    this.arenas = new LaneArenas(layers, shape);
+    this.arenas = new LaneArenas(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }
 
   /** The batch arenas' bytes (outside the budget: see BatchArena). */

@@ -1,3 +1,5 @@
+import { RUN_COST_ENTRIES } from "./length-lanes.js";
+
 /**
  * Which lane of decode steps runs next, so that streams share the model's
  * time rather than its steps: a stream is charged what its steps cost (its
@@ -12,9 +14,6 @@ export class FairShare<T extends object> {
   private readonly charged = new WeakMap<T, number>();
   /** The least charge of any stream still stepping: a stream that (re)joins starts there, with no credit saved up. */
   private floor = 0;
-
-  /** `runCost`: what a run costs besides the entries it attends, in entries (length-lanes.ts, runCostEntries). */
-  constructor(private readonly runCost: number) {}
 
   charge(item: T): number {
     return Math.max(this.charged.get(item) ?? 0, this.floor);
@@ -35,6 +34,6 @@ export class FairShare<T extends object> {
   ran(run: readonly T[], entries: number, waiting: readonly T[]): void {
     // The floor as the run starts: a stream joining meanwhile is not charged for this run's cost.
     this.floor = Math.max(this.floor, Math.min(...[...run, ...waiting].map((item) => this.charge(item))));
-    for (const item of run) this.charged.set(item, this.charge(item) + this.runCost / run.length + entries);
+    for (const item of run) this.charged.set(item, this.charge(item) + RUN_COST_ENTRIES / run.length + entries);
   }
 }

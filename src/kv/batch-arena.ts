@@ -2,11 +2,18 @@ import { hostLayer } from "./host-layer.js";
 import type { KvLayer } from "./kv-layer.js";
 import { capacityFor, type KvArray, type KvShape, type LayerCache } from "./layer-cache.js";
 
-/** What one batch slot of one layer holds: whose entries, as of which revision, how many per head. */
+/** Whose entries one batch slot of one layer holds, as of which of its revisions. */
 interface SlotCopy {
   cache: LayerCache;
   revision: number;
-  copied: Int32Array;
+}
+
+/** The first B slots of a layer as the step graph reads them; stable objects while the layer keeps its size. */
+interface SlotsView {
+  keyStore: KvArray;
+  valueStore: KvArray;
+  mask: Float32Array;
+  lengths: Int32Array;
 }
 
 /** One layer of the arena: B slots side by side, [slots, Hkv, capacity, d] keys and values, [slots, Hkv, capacity] mask. */
@@ -17,6 +24,16 @@ class ArenaLayer {
   valueStore: KvArray;
   mask = new Float32Array();
   copies: (SlotCopy | null)[] = [];
+  /**
+   * Entries copied per row (slot * Hkv + head). Between steps the rows only gain entries at their
+   * ends while `revision` stays, so a session thread can keep the arena and be sent only those
+   * (docs/worker-threads.md), as it keeps a lone sequence's cache.
+   */
+  lengths = new Int32Array();
+  /** Counts changes other than appends: a slot copied afresh, a resize. */
+  revision = 0;
+  /** Per batch size, the views of the first B slots: the same objects from step to step, so a thread's copy of them is found again. */
+  private views = new Map<number, SlotsView>();
 
   constructor(private readonly shape: KvShape) {
     this.keyStore = this.kvArray(0);
@@ -39,19 +56,24 @@ class ArenaLayer {
     this.valueStore = this.kvArray(this.slots * kvHeads * capacity * headSize);
     this.mask = new Float32Array(this.slots * kvHeads * capacity);
     this.copies = new Array<SlotCopy | null>(this.slots).fill(null);
+    this.lengths = new Int32Array(this.slots * kvHeads);
+    this.views.clear();
+    this.revision++;
   }
 
   /** Brings slot `slot` up to date with `cache`: only the entries appended since its last copy, when it can. */
   sync(slot: number, cache: LayerCache): void {
     const { kvHeads, headSize } = this.shape;
-    let copy = this.copies[slot];
+    const copy = this.copies[slot];
+    const copied = this.lengths.subarray(slot * kvHeads, (slot + 1) * kvHeads);
     if (!copy || copy.cache !== cache || copy.revision !== cache.revision) {
-      copy = { cache, revision: cache.revision, copied: new Int32Array(kvHeads) };
-      this.copies[slot] = copy;
+      this.copies[slot] = { cache, revision: cache.revision };
+      copied.fill(0);
       this.mask.fill(-Infinity, slot * kvHeads * this.capacity, (slot + 1) * kvHeads * this.capacity);
+      this.revision++;
     }
     for (let h = 0; h < kvHeads; h++) {
-      const from = copy.copied[h];
+      const from = copied[h];
       const to = cache.lengths[h];
       if (from === to) continue;
       const source = cache.offsets[h];
@@ -68,20 +90,25 @@ class ArenaLayer {
         this.valueStore.set(cache.valueStore.subarray((source + from) * headSize, (source + to) * headSize), (target + from) * headSize);
         this.mask.set(cache.mask.subarray(source + from, source + to), target + from);
       }
-      copy.copied[h] = to;
+      copied[h] = to;
     }
   }
 
-  /** The first `batch` slots as the step graph reads them. */
-  view(batch: number): { capacity: number; keyStore: KvArray; valueStore: KvArray; mask: Float32Array } {
+  /** The first `batch` slots as the step graph reads them, with what a session thread needs to keep them (PastLayer). */
+  view(batch: number): SlotsView & { capacity: number; revision: number } {
     const { kvHeads, headSize } = this.shape;
-    const entries = batch * kvHeads * this.capacity;
-    return {
-      capacity: this.capacity,
-      keyStore: this.keyStore.subarray(0, entries * headSize),
-      valueStore: this.valueStore.subarray(0, entries * headSize),
-      mask: this.mask.subarray(0, entries),
-    };
+    let view = this.views.get(batch);
+    if (!view) {
+      const entries = batch * kvHeads * this.capacity;
+      view = {
+        keyStore: this.keyStore.subarray(0, entries * headSize),
+        valueStore: this.valueStore.subarray(0, entries * headSize),
+        mask: this.mask.subarray(0, entries),
+        lengths: this.lengths.subarray(0, batch * kvHeads),
+      };
+      this.views.set(batch, view);
+    }
+    return { ...view, capacity: this.capacity, revision: this.revision };
   }
 
   release(): void {
@@ -91,6 +118,9 @@ class ArenaLayer {
     this.valueStore = this.kvArray(0);
     this.mask = new Float32Array();
     this.copies = [];
+    this.lengths = new Int32Array();
+    this.views.clear();
+    this.revision++;
   }
 
   private kvArray(length: number): KvArray {

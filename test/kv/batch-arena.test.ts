@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { BatchArena } from "../../src/kv/batch-arena.js";
 import { LayerCache, type KvDtype, type KvShape } from "../../src/kv/layer-cache.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
+import { ResidentInputs, type ResidentFeed } from "../../src/model/runners/resident-inputs.js";
 import { appendRows, empty, type Expected } from "./support/layer-contents.js";
 
 type View = ReturnType<BatchArena["gather"]>[number];
@@ -105,6 +106,26 @@ describe.each<KvDtype>(["float32", "float16"])("BatchArena (%s)", (kvDtype) => {
     expectLaidOut(arena.gather([b.layers, a.layers])[0], [lb, la], shape);
   });
 
+  it("between steps, only appends keep its revision and its views (what lets a session thread keep the arena)", () => {
+    const pool = new SlabPool(1 << 22);
+    const stream = { n: 11 };
+    const [a, b, c] = ["a", "b", "c"].map((name) => sequence(pool, name, [2], stream));
+    const arena = new BatchArena(1, shape);
+    const first = arena.gather([a.layers, b.layers])[0];
+    expect(Array.from(first.lengths)).toEqual([2, 2, 2, 2]);
+    a.layers[0].reserve(1);
+    appendRows(a.layers[0], a.expected[0], 1, 0, a.layers[0].capacity, stream);
+    const appended = arena.gather([a.layers, b.layers])[0];
+    expect(appended.revision).toBe(first.revision);
+    expect([appended.keyStore, appended.valueStore, appended.mask, appended.lengths]).toEqual([first.keyStore, first.valueStore, first.mask, first.lengths]);
+    expect(appended.keyStore).toBe(first.keyStore);
+    expect(Array.from(appended.lengths)).toEqual([3, 3, 2, 2]);
+    // c takes b's slot: that slot is copied afresh, which is not an append.
+    const replaced = arena.gather([a.layers, c.layers])[0];
+    expect(replaced.keyStore).toBe(first.keyStore);
+    expect(replaced.revision).toBeGreaterThan(first.revision);
+  });
+
   it("arranges a batch so that members keep their slots, and newcomers fill the rest in order", () => {
     const pool = new SlabPool(1 << 22);
     const stream = { n: 3 };
@@ -119,8 +140,39 @@ describe.each<KvDtype>(["float32", "float16"])("BatchArena (%s)", (kvDtype) => {
   });
 });
 
+/**
+ * A session thread's copies of the arena's views, kept as the step runner keeps them (ResidentInputs
+ * decides what is sent; the copy is updated as onnx-session-worker.js does): each gathered view,
+ * sent whole or as its appended entries, must leave the thread's copy equal to the view.
+ */
+function threadCopies() {
+  const thread = {};
+  const inputs = new ResidentInputs<object>(() => undefined, 0);
+  const copies = new Map<number, ArrayBufferView & { set(values: ArrayLike<number>, at: number): void; subarray(a: number, b: number): ArrayLike<number> }>();
+  const apply = (feed: ResidentFeed, data: ArrayBufferView | null, store: View["keyStore"] | Float32Array) => {
+    if (feed.whole) copies.set(feed.id, store.slice());
+    else {
+      const copy = copies.get(feed.id)!;
+      const values = data as Float32Array;
+      let at = 0;
+      feed.starts.forEach((start, i) => {
+        copy.set(values.subarray(at, at + feed.counts[i]), start);
+        at += feed.counts[i];
+      });
+    }
+    return copies.get(feed.id)!;
+  };
+  return (view: View, headSize: number) => {
+    for (const [store, width] of [[view.keyStore, headSize], [view.valueStore, headSize], [view.mask, 1]] as const) {
+      const appendable = { revision: view.revision, lengths: view.lengths, rowSlots: view.capacity, width };
+      const sent = inputs.send(store, appendable, thread, (n) => new (store.constructor as Float32ArrayConstructor)(n) as never);
+      expect(Array.from(apply(sent.feed, sent.data, store) as Float32Array)).toEqual(Array.from(store));
+    }
+  };
+}
+
 describe("BatchArena properties", () => {
-  it("after any appends, evictions, rollbacks and releases between steps, every gathered batch matches its members' caches", () => {
+  it("after any appends, evictions, rollbacks and releases between steps, every gathered batch matches its members' caches, and so does a session thread's copy updated with only the appended entries", () => {
     const op = fc.oneof(
       { arbitrary: fc.record({ kind: fc.constant("append" as const), seq: fc.nat(3), layer: fc.nat(1), count: fc.integer({ min: 1, max: 20 }) }), weight: 4 },
       fc.record({ kind: fc.constant("retain" as const), seq: fc.nat(3), layer: fc.nat(1), picks: fc.array(fc.boolean(), { maxLength: 64 }) }),
@@ -139,6 +191,7 @@ describe("BatchArena properties", () => {
           const expected = sequences.map(() => [empty(shape.kvHeads), empty(shape.kvHeads)]);
           const arena = new BatchArena(2, shape);
           const stream = { n: 1 };
+          const onThread = threadCopies();
           let last: typeof sequences = [];
           for (const o of ops) {
             if (o.kind === "append") {
@@ -180,6 +233,8 @@ describe("BatchArena properties", () => {
               });
               const views = arena.gather(batch.map((m) => m.layers));
               views.forEach((view, l) => expectLaidOut(view, batch.map((m) => m.layers[l]), shape));
+              // What a session thread keeps of the views, given only what was appended, is the views.
+              views.forEach((view) => onThread(view, shape.headSize));
               last = batch;
             }
           }

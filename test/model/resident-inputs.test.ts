@@ -22,8 +22,9 @@ function recording(runner: ModelRunner, logits: Float32Array[]): ModelRunner {
 }
 
 /**
- * What a sequence's life does to its cache (prefill, decode, eviction, truncate, fork, a neighbour
- * stepping beside it), one call at a time so that the steps run in the same order every time.
+ * What a sequence's life does to its cache (prefill, decode, eviction, truncate, fork, neighbours
+ * stepping with it in one batch), in the same order every time: calls one at a time, or two
+ * decodes started together (their steps run as batches, through the batch arena).
  */
 async function life(engine: Engine): Promise<number[][]> {
   const decode = async (sequenceId: string, tokens: number) => {
@@ -40,8 +41,10 @@ async function life(engine: Engine): Promise<number[][]> {
   generated.push(await decode("long", 20));
   await engine.fork("long", "copy");
   generated.push(await decode("copy", 20), await decode("long", 10));
+  generated.push(...(await Promise.all([decode("copy", 12), decode("long", 16)])));
   await engine.prefill({ sequenceId: "short", tokenIds: prompt(5) });
   generated.push(await decode("short", 10), await decode("long", 10));
+  generated.push(...(await Promise.all([decode("short", 14), decode("long", 10)])));
   return generated;
 }
 

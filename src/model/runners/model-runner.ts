@@ -39,9 +39,10 @@ export interface PastLayer {
   readonly valueStore: KvArray;
   readonly mask: Float32Array;
   /**
-   * A sequence's own cache has these (LayerCache): while `revision` and the stores stay, it only
-   * gains entries at the ends of its heads (`lengths`), so a runner may keep a copy beside the model
-   * and send only those (docs/worker-threads.md). A batch's working copy has none.
+   * A sequence's own cache (LayerCache) and a batch's working copy (BatchArena) have these: while
+   * `revision` and the stores stay, they only gain entries at the ends of their rows (`lengths`, one
+   * per batch member and KV head), so a runner may keep a copy beside the model and send only those
+   * (docs/worker-threads.md).
    */
   readonly revision?: number;
   readonly lengths?: Int32Array;
