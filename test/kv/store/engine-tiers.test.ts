@@ -95,6 +95,18 @@ describe("the engine's KV store tier", () => {
     expect(tiered.pool.used).toBeLessThanOrEqual(budget.kvBudgetBytes);
   }, 60_000);
 
+  it("admits a restore for every byte it takes: a budget one byte short of two sequences offloads the other to restore one", async () => {
+    // Admission used to ask for a restore's keys, values, mass and positions but not its mask (4 bytes a slot), so
+    // with the budget short by less than that it relieved nothing and the restore ran out mid-way (docs/kv-store.md).
+    const tiered = engineWith({ kvBudgetBytes: 2 * sequenceBytes - 1 });
+    await tiered.prefill({ sequenceId: "a", text: PROMPT });
+    await tiered.prefill({ sequenceId: "b", text: PROMPT });
+    expect(residency(tiered, "a")).toBe("stored");
+    expect(await decoded(tiered, "a")).toEqual(expected);
+    expect(residency(tiered, "b")).toBe("stored");
+    expect(tiered.pool.used).toBeLessThanOrEqual(2 * sequenceBytes - 1);
+  }, 60_000);
+
   it("without a store, Offload is FAILED_PRECONDITION naming --kv-store, and the sequence stays", async () => {
     const memoryOnly = engineWith({}, null);
     await memoryOnly.prefill({ sequenceId: "a", text: PROMPT });

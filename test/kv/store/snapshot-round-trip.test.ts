@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../../src/engine/engine.js";
 import type { EvictionSpec } from "../../../src/policies/policy.js";
 import { RedisKvStore } from "../../../src/kv/store/redis-kv-store.js";
+import { restoredBytes } from "../../../src/kv/store/sequence-snapshot.js";
 import { SnapshotStore } from "../../../src/kv/store/snapshot-store.js";
 import { cacheDigests } from "../../fuzz/support/cache-digest.js";
 import { loadModel } from "../../../src/model/load-model.js";
@@ -72,6 +73,8 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         expect(saved.chunks).toBeGreaterThan(1);
         const loaded = await snapshots.load("", `s-${c.name}`);
         restored.restore("s", loaded!);
+        // What admission asked for the restore is what it holds (docs/kv-store.md, "Capacity under one budget").
+        expect(restored.stats({ sequenceId: "s" }).sequences[0].kvBytes).toBe(restoredBytes(loaded!));
 
         const before = original.stats({ sequenceId: "s" }).sequences[0];
         expect(original.snapshot("s").shape.kvDtype).toBe(c.float16 ? "float16" : "float32");
