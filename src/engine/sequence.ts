@@ -76,7 +76,7 @@ export class Sequence {
   ) {
     const kvShape: KvShape = { kvHeads: shape.kvHeads, headSize: shape.headSize, kvDtype };
     this.layers = Array.from({ length: shape.layers }, () => deviceLayer?.() ?? new LayerCache(pool, kvShape));
-    this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows);
+    this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows, kvDtype);
   }
 
   /** Tokens whose keys and values have been computed. */
