@@ -25,7 +25,7 @@ async function decodeOne(engine: Engine, sequenceId: string, sampling = GREEDY, 
   return tokens[0];
 }
 
-const bits = (logits: Float32Array | null) => (logits ? Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength).toString("hex") : null);
+const bits = (array: Float32Array | null) => (array ? Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString("hex") : null);
 
 describe("a sequence snapshot, stored in Redis and restored into another engine", () => {
   let model: EngineModel;
@@ -49,11 +49,12 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
     await redis?.stop();
   });
 
-  const cases: { name: string; prefill?: EvictionSpec; evict?: EvictionSpec; decodeBudget?: EvictionSpec; sampling?: typeof GREEDY; float16?: boolean }[] = [
+  const cases: { name: string; prefill?: EvictionSpec; evict?: EvictionSpec; decodeBudget?: EvictionSpec; sampling?: typeof GREEDY; float16?: boolean; ringHeld?: boolean }[] = [
     { name: "snapkv at prefill", prefill: spec("snapkv", 40) },
     { name: "adakv (ragged heads) by Evict", evict: spec("adakv", 40) },
     { name: "h2o with a standing decode budget, sampled", decodeBudget: spec("h2o", 40), sampling: SAMPLED },
     { name: "snapkv then an h2o decode budget, keys and values in float16", prefill: spec("snapkv", 48), decodeBudget: spec("h2o", 40), float16: true },
+    { name: "a snapkv decode budget, keys, values and recent queries in float16", decodeBudget: spec("snapkv", 40), float16: true, ringHeld: true },
   ];
 
   for (const c of cases) {
@@ -81,11 +82,16 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         expect(Math.max(...before.headLengths.flat())).toBeLessThan(before.position - 1); // the policy really evicted
         if (c.decodeBudget) expect(restored.stats({ sequenceId: "s" }).sequences[0].decodeBudgetTokens).toBe(40);
         expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
+        // The recent-query ring as held (float16 bits for a float16 sequence), not only as policies read it.
+        const ring = original.snapshot("s").recentQueries;
+        if (c.ringHeld) expect(ring.count).toBeGreaterThan(0);
+        expect(bits(restored.snapshot("s").recentQueries.slab)).toBe(bits(ring.slab));
         for (let step = 0; step < 30; step++) {
           const expected = await decodeOne(original, "s", sampling);
           expect(await decodeOne(restored, "s", sampling)).toBe(expected);
           expect(bits(restored.snapshot("s").lastLogits)).toBe(bits(original.snapshot("s").lastLogits));
           expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
+          expect(bits(restored.snapshot("s").recentQueries.slab)).toBe(bits(original.snapshot("s").recentQueries.slab));
         }
         expect(restored.stats({ sequenceId: "s" }).sequences[0]).toMatchObject({ ...original.stats({ sequenceId: "s" }).sequences[0], idleMs: expect.any(Number) });
       } finally {
