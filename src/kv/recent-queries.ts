@@ -76,7 +76,12 @@ export class RecentQueryRing {
 
   /** Bytes the ring holds once allocated. */
   get fullBytes(): number {
-    return ringWords(this.shape, this.kept, this.kvDtype) * Float32Array.BYTES_PER_ELEMENT;
+    return this.bytesFor(this.kept);
+  }
+
+  /** Bytes a ring of `rows` rows holds once allocated (what admission asks before a resize). */
+  bytesFor(rows: number): number {
+    return ringWords(this.shape, rows, this.kvDtype) * Float32Array.BYTES_PER_ELEMENT;
   }
 
   /**

@@ -10,6 +10,7 @@ import { StoreMetrics } from "../../../src/telemetry/store-metrics.js";
 import { loadTestModel } from "../../support/test-model.js";
 import { recordSpans } from "../../telemetry/support/span-recorder.js";
 import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
+import { cacheDigests } from "../../fuzz/support/cache-digest.js";
 import { startRedis, type RedisProcess } from "./support/redis-server.js";
 
 /*
@@ -105,6 +106,33 @@ describe("the engine's KV store tier", () => {
     expect(await decoded(tiered, "a")).toEqual(expected);
     expect(residency(tiered, "b")).toBe("stored");
     expect(tiered.pool.used).toBeLessThanOrEqual(2 * sequenceBytes - 1);
+  }, 60_000);
+
+  it("admits the query ring a Prefill's policy grows: an idle sequence is offloaded for it, or, without a store, RESOURCE_EXHAUSTED leaves the sequence as it was", async () => {
+    // tova keeps one row; snapkv named in a later Prefill needs its window. The ring grew before admission
+    // once, so a full budget failed mid-call with the pool's own error instead of relieving or refusing.
+    const tova = { policy: "tova", budget: { maxTokens: 1000 }, params: {} };
+    const snapkv = { policy: "snapkv", budget: { maxTokens: 1000 }, params: {} };
+    const sizing = engineWith({}, null);
+    await sizing.prefill({ sequenceId: "a", text: PROMPT, eviction: tova });
+    const oneRowBytes = sizing.stats({ sequenceId: "a" }).sequences[0].kvBytes;
+    const budget = { kvBudgetBytes: oneRowBytes + sequenceBytes + 100 };
+
+    const memoryOnly = engineWith(budget, null);
+    await memoryOnly.prefill({ sequenceId: "a", text: PROMPT, eviction: tova });
+    await memoryOnly.prefill({ sequenceId: "b", text: PROMPT });
+    const before = cacheDigests(memoryOnly).get("\u0000a");
+    await expect(memoryOnly.prefill({ sequenceId: "a", text: " And then", eviction: snapkv })).rejects.toMatchObject({ code: "RESOURCE_EXHAUSTED", message: expect.stringContaining("KV budget exhausted") });
+    expect(cacheDigests(memoryOnly).get("\u0000a")).toEqual(before);
+    expect(memoryOnly.stats({ sequenceId: "a" }).sequences[0].kvBytes).toBe(oneRowBytes);
+
+    const tiered = engineWith(budget);
+    await tiered.prefill({ sequenceId: "a", text: PROMPT, eviction: tova });
+    await tiered.prefill({ sequenceId: "b", text: PROMPT });
+    await tiered.prefill({ sequenceId: "a", text: " And then", eviction: snapkv });
+    expect(residency(tiered, "a")).toBe("resident");
+    expect(residency(tiered, "b")).toBe("stored");
+    expect(tiered.pool.used).toBeLessThanOrEqual(budget.kvBudgetBytes);
   }, 60_000);
 
   it("without a store, Offload is FAILED_PRECONDITION naming --kv-store, and the sequence stays", async () => {
