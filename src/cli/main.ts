@@ -68,7 +68,7 @@ program
     `a model folder (Hugging Face checkpoint, or what kvwarden convert wrote), or a llama2.c checkpoint with --tokenizer (default: stories260K, ${DEFAULT_MODEL_HELP})`,
   )
   .option("--tokenizer <path>", "llama2.c tokenizer (required with a llama2.c --model)")
-  .addOption(new Option("--kv-dtype <type>", "how the KV cache stores keys and values: float16 halves their memory").choices(["float32", "float16"]).default("float32"))
+  .addOption(new Option("--kv-dtype <type>", "how the KV cache stores keys and values (and sequences their recent queries): float16 halves their memory").choices(["float32", "float16"]).default("float32"))
   .option("--listen <address>", "host:port or unix:/path to serve on", "127.0.0.1:50051")
   .option("--health-listen <address>", "host:port to serve grpc.health.v1 on as well (Kubernetes probes reach the pod IP)")
   .option("--metrics-listen <address>", "host:port to serve Prometheus metrics on, at /metrics")

@@ -85,17 +85,18 @@ export class Prefill {
       }
       const resolved = input.eviction && this.eviction.resolve(input.eviction, sequence.maxHeadLength + (position - sequence.fedTokens) + tokens.length);
       const checkpoint = sequence.checkpoint();
+      let ringRows = sequence.recentQueries.rows;
       if (input.eviction && resolved) {
         // The policy named here scores the queries of the tokens fed now: room for them, and for the rows that
         // estimate the eviction's cost when it is traced (apply trims the ring to the policy's need after; a ring
-        // holding rows only grows here, so that a failed call can restore it).
+        // holding rows only grows here, so that a failed call can restore it). The feed's admission takes it.
         const fedAfter = sequence.fedTokens + (sequence.pendingToken === null ? 0 : 1) + tokens.length;
         const observed = resolved.observer.measuring() ? OBSERVATION_ROWS : 0;
         const rows = Math.min(Math.max(resolved.policy.queryRowsNeeded(input.eviction.params, fedAfter), observed), this.options.recentQueryRows);
-        sequence.keepQueryRows(sequence.recentQueries.count === 0 ? rows : Math.max(sequence.recentQueries.rows, rows));
+        ringRows = sequence.recentQueries.count === 0 ? rows : Math.max(sequence.recentQueries.rows, rows);
       }
       const scoring = input.logprobs && { top: input.logprobs.top, distribution: input.logprobs.distribution ?? false, scores: [] };
-      await this.feed(sequence, tokens, signal, scoring);
+      await this.feed(sequence, tokens, ringRows, signal, scoring);
       let eviction: EvictionOutcome | undefined;
       try {
         eviction = input.eviction && resolved ? await this.eviction.apply(sequence, input.eviction, resolved) : undefined;
@@ -118,10 +119,10 @@ export class Prefill {
 
   /**
    * Feeds the pending token (if any) and `tokens` through the model in chunks,
-   * appending their keys and values. All or nothing: on any failure the
-   * sequence is rolled back.
+   * appending their keys and values, the sequence's query ring keeping `ringRows` rows from then on.
+   * All or nothing: on any failure the sequence is rolled back.
    */
-  private async feed(sequence: Sequence, tokens: readonly number[], signal?: AbortSignal, scoring?: Scoring): Promise<void> {
+  private async feed(sequence: Sequence, tokens: readonly number[], ringRows: number, signal?: AbortSignal, scoring?: Scoring): Promise<void> {
     const { prefillChunkTokens } = this.options;
     const all = sequence.pendingToken === null ? [...tokens] : [sequence.pendingToken, ...tokens];
     // Index in `all` of the first token to score (the pending token is not this call's).
@@ -130,7 +131,7 @@ export class Prefill {
     // checkpoint (taking one copies attention mass and recent queries: too dear per step).
     const checkpoint = all.length > prefillChunkTokens ? sequence.checkpoint() : null;
     // Without a checkpoint, what a failure must undo is the capacity reserved here.
-    const reservation = await this.admission.growWhenRoom(sequence, all.length, signal);
+    const reservation = await this.admission.growWhenRoom(sequence, all.length, signal, ringRows);
     try {
       for (let start = 0; start < all.length; start += prefillChunkTokens) {
         if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");

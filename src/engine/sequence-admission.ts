@@ -31,10 +31,16 @@ export class SequenceAdmission {
     return this.allocate({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) });
   }
 
-  /** As grow, but a call the budget cannot take now waits in the admission queue until it can, or gives up (`signal`). */
-  async growWhenRoom(sequence: Sequence, count: number, signal: AbortSignal | undefined): Promise<Reservation> {
+  /**
+   * As grow, but a call the budget cannot take now waits in the admission queue until it can, or gives up
+   * (`signal`); the sequence's query ring is resized to `queryRows` rows in the same admission.
+   */
+  async growWhenRoom(sequence: Sequence, count: number, signal: AbortSignal | undefined, queryRows = sequence.recentQueries.rows): Promise<Reservation> {
     this.checkCap(sequence, count);
-    return this.admitWhenRoom(() => ({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) }), signal);
+    return this.admitWhenRoom(
+      () => ({ resident: sequence, bytes: sequence.bytesWithRoomFor(count, queryRows), take: () => sequence.reserveRoom(count, queryRows) }),
+      signal,
+    );
   }
 
   /** Makes `copy` (new and empty) a copy of `source` once its bytes are admitted, waiting in the admission queue if need be. */

@@ -76,7 +76,7 @@ export class Sequence {
   ) {
     const kvShape: KvShape = { kvHeads: shape.kvHeads, headSize: shape.headSize, kvDtype };
     this.layers = Array.from({ length: shape.layers }, () => deviceLayer?.() ?? new LayerCache(pool, kvShape));
-    this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows);
+    this.recentQueries = new RecentQueryRing(pool, shape, recentQueryRows, kvDtype);
   }
 
   /** Tokens whose keys and values have been computed. */
@@ -256,19 +256,25 @@ export class Sequence {
     return this.layers.reduce((max, layer) => Math.max(max, layer.maxLength), 0);
   }
 
-  /** Bytes the sequence would hold after making room for `extra` entries per head. */
-  bytesWithRoomFor(extra: number): number {
-    return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), this.recentQueries.fullBytes);
+  /** Bytes the sequence would hold after making room for `extra` entries per head, its ring keeping `queryRows` rows. */
+  bytesWithRoomFor(extra: number, queryRows = this.recentQueries.rows): number {
+    return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), this.recentQueries.bytesFor(queryRows));
   }
 
   /**
-   * Takes room for `extra` more entries per head (all before any await: a concurrent admission
-   * must see these bytes as held); returns how to give the layers' room back.
+   * Takes room for `extra` more entries per head, and the ring's for `queryRows` rows (all before any
+   * await: a concurrent admission must see these bytes as held); returns how to give the room back,
+   * the ring's rows included (nothing was pushed meanwhile: a failed step rolls back instead).
    */
-  reserveRoom(extra: number): () => void {
+  reserveRoom(extra: number, queryRows = this.recentQueries.rows): () => void {
     const rooms = this.layers.map((layer) => layer.room());
-    const giveBack = () => this.layers.forEach((layer, l) => layer.restoreRoom(rooms[l]));
+    const rows = this.recentQueries.rows;
+    const giveBack = () => {
+      this.layers.forEach((layer, l) => layer.restoreRoom(rooms[l]));
+      this.recentQueries.resize(rows);
+    };
     try {
+      this.recentQueries.resize(queryRows);
       for (const layer of this.layers) layer.reserve(extra);
       this.recentQueries.reserve();
     } catch (error) {

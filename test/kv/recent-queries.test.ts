@@ -1,32 +1,43 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { KvArray, KvDtype } from "../../src/kv/layer-cache.js";
 import { RecentQueryRing, type QueryShape } from "../../src/kv/recent-queries.js";
 import { SlabPool } from "../../src/kv/slab-pool.js";
+import { float16ToFloat32 } from "../../src/numerics/float16.js";
 
-/** A query row as the test writes it: every element names its position, layer, head and index. */
+/**
+ * A query element as the test writes it, naming its position, layer, head and index: in float32 a
+ * number that spells them; in float16 distinct finite bits (shapes of at most 3 layers, heads and d).
+ */
 const element = (position: number, l: number, h: number, k: number) => position * 1000 + l * 100 + h * 10 + k;
+const element16 = (position: number, l: number, h: number, k: number) => position * 27 + l * 9 + h * 3 + k;
+/** The float32 a policy reads for that element. */
+const read = (dtype: KvDtype, position: number, l: number, h: number, k: number) =>
+  dtype === "float16" ? float16ToFloat32(Uint16Array.of(element16(position, l, h, k)))[0] : element(position, l, h, k);
 
 /**
  * A step's queries for `count` tokens from `firstPosition`, laid out [L, batch, Hq, count, d] with this
- * sequence as `member` (the other members' rows are -1).
+ * sequence as `member` (the other members' rows are -1, or NaN bits in float16), in `dtype`.
  */
-function stepQueries({ layers, heads, headSize }: QueryShape, count: number, firstPosition: number, batch = 1, member = 0): Float32Array {
-  const out = new Float32Array(layers * batch * heads * count * headSize).fill(-1);
+function stepQueries({ layers, heads, headSize }: QueryShape, count: number, firstPosition: number, batch = 1, member = 0, dtype: KvDtype = "float32"): KvArray {
+  const size = layers * batch * heads * count * headSize;
+  const out = dtype === "float16" ? new Uint16Array(size).fill(0xffff) : new Float32Array(size).fill(-1);
+  const value = dtype === "float16" ? element16 : element;
   for (let l = 0; l < layers; l++)
     for (let h = 0; h < heads; h++)
       for (let i = 0; i < count; i++)
-        for (let k = 0; k < headSize; k++) out[((((l * batch + member) * heads + h) * count + i) * headSize) + k] = element(firstPosition + i, l, h, k);
+        for (let k = 0; k < headSize; k++) out[((((l * batch + member) * heads + h) * count + i) * headSize) + k] = value(firstPosition + i, l, h, k);
   return out;
 }
 
 /** What `view()` should give when the ring holds the rows of `positions`, oldest first. */
-function expectedView({ layers, heads, headSize }: QueryShape, positions: readonly number[]) {
+function expectedView({ layers, heads, headSize }: QueryShape, positions: readonly number[], dtype: KvDtype = "float32") {
   return {
     count: positions.length,
     positions: Int32Array.from(positions),
     layers: Array.from({ length: layers }, (_, l) => {
       const out = new Float32Array(heads * positions.length * headSize);
-      for (let h = 0; h < heads; h++) positions.forEach((p, i) => { for (let k = 0; k < headSize; k++) out[(h * positions.length + i) * headSize + k] = element(p, l, h, k); });
+      for (let h = 0; h < heads; h++) positions.forEach((p, i) => { for (let k = 0; k < headSize; k++) out[(h * positions.length + i) * headSize + k] = read(dtype, p, l, h, k); });
       return out;
     }),
   };
@@ -139,7 +150,30 @@ describe("RecentQueryRing", () => {
     expect(ring.view()).toEqual(expectedView(shape, [0, 1]));
   });
 
-  it("property: after any pushes, checkpoints and rollbacks the ring holds the last `rows` rows in order, and the pool counts its slab", () => {
+  it("in float16 keeps the step's float16 bits, in half the query bytes, and decodes them for policies", () => {
+    const pool = new SlabPool(1 << 20);
+    const ring = new RecentQueryRing(pool, shape, 4, "float16");
+    // [L, Hq, rows, d] halves, two to a 4-byte word, then a position a row.
+    expect(ring.fullBytes).toBe(((2 * 3 * 4 * 2) / 2 + 4) * 4);
+    ring.push(stepQueries(shape, 6, 0, 1, 0, "float16"), 6, 0);
+    expect(ring.view()).toEqual(expectedView(shape, [2, 3, 4, 5], "float16"));
+    expect(pool.used).toBe(ring.fullBytes);
+    ring.resize(3);
+    expect(ring.view()).toEqual(expectedView(shape, [3, 4, 5], "float16"));
+    // An odd number of halves rounds up to a whole word.
+    expect(new RecentQueryRing(pool, { layers: 1, heads: 1, headSize: 3 }, 1, "float16").fullBytes).toBe((2 + 1) * 4);
+  });
+
+  it("refuses queries of another dtype, and a checkpoint of another size", () => {
+    const ring = new RecentQueryRing(new SlabPool(1 << 20), shape, 4, "float16");
+    expect(() => ring.push(stepQueries(shape, 1, 0), 1, 0)).toThrow("recent-query ring holds float16 queries; got float32");
+    const float32 = new RecentQueryRing(new SlabPool(1 << 20), shape, 4);
+    float32.push(stepQueries(shape, 1, 0), 1, 0);
+    expect(() => ring.rollback(float32.checkpoint())).toThrow(/a ring of 4 float16 rows holds 28 words; the saved one has 52/);
+    expect(ring.bytes).toBe(0);
+  });
+
+  it.each(["float32", "float16"] as const)("property (%s): after any pushes, checkpoints and rollbacks the ring holds the last `rows` rows in order, and the pool counts its slab", (dtype) => {
     const op = fc.oneof(
       { arbitrary: fc.record({ kind: fc.constant("push" as const), count: fc.integer({ min: 0, max: 9 }), batch: fc.integer({ min: 1, max: 3 }), member: fc.nat(), gap: fc.integer({ min: 0, max: 2 }) }), weight: 4 },
       fc.record({ kind: fc.constant("checkpoint" as const) }),
@@ -154,7 +188,7 @@ describe("RecentQueryRing", () => {
         fc.array(op, { maxLength: 30 }),
         (queryShape, rows, ops) => {
           const pool = new SlabPool(1 << 20);
-          const ring = new RecentQueryRing(pool, queryShape, rows);
+          const ring = new RecentQueryRing(pool, queryShape, rows, dtype);
           let pushed: number[] = [];
           let kept = rows;
           let saved: { checkpoint: ReturnType<RecentQueryRing["checkpoint"]>; pushed: number[]; kept: number } | null = null;
@@ -163,7 +197,7 @@ describe("RecentQueryRing", () => {
             if (o.kind === "push") {
               const member = o.member % o.batch;
               next += o.gap;
-              ring.push(stepQueries(queryShape, o.count, next, o.batch, member), o.count, next, o.batch, member);
+              ring.push(stepQueries(queryShape, o.count, next, o.batch, member, dtype), o.count, next, o.batch, member);
               for (let i = 0; i < o.count; i++) pushed.push(next + i);
               next += o.count;
             } else if (o.kind === "checkpoint") {
@@ -185,7 +219,7 @@ describe("RecentQueryRing", () => {
             }
             const held = kept === 0 ? [] : pushed.slice(-kept);
             expect(ring.rows).toBe(kept);
-            expect(ring.view()).toEqual(expectedView(queryShape, held));
+            expect(ring.view()).toEqual(expectedView(queryShape, held, dtype));
             expect(pool.used).toBe(ring.bytes);
             expect(ring.bytes === 0 || ring.bytes === ring.fullBytes).toBe(true);
           }

@@ -43,7 +43,7 @@ describe("float16 KV store", () => {
     expect(() => layer.append(new Float32Array(8), new Float32Array(8), 0, 2, 2)).toThrow(/holds float16 keys and values; got float32/);
   });
 
-  it("halves the K/V bytes exactly in Stats and in the budget", async () => {
+  it("halves the K/V and recent-query bytes exactly in Stats and in the budget", async () => {
     const { layers, kvHeads, heads, headSize: d } = fp32.config;
     const bytes = async (t: TestServer) => {
       await t.client.prefill({ sequenceId: "bytes", tokenIds: prompt });
@@ -52,14 +52,15 @@ describe("float16 KV store", () => {
       return Number(stats.sequences[0].kvBytes);
     };
     const [bytes32, bytes16] = [await bytes(servers.fp32), await bytes(servers.fp16)];
-    // Each sequence also holds its recent queries (float32 in both): [L, Hq, rows, d] and the rows' positions.
-    const ring = RECENT_QUERY_ROWS * (layers * heads * d + 1) * 4;
+    // Each sequence also holds its recent queries, in the KV dtype: [L, Hq, rows, d] and the rows' positions (4 bytes each).
+    const queries32 = RECENT_QUERY_ROWS * layers * heads * d * 4;
+    const ring32 = queries32 + RECENT_QUERY_ROWS * 4;
     // Per entry of a KV head: key and value, then mask, attention mass and position (4 bytes each).
-    const capacity = (bytes32 - ring) / (layers * kvHeads * (2 * d + 3) * 4);
+    const capacity = (bytes32 - ring32) / (layers * kvHeads * (2 * d + 3) * 4);
     expect(Number.isInteger(capacity) && capacity >= prompt.length).toBe(true);
     const keysAndValues32 = layers * kvHeads * capacity * 2 * d * 4;
-    expect(bytes16).toBe(bytes32 - keysAndValues32 / 2);
-    console.log(`${prompt.length} tokens: ${bytes32} bytes with float32 K/V, ${bytes16} with float16 (K/V ${keysAndValues32} -> ${keysAndValues32 / 2})`);
+    expect(bytes16).toBe(bytes32 - keysAndValues32 / 2 - queries32 / 2);
+    console.log(`${prompt.length} tokens: ${bytes32} bytes with float32 K/V, ${bytes16} with float16 (K/V ${keysAndValues32} -> ${keysAndValues32 / 2}, queries ${queries32} -> ${queries32 / 2})`);
 
     // A budget that holds the float16 sequence but not the float32 one.
     const budget = { kvBudgetBytes: bytes16 };

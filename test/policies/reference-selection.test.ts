@@ -4,10 +4,11 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Pooling, type EvictionSpec } from "../../src/gen/kvwarden/v1/kvwarden.js";
 import { loadLlama2cCheckpoint } from "../../src/model/checkpoints/llama2c-checkpoint.js";
-import type { ModelWeights } from "../../src/model/checkpoints/model-weights.js";
+import type { KvDtype } from "../../src/kv/layer-cache.js";
 import { loadModel } from "../../src/model/load-model.js";
 import { knormReferenceHead } from "../reference/knorm-selection.js";
 import { createReferenceCache, referenceForward, type ReferenceCache } from "../reference/llama-forward.js";
+import { roundToFloat16 } from "../reference/float16-rounding.js";
 import { naclReferenceLayer } from "../reference/nacl-selection.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
 
@@ -36,40 +37,48 @@ const PROMPTS = (readFileSync(join(RECALL_DIR, "heldout.jsonl"), "utf8").split("
   .filter((r, i, all) => all.findIndex((o) => o.task === r.task) === i)
   .map((r) => [1, ...r.prompt_tokens]);
 
+/** Starts the sidecar on the recall model with `kvDtype` and prefills every prompt; runs the reference forward over them. */
+async function prefillPrompts(kvDtype: KvDtype): Promise<{ t: TestServer; prompts: Prompt[] }> {
+  const t = await startTestServer(await loadModel(FILES, { executionProvider: "cpu", intraOpThreads: 1, kvDtype }), { recentQueryRows: 64 });
+  const weights = loadLlama2cCheckpoint(FILES.modelPath, "recall");
+  const prompts: Prompt[] = [];
+  for (const [i, tokens] of PROMPTS.entries()) {
+    const cache = createReferenceCache(weights.config);
+    const { queries } = referenceForward(weights, cache, tokens, 0);
+    prompts.push({ tokens, questionStart: tokens.lastIndexOf(QUESTION), cache, queries });
+    await t.client.prefill({ sequenceId: `prompt-${i}`, tokenIds: tokens });
+  }
+  return { t, prompts };
+}
+
+/** Evicts a Fork of prompt i with `eviction` and returns the positions each [layer][kvHead] kept. */
+async function keptPositionsOn(t: TestServer, i: number, eviction: Partial<EvictionSpec>): Promise<number[][][]> {
+  const id = `prompt-${i}-evicted`;
+  await t.client.fork(`prompt-${i}`, id);
+  try {
+    await t.client.evict({ sequenceId: id, eviction });
+    const stats = await t.client.stats({ sequenceId: id, includePositions: true });
+    return stats.sequences[0].layers.map((layer) => layer.headPositions.map((h) => h.positions));
+  } finally {
+    await t.client.release(id);
+  }
+}
+
+const keys = (p: Prompt, layer: number) => p.cache[layer].map((entries) => entries.map((e) => e.key));
+const proxiesOf = (p: Prompt, layer: number, start: number) =>
+  Array.from({ length: p.tokens.length - start }, (_, r) => ({ position: start + r, queries: p.queries[layer][start + r] }));
+const budgetOf = (p: Prompt, keepFraction: number) => Math.floor(p.tokens.length * keepFraction);
+
 describe("NACL and knorm keep exactly what the papers' selection keeps (recall model, over gRPC)", () => {
   let t: TestServer;
-  let weights: ModelWeights;
-  const prompts: Prompt[] = [];
+  let prompts: Prompt[] = [];
 
   beforeAll(async () => {
-    t = await startTestServer(await loadModel(FILES, { executionProvider: "cpu", intraOpThreads: 1 }), { recentQueryRows: 64 });
-    weights = loadLlama2cCheckpoint(FILES.modelPath, "recall");
-    for (const [i, tokens] of PROMPTS.entries()) {
-      const cache = createReferenceCache(weights.config);
-      const { queries } = referenceForward(weights, cache, tokens, 0);
-      prompts.push({ tokens, questionStart: tokens.lastIndexOf(QUESTION), cache, queries });
-      await t.client.prefill({ sequenceId: `prompt-${i}`, tokenIds: tokens });
-    }
+    ({ t, prompts } = await prefillPrompts("float32"));
   }, 120_000);
   afterAll(() => t?.close());
 
-  /** Evicts a Fork of prompt i with `eviction` and returns the positions each [layer][kvHead] kept. */
-  async function keptPositions(i: number, eviction: Partial<EvictionSpec>): Promise<number[][][]> {
-    const id = `prompt-${i}-evicted`;
-    await t.client.fork(`prompt-${i}`, id);
-    try {
-      await t.client.evict({ sequenceId: id, eviction });
-      const stats = await t.client.stats({ sequenceId: id, includePositions: true });
-      return stats.sequences[0].layers.map((layer) => layer.headPositions.map((h) => h.positions));
-    } finally {
-      await t.client.release(id);
-    }
-  }
-
-  const keys = (p: Prompt, layer: number) => p.cache[layer].map((entries) => entries.map((e) => e.key));
-  const proxiesOf = (p: Prompt, layer: number, start: number) =>
-    Array.from({ length: p.tokens.length - start }, (_, r) => ({ position: start + r, queries: p.queries[layer][start + r] }));
-  const budgetOf = (p: Prompt, keepFraction: number) => Math.floor(p.tokens.length * keepFraction);
+  const keptPositions = (i: number, eviction: Partial<EvictionSpec>) => keptPositionsOn(t, i, eviction);
 
   it("nacl without its random part: sinks, the question as proxies and the proxy top-k, per layer and KV head", async () => {
     for (const [i, p] of prompts.entries()) {
@@ -146,5 +155,61 @@ describe("NACL and knorm keep exactly what the papers' selection keeps (recall m
         expect(positions, `layer ${l} head ${h}`).toEqual(expected);
       });
     });
+  });
+});
+
+describe("with float16 KV, NACL scores float16 keys and float16 recent queries (recall model, over gRPC)", () => {
+  let t: TestServer;
+  let prompts: Prompt[] = [];
+  const rounded = (x: Float64Array) => x.map(roundToFloat16);
+
+  beforeAll(async () => {
+    ({ t, prompts } = await prefillPrompts("float16"));
+  }, 120_000);
+  afterAll(() => t?.close());
+
+  it("the recent queries a policy reads are float16 values: in the first layer the reference's queries rounded", () => {
+    for (const [i, p] of prompts.entries()) {
+      // The engine's own sequence: the API shows no query numbers (test-only, as test/fuzz/support/cache-digest.ts reads caches).
+      const sequence = [...t.engine["table"].all()].find((s) => s.id === `prompt-${i}`)!;
+      const view = sequence.recentQueries.view();
+      const { heads, headSize } = sequence.shape;
+      expect(view.count).toBe(64);
+      view.layers.forEach((layer, l) => {
+        for (let h = 0; h < heads; h++) {
+          for (let row = 0; row < view.count; row++) {
+            const exact = p.queries[l][view.positions[row]][h];
+            for (let k = 0; k < headSize; k++) {
+              const value = layer[(h * view.count + row) * headSize + k];
+              expect(roundToFloat16(value), `prompt ${i} layer ${l} head ${h} row ${row}`).toBe(value);
+              // Layer 0's queries depend on no cached keys and values (later layers' read float16 ones): the reference's
+              // rounded, within the float32 graph's tolerance (test/model/step-graph.test.ts) and one float16 step.
+              if (l > 0) continue;
+              const step = 2 ** (Math.max(Math.floor(Math.log2(Math.abs(exact[k]) || 2 ** -14)), -14) - 10);
+              expect(Math.abs(value - roundToFloat16(exact[k])), `prompt ${i} layer ${l} head ${h} row ${row}`).toBeLessThanOrEqual(1e-4 + step);
+            }
+          }
+        }
+      });
+    }
+  });
+
+  it("nacl without its random part keeps exactly the paper's selection over float16-rounded keys and queries", async () => {
+    for (const [i, p] of prompts.entries()) {
+      for (const keepFraction of [0.2, 0.5]) {
+        const kept = await keptPositionsOn(t, i, { policy: "nacl", keepFraction, randomShare: 0, proxySpan: { start: p.questionStart, end: p.tokens.length } });
+        kept.forEach((heads, l) => {
+          const reference = naclReferenceLayer({
+            keys: keys(p, l).map((head) => head.map(rounded)),
+            proxies: proxiesOf(p, l, p.questionStart).map(({ position, queries }) => ({ position, queries: queries.map(rounded) })),
+            sinks: 4,
+            budget: budgetOf(p, keepFraction),
+            randomShare: 0,
+            causal: true,
+          });
+          heads.forEach((positions, h) => expect(positions, `prompt ${i} at ${keepFraction}, layer ${l} head ${h}`).toEqual(reference[h].deterministic));
+        });
+      }
+    }
   });
 });

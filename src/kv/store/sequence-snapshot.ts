@@ -1,6 +1,6 @@
 import type { EvictionSpec } from "../../policies/policy.js";
 import type { KvLayer } from "../kv-layer.js";
-import type { KvDtype } from "../layer-cache.js";
+import { floatsPerEntry, type KvDtype } from "../layer-cache.js";
 import type { RecentQueryRing, RingCheckpoint } from "../recent-queries.js";
 import { packLayer, unpackLayer, type LayerEntries } from "./layer-entries.js";
 import { SnapshotMismatch } from "./store-errors.js";
@@ -143,13 +143,12 @@ export function restoreSnapshot<Budget extends SnapshotBudget>(
 }
 
 /**
- * About the KV memory a restore of `snapshot` takes: each head's room for keys, values, mass and
- * positions, and the query ring. Admission asks this much of the memory manager before restoring.
+ * The KV memory a restore of `snapshot` takes, exactly: each layer's slab (every head's room, at the
+ * cache's words per entry: keys, values, mask, mass, position) and the query ring's. Admission asks this
+ * much of the memory manager before restoring; asking less once let a restore run out mid-way while
+ * relief could have made room (docs/kv-store.md, "Capacity under one budget").
  */
 export function restoredBytes(snapshot: KvSnapshot): number {
-  const layers = snapshot.layers.reduce((sum, layer) => {
-    const rows = layer.headCapacities.reduce((a, b) => a + b, 0);
-    return sum + rows * (2 * layer.keys.BYTES_PER_ELEMENT * snapshot.shape.headSize + layer.mass.BYTES_PER_ELEMENT + layer.positions.BYTES_PER_ELEMENT);
-  }, 0);
-  return layers + snapshot.recentQueries.slab.byteLength;
+  const slots = snapshot.layers.reduce((sum, layer) => sum + layer.headCapacities.reduce((a, b) => a + b, 0), 0);
+  return slots * floatsPerEntry(snapshot.shape) * Float32Array.BYTES_PER_ELEMENT + snapshot.recentQueries.slab.byteLength;
 }

@@ -1,5 +1,6 @@
 import type { EvictionSpec } from "../../policies/policy.js";
 import type { KvArray } from "../layer-cache.js";
+import { ringWords } from "../recent-queries.js";
 import type { LayerEntries } from "./layer-entries.js";
 import type { KvSnapshot, SnapshotShape } from "./sequence-snapshot.js";
 import { SnapshotCorrupt, SnapshotMismatch } from "./store-errors.js";
@@ -9,7 +10,8 @@ import { SnapshotCorrupt, SnapshotMismatch } from "./store-errors.js";
  * version, a JSON header with the scalars and every array's length, then the arrays' raw bytes
  * (little-endian) in a fixed order. Raw bytes keep every float bit for bit, NaN payloads included.
  */
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** 2: the recent-query ring is in the KV dtype (a float16 sequence's rows are float16 bits). */
+export const SNAPSHOT_FORMAT_VERSION = 2;
 const MAGIC = Buffer.from("KVWSNAP", "latin1");
 const PREAMBLE_BYTES = MAGIC.length + 1 + 4; // magic, version byte, header length
 
@@ -23,7 +25,8 @@ interface SnapshotHeader {
   decodeBudget: { spec: Omit<EvictionSpec, "seed"> & { seed?: string }; tokens: number } | null;
   lazyLayers: number[];
   layers: { lengths: number[]; headCapacities: number[] }[];
-  ring: { floats: number; count: number; next: number };
+  /** The ring slab's raw 4-byte words (queries in the KV dtype, then positions). */
+  ring: { words: number; count: number; next: number };
 }
 
 const bytesOf = (array: ArrayBufferView) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
@@ -41,7 +44,7 @@ export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
     decodeBudget: budget && { spec: { ...budget.spec, seed: budget.spec.seed?.toString() }, tokens: budget.tokens },
     lazyLayers: snapshot.lazyLayers,
     layers: snapshot.layers.map((layer) => ({ lengths: Array.from(layer.lengths), headCapacities: Array.from(layer.headCapacities) })),
-    ring: { floats: snapshot.recentQueries.slab.length, count: snapshot.recentQueries.count, next: snapshot.recentQueries.next },
+    ring: { words: snapshot.recentQueries.slab.length, count: snapshot.recentQueries.count, next: snapshot.recentQueries.next },
   };
   const json = Buffer.from(JSON.stringify(header), "utf8");
   const preamble = Buffer.alloc(PREAMBLE_BYTES);
@@ -125,7 +128,11 @@ export function decodeSnapshot(bytes: Buffer): KvSnapshot {
         positions: reader.int32(rows),
       };
     });
-    const slab = reader.float32(header.ring.floats);
+    const words = ringWords(header.shape, header.shape.recentQueryRows, kvDtype);
+    if (header.ring.words !== 0 && header.ring.words !== words) {
+      throw new SnapshotCorrupt(`snapshot's query ring has ${header.ring.words} words; ${header.shape.recentQueryRows} ${kvDtype} rows take ${words}`);
+    }
+    const slab = reader.float32(header.ring.words);
     reader.end();
     const budget = header.decodeBudget;
     return {

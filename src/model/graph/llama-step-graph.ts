@@ -162,7 +162,8 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
     g.output(stackLayers(newKeys), STEP_IO.newKeys, kvType, ["L_times_B", kvHeads, "S", headSize]);
     g.output(stackLayers(newValues), STEP_IO.newValues, kvType, ["L_times_B", kvHeads, "S", headSize]);
   }
-  g.output(g.op("Concat", queries, { axis: 0 }), STEP_IO.queries, "float32", ["L_times_B", heads, "R", headSize]);
+  // In the KV dtype, as the sequence's recent-query ring keeps them: half the bytes out of the step in float16.
+  g.output(stackLayers(queries), STEP_IO.queries, kvType, ["L_times_B", heads, "R", headSize]);
   return g.encode(`${config.name}-step`, OPSETS);
 }
 

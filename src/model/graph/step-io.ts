@@ -14,7 +14,7 @@
  *
  * Outputs: `logits` [B, logit_rows, V]; `new_keys` / `new_values`
  * [L * B, Hkv, S, d] (post-RoPE rows for the store to append, in its KV dtype, layer-major); `queries`
- * [L * B, Hq, R, d] (post-RoPE queries of the last R rows, for attention scorers);
+ * [L * B, Hq, R, d] (post-RoPE queries of the last R rows, for attention scorers, in the KV dtype);
  * per layer `attention_colsum_l` [B, Hkv, C_l + S] (attention probabilities
  * summed over the chunk's rows and each KV head's query group, for H2O).
  */

@@ -78,8 +78,8 @@ export interface StepOutput {
   /** New post-RoPE keys and values [L, B, Hkv, S, d], in the KV dtype. */
   newKeys: KvArray;
   newValues: KvArray;
-  /** Post-RoPE queries of the last rows [L, B, Hq, R, d]. */
-  queries: Float32Array;
+  /** Post-RoPE queries of the last rows [L, B, Hq, R, d], in the KV dtype. */
+  queries: KvArray;
   /** Per layer, attention summed over rows and query groups [B, Hkv, C_l + S]. */
   attentionColsums: Float32Array[];
   /** Per layer, the cached slots attention ran over (C_l). */

@@ -101,7 +101,7 @@ export class StepRunner implements ModelRunner {
       logits: data(STEP_IO.logits),
       newKeys: kvData(STEP_IO.newKeys),
       newValues: kvData(STEP_IO.newValues),
-      queries: data(STEP_IO.queries),
+      queries: kvData(STEP_IO.queries),
       attentionColsums: Array.from({ length: layers }, (_, l) => data(STEP_IO.attentionColsum(l))),
       pastSlots: past.map((layer) => layer.capacity),
     };

@@ -3,6 +3,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { DeviceLayerCache } from "../../kv/device-layer-cache.js";
 import { DeviceSlab, type SlabDevice } from "../../kv/device-slab.js";
+import type { KvArray } from "../../kv/layer-cache.js";
 import type { SlabPool } from "../../kv/slab-pool.js";
 import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "../config/model-config.js";
@@ -107,7 +108,7 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
       // The new rows went into the device slabs (adopted above): nothing for the host to append.
       newKeys: new Float32Array(0),
       newValues: new Float32Array(0),
-      queries: data(STEP_IO.queries),
+      queries: out[STEP_IO.queries].data as KvArray,
       attentionColsums: Array.from({ length: layers }, (_, l) => data(STEP_IO.attentionColsum(l))),
       pastSlots: past.map((layer) => layer.capacity),
     };

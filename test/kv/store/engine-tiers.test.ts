@@ -10,6 +10,7 @@ import { StoreMetrics } from "../../../src/telemetry/store-metrics.js";
 import { loadTestModel } from "../../support/test-model.js";
 import { recordSpans } from "../../telemetry/support/span-recorder.js";
 import { DEFAULT_TEST_OPTIONS } from "../../support/test-server.js";
+import { cacheDigests } from "../../fuzz/support/cache-digest.js";
 import { startRedis, type RedisProcess } from "./support/redis-server.js";
 
 /*
@@ -91,6 +92,45 @@ describe("the engine's KV store tier", () => {
     // Naming "a" restores it, which offloads "b", now the least recently used.
     expect(await decoded(tiered, "a")).toEqual(expected);
     expect(residency(tiered, "a")).toBe("both");
+    expect(residency(tiered, "b")).toBe("stored");
+    expect(tiered.pool.used).toBeLessThanOrEqual(budget.kvBudgetBytes);
+  }, 60_000);
+
+  it("admits a restore for every byte it takes: a budget one byte short of two sequences offloads the other to restore one", async () => {
+    // Admission used to ask for a restore's keys, values, mass and positions but not its mask (4 bytes a slot), so
+    // with the budget short by less than that it relieved nothing and the restore ran out mid-way (docs/kv-store.md).
+    const tiered = engineWith({ kvBudgetBytes: 2 * sequenceBytes - 1 });
+    await tiered.prefill({ sequenceId: "a", text: PROMPT });
+    await tiered.prefill({ sequenceId: "b", text: PROMPT });
+    expect(residency(tiered, "a")).toBe("stored");
+    expect(await decoded(tiered, "a")).toEqual(expected);
+    expect(residency(tiered, "b")).toBe("stored");
+    expect(tiered.pool.used).toBeLessThanOrEqual(2 * sequenceBytes - 1);
+  }, 60_000);
+
+  it("admits the query ring a Prefill's policy grows: an idle sequence is offloaded for it, or, without a store, RESOURCE_EXHAUSTED leaves the sequence as it was", async () => {
+    // tova keeps one row; snapkv named in a later Prefill needs its window. The ring grew before admission
+    // once, so a full budget failed mid-call with the pool's own error instead of relieving or refusing.
+    const tova = { policy: "tova", budget: { maxTokens: 1000 }, params: {} };
+    const snapkv = { policy: "snapkv", budget: { maxTokens: 1000 }, params: {} };
+    const sizing = engineWith({}, null);
+    await sizing.prefill({ sequenceId: "a", text: PROMPT, eviction: tova });
+    const oneRowBytes = sizing.stats({ sequenceId: "a" }).sequences[0].kvBytes;
+    const budget = { kvBudgetBytes: oneRowBytes + sequenceBytes + 100 };
+
+    const memoryOnly = engineWith(budget, null);
+    await memoryOnly.prefill({ sequenceId: "a", text: PROMPT, eviction: tova });
+    await memoryOnly.prefill({ sequenceId: "b", text: PROMPT });
+    const before = cacheDigests(memoryOnly).get("\u0000a");
+    await expect(memoryOnly.prefill({ sequenceId: "a", text: " And then", eviction: snapkv })).rejects.toMatchObject({ code: "RESOURCE_EXHAUSTED", message: expect.stringContaining("KV budget exhausted") });
+    expect(cacheDigests(memoryOnly).get("\u0000a")).toEqual(before);
+    expect(memoryOnly.stats({ sequenceId: "a" }).sequences[0].kvBytes).toBe(oneRowBytes);
+
+    const tiered = engineWith(budget);
+    await tiered.prefill({ sequenceId: "a", text: PROMPT, eviction: tova });
+    await tiered.prefill({ sequenceId: "b", text: PROMPT });
+    await tiered.prefill({ sequenceId: "a", text: " And then", eviction: snapkv });
+    expect(residency(tiered, "a")).toBe("resident");
     expect(residency(tiered, "b")).toBe("stored");
     expect(tiered.pool.used).toBeLessThanOrEqual(budget.kvBudgetBytes);
   }, 60_000);

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Engine, type EngineModel } from "../../../src/engine/engine.js";
 import type { EvictionSpec } from "../../../src/policies/policy.js";
 import { RedisKvStore } from "../../../src/kv/store/redis-kv-store.js";
+import { restoredBytes } from "../../../src/kv/store/sequence-snapshot.js";
 import { SnapshotStore } from "../../../src/kv/store/snapshot-store.js";
 import { cacheDigests } from "../../fuzz/support/cache-digest.js";
 import { loadModel } from "../../../src/model/load-model.js";
@@ -24,7 +25,7 @@ async function decodeOne(engine: Engine, sequenceId: string, sampling = GREEDY, 
   return tokens[0];
 }
 
-const bits = (logits: Float32Array | null) => (logits ? Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength).toString("hex") : null);
+const bits = (array: Float32Array | null) => (array ? Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString("hex") : null);
 
 describe("a sequence snapshot, stored in Redis and restored into another engine", () => {
   let model: EngineModel;
@@ -48,11 +49,12 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
     await redis?.stop();
   });
 
-  const cases: { name: string; prefill?: EvictionSpec; evict?: EvictionSpec; decodeBudget?: EvictionSpec; sampling?: typeof GREEDY; float16?: boolean }[] = [
+  const cases: { name: string; prefill?: EvictionSpec; evict?: EvictionSpec; decodeBudget?: EvictionSpec; sampling?: typeof GREEDY; float16?: boolean; ringHeld?: boolean }[] = [
     { name: "snapkv at prefill", prefill: spec("snapkv", 40) },
     { name: "adakv (ragged heads) by Evict", evict: spec("adakv", 40) },
     { name: "h2o with a standing decode budget, sampled", decodeBudget: spec("h2o", 40), sampling: SAMPLED },
     { name: "snapkv then an h2o decode budget, keys and values in float16", prefill: spec("snapkv", 48), decodeBudget: spec("h2o", 40), float16: true },
+    { name: "a snapkv decode budget, keys, values and recent queries in float16", decodeBudget: spec("snapkv", 40), float16: true, ringHeld: true },
   ];
 
   for (const c of cases) {
@@ -72,17 +74,24 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         expect(saved.chunks).toBeGreaterThan(1);
         const loaded = await snapshots.load("", `s-${c.name}`);
         restored.restore("s", loaded!);
+        // What admission asked for the restore is what it holds (docs/kv-store.md, "Capacity under one budget").
+        expect(restored.stats({ sequenceId: "s" }).sequences[0].kvBytes).toBe(restoredBytes(loaded!));
 
         const before = original.stats({ sequenceId: "s" }).sequences[0];
         expect(original.snapshot("s").shape.kvDtype).toBe(c.float16 ? "float16" : "float32");
         expect(Math.max(...before.headLengths.flat())).toBeLessThan(before.position - 1); // the policy really evicted
         if (c.decodeBudget) expect(restored.stats({ sequenceId: "s" }).sequences[0].decodeBudgetTokens).toBe(40);
         expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
+        // The recent-query ring as held (float16 bits for a float16 sequence), not only as policies read it.
+        const ring = original.snapshot("s").recentQueries;
+        if (c.ringHeld) expect(ring.count).toBeGreaterThan(0);
+        expect(bits(restored.snapshot("s").recentQueries.slab)).toBe(bits(ring.slab));
         for (let step = 0; step < 30; step++) {
           const expected = await decodeOne(original, "s", sampling);
           expect(await decodeOne(restored, "s", sampling)).toBe(expected);
           expect(bits(restored.snapshot("s").lastLogits)).toBe(bits(original.snapshot("s").lastLogits));
           expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
+          expect(bits(restored.snapshot("s").recentQueries.slab)).toBe(bits(original.snapshot("s").recentQueries.slab));
         }
         expect(restored.stats({ sequenceId: "s" }).sequences[0]).toMatchObject({ ...original.stats({ sequenceId: "s" }).sequences[0], idleMs: expect.any(Number) });
       } finally {
