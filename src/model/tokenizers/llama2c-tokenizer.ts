@@ -8,11 +8,12 @@ import type { Tokenizer } from "./tokenizer.js";
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
-/** Steps of encoding between two turns of the event loop (about a millisecond of work). */
+/** Characters or merge steps of encoding between two turns of the event loop (well under a millisecond of work). */
 const ENCODING_SLICE = 4096;
 /** Segments (words, mostly) up to this many code units have their ids remembered across calls... */
 const CACHED_SEGMENT_UNITS = 64;
-/** ...this many of them, the least recently used forgotten first: a few MiB at most. */
+/** ...this many of them, the least recently used forgotten first: under 20 MiB even if each were 64 units of
+ * byte fallback (192 ids), about 3 MiB of words. */
 const CACHED_SEGMENTS = 16_384;
 
 /** The first byte of `codePoint` in UTF-8 (a lone surrogate is written as U+FFFD, as Buffer.from writes it). */
