@@ -60,7 +60,7 @@ tokenizer.encode(textOf(TEXTS.prose, 100_000)); // warm-up: compiled before timi
 print(`# Text tokenization: stories260K's llama2.c tokenizer (${options.quick ? "quick" : "full"})`);
 print();
 print(`Command: \`node dist/bench/tokenize-bench.js${options.quick ? " --quick" : ""}\` (\`make bench${options.quick ? "-quick" : ""}\`); each figure is the median of ${options.quick ? "one run" : "5 runs (up to 100 for 10 KB)"}.`);
-print(`Machine: ${cpus()[0]?.model.trim() ?? "unknown CPU"} x${cpus().length}, Node ${process.version}, load average at the start ${loadavg().map((l) => l.toFixed(2)).join(" ")}.`);
+print(`Machine: ${cpus()[0]?.model.trim() ?? "unknown CPU"} x${cpus().length}, Node ${process.version}, load average at the start ${loadavg().map((l) => l.toFixed(2)).join(" ")}; run on ${new Date().toISOString().slice(0, 10)}.`);
 print();
 print(
   "\"per byte vs 10 KB\" is the time per byte over that at 10 KB: 1.0 is linear growth; by wall time, and by the process's CPU time, which a shared machine's preemption of long runs does not inflate. \"sliced\" is how Prefill runs it: a slice of work per event-loop turn.",
