@@ -2,7 +2,7 @@ import type { handleServerStreamingCall, handleUnaryCall, ServiceError } from "@
 import type { CredentialsOf } from "./authenticator.js";
 import { newServerCall, type Admission, type RpcScope, type ServerMiddleware, type SurfaceCall } from "./middleware/server-call.js";
 import { StreamFlow } from "./stream-flow.js";
-import { toServiceError, Unauthenticated } from "./status.js";
+import { MessageTooLarge, toServiceError, Unauthenticated } from "./status.js";
 
 
 /**
@@ -64,9 +64,24 @@ export class RpcRuntime {
    * middleware, whose authentication refuses it again with the same words.
    */
   refused(method: string, credentials: CredentialsOf, details: string): void {
+    this.record(method, credentials, new Unauthenticated(details));
+  }
+
+  /**
+   * Records a call that grpc-js refused with RESOURCE_EXHAUSTED for a
+   * message over the receive limit, unread: the middleware authenticates it
+   * (a caller with bad credentials was refused before, on its metadata) and
+   * counts and logs it like any other call.
+   */
+  overLimit(method: string, credentials: CredentialsOf, details: string): void {
+    this.record(method, credentials, new MessageTooLarge(details));
+  }
+
+  /** Runs a call that already ended, with `failure`, through the middleware, for its span, metrics and log line. */
+  private record(method: string, credentials: CredentialsOf, failure: Error): void {
     const transport: SurfaceCall = { metadata: credentials.metadata, getAuthContext: credentials.getAuthContext, cancelled: false, getDeadline: () => Infinity, on: () => undefined };
     this.invoke(method, "always", transport, undefined, () => {
-      throw new Unauthenticated(details);
+      throw failure;
     }).catch(() => {});
   }
 }

@@ -11,6 +11,9 @@ export class Unavailable extends Error {}
 /** The call carries no valid credentials (bearer token or client certificate). */
 export class Unauthenticated extends Error {}
 
+/** The request message was over the receive limit (grpc-js refused it unread; this records it). */
+export class MessageTooLarge extends Error {}
+
 /** Turns any failure into a gRPC error whose status says whose fault it was; its message is bounded (echo). */
 export function toServiceError(error: unknown): Partial<ServiceError> {
   const serviceError = statusOf(error);
@@ -26,6 +29,7 @@ function statusOf(error: unknown): Partial<ServiceError> {
   if (error instanceof KvBudgetExceeded) return { code: status.RESOURCE_EXHAUSTED, details: error.message, metadata: new Metadata() };
   if (error instanceof Unavailable) return { code: status.UNAVAILABLE, details: error.message, metadata: new Metadata() };
   if (error instanceof Unauthenticated) return { code: status.UNAUTHENTICATED, details: error.message, metadata: new Metadata() };
+  if (error instanceof MessageTooLarge) return { code: status.RESOURCE_EXHAUSTED, details: error.message, metadata: new Metadata() };
   const message = error instanceof Error ? error.message : String(error);
   return { code: status.INTERNAL, details: `internal error: ${message}`, metadata: new Metadata() };
 }

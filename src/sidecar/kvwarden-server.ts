@@ -17,6 +17,7 @@ import { Health, KV_CACHE_SERVICE } from "../server/health.js";
 import { kvCacheService, type ServiceInfo } from "../server/kv-cache-service.js";
 import { lenientDecoding } from "../server/malformed-request.js";
 import { maxRequestBytes } from "../server/message-limit.js";
+import { observeOverLimitMessages } from "../server/over-limit-messages.js";
 import { keepRepeatedHeaders } from "../server/repeated-headers.js";
 import { serverMiddleware } from "../server/middleware/server-middleware.js";
 import { RpcRuntime } from "../server/rpc-runtime.js";
@@ -116,6 +117,10 @@ export class KvwardenServer {
     });
     // Two tokens are one too many: authentication must see both to refuse them.
     keepRepeatedHeaders(this.server, ["authorization"]);
+    // grpc-js refuses a message over the limit before any handler runs: logged and counted from here.
+    observeOverLimitMessages(this.server, ({ path, credentials, details }) => {
+      if (path.startsWith(kvCachePrefix)) runtime.overLimit(path.slice(kvCachePrefix.length), credentials, details);
+    });
     this.server.addService(lenientDecoding(KvCacheService), kvCacheService(() => this.currentEngine(), info, runtime));
     this.health.addToServer(this.server);
     // keepCase: reflection then describes the proto's own field names (sequence_id), which grpcurl and

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import { KvwardenClient } from "../../src/client/index.js";
 import { KvwardenServer } from "../../src/sidecar/kvwarden-server.js";
+import type { LogFields } from "../../src/telemetry/json-log.js";
 import { loadTestModel } from "../support/test-model.js";
 import { statusOf } from "../support/test-server.js";
 import { makeCertificates, type Certificates } from "./support/certificates.js";
@@ -64,6 +65,17 @@ describe("TLS and mutual TLS", () => {
     expect((await statusOf(stats(tlsClient(address)))).code).toBe(status.UNAVAILABLE);
     // A certificate whose CN is not a valid tenant name is refused by authentication.
     expect(await statusOf(stats(tlsClient(address, "no spaces allowed")))).toMatchObject({ code: status.UNAUTHENTICATED, details: expect.stringContaining("CN") });
+  });
+
+  it("with a client CA, logs a message over the receive limit as the certificate's tenant", async () => {
+    const logs: LogFields[] = [];
+    const { address } = await start({ listen: { tls: tlsFiles(certs.caPath) }, clientCertificates: true, server: { log: (line) => logs.push(line), maxRequestBytes: 1024 } });
+    const refused = await statusOf(tlsClient(address, "alice.backend").prefill({ sequenceId: "doc", text: "a".repeat(1024) }));
+    expect(refused).toMatchObject({ code: status.RESOURCE_EXHAUSTED, details: expect.stringMatching(/^Received message larger than max \(\d+ vs 1024\)$/) });
+    // Recorded once grpc-js has closed the stream, which may be after the client hears it.
+    const recorded = () => logs.filter((line) => line.method === "kvwarden.v1.KvCache/Prefill");
+    for (let waited = 0; recorded().length === 0 && waited < 5_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(recorded()).toEqual([expect.objectContaining({ code: "RESOURCE_EXHAUSTED", tenant: "alice.backend", error: refused.details })]);
   });
 
   it("with a client CA and tokens, the token names the tenant", async () => {

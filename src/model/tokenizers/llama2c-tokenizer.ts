@@ -1,12 +1,34 @@
+import { LRUCache } from "lru-cache";
 import { readFileSync } from "node:fs";
 import { mergeBestPairs, type MergeTable } from "./best-pair-merging.js";
+import { MergeBoundaries } from "./merge-boundaries.js";
+import { TokenIdList } from "./token-id-list.js";
 import { runInSlices, runToEnd } from "./sliced-work.js";
 import type { Tokenizer } from "./tokenizer.js";
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
-/** Steps of encoding between two turns of the event loop (about a millisecond of work). */
+/** Characters or merge steps of encoding between two turns of the event loop (well under a millisecond of work). */
 const ENCODING_SLICE = 4096;
+/** Segments (words, mostly) up to this many code units have their ids remembered across calls... */
+const CACHED_SEGMENT_UNITS = 64;
+/** ...this many of them, the least recently used forgotten first: under 20 MiB even if each were 64 units of
+ * byte fallback (192 ids), about 3 MiB of words. */
+const CACHED_SEGMENTS = 16_384;
+
+/** The first byte of `codePoint` in UTF-8 (a lone surrogate is written as U+FFFD, as Buffer.from writes it). */
+function firstUtf8Byte(codePoint: number): number {
+  if (codePoint >= 0xd800 && codePoint <= 0xdfff) return 0xef;
+  if (codePoint < 0x80) return codePoint;
+  if (codePoint < 0x800) return 0xc0 | (codePoint >> 6);
+  return codePoint < 0x10000 ? 0xe0 | (codePoint >> 12) : 0xf0 | (codePoint >> 18);
+}
+
+/** The last byte of `codePoint` in UTF-8, likewise. */
+function lastUtf8Byte(codePoint: number): number {
+  if (codePoint >= 0xd800 && codePoint <= 0xdfff) return 0xbd;
+  return codePoint < 0x80 ? codePoint : 0x80 | (codePoint & 0x3f);
+}
 
 /**
  * The llama2.c tokenizer format (tok*.bin): scored pieces merged greedily, with
@@ -26,6 +48,17 @@ export class Llama2cTokenizer implements Tokenizer {
   /** By id, the order in which a piece forms: 0 for the best score; equal scores share a rank; -1 never
    * forms (a score not above -Infinity, NaN included: llama2.c only merges pairs that beat -Infinity). */
   private readonly mergeRanks: Int32Array;
+  /** The id of the piece that is one BMP code unit (the first such id, as `idByPiece`), by unit; -1: none. */
+  private readonly unitPieceIds = new Int32Array(65536).fill(-1);
+  /** The id of the piece that is one astral code point, by code point. */
+  private readonly astralPieceIds = new Map<number, number>();
+  /** The first and the last code unit of each byte piece's text (ids 3..258), by byte; -1: empty or missing. */
+  private readonly byteFirstUnits = new Int32Array(256);
+  private readonly byteLastUnits = new Int32Array(256);
+  /** Where a text can be cut into segments merged on their own (see merge-boundaries.ts). */
+  private readonly boundaries: MergeBoundaries;
+  /** Merged ids of short segments: prose repeats its words, and a word's ids never change. */
+  private readonly segmentIds = new LRUCache<string, Int32Array>({ max: CACHED_SEGMENTS });
 
   constructor(pieces: string[], scores: Float32Array) {
     this.pieces = pieces;
@@ -33,13 +66,23 @@ export class Llama2cTokenizer implements Tokenizer {
     const encoder = new TextEncoder();
     this.encodedPieces = pieces.map((piece) => encoder.encode(piece));
     pieces.forEach((piece, id) => {
-      if (!this.idByPiece.has(piece)) this.idByPiece.set(piece, id);
+      if (!this.idByPiece.has(piece)) {
+        this.idByPiece.set(piece, id);
+        if (piece.length === 1) this.unitPieceIds[piece.charCodeAt(0)] = id;
+        else if (piece.length === 2 && piece.codePointAt(0)! > 0xffff) this.astralPieceIds.set(piece.codePointAt(0)!, id);
+      }
       const byte = BYTE_PIECE.exec(piece);
       if (byte) this.pieceBytes.set(id, parseInt(byte[1], 16));
     });
+    for (let byte = 0; byte < 256; byte++) {
+      const piece = pieces[byte + 3] ?? "";
+      this.byteFirstUnits[byte] = piece.length > 0 ? piece.charCodeAt(0) : -1;
+      this.byteLastUnits[byte] = piece.length > 0 ? piece.charCodeAt(piece.length - 1) : -1;
+    }
     const ranked = [...new Set(Array.from(scores).filter((score) => score > -Infinity))].sort((a, b) => b - a);
     const rankOf = new Map(ranked.map((score, rank) => [score, rank]));
     this.mergeRanks = Int32Array.from(pieces, (_, id) => rankOf.get(scores[id]) ?? -1);
+    this.boundaries = new MergeBoundaries(pieces.filter((_, id) => this.mergeRanks[id] >= 0));
   }
 
   static load(path: string, vocabSize: number): Llama2cTokenizer {
@@ -72,23 +115,69 @@ export class Llama2cTokenizer implements Tokenizer {
     return runInSlices(this.encoding(text), signal);
   }
 
-  /** Encoding as a generator that yields between slices of ENCODING_SLICE steps. */
+  /**
+   * Encoding as a generator that yields between slices of about ENCODING_SLICE
+   * characters or merge steps. The text is cut wherever no merge can cross
+   * (merge-boundaries.ts) and each segment merged on its own, which gives the
+   * ids of merging the whole text in one list, in time linear in its length
+   * for text made of words shorter than some bound.
+   */
   private *encoding(text: string): Generator<void, number[]> {
     if (text.length === 0) return [];
-    const ids: number[] = [];
-    let chars = 0;
     // llama2.c (like sentencepiece) adds a dummy-prefix space.
-    for (const char of " " + text) {
-      const id = this.idByPiece.get(char);
-      if (id !== undefined) {
-        ids.push(id);
-      } else {
-        // Byte fallback: ids 3..258 are the 256 byte pieces.
-        for (const byte of Buffer.from(char, "utf-8")) ids.push(byte + 3);
+    const full = " " + text;
+    const table = this.mergeTable();
+    // Prose makes about half as many tokens as characters; the list grows where a text makes more.
+    const ids = new TokenIdList(full.length);
+    let start = 0;
+    let previousLastUnit = -1;
+    for (let at = 0, scanned = 1; at < full.length; scanned++) {
+      const codePoint = full.codePointAt(at)!;
+      const end = at + (codePoint > 0xffff ? 2 : 1);
+      const isPiece = this.pieceIdOf(codePoint) >= 0;
+      // The character's initial tokens: its own piece, or its UTF-8 bytes' pieces (byte fallback).
+      const firstUnit = isPiece ? full.charCodeAt(at) : this.byteFirstUnits[firstUtf8Byte(codePoint)];
+      if (at > start && !this.boundaries.mayJoin(previousLastUnit, firstUnit)) {
+        ids.append(yield* this.segmentIdsOf(full.slice(start, at), table));
+        start = at;
       }
-      if (++chars % ENCODING_SLICE === 0) yield;
+      previousLastUnit = isPiece ? full.charCodeAt(end - 1) : this.byteLastUnits[lastUtf8Byte(codePoint)];
+      at = end;
+      if (scanned % ENCODING_SLICE === 0) yield;
     }
-    return yield* mergeBestPairs(ids, this.mergeTable(), ENCODING_SLICE);
+    ids.append(yield* this.segmentIdsOf(full.slice(start), table));
+    return ids.toArray();
+  }
+
+  /** `segment`'s merged ids, remembered for a short segment; a long one yields between slices of merging. */
+  private *segmentIdsOf(segment: string, table: MergeTable): Generator<void, ArrayLike<number>> {
+    if (segment.length > CACHED_SEGMENT_UNITS) return yield* mergeBestPairs(this.initialIds(segment), table, ENCODING_SLICE);
+    const known = this.segmentIds.get(segment);
+    if (known !== undefined) return known;
+    const merged = Int32Array.from(yield* mergeBestPairs(this.initialIds(segment), table, ENCODING_SLICE));
+    // A copy of the key: a slice of the caller's text would keep the whole text alive while remembered.
+    this.segmentIds.set(Buffer.from(segment, "utf16le").toString("utf16le"), merged);
+    return merged;
+  }
+
+  /** Each character's piece, or its UTF-8 bytes' pieces where it has none: the list merging starts from. */
+  private initialIds(segment: string): number[] {
+    const ids: number[] = [];
+    for (let at = 0; at < segment.length; ) {
+      const codePoint = segment.codePointAt(at)!;
+      const end = at + (codePoint > 0xffff ? 2 : 1);
+      const id = this.pieceIdOf(codePoint);
+      if (id >= 0) ids.push(id);
+      // Byte fallback: ids 3..258 are the 256 byte pieces.
+      else for (const byte of Buffer.from(segment.slice(at, end), "utf-8")) ids.push(byte + 3);
+      at = end;
+    }
+    return ids;
+  }
+
+  /** The piece that is exactly this one character (a lone surrogate included), or -1. */
+  private pieceIdOf(codePoint: number): number {
+    return codePoint <= 0xffff ? this.unitPieceIds[codePoint] : (this.astralPieceIds.get(codePoint) ?? -1);
   }
 
   /**
