@@ -1,6 +1,6 @@
 /**
  * The KV store's throughput (docs/kv-store.md, "Benchmarks"): writing and reading a sequence snapshot
- * through SnapshotStore (encode, 4 MiB chunks with sha256, SET/GET, the manifest under the lease;
+ * through SnapshotStore (encode, 4 MiB chunks with a CRC-32 each, SET/GET, the manifest under the lease;
  * read back: GET, checksum, decode) against `redis-benchmark` SET/GET of values of the chunk size on
  * the same redis-server, in the same run, as a ratio. Goal: at least 0.7x. The same run splits the gap:
  * the store's client alone (node-redis SET/GET of one chunk), a bare socket, and copies into fresh and
@@ -158,7 +158,7 @@ try {
   report.print("|---|---|---|");
   row("redis-benchmark SET (anchor)", "SET", "SET");
   row("node-redis SET of one 4 MiB chunk (the store's client, no snapshot work)", "client SET", "SET");
-  row("snapshot save (encode, sha256 per chunk, SET chunks, fenced manifest, old chunks deleted)", "save", "SET");
+  row("snapshot save (encode, CRC-32 per chunk, SET chunks, fenced manifest, old chunks deleted)", "save", "SET");
   report.print();
   report.print("| read path | MiB/s | vs redis-benchmark GET |");
   report.print("|---|---|---|");
@@ -166,7 +166,7 @@ try {
   row("bare node:net GET, default reads (64 KiB each, a new Buffer apiece)", "bare GET", "GET");
   row("bare node:net GET, reads into one 8 MiB buffer (`onread`)", "bare large GET", "GET");
   row("node-redis GET of one 4 MiB chunk (the store's client, no snapshot work)", "client GET", "GET");
-  row("snapshot load (manifest, GET chunks, sha256, decode)", "load", "GET");
+  row("snapshot load (manifest, GET chunks, CRC-32, decode)", "load", "GET");
   report.print();
   report.print("| memory (no network) | MiB/s | vs redis-benchmark GET |");
   report.print("|---|---|---|");

@@ -10,8 +10,11 @@ import { SnapshotCorrupt, SnapshotMismatch } from "./store-errors.js";
  * version, a JSON header with the scalars and every array's length, then the arrays' raw bytes
  * (little-endian) in a fixed order. Raw bytes keep every float bit for bit, NaN payloads included.
  */
-/** 2: the recent-query ring is in the KV dtype (a float16 sequence's rows are float16 bits). */
-export const SNAPSHOT_FORMAT_VERSION = 2;
+/**
+ * 2: the recent-query ring is in the KV dtype (a float16 sequence's rows are float16 bits).
+ * 3: chunks carry a CRC-32 instead of a sha256 (snapshot-manifest.ts).
+ */
+export const SNAPSHOT_FORMAT_VERSION = 3;
 const MAGIC = Buffer.from("KVWSNAP", "latin1");
 const PREAMBLE_BYTES = MAGIC.length + 1 + 4; // magic, version byte, header length
 

@@ -74,12 +74,16 @@ export class SnapshotStore {
   async save(lease: SequenceLease, snapshot: KvSnapshot): Promise<SavedSnapshot> {
     const { store, ttlMs, model } = this.options;
     const { keys } = lease;
-    const previous = await this.currentManifest(lease.tenant, lease.sequenceId).catch(() => null);
+    const previousLookup = this.currentManifest(lease.tenant, lease.sequenceId).catch(() => null);
     const encoded = encodeSnapshot(snapshot);
     const chunks = splitChunks(encoded, this.options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
     const snapshotId = `${lease.token}-${randomUUID()}`;
     const chunkKeys = chunks.map((_, i) => keys.chunk(snapshotId, i));
-    await Promise.all(chunks.map((chunk, i) => store.set(chunkKeys[i], chunk, ttlMs)));
+    // The checksums are computed while the chunks are on their way and the server stores them.
+    const written = Promise.all(chunks.map((chunk, i) => store.set(chunkKeys[i], chunk, ttlMs)));
+    const described = describeChunks(chunks);
+    await written;
+    const previous = await previousLookup;
     const manifest: SnapshotManifest = {
       format: "kvwarden-kv-snapshot",
       version: SNAPSHOT_FORMAT_VERSION,
@@ -89,7 +93,7 @@ export class SnapshotStore {
       snapshotId,
       fence: lease.token,
       bytes: encoded.length,
-      chunks: describeChunks(chunks),
+      chunks: described,
       writtenAt: new Date().toISOString(),
     };
     if (!(await store.putManifest(keys, encodeManifest(manifest), lease, ttlMs))) {
@@ -105,8 +109,8 @@ export class SnapshotStore {
     const manifest = await this.currentManifest(tenant, sequenceId);
     if (!manifest) return null;
     const keys = this.keys(tenant, sequenceId);
-    const chunks = await Promise.all(manifest.chunks.map((_, i) => this.options.store.get(keys.chunk(manifest.snapshotId, i))));
-    const verified = chunks.map((chunk, i) => verifyChunk(manifest, i, chunk));
+    // Each chunk is checked as it arrives, while the later ones are still on their way.
+    const verified = await Promise.all(manifest.chunks.map((_, i) => this.options.store.get(keys.chunk(manifest.snapshotId, i)).then((chunk) => verifyChunk(manifest, i, chunk))));
     // Buffer.concat copies even a single buffer: a fresh copy of the whole snapshot (docs/kv-store.md, "Benchmarks").
     return decodeSnapshot(verified.length === 1 ? verified[0] : Buffer.concat(verified));
   }

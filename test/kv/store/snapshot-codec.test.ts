@@ -32,8 +32,8 @@ describe("the snapshot encoding", () => {
 
   it("refuses another format version by name", () => {
     const future = Buffer.from(encoded);
-    future[7] = 1; // version 1 kept the query ring in float32 whatever the KV dtype
-    expect(() => decodeSnapshot(future)).toThrow(new SnapshotMismatch("snapshot format version 1; this build reads version 2"));
+    future[7] = 2; // version 2 checked its chunks with sha256
+    expect(() => decodeSnapshot(future)).toThrow(new SnapshotMismatch("snapshot format version 2; this build reads version 3"));
   });
 
   it("restores only into a sequence of the same shape, and leaves nothing held when it refuses", () => {
