@@ -56,7 +56,7 @@ try {
     prefillSeconds.push((performance.now() - started) / 1000);
     if (run === 0) {
       const lease = await snapshots.acquire("", "stored");
-      storedBytes = (await snapshots.save(lease, engine.snapshot("prefilled-0"))).bytes;
+      storedBytes = (await snapshots.save(lease, await engine.snapshot("prefilled-0"))).bytes;
     } else {
       await engine.release(`prefilled-${run}`);
     }

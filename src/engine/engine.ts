@@ -86,7 +86,8 @@ export class Engine {
       quota: options.tenantQuota,
       crossTenantRelief: options.crossTenantCompression,
       // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
-      // Device-resident caches (WebGPU) have no snapshots yet: there, pressure compresses, then refuses.
+      // Relief runs synchronously and a device-resident cache (WebGPU) is read back asynchronously
+      // before its snapshot: there, pressure compresses, then refuses (docs/kv-store.md).
       relief: [new CompressIdleSequences((s: Sequence) => compressionOf(s, telemetry)), ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
     });
     this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0));
@@ -94,7 +95,7 @@ export class Engine {
       store &&
       new SequenceTiers(this.table, {
         ...store,
-        offloadIdleAfterMs: device ? undefined : store.offloadIdleAfterMs,
+        offloadIdleAfterMs: store.offloadIdleAfterMs,
         ttlMs: options.sequenceTtlMs,
         recentQueryRows: options.recentQueryRows,
         telemetry,
@@ -196,7 +197,6 @@ export class Engine {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Offload", sequenceId, {}), async () => {
       const tiers = this.tiers;
       if (!tiers) throw new EngineError("FAILED_PRECONDITION", "this server has no KV store: start it with --kv-store to offload sequences");
-      if (this.model.runner.deviceCache) throw new EngineError("FAILED_PRECONDITION", "sequences whose cache lives on the device (--execution-provider webgpu) cannot be offloaded yet");
       await this.settled(sequenceId, { caller });
       const sequence = this.table.get(caller, sequenceId);
       const storedBytes = tiers.storedBytes(caller.tenant, sequenceId);
@@ -207,12 +207,15 @@ export class Engine {
 
   /**
    * A copy of the sequence's whole state (docs/kv-store.md, "What a snapshot holds"), taken between
-   * calls; the sequence is not changed.
+   * calls; the sequence is not changed. A device-resident cache's keys and values are read back first.
    */
-  snapshot(sequenceId: string, { caller = ANONYMOUS }: CallContext = {}): KvSnapshot {
+  async snapshot(sequenceId: string, { caller = ANONYMOUS }: CallContext = {}): Promise<KvSnapshot> {
     const sequence = this.table.lookup(caller, sequenceId);
     if (sequence.busy) throw new EngineError("ABORTED", `sequence '${sequenceId}' is busy with another call; take its snapshot when that call ends`);
-    return captureSnapshot(sequence);
+    return this.table.withSequence(sequence, false, async () => {
+      await sequence.loadEntries();
+      return captureSnapshot(sequence);
+    });
   }
 
   /** Makes `snapshot` the new sequence `sequenceId`: it continues exactly as the one it was taken of. */
@@ -236,7 +239,6 @@ export class Engine {
 
   /** SIGTERM: offloads every resident sequence not busy, until `deadline` (Date.now() time); nothing without a store. */
   async offloadAll(deadline: number): Promise<{ offloaded: number; failed: number }> {
-    if (this.model.runner.deviceCache) return { offloaded: 0, failed: 0 }; // device caches have no snapshots yet
     return (await this.tiers?.offloadAll(deadline)) ?? { offloaded: 0, failed: 0 };
   }
 

@@ -156,6 +156,7 @@ export class SequenceTiers {
     sequence.claim();
     try {
       const lease = await this.leases.take(key);
+      await sequence.loadEntries(); // a device-resident cache's keys and values, read back (claimed: nothing changes them meanwhile)
       const saved = await this.options.telemetry.observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, captureSnapshot(sequence)));
       this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
       const freedBytes = this.table.remove(sequence);

@@ -242,6 +242,11 @@ export class Sequence {
     for (const layer of this.layers) if (layer instanceof DeviceLayerCache) await layer.loadKeys();
   }
 
+  /** Reads device-resident keys and values back, before a snapshot (captureSnapshot); nothing for host slabs. */
+  async loadEntries(): Promise<void> {
+    for (const layer of this.layers) if (layer instanceof DeviceLayerCache) await layer.loadEntries();
+  }
+
   get entries(): number {
     return this.layers.reduce((sum, layer) => sum + layer.entries, 0);
   }

@@ -12,7 +12,8 @@ import type { SlabPool } from "./slab-pool.js";
  * Host-side layout changes (growth, eviction, rollback) are recorded as `sourceRows`, the device row
  * each slot's entry is in now, and carried out on the device by one gather before the next step
  * (`slabForStep`), so no key or value crosses to the host. A policy that scores keys gets them
- * read back once per eviction (`loadKeys`, before planning: Policy.readsKeys).
+ * read back once per eviction (`loadKeys`, before planning: Policy.readsKeys). A snapshot reads keys
+ * and values back (`loadEntries`) and a restore hands them over as host tensors (`takeEntries`).
  */
 export class DeviceLayerCache implements KvLayer {
   readonly kvDtype = "float32";
@@ -23,6 +24,8 @@ export class DeviceLayerCache implements KvLayer {
   private sourceRows = new Int32Array();
   /** Keys read back for the policies, valid until the next change. */
   private hostKeys: Float32Array | null = null;
+  /** Values read back for a snapshot, valid until the next change, as `hostKeys`. */
+  private hostValues: Float32Array | null = null;
   /** Device bytes counted against the pool. */
   private deviceBytesHeld = 0;
 
@@ -147,6 +150,7 @@ export class DeviceLayerCache implements KvLayer {
   append(keys: KvArray, values: KvArray, offset: number, count: number, firstPosition: number, colsum?: Float32Array, colsumOffset?: number, colsumPastSlots?: number): void {
     this.index.append(keys, values, offset, count, firstPosition, colsum, colsumOffset, colsumPastSlots);
     this.hostKeys = null;
+    this.hostValues = null;
   }
 
   copyFrom(source: KvLayer): void {
@@ -186,12 +190,31 @@ export class DeviceLayerCache implements KvLayer {
       for (let i = 0; i < this.lengths[h] + appended; i++) this.sourceRows[h * this.capacity + i] = h * this.capacity + i;
     }
     this.hostKeys = null;
+    this.hostValues = null;
   }
 
   /** Reads the keys back to the host, for policies that score them (until the next change). */
   async loadKeys(): Promise<void> {
     if (this.hostKeys) return;
     this.hostKeys = this.deviceSlab ? await this.device.readKeys(this.deviceSlab, this.gatherRows()) : new Float32Array(this.kvHeads * this.capacity * this.headSize);
+  }
+
+  /** Reads keys and values back to the host, for a snapshot (until the next change). */
+  async loadEntries(): Promise<void> {
+    await this.loadKeys();
+    if (this.hostValues) return;
+    this.hostValues = this.deviceSlab ? await this.device.readValues(this.deviceSlab, this.gatherRows()) : new Float32Array(this.kvHeads * this.capacity * this.headSize);
+  }
+
+  /** Keys and values by slot, [Hkv * capacity, d], as `loadEntries` read them back. */
+  get entriesOnHost(): { keys: Float32Array; values: Float32Array } {
+    if (!this.hostKeys || !this.hostValues) throw new Error("the keys and values of this cache are on the device: loadEntries() reads them back before a snapshot");
+    return { keys: this.hostKeys, values: this.hostValues };
+  }
+
+  /** Takes a snapshot's keys and values by slot, [Hkv * capacity, d], for the entries the index holds now. */
+  takeEntries(keys: Float32Array, values: Float32Array): void {
+    this.adopt(this.device.upload(keys, values, this.capacity), 0);
   }
 
   private gatherRows(): Int32Array {
@@ -218,9 +241,10 @@ export class DeviceLayerCache implements KvLayer {
     this.changed();
   }
 
-  /** After any change: keys read back are stale, and the pool counts the device bytes the capacity needs. */
+  /** After any change: keys and values read back are stale, and the pool counts the device bytes the capacity needs. */
   private changed(): void {
     this.hostKeys = null;
+    this.hostValues = null;
     const bytes = this.deviceBytesFor(this.capacity);
     this.devicePool.adjustDeviceBytes(bytes - this.deviceBytesHeld);
     this.deviceBytesHeld = bytes;

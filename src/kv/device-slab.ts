@@ -26,7 +26,7 @@ export class DeviceSlab {
   }
 }
 
-/** What a device-resident cache needs from the device: rearranging slabs and reading keys back. */
+/** What a device-resident cache needs from the device: rearranging slabs, reading rows back, and taking a snapshot's rows in. */
 export interface SlabDevice {
   /**
    * A new slab whose row i (flat over [Hkv, capacity]) is row `slots[i]` of `source`; all zeros when
@@ -35,4 +35,11 @@ export interface SlabDevice {
   gather(source: DeviceSlab | null, slots: Int32Array, capacity: number): Promise<DeviceSlab>;
   /** Row i of the result is key row `slots[i]` of `source`, on the host: [Hkv, capacity, d]. */
   readKeys(source: DeviceSlab, slots: Int32Array): Promise<Float32Array>;
+  /** As readKeys, for the values (a snapshot reads both). */
+  readValues(source: DeviceSlab, slots: Int32Array): Promise<Float32Array>;
+  /**
+   * A slab holding `keys` and `values` ([Hkv, capacity, d] on the host) as they are; the step that
+   * next reads it takes them to the device, so a restore needs no device round trip of its own.
+   */
+  upload(keys: Float32Array, values: Float32Array, capacity: number): DeviceSlab;
 }

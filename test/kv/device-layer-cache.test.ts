@@ -37,6 +37,14 @@ class HostDevice implements SlabDevice {
     return this.rows(source.key.data as Float32Array, slots);
   }
 
+  async readValues(source: DeviceSlab, slots: Int32Array): Promise<Float32Array> {
+    return this.rows(source.value.data as Float32Array, slots);
+  }
+
+  upload(keys: Float32Array, values: Float32Array, capacity: number): DeviceSlab {
+    return this.slab(Float32Array.from(keys), Float32Array.from(values), capacity);
+  }
+
   private rows(data: Float32Array | null, slots: Int32Array): Float32Array {
     const d = this.headSize;
     const out = new Float32Array(slots.length * d);

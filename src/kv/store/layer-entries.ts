@@ -1,11 +1,13 @@
-import { hostLayer } from "../host-layer.js";
+import { DeviceLayerCache } from "../device-layer-cache.js";
 import type { KvLayer } from "../kv-layer.js";
-import type { KvArray, LayerCache } from "../layer-cache.js";
+import { LayerCache, type KvArray } from "../layer-cache.js";
 
 /**
  * One layer's live entries, head after head, without the slab's free slots: what a snapshot keeps
- * of a LayerCache. `headCapacities` is the room each head had, so the restored slab has the same
- * layout and the step graph sees exactly the slots it saw before.
+ * of a layer, host slab or device-resident (its keys and values read back first: loadEntries), in
+ * one format, so a snapshot taken on one path restores on the other. `headCapacities` is the room
+ * each head had, so the restored slab has the same layout and the step graph sees exactly the slots
+ * it saw before.
  */
 export interface LayerEntries {
   lengths: Int32Array;
@@ -19,8 +21,17 @@ export interface LayerEntries {
   positions: Int32Array;
 }
 
-function snapshotted(layer: KvLayer): LayerCache {
-  return hostLayer(layer, "snapshots of device-resident caches (--execution-provider webgpu) are not supported yet: keys and values live on the device");
+/** Keys and values by slot, [slots, headSize], where a snapshot reads and writes them on the host. */
+interface SlotRows {
+  keys: KvArray;
+  values: KvArray;
+  headSize: number;
+}
+
+function slotRows(layer: KvLayer): SlotRows {
+  if (layer instanceof LayerCache) return { keys: layer.keyStore, values: layer.valueStore, headSize: layer.shape.headSize };
+  if (layer instanceof DeviceLayerCache) return { ...layer.entriesOnHost, headSize: layer.headSize };
+  throw new Error("a snapshot reads host slabs and device-resident layers only");
 }
 
 function packed(store: KvArray, rows: number, headSize: number): KvArray {
@@ -28,23 +39,22 @@ function packed(store: KvArray, rows: number, headSize: number): KvArray {
 }
 
 /** Copies the live entries of `layer` out, head after head. */
-export function packLayer(kvLayer: KvLayer): LayerEntries {
-  const layer = snapshotted(kvLayer);
-  const { headSize } = layer.shape;
+export function packLayer(layer: KvLayer): LayerEntries {
+  const { keys, values, headSize } = slotRows(layer);
   const rows = layer.entries;
   const out: LayerEntries = {
     lengths: Int32Array.from(layer.lengths),
     headCapacities: layer.room(),
-    keys: packed(layer.keyStore, rows, headSize),
-    values: packed(layer.valueStore, rows, headSize),
+    keys: packed(keys, rows, headSize),
+    values: packed(values, rows, headSize),
     mass: new Float32Array(rows),
     positions: new Int32Array(rows),
   };
   let at = 0;
   layer.lengths.forEach((n, h) => {
     const from = layer.offsets[h];
-    out.keys.set(layer.keyStore.subarray(from * headSize, (from + n) * headSize), at * headSize);
-    out.values.set(layer.valueStore.subarray(from * headSize, (from + n) * headSize), at * headSize);
+    out.keys.set(keys.subarray(from * headSize, (from + n) * headSize), at * headSize);
+    out.values.set(values.subarray(from * headSize, (from + n) * headSize), at * headSize);
     out.mass.set(layer.mass.subarray(from, from + n), at);
     out.positions.set(layer.positions.subarray(from, from + n), at);
     at += n;
@@ -53,21 +63,26 @@ export function packLayer(kvLayer: KvLayer): LayerEntries {
 }
 
 /** Fills `layer` (an empty cache of the same shape) with `entries`, in the room each head had. */
-export function unpackLayer(kvLayer: KvLayer, entries: LayerEntries): void {
-  const layer = snapshotted(kvLayer);
+export function unpackLayer(layer: KvLayer, entries: LayerEntries): void {
   if (layer.entries !== 0) throw new Error("unpackLayer needs an empty layer cache");
-  const { headSize } = layer.shape;
   layer.restoreRoom(entries.headCapacities);
+  // A device layer's keys and values are gathered here by slot, then handed over whole (takeEntries).
+  const device = layer instanceof DeviceLayerCache ? layer : null;
+  const slots = device ? device.kvHeads * device.capacity : 0;
+  const { keys, values, headSize } = device
+    ? { keys: new Float32Array(slots * device.headSize), values: new Float32Array(slots * device.headSize), headSize: device.headSize }
+    : slotRows(layer);
   let at = 0;
   entries.lengths.forEach((n, h) => {
     const to = layer.offsets[h];
-    layer.keyStore.set(entries.keys.subarray(at * headSize, (at + n) * headSize), to * headSize);
-    layer.valueStore.set(entries.values.subarray(at * headSize, (at + n) * headSize), to * headSize);
+    keys.set(entries.keys.subarray(at * headSize, (at + n) * headSize), to * headSize);
+    values.set(entries.values.subarray(at * headSize, (at + n) * headSize), to * headSize);
     layer.mass.set(entries.mass.subarray(at, at + n), to);
     layer.positions.set(entries.positions.subarray(at, at + n), to);
     layer.mask.fill(0, to, to + n);
     layer.lengths[h] = n;
     at += n;
   });
-  layer.revision++; // copies of the old (empty) contents, a decode batch's, are stale
+  if (device) device.takeEntries(keys as Float32Array, values as Float32Array);
+  else (layer as LayerCache).revision++; // copies of the old (empty) contents, a decode batch's, are stale
 }

@@ -129,9 +129,22 @@ export class WebGpuStepRunner implements ModelRunner, SlabDevice, DeviceCacheRun
     return new DeviceSlab(key, value, capacity);
   }
 
-  async readKeys(source: DeviceSlab, rows: Int32Array): Promise<Float32Array> {
+  readKeys(source: DeviceSlab, rows: Int32Array): Promise<Float32Array> {
+    return this.readBack(source.key, rows);
+  }
+
+  readValues(source: DeviceSlab, rows: Int32Array): Promise<Float32Array> {
+    return this.readBack(source.value, rows);
+  }
+
+  upload(keys: Float32Array, values: Float32Array, capacity: number): DeviceSlab {
+    const dims = [1, this.config.kvHeads, 1, capacity, this.config.headSize];
+    return new DeviceSlab(new ort.Tensor("float32", keys, dims), new ort.Tensor("float32", values, dims), capacity);
+  }
+
+  private async readBack(slab: ort.Tensor, rows: Int32Array): Promise<Float32Array> {
     const slots = new ort.Tensor("int32", rows, [rows.length]);
-    const out = await this.hostGather.run({ [SLAB_GATHER_IO.slab]: source.key, [SLAB_GATHER_IO.slots]: slots });
+    const out = await this.hostGather.run({ [SLAB_GATHER_IO.slab]: slab, [SLAB_GATHER_IO.slots]: slots });
     return out[SLAB_GATHER_IO.gathered].data as Float32Array;
   }
 

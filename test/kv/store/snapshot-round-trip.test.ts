@@ -70,7 +70,7 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         for (let i = 0; i < 6; i++) await decodeOne(original, "s", sampling, i === 0 ? c.decodeBudget : undefined);
 
         const lease = await snapshots.acquire("", `s-${c.name}`);
-        const saved = await snapshots.save(lease, original.snapshot("s"));
+        const saved = await snapshots.save(lease, (await original.snapshot("s")));
         expect(saved.chunks).toBeGreaterThan(1);
         const loaded = await snapshots.load("", `s-${c.name}`);
         restored.restore("s", loaded!);
@@ -78,20 +78,20 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         expect(restored.stats({ sequenceId: "s" }).sequences[0].kvBytes).toBe(restoredBytes(loaded!));
 
         const before = original.stats({ sequenceId: "s" }).sequences[0];
-        expect(original.snapshot("s").shape.kvDtype).toBe(c.float16 ? "float16" : "float32");
+        expect((await original.snapshot("s")).shape.kvDtype).toBe(c.float16 ? "float16" : "float32");
         expect(Math.max(...before.headLengths.flat())).toBeLessThan(before.position - 1); // the policy really evicted
         if (c.decodeBudget) expect(restored.stats({ sequenceId: "s" }).sequences[0].decodeBudgetTokens).toBe(40);
         expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
         // The recent-query ring as held (float16 bits for a float16 sequence), not only as policies read it.
-        const ring = original.snapshot("s").recentQueries;
+        const ring = (await original.snapshot("s")).recentQueries;
         if (c.ringHeld) expect(ring.count).toBeGreaterThan(0);
-        expect(bits(restored.snapshot("s").recentQueries.slab)).toBe(bits(ring.slab));
+        expect(bits((await restored.snapshot("s")).recentQueries.slab)).toBe(bits(ring.slab));
         for (let step = 0; step < 30; step++) {
           const expected = await decodeOne(original, "s", sampling);
           expect(await decodeOne(restored, "s", sampling)).toBe(expected);
-          expect(bits(restored.snapshot("s").lastLogits)).toBe(bits(original.snapshot("s").lastLogits));
+          expect(bits((await restored.snapshot("s")).lastLogits)).toBe(bits((await original.snapshot("s")).lastLogits));
           expect(cacheDigests(restored).get("\u0000s")).toEqual(cacheDigests(original).get("\u0000s"));
-          expect(bits(restored.snapshot("s").recentQueries.slab)).toBe(bits(original.snapshot("s").recentQueries.slab));
+          expect(bits((await restored.snapshot("s")).recentQueries.slab)).toBe(bits((await original.snapshot("s")).recentQueries.slab));
         }
         expect(restored.stats({ sequenceId: "s" }).sequences[0]).toMatchObject({ ...original.stats({ sequenceId: "s" }).sequences[0], idleMs: expect.any(Number) });
       } finally {

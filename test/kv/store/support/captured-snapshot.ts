@@ -14,7 +14,7 @@ export async function capturedSnapshot(): Promise<KvSnapshot> {
     });
     const decode = { sequenceId: "s", maxNewTokens: 4, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0n }, stopTokenIds: [], ignoreEos: true };
     for await (const _ of engine.decode({ ...decode, eviction: { policy: "h2o", budget: { maxTokens: 36 }, params: {} } }));
-    return engine.snapshot("s");
+    return await engine.snapshot("s");
   } finally {
     engine.close();
   }
