@@ -1,0 +1,116 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Engine, type EngineModel } from "../../src/engine/engine.js";
+import { FileKvStore } from "../../src/kv/store/file-kv-store.js";
+import type { KvStore } from "../../src/kv/store/kv-store.js";
+import { RedisKvStore } from "../../src/kv/store/redis-kv-store.js";
+import { SnapshotStore } from "../../src/kv/store/snapshot-store.js";
+import { loadModel } from "../../src/model/load-model.js";
+import type { EvictionSpec } from "../../src/policies/policy.js";
+import { startRedis, type RedisProcess } from "../kv/store/support/redis-server.js";
+import { DEFAULT_TEST_OPTIONS } from "../support/test-server.js";
+import { MODEL_FILES } from "../support/test-model.js";
+
+/*
+ * A device-resident sequence (--execution-provider webgpu) offloaded to a real store and restored
+ * transparently continues exactly as a copy that never left the device: the same tokens, and the
+ * logits after every step equal bit for bit (docs/kv-store.md, docs/webgpu.md).
+ */
+
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0n };
+const PROMPT = Array.from({ length: 90 }, (_, i) => (i === 0 ? 1 : 3 + ((i * 53) % 400)));
+const spec = (policy: string, maxTokens: number, params: Record<string, number> = {}): EvictionSpec => ({ policy, budget: { maxTokens }, params });
+
+// Skipped cleanly where onnxruntime finds no WebGPU adapter (docs/webgpu.md says how to install lavapipe).
+const gpu: EngineModel | null = await loadModel(MODEL_FILES, { executionProvider: "webgpu", intraOpThreads: 1 }).catch(() => null);
+const bits = (array: Float32Array | null) => (array ? Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString("hex") : null);
+
+/** Decodes `steps` tokens one call at a time; after each, the token and the last logits' bits. */
+async function stepsOf(engine: Engine, sequenceId: string, steps: number, eviction?: EvictionSpec): Promise<string[]> {
+  const seen: string[] = [];
+  for (let i = 0; i < steps; i++) {
+    const tokens: number[] = [];
+    for await (const t of engine.decode({ sequenceId, maxNewTokens: 1, sampling: GREEDY, stopTokenIds: [], ignoreEos: true, eviction: i === 0 ? eviction : undefined })) tokens.push(t.tokenId);
+    seen.push(`${tokens.join()}:${bits((await engine.snapshot(sequenceId)).lastLogits)}`);
+  }
+  return seen;
+}
+
+describe.skipIf(!gpu)("snapshots of a device-resident cache", () => {
+  let redis: RedisProcess;
+  let folder: string;
+  const stores: KvStore[] = [];
+  const engines: Engine[] = [];
+
+  function engineOn(store: KvStore, prefix: string, offloadIdleAfterMs?: number): Engine {
+    const snapshots = new SnapshotStore({ store, prefix, model: "stories260K", replica: "r", leaseMs: 2_000, ttlMs: 600_000 });
+    const engine = new Engine(gpu!, { ...DEFAULT_TEST_OPTIONS, kvStore: { snapshots, leaseMs: 2_000, offloadIdleAfterMs } });
+    engines.push(engine);
+    return engine;
+  }
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    stores.push(await RedisKvStore.open(redis.url));
+    folder = await mkdtemp(join(tmpdir(), "kvw-device-snapshots-"));
+    stores.push(await FileKvStore.open(pathToFileURL(folder).href));
+  });
+
+  afterAll(async () => {
+    for (const engine of engines) engine.close();
+    for (const store of stores) await store.close();
+    await redis?.stop();
+    if (folder) await rm(folder, { recursive: true, force: true });
+    await gpu?.runner.release();
+  });
+
+  const cases: { policy: string; evict: EvictionSpec; budget?: EvictionSpec }[] = [
+    { policy: "snapkv", evict: spec("snapkv", 48, { window: 8 }) },
+    { policy: "adakv", evict: spec("adakv", 48, { window: 8 }) },
+    { policy: "h2o", evict: spec("h2o", 56), budget: spec("h2o", 48) },
+  ];
+
+  for (const c of cases) {
+    it(`${c.policy}: prefill, evict, Offload, then decode after a transparent restore equals a fork that never left the device (redis)`, async () => {
+      const engine = engineOn(stores[0], `device-${c.policy}`);
+      await engine.prefill({ sequenceId: "s", tokenIds: PROMPT });
+      await engine.evict("s", c.evict);
+      await engine.fork("s", "kept");
+      const offloaded = await engine.offload("s");
+      expect(offloaded.storedBytes).toBeGreaterThan(0);
+      expect(engine.stats().sequences.find((s) => s.sequenceId === "s")?.residency).toBe("stored");
+      expect(engine.stats().kvBytesDevice).toBe(engine.stats({ sequenceId: "kept" }).sequences[0].kvBytesDevice);
+
+      const restored = await stepsOf(engine, "s", 6, c.budget);
+      const kept = await stepsOf(engine, "kept", 6, c.budget);
+      expect(restored).toEqual(kept);
+      expect(engine.stats({ sequenceId: "s" }).sequences[0].headLengths).toEqual(engine.stats({ sequenceId: "kept" }).sequences[0].headLengths);
+    });
+  }
+
+  it("restores from a file:// store into a second engine, and SIGTERM's offloadAll offloads device sequences", async () => {
+    const first = engineOn(stores[1], "device-file");
+    await first.prefill({ sequenceId: "s", tokenIds: PROMPT, eviction: spec("streaming_llm", 48) });
+    await first.fork("s", "kept");
+    expect(await first.offloadAll(Date.now() + 60_000)).toEqual({ offloaded: 2, failed: 0 });
+    expect(first.stats().kvBytesDevice).toBe(0);
+
+    const second = engineOn(stores[1], "device-file");
+    const reference = new Engine(gpu!, DEFAULT_TEST_OPTIONS);
+    engines.push(reference);
+    await reference.prefill({ sequenceId: "s", tokenIds: PROMPT, eviction: spec("streaming_llm", 48) });
+    expect(await stepsOf(second, "s", 4)).toEqual(await stepsOf(reference, "s", 4));
+  });
+
+  it("offloads a device sequence left idle past --offload-idle-after", async () => {
+    const engine = engineOn(stores[0], "device-idle", 50);
+    await engine.prefill({ sequenceId: "s", tokenIds: PROMPT });
+    const deadline = Date.now() + 30_000;
+    while (engine.stats().sequences[0]?.residency !== "stored" && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(engine.stats().sequences[0]?.residency).toBe("stored");
+    expect(engine.stats().kvBytesDevice).toBe(0);
+  });
+});
