@@ -130,8 +130,10 @@ export class DeviceLayerCache implements KvLayer {
     this.index.settle();
   }
 
+  /** Every head takes the largest room given: the device slab is [Hkv, capacity, d] (a host snapshot's heads may differ). */
   restoreRoom(headCapacities: Int32Array): void {
-    this.keepingPrefix(() => this.index.restoreRoom(headCapacities));
+    const room = new Int32Array(this.kvHeads).fill(Math.max(0, ...Array.from(headCapacities)));
+    this.keepingPrefix(() => this.index.restoreRoom(room));
   }
 
   rollback(checkpoint: LayerCheckpoint): void {
