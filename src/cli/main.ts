@@ -151,6 +151,7 @@ program
           store: await openKvStore(options.kvStore, { caFile: options.kvStoreCa }),
           prefix: options.kvStorePrefix,
           // The package version stands for the step graph's layout: a snapshot of another release is not restored.
+          // Not the execution provider: cpu and webgpu replicas share sequences (docs/kv-store.md).
           model: modelFingerprint({ weights: await weightsDigest(source), graphVersion: version, kvDtype: options.kvDtype }),
           replica: options.replicaName ?? `${hostname()}-${process.pid}`,
           leaseMs: options.kvStoreLease * 1000,
