@@ -61,11 +61,51 @@ export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
   return Buffer.concat(parts);
 }
 
+/**
+ * An encoded snapshot as the chunks it was stored in, read without joining them: joining would copy
+ * the whole snapshot into fresh memory once more (docs/kv-store.md, "Benchmarks").
+ */
+class ChunkedBytes {
+  readonly length: number;
+  constructor(private readonly chunks: readonly Buffer[]) {
+    this.length = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  }
+
+  /** Copies `length` bytes from offset `at` into `target` (the caller has checked the range). */
+  copyTo(target: Uint8Array, at: number, length: number): void {
+    let written = 0;
+    let start = 0;
+    for (const chunk of this.chunks) {
+      const end = start + chunk.length;
+      if (end > at + written && written < length) {
+        const from = at + written - start;
+        const count = Math.min(chunk.length - from, length - written);
+        target.set(chunk.subarray(from, from + count), written);
+        written += count;
+      }
+      start = end;
+    }
+  }
+
+  /** `length` bytes from `at` (at most the bytes there are): a view when one chunk holds them, else a copy. */
+  slice(at: number, length: number): Buffer {
+    const count = Math.max(0, Math.min(length, this.length - at));
+    let start = 0;
+    for (const chunk of this.chunks) {
+      if (at >= start && at + count <= start + chunk.length) return chunk.subarray(at - start, at - start + count);
+      start += chunk.length;
+    }
+    const copy = Buffer.alloc(count);
+    this.copyTo(copy, at, count);
+    return copy;
+  }
+}
+
 /** Reads arrays off an encoded snapshot in order, copying each (so it is aligned and owns its memory). */
 class ArrayReader {
   private at: number;
   constructor(
-    private readonly bytes: Buffer,
+    private readonly bytes: ChunkedBytes,
     start: number,
   ) {
     this.at = start;
@@ -76,7 +116,7 @@ class ArrayReader {
       throw new SnapshotCorrupt(`snapshot is truncated: ${byteLength} bytes wanted at offset ${this.at} of ${this.bytes.length}`);
     }
     const copy = new Uint8Array(byteLength);
-    copy.set(this.bytes.subarray(this.at, this.at + byteLength));
+    this.bytes.copyTo(copy, this.at, byteLength);
     this.at += byteLength;
     return copy.buffer;
   }
@@ -98,24 +138,27 @@ class ArrayReader {
   }
 }
 
-function parseHeader(bytes: Buffer): SnapshotHeader {
-  if (bytes.length < PREAMBLE_BYTES || !bytes.subarray(0, MAGIC.length).equals(MAGIC)) throw new SnapshotCorrupt("not a kvwarden snapshot (bad magic)");
-  const version = bytes.readUInt8(MAGIC.length);
+function parseHeader(bytes: ChunkedBytes): { header: SnapshotHeader; end: number } {
+  const preamble = bytes.slice(0, PREAMBLE_BYTES);
+  if (preamble.length < PREAMBLE_BYTES || !preamble.subarray(0, MAGIC.length).equals(MAGIC)) throw new SnapshotCorrupt("not a kvwarden snapshot (bad magic)");
+  const version = preamble.readUInt8(MAGIC.length);
   if (version !== SNAPSHOT_FORMAT_VERSION) {
     throw new SnapshotMismatch(`snapshot format version ${version}; this build reads version ${SNAPSHOT_FORMAT_VERSION}`);
   }
-  const length = bytes.readUInt32LE(MAGIC.length + 1);
+  const length = preamble.readUInt32LE(MAGIC.length + 1);
   if (PREAMBLE_BYTES + length > bytes.length) throw new SnapshotCorrupt("snapshot is truncated inside its header");
   try {
-    return JSON.parse(bytes.subarray(PREAMBLE_BYTES, PREAMBLE_BYTES + length).toString("utf8")) as SnapshotHeader;
+    return { header: JSON.parse(bytes.slice(PREAMBLE_BYTES, length).toString("utf8")) as SnapshotHeader, end: PREAMBLE_BYTES + length };
   } catch (error) {
     throw new SnapshotCorrupt(`snapshot header is not valid JSON: ${(error as Error).message}`);
   }
 }
 
-export function decodeSnapshot(bytes: Buffer): KvSnapshot {
-  const header = parseHeader(bytes);
-  const reader = new ArrayReader(bytes, PREAMBLE_BYTES + bytes.readUInt32LE(MAGIC.length + 1));
+/** Decodes an encoded snapshot, whole or as the chunks it was stored in (in order). */
+export function decodeSnapshot(encoded: Buffer | readonly Buffer[]): KvSnapshot {
+  const bytes = new ChunkedBytes(Buffer.isBuffer(encoded) ? [encoded] : encoded);
+  const { header, end } = parseHeader(bytes);
+  const reader = new ArrayReader(bytes, end);
   const { headSize, kvDtype } = header.shape;
   try {
     const fedTokenIds = reader.int32(header.fedTokens);

@@ -111,8 +111,8 @@ export class SnapshotStore {
     const keys = this.keys(tenant, sequenceId);
     // Each chunk is checked as it arrives, while the later ones are still on their way.
     const verified = await Promise.all(manifest.chunks.map((_, i) => this.options.store.get(keys.chunk(manifest.snapshotId, i)).then((chunk) => verifyChunk(manifest, i, chunk))));
-    // Buffer.concat copies even a single buffer: a fresh copy of the whole snapshot (docs/kv-store.md, "Benchmarks").
-    return decodeSnapshot(verified.length === 1 ? verified[0] : Buffer.concat(verified));
+    // Decoded from the chunks as received: joining them would copy the whole snapshot once more (docs/kv-store.md, "Benchmarks").
+    return decodeSnapshot(verified);
   }
 
   /** The manifest of the sequence's current snapshot, or null. */

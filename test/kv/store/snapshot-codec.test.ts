@@ -24,6 +24,16 @@ describe("the snapshot encoding", () => {
     expect(encodeSnapshot(decoded).equals(encoded)).toBe(true);
   });
 
+  it("decodes the same from the chunks it was stored in, cut anywhere (inside the preamble, the header, an array)", () => {
+    const headerEnd = 12 + encoded.readUInt32LE(8);
+    for (const cuts of [[3], [headerEnd - 5, headerEnd + 1], [headerEnd + 7, Math.floor(encoded.length / 2), encoded.length - 1], Array.from({ length: 40 }, (_, i) => Math.floor(((i + 1) * encoded.length) / 41))]) {
+      const chunks = [0, ...cuts].map((at, i) => encoded.subarray(at, cuts[i] ?? encoded.length));
+      expect(Buffer.concat(chunks).equals(encoded)).toBe(true);
+      expect(decodeSnapshot(chunks)).toEqual(snapshot);
+    }
+    expect(() => decodeSnapshot([encoded.subarray(0, 100), encoded.subarray(101)])).toThrow(SnapshotCorrupt);
+  });
+
   it("refuses a truncated or extended snapshot, or one that is not a snapshot, with DATA_LOSS", () => {
     for (const damaged of [encoded.subarray(0, encoded.length - 1), encoded.subarray(0, 20), Buffer.concat([encoded, Buffer.from([0])]), Buffer.from("not a snapshot")]) {
       expect(() => decodeSnapshot(damaged)).toThrow(SnapshotCorrupt);
