@@ -34,7 +34,8 @@ interface SnapshotHeader {
 
 const bytesOf = (array: ArrayBufferView) => Buffer.from(array.buffer, array.byteOffset, array.byteLength);
 
-export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
+/** The encoded snapshot as the pieces it is made of, in order (views of the snapshot's arrays, not copies). */
+function encodedParts(snapshot: KvSnapshot): Buffer[] {
   if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error("snapshots are encoded little-endian; this machine is big-endian");
   const budget = snapshot.decodeBudget;
   const header: SnapshotHeader = {
@@ -58,7 +59,31 @@ export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
   if (snapshot.lastLogits) parts.push(bytesOf(snapshot.lastLogits));
   for (const layer of snapshot.layers) parts.push(bytesOf(layer.keys), bytesOf(layer.values), bytesOf(layer.mass), bytesOf(layer.positions));
   parts.push(bytesOf(snapshot.recentQueries.slab));
-  return Buffer.concat(parts);
+  return parts;
+}
+
+export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
+  return Buffer.concat(encodedParts(snapshot));
+}
+
+/**
+ * Encodes `snapshot` straight into chunks of `chunkBytes` taken from `takeChunk` (the last one cut
+ * short): the same bytes as encodeSnapshot, cut as splitChunks would, without a whole-snapshot copy.
+ */
+export function encodeSnapshotChunks(snapshot: KvSnapshot, chunkBytes: number, takeChunk: () => Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  let chunk: Buffer = Buffer.alloc(0);
+  let filled = 0;
+  for (const part of encodedParts(snapshot)) {
+    for (let at = 0; at < part.length; ) {
+      if (filled === chunk.length) (chunk = takeChunk().subarray(0, chunkBytes)), chunks.push(chunk), (filled = 0);
+      const count = part.copy(chunk, filled, at);
+      filled += count;
+      at += count;
+    }
+  }
+  if (chunks.length > 0) chunks[chunks.length - 1] = chunk.subarray(0, filled);
+  return chunks;
 }
 
 /**

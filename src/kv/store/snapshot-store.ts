@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type { KvStore } from "./kv-store.js";
 import type { KvSnapshot } from "./sequence-snapshot.js";
-import { decodeSnapshot, encodeSnapshot, SNAPSHOT_FORMAT_VERSION } from "./snapshot-codec.js";
-import { decodeManifest, DEFAULT_CHUNK_BYTES, describeChunks, encodeManifest, splitChunks, verifyChunk, type SnapshotManifest } from "./snapshot-manifest.js";
+import { ChunkBufferPool } from "./chunk-buffer-pool.js";
+import { decodeSnapshot, encodeSnapshotChunks, SNAPSHOT_FORMAT_VERSION } from "./snapshot-codec.js";
+import { decodeManifest, DEFAULT_CHUNK_BYTES, describeChunks, encodeManifest, verifyChunk, type SnapshotManifest } from "./snapshot-manifest.js";
 import { SequenceKeys } from "./store-keys.js";
 import { SequenceHeldElsewhere, StaleLease } from "./store-errors.js";
 
@@ -42,7 +43,12 @@ export interface SavedSnapshot {
  * the current lease and never over a manifest of a newer one.
  */
 export class SnapshotStore {
-  constructor(private readonly options: SnapshotStoreOptions) {}
+  /** Four chunks: a 12.9 MiB snapshot of the benchmark model's shape (docs/kv-store.md, "Benchmarks"). */
+  private readonly chunkBuffers: ChunkBufferPool;
+
+  constructor(private readonly options: SnapshotStoreOptions) {
+    this.chunkBuffers = new ChunkBufferPool(options.chunkBytes ?? DEFAULT_CHUNK_BYTES, 4);
+  }
 
   keys(tenant: string, sequenceId: string): SequenceKeys {
     return new SequenceKeys(this.options.prefix, this.options.model, tenant, sequenceId);
@@ -75,14 +81,16 @@ export class SnapshotStore {
     const { store, ttlMs, model } = this.options;
     const { keys } = lease;
     const previousLookup = this.currentManifest(lease.tenant, lease.sequenceId).catch(() => null);
-    const encoded = encodeSnapshot(snapshot);
-    const chunks = splitChunks(encoded, this.options.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+    const chunks = encodeSnapshotChunks(snapshot, this.chunkBuffers.chunkBytes, () => this.chunkBuffers.take());
+    const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     const snapshotId = `${lease.token}-${randomUUID()}`;
     const chunkKeys = chunks.map((_, i) => keys.chunk(snapshotId, i));
     // The checksums are computed while the chunks are on their way and the server stores them.
     const written = Promise.all(chunks.map((chunk, i) => store.set(chunkKeys[i], chunk, ttlMs)));
     const described = describeChunks(chunks);
     await written;
+    // Answered: the server holds its own copies, the buffers are free again (after a failure they are not reused).
+    this.chunkBuffers.give(chunks);
     const previous = await previousLookup;
     const manifest: SnapshotManifest = {
       format: "kvwarden-kv-snapshot",
@@ -92,7 +100,7 @@ export class SnapshotStore {
       sequenceId: lease.sequenceId,
       snapshotId,
       fence: lease.token,
-      bytes: encoded.length,
+      bytes,
       chunks: described,
       writtenAt: new Date().toISOString(),
     };
@@ -101,7 +109,7 @@ export class SnapshotStore {
       throw this.stale(lease);
     }
     if (previous) await store.delete(previous.chunks.map((_, i) => keys.chunk(previous.snapshotId, i))).catch(() => {});
-    return { snapshotId, bytes: encoded.length, chunks: chunks.length };
+    return { snapshotId, bytes, chunks: chunks.length };
   }
 
   /** The sequence's current snapshot, checked chunk by chunk; null when none is stored (or it expired). */

@@ -2,7 +2,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { Sequence } from "../../../src/engine/sequence.js";
 import { SlabPool } from "../../../src/kv/slab-pool.js";
 import { restoreSnapshot, type KvSnapshot } from "../../../src/kv/store/sequence-snapshot.js";
-import { decodeSnapshot, encodeSnapshot } from "../../../src/kv/store/snapshot-codec.js";
+import { decodeSnapshot, encodeSnapshot, encodeSnapshotChunks } from "../../../src/kv/store/snapshot-codec.js";
+import { splitChunks } from "../../../src/kv/store/snapshot-manifest.js";
 import { SnapshotCorrupt, SnapshotMismatch } from "../../../src/kv/store/store-errors.js";
 import { capturedSnapshot } from "./support/captured-snapshot.js";
 
@@ -32,6 +33,15 @@ describe("the snapshot encoding", () => {
       expect(decodeSnapshot(chunks)).toEqual(snapshot);
     }
     expect(() => decodeSnapshot([encoded.subarray(0, 100), encoded.subarray(101)])).toThrow(SnapshotCorrupt);
+  });
+
+  it("encodes straight into chunk buffers the same bytes, cut the same way, as the whole encoding", () => {
+    for (const chunkBytes of [5, 4096, 16_384, encoded.length, encoded.length + 1]) {
+      const taken: Buffer[] = [];
+      const chunks = encodeSnapshotChunks(snapshot, chunkBytes, () => (taken.push(Buffer.alloc(chunkBytes, 0xff)), taken.at(-1)!));
+      expect(chunks.map((chunk) => chunk.toString("hex"))).toEqual(splitChunks(encoded, chunkBytes).map((chunk) => chunk.toString("hex")));
+      expect(taken.length).toBe(chunks.length);
+    }
   });
 
   it("refuses a truncated or extended snapshot, or one that is not a snapshot, with DATA_LOSS", () => {

@@ -1,0 +1,24 @@
+/**
+ * Chunk-sized buffers reused from one save to the next. In a VM, memory touched for the first time
+ * costs a page fault per page, and a multi-MiB Buffer is fresh mmap'd memory every time: copying a
+ * snapshot into new memory took longer than sending it (docs/kv-store.md, "Benchmarks"). A buffer
+ * comes back only once the store has answered for it, so nothing still being sent is overwritten.
+ * Holds at most `limit` buffers (outside --kv-budget).
+ */
+export class ChunkBufferPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(
+    readonly chunkBytes: number,
+    private readonly limit: number,
+  ) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes);
+  }
+
+  give(buffers: readonly Buffer[]): void {
+    // Whole buffers back (a last chunk is a shorter view of one).
+    for (const { buffer } of buffers) if (this.free.length < this.limit && buffer.byteLength === this.chunkBytes) this.free.push(Buffer.from(buffer, 0, this.chunkBytes));
+  }
+}
