@@ -146,6 +146,10 @@ export class Prefill {
         const out = await this.telemetry.observeStep("prefill", sequence.id, chunk.length, sequence.fedTokens, () =>
           this.model.runner.run({ tokens: chunk, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows, logitRows }),
         );
+        // Cancelled (or past its deadline) while the step ran: the caller is gone and will see a failure,
+        // so nothing of this call may stay (before, a feed finished after its deadline kept a sequence the
+        // caller never knew of: docs/limits.md, "Full soak run").
+        if (signal?.aborted) throw new EngineError("CANCELLED", "the call was cancelled");
         if (scoring) {
           // Row r predicts token start + r + 1.
           const vocab = this.model.config.vocabSize;

@@ -35,3 +35,19 @@ describe("a deadline expires mid-prefill", () => {
     await expectDecodesLikeReference(t.client, "doc", PROMPT);
   });
 });
+
+describe("a deadline expires during a prefill's only step", () => {
+  let t: TestServer;
+  beforeAll(async () => {
+    // One chunk: a single step of 800 tokens, which takes far longer than the deadline.
+    t = await startTestServer(await loadTestModel(), { allowPastContext: true, maxSequenceTokens: 65_536, prefillChunkTokens: 4096 });
+  });
+  afterAll(() => t.close());
+
+  it("keeps nothing of it: the caller saw DEADLINE_EXCEEDED, so a new sequence must not stay behind", async () => {
+    expect((await statusOf(t.client.prefill({ sequenceId: "fresh", tokenIds: LONG.slice(0, 800) }, { deadline: 20 }))).code).toBe(status.DEADLINE_EXCEEDED);
+    await untilIdle(t.client, "fresh");
+    expect((await t.client.stats()).sequences).toEqual([]);
+    await expectExactAccounting(t.client);
+  });
+});
