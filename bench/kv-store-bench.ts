@@ -165,8 +165,8 @@ try {
   row("redis-benchmark GET (anchor)", "GET", "GET");
   row("bare node:net GET, default reads (64 KiB each, a new Buffer apiece)", "bare GET", "GET");
   row("bare node:net GET, reads into one 8 MiB buffer (`onread`)", "bare large GET", "GET");
-  row("node-redis GET of one 4 MiB chunk (the store's client, no snapshot work)", "client GET", "GET");
-  row("snapshot load (manifest, GET chunks, CRC-32, decode)", "load", "GET");
+  row("node-redis GET of one 4 MiB chunk (how TLS and Cluster stores read, no snapshot work)", "client GET", "GET");
+  row("snapshot load (manifest, GET chunks through the store's reader in rounds of 8 MiB, CRC-32, decode)", "load", "GET");
   report.print();
   report.print("| memory (no network) | MiB/s | vs redis-benchmark GET |");
   report.print("|---|---|---|");

@@ -5,6 +5,9 @@
  * writes for lack of room.
  */
 
+/** Where a value read by getMany goes: a buffer of at least `bytes`, or null for one of its own. */
+export type ValueBuffers = (bytes: number) => Buffer | null;
+
 /** The keys that fence one sequence: its lease, its fencing counter and its manifest. */
 export interface FenceKeys {
   lease: string;
@@ -24,6 +27,11 @@ export interface KvStore {
   /** Where the store is, for messages: the URL without credentials. */
   readonly location: string;
   get(key: string): Promise<Buffer | null>;
+  /**
+   * Reads `keys` at once (null where one is missing). A backend that can copies each value into a
+   * buffer from `buffers` (reused memory: docs/kv-store.md, "Benchmarks"); the others ignore it.
+   */
+  getMany(keys: readonly string[], buffers: ValueBuffers): Promise<(Buffer | null)[]>;
   /** Writes `value` under `key`, expiring after `ttlMs`. */
   set(key: string, value: Buffer, ttlMs: number): Promise<void>;
   delete(keys: readonly string[]): Promise<void>;

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { createClient, createCluster, ErrorReply, RESP_TYPES } from "redis";
-import type { FenceKeys, HeldLease, KvStore, LeaseAttempt } from "./kv-store.js";
+import type { FenceKeys, HeldLease, KvStore, LeaseAttempt, ValueBuffers } from "./kv-store.js";
+import { RedisChunkReader } from "./redis-chunk-reader.js";
 import { parseClusterUrl } from "./redis-cluster-url.js";
 import { KvStoreFull, KvStoreUnavailable } from "./store-errors.js";
 import { storeLocation } from "./store-location.js";
@@ -84,6 +85,8 @@ export class RedisKvStore implements KvStore {
     readonly location: string,
     private readonly client: RedisCommands,
     private readonly disconnect: () => void,
+    /** Reads snapshot chunks into reused buffers (plain TCP only; TLS and Cluster read through node-redis). */
+    private readonly chunkReader: RedisChunkReader | null = null,
   ) {}
 
   static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisKvStore> {
@@ -99,7 +102,8 @@ export class RedisKvStore implements KvStore {
       throw new KvStoreUnavailable(location, error);
     }
     connection.connected = true;
-    return new RedisKvStore(location, client, () => client.isOpen && client.destroy());
+    const chunkReader = url.startsWith("redis:") ? new RedisChunkReader(new URL(url)) : null;
+    return new RedisKvStore(location, client, () => client.isOpen && client.destroy(), chunkReader);
   }
 
   /** A Redis Cluster: the nodes in the URL are where the client discovers the others from. */
@@ -129,6 +133,11 @@ export class RedisKvStore implements KvStore {
 
   get(key: string): Promise<Buffer | null> {
     return this.call(() => this.client.get(key));
+  }
+
+  getMany(keys: readonly string[], buffers: ValueBuffers): Promise<(Buffer | null)[]> {
+    const reader = this.chunkReader;
+    return this.call(() => (reader ? reader.getMany(keys, buffers) : Promise.all(keys.map((key) => this.client.get(key)))));
   }
 
   async set(key: string, value: Buffer, ttlMs: number): Promise<void> {
@@ -166,6 +175,7 @@ export class RedisKvStore implements KvStore {
   }
 
   async close(): Promise<void> {
+    this.chunkReader?.close();
     this.disconnect();
   }
 
