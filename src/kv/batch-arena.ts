@@ -8,12 +8,15 @@ interface SlotCopy {
   revision: number;
 }
 
-/** The first B slots of a layer as the step graph reads them; stable objects while the layer keeps its size. */
-interface SlotsView {
+/** A layer's stores as a step reads them (PastLayer): its first B slots are the batch's. */
+export interface ArenaView {
+  capacity: number;
   keyStore: KvArray;
   valueStore: KvArray;
   mask: Float32Array;
   lengths: Int32Array;
+  rowRevisions: Int32Array;
+  revision: number;
 }
 
 /** One layer of the arena: B slots side by side, [slots, Hkv, capacity, d] keys and values, [slots, Hkv, capacity] mask. */
@@ -26,22 +29,23 @@ class ArenaLayer {
   copies: (SlotCopy | null)[] = [];
   /**
    * Entries copied per row (slot * Hkv + head). Between steps the rows only gain entries at their
-   * ends while `revision` stays, so a session thread can keep the arena and be sent only those
-   * (docs/worker-threads.md), as it keeps a lone sequence's cache.
+   * ends, or are copied afresh (`rowRevisions`), while `revision` stays, so a session thread can keep
+   * the arena and be sent only those (docs/worker-threads.md), as it keeps a lone sequence's cache.
    */
   lengths = new Int32Array();
-  /** Counts changes other than appends: a slot copied afresh, a resize. */
+  /** Per row, counts its fresh copies (another sequence took the slot, or its own cache changed other than by appends). */
+  rowRevisions = new Int32Array();
+  /** Counts resizes: every row laid out again. */
   revision = 0;
-  /** Per batch size, the views of the first B slots: the same objects from step to step, so a thread's copy of them is found again. */
-  private views = new Map<number, SlotsView>();
 
   constructor(private readonly shape: KvShape) {
     this.keyStore = this.kvArray(0);
     this.valueStore = this.kvArray(0);
   }
 
+  /** The memory held, room kept past the stores included. */
   get bytes(): number {
-    return this.keyStore.byteLength + this.valueStore.byteLength + this.mask.byteLength;
+    return this.keyStore.buffer.byteLength + this.valueStore.buffer.byteLength + this.mask.buffer.byteLength;
   }
 
   /** Sizes the layer for `slots` sequences of up to `needed` entries per head; a new size drops every copy. */
@@ -52,12 +56,14 @@ class ArenaLayer {
     this.capacity = capacity;
     this.slots = Math.max(slots, this.slots);
     const { kvHeads, headSize } = this.shape;
-    this.keyStore = this.kvArray(this.slots * kvHeads * capacity * headSize);
-    this.valueStore = this.kvArray(this.slots * kvHeads * capacity * headSize);
-    this.mask = new Float32Array(this.slots * kvHeads * capacity);
+    // Laid out afresh over the memory already held where it has room: fresh memory is slow to touch
+    // (page faults: 3 ms a MiB on the 2-core VM), and every slot is copied in again after a resize.
+    this.keyStore = withRoom(this.keyStore, this.slots * kvHeads * capacity * headSize);
+    this.valueStore = withRoom(this.valueStore, this.slots * kvHeads * capacity * headSize);
+    this.mask = withRoom(this.mask, this.slots * kvHeads * capacity);
     this.copies = new Array<SlotCopy | null>(this.slots).fill(null);
     this.lengths = new Int32Array(this.slots * kvHeads);
-    this.views.clear();
+    this.rowRevisions = new Int32Array(this.slots * kvHeads);
     this.revision++;
   }
 
@@ -70,7 +76,7 @@ class ArenaLayer {
       this.copies[slot] = { cache, revision: cache.revision };
       copied.fill(0);
       this.mask.fill(-Infinity, slot * kvHeads * this.capacity, (slot + 1) * kvHeads * this.capacity);
-      this.revision++;
+      for (let h = 0; h < kvHeads; h++) this.rowRevisions[slot * kvHeads + h]++;
     }
     for (let h = 0; h < kvHeads; h++) {
       const from = copied[h];
@@ -94,21 +100,13 @@ class ArenaLayer {
     }
   }
 
-  /** The first `batch` slots as the step graph reads them, with what a session thread needs to keep them (PastLayer). */
-  view(batch: number): SlotsView & { capacity: number; revision: number } {
-    const { kvHeads, headSize } = this.shape;
-    let view = this.views.get(batch);
-    if (!view) {
-      const entries = batch * kvHeads * this.capacity;
-      view = {
-        keyStore: this.keyStore.subarray(0, entries * headSize),
-        valueStore: this.valueStore.subarray(0, entries * headSize),
-        mask: this.mask.subarray(0, entries),
-        lengths: this.lengths.subarray(0, batch * kvHeads),
-      };
-      this.views.set(batch, view);
-    }
-    return { ...view, capacity: this.capacity, revision: this.revision };
+  /**
+   * The stores whole, with what a session thread needs to keep them (PastLayer): a step reads the first
+   * B slots. The same stores whatever the batch size, so that a thread keeps one copy across sizes.
+   */
+  view(): ArenaView {
+    const { capacity, keyStore, valueStore, mask, lengths, rowRevisions, revision } = this;
+    return { capacity, keyStore, valueStore, mask, lengths, rowRevisions, revision };
   }
 
   release(): void {
@@ -119,13 +117,24 @@ class ArenaLayer {
     this.mask = new Float32Array();
     this.copies = [];
     this.lengths = new Int32Array();
-    this.views.clear();
+    this.rowRevisions = new Int32Array();
     this.revision++;
   }
 
   private kvArray(length: number): KvArray {
     return this.shape.kvDtype === "float16" ? new Uint16Array(length) : new Float32Array(length);
   }
+}
+
+/**
+ * A `length`-long array of `store`'s kind over `store`'s memory when it has room, else over new memory
+ * with room to grow into (the next power of two in bytes). Its contents are whatever was there.
+ */
+function withRoom<T extends KvArray>(store: T, length: number): T {
+  const Kind = store.constructor as new (buffer: ArrayBuffer, byteOffset: number, length: number) => T;
+  const bytes = length * store.BYTES_PER_ELEMENT;
+  const buffer = store.buffer.byteLength >= bytes ? store.buffer : new ArrayBuffer(2 ** Math.ceil(Math.log2(Math.max(1, bytes))));
+  return new Kind(buffer as ArrayBuffer, 0, length);
 }
 
 /**
@@ -168,14 +177,14 @@ export class BatchArena {
 
   /**
    * Lays out an arranged batch (each member one sequence's layer caches) for
-   * one step, member b in slot b. Returns per layer the past the graph reads.
+   * one step, member b in slot b. Returns per layer the past the graph reads (its first B slots).
    */
-  gather(batch: readonly (readonly KvLayer[])[]): ReturnType<ArenaLayer["view"]>[] {
+  gather(batch: readonly (readonly KvLayer[])[]): ArenaView[] {
     this.slotOf = new Map(batch.map((caches, slot) => [caches, slot]));
     return this.layers.map((layer, l) => {
       layer.fit(batch.length, Math.max(1, ...batch.map((caches) => caches[l].maxLength)));
       batch.forEach((caches, slot) => layer.sync(slot, hostLayer(caches[l], "decode batches hold host slab caches only")));
-      return layer.view(batch.length);
+      return layer.view();
     });
   }
 

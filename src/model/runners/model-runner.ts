@@ -31,7 +31,8 @@ export interface DeviceCacheRuntime {
 
 /**
  * A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] in the KV dtype, and a
- * mask [Hkv, capacity]; for a batch, the B sequences' slabs side by side ([B, Hkv, capacity, d]).
+ * mask [Hkv, capacity]; for a batch, the B sequences' slabs side by side ([B, Hkv, capacity, d]),
+ * the first B slots of stores that may hold more (a batch arena keeps room for its largest batch).
  */
 export interface PastLayer {
   readonly capacity: number;
@@ -41,11 +42,12 @@ export interface PastLayer {
   /**
    * A sequence's own cache (LayerCache) and a batch's working copy (BatchArena) have these: while
    * `revision` and the stores stay, they only gain entries at the ends of their rows (`lengths`, one
-   * per batch member and KV head), so a runner may keep a copy beside the model and send only those
-   * (docs/worker-threads.md).
+   * per batch slot and KV head) or, in a batch, have rows copied afresh (`rowRevisions`), so a
+   * runner may keep a copy beside the model and send only those (docs/worker-threads.md).
    */
   readonly revision?: number;
   readonly lengths?: Int32Array;
+  readonly rowRevisions?: Int32Array;
 }
 
 export interface StepInput {

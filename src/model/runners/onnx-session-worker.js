@@ -10,9 +10,9 @@ import { parentPort, workerData } from "node:worker_threads";
  * {error} once the session is created, then to each {feeds: {name: {type, data, dims, resident?}}} (one at a
  * time) {outputs: {name: {data, dims}}, inputs} or {error, inputs}, where inputs are the feeds' buffers, and every buffer is transferred;
  * to {drop: ids} it lets those resident copies go; to {close} it ends once the runs before it are done.
- * A feed with `resident` {id, whole: true} is kept here as copy `id` (its buffer does not go back); with
+ * A feed with `resident` {id, whole: true} is copied here and kept as copy `id`; with
  * {id, whole: false, starts, counts} its data holds the ranges appended to copy `id` since the last run,
- * packed (resident-inputs.ts); either way the run reads the copy.
+ * packed (resident-inputs.ts); either way the run reads the copy (its first product(dims) values).
  */
 
 const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
@@ -38,11 +38,15 @@ try {
  * @param {Record<string, {type: any, data: any, dims: number[], resident?: any}>} request
  */
 async function run(request) {
-  const inputs = [...new Set(Object.values(request).filter((feed) => !feed.resident?.whole).map((feed) => feed.data.buffer))];
+  const inputs = [...new Set(Object.values(request).map((feed) => feed.data.buffer))];
   try {
     /** @type {Record<string, ort.Tensor>} */
     const feeds = {};
-    for (const [name, { type, data, dims, resident: kept }] of Object.entries(request)) feeds[name] = new ort.Tensor(type, kept ? residentCopy(kept, data) : data, dims);
+    for (const [name, { type, data, dims, resident: kept }] of Object.entries(request)) {
+      // A kept copy may hold more than the tensor (a batch arena's room for larger batches): its start is.
+      const values = dims.reduce((product, n) => product * n, 1);
+      feeds[name] = new ort.Tensor(type, kept ? residentCopy(kept, data).subarray(0, values) : data, dims);
+    }
     const results = await session.run(feeds);
     /** @type {Record<string, {data: unknown, dims: readonly number[]}>} */
     const outputs = {};
@@ -66,8 +70,11 @@ async function run(request) {
  */
 function residentCopy(feed, data) {
   if (feed.whole) {
-    resident.set(feed.id, data);
-    return data;
+    // Into this thread's own memory, as the buffer goes back for reuse: fresh pages, slow to touch on
+    // some machines (docs/worker-threads.md), are paid for here rather than on the event loop.
+    const copy = data.slice();
+    resident.set(feed.id, copy);
+    return copy;
   }
   const copy = resident.get(feed.id);
   if (!copy) throw new Error(`resident input ${feed.id} is not held by this session thread`);

@@ -6,17 +6,21 @@
  * after, took more of the event loop than anything else a long stream did.
  */
 
-/** What lets an input be kept on a thread: it only gains entries at the ends of its rows while `revision` stays. */
+/** What lets an input be kept on a thread: it only gains entries at the ends of its rows while `revision` stays, or has rows rewritten as `rowRevisions` says. */
 export interface Appendable {
-  /** Counts changes other than appends; a new store (another typed array) is a change too. */
+  /** Counts changes other than appends and rewritten rows; a new store (another typed array) is a change too. */
   revision: number;
   /** Entries held per row. */
   lengths: Int32Array;
+  /** Per row, counts rewrites of that row alone (a batch slot another sequence took): such a row is sent whole, not the whole store. */
+  rowRevisions?: Int32Array;
   /** Slots per row: row r starts at entry r * rowSlots. */
   rowSlots: number;
   /** Values per entry (head size for keys and values, 1 for a mask). */
   width: number;
 }
+
+const NO_ROW_REVISIONS = new Int32Array();
 
 /** Inputs smaller than this are copied whole each run by default: cheaper than keeping them, and the run can take any thread. */
 export const RESIDENT_MIN_BYTES = 256 * 1024;
@@ -31,6 +35,7 @@ interface Record<Thread> {
   thread: Thread;
   revision: number;
   lengths: Int32Array;
+  rowRevisions: Int32Array;
   bytes: number;
 }
 
@@ -75,32 +80,34 @@ export class ResidentInputs<Thread extends object> {
   }
 
   /**
-   * How `store` goes to `thread` for a run asked for now: the entries appended since the copy
-   * there (packed into `pack`'s array), or whole. Records that the thread will hold it as it is now.
+   * How `store` goes to `thread` for a run asked for now: the entries appended since the copy there and
+   * the rows rewritten since (packed into `pack`'s array), or whole. Records that the thread will hold it as it is now.
    */
   send<T extends ArrayBufferView>(store: T, appendable: Appendable, thread: Thread, pack: (values: number) => T): { feed: ResidentFeed; data: T } | { feed: ResidentFeed; data: null } {
+    const { rowSlots, width, lengths, rowRevisions = NO_ROW_REVISIONS } = appendable;
     const record = this.records.get(store);
-    const current = record && record.thread === thread && record.revision === appendable.revision && appendable.lengths.every((n, row) => n >= record.lengths[row]);
-    if (!current) {
+    if (!record || record.thread !== thread || record.revision !== appendable.revision) {
       // The thread's older copy is stale: it goes before this run (messages arrive in order).
       if (record) this.forgetId(record.id, true);
       const id = this.nextId++;
-      const fresh: Record<Thread> = { id, thread, revision: appendable.revision, lengths: Int32Array.from(appendable.lengths), bytes: store.byteLength };
+      const fresh: Record<Thread> = { id, thread, revision: appendable.revision, lengths: Int32Array.from(lengths), rowRevisions: Int32Array.from(rowRevisions), bytes: store.byteLength };
       this.records.set(store, fresh);
       this.byId.set(id, { record: fresh, store: new WeakRef(store) });
       this.collected.register(store, id, fresh);
       return { feed: { id, whole: true }, data: null };
     }
-    const { rowSlots, width, lengths } = appendable;
     const starts: number[] = [];
     const counts: number[] = [];
     let values = 0;
     lengths.forEach((n, row) => {
-      const from = record.lengths[row];
-      if (n === from) return;
+      // A rewritten row (or one that lost entries) goes whole: its mask past the entries changed too.
+      const rewritten = n < record.lengths[row] || (rowRevisions[row] ?? 0) !== (record.rowRevisions[row] ?? 0);
+      const from = rewritten ? 0 : record.lengths[row];
+      const to = rewritten ? rowSlots : n;
+      if (to === from) return;
       starts.push((row * rowSlots + from) * width);
-      counts.push((n - from) * width);
-      values += (n - from) * width;
+      counts.push((to - from) * width);
+      values += (to - from) * width;
     });
     const data = pack(values);
     const source = store as unknown as Float32Array;
@@ -110,6 +117,7 @@ export class ResidentInputs<Thread extends object> {
       at += counts[i];
     });
     record.lengths.set(lengths);
+    record.rowRevisions.set(rowRevisions);
     return { feed: { id: record.id, whole: false, starts: Int32Array.from(starts), counts: Int32Array.from(counts), values }, data };
   }
 

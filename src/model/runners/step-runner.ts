@@ -84,10 +84,12 @@ export class StepRunner implements ModelRunner {
     past.forEach((layer, l) => {
       const dims = [batch, kvHeads, 1, layer.capacity, headSize];
       // A ragged layer (heads with different room) must be made uniform (reserved) before a step.
-      if (layer.mask.length !== batch * kvHeads * layer.capacity) throw new Error(`layer ${l}'s cache is not laid out [B, Hkv, capacity] for the step graph`);
+      if (layer.mask.length < batch * kvHeads * layer.capacity || layer.mask.length % (kvHeads * layer.capacity) !== 0) {
+        throw new Error(`layer ${l}'s cache is not laid out [B, Hkv, capacity] for the step graph`);
+      }
       // A sequence's cache, or a batch's arena, grows by appends: its thread may keep it and get only the new entries.
-      const appendable = (width: number) =>
-        layer.revision !== undefined && layer.lengths ? { revision: layer.revision, lengths: layer.lengths, rowSlots: layer.capacity, width } : undefined;
+      const { revision, lengths, rowRevisions } = layer;
+      const appendable = (width: number) => (revision !== undefined && lengths ? { revision, lengths, rowRevisions, rowSlots: layer.capacity, width } : undefined);
       feeds[STEP_IO.pastKey(l)] = { type: this.kvDtype, data: layer.keyStore, dims, appendable: appendable(headSize) };
       feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims, appendable: appendable(headSize) };
       feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity], appendable: appendable(1) };
