@@ -1,3 +1,4 @@
+import { runToEnd } from "../numerics/sliced-work.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { applyEviction, planEviction } from "./apply-eviction.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
@@ -48,13 +49,16 @@ export class DecodeBudget implements StandingBudget {
     return sequence.layers.some((layer) => layer.lengths.some((n) => n > limit));
   }
 
-  /** Evicts when it is due; null when nothing was due. */
-  enforce(sequence: Sequence): EvictionOutcome | null {
+  /** Evicts when it is due (on a sequence the caller holds: the plan is sliced); null when nothing was due. */
+  async enforce(sequence: Sequence): Promise<EvictionOutcome | null> {
     return this.isDue(sequence) ? applyEviction(sequence, this.spec, this.resolved) : null;
   }
 
-  /** Works out compacting to C now, whatever the slack (to relieve memory pressure); commit it with commitEviction. */
+  /**
+   * Works out compacting to C now, whatever the slack (to relieve memory pressure), in one go: the
+   * sequence is idle, not held, so it could change between slices; commit it with commitEviction.
+   */
   planCompression(sequence: Sequence): PlannedEviction {
-    return planEviction(sequence, this.spec, this.resolved);
+    return runToEnd(planEviction(sequence, this.spec, this.resolved));
   }
 }

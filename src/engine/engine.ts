@@ -144,12 +144,13 @@ export class Engine {
     }
   }
 
-  evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<EvictionOutcome> {
+  /** Runs a policy on the sequence; planning lets other calls through between slices, and a cancelled call changes nothing. */
+  evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<EvictionOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Evict", sequenceId, spec), async () => {
       await this.tiers?.bringIn(caller, sequenceId, false);
       const sequence = this.table.lookup(caller, sequenceId);
       const resolved = this.eviction.resolve(spec, sequence.maxHeadLength);
-      return this.table.withSequence(sequence, false, () => this.eviction.apply(sequence, spec, resolved));
+      return this.table.withSequence(sequence, false, () => this.eviction.apply(sequence, spec, resolved, signal));
     });
   }
 

@@ -36,8 +36,8 @@ export interface StandingBudget {
   readonly readsKeys: boolean;
   /** Whether some head has grown past C + slack. */
   isDue(sequence: Sequence): boolean;
-  /** Evicts when it is due; null when nothing was due. */
-  enforce(sequence: Sequence): EvictionOutcome | null;
+  /** Evicts when it is due (on a sequence the caller holds: the plan is sliced); null when nothing was due. */
+  enforce(sequence: Sequence): Promise<EvictionOutcome | null>;
   /** Works out compacting to C now, whatever the slack; commit it with commitEviction. */
   planCompression(sequence: Sequence): PlannedEviction;
 }
