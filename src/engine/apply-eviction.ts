@@ -1,15 +1,9 @@
 import { SeededRandom } from "../numerics/seeded-random.js";
-import { runInSlices } from "../numerics/sliced-work.js";
+import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
 import type { EvictionSpec, KeepPlan } from "../policies/policy.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
 import type { Sequence } from "./sequence.js";
-
-/**
- * How long eviction planning runs before the event loop turns (runInSlices): long plans (tens of
- * milliseconds on the 2-core machine) go layer by layer, short ones in one go.
- */
-export const EVICTION_SLICE_MS = 5;
 
 /**
  * Works out an eviction without changing the sequence (policies are pure), layer by layer: run it with
@@ -70,7 +64,7 @@ export function overBudget(sequence: Sequence, budget: (entries: number) => numb
  * the compaction is one synchronous step.
  */
 export async function applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction, queryRows?: number, signal?: AbortSignal): Promise<EvictionOutcome> {
-  return commitEviction(sequence, await runInSlices(planEviction(sequence, spec, resolved, queryRows), signal, EVICTION_SLICE_MS));
+  return commitEviction(sequence, await runInSlices(planEviction(sequence, spec, resolved, queryRows), signal, SLICE_MS));
 }
 
 /** A policy's plan must keep, per head, at least one existing slot, ascending. */

@@ -6,8 +6,9 @@ import { healthOf } from "../support/health-probe.js";
 import { loadTestModel } from "../support/test-model.js";
 import { startTestServer, type TestServer } from "../support/test-server.js";
 
-/** Each layer of a plan takes this long: an eviction of a long sequence on a large model, made slow on purpose. */
-const LAYER_MS = 60;
+/** While slowed, each layer of a plan takes this many steps of STEP_MS more: an eviction of a long sequence on a large model. */
+const STEPS_PER_LAYER = 5;
+const STEP_MS = 15;
 
 /** snapkv, slowed down layer by layer while `slow` is set; `planning` resolves once such a plan has started. */
 function slowedSnapkv(): { slow: { on: boolean }; planning: () => Promise<void>; restore: () => void } {
@@ -20,12 +21,13 @@ function slowedSnapkv(): { slow: { on: boolean }; planning: () => Promise<void>;
     for (;;) {
       const step = work.next();
       if (step.done) return step.value;
-      if (slow.on) {
-        started();
-        const until = performance.now() + LAYER_MS;
-        while (performance.now() < until);
-      }
       yield;
+      for (let i = 0; slow.on && i < STEPS_PER_LAYER; i++) {
+        started();
+        const until = performance.now() + STEP_MS;
+        while (performance.now() < until);
+        yield;
+      }
     }
   };
   return {
