@@ -48,6 +48,12 @@ export interface PastLayer {
   readonly revision?: number;
   readonly lengths?: Int32Array;
   readonly rowRevisions?: Int32Array;
+  /**
+   * A batch arena resized for this step: the stores these were laid out from, each row keeping its
+   * first slots, as many as fit, the rest ARENA_PAD (src/kv/batch-arena.ts). A runner's copy of
+   * those may be laid out the same way rather than sent again.
+   */
+  readonly relaidFrom?: { readonly keyStore: KvArray; readonly valueStore: KvArray; readonly mask: Float32Array } | null;
 }
 
 export interface StepInput {

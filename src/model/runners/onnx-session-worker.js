@@ -12,7 +12,8 @@ import { parentPort, workerData } from "node:worker_threads";
  * to {drop: ids} it lets those resident copies go; to {close} it ends once the runs before it are done.
  * A feed with `resident` {id, whole: true} is copied here and kept as copy `id`; with
  * {id, whole: false, starts, counts} its data holds the ranges appended to copy `id` since the last run,
- * packed (resident-inputs.ts); either way the run reads the copy (its first product(dims) values).
+ * packed, once copy `relaid.from`, if named, is laid out anew as copy `id` (resident-inputs.ts); either
+ * way the run reads the copy (its first product(dims) values).
  */
 
 const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
@@ -58,14 +59,17 @@ async function run(request) {
     port.postMessage({ outputs, inputs }, [...buffers, ...inputs]);
   } catch (error) {
     // The main thread sends these whole next time (session-threads.ts): they may be half updated.
-    for (const feed of Object.values(request)) if (feed.resident) resident.delete(feed.resident.id);
+    for (const feed of Object.values(request)) {
+      if (feed.resident) resident.delete(feed.resident.id);
+      if (feed.resident?.relaid) resident.delete(feed.resident.relaid.from);
+    }
     port.postMessage({ error: messageOf(error), inputs }, inputs);
   }
 }
 
 /**
  * The copy a resident feed names, after applying what it sends.
- * @param {{id: number, whole: boolean, starts?: Int32Array, counts?: Int32Array}} feed
+ * @param {{id: number, whole: boolean, relaid?: Relaid, starts?: Int32Array, counts?: Int32Array}} feed
  * @param {Float32Array | Uint16Array} data
  */
 function residentCopy(feed, data) {
@@ -76,6 +80,7 @@ function residentCopy(feed, data) {
     resident.set(feed.id, copy);
     return copy;
   }
+  if (feed.relaid) resident.set(feed.id, relaid(feed.relaid));
   const copy = resident.get(feed.id);
   if (!copy) throw new Error(`resident input ${feed.id} is not held by this session thread`);
   const { starts = new Int32Array(), counts = new Int32Array() } = feed;
@@ -84,6 +89,24 @@ function residentCopy(feed, data) {
     copy.set(data.subarray(at, at + counts[i]), starts[i]);
     at += counts[i];
   }
+  return copy;
+}
+
+/** @typedef {{from: number, fromRowSlots: number, rowSlots: number, width: number, length: number, pad: number}} Relaid */
+
+/**
+ * Copy `from` laid out anew (a batch arena's resize, batch-arena.ts): `length` values in rows of `rowSlots`
+ * slots of `width` values, each keeping its first slots, as many as fit, the rest `pad`. The old copy goes.
+ * @param {Relaid} relaid
+ */
+function relaid({ from, fromRowSlots, rowSlots, width, length, pad }) {
+  const old = resident.get(from);
+  if (!old) throw new Error(`resident input ${from} is not held by this session thread`);
+  resident.delete(from);
+  const copy = /** @type {Float32Array | Uint16Array} */ (new /** @type {any} */ (old.constructor)(length)).fill(pad);
+  const kept = Math.min(fromRowSlots, rowSlots) * width;
+  const rows = Math.min(old.length / (fromRowSlots * width), length / (rowSlots * width));
+  for (let row = 0; row < rows; row++) copy.set(old.subarray(row * fromRowSlots * width, row * fromRowSlots * width + kept), row * rowSlots * width);
   return copy;
 }
 
