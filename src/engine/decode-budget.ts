@@ -1,4 +1,3 @@
-import { runToEnd } from "../numerics/sliced-work.js";
 import { InvalidEvictionError, type EvictionSpec } from "../policies/policy.js";
 import { applyEviction, planEviction } from "./apply-eviction.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
@@ -55,10 +54,11 @@ export class DecodeBudget implements StandingBudget {
   }
 
   /**
-   * Works out compacting to C now, whatever the slack (to relieve memory pressure), in one go: the
-   * sequence is idle, not held, so it could change between slices; commit it with commitEviction.
+   * Works out compacting to C now, whatever the slack (to relieve memory pressure), layer by layer;
+   * commit it with commitEviction. The sequence is idle, not held: whoever runs it in slices must check
+   * that it has not changed meanwhile (sequence-compression.ts).
    */
-  planCompression(sequence: Sequence): PlannedEviction {
-    return runToEnd(planEviction(sequence, this.spec, this.resolved));
+  planCompression(sequence: Sequence): Generator<void, PlannedEviction> {
+    return planEviction(sequence, this.spec, this.resolved);
   }
 }

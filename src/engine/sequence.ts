@@ -38,8 +38,8 @@ export interface StandingBudget {
   isDue(sequence: Sequence): boolean;
   /** Evicts when it is due (on a sequence the caller holds: the plan is sliced); null when nothing was due. */
   enforce(sequence: Sequence): Promise<EvictionOutcome | null>;
-  /** Works out compacting to C now, whatever the slack; commit it with commitEviction. */
-  planCompression(sequence: Sequence): PlannedEviction;
+  /** Works out compacting to C now, whatever the slack, layer by layer; commit it with commitEviction. */
+  planCompression(sequence: Sequence): Generator<void, PlannedEviction>;
 }
 
 /**
