@@ -1,18 +1,22 @@
 import { SeededRandom } from "../numerics/seeded-random.js";
+import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
 import type { EvictionSpec, KeepPlan } from "../policies/policy.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
 import type { Sequence } from "./sequence.js";
 
-/** Works out an eviction without changing the sequence (policies are pure). */
-export function planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget, observer }: ResolvedEviction, queryRows?: number): PlannedEviction {
+/**
+ * Works out an eviction without changing the sequence (policies are pure), layer by layer: run it with
+ * runInSlices, while the caller holds the sequence (nothing else changes it between slices), or runToEnd.
+ */
+export function* planEviction(sequence: Sequence, spec: EvictionSpec, { policy, budget, observer }: ResolvedEviction, queryRows?: number): Generator<void, PlannedEviction> {
   const base = { policy, observer, budgetTokens: budget(sequence.maxHeadLength), bytesAfter: sequence.bytes, startTime: performance.now(), queryRows };
   if (policy.name === "none") return { ...base, detail: "policy 'none' keeps every entry" };
   if (!overBudget(sequence, budget)) return { ...base, detail: "every head already fits the budget; nothing evicted" };
   if (policy.readsKeys && !sequence.keysOnHost) throw new Error(`policy '${policy.name}' scores keys: read them back (Sequence.loadKeys) before planning`);
   // Random draws are reproducible with the request's seed, and fresh without one.
   const view = sequence.view();
-  const plan = policy.plan(view, budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
+  const plan = yield* policy.plan(view, budget, { ...spec, seed: spec.seed ?? SeededRandom.randomSeed() });
   checkPlan(plan.keep, sequence);
   // Each head shrinks to the room its kept entries need.
   const bytesAfter = sequence.layers.reduce((sum, layer, l) => sum - layer.bytes + layer.bytesHolding(plan.keep[l].map((k) => k.length)), sequence.bytes);
@@ -53,9 +57,14 @@ export function overBudget(sequence: Sequence, budget: (entries: number) => numb
   return sequence.layers.some((layer) => layer.lengths.some((n) => n > budget(n)));
 }
 
-/** Runs a policy on a sequence and compacts its cache to the plan; with `queryRows`, the sequence keeps that many recent queries after. */
-export function applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction, queryRows?: number): EvictionOutcome {
-  return commitEviction(sequence, planEviction(sequence, spec, resolved, queryRows));
+/**
+ * Runs a policy on a sequence the caller holds, letting the event loop turn between slices of the
+ * plan, and compacts its cache to the plan; with `queryRows`, the sequence keeps that many recent
+ * queries after. Once `signal` aborts it stops with the sequence unchanged: only the plan is sliced,
+ * the compaction is one synchronous step.
+ */
+export async function applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction, queryRows?: number, signal?: AbortSignal): Promise<EvictionOutcome> {
+  return commitEviction(sequence, await runInSlices(planEviction(sequence, spec, resolved, queryRows), signal, SLICE_MS));
 }
 
 /** A policy's plan must keep, per head, at least one existing slot, ascending. */

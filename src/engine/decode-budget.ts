@@ -48,13 +48,17 @@ export class DecodeBudget implements StandingBudget {
     return sequence.layers.some((layer) => layer.lengths.some((n) => n > limit));
   }
 
-  /** Evicts when it is due; null when nothing was due. */
-  enforce(sequence: Sequence): EvictionOutcome | null {
+  /** Evicts when it is due (on a sequence the caller holds: the plan is sliced); null when nothing was due. */
+  async enforce(sequence: Sequence): Promise<EvictionOutcome | null> {
     return this.isDue(sequence) ? applyEviction(sequence, this.spec, this.resolved) : null;
   }
 
-  /** Works out compacting to C now, whatever the slack (to relieve memory pressure); commit it with commitEviction. */
-  planCompression(sequence: Sequence): PlannedEviction {
+  /**
+   * Works out compacting to C now, whatever the slack (to relieve memory pressure), layer by layer;
+   * commit it with commitEviction. The sequence is idle, not held: whoever runs it in slices must check
+   * that it has not changed meanwhile (sequence-compression.ts).
+   */
+  planCompression(sequence: Sequence): Generator<void, PlannedEviction> {
     return planEviction(sequence, this.spec, this.resolved);
   }
 }

@@ -1,5 +1,6 @@
 import { LaneArenas } from "../kv/lane-arenas.js";
 import { Sampler, type SamplingParams } from "../model/sampling/sampler.js";
+import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
@@ -171,11 +172,12 @@ export class DecodeStreams {
     }
     const arena = this.arenas.of(lane, lanes);
     const arranged = arena.arrange(batch);
-    const out = await this.telemetry.observeStep("decode", arranged[0].id, 1, arranged[0].fedTokens, () =>
+    const out = await this.telemetry.observeStep("decode", arranged[0].id, 1, arranged[0].fedTokens, async () =>
       this.model.runner.runDecodeBatch({
         tokens: arranged.map((s) => s.pendingToken!),
         positions: arranged.map((s) => s.fedTokens),
-        past: arena.gather(arranged.map((s) => s.layers)),
+        // A resize lays out megabytes: in slices, the members waiting for this step meanwhile.
+        past: await runInSlices(arena.gather(arranged.map((s) => s.layers)), undefined, SLICE_MS),
       }),
       arranged.length,
     );

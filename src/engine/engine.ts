@@ -19,7 +19,7 @@ import { requestFingerprint } from "./request-digest.js";
 import { RequestLog } from "./request-log.js";
 import { Sequence } from "./sequence.js";
 import { SequenceAdmission } from "./sequence-admission.js";
-import { compressionOf } from "./sequence-compression.js";
+import { SequenceCompressions } from "./sequence-compression.js";
 import { SequenceEviction } from "./sequence-eviction.js";
 import { SequenceTable } from "./sequence-table.js";
 import { restoreSequence } from "./restore-sequence.js";
@@ -81,6 +81,7 @@ export class Engine {
     });
     const telemetry = (this.telemetry = options.telemetry ?? new EngineTelemetry());
     const store = options.kvStore;
+    const compressions = new SequenceCompressions(telemetry);
     let tiers: SequenceTiers | undefined;
     this.memory = new KvMemoryManager(pool, () => this.table.all(), {
       quota: options.tenantQuota,
@@ -88,7 +89,10 @@ export class Engine {
       // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
       // Relief runs synchronously and a device-resident cache (WebGPU) is read back asynchronously
       // before its snapshot: there, pressure compresses, then refuses (docs/kv-store.md).
-      relief: [new CompressIdleSequences((s: Sequence) => compressionOf(s, telemetry)), ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : [])],
+      relief: [
+        new CompressIdleSequences<Sequence>((s) => compressions.of(s), (s) => compressions.prepare(s)),
+        ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : []),
+      ],
     });
     this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0));
     tiers = this.tiers =
@@ -144,12 +148,13 @@ export class Engine {
     }
   }
 
-  evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, requestId }: CallContext = {}): Promise<EvictionOutcome> {
+  /** Runs a policy on the sequence; planning lets other calls through between slices, and a cancelled call changes nothing. */
+  evict(sequenceId: string, spec: EvictionSpec, { caller = ANONYMOUS, signal, requestId }: CallContext = {}): Promise<EvictionOutcome> {
     return this.requests.run(caller.tenant, requestId, requestFingerprint("Evict", sequenceId, spec), async () => {
       await this.tiers?.bringIn(caller, sequenceId, false);
       const sequence = this.table.lookup(caller, sequenceId);
       const resolved = this.eviction.resolve(spec, sequence.maxHeadLength);
-      return this.table.withSequence(sequence, false, () => this.eviction.apply(sequence, spec, resolved));
+      return this.table.withSequence(sequence, false, () => this.eviction.apply(sequence, spec, resolved, signal));
     });
   }
 

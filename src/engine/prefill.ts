@@ -99,9 +99,9 @@ export class Prefill {
       await this.feed(sequence, tokens, ringRows, signal, scoring);
       let eviction: EvictionOutcome | undefined;
       try {
-        eviction = input.eviction && resolved ? await this.eviction.apply(sequence, input.eviction, resolved) : undefined;
+        eviction = input.eviction && resolved ? await this.eviction.apply(sequence, input.eviction, resolved, signal) : undefined;
       } catch (error) {
-        sequence.rollback(checkpoint); // the policy refused before changing anything
+        sequence.rollback(checkpoint); // the policy refused, or the call ended, before changing anything
         throw error;
       }
       sequence.settle();

@@ -95,6 +95,8 @@ export class SequenceAdmission {
    * quota refuses, what the whole budget cannot hold, and any call when the queue is full.
    */
   private async admitWhenRoom(requestNow: () => AllocationRequest<Sequence>, signal: AbortSignal | undefined): Promise<Reservation> {
+    // Relief the budget would need is worked out first, letting other calls through; the admission itself runs at once.
+    if (this.queue.length === 0) await this.memory.prepareRelief(requestNow(), signal);
     const request = requestNow();
     const now = this.queue.length === 0 ? this.tryAllocate(request) : null;
     if (now) return now;

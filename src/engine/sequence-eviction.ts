@@ -18,13 +18,14 @@ export class SequenceEviction {
   }
 
   /**
-   * Runs `spec` on the sequence; from then on the sequence keeps only the query rows that policy
-   * reads (none for streaming_llm, knorm, h2o: its ring is given back).
+   * Runs `spec` on the sequence the caller holds; from then on the sequence keeps only the query rows
+   * that policy reads (none for streaming_llm, knorm, h2o: its ring is given back). Once `signal`
+   * aborts, it stops with the sequence as it was.
    */
-  async apply(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction = this.resolve(spec, sequence.maxHeadLength)): Promise<EvictionOutcome> {
+  async apply(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction = this.resolve(spec, sequence.maxHeadLength), signal?: AbortSignal): Promise<EvictionOutcome> {
     const rows = this.queryRowsFor(sequence, spec, resolved);
     if (resolved.policy.readsKeys && overBudget(sequence, resolved.budget)) await sequence.loadKeys();
-    return applyEviction(sequence, spec, resolved, rows);
+    return applyEviction(sequence, spec, resolved, rows, signal);
   }
 
   /**
@@ -48,7 +49,7 @@ export class SequenceEviction {
     const budget = sequence.decodeBudget;
     if (!budget?.isDue(sequence)) return undefined;
     if (budget.readsKeys) await sequence.loadKeys();
-    return budget.enforce(sequence) ?? undefined;
+    return (await budget.enforce(sequence)) ?? undefined;
   }
 
   /** After a Decode that named `spec` produced tokens: the sequence keeps only the query rows its policy reads. */

@@ -36,10 +36,10 @@ export interface StandingBudget {
   readonly readsKeys: boolean;
   /** Whether some head has grown past C + slack. */
   isDue(sequence: Sequence): boolean;
-  /** Evicts when it is due; null when nothing was due. */
-  enforce(sequence: Sequence): EvictionOutcome | null;
-  /** Works out compacting to C now, whatever the slack; commit it with commitEviction. */
-  planCompression(sequence: Sequence): PlannedEviction;
+  /** Evicts when it is due (on a sequence the caller holds: the plan is sliced); null when nothing was due. */
+  enforce(sequence: Sequence): Promise<EvictionOutcome | null>;
+  /** Works out compacting to C now, whatever the slack, layer by layer; commit it with commitEviction. */
+  planCompression(sequence: Sequence): Generator<void, PlannedEviction>;
 }
 
 /**

@@ -16,7 +16,22 @@ export interface Compression {
  * (and for one whose budget cannot run now).
  */
 export class CompressIdleSequences<R extends KvResident> implements ReliefStep<R> {
-  constructor(private readonly compressionOf: (resident: R) => Compression | null) {}
+  /** `prepareOf`, when given, works a resident's compression out in slices, for `compressionOf` to find while it is unchanged. */
+  constructor(
+    private readonly compressionOf: (resident: R) => Compression | null,
+    private readonly prepareOf?: (resident: R) => Generator<void, Pick<Compression, "bytesAfter"> | null>,
+  ) {}
+
+  /** Works out, in slices, the compressions `plan` would choose for `shortfall` now. */
+  *prepare(candidates: readonly R[], shortfall: number): Generator<void, void> {
+    if (!this.prepareOf) return;
+    let freedBytes = 0;
+    for (const candidate of candidates) {
+      if (freedBytes >= shortfall) break;
+      const compression = yield* this.prepareOf(candidate);
+      if (compression !== null) freedBytes += candidate.bytes - compression.bytesAfter;
+    }
+  }
 
   plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan {
     const chosen: Compression[] = [];

@@ -18,9 +18,13 @@ export class LaneArenas {
     return this.arenas.reduce((sum, arena) => sum + (arena?.bytes ?? 0), 0);
   }
 
-  /** The arena of lane `lane` of `lanes`. */
+  /**
+   * The arena of lane `lane` of `lanes`. One that another batch is still laying out (lanes renumbered
+   * while it ran, with more than one session thread) is left to that batch: the lane gets a new one.
+   */
   of(lane: number, lanes: number): BatchArena {
-    for (const arena of this.arenas.splice(lanes)) arena?.clear();
+    for (const arena of this.arenas.splice(lanes)) if (!arena?.busy) arena?.clear();
+    if (this.arenas[lane]?.busy) this.arenas[lane] = undefined;
     return (this.arenas[lane] ??= new BatchArena(this.layerCount, this.shape));
   }
 

@@ -1,3 +1,4 @@
+import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
 import type { KvResident } from "./kv-resident.js";
 import type { ReliefStep } from "./pressure-relief.js";
 import type { SlabPool } from "./slab-pool.js";
@@ -118,12 +119,29 @@ export class KvMemoryManager<R extends KvResident> {
     return this.pool.used - resident.bytes + bytes - this.pool.budgetBytes;
   }
 
+  /**
+   * Before `allocate` of a request the budget is short for: works out the relief it would run, in slices
+   * with the event loop turning between them (a compression's plan takes tens of milliseconds), so that
+   * the relief inside the admission, which runs at once, finds its plans made. Changes nothing.
+   */
+  async prepareRelief(request: AllocationRequest<R>, signal?: AbortSignal): Promise<void> {
+    const shortfall = this.budgetShortfall(request);
+    if (shortfall <= 0 || this.quotaShortfall(request) > 0) return;
+    const candidates = this.candidatesFor(request.resident);
+    for (const step of this.options.relief) {
+      if (step.prepare) await runInSlices(step.prepare(candidates, shortfall, request.resident), signal, SLICE_MS);
+    }
+  }
+
+  /** Idle residents the requester may take room from, least recently used first. */
+  private candidatesFor(requester: R): R[] {
+    const crossTenant = this.options.crossTenantRelief ?? true;
+    return [...this.residents()].filter((r) => r !== requester && !r.busy && (crossTenant || r.tenant === requester.tenant)).sort((a, b) => a.lastUsed - b.lastUsed);
+  }
+
   /** Plans every step until together they free `shortfall`, then commits them all; commits nothing when they cannot. */
   private relieve(requester: R, shortfall: number): boolean {
-    const crossTenant = this.options.crossTenantRelief ?? true;
-    let candidates = [...this.residents()]
-      .filter((r) => r !== requester && !r.busy && (crossTenant || r.tenant === requester.tenant))
-      .sort((a, b) => a.lastUsed - b.lastUsed);
+    let candidates = this.candidatesFor(requester);
     const plans = [];
     let remaining = shortfall;
     for (const step of this.options.relief) {

@@ -13,6 +13,11 @@ export interface ReliefStep<R extends KvResident> {
    * room from, least recently used first).
    */
   plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan;
+  /**
+   * Optional: works out ahead, in slices (a generator yielding between them), what `plan` would, so
+   * that `plan`, run at once inside an admission, finds it done while the candidates are unchanged.
+   */
+  prepare?(candidates: readonly R[], shortfall: number, requester: R): Generator<void, void>;
 }
 
 /** What a relief step worked out: the bytes it would free, and how to free them. */

@@ -1,6 +1,6 @@
 import { adaptiveCounts } from "./allocators/adaptive.js";
 import { pyramidBudget } from "./allocators/pyramid.js";
-import { InvalidEvictionError, paramOf, type Policy, type PolicyParams } from "./policy.js";
+import { eachLayer, InvalidEvictionError, paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -26,14 +26,14 @@ export const adakvPolicy: Policy = {
     { name: "beta", description: "pyramid slope, with base_policy pyramidkv", defaultValue: 20 },
   ],
   ...windowScoringNeeds,
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const alpha = paramOf(this, spec.params, "alpha");
     const beta = paramOf(this, spec.params, "beta");
     const pyramid = basePolicyOf(this, spec.params) === "pyramidkv";
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
     return {
-      keep: cache.layers.map((layer, l) => {
+      keep: yield* eachLayer(cache.layers, (layer, l) => {
         const scores = windowAttentionScores(cache, l, rows, scoring);
         const heads = scores.map((headScores, h) => {
           const entries = layer.lengths[h];

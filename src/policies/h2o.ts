@@ -1,4 +1,4 @@
-import type { Policy } from "./policy.js";
+import { eachLayer, type Policy } from "./policy.js";
 import { namedRecentEntries } from "./protected-parts.js";
 import { accumulatedAttentionScores } from "./scorers/accumulated-attention.js";
 import { selectTopK } from "./selectors/top-k.js";
@@ -13,9 +13,9 @@ export const h2oPolicy: Policy = {
   queryRowsNeeded: () => 0,
   readsKeys: false,
   protectedParts: [namedRecentEntries],
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     return {
-      keep: cache.layers.map((layer) =>
+      keep: yield* eachLayer(cache.layers, (layer) =>
         Array.from(layer.lengths, (entries, h) => {
           const count = budget(entries);
           const recent = spec.params.recentTokens ?? Math.floor(count / 2);

@@ -1,5 +1,5 @@
 import { uniformCounts } from "./allocators/uniform.js";
-import { InvalidEvictionError, paramOf, type Policy } from "./policy.js";
+import { eachLayer, InvalidEvictionError, paramOf, type Policy } from "./policy.js";
 import { sinkEntries } from "./protected-parts.js";
 import { keyNormScores } from "./scorers/key-norm.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -25,7 +25,7 @@ export const knormPolicy: Policy = {
   queryRowsNeeded: () => 0,
   readsKeys: true,
   protectedParts: [sinkEntries],
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const skip = paramOf(this, spec.params, "skipLayers");
     const highest = paramOf(this, spec.params, "keepHighestNorm");
     const sinks = paramOf(this, spec.params, "sinkTokens");
@@ -40,7 +40,7 @@ export const knormPolicy: Policy = {
     }
     const counts = uniformCounts(cache.layers, budget);
     return {
-      keep: cache.layers.map((layer, l) =>
+      keep: yield* eachLayer(cache.layers, (layer, l) =>
         Array.from(layer.lengths, (entries, h) =>
           skip.includes(l) ? keepAll(entries) : selectTopK(scores(layer, h), counts[l][h], (slot) => slot < sinks),
         ),

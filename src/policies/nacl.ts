@@ -1,7 +1,7 @@
 import { SeededRandom } from "../numerics/seeded-random.js";
 import { proxyQueries, sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
-import { paramOf, type Policy } from "./policy.js";
+import { eachLayer, paramOf, type Policy } from "./policy.js";
 import { pool1d } from "./scorers/pooling.js";
 import { proxyAttentionScores } from "./scorers/proxy-attention.js";
 import { lastQueryRows, queryRowsInSpan } from "./scorers/query-rows.js";
@@ -53,7 +53,7 @@ export const naclPolicy: Policy = {
   },
   readsKeys: true,
   protectedParts: [sinkEntries, proxyQueries],
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const temperature = paramOf(this, spec.params, "temperature");
     const reduction = paramOf(this, spec.params, "groupReduction");
@@ -67,7 +67,7 @@ export const naclPolicy: Policy = {
     const proxyPositions = new Set(rows.map((row) => cache.recentQueries.positions[row]));
     const random = new SeededRandom(spec.seed ?? 0n);
     return {
-      keep: cache.layers.map((layer, l) =>
+      keep: yield* eachLayer(cache.layers, (layer, l) =>
         proxyAttentionScores(cache, l, rows, reduction).map((scores, h) => {
           const entries = layer.lengths[h];
           const count = budget(entries);

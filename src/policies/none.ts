@@ -10,5 +10,7 @@ export const nonePolicy: Policy = {
   queryRowsNeeded: () => 0,
   readsKeys: false,
   protectedParts: [],
-  plan: (cache) => ({ keep: cache.layers.map((layer) => Array.from(layer.lengths, (n) => keepAll(n))) }),
+  *plan(cache) {
+    return { keep: cache.layers.map((layer) => Array.from(layer.lengths, (n) => keepAll(n))) };
+  },
 };

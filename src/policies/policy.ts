@@ -118,8 +118,22 @@ export interface Policy {
   readonly readsKeys: boolean;
   /** What the policy always keeps; the smallest budget it accepts holds these and one more (minimumBudget). */
   readonly protectedParts: readonly ProtectedPart[];
-  /** Which entries to keep; `budget(T)` is C for a head holding T entries. Pure: no I/O. */
-  plan(cache: CacheView, budget: (entries: number) => number, spec: EvictionSpec): PolicyPlan;
+  /**
+   * Which entries to keep; `budget(T)` is C for a head holding T entries. Pure: no I/O. Worked out
+   * layer by layer, yielding after each (eachLayer), so that the engine can answer other calls
+   * between layers of a long plan (runInSlices in src/numerics/sliced-work.ts); runToEnd runs it at once.
+   */
+  plan(cache: CacheView, budget: (entries: number) => number, spec: EvictionSpec): Generator<void, PolicyPlan>;
+}
+
+/** `layers.map(work)`, yielding after each layer: how a policy plans (Policy.plan). */
+export function* eachLayer<T>(layers: readonly LayerView[], work: (layer: LayerView, l: number) => T): Generator<void, T[]> {
+  const results: T[] = [];
+  for (let l = 0; l < layers.length; l++) {
+    results.push(work(layers[l], l));
+    yield;
+  }
+  return results;
 }
 
 /** A request that names an impossible eviction; `field` is the offending request field. */

@@ -1,5 +1,5 @@
 import { pyramidBudget } from "./allocators/pyramid.js";
-import { paramOf, type Policy } from "./policy.js";
+import { eachLayer, paramOf, type Policy } from "./policy.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
@@ -15,12 +15,12 @@ export const pyramidkvPolicy: Policy = {
     { name: "beta", description: "the top layer selects (C - W) / beta entries beyond its window", defaultValue: 20 },
   ],
   ...windowScoringNeeds,
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const beta = paramOf(this, spec.params, "beta");
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
     return {
-      keep: cache.layers.map((layer, l) =>
+      keep: yield* eachLayer(cache.layers, (layer, l) =>
         windowAttentionScores(cache, l, rows, scoring).map((scores, h) => {
           const entries = layer.lengths[h];
           return selectTopKBeforeWindow(scores, entries, pyramidBudget(entries, budget(entries), scoring.window, beta, l, cache.layers.length));

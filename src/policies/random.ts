@@ -1,7 +1,7 @@
 import { SeededRandom } from "../numerics/seeded-random.js";
 import { sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
-import { paramOf, type Policy } from "./policy.js";
+import { eachLayer, paramOf, type Policy } from "./policy.js";
 import { randomScores } from "./scorers/random.js";
 import { keepAll } from "./selectors/keep-all.js";
 import { selectTopK } from "./selectors/top-k.js";
@@ -18,11 +18,11 @@ export const randomPolicy: Policy = {
   queryRowsNeeded: () => 0,
   readsKeys: false,
   protectedParts: [sinkEntries],
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const random = new SeededRandom(spec.seed ?? 0n);
     return {
-      keep: cache.layers.map((layer) =>
+      keep: yield* eachLayer(cache.layers, (layer) =>
         Array.from(layer.lengths, (entries) => {
           const count = budget(entries);
           if (entries <= count) return keepAll(entries);

@@ -1,5 +1,5 @@
 import { lazyLayers } from "./allocators/lazy-layer.js";
-import { paramOf, type Policy } from "./policy.js";
+import { eachLayer, paramOf, type Policy } from "./policy.js";
 import { sinkEntries } from "./protected-parts.js";
 import { positionScores } from "./scorers/position.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
@@ -26,12 +26,12 @@ export const simlayerkvPolicy: Policy = {
   },
   readsKeys: true,
   protectedParts: [sinkEntries],
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const rows = lastQueryRows(cache.recentQueries, paramOf(this, spec.params, "window"), "eviction.window");
-    const lazy = lazyLayers(cache, rows, sinks, budget, paramOf(this, spec.params, "delta"));
+    const lazy = yield* lazyLayers(cache, rows, sinks, budget, paramOf(this, spec.params, "delta"));
     return {
-      keep: cache.layers.map((layer, l) =>
+      keep: yield* eachLayer(cache.layers, (layer, l) =>
         Array.from(layer.lengths, (entries, h) =>
           lazy.includes(l)
             ? selectTopK(positionScores(layer, h), budget(entries), (slot) => slot < sinks)

@@ -1,4 +1,4 @@
-import { paramOf, type ParameterDoc, type Policy, type PolicyParams } from "./policy.js";
+import { eachLayer, paramOf, type ParameterDoc, type Policy, type PolicyParams } from "./policy.js";
 import { observationWindow } from "./protected-parts.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores, type WindowScoring } from "./scorers/window-attention.js";
@@ -37,11 +37,11 @@ export const snapkvPolicy: Policy = {
   description: "Keeps the observation window and the entries it attends to most, pooled over neighbours (SnapKV).",
   parameters: windowScoringParameters,
   ...windowScoringNeeds,
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const scoring = windowScoringOf(this, spec.params);
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
     return {
-      keep: cache.layers.map((layer, l) =>
+      keep: yield* eachLayer(cache.layers, (layer, l) =>
         windowAttentionScores(cache, l, rows, scoring).map((scores, h) => selectTopKBeforeWindow(scores, layer.lengths[h], budget(layer.lengths[h]))),
       ),
     };

@@ -1,7 +1,7 @@
 import { uniformCounts } from "./allocators/uniform.js";
 import { sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
-import { paramOf, type Policy } from "./policy.js";
+import { eachLayer, paramOf, type Policy } from "./policy.js";
 import { positionScores } from "./scorers/position.js";
 import { selectTopK } from "./selectors/top-k.js";
 
@@ -14,11 +14,11 @@ export const streamingLlmPolicy: Policy = {
   queryRowsNeeded: () => 0,
   readsKeys: false,
   protectedParts: [sinkEntries],
-  plan(cache, budget, spec) {
+  *plan(cache, budget, spec) {
     const sinks = paramOf(this, spec.params, "sinkTokens");
     const counts = uniformCounts(cache.layers, budget);
     return {
-      keep: cache.layers.map((layer, l) =>
+      keep: yield* eachLayer(cache.layers, (layer, l) =>
         Array.from(layer.lengths, (_, h) => selectTopK(positionScores(layer, h), counts[l][h], (slot) => slot < sinks)),
       ),
     };

@@ -1,4 +1,4 @@
-import type { Policy } from "./policy.js";
+import { eachLayer, type Policy } from "./policy.js";
 import { lastRowAttentionByPosition } from "./scorers/last-row-attention.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -18,10 +18,10 @@ export const tovaPolicy: Policy = {
   queryRowsNeeded: () => 1,
   readsKeys: true,
   protectedParts: [],
-  plan(cache, budget) {
+  *plan(cache, budget) {
     const [lastRow] = lastQueryRows(cache.recentQueries, 1, "eviction");
     return {
-      keep: cache.layers.map((layer, l) => {
+      keep: yield* eachLayer(cache.layers, (layer, l) => {
         const { positions, scores } = lastRowAttentionByPosition(cache, l, lastRow);
         const count = budget(positions.length);
         const keptPositions = new Set(Array.from(selectTopK(scores, count, () => false), (i) => positions[i]));

@@ -28,8 +28,12 @@ function growBy(resident: SlabResident, extra: number): AllocationRequest<SlabRe
   return { resident, bytes: resident.bytes + extra, take: () => resident.grow(extra) };
 }
 
-/** Residents that asked for a budget compress to `to` bytes; `log` records commits. */
-function compressingTo(to: Map<SlabResident, number>, log: string[]): CompressIdleSequences<SlabResident> {
+/** Residents that asked for a budget compress to `to` bytes; `log` records commits; `prepareOf` works one out ahead. */
+function compressingTo(
+  to: Map<SlabResident, number>,
+  log: string[],
+  prepareOf?: (resident: SlabResident) => Generator<void, { bytesAfter: number } | null>,
+): CompressIdleSequences<SlabResident> {
   return new CompressIdleSequences((resident): Compression | null => {
     const bytesAfter = to.get(resident);
     if (bytesAfter === undefined) return null;
@@ -40,7 +44,7 @@ function compressingTo(to: Map<SlabResident, number>, log: string[]): CompressId
         resident.shrinkTo(bytesAfter);
       },
     };
-  });
+  }, prepareOf);
 }
 
 /** A relief step that would free `freed` bytes, logging when it plans and commits. */
@@ -238,6 +242,34 @@ describe("KvMemoryManager pressure relief", () => {
     const requester = add("requester", "alice", 0);
     expect(manager.allocate(growBy(requester, 400))).toBeNull();
     expect(log).toEqual([]);
+  });
+
+  it("prepares, in slices and changing nothing, the compressions an admission short of room would choose", async () => {
+    const log: string[] = [];
+    const to = new Map<SlabResident, number>();
+    const prepared: string[] = [];
+    const compress = compressingTo(to, log, function* (resident) {
+      prepared.push(resident.name);
+      yield;
+      const bytesAfter = to.get(resident);
+      return bytesAfter === undefined ? null : { bytesAfter };
+    });
+    const { pool, manager, add } = setUp(1000, { relief: [compress] });
+    const old = add("old", "alice", 200);
+    add("plain", "alice", 200); // carries no budget
+    const middle = add("middle", "alice", 200);
+    const recent = add("recent", "alice", 200);
+    for (const resident of [old, middle, recent]) to.set(resident, 100);
+    const requester = add("requester", "alice", 0);
+    // Short of 200: the two least recently used with a budget would free it.
+    await manager.prepareRelief(growBy(requester, 400));
+    expect(prepared).toEqual(["old", "plain", "middle"]);
+    expect(log).toEqual([]);
+    expect(pool.used).toBe(800);
+    // Not short: nothing to prepare.
+    prepared.length = 0;
+    await manager.prepareRelief(growBy(requester, 200));
+    expect(prepared).toEqual([]);
   });
 
   it("never asks a step for room when the budget is not short", () => {

@@ -6,6 +6,7 @@ import { SlabPool } from "../../src/kv/slab-pool.js";
 import { float16ToFloat32 } from "../../src/numerics/float16.js";
 import { loadModel } from "../../src/model/load-model.js";
 import { SeededRandom } from "../../src/numerics/seeded-random.js";
+import { runToEnd } from "../../src/numerics/sliced-work.js";
 import type { StepOutput } from "../../src/model/runners/model-runner.js";
 import { argmax } from "../reference/llama-forward.js";
 import { MODEL_FILES } from "../support/test-model.js";
@@ -88,7 +89,7 @@ describe.each<KvDtype>(["float32", "float16"])("a batched decode step (%s KV) co
       for (const member of batch) for (const layer of member.layers) layer.reserve(1);
       const tokens = batch.map((m) => m.next);
       const alone = await Promise.all(batch.map((m) => runner.run({ tokens: [m.next], firstPosition: m.fed, past: m.layers, queryRows: 1 })));
-      const together = await runner.runDecodeBatch({ tokens, positions: batch.map((m) => m.fed), past: arena.gather(batch.map((m) => m.layers)) });
+      const together = await runner.runDecodeBatch({ tokens, positions: batch.map((m) => m.fed), past: runToEnd(arena.gather(batch.map((m) => m.layers))) });
       expect(together.batchSize).toBe(batch.length);
       batch.forEach((member, b) => {
         const where = `step ${step}, member ${members.indexOf(member)} in slot ${b}`;

@@ -45,6 +45,9 @@ async function life(engine: Engine): Promise<number[][]> {
   await engine.prefill({ sequenceId: "short", tokenIds: prompt(5) });
   generated.push(await decode("short", 10), await decode("long", 10));
   generated.push(...(await Promise.all([decode("short", 14), decode("long", 10)])));
+  // The long one leaves first: the two short ones go on in a batch arena shrunk to them (laid out anew, not sent again).
+  await engine.prefill({ sequenceId: "other", tokenIds: prompt(7) });
+  generated.push(...(await Promise.all([decode("long", 3), decode("short", 20), decode("other", 20)])));
   return generated;
 }
 

@@ -3,7 +3,7 @@ import { adakvPolicy } from "../../src/policies/adakv.js";
 import { adaptiveCounts, type AdaptiveHead } from "../../src/policies/allocators/adaptive.js";
 import { resolveEviction } from "../../src/policies/registry.js";
 import { snapkvPolicy } from "../../src/policies/snapkv.js";
-import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { cacheView, evictionSpec, kept, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const head = (scores: number[], budget: number, positions = scores.map((_, i) => i)): AdaptiveHead => ({
@@ -52,14 +52,14 @@ describe("adakv", () => {
     const cache = cacheView({ heads: 2, layers: [layer], queries: queries(1) });
     // C = 3: B = 2 per head, 4 wins: head 0 wins 1, head 1 wins 3 (ties to lower positions).
     // b0 = round(0.8) = 1, b1 = round(2.4) = 2.
-    expect(kept(adakvPolicy.plan(cache, () => 3, evictionSpec("adakv", params)))).toEqual([
+    expect(kept(planNow(adakvPolicy, cache, () => 3, evictionSpec("adakv", params)))).toEqual([
       [
         [0, 5],
         [0, 1, 5],
       ],
     ]);
     // Uniform SnapKV keeps two of each.
-    expect(kept(snapkvPolicy.plan(cache, () => 3, evictionSpec("snapkv", params)))).toEqual([
+    expect(kept(planNow(snapkvPolicy, cache, () => 3, evictionSpec("snapkv", params)))).toEqual([
       [
         [0, 1, 5],
         [0, 1, 5],
@@ -69,8 +69,8 @@ describe("adakv", () => {
 
   it("is uniform SnapKV with alpha = 1", () => {
     const cache = cacheView({ heads: 2, layers: [layer], queries: queries(1) });
-    expect(kept(adakvPolicy.plan(cache, () => 3, evictionSpec("adakv", { ...params, alpha: 1 })))).toEqual(
-      kept(snapkvPolicy.plan(cache, () => 3, evictionSpec("snapkv", params))),
+    expect(kept(planNow(adakvPolicy, cache, () => 3, evictionSpec("adakv", { ...params, alpha: 1 })))).toEqual(
+      kept(planNow(snapkvPolicy, cache, () => 3, evictionSpec("snapkv", params))),
     );
   });
 
@@ -79,7 +79,7 @@ describe("adakv", () => {
     // C = 3, T = 6, L = 2: C - w = 2, min 0, max 4, steps 4: layer budgets 5 and 1, so B = 4 and 0.
     // Layer 0: 8 wins = .9674, four .2342, .0317, two .0065 (head 0 slots 1, 2): wins 3 and 5.
     // b0 = round(2.4) = 2, b1 = round(4.0) = 4.
-    expect(kept(adakvPolicy.plan(cache, () => 3, evictionSpec("adakv", { ...params, basePolicy: "pyramidkv" })))).toEqual([
+    expect(kept(planNow(adakvPolicy, cache, () => 3, evictionSpec("adakv", { ...params, basePolicy: "pyramidkv" })))).toEqual([
       [
         [0, 1, 5],
         [0, 1, 2, 3, 5],
@@ -95,7 +95,7 @@ describe("adakv", () => {
       queries: queries(1),
     });
     // Head 1 holds 3 <= C: it keeps everything; head 0 competes alone: 2 wins, round(1.6) = 2.
-    expect(kept(adakvPolicy.plan(cache, () => 3, evictionSpec("adakv", params)))).toEqual([
+    expect(kept(planNow(adakvPolicy, cache, () => 3, evictionSpec("adakv", params)))).toEqual([
       [
         [0, 1, 5],
         [0, 1, 2],

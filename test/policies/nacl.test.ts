@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { naclPolicy, naclSplit } from "../../src/policies/nacl.js";
 import type { GroupReduction } from "../../src/policies/policy.js";
-import { cacheView, evictionSpec, kept, naiveAttention, scalarKeys } from "./support/cache-view.js";
+import { cacheView, evictionSpec, kept, naiveAttention, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
@@ -46,7 +46,7 @@ describe("nacl", () => {
     const cache = naclCache(keys, [18, 19], 2);
     // C = 7: 3 left after 2 sinks and 2 proxies -> top 2 (keys 7, 6: slots 6, 12) and 1 random.
     for (const seed of [0n, 7n, 123456789n]) {
-      const plan = naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { ...params, temperature: 0 }, seed));
+      const plan = planNow(naclPolicy, cache, () => 7, evictionSpec("nacl", { ...params, temperature: 0 }, seed));
       // Uniform draw, independently: one uniform number per remaining slot in slot order; the largest wins.
       const random = new SeededRandom(seed);
       const remaining = range(2, 18).filter((slot) => slot !== 6 && slot !== 12);
@@ -60,7 +60,7 @@ describe("nacl", () => {
     const cache = naclCache(keys, [18, 19], 2);
     for (let seed = 0n; seed < 20n; seed++) {
       // After 7 and 6, key 5 (slot 9) dominates softmax(score / 1e-4).
-      expect(kept(naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { ...params, temperature: 1e-4 }, seed)))).toEqual([[[0, 1, 6, 9, 12, 18, 19]]]);
+      expect(kept(planNow(naclPolicy, cache, () => 7, evictionSpec("nacl", { ...params, temperature: 1e-4 }, seed)))).toEqual([[[0, 1, 6, 9, 12, 18, 19]]]);
     }
   });
 
@@ -74,7 +74,7 @@ describe("nacl", () => {
     let slot3 = 0;
     const trials = 2000;
     for (let seed = 0; seed < trials; seed++) {
-      const [[slots]] = kept(naclPolicy.plan(cache, () => 5, evictionSpec("nacl", { sinkTokens: 1, proxyTokens: 1, temperature }, BigInt(seed))));
+      const [[slots]] = kept(planNow(naclPolicy, cache, () => 5, evictionSpec("nacl", { sinkTokens: 1, proxyTokens: 1, temperature }, BigInt(seed))));
       expect(slots.slice(0, 3)).toEqual([0, 1, 2]);
       if (slots.includes(3)) slot3++;
     }
@@ -97,11 +97,11 @@ describe("nacl", () => {
     let differing = 0;
     for (let seed = 0n; seed < 200n; seed++) {
       const draws = (["sum", "mean"] as const).map((groupReduction) => {
-        const [[slots]] = kept(naclPolicy.plan(cache, () => 5, evictionSpec("nacl", { sinkTokens: 1, proxyTokens: 1, temperature, groupReduction }, seed)));
+        const [[slots]] = kept(planNow(naclPolicy, cache, () => 5, evictionSpec("nacl", { sinkTokens: 1, proxyTokens: 1, temperature, groupReduction }, seed)));
         expect(slots).toEqual([0, 1, 2, expectedDraw(seed, groupReduction), 5]);
         return slots[3];
       });
-      const [viaDefault] = kept(naclPolicy.plan(cache, () => 5, evictionSpec("nacl", { sinkTokens: 1, proxyTokens: 1, temperature }, seed)))[0];
+      const [viaDefault] = kept(planNow(naclPolicy, cache, () => 5, evictionSpec("nacl", { sinkTokens: 1, proxyTokens: 1, temperature }, seed)))[0];
       expect(viaDefault[3]).toBe(draws[0]);
       if (draws[0] !== draws[1]) differing++;
     }
@@ -111,7 +111,7 @@ describe("nacl", () => {
   describe("seeded draws", () => {
     // T = 60, all keys 0: every candidate scores the same, so the top 12 are the earliest and the draws are uniform.
     const cache = naclCache(new Array(60).fill(0), [56, 57, 58, 59]);
-    const plan = (seed: bigint) => kept(naclPolicy.plan(cache, () => 27, evictionSpec("nacl", { proxyTokens: 4 }, seed)))[0][0];
+    const plan = (seed: bigint) => kept(planNow(naclPolicy, cache, () => 27, evictionSpec("nacl", { proxyTokens: 4 }, seed)))[0][0];
 
     it("keeps the same entries for the same seed and different ones for another", () => {
       expect(plan(1n)).toEqual(plan(1n));
@@ -134,7 +134,7 @@ describe("nacl", () => {
     // C = 7: 2 sinks, 2 proxies, 3 left, all to the top-k: keys 7, 6, 5 at slots 6, 12, 9.
     const cache = naclCache(keys, [18, 19], 2);
     for (const seed of [0n, 5n, 99n]) {
-      expect(kept(naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { ...params, randomShare: 0 }, seed)))).toEqual([[[0, 1, 6, 9, 12, 18, 19]]]);
+      expect(kept(planNow(naclPolicy, cache, () => 7, evictionSpec("nacl", { ...params, randomShare: 0 }, seed)))).toEqual([[[0, 1, 6, 9, 12, 18, 19]]]);
     }
   });
 
@@ -148,9 +148,9 @@ describe("nacl", () => {
     peaked[0] = 9; // a sink: its score must not lift slot 1.
     const cache = naclCache(peaked, [18, 19]);
     const spec = (extra: object) => evictionSpec("nacl", { ...params, randomShare: 0, ...extra }, 1n);
-    expect(kept(naclPolicy.plan(cache, () => 7, spec({}))))
+    expect(kept(planNow(naclPolicy, cache, () => 7, spec({}))))
       .toEqual([[[0, 1, 4, 10, 15, 18, 19]]]);
-    expect(kept(naclPolicy.plan(cache, () => 7, spec({ pooling: "max", kernelSize: 3 })))).toEqual([[[0, 1, 9, 10, 11, 18, 19]]]);
+    expect(kept(planNow(naclPolicy, cache, () => 7, spec({ pooling: "max", kernelSize: 3 })))).toEqual([[[0, 1, 9, 10, 11, 18, 19]]]);
   });
 
   it("protects the proxy span's entries and scores with its rows", () => {
@@ -160,7 +160,7 @@ describe("nacl", () => {
     spanKeys[7] = 5;
     spanKeys[15] = 9; // after the span: the proxy rows cannot see it, so it scores 0.
     const cache = naclCache(spanKeys, range(8, 20));
-    const [[slots]] = kept(naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { sinkTokens: 2, proxySpan: { start: 10, end: 12 }, temperature: 1e-4 }, 3n)));
+    const [[slots]] = kept(planNow(naclPolicy, cache, () => 7, evictionSpec("nacl", { sinkTokens: 2, proxySpan: { start: 10, end: 12 }, temperature: 1e-4 }, 3n)));
     expect(slots).toHaveLength(7);
     expect(slots).toEqual(expect.arrayContaining([0, 1, 5, 7, 10, 11]));
     expect(slots).not.toContain(15);
@@ -168,10 +168,10 @@ describe("nacl", () => {
 
   it("names the missing proxy rows", () => {
     const cache = naclCache(keys, range(8, 20));
-    expect(() => naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { proxySpan: { start: 2, end: 4 } }))).toThrow(
+    expect(() => planNow(naclPolicy, cache, () => 7, evictionSpec("nacl", { proxySpan: { start: 2, end: 4 } }))).toThrow(
       expect.objectContaining({ field: "eviction.proxy_span" }),
     );
-    expect(() => naclPolicy.plan(cache, () => 7, evictionSpec("nacl", { proxyTokens: 13 }))).toThrow(
+    expect(() => planNow(naclPolicy, cache, () => 7, evictionSpec("nacl", { proxyTokens: 13 }))).toThrow(
       expect.objectContaining({ field: "eviction.proxy_tokens" }),
     );
   });
@@ -189,6 +189,6 @@ describe("nacl", () => {
   });
 
   it("keeps everything when T <= C", () => {
-    expect(kept(naclPolicy.plan(naclCache(keys, [18, 19]), () => 20, evictionSpec("nacl", params, 1n)))).toEqual([[range(0, 20)]]);
+    expect(kept(planNow(naclPolicy, naclCache(keys, [18, 19]), () => 20, evictionSpec("nacl", params, 1n)))).toEqual([[range(0, 20)]]);
   });
 });

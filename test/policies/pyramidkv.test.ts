@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { pyramidBudget } from "../../src/policies/allocators/pyramid.js";
 import { pyramidkvPolicy } from "../../src/policies/pyramidkv.js";
 import { snapkvPolicy } from "../../src/policies/snapkv.js";
-import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { cacheView, evictionSpec, kept, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const scheduleOf = (entries: number, budget: number, window: number, beta: number, layers: number) =>
@@ -44,7 +44,7 @@ describe("pyramidkv", () => {
   it("keeps more in the bottom layer than in the top one", () => {
     // C = 5, T = 12, L = 2: C - w = 4, min 0, max 8, steps 8: layer budgets 9 and 1.
     const cache = cacheView({ heads: 1, layers: [[head], [head]], queries: query });
-    const plan = pyramidkvPolicy.plan(cache, () => 5, spec);
+    const plan = planNow(pyramidkvPolicy, cache, () => 5, spec);
     expect(kept(plan)).toEqual([
       // Top 8 keys: all but 0, 1, 2 (slots 4, 2, 7), plus the window.
       [[0, 1, 3, 5, 6, 8, 9, 10, 11]],
@@ -55,9 +55,9 @@ describe("pyramidkv", () => {
 
   it("is SnapKV on a one-layer model", () => {
     const cache = cacheView({ heads: 1, layers: [[head]], queries: { positions: [11], layers: [[[[1]]]] } });
-    const pyramid = kept(pyramidkvPolicy.plan(cache, () => 5, spec));
+    const pyramid = kept(planNow(pyramidkvPolicy, cache, () => 5, spec));
     expect(pyramid).toEqual([[[1, 3, 6, 8, 11]]]);
-    expect(pyramid).toEqual(kept(snapkvPolicy.plan(cache, () => 5, evictionSpec("snapkv", { window: 1, pooling: "none" }))));
+    expect(pyramid).toEqual(kept(planNow(snapkvPolicy, cache, () => 5, evictionSpec("snapkv", { window: 1, pooling: "none" }))));
   });
 
   it("declares the documented defaults", () => {

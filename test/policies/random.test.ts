@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { randomPolicy } from "../../src/policies/random.js";
-import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { cacheView, evictionSpec, kept, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const head = scalarKeys(new Array(20).fill(0));
 const cache = cacheView({ heads: 2, layers: [[head, head], [head, head]] });
-const plan = (seed: bigint, params = {}) => kept(randomPolicy.plan(cache, () => 10, evictionSpec("random", params, seed)));
+const plan = (seed: bigint, params = {}) => kept(planNow(randomPolicy, cache, () => 10, evictionSpec("random", params, seed)));
 
 describe("random", () => {
   it("keeps the first S entries and a uniform draw of the rest, layer by layer and head by head", () => {
@@ -34,7 +34,7 @@ describe("random", () => {
   });
 
   it("keeps everything when T <= C", () => {
-    expect(kept(randomPolicy.plan(cache, () => 20, evictionSpec("random", {}, 1n)))[1][1]).toHaveLength(20);
+    expect(kept(planNow(randomPolicy, cache, () => 20, evictionSpec("random", {}, 1n)))[1][1]).toHaveLength(20);
   });
 
   it("declares the documented defaults", () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { InvalidEvictionError, type EvictionSpec, type PolicyParams } from "../../src/policies/policy.js";
 import { POLICIES, resolveEviction } from "../../src/policies/registry.js";
-import { cacheView, evictionSpec } from "./support/cache-view.js";
+import { cacheView, evictionSpec, planNow } from "./support/cache-view.js";
 
 const withBudget = (policy: string, budget: EvictionSpec["budget"], params: Partial<PolicyParams> = {}): EvictionSpec => ({
   ...evictionSpec(policy, params),
@@ -93,7 +93,7 @@ describe("every policy's plan", () => {
   it.each([...POLICIES.keys()])("%s keeps ascending, in-range, non-empty slots within the budget", (name) => {
     const spec = { ...withBudget(name, { maxTokens: C }, params[name] ?? {}), seed: 77n };
     const { policy, budget } = resolveEviction(spec, T, 16);
-    const plan = policy.plan(cache, budget, spec);
+    const plan = planNow(policy, cache, budget, spec);
     expect(plan.keep).toHaveLength(2);
     for (const heads of plan.keep) {
       expect(heads).toHaveLength(2);
@@ -108,5 +108,15 @@ describe("every policy's plan", () => {
       // Per layer the heads share about 2C (rounding may move a few entries).
       for (const heads of plan.keep) expect(Math.abs(heads[0].length + heads[1].length - 2 * C)).toBeLessThanOrEqual(2);
     }
+  });
+
+  // The engine lets other calls through between the slices of a plan (src/engine/apply-eviction.ts); none has no work to slice.
+  it.each([...POLICIES.keys()].filter((name) => name !== "none"))("%s yields after each layer it scores", (name) => {
+    const spec = { ...withBudget(name, { maxTokens: C }, params[name] ?? {}), seed: 77n };
+    const { policy, budget } = resolveEviction(spec, T, 16);
+    const work = policy.plan(cache, budget, spec);
+    let yields = 0;
+    for (let step = work.next(); !step.done; step = work.next()) yields++;
+    expect(yields).toBeGreaterThanOrEqual(cache.layers.length);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { lazinessScore } from "../../src/policies/allocators/lazy-layer.js";
 import { simlayerkvPolicy } from "../../src/policies/simlayerkv.js";
-import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { cacheView, evictionSpec, kept, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 const rows = { positions: [8, 9] };
@@ -14,8 +14,8 @@ describe("simlayerkv", () => {
     // Row 8 sees 9 entries, 3 of them in the set; row 9 sees 10, 4 in the set: (3/9 + 4/10) / 2.
     const cache = cacheView({ heads: 1, layers: [[ten(new Array(10).fill(0))]], queries: { ...rows, layers: [[[[1], [1]]]] } });
     expect(lazinessScore(cache, 0, [0, 1], 1, () => 4)).toBeCloseTo((3 / 9 + 4 / 10) / 2, 12);
-    expect(simlayerkvPolicy.plan(cache, () => 4, evictionSpec("simlayerkv", { ...params, delta: 0.36 })).lazyLayers).toEqual([0]);
-    expect(simlayerkvPolicy.plan(cache, () => 4, evictionSpec("simlayerkv", { ...params, delta: 0.37 })).lazyLayers).toEqual([]);
+    expect(planNow(simlayerkvPolicy, cache, () => 4, evictionSpec("simlayerkv", { ...params, delta: 0.36 })).lazyLayers).toEqual([0]);
+    expect(planNow(simlayerkvPolicy, cache, () => 4, evictionSpec("simlayerkv", { ...params, delta: 0.37 })).lazyLayers).toEqual([]);
   });
 
   it("averages over all query heads", () => {
@@ -32,7 +32,7 @@ describe("simlayerkv", () => {
       layers: [[ten([10, 0, 0, 0, 0, 0, 0, 0, 0, 0])], [ten([0, 0, 0, 0, 10, 0, 0, 0, 0, 0])]],
       queries: { ...rows, layers: [[[[1], [1]]], [[[1], [1]]]] },
     });
-    const plan = simlayerkvPolicy.plan(cache, () => 4, evictionSpec("simlayerkv", params));
+    const plan = planNow(simlayerkvPolicy, cache, () => 4, evictionSpec("simlayerkv", params));
     expect(plan.lazyLayers).toEqual([0]);
     expect(kept(plan)).toEqual([[[0, 7, 8, 9]], [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]]);
   });
@@ -45,6 +45,6 @@ describe("simlayerkv", () => {
 
   it("names the window when too few query rows are held", () => {
     const cache = cacheView({ heads: 1, layers: [[ten(new Array(10).fill(0))]], queries: { ...rows, layers: [[[[1], [1]]]] } });
-    expect(() => simlayerkvPolicy.plan(cache, () => 4, evictionSpec("simlayerkv"))).toThrow(expect.objectContaining({ field: "eviction.window" }));
+    expect(() => planNow(simlayerkvPolicy, cache, () => 4, evictionSpec("simlayerkv"))).toThrow(expect.objectContaining({ field: "eviction.window" }));
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { InvalidEvictionError } from "../../src/policies/policy.js";
 import { resolveEviction } from "../../src/policies/registry.js";
 import { snapkvPolicy } from "../../src/policies/snapkv.js";
-import { cacheView, evictionSpec, kept, naiveAttention, scalarKeys } from "./support/cache-view.js";
+import { cacheView, evictionSpec, kept, naiveAttention, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 /**
@@ -23,7 +23,7 @@ const budget = (c: number) => () => c;
 describe("snapkv", () => {
   it("keeps the window plus the top C - W earlier entries (no pooling)", () => {
     const cache = tenEntries([0, 3, 1, 5, 2, 0, 4, 0]);
-    const plan = snapkvPolicy.plan(cache, budget(5), evictionSpec("snapkv", { window: 2, pooling: "none" }));
+    const plan = planNow(snapkvPolicy, cache, budget(5), evictionSpec("snapkv", { window: 2, pooling: "none" }));
     // Keys 5, 4, 3 sit in slots 3, 6, 1.
     expect(kept(plan)).toEqual([[[1, 3, 6, 8, 9]]]);
   });
@@ -31,7 +31,7 @@ describe("snapkv", () => {
   it("max-pools scores over the entries before the window, ties to the earlier position", () => {
     const cache = tenEntries([0, 3, 1, 5, 2, 0, 4, 0]);
     // Pooled (k = 3) keys: 3 3 5 5 5 4 4 4; the three 5s are slots 2, 3, 4.
-    const plan = snapkvPolicy.plan(cache, budget(5), evictionSpec("snapkv", { window: 2, kernelSize: 3 }));
+    const plan = planNow(snapkvPolicy, cache, budget(5), evictionSpec("snapkv", { window: 2, kernelSize: 3 }));
     expect(kept(plan)).toEqual([[[2, 3, 4, 8, 9]]]);
   });
 
@@ -49,17 +49,17 @@ describe("snapkv", () => {
       .slice(0, 3);
     // Dividing the edges by the valid count instead would favour the edges and keep 0, 4, 7.
     expect(top3.sort((a, b) => a - b)).toEqual([2, 3, 4]);
-    const plan = snapkvPolicy.plan(cache, budget(5), evictionSpec("snapkv", { window: 2, kernelSize: 5, pooling: "avg" }));
+    const plan = planNow(snapkvPolicy, cache, budget(5), evictionSpec("snapkv", { window: 2, kernelSize: 5, pooling: "avg" }));
     expect(kept(plan)).toEqual([[[2, 3, 4, 8, 9]]]);
   });
 
   it("breaks ties toward earlier positions", () => {
-    const plan = snapkvPolicy.plan(tenEntries(new Array(8).fill(0)), budget(5), evictionSpec("snapkv", { window: 2 }));
+    const plan = planNow(snapkvPolicy, tenEntries(new Array(8).fill(0)), budget(5), evictionSpec("snapkv", { window: 2 }));
     expect(kept(plan)).toEqual([[[0, 1, 2, 8, 9]]]);
   });
 
   it("keeps everything when T <= C", () => {
-    const plan = snapkvPolicy.plan(tenEntries([0, 3, 1, 5, 2, 0, 4, 0]), budget(10), evictionSpec("snapkv", { window: 2 }));
+    const plan = planNow(snapkvPolicy, tenEntries([0, 3, 1, 5, 2, 0, 4, 0]), budget(10), evictionSpec("snapkv", { window: 2 }));
     expect(kept(plan)).toEqual([[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]]);
   });
 
@@ -70,7 +70,7 @@ describe("snapkv", () => {
       layers: [[scalarKeys([1, 2, 3, 4, -50, -50])]],
       queries: { positions: [4, 5], layers: [[[[1], [1]]]] },
     });
-    expect(kept(snapkvPolicy.plan(cache, budget(3), evictionSpec("snapkv", { window: 2, pooling: "none" })))).toEqual([[[3, 4, 5]]]);
+    expect(kept(planNow(snapkvPolicy, cache, budget(3), evictionSpec("snapkv", { window: 2, pooling: "none" })))).toEqual([[[3, 4, 5]]]);
   });
 
   describe("GQA group reduction", () => {
@@ -95,12 +95,12 @@ describe("snapkv", () => {
       queries: { positions: [3], layers: [[[[2, 0, 0, 0]], [[0, 2, 0, 0]]]] },
     });
     const keep = (groupReduction: "mean" | "max" | "sum") =>
-      kept(snapkvPolicy.plan(cache, budget(2), evictionSpec("snapkv", { window: 1, pooling: "none", groupReduction })));
+      kept(planNow(snapkvPolicy, cache, budget(2), evictionSpec("snapkv", { window: 1, pooling: "none", groupReduction })));
 
     it("mean (default) and sum keep the entry both heads like", () => {
       expect(keep("mean")).toEqual([[[1, 3]]]);
       expect(keep("sum")).toEqual([[[1, 3]]]);
-      expect(kept(snapkvPolicy.plan(cache, budget(2), evictionSpec("snapkv", { window: 1, pooling: "none" })))).toEqual([[[1, 3]]]);
+      expect(kept(planNow(snapkvPolicy, cache, budget(2), evictionSpec("snapkv", { window: 1, pooling: "none" })))).toEqual([[[1, 3]]]);
     });
 
     it("max keeps the entry one head loves", () => {
@@ -114,7 +114,7 @@ describe("snapkv", () => {
       layers: [[scalarKeys([9, 0, 0, 0, 0]), scalarKeys([0, 0, 0, 9, 0])]],
       queries: { positions: [4], layers: [[[[1]], [[1]]]] },
     });
-    expect(kept(snapkvPolicy.plan(cache, budget(2), evictionSpec("snapkv", { window: 1, pooling: "none" })))).toEqual([
+    expect(kept(planNow(snapkvPolicy, cache, budget(2), evictionSpec("snapkv", { window: 1, pooling: "none" })))).toEqual([
       [
         [0, 4],
         [3, 4],
@@ -124,7 +124,7 @@ describe("snapkv", () => {
 
   it("names the window when fewer query rows are held than it needs", () => {
     const cache = tenEntries([0, 3, 1, 5, 2, 0, 4, 0]);
-    expect(() => snapkvPolicy.plan(cache, budget(5), evictionSpec("snapkv", { window: 3 }))).toThrow(
+    expect(() => planNow(snapkvPolicy, cache, budget(5), evictionSpec("snapkv", { window: 3 }))).toThrow(
       expect.objectContaining({ field: "eviction.window" }),
     );
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { tovaPolicy } from "../../src/policies/tova.js";
-import { cacheView, evictionSpec, kept, scalarKeys } from "./support/cache-view.js";
+import { cacheView, evictionSpec, kept, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
 
 describe("tova", () => {
@@ -15,14 +15,14 @@ describe("tova", () => {
 
   it("keeps one position set per layer, chosen by last-row attention averaged over all query heads", () => {
     // Per KV head the choice would be [0, 4] and [0, 2]; the shared set is {2, 4}.
-    expect(kept(tovaPolicy.plan(cache, () => 2, evictionSpec("tova")))).toEqual([
+    expect(kept(planNow(tovaPolicy, cache, () => 2, evictionSpec("tova")))).toEqual([
       [
         [2, 4],
         [2, 4],
       ],
     ]);
     // Ties among the rest go to the earlier position.
-    expect(kept(tovaPolicy.plan(cache, () => 3, evictionSpec("tova")))).toEqual([
+    expect(kept(planNow(tovaPolicy, cache, () => 3, evictionSpec("tova")))).toEqual([
       [
         [0, 2, 4],
         [0, 2, 4],
@@ -31,7 +31,7 @@ describe("tova", () => {
   });
 
   it("keeps everything when T <= C", () => {
-    expect(kept(tovaPolicy.plan(cache, () => 5, evictionSpec("tova")))).toEqual([
+    expect(kept(planNow(tovaPolicy, cache, () => 5, evictionSpec("tova")))).toEqual([
       [
         [0, 1, 2, 3, 4],
         [0, 1, 2, 3, 4],
@@ -53,13 +53,13 @@ describe("tova", () => {
       ],
       queries: { positions: [4], layers: [[[[1]], [[1]]]] },
     });
-    expect(kept(tovaPolicy.plan(ragged, () => 2, evictionSpec("tova")))).toEqual([[[0], [0, 1]]]);
+    expect(kept(planNow(tovaPolicy, ragged, () => 2, evictionSpec("tova")))).toEqual([[[0], [0, 1]]]);
   });
 
   it("reads only the last query row", () => {
     expect(tovaPolicy.queryRowsNeeded({})).toBe(1);
     expect(minimumBudget(tovaPolicy, {})).toBe(1);
     const noRows = cacheView({ heads: 1, layers: [[scalarKeys([0, 1])]] });
-    expect(() => tovaPolicy.plan(noRows, () => 1, evictionSpec("tova"))).toThrow(expect.objectContaining({ field: "eviction" }));
+    expect(() => planNow(tovaPolicy, noRows, () => 1, evictionSpec("tova"))).toThrow(expect.objectContaining({ field: "eviction" }));
   });
 });

@@ -286,7 +286,8 @@ describe("every policy over gRPC decodes as the reference does on the entries it
       await prefill(`every-${policy}`, prompt);
       const { messages, longest } = await decodeWatching(`every-${policy}`, 60, { policy, maxTokens: budget });
       expect(messages).toHaveLength(60);
-      expect(Math.max(...longest)).toBeLessThanOrEqual(budget);
+      // Stats may see a step's new entry (C + 1) while the eviction after it is planned (in slices, letting other calls through).
+      expect(Math.max(...longest)).toBeLessThanOrEqual(budget + 1);
       // The first step compacts the prompt; each later one feeds the previous token (C + 1) and compacts again.
       messages.forEach((m, i) => {
         expect(m.eviction, `message ${i}`).toBeDefined();

@@ -31,7 +31,8 @@ export interface DeviceCacheRuntime {
 
 /**
  * A layer's cache as the graph reads it: padded slabs [Hkv, capacity, d] in the KV dtype, and a
- * mask [Hkv, capacity]; for a batch, the B sequences' slabs side by side ([B, Hkv, capacity, d]).
+ * mask [Hkv, capacity]; for a batch, the B sequences' slabs side by side ([B, Hkv, capacity, d]),
+ * the first B slots of stores that may hold more (a batch arena keeps room for its largest batch).
  */
 export interface PastLayer {
   readonly capacity: number;
@@ -41,11 +42,18 @@ export interface PastLayer {
   /**
    * A sequence's own cache (LayerCache) and a batch's working copy (BatchArena) have these: while
    * `revision` and the stores stay, they only gain entries at the ends of their rows (`lengths`, one
-   * per batch member and KV head), so a runner may keep a copy beside the model and send only those
-   * (docs/worker-threads.md).
+   * per batch slot and KV head) or, in a batch, have rows copied afresh (`rowRevisions`), so a
+   * runner may keep a copy beside the model and send only those (docs/worker-threads.md).
    */
   readonly revision?: number;
   readonly lengths?: Int32Array;
+  readonly rowRevisions?: Int32Array;
+  /**
+   * A batch arena resized for this step: the stores these were laid out from, each row keeping its
+   * first slots, as many as fit, the rest ARENA_PAD (src/kv/batch-arena.ts). A runner's copy of
+   * those may be laid out the same way rather than sent again.
+   */
+  readonly relaidFrom?: { readonly keyStore: KvArray; readonly valueStore: KvArray; readonly mask: Float32Array } | null;
 }
 
 export interface StepInput {

@@ -5,6 +5,7 @@ import { TransferBuffers } from "./transfer-buffers.js";
 /** A tensor as it crosses to a session thread: onnxruntime's type name, its values and its shape. */
 export interface ThreadTensor {
   type: "float32" | "float16" | "int64";
+  /** Its first product(dims) values are the tensor's (a batch arena's stores hold room for more slots). */
   data: Float32Array | Uint16Array | BigInt64Array;
   dims: readonly number[];
   /** Present when the input only grows by appends between revisions: a large one is kept on its thread (resident-inputs.ts). */
@@ -102,21 +103,25 @@ export class SessionThreads {
       if (home && this.residents.keeps(tensor.data, tensor.appendable)) {
         const sent = this.residents.send(tensor.data, tensor.appendable, home, (values) => viewLike(tensor.data, this.buffers.take(values * tensor.data.BYTES_PER_ELEMENT), values));
         residentIds.push(sent.feed.id);
-        // Sent whole, the copy stays on the thread: a buffer of its exact size, not one to reuse.
-        const data = sent.data ?? viewLike(tensor.data, new ArrayBuffer(tensor.data.byteLength));
-        if (!sent.data) data.set(tensor.data as never);
-        copies[name] = { type: tensor.type, data, dims: tensor.dims, resident: sent.feed };
+        copies[name] = { type: tensor.type, data: sent.data ?? this.copyOf(tensor.data), dims: tensor.dims, resident: sent.feed };
         continue;
       }
-      // Into a reused buffer of its own: posting a view would copy its whole buffer (a slab holds keys, values, mask and more).
-      const data = viewLike(tensor.data, this.buffers.take(tensor.data.byteLength));
-      data.set(tensor.data as never);
-      copies[name] = { type: tensor.type, data, dims: tensor.dims };
+      copies[name] = { type: tensor.type, data: this.copyOf(tensor.data.subarray(0, tensor.dims.reduce((product, n) => product * n, 1))), dims: tensor.dims };
     }
     return new Promise((resolve, reject) => {
       this.waiting.push({ feeds: copies, home, residentIds, resolve, reject });
       this.startNext();
     });
+  }
+
+  /**
+   * `data` copied into a reused buffer of its own, which goes to the thread and comes back with its reply: posting a
+   * view would copy its whole buffer (a slab holds keys, values, mask and more), and fresh memory is dear here.
+   */
+  private copyOf<T extends ThreadTensor["data"]>(data: T): T {
+    const copy = viewLike(data, this.buffers.take(data.byteLength), data.length);
+    copy.set(data as never);
+    return copy;
   }
 
   /** Ends every thread, each once its run in progress is done; runs in progress or waiting fail at once. */

@@ -1,4 +1,5 @@
 import type ort from "onnxruntime-node";
+import { ARENA_PAD } from "../../kv/batch-arena.js";
 import { hostLayer } from "../../kv/host-layer.js";
 import type { KvArray, KvDtype } from "../../kv/layer-cache.js";
 import { CausalMasks } from "./causal-masks.js";
@@ -84,13 +85,16 @@ export class StepRunner implements ModelRunner {
     past.forEach((layer, l) => {
       const dims = [batch, kvHeads, 1, layer.capacity, headSize];
       // A ragged layer (heads with different room) must be made uniform (reserved) before a step.
-      if (layer.mask.length !== batch * kvHeads * layer.capacity) throw new Error(`layer ${l}'s cache is not laid out [B, Hkv, capacity] for the step graph`);
+      if (layer.mask.length < batch * kvHeads * layer.capacity || layer.mask.length % (kvHeads * layer.capacity) !== 0) {
+        throw new Error(`layer ${l}'s cache is not laid out [B, Hkv, capacity] for the step graph`);
+      }
       // A sequence's cache, or a batch's arena, grows by appends: its thread may keep it and get only the new entries.
-      const appendable = (width: number) =>
-        layer.revision !== undefined && layer.lengths ? { revision: layer.revision, lengths: layer.lengths, rowSlots: layer.capacity, width } : undefined;
-      feeds[STEP_IO.pastKey(l)] = { type: this.kvDtype, data: layer.keyStore, dims, appendable: appendable(headSize) };
-      feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims, appendable: appendable(headSize) };
-      feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity], appendable: appendable(1) };
+      const { revision, lengths, rowRevisions, relaidFrom } = layer;
+      const appendable = (width: number, from: object | undefined, pad: number) =>
+        revision !== undefined && lengths ? { revision, lengths, rowRevisions, rowSlots: layer.capacity, width, relaidFrom: from && { store: from, pad } } : undefined;
+      feeds[STEP_IO.pastKey(l)] = { type: this.kvDtype, data: layer.keyStore, dims, appendable: appendable(headSize, relaidFrom?.keyStore, ARENA_PAD.kv) };
+      feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims, appendable: appendable(headSize, relaidFrom?.valueStore, ARENA_PAD.kv) };
+      feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity], appendable: appendable(1, relaidFrom?.mask, ARENA_PAD.mask) };
     });
     // The inputs are copied here, synchronously: the caches may change while the step runs.
     const out = await this.sessions.run(feeds);

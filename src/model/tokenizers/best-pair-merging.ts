@@ -16,7 +16,7 @@ export interface MergeTable {
  * is the same, merge for merge.
  *
  * A generator that yields after every `slice` steps, so that a caller can
- * pause between slices (see sliced-work.ts); returns the merged ids.
+ * pause between slices (see src/numerics/sliced-work.ts); returns the merged ids.
  */
 export function* mergeBestPairs(ids: readonly number[], table: MergeTable, slice: number): Generator<void, number[]> {
   const count = ids.length;

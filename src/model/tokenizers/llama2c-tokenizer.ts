@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { mergeBestPairs, type MergeTable } from "./best-pair-merging.js";
 import { MergeBoundaries } from "./merge-boundaries.js";
 import { TokenIdList } from "./token-id-list.js";
-import { runInSlices, runToEnd } from "./sliced-work.js";
+import { runInSlices, runToEnd } from "../../numerics/sliced-work.js";
 import type { Tokenizer } from "./tokenizer.js";
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;

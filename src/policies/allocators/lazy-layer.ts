@@ -1,4 +1,4 @@
-import type { CacheView } from "../policy.js";
+import { eachLayer, type CacheView } from "../policy.js";
 import { summedAttention } from "../scorers/attention-probabilities.js";
 
 /**
@@ -21,7 +21,8 @@ export function lazinessScore(cache: CacheView, layer: number, rows: readonly nu
   return mass / (heads * rows.length);
 }
 
-/** Layers whose laziness exceeds `delta`: SimLayerKV trims these to sinks + recent and leaves the rest whole. */
-export function lazyLayers(cache: CacheView, rows: readonly number[], sinks: number, budget: (entries: number) => number, delta: number): number[] {
-  return cache.layers.flatMap((_, l) => (lazinessScore(cache, l, rows, sinks, budget) > delta ? [l] : []));
+/** Layers whose laziness exceeds `delta`: SimLayerKV trims these to sinks + recent and leaves the rest whole. Scored layer by layer (Policy.plan). */
+export function* lazyLayers(cache: CacheView, rows: readonly number[], sinks: number, budget: (entries: number) => number, delta: number): Generator<void, number[]> {
+  const scores = yield* eachLayer(cache.layers, (_, l) => lazinessScore(cache, l, rows, sinks, budget));
+  return scores.flatMap((score, l) => (score > delta ? [l] : []));
 }

@@ -1,4 +1,5 @@
-import type { CacheView, EvictionSpec, PolicyParams, PolicyPlan } from "../../../src/policies/policy.js";
+import { runToEnd } from "../../../src/numerics/sliced-work.js";
+import type { CacheView, EvictionSpec, Policy, PolicyParams, PolicyPlan } from "../../../src/policies/policy.js";
 
 /** One KV head of a test layer; positions default to 0..T-1 and mass to zeros. */
 export interface HeadInput {
@@ -78,4 +79,9 @@ export function naiveAttention(query: number[], keys: number[][], keyPositions: 
   const weights = logits.map((logit) => Math.exp(logit - max));
   const total = weights.reduce((a, b) => a + b, 0);
   return weights.map((w) => w / total);
+}
+
+/** A policy's plan worked out at once (the engine runs it in slices between event-loop turns). */
+export function planNow(policy: Policy, cache: CacheView, budget: (entries: number) => number, spec: EvictionSpec): PolicyPlan {
+  return runToEnd(policy.plan(cache, budget, spec));
 }
