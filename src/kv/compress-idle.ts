@@ -18,7 +18,7 @@ export interface Compression {
 export class CompressIdleSequences<R extends KvResident> implements ReliefStep<R> {
   constructor(private readonly compressionOf: (resident: R) => Compression | null) {}
 
-  plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan {
+  plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan<R> {
     const chosen: Compression[] = [];
     const residents: R[] = [];
     let freedBytes = 0;
