@@ -155,16 +155,24 @@ export class SequenceTiers {
     const key = keyOf(sequence.tenant, sequence.id);
     sequence.claim();
     try {
-      const lease = await this.leases.take(key);
-      await sequence.loadEntries(); // a device-resident cache's keys and values, read back (claimed: nothing changes them meanwhile)
-      const saved = await this.options.telemetry.observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, captureSnapshot(sequence)));
-      this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
+      const saved = await this.write(sequence, reason);
       const freedBytes = this.table.remove(sequence);
       await this.leases.letGo(key);
       return { storedBytes: saved.bytes, chunks: saved.chunks, freedBytes };
     } finally {
       sequence.unclaim();
     }
+  }
+
+  /** Writes the snapshot of `sequence` (held by the caller) under this replica's lease; the sequence stays resident. */
+  private async write(sequence: Sequence, reason: StoreReason): Promise<{ bytes: number; chunks: number }> {
+    const lease = await this.leases.take(keyOf(sequence.tenant, sequence.id));
+    await sequence.loadEntries(); // a device-resident cache's keys and values, read back (held: nothing changes them meanwhile)
+    const snapshot = captureSnapshot(sequence);
+    sequence.dropReadBack(); // the snapshot holds them now
+    const saved = await this.options.telemetry.observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, snapshot));
+    this.stored.set(keyOf(sequence.tenant, sequence.id), { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
+    return saved;
   }
 
   /**

@@ -247,6 +247,11 @@ export class Sequence {
     for (const layer of this.layers) if (layer instanceof DeviceLayerCache) await layer.loadEntries();
   }
 
+  /** Drops what loadKeys and loadEntries read back: a host copy outside the budget, not kept once a snapshot is taken. */
+  dropReadBack(): void {
+    for (const layer of this.layers) if (layer instanceof DeviceLayerCache) layer.dropReadBack();
+  }
+
   get entries(): number {
     return this.layers.reduce((sum, layer) => sum + layer.entries, 0);
   }
