@@ -104,9 +104,10 @@ export class SequenceTiers {
    */
   async bringIn(caller: Caller, sequenceId: string, creating: boolean): Promise<void> {
     const key = keyOf(caller.tenant, sequenceId);
-    if (this.table.has(key)) return;
+    // A restore under way first: its sequence is in the table, held, while its admission waits for a write-back.
     let pending = this.restoring.get(key);
     if (!pending) {
+      if (this.table.has(key)) return;
       pending = this.restore(caller, sequenceId, key, creating).finally(() => this.restoring.delete(key));
       this.restoring.set(key, pending);
     }

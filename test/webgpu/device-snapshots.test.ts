@@ -157,8 +157,13 @@ describe.skipIf(!gpu)("snapshots of a device-resident cache", () => {
     expect(listed(engine, "s")).toMatchObject({ residency: "stored", kvBytes: 0, storedBytes: expect.any(Number) });
     expect(listed(engine, "s")!.storedBytes).toBeGreaterThan(0);
     expect(engine.stats().kvBytesDevice).toBe(engine.stats({ sequenceId: "kept" }).sequences[0].kvBytesDevice);
-    // Naming "s" restores it, which needs room in turn: "kept" is written back and leaves.
+    // Naming "s" restores it, which needs room in turn: "kept" is written back and leaves. A call naming
+    // "s" while that restore waits for the write (its sequence in the table, held) waits for the restore.
+    const restoring = engine.bringIn("s");
+    while (listed(engine, "s")?.residency === "stored") await new Promise((resolve) => setImmediate(resolve));
+    expect(listed(engine, "kept")?.residency).toBe("resident");
     const restored = await stepsOf(engine, "s", 6);
+    await restoring;
     expect(restored).toEqual(kept);
     expect(listed(engine, "kept")?.residency).toBe("stored");
     expect(engine.pool.used).toBeLessThanOrEqual(full.kvBudgetBytes);
