@@ -63,7 +63,7 @@ try {
     // Interleaved with the prefills, so that the machine's load falls on both alike.
     started = performance.now();
     const snapshot = await snapshots.load("", "stored");
-    engine.restore(`restored-${run}`, snapshot!);
+    await engine.restore(`restored-${run}`, snapshot!);
     restoreSeconds.push((performance.now() - started) / 1000);
     await engine.release(`restored-${run}`);
   }

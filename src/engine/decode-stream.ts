@@ -149,7 +149,7 @@ export class DecodeStreams {
    * whichever other sequences step now. On failure the sequence is as before.
    */
   private async step(sequence: Sequence, signal?: AbortSignal): Promise<void> {
-    const reservation = this.admission.grow(sequence, 1);
+    const reservation = await this.admission.grow(sequence, 1);
     try {
       await this.batcher.step(sequence, signal);
     } catch (error) {

@@ -86,15 +86,14 @@ export class Engine {
     this.memory = new KvMemoryManager(pool, () => this.table.all(), {
       quota: options.tenantQuota,
       crossTenantRelief: options.crossTenantCompression,
-      // Compress first (the sequence stays here), then offload (it leaves memory), then refuse.
-      // Relief runs synchronously and a device-resident cache (WebGPU) is read back asynchronously
-      // before its snapshot: there, pressure compresses, then refuses (docs/kv-store.md).
+      // Compress first (the sequence stays here), then offload (it leaves memory), then refuse. A
+      // device-resident cache (WebGPU) is written back to the store before it may leave (docs/kv-store.md).
       relief: [
         new CompressIdleSequences<Sequence>((s) => compressions.of(s), (s) => compressions.prepare(s)),
-        ...(store && !device ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s))] : []),
+        ...(store ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s), (s) => tiers!.canLeaveNow(s))] : []),
       ],
     });
-    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0));
+    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0), (sequences, admit) => tiers!.writeBack(sequences, admit));
     tiers = this.tiers =
       store &&
       new SequenceTiers(this.table, {
@@ -224,17 +223,12 @@ export class Engine {
   }
 
   /** Makes `snapshot` the new sequence `sequenceId`: it continues exactly as the one it was taken of. */
-  restore(sequenceId: string, snapshot: KvSnapshot, { caller = ANONYMOUS }: CallContext = {}): void {
+  async restore(sequenceId: string, snapshot: KvSnapshot, { caller = ANONYMOUS }: CallContext = {}): Promise<void> {
     if (this.table.get(caller, sequenceId)) throw new EngineError("ALREADY_EXISTS", `sequence '${sequenceId}' already exists; release it or choose another id`);
     const sequence = this.table.create(caller, sequenceId);
-    try {
-      this.admission.restore(sequence, restoredBytes(snapshot), () =>
-        restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.telemetry),
-      );
-    } catch (error) {
-      this.table.remove(sequence);
-      throw error;
-    }
+    await this.table.withSequence(sequence, true, () =>
+      this.admission.restore(sequence, restoredBytes(snapshot), () => restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.telemetry)),
+    );
   }
 
   /** Restores the sequence if it is stored (Stats names it); every other call on a sequence does this itself. */

@@ -5,10 +5,18 @@ import { EngineError } from "./engine-error.js";
 import type { Sequence } from "./sequence.js";
 
 /**
+ * Writes `sequences` to the KV store, then runs `admit` at once, while those written are exactly as
+ * stored (SequenceTiers.writeBack).
+ */
+export type WriteBack = <T>(sequences: Sequence[], admit: () => T) => Promise<T>;
+
+/**
  * The engine's side of the memory manager (docs/architecture.md): a sequence's growth checked
  * against the per-sequence cap, then admitted, and every refusal turned into RESOURCE_EXHAUSTED
  * with the reason. Calls that start work (Prefill, Fork) may instead wait in the admission
- * queue for memory to free (docs/gateway.md); a step of a running Decode never waits.
+ * queue for memory to free (docs/gateway.md); a step of a running Decode never waits there. When
+ * relief needs idle sequences written back to the store first (device-resident caches), any
+ * admission but a queued call's retry waits for that write-back.
  */
 export class SequenceAdmission {
   constructor(
@@ -16,6 +24,7 @@ export class SequenceAdmission {
     /** Most entries any KV head of one sequence may hold. */
     private readonly maxSequenceTokens: number,
     readonly queue: AdmissionQueue,
+    private readonly writeBack: WriteBack,
   ) {
     memory.pool.onFreed(() => queue.retrySoon());
   }
@@ -25,10 +34,10 @@ export class SequenceAdmission {
     return sequence.maxHeadLength + 1 <= this.maxSequenceTokens;
   }
 
-  /** Takes room for `count` more entries per head, all of it before any await: a concurrent admission must see these bytes as held. */
-  grow(sequence: Sequence, count: number): Reservation {
+  /** Takes room for `count` more entries per head, all of it in one synchronous admission: a concurrent admission must see these bytes as held. */
+  grow(sequence: Sequence, count: number): Promise<Reservation> {
     this.checkCap(sequence, count);
-    return this.allocate({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) });
+    return this.allocate(() => ({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) }));
   }
 
   /**
@@ -49,10 +58,10 @@ export class SequenceAdmission {
     return this.admitWhenRoom(() => ({ resident: copy, bytes: source.bytes, take: () => (copy.copyFrom(source), () => copy.release()) }), signal);
   }
 
-  /** Fills `target` (new and empty) with `fill`, a restore of about `bytes`, if they are admitted (relieving pressure first). */
-  restore(target: Sequence, bytes: number, fill: () => void): Reservation {
+  /** Fills `target` (new and empty, held by the caller) with `fill`, a restore of about `bytes`, if they are admitted (relieving pressure first). */
+  restore(target: Sequence, bytes: number, fill: () => void): Promise<Reservation> {
     // restoreSnapshot gives back what it took when it fails part-way.
-    return this.allocate({ resident: target, bytes, take: () => (fill(), () => target.release()) });
+    return this.allocate(() => ({ resident: target, bytes, take: () => (fill(), () => target.release()) }));
   }
 
   /** Refuses a request that would feed or generate more tokens than the tenant quota allows per request. */
@@ -75,10 +84,23 @@ export class SequenceAdmission {
     }
   }
 
-  private allocate(request: AllocationRequest<Sequence>): Reservation {
-    const reservation = this.tryAllocate(request);
-    if (!reservation) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(request));
+  private async allocate(requestNow: () => AllocationRequest<Sequence>): Promise<Reservation> {
+    const reservation = await this.allocateWritingBack(requestNow);
+    if (!reservation) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(requestNow()));
     return reservation;
+  }
+
+  /**
+   * Admits now, or, when relief could make room once some idle sequences are written back to the
+   * store (docs/kv-store.md, "Memory pressure"), writes them and asks again (the request rebuilt:
+   * the requester's bytes may have changed meanwhile); null when refused.
+   */
+  private async allocateWritingBack(requestNow: () => AllocationRequest<Sequence>): Promise<Reservation | null> {
+    const request = requestNow();
+    const now = this.tryAllocate(request);
+    const writeBack = now ? [] : this.memory.writeBackFor(request);
+    if (writeBack.length === 0) return now;
+    return this.writeBack(writeBack, () => this.tryAllocate(requestNow()));
   }
 
   private tryAllocate(request: AllocationRequest<Sequence>): Reservation | null {
@@ -90,15 +112,16 @@ export class SequenceAdmission {
   }
 
   /**
-   * Admits now when nobody waits and the room is there; otherwise queues the call (the request is
-   * rebuilt at each try: the resident's bytes change meanwhile). Refused at once: what the tenant's
-   * quota refuses, what the whole budget cannot hold, and any call when the queue is full.
+   * Admits now when nobody waits and the room is there (after a write-back if relief needs one);
+   * otherwise queues the call (the request is rebuilt at each try: the resident's bytes change
+   * meanwhile; a try in the queue writes nothing back). Refused at once: what the tenant's quota
+   * refuses, what the whole budget cannot hold, and any call when the queue is full.
    */
   private async admitWhenRoom(requestNow: () => AllocationRequest<Sequence>, signal: AbortSignal | undefined): Promise<Reservation> {
     // Relief the budget would need is worked out first, letting other calls through; the admission itself runs at once.
     if (this.queue.length === 0) await this.memory.prepareRelief(requestNow(), signal);
     const request = requestNow();
-    const now = this.queue.length === 0 ? this.tryAllocate(request) : null;
+    const now = this.queue.length === 0 ? await this.allocateWritingBack(requestNow) : null;
     if (now) return now;
     if (this.queue.limit === 0 || !this.memory.couldFitLater(request)) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(request));
     try {

@@ -56,6 +56,8 @@ export class SequenceTiers {
   private readonly parked = new Map<string, { snapshot: KvSnapshot; at: number }>();
   /** Restores under way, by table key: concurrent calls on one stored sequence wait for the same one. */
   private readonly restoring = new Map<string, Promise<void>>();
+  /** Sequences written back for the admission running now (writeBack): exactly as stored, so relief may drop them. */
+  private writtenBack = new Set<Sequence>();
   private readonly timers: NodeJS.Timeout[] = [];
 
   constructor(
@@ -102,9 +104,10 @@ export class SequenceTiers {
    */
   async bringIn(caller: Caller, sequenceId: string, creating: boolean): Promise<void> {
     const key = keyOf(caller.tenant, sequenceId);
-    if (this.table.has(key)) return;
+    // A restore under way first: its sequence is in the table, held, while its admission waits for a write-back.
     let pending = this.restoring.get(key);
     if (!pending) {
+      if (this.table.has(key)) return;
       pending = this.restore(caller, sequenceId, key, creating).finally(() => this.restoring.delete(key));
       this.restoring.set(key, pending);
     }
@@ -124,14 +127,10 @@ export class SequenceTiers {
         return;
       }
       const sequence = this.table.create(caller, sequenceId);
-      try {
-        this.options.admission.restore(sequence, restoredBytes(snapshot), () =>
-          restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.telemetry),
-        );
-      } catch (error) {
-        this.table.remove(sequence);
-        throw error;
-      }
+      // Held while its admission may wait for a write-back, so no call finds it empty; removed again if it fails.
+      await this.table.withSequence(sequence, true, () =>
+        this.options.admission.restore(sequence, restoredBytes(snapshot), () => restoreSequence(sequence, snapshot, this.options.recentQueryRows, this.options.telemetry)),
+      );
       this.parked.delete(key);
       if (manifest) this.stored.set(key, { tenant: caller.tenant, sequenceId, bytes: manifest.bytes, at: Date.now() });
     } catch (error) {
@@ -155,10 +154,7 @@ export class SequenceTiers {
     const key = keyOf(sequence.tenant, sequence.id);
     sequence.claim();
     try {
-      const lease = await this.leases.take(key);
-      await sequence.loadEntries(); // a device-resident cache's keys and values, read back (claimed: nothing changes them meanwhile)
-      const saved = await this.options.telemetry.observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, captureSnapshot(sequence)));
-      this.stored.set(key, { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
+      const saved = await this.write(sequence, reason);
       const freedBytes = this.table.remove(sequence);
       await this.leases.letGo(key);
       return { storedBytes: saved.bytes, chunks: saved.chunks, freedBytes };
@@ -168,12 +164,62 @@ export class SequenceTiers {
   }
 
   /**
-   * Offloads under memory pressure, synchronously as the memory manager needs: the snapshot is taken
-   * and the memory freed now, the write goes on in the background. Until it lands (or if it fails)
-   * the snapshot stays parked here, so a call naming the sequence restores it from memory: nothing is lost.
+   * Memory pressure on the device path (docs/kv-store.md, "Memory pressure"): writes the snapshots
+   * of `sequences` (idle now: relief chose them) to the store, holding each meanwhile, then runs
+   * `admit` at once, while those written are still exactly as stored, so relief may drop them from
+   * memory (offloadNow) and lose nothing. One whose write fails stays resident as it was (counted as
+   * a store error), and so does one written that `admit` does not drop.
+   */
+  async writeBack<T>(sequences: Sequence[], admit: () => T): Promise<T> {
+    for (const sequence of sequences) sequence.claim();
+    const written: Sequence[] = [];
+    for (const sequence of sequences) {
+      try {
+        await this.write(sequence, "pressure");
+        written.push(sequence);
+      } catch {
+        // Counted by observeTransfer; the sequence stays resident.
+      }
+    }
+    for (const sequence of sequences) sequence.unclaim(false);
+    this.writtenBack = new Set(written);
+    try {
+      return admit();
+    } finally {
+      this.writtenBack = new Set(); // from now on they may change
+    }
+  }
+
+  /** Whether relief may offload `sequence` now: a host cache's snapshot is taken at once, a device-resident one's only once written back. */
+  canLeaveNow(sequence: Sequence): boolean {
+    return !sequence.onDevice || this.writtenBack.has(sequence);
+  }
+
+  /** Writes the snapshot of `sequence` (held by the caller) under this replica's lease; the sequence stays resident. */
+  private async write(sequence: Sequence, reason: StoreReason): Promise<{ bytes: number; chunks: number }> {
+    const lease = await this.leases.take(keyOf(sequence.tenant, sequence.id));
+    await sequence.loadEntries(); // a device-resident cache's keys and values, read back (held: nothing changes them meanwhile)
+    const snapshot = captureSnapshot(sequence);
+    sequence.dropReadBack(); // the snapshot holds them now
+    const saved = await this.options.telemetry.observeTransfer("offload", reason, sequence.id, () => this.options.snapshots.save(lease, snapshot));
+    this.stored.set(keyOf(sequence.tenant, sequence.id), { tenant: sequence.tenant, sequenceId: sequence.id, bytes: saved.bytes, at: Date.now() });
+    return saved;
+  }
+
+  /**
+   * Offloads under memory pressure, synchronously as the memory manager needs. A host cache: the
+   * snapshot is taken and the memory freed now, the write goes on in the background; until it lands
+   * (or if it fails) the snapshot stays parked here, so a call naming the sequence restores it from
+   * memory: nothing is lost. A device-resident cache comes here only written back, and just leaves.
    */
   offloadNow(sequence: Sequence): void {
     const key = keyOf(sequence.tenant, sequence.id);
+    if (this.writtenBack.has(sequence)) {
+      // Its snapshot in the store is current (writeBack): it only leaves memory.
+      this.table.remove(sequence);
+      void this.leases.letGo(key);
+      return;
+    }
     const snapshot = captureSnapshot(sequence);
     const entry = { snapshot, at: Date.now() };
     this.parked.set(key, entry);

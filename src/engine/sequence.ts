@@ -145,10 +145,10 @@ export class Sequence {
     this.claimed = true;
   }
 
-  /** Ends the call's hold; the sequence counts as used now. */
-  unclaim(): void {
+  /** Ends the call's hold; the sequence counts as used now, unless the hold was no client's use (`used` false: a write-back to the store). */
+  unclaim(used = true): void {
     this.claimed = false;
-    this.usedAt = Date.now();
+    if (used) this.usedAt = Date.now();
   }
 
   /** Tokens that belong to the sequence; the next one takes this position. */
@@ -245,6 +245,16 @@ export class Sequence {
   /** Reads device-resident keys and values back, before a snapshot (captureSnapshot); nothing for host slabs. */
   async loadEntries(): Promise<void> {
     for (const layer of this.layers) if (layer instanceof DeviceLayerCache) await layer.loadEntries();
+  }
+
+  /** Drops what loadKeys and loadEntries read back: a host copy outside the budget, not kept once a snapshot is taken. */
+  dropReadBack(): void {
+    for (const layer of this.layers) if (layer instanceof DeviceLayerCache) layer.dropReadBack();
+  }
+
+  /** Whether keys and values live on the device (WebGPU): reading them back for a snapshot is asynchronous. */
+  get onDevice(): boolean {
+    return this.layers.some((layer) => layer instanceof DeviceLayerCache);
   }
 
   get entries(): number {

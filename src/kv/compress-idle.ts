@@ -33,7 +33,7 @@ export class CompressIdleSequences<R extends KvResident> implements ReliefStep<R
     }
   }
 
-  plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan {
+  plan(candidates: readonly R[], shortfall: number, requester: R): ReliefPlan<R> {
     const chosen: Compression[] = [];
     const residents: R[] = [];
     let freedBytes = 0;

@@ -208,6 +208,12 @@ export class DeviceLayerCache implements KvLayer {
     this.hostValues = this.deviceSlab ? await this.device.readValues(this.deviceSlab, this.gatherRows()) : new Float32Array(this.kvHeads * this.capacity * this.headSize);
   }
 
+  /** Drops the keys and values read back (they are read again when needed). */
+  dropReadBack(): void {
+    this.hostKeys = null;
+    this.hostValues = null;
+  }
+
   /** Keys and values by slot, [Hkv * capacity, d], as `loadEntries` read them back. */
   get entriesOnHost(): { keys: Float32Array; values: Float32Array } {
     if (!this.hostKeys || !this.hostValues) throw new Error("the keys and values of this cache are on the device: loadEntries() reads them back before a snapshot");

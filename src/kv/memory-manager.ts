@@ -1,6 +1,6 @@
 import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
 import type { KvResident } from "./kv-resident.js";
-import type { ReliefStep } from "./pressure-relief.js";
+import type { ReliefPlan, ReliefStep } from "./pressure-relief.js";
 import type { SlabPool } from "./slab-pool.js";
 import type { TenantQuota } from "./tenant-quota.js";
 
@@ -48,13 +48,18 @@ export class KvMemoryManager<R extends KvResident> {
   }
 
   /**
-   * Admits the request and takes its room, or gives null and changes nothing. The tenant's quota
-   * is checked first: a request it refuses must not have compressed anyone's cache.
+   * Admits the request and takes its room, or gives null and changes nothing (as when relief would
+   * first have to write residents back: `writeBackFor`). The tenant's quota is checked first: a
+   * request it refuses must not have compressed anyone's cache.
    */
   allocate(request: AllocationRequest<R>): Reservation | null {
     if (this.quotaShortfall(request) > 0) return null;
     const shortfall = this.budgetShortfall(request);
-    if (shortfall > 0 && !this.relieve(request.resident, shortfall)) return null;
+    if (shortfall > 0) {
+      const plans = this.planRelief(request.resident, shortfall);
+      if (!plans || plans.some((plan) => plan.writeBack?.length)) return null;
+      for (const plan of plans) plan.commit();
+    }
     if (this.budgetShortfall(request) > 0) return null;
     const before = request.resident.bytes;
     const giveBack = request.take();
@@ -66,6 +71,17 @@ export class KvMemoryManager<R extends KvResident> {
         held = false;
       },
     };
+  }
+
+  /**
+   * The residents relief would have to write back to the store before it could admit `request`
+   * (docs/kv-store.md, "Memory pressure"); empty when it needs none, or when even that would not free
+   * enough: `allocate` admits or refuses such a request as it is. Plans only, changes nothing.
+   */
+  writeBackFor(request: AllocationRequest<R>): R[] {
+    const shortfall = this.budgetShortfall(request);
+    if (this.quotaShortfall(request) > 0 || shortfall <= 0) return [];
+    return (this.planRelief(request.resident, shortfall) ?? []).flatMap((plan) => plan.writeBack ?? []);
   }
 
   /** Why `allocate` refused `request`: the tenant's quota or the global budget, with the bytes involved. */
@@ -139,10 +155,10 @@ export class KvMemoryManager<R extends KvResident> {
     return [...this.residents()].filter((r) => r !== requester && !r.busy && (crossTenant || r.tenant === requester.tenant)).sort((a, b) => a.lastUsed - b.lastUsed);
   }
 
-  /** Plans every step until together they free `shortfall`, then commits them all; commits nothing when they cannot. */
-  private relieve(requester: R, shortfall: number): boolean {
+  /** Plans every step until together they free `shortfall`; null when they cannot. */
+  private planRelief(requester: R, shortfall: number): ReliefPlan<R>[] | null {
     let candidates = this.candidatesFor(requester);
-    const plans = [];
+    const plans: ReliefPlan<R>[] = [];
     let remaining = shortfall;
     for (const step of this.options.relief) {
       if (remaining <= 0) break;
@@ -152,8 +168,6 @@ export class KvMemoryManager<R extends KvResident> {
       const planned = new Set(plan.residents ?? []);
       candidates = candidates.filter((r) => !planned.has(r));
     }
-    if (remaining > 0) return false;
-    for (const plan of plans) plan.commit();
-    return true;
+    return remaining > 0 ? null : plans;
   }
 }

@@ -132,6 +132,12 @@ describe("DeviceLayerCache", () => {
     await expectOnDevice(cache, expected, pool);
     await step(cache, device, expected, 1, stream);
     expect(cache.keysOnHost).toBe(false);
+    // What a snapshot reads back is a host copy outside the budget, dropped once the snapshot is taken.
+    await cache.loadEntries();
+    expect(cache.entriesOnHost.values.length).toBe(2 * cache.capacity * 4);
+    cache.dropReadBack();
+    expect(cache.keysOnHost).toBe(false);
+    expect(() => cache.entriesOnHost).toThrow(/loadEntries\(\) reads them back/);
 
     // AdaKV-style ragged eviction: the device slab keeps the longest head's room for every head.
     await step(cache, device, expected, 20, stream);

@@ -50,7 +50,7 @@ function compressingTo(
 /** A relief step that would free `freed` bytes, logging when it plans and commits. */
 function recordingStep(name: string, freed: number, log: string[], onCommit = () => {}): ReliefStep<SlabResident> {
   return {
-    plan(candidates, shortfall): ReliefPlan {
+    plan(candidates, shortfall): ReliefPlan<SlabResident> {
       log.push(`plan ${name} for ${shortfall} from [${candidates.map((c) => c.name).join(",")}]`);
       return {
         freedBytes: freed,
@@ -281,12 +281,12 @@ describe("KvMemoryManager pressure relief", () => {
   });
 
   describe("compress, then offload, then refuse (docs/kv-store.md, \"Memory pressure\")", () => {
-    /** Offloading into a fake store: the resident gives back everything it holds. */
-    const offloading = (offloaded: string[]) =>
+    /** Offloading into a fake store: the resident gives back everything it holds; only those `canLeaveNow` allows leave at once. */
+    const offloading = (offloaded: string[], canLeaveNow?: (resident: SlabResident) => boolean) =>
       new OffloadIdleSequences<SlabResident>((resident) => {
         offloaded.push(resident.name);
         resident.shrinkTo(0);
-      });
+      }, canLeaveNow);
 
     it("offloads the least recently used idle residents only for what compression could not free", () => {
       const log: string[] = [];
@@ -317,6 +317,45 @@ describe("KvMemoryManager pressure relief", () => {
       expect(manager.allocate(growBy(add("requester", "t", 0), 800))).toBeNull();
       expect(log).toEqual([]);
       expect(offloaded).toEqual([]);
+    });
+
+    it("offloads residents that can leave now before older ones that must be written back first", () => {
+      const offloaded: string[] = [];
+      const { manager, add } = setUp(1000, { relief: [offloading(offloaded, (r) => r.name !== "device")] });
+      add("device", "t", 300);
+      add("host", "t", 300);
+      const request = growBy(add("requester", "t", 0), 600);
+      expect(manager.writeBackFor(request)).toEqual([]);
+      expect(manager.allocate(request)?.bytes).toBe(600);
+      expect(offloaded).toEqual(["host"]);
+    });
+
+    it("while relief needs a write-back it commits nothing, not even compression, and names what to write back; once written, admits", () => {
+      const log: string[] = [];
+      const offloaded: string[] = [];
+      const written = new Set<SlabResident>();
+      const to = new Map<SlabResident, number>();
+      const { manager, add, pool } = setUp(1000, { relief: [compressingTo(to, log), offloading(offloaded, (r) => written.has(r))] });
+      const oldest = add("oldest", "t", 300);
+      add("middle", "t", 300);
+      to.set(add("budgeted", "t", 300), 200);
+      const request = growBy(add("requester", "t", 0), 500);
+      expect(manager.allocate(request)).toBeNull();
+      expect([log, offloaded, pool.used]).toEqual([[], [], 900]);
+      expect(manager.writeBackFor(request)).toEqual([oldest]);
+      written.add(oldest);
+      expect(manager.writeBackFor(request)).toEqual([]);
+      expect(manager.allocate(request)?.bytes).toBe(500);
+      expect([log, offloaded]).toEqual([["compress budgeted for 't'"], ["oldest"]]);
+    });
+
+    it("names nothing to write back when the budget is not short, or when even writing back every idle resident would not free enough", () => {
+      const { manager, add } = setUp(1000, { relief: [offloading([], () => false)] });
+      add("idle", "t", 300);
+      const requester = add("requester", "t", 0);
+      expect(manager.writeBackFor(growBy(requester, 700))).toEqual([]);
+      expect(manager.writeBackFor(growBy(requester, 1001))).toEqual([]);
+      expect(manager.writeBackFor(growBy(requester, 701)).map((r) => r.name)).toEqual(["idle"]);
     });
   });
 });

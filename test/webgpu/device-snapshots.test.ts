@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Engine, type EngineModel } from "../../src/engine/engine.js";
+import { Engine, type EngineModel, type EngineOptions } from "../../src/engine/engine.js";
 import { FileKvStore } from "../../src/kv/store/file-kv-store.js";
 import type { KvStore } from "../../src/kv/store/kv-store.js";
 import { RedisKvStore } from "../../src/kv/store/redis-kv-store.js";
@@ -17,7 +17,8 @@ import { loadTestModel, MODEL_FILES } from "../support/test-model.js";
 /*
  * A device-resident sequence (--execution-provider webgpu) offloaded to a real store and restored
  * transparently continues exactly as a copy that never left the device: the same tokens, and the
- * logits after every step equal bit for bit (docs/kv-store.md, docs/webgpu.md).
+ * logits after every step equal bit for bit (docs/kv-store.md, docs/webgpu.md). Under memory
+ * pressure an idle one is written back to the store and leaves the device instead of a refusal.
  */
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0n };
@@ -45,12 +46,14 @@ describe.skipIf(!gpu)("snapshots of a device-resident cache", () => {
   const stores: KvStore[] = [];
   const engines: Engine[] = [];
 
-  function engineOn(store: KvStore, prefix: string, offloadIdleAfterMs?: number): Engine {
-    const snapshots = new SnapshotStore({ store, prefix, model: "stories260K", replica: "r", leaseMs: 2_000, ttlMs: 600_000 });
-    const engine = new Engine(gpu!, { ...DEFAULT_TEST_OPTIONS, kvStore: { snapshots, leaseMs: 2_000, offloadIdleAfterMs } });
+  function engineOn(store: KvStore | null, prefix: string, { offloadIdleAfterMs, ...options }: Partial<EngineOptions> & { offloadIdleAfterMs?: number } = {}): Engine {
+    const snapshots = store && new SnapshotStore({ store, prefix, model: "stories260K", replica: "r", leaseMs: 2_000, ttlMs: 600_000 });
+    const engine = new Engine(gpu!, { ...DEFAULT_TEST_OPTIONS, ...options, kvStore: snapshots ? { snapshots, leaseMs: 2_000, offloadIdleAfterMs } : undefined });
     engines.push(engine);
     return engine;
   }
+
+  const listed = (engine: Engine, sequenceId: string) => engine.stats().sequences.find((s) => s.sequenceId === sequenceId);
 
   beforeAll(async () => {
     redis = await startRedis();
@@ -113,9 +116,9 @@ describe.skipIf(!gpu)("snapshots of a device-resident cache", () => {
     engines.push(host, device, hostAgain);
     await host.prefill({ sequenceId: "s", tokenIds: PROMPT, eviction: spec("adakv", 40, { window: 8 }) });
     const taken = await host.snapshot("s");
-    device.restore("s", taken);
+    await device.restore("s", taken);
     const onDevice = await device.snapshot("s");
-    hostAgain.restore("s", onDevice);
+    await hostAgain.restore("s", onDevice);
     const layerBits = (snapshot: typeof taken) => snapshot.layers.map((layer) => [layer.lengths, layer.keys, layer.values, layer.mass, layer.positions].map((a) => bits(new Float32Array(a.buffer, a.byteOffset, a.length))));
     expect(layerBits(onDevice)).toEqual(layerBits(taken));
     expect(layerBits(await hostAgain.snapshot("s"))).toEqual(layerBits(taken));
@@ -125,11 +128,82 @@ describe.skipIf(!gpu)("snapshots of a device-resident cache", () => {
   });
 
   it("offloads a device sequence left idle past --offload-idle-after", async () => {
-    const engine = engineOn(stores[0], "device-idle", 50);
+    const engine = engineOn(stores[0], "device-idle", { offloadIdleAfterMs: 50 });
     await engine.prefill({ sequenceId: "s", tokenIds: PROMPT });
     const deadline = Date.now() + 30_000;
     while (engine.stats().sequences[0]?.residency !== "stored" && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(engine.stats().sequences[0]?.residency).toBe("stored");
     expect(engine.stats().kvBytesDevice).toBe(0);
+  });
+
+  it("under memory pressure writes the least recently used idle sequence back to redis and offloads it instead of refusing; restored, it decodes bit for bit as a fork that never left the device", async () => {
+    const fill = async (engine: Engine) => {
+      await engine.prefill({ sequenceId: "s", tokenIds: PROMPT, eviction: spec("snapkv", 48, { window: 8 }) });
+      await engine.fork("s", "kept");
+    };
+    const sizing = engineOn(null, "");
+    await fill(sizing);
+    const full = { kvBudgetBytes: sizing.pool.used }; // any growth is pressure
+
+    // Without a store the pressure refuses: "kept" cannot take its next entry.
+    const memoryOnly = engineOn(null, "", full);
+    await fill(memoryOnly);
+    await expect(stepsOf(memoryOnly, "kept", 2)).rejects.toMatchObject({ code: "RESOURCE_EXHAUSTED" });
+
+    const engine = engineOn(stores[0], "device-pressure", full);
+    await fill(engine);
+    // "kept" needs room: "s", idle, is written to redis before it leaves the device (its stored bytes known at once).
+    const kept = await stepsOf(engine, "kept", 6);
+    expect(listed(engine, "s")).toMatchObject({ residency: "stored", kvBytes: 0, storedBytes: expect.any(Number) });
+    expect(listed(engine, "s")!.storedBytes).toBeGreaterThan(0);
+    expect(engine.stats().kvBytesDevice).toBe(engine.stats({ sequenceId: "kept" }).sequences[0].kvBytesDevice);
+    // Naming "s" restores it, which needs room in turn: "kept" is written back and leaves. A call naming
+    // "s" while that restore waits for the write (its sequence in the table, held) waits for the restore.
+    const restoring = engine.bringIn("s");
+    while (listed(engine, "s")?.residency === "stored") await new Promise((resolve) => setImmediate(resolve));
+    expect(listed(engine, "kept")?.residency).toBe("resident");
+    const restored = await stepsOf(engine, "s", 6);
+    await restoring;
+    expect(restored).toEqual(kept);
+    expect(listed(engine, "kept")?.residency).toBe("stored");
+    expect(engine.pool.used).toBeLessThanOrEqual(full.kvBudgetBytes);
+  });
+
+  it("with the store down, pressure compresses then refuses as before: RESOURCE_EXHAUSTED, and every sequence stays resident as it was and usable", async () => {
+    const fill = async (engine: Engine) => {
+      await engine.prefill({ sequenceId: "s", tokenIds: PROMPT, eviction: spec("snapkv", 48, { window: 8 }) });
+      // "b" carries a standing h2o budget of 40 with room to grow past it: pressure could compress it to 40.
+      await engine.prefill({ sequenceId: "b", tokenIds: PROMPT });
+      await stepsOf(engine, "b", 1, { ...spec("h2o", 40), decodeSlack: 64 });
+      await engine.prefill({ sequenceId: "r", tokenIds: PROMPT });
+    };
+    const sizing = engineOn(null, "");
+    await fill(sizing);
+    const held = sizing.pool.used;
+    const sBytes = sizing.stats({ sequenceId: "s" }).sequences[0].kvBytes;
+    const reference = await stepsOf(sizing, "s", 4);
+    // Room for "s" to decode those 4 tokens, not for "r" to take 80 more unless "s" leaves (compressing "b" is not enough).
+    const budget = held + sizing.stats({ sequenceId: "s" }).sequences[0].kvBytes - sBytes;
+    const more = Array.from({ length: 80 }, (_, i) => 3 + ((i * 29) % 400));
+    const up = engineOn(stores[0], "device-up", { kvBudgetBytes: budget });
+    await fill(up);
+    await up.prefill({ sequenceId: "r", tokenIds: more });
+    expect([listed(up, "s")?.residency, Math.max(...listed(up, "b")!.headLengths.flat())]).toEqual(["stored", 40]);
+
+    const redis = await startRedis();
+    const store = await RedisKvStore.open(redis.url);
+    try {
+      const engine = engineOn(store, "device-down", { kvBudgetBytes: budget });
+      await fill(engine);
+      const state = () => engine.stats().sequences.map(({ sequenceId, position, kvBytes, headLengths, decodePolicy, decodeBudgetTokens, residency }) => ({ sequenceId, position, kvBytes, headLengths, decodePolicy, decodeBudgetTokens, residency }));
+      const before = state();
+      await redis.stop();
+      await expect(engine.prefill({ sequenceId: "r", tokenIds: more })).rejects.toMatchObject({ code: "RESOURCE_EXHAUSTED" });
+      expect(state()).toEqual(before);
+      expect(await stepsOf(engine, "s", 4)).toEqual(reference);
+    } finally {
+      await store.close();
+      await redis.stop();
+    }
   });
 });

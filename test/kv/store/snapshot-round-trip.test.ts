@@ -73,7 +73,7 @@ describe("a sequence snapshot, stored in Redis and restored into another engine"
         const saved = await snapshots.save(lease, (await original.snapshot("s")));
         expect(saved.chunks).toBeGreaterThan(1);
         const loaded = await snapshots.load("", `s-${c.name}`);
-        restored.restore("s", loaded!);
+        await restored.restore("s", loaded!);
         // What admission asked for the restore is what it holds (docs/kv-store.md, "Capacity under one budget").
         expect(restored.stats({ sequenceId: "s" }).sequences[0].kvBytes).toBe(restoredBytes(loaded!));
 
