@@ -67,23 +67,23 @@ export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
 }
 
 /**
- * Encodes `snapshot` straight into chunks of `chunkBytes` taken from `takeChunk` (the last one cut
- * short): the same bytes as encodeSnapshot, cut as splitChunks would, without a whole-snapshot copy.
+ * Encodes `snapshot` straight into chunks of `chunkBytes` taken from `takeChunk`, each yielded once
+ * full (the last one cut short): the same bytes as encodeSnapshot, cut as splitChunks would, without
+ * a whole-snapshot copy, and a chunk can be on its way while the next is encoded.
  */
-export function encodeSnapshotChunks(snapshot: KvSnapshot, chunkBytes: number, takeChunk: () => Buffer): Buffer[] {
-  const chunks: Buffer[] = [];
-  let chunk: Buffer = Buffer.alloc(0);
+export function* encodeSnapshotChunks(snapshot: KvSnapshot, chunkBytes: number, takeChunk: () => Buffer): Generator<Buffer, void> {
+  let chunk: Buffer | null = null;
   let filled = 0;
   for (const part of encodedParts(snapshot)) {
     for (let at = 0; at < part.length; ) {
-      if (filled === chunk.length) (chunk = takeChunk().subarray(0, chunkBytes)), chunks.push(chunk), (filled = 0);
+      chunk ??= takeChunk().subarray(0, chunkBytes);
       const count = part.copy(chunk, filled, at);
       filled += count;
       at += count;
+      if (filled === chunk.length) yield chunk, (chunk = null), (filled = 0);
     }
   }
-  if (chunks.length > 0) chunks[chunks.length - 1] = chunk.subarray(0, filled);
-  return chunks;
+  if (chunk) yield chunk.subarray(0, filled);
 }
 
 /**

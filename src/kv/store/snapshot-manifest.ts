@@ -47,8 +47,8 @@ export function splitChunks(encoded: Buffer, chunkBytes = DEFAULT_CHUNK_BYTES): 
   return chunks;
 }
 
-export function describeChunks(chunks: readonly Buffer[]): ChunkEntry[] {
-  return chunks.map((chunk) => ({ bytes: chunk.length, crc32: crc32(chunk) }));
+export function describeChunk(chunk: Buffer): ChunkEntry {
+  return { bytes: chunk.length, crc32: crc32(chunk) };
 }
 
 export function encodeManifest(manifest: SnapshotManifest): Buffer {

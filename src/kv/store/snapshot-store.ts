@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
+import { setImmediate } from "node:timers/promises";
 import type { KvStore } from "./kv-store.js";
 import type { KvSnapshot } from "./sequence-snapshot.js";
 import { ChunkBufferPool } from "./chunk-buffer-pool.js";
 import { decodeSnapshot, encodeSnapshotChunks, SNAPSHOT_FORMAT_VERSION } from "./snapshot-codec.js";
-import { decodeManifest, DEFAULT_CHUNK_BYTES, describeChunks, encodeManifest, verifyChunk, type SnapshotManifest } from "./snapshot-manifest.js";
+import { decodeManifest, DEFAULT_CHUNK_BYTES, describeChunk, encodeManifest, type ChunkEntry, verifyChunk, type SnapshotManifest } from "./snapshot-manifest.js";
 import { SequenceKeys } from "./store-keys.js";
 import { SequenceHeldElsewhere, StaleLease } from "./store-errors.js";
 
@@ -99,14 +100,22 @@ export class SnapshotStore {
     const { store, ttlMs, model } = this.options;
     const { keys } = lease;
     const previousLookup = this.currentManifest(lease.tenant, lease.sequenceId).catch(() => null);
-    const chunks = encodeSnapshotChunks(snapshot, this.chunkBuffers.chunkBytes, () => this.chunkBuffers.take());
-    const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     const snapshotId = `${lease.token}-${randomUUID()}`;
+    const chunks: Buffer[] = [];
+    const described: ChunkEntry[] = [];
+    const writes: Promise<void>[] = [];
+    for (const chunk of encodeSnapshotChunks(snapshot, this.chunkBuffers.chunkBytes, () => this.chunkBuffers.take())) {
+      const write = store.set(keys.chunk(snapshotId, chunks.length), chunk, ttlMs);
+      write.catch(() => {}); // seen by Promise.all below; not an unhandled rejection while the loop still runs
+      writes.push(write);
+      chunks.push(chunk);
+      // The client sends on its next tick: the server takes this chunk in while its checksum and the next chunk are computed.
+      await setImmediate();
+      described.push(describeChunk(chunk));
+    }
+    const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
     const chunkKeys = chunks.map((_, i) => keys.chunk(snapshotId, i));
-    // The checksums are computed while the chunks are on their way and the server stores them.
-    const written = Promise.all(chunks.map((chunk, i) => store.set(chunkKeys[i], chunk, ttlMs)));
-    const described = describeChunks(chunks);
-    await written;
+    await Promise.all(writes);
     // Answered: the server holds its own copies, the buffers are free again (after a failure they are not reused).
     this.chunkBuffers.give(chunks);
     const previous = await previousLookup;

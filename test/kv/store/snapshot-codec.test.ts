@@ -35,12 +35,15 @@ describe("the snapshot encoding", () => {
     expect(() => decodeSnapshot([encoded.subarray(0, 100), encoded.subarray(101)])).toThrow(SnapshotCorrupt);
   });
 
-  it("encodes straight into chunk buffers the same bytes, cut the same way, as the whole encoding", () => {
+  it("encodes straight into chunk buffers the same bytes, cut the same way, as the whole encoding, each chunk complete when yielded", () => {
     for (const chunkBytes of [5, 4096, 16_384, encoded.length, encoded.length + 1]) {
       const taken: Buffer[] = [];
-      const chunks = encodeSnapshotChunks(snapshot, chunkBytes, () => (taken.push(Buffer.alloc(chunkBytes, 0xff)), taken.at(-1)!));
-      expect(chunks.map((chunk) => chunk.toString("hex"))).toEqual(splitChunks(encoded, chunkBytes).map((chunk) => chunk.toString("hex")));
-      expect(taken.length).toBe(chunks.length);
+      // Read as each chunk is yielded: a save sends it before the next one is encoded.
+      const asYielded = [...encodeSnapshotChunks(snapshot, chunkBytes, () => (taken.push(Buffer.alloc(chunkBytes, 0xff)), taken.at(-1)!))].map(() => "");
+      let i = 0;
+      for (const chunk of encodeSnapshotChunks(snapshot, chunkBytes, () => Buffer.alloc(chunkBytes, 0xff))) asYielded[i++] = chunk.toString("hex");
+      expect(asYielded).toEqual(splitChunks(encoded, chunkBytes).map((chunk) => chunk.toString("hex")));
+      expect(taken.length).toBe(asYielded.length);
     }
   });
 
