@@ -93,7 +93,7 @@ export class Engine {
         ...(store ? [new OffloadIdleSequences<Sequence>((s) => tiers!.offloadNow(s), (s) => tiers!.canLeaveNow(s))] : []),
       ],
     });
-    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0), (sequences, admit) => tiers!.writeBack(sequences, admit));
+    this.admission = new SequenceAdmission(this.memory, options.maxSequenceTokens, new AdmissionQueue(options.maxQueue ?? 0), store && device ? (sequences, admit) => tiers!.writeBack(sequences, admit) : null);
     tiers = this.tiers =
       store &&
       new SequenceTiers(this.table, {

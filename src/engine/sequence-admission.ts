@@ -24,7 +24,8 @@ export class SequenceAdmission {
     /** Most entries any KV head of one sequence may hold. */
     private readonly maxSequenceTokens: number,
     readonly queue: AdmissionQueue,
-    private readonly writeBack: WriteBack,
+    /** Only where sequences can need a write-back (a device-resident cache and a store): asking relief what to write back plans it once more. */
+    private readonly writeBack: WriteBack | null,
   ) {
     memory.pool.onFreed(() => queue.retrySoon());
   }
@@ -98,9 +99,10 @@ export class SequenceAdmission {
   private async allocateWritingBack(requestNow: () => AllocationRequest<Sequence>): Promise<Reservation | null> {
     const request = requestNow();
     const now = this.tryAllocate(request);
-    const writeBack = now ? [] : this.memory.writeBackFor(request);
-    if (writeBack.length === 0) return now;
-    return this.writeBack(writeBack, () => this.tryAllocate(requestNow()));
+    const writeBack = this.writeBack;
+    if (now || !writeBack) return now;
+    const sequences = this.memory.writeBackFor(request);
+    return sequences.length === 0 ? null : writeBack(sequences, () => this.tryAllocate(requestNow()));
   }
 
   private tryAllocate(request: AllocationRequest<Sequence>): Reservation | null {
