@@ -36,6 +36,8 @@ function command(...words: string[]): Buffer {
  */
 export class RedisChunkReader {
   private connection: Promise<Socket> | null = null;
+  /** The open connection, once its handshake is done. */
+  private socket: Socket | null = null;
   private readonly pending: PendingReply[] = [];
   /** The reply being parsed: its header line so far, then its value and how much of it has arrived. */
   private line = "";
@@ -48,6 +50,8 @@ export class RedisChunkReader {
   /** GETs `keys` in one pipeline: each value in a buffer from `buffers` where one fits, null where a key is missing. */
   async getMany(keys: readonly string[], buffers: ValueBuffers): Promise<(Buffer | null)[]> {
     const socket = await this.connected();
+    // Closed since it opened (its 'close' has failed what was pending then): nothing would answer.
+    if (socket.destroyed) throw new Error("connection to the store closed");
     const replies = keys.map(() => this.expect(buffers));
     socket.write(Buffer.concat(keys.map((key) => command("GET", key))));
     // Every reply settles before this does: none is still being copied into a buffer the caller reuses.
@@ -60,6 +64,7 @@ export class RedisChunkReader {
   close(): void {
     void this.connection?.then((socket) => socket.destroy(), () => {});
     this.connection = null;
+    this.socket = null;
   }
 
   private connected(): Promise<Socket> {
@@ -97,6 +102,7 @@ export class RedisChunkReader {
       socket.destroy();
       throw error;
     }
+    this.socket = socket;
     return socket;
   }
 
@@ -105,7 +111,7 @@ export class RedisChunkReader {
   }
 
   private lost(socket: Socket): void {
-    if (this.connection) void this.connection.then((current) => current === socket && (this.connection = null), () => {});
+    if (this.socket === socket) (this.socket = null), (this.connection = null);
     const error = new Error("connection to the store closed");
     for (const reply of this.pending.splice(0)) reply.reject(error);
     this.line = "";
