@@ -35,10 +35,16 @@ export class SequenceAdmission {
     return sequence.maxHeadLength + 1 <= this.maxSequenceTokens;
   }
 
-  /** Takes room for `count` more entries per head, all of it in one synchronous admission: a concurrent admission must see these bytes as held. */
-  grow(sequence: Sequence, count: number): Promise<Reservation> {
+  /**
+   * Takes room for `count` more entries per head (a decode step), all of it in one synchronous
+   * admission: a concurrent admission must see these bytes as held. Relief the budget would need is
+   * worked out first, in slices, as for Prefill and Fork; the step never waits in the queue.
+   */
+  async grow(sequence: Sequence, count: number): Promise<Reservation> {
     this.checkCap(sequence, count);
-    return this.allocate(() => ({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) }));
+    const requestNow = (): AllocationRequest<Sequence> => ({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) });
+    if (this.memory.needsRelief(requestNow())) await this.memory.prepareRelief(requestNow());
+    return this.allocate(requestNow);
   }
 
   /**

@@ -141,12 +141,17 @@ export class KvMemoryManager<R extends KvResident> {
    * the relief inside the admission, which runs at once, finds its plans made. Changes nothing.
    */
   async prepareRelief(request: AllocationRequest<R>, signal?: AbortSignal): Promise<void> {
+    if (!this.needsRelief(request)) return;
     const shortfall = this.budgetShortfall(request);
-    if (shortfall <= 0 || this.quotaShortfall(request) > 0) return;
     const candidates = this.candidatesFor(request.resident);
     for (const step of this.options.relief) {
       if (step.prepare) await runInSlices(step.prepare(candidates, shortfall, request.resident), signal, SLICE_MS);
     }
+  }
+
+  /** Whether admitting `request` now would run relief: the budget is short, the tenant's quota is not. */
+  needsRelief(request: AllocationRequest<R>): boolean {
+    return this.budgetShortfall(request) > 0 && this.quotaShortfall(request) <= 0;
   }
 
   /** Idle residents the requester may take room from, least recently used first. */

@@ -157,6 +157,24 @@ describe("while an eviction is planned", () => {
       expect(await bytes(tight.client, "idle")).toBe(scene.compressed);
     });
 
+    it("answers Stats while a Decode step short of room works out the compression of an idle sequence", async () => {
+      // Room for "idle" and "new" as prefilled, not for one more block of "new" unless "idle" is compressed.
+      snapkv.slow.on = false;
+      await tight.close();
+      tight = await startTestServer(model, { kvBudgetBytes: Number(scene.idle + scene.new) });
+      await idle(tight.client);
+      await tight.client.prefill({ sequenceId: "new", tokenIds: tokenIds(100) });
+      snapkv.slow.on = true;
+      const planning = snapkv.planning();
+      const decode = decodeAll(tight.client, { sequenceId: "new", maxNewTokens: 64, ignoreEos: true });
+      await planning;
+      // Answered before the compression is committed: "idle" still holds all it held.
+      expect(await bytes(tight.client, "idle")).toBe(scene.idle);
+      expect((await decode).length).toBe(64);
+      expect(snapkv.slow.plans).toBe(1);
+      expect(await bytes(tight.client, "idle")).toBe(scene.compressed);
+    });
+
     it("drops a compression worked out for a sequence that changed meanwhile, and plans it again", async () => {
       const planning = snapkv.planning();
       const prefill = tight.client.prefill({ sequenceId: "new", tokenIds: tokenIds(100) });
