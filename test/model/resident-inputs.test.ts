@@ -61,8 +61,7 @@ describe.each<KvDtype>(["float32", "float16"])("cache layers (%s) kept on the se
 
   beforeAll(async () => {
     for (const residentInputMinBytes of [Infinity, 0]) {
-      // Every run crosses to a thread, none done on the event loop (inline-session.ts), so that every input is kept or sent.
-      models.push(await loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads: 2, residentInputMinBytes, kvDtype, inlineRunMaxFlops: 0 }));
+      models.push(await loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads: 2, residentInputMinBytes, kvDtype }));
     }
   });
   afterAll(async () => {

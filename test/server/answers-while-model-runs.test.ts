@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineModel } from "../../src/engine/engine.js";
 import type { ModelRunner } from "../../src/model/runners/model-runner.js";
 import { healthOf } from "../support/health-probe.js";
-import { loadModel } from "../../src/model/load-model.js";
-import { MODEL_FILES } from "../support/test-model.js";
+import { loadTestModel } from "../support/test-model.js";
 import { decodeAll, startTestServer, type TestServer } from "../support/test-server.js";
 
 /** One prefill chunk this long is a single model run of a few hundred milliseconds on stories260K. */
@@ -24,22 +23,18 @@ function observeLongStep(model: EngineModel): { model: EngineModel; running: Pro
 
 /**
  * The model runs off the event loop (docs/worker-threads.md): while one long
- * step runs, health checks and Stats are answered; a decode of another
- * sequence goes on too when a second session thread takes its steps, or when
- * they are small enough to be done on the event loop (inline-session.ts), and
- * waits for the long step otherwise.
+ * step runs, health checks and Stats are answered; with a second session
+ * thread a decode of another sequence goes on too, and with one it waits.
  */
 describe.each([
-  { threads: 1, onEventLoop: "no run", first: ["health SERVING", "stats long,short"], then: ["prefill", "decode 4"] },
-  { threads: 1, onEventLoop: "small runs", first: ["decode 4", "health SERVING", "stats long,short"], then: ["prefill"] },
-  { threads: 2, onEventLoop: "no run", first: ["decode 4", "health SERVING", "stats long,short"], then: ["prefill"] },
-])("while the model runs a long step ($threads session threads, $onEventLoop on the event loop)", ({ threads, onEventLoop, first, then }) => {
+  { threads: 1, first: ["health SERVING", "stats long,short"], then: ["prefill", "decode 4"] },
+  { threads: 2, first: ["decode 4", "health SERVING", "stats long,short"], then: ["prefill"] },
+])("while the model runs a long step ($threads session threads)", ({ threads, first, then }) => {
   let t: TestServer;
   let running: Promise<void>;
 
   beforeAll(async () => {
-    const model = await loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads: threads, inlineRunMaxFlops: onEventLoop === "no run" ? 0 : undefined });
-    const observed = observeLongStep(model);
+    const observed = observeLongStep(await loadTestModel(threads));
     running = observed.running;
     t = await startTestServer(observed.model, { prefillChunkTokens: LONG_CHUNK, maxSequenceTokens: 2 * LONG_CHUNK, allowPastContext: true });
     await t.client.prefill({ sequenceId: "short", tokenIds: [1, 403] });

@@ -103,8 +103,6 @@ export interface RunnerOptions {
   sessionThreads?: number;
   /** CPU and CUDA: a sequence's cache layer stores this large or larger stay on a session thread between steps (default 256 KiB; docs/worker-threads.md). */
   residentInputMinBytes?: number;
-  /** CPU: runs of at most this many FLOPs are done on the event loop, not crossing to a session thread (default INLINE_RUN_MAX_FLOPS; 0: never; inline-session.ts). */
-  inlineRunMaxFlops?: number;
   /** How the KV store keeps keys and values (default float32); the graph must be built for it. */
   kvDtype?: KvDtype;
 }

@@ -6,7 +6,6 @@ import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "../config/model-config.js";
 import type { DecodeBatchInput, ModelRunner, PastLayer, RunnerOptions, StepInput, StepOutput } from "./model-runner.js";
 import { STEP_IO } from "../graph/step-io.js";
-import { INLINE_RUN_MAX_FLOPS, InlineSession } from "./inline-session.js";
 import { SessionThreads, type ThreadTensor } from "./session-threads.js";
 
 /** One session thread by default, as each holds its own copy of the weights; two let two length lanes step at once (docs/worker-threads.md). */
@@ -16,8 +15,6 @@ export const DEFAULT_SESSION_THREADS = 1;
  * Runs the step graph: one call per prefill chunk, decode step or batch of
  * decode steps, on session threads (session-threads.ts) so that the event loop
  * stays free while the model runs, and up to `parallelism` runs proceed at once.
- * A tiny model's small runs are done on the event loop instead (inline-session.ts),
- * beside the threads' runs.
  */
 export class StepRunner implements ModelRunner {
   private readonly causalMasks = new CausalMasks();
@@ -27,7 +24,6 @@ export class StepRunner implements ModelRunner {
 
   private constructor(
     private readonly sessions: SessionThreads,
-    private readonly inline: InlineSession | undefined,
     readonly config: ModelConfig,
     readonly kvDtype: KvDtype,
   ) {}
@@ -42,18 +38,12 @@ export class StepRunner implements ModelRunner {
       logSeverityLevel: 3,
     };
     const sessions = await SessionThreads.start(graph, sessionOptions, options.sessionThreads ?? DEFAULT_SESSION_THREADS, options.residentInputMinBytes);
-    // On CUDA a run's cost is not its arithmetic on this core: every run goes to a thread.
-    const maxFlops = options.executionProvider === "cpu" ? (options.inlineRunMaxFlops ?? INLINE_RUN_MAX_FLOPS) : 0;
-    const inline = await InlineSession.create(graph, sessionOptions, config, maxFlops).catch(async (error: unknown) => {
-      await sessions.close();
-      throw error;
-    });
-    return new StepRunner(sessions, inline, config, options.kvDtype ?? "float32");
+    return new StepRunner(sessions, config, options.kvDtype ?? "float32");
   }
 
-  /** Runs that can proceed at once: one per session thread, and the event loop's when small runs are done there. */
+  /** Runs that can proceed at once: one per session thread. */
   get parallelism(): number {
-    return this.sessions.size + (this.inline ? 1 : 0);
+    return this.sessions.size;
   }
 
   /** One sequence: a prefill chunk of `tokens`, or a decode step (one token). */
@@ -61,23 +51,19 @@ export class StepRunner implements ModelRunner {
     const count = input.tokens.length;
     const positions = Array.from({ length: count }, (_, i) => input.firstPosition + i);
     const past = input.past.map((layer) => hostLayer(layer, "the CPU runner steps host slab caches only"));
-    const here = this.inline?.takes(count, Math.max(0, ...past.map((layer) => layer.capacity))) ?? false;
-    return this.execute(input.tokens, positions, 1, past, Math.min(input.queryRows, count), Math.min(input.logitRows ?? 1, count), here);
+    return this.execute(input.tokens, positions, 1, past, Math.min(input.queryRows, count), Math.min(input.logitRows ?? 1, count));
   }
 
   /** One decode step of each of B sequences in one graph run. */
   runDecodeBatch(input: DecodeBatchInput): Promise<StepOutput> {
-    return this.execute(input.tokens, input.positions, input.tokens.length, input.past, 1, 1, false);
+    return this.execute(input.tokens, input.positions, input.tokens.length, input.past, 1, 1);
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.sessions.close(), this.inline?.release()]);
+    await this.sessions.close();
   }
 
-  /**
-   * `tokens` and `positions` are [batch, S] row-major. `here`: run on the event loop (inline-session.ts),
-   * only ever one sequence's own cache, never a decode batch's arena, which another lane's batch may take over.
-   */
+  /** `tokens` and `positions` are [batch, S] row-major. */
   private async execute(
     tokens: readonly number[],
     positions: readonly number[],
@@ -85,7 +71,6 @@ export class StepRunner implements ModelRunner {
     past: readonly PastLayer[],
     queryRows: number,
     logitRows: number,
-    here: boolean,
   ): Promise<StepOutput> {
     const { layers, kvHeads, headSize } = this.config;
     const count = tokens.length / batch;
@@ -111,8 +96,8 @@ export class StepRunner implements ModelRunner {
       feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims, appendable: appendable(headSize, relaidFrom?.valueStore, ARENA_PAD.kv) };
       feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity], appendable: appendable(1, relaidFrom?.mask, ARENA_PAD.mask) };
     });
-    // Crossing to a thread, the inputs are copied now, synchronously: the caches may change while the step runs.
-    const out = await (here ? this.inline! : this.sessions).run(feeds);
+    // The inputs are copied here, synchronously: the caches may change while the step runs.
+    const out = await this.sessions.run(feeds);
     const data = (name: string) => out[name].data as Float32Array;
     const kvData = (name: string) => out[name].data as KvArray;
     return {
