@@ -34,13 +34,16 @@ export class DecodeBatcher<T extends object> {
    * `runBatch` gets the lane a batch belongs to of the lanes that were waiting or stepping (lane 0
    * the shortest), so that it can keep one working copy per lane; `entriesOf` is a stream's longest
    * cached head. Up to `parallelism` batches run at once, each of another lane (the runner's
-   * session threads: a short lane steps beside a long one instead of after it).
+   * session threads: a short lane steps beside a long one instead of after it). `attendedOf` is
+   * what a stream's step attends, which its runs are charged: its cache's slots, the room grown
+   * ahead included (a step runs over them all, masked or not).
    */
   constructor(
     private readonly runBatch: (batch: T[], lane: number, lanes: number) => Promise<void>,
     readonly maxBatchSize: number,
     private readonly entriesOf: (item: T) => number,
     private readonly parallelism = 1,
+    private readonly attendedOf = entriesOf,
   ) {}
 
   /** A stream enters its decode loop; `leave` when it ends. */
@@ -133,8 +136,8 @@ export class DecodeBatcher<T extends object> {
 
   private async run(batch: Waiting<T>[], lane: number, lanes: number): Promise<void> {
     const items = batch.map((waiting) => waiting.item);
-    const entries = Math.max(...items.map(this.entriesOf));
-    this.share.ran(items, entries, [...this.waiting.map((waiting) => waiting.item), ...this.stepping]);
+    const attended = Math.max(...items.map(this.attendedOf));
+    this.share.ran(items, attended, [...this.waiting.map((waiting) => waiting.item), ...this.stepping]);
     this.runs++;
     for (const item of items) this.stepping.add(item);
     try {

@@ -61,7 +61,13 @@ export class DecodeStreams {
   ) {
     // A device-resident cache steps one sequence per run: the batch arena is a host copy.
     const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
-    this.batcher = new DecodeBatcher((batch, lane, lanes) => this.runDecodeBatch(batch, lane, lanes), maxBatch, (sequence) => sequence.maxHeadLength, model.runner.parallelism);
+    this.batcher = new DecodeBatcher(
+      (batch, lane, lanes) => this.runDecodeBatch(batch, lane, lanes),
+      maxBatch,
+      (sequence) => sequence.maxHeadLength,
+      model.runner.parallelism,
+      (sequence) => sequence.maxCapacity,
+    );
     const { layers, kvHeads, headSize } = model.config;
     this.arenas = new LaneArenas(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });
   }

@@ -3,9 +3,9 @@ import { RUN_COST_ENTRIES } from "./length-lanes.js";
 /**
  * Which lane of decode steps runs next, so that streams share the model's
  * time rather than its steps: a stream is charged what its steps cost (its
- * share of the run's fixed cost, plus the entries it attended, padding
- * included), and the lane holding the least charged stream runs next (as a
- * fair scheduler runs the task with the least virtual time). A short stream
+ * share of the run's fixed cost, plus the slots it attended, padding and
+ * room included), and the lane holding the least charged stream runs next (as
+ * a fair scheduler runs the task with the least virtual time). A short stream
  * beside a long one thus takes many steps per step of the long one instead of
  * one each. Charges come from that cost model, not from clocks, so the order
  * of steps is reproducible.

@@ -271,6 +271,11 @@ export class Sequence {
     return this.layers.reduce((max, layer) => Math.max(max, layer.maxLength), 0);
   }
 
+  /** The most slots a layer holds room for: what a step of the sequence alone attends, masked slots included. */
+  get maxCapacity(): number {
+    return this.layers.reduce((max, layer) => Math.max(max, layer.capacity), 0);
+  }
+
   /** Bytes the sequence would hold after making room for `extra` entries per head, its ring keeping `queryRows` rows. */
   bytesWithRoomFor(extra: number, queryRows = this.recentQueries.rows): number {
     return this.layers.reduce((sum, layer) => sum + layer.bytesWithRoomFor(extra), this.recentQueries.bytesFor(queryRows));

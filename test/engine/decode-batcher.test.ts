@@ -332,3 +332,34 @@ describe("DecodeBatcher with two runs at once (session threads)", () => {
     expect([second.state(), long.state()]).toEqual(["done", "done"]);
   });
 });
+
+describe("DecodeBatcher's fair turns", () => {
+  it("charges a stream's runs for the slots they attend, the room its cache grew ahead included", async () => {
+    /** "name entries slots": a stream's longest head, then the slots its step attends. */
+    const entriesOf = (item: { key: string }) => Number(item.key.split(" ")[1]);
+    const attendedOf = (item: { key: string }) => Number(item.key.split(" ")[2]);
+    const orderOf = async (long: string) => {
+      const box = boxes<string>();
+      const order: string[] = [];
+      const batcher = new DecodeBatcher<{ key: string }>(
+        async (batch) => void order.push(batch[0].key.split(" ")[0]),
+        8,
+        entriesOf,
+        1,
+        attendedOf,
+      );
+      batcher.join();
+      batcher.join();
+      const stream = async (key: string) => {
+        while (order.length < 14) await batcher.step(box(key));
+        batcher.leave();
+      };
+      await Promise.all([stream("short 2 16"), stream(long)]);
+      return order.slice(0, 14);
+    };
+    const short = (n: number) => Array<string>(n).fill("short");
+    // Each short step is charged 1024 + 16; the long one's 1024 + its slots: 10,000 (5,000 held) against 5,000.
+    expect(await orderOf("long 5000 10000")).toEqual(["short", "long", ...short(10), "long", "short"]);
+    expect(await orderOf("long 5000 5000")).toEqual(["short", "long", ...short(5), "long", ...short(6)]);
+  });
+});

@@ -46,7 +46,7 @@ describe("a short stream beside a long one", () => {
     expect(beside).toEqual(alone);
     // Never one graph run for both: the short one would attend the long one's 2,500 entries of padding.
     expect(decodeBatches.every((size) => size === 1)).toBe(true);
-    // Its steps cost about a third of the long one's (1024 + 3 entries vs 1024 + 2,500), so it takes about three for each of the long one's.
+    // Its steps cost a third of the long one's or less (1024 + a few dozen slots vs 1024 + 2,500 or more), so it takes three or more for each of the long one's.
     expect(longDuring).toBeLessThan(SHORT_TOKENS / 2);
   });
 });

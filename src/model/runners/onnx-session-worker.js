@@ -69,7 +69,7 @@ async function run(request) {
 
 /**
  * The copy a resident feed names, after applying what it sends.
- * @param {{id: number, whole: boolean, relaid?: Relaid, starts?: Int32Array, counts?: Int32Array}} feed
+ * @param {{id: number, whole: boolean, relaid?: Relaid, starts?: number[], counts?: number[]}} feed
  * @param {Float32Array | Uint16Array} data
  */
 function residentCopy(feed, data) {
@@ -83,7 +83,7 @@ function residentCopy(feed, data) {
   if (feed.relaid) resident.set(feed.id, relaid(feed.relaid));
   const copy = resident.get(feed.id);
   if (!copy) throw new Error(`resident input ${feed.id} is not held by this session thread`);
-  const { starts = new Int32Array(), counts = new Int32Array() } = feed;
+  const { starts = [], counts = [] } = feed;
   let at = 0;
   for (let i = 0; i < starts.length; i++) {
     copy.set(data.subarray(at, at + counts[i]), starts[i]);

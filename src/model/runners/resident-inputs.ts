@@ -33,11 +33,13 @@ export const RESIDENT_MIN_BYTES = 256 * 1024;
 /**
  * How an input reaches its thread: whole (then kept there as `id`), or as the ranges appended to copy `id`
  * (after, with `relaid`, the thread lays copy `from` out anew as copy `id`, `length` values in rows of
- * `rowSlots` slots of `width` values, each keeping its first slots, the rest `pad`).
+ * `rowSlots` slots of `width` values, each keeping its first slots, the rest `pad`). The ranges are plain
+ * arrays: posting a typed array clones its buffer too, which tripled the cost of posting a long
+ * sequence's step (15 feeds, each with two).
  */
 export type ResidentFeed =
   | { id: number; whole: true }
-  | { id: number; whole: false; relaid?: Relaid; starts: Int32Array; counts: Int32Array; values: number };
+  | { id: number; whole: false; relaid?: Relaid; starts: number[]; counts: number[]; values: number };
 
 export interface Relaid {
   from: number;
@@ -147,7 +149,7 @@ export class ResidentInputs<Thread extends object> {
     });
     record.lengths.set(lengths);
     record.rowRevisions.set(rowRevisions);
-    return { feed: { id: record.id, whole: false, relaid, starts: Int32Array.from(starts), counts: Int32Array.from(counts), values }, data };
+    return { feed: { id: record.id, whole: false, relaid, starts, counts, values }, data };
   }
 
   /** Records that `thread` holds a copy of `store` as `rows` say, under a new id. */
