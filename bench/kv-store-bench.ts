@@ -65,7 +65,7 @@ async function redisBenchmark(port: number, bytes: number, requests: number): Pr
   const child = spawn("redis-benchmark", args);
   let output = "";
   child.stdout.on("data", (data: Buffer) => (output += data.toString()));
-  await once(child, "exit");
+  await once(child, "close"); // its output read to the end
   const rps = (test: string) => Number(output.match(new RegExp(`^"${test}","([\\d.]+)"`, "m"))?.[1] ?? NaN);
   return { set: rps("SET"), get: rps("GET") };
 }

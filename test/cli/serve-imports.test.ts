@@ -35,7 +35,7 @@ async function loadedPackages(args: readonly string[], until?: RegExp): Promise<
     if (until?.test(stderr)) child.kill("SIGTERM");
   });
   const timer = setTimeout(() => child.kill("SIGKILL"), 50_000);
-  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve)); // stderr read to its end
   clearTimeout(timer);
   const modules = readFileSync(log, "utf8").split("\n").filter((line) => line !== "");
   const packages = new Set(modules.flatMap((url) => [...url.matchAll(/\/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)].map((match) => match[1]).slice(-1)));

@@ -19,7 +19,8 @@ function serve(model: string): Promise<{ code: number | null; lines: Record<stri
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
   const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
   return new Promise((resolve) =>
-    child.on("exit", (code) => {
+    // 'close': the whole of stderr has been read by then (not always at 'exit').
+    child.on("close", (code) => {
       clearTimeout(timer);
       resolve({ code, lines: stderr.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line)) });
     }),

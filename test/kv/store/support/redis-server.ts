@@ -31,7 +31,8 @@ export async function run(command: string, args: string[]): Promise<string> {
   let output = "";
   child.stdout.on("data", (data: Buffer) => (output += data.toString()));
   child.stderr.on("data", (data: Buffer) => (output += data.toString()));
-  const [code] = (await once(child, "exit")) as [number];
+  // 'close', not 'exit': at 'exit' the output may not all have been read yet (under load a KEYS listing came back empty).
+  const [code] = (await once(child, "close")) as [number];
   if (code !== 0) throw new Error(`${command} ${args.join(" ")} exited with ${code}: ${output}`);
   return output;
 }
