@@ -43,7 +43,8 @@ export class SequenceAdmission {
   async grow(sequence: Sequence, count: number): Promise<Reservation> {
     this.checkCap(sequence, count);
     const requestNow = (): AllocationRequest<Sequence> => ({ resident: sequence, bytes: sequence.bytesWithRoomFor(count), take: () => sequence.reserveRoom(count) });
-    if (this.memory.needsRelief(requestNow())) await this.memory.prepareRelief(requestNow());
+    const request = requestNow();
+    if (this.memory.needsRelief(request)) await this.memory.prepareRelief(request);
     return this.allocate(requestNow);
   }
 

@@ -3,7 +3,6 @@ import { connect, type Socket } from "node:net";
 import { ErrorReply } from "redis";
 import type { ValueBuffers } from "./kv-store.js";
 
-
 /** Where one reply goes once parsed. */
 interface PendingReply {
   buffers: ValueBuffers;

@@ -102,10 +102,13 @@ export class SnapshotStore {
     const previousLookup = this.currentManifest(lease.tenant, lease.sequenceId).catch(() => null);
     const snapshotId = `${lease.token}-${randomUUID()}`;
     const chunks: Buffer[] = [];
+    const chunkKeys: string[] = [];
     const described: ChunkEntry[] = [];
     const writes: Promise<void>[] = [];
     for (const chunk of encodeSnapshotChunks(snapshot, this.chunkBuffers.chunkBytes, () => this.chunkBuffers.take())) {
-      const write = store.set(keys.chunk(snapshotId, chunks.length), chunk, ttlMs);
+      const key = keys.chunk(snapshotId, chunks.length);
+      chunkKeys.push(key);
+      const write = store.set(key, chunk, ttlMs);
       write.catch(() => {}); // seen by Promise.all below; not an unhandled rejection while the loop still runs
       writes.push(write);
       chunks.push(chunk);
@@ -114,7 +117,6 @@ export class SnapshotStore {
       described.push(describeChunk(chunk));
     }
     const bytes = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-    const chunkKeys = chunks.map((_, i) => keys.chunk(snapshotId, i));
     await Promise.all(writes);
     // Answered: the server holds its own copies, the buffers are free again (after a failure they are not reused).
     this.chunkBuffers.give(chunks);
