@@ -15,10 +15,14 @@ export type WriteBack = <T>(sequences: Sequence[], admit: () => T) => Promise<T>
  * against the per-sequence cap, then admitted, and every refusal turned into RESOURCE_EXHAUSTED
  * with the reason. Calls that start work (Prefill, Fork) may instead wait in the admission
  * queue for memory to free (docs/gateway.md); a step of a running Decode never waits there. When
- * relief needs idle sequences written back to the store first (device-resident caches), any
- * admission but a queued call's retry waits for that write-back.
+ * relief needs idle sequences written back to the store first (device-resident caches), an
+ * admission waits for that write-back; for queued calls one write-back runs at a time, and the
+ * queue is tried again as it ends.
  */
 export class SequenceAdmission {
+  /** Set while idle sequences are written back for the call at the head of the queue. */
+  private queueWritingBack = false;
+
   constructor(
     readonly memory: KvMemoryManager<Sequence>,
     /** Most entries any KV head of one sequence may hold. */
@@ -121,10 +125,28 @@ export class SequenceAdmission {
   }
 
   /**
+   * A queued call's try: admits now, or, when relief could admit it once idle sequences are written
+   * back, starts that write-back (unless one for the queue runs already) and gives null; the
+   * write-back tries the queue again while those sequences are exactly as stored.
+   */
+  private tryQueued(requestNow: () => AllocationRequest<Sequence>): Reservation | null {
+    const request = requestNow();
+    const now = this.tryAllocate(request);
+    if (now || !this.writeBack || this.queueWritingBack) return now;
+    const sequences = this.memory.writeBackFor(request);
+    if (sequences.length === 0) return null;
+    this.queueWritingBack = true;
+    this.writeBack(sequences, () => this.queue.retry())
+      .catch(() => {}) // a failed write is counted by the store's telemetry; the call stays queued
+      .finally(() => (this.queueWritingBack = false));
+    return null;
+  }
+
+  /**
    * Admits now when nobody waits and the room is there (after a write-back if relief needs one);
    * otherwise queues the call (the request is rebuilt at each try: the resident's bytes change
-   * meanwhile; a try in the queue writes nothing back). Refused at once: what the tenant's quota
-   * refuses, what the whole budget cannot hold, and any call when the queue is full.
+   * meanwhile). Refused at once: what the tenant's quota refuses, what the whole budget cannot hold,
+   * and any call when the queue is full.
    */
   private async admitWhenRoom(requestNow: () => AllocationRequest<Sequence>, signal: AbortSignal | undefined): Promise<Reservation> {
     // Relief the budget would need is worked out first, letting other calls through; the admission itself runs at once.
@@ -134,7 +156,7 @@ export class SequenceAdmission {
     if (now) return now;
     if (this.queue.limit === 0 || !this.memory.couldFitLater(request)) throw new EngineError("RESOURCE_EXHAUSTED", this.memory.whyRefused(request));
     try {
-      const waiting = this.queue.wait(request.resident.tenant, () => this.tryAllocate(requestNow()), signal);
+      const waiting = this.queue.wait(request.resident.tenant, () => this.tryQueued(requestNow), signal);
       this.queue.retrySoon(); // joining behind others: the room may be there already
       return await waiting;
     } catch (error) {

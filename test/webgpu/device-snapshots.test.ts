@@ -47,8 +47,9 @@ describe.skipIf(!gpu)("snapshots of a device-resident cache", () => {
   const engines: Engine[] = [];
 
   function engineOn(store: KvStore | null, prefix: string, { offloadIdleAfterMs, ...options }: Partial<EngineOptions> & { offloadIdleAfterMs?: number } = {}): Engine {
-    const snapshots = store && new SnapshotStore({ store, prefix, model: "stories260K", replica: "r", leaseMs: 2_000, ttlMs: 600_000 });
-    const engine = new Engine(gpu!, { ...DEFAULT_TEST_OPTIONS, ...options, kvStore: snapshots ? { snapshots, leaseMs: 2_000, offloadIdleAfterMs } : undefined });
+    // A long lease: the device path runs on the event loop, and a cold first run (shaders compiled) can hold it past a short one's renewal.
+    const snapshots = store && new SnapshotStore({ store, prefix, model: "stories260K", replica: "r", leaseMs: 30_000, ttlMs: 600_000 });
+    const engine = new Engine(gpu!, { ...DEFAULT_TEST_OPTIONS, ...options, kvStore: snapshots ? { snapshots, leaseMs: 30_000, offloadIdleAfterMs } : undefined });
     engines.push(engine);
     return engine;
   }
@@ -167,6 +168,32 @@ describe.skipIf(!gpu)("snapshots of a device-resident cache", () => {
     expect(restored).toEqual(kept);
     expect(listed(engine, "kept")?.residency).toBe("stored");
     expect(engine.pool.used).toBeLessThanOrEqual(full.kvBudgetBytes);
+  });
+
+  it("a call queued for memory (--max-queue) is admitted once the sequence it waited on goes idle: that one is written back to redis and leaves the device", async () => {
+    const decodeTokens = 4;
+    const sizing = engineOn(null, "");
+    await sizing.prefill({ sequenceId: "s", tokenIds: PROMPT });
+    await stepsOf(sizing, "s", decodeTokens);
+    const sBytes = sizing.stats({ sequenceId: "s" }).sequences[0].kvBytes;
+    await sizing.prefill({ sequenceId: "n", tokenIds: PROMPT });
+    const nBytes = sizing.stats({ sequenceId: "n" }).sequences[0].kvBytes;
+    // Room for "s" to decode, or for "n", never for both.
+    const engine = engineOn(stores[0], "device-queued", { kvBudgetBytes: sBytes + Math.floor(nBytes / 2), maxQueue: 4 });
+    await engine.prefill({ sequenceId: "s", tokenIds: PROMPT });
+
+    // While "s" decodes it is busy, so "n" cannot take its room and waits in the queue.
+    const stream = engine.decode({ sequenceId: "s", maxNewTokens: decodeTokens, sampling: GREEDY, stopTokenIds: [], ignoreEos: true })[Symbol.asyncIterator]();
+    await stream.next();
+    const admitted = engine.prefill({ sequenceId: "n", tokenIds: PROMPT }, { signal: AbortSignal.timeout(20_000) });
+    while (engine.requestsWaiting === 0) await new Promise((resolve) => setImmediate(resolve));
+    while (!(await stream.next()).done);
+
+    await admitted;
+    expect(listed(engine, "s")).toMatchObject({ residency: "stored", kvBytes: 0 });
+    expect(listed(engine, "n")?.residency).toBe("resident");
+    expect(engine.requestsWaiting).toBe(0);
+    expect(engine.pool.used).toBeLessThanOrEqual(sBytes + Math.floor(nBytes / 2));
   });
 
   it("with the store down, pressure compresses then refuses as before: RESOURCE_EXHAUSTED, and every sequence stays resident as it was and usable", async () => {
