@@ -16,12 +16,15 @@ export type WriteBack = <T>(sequences: Sequence[], admit: () => T) => Promise<T>
  * with the reason. Calls that start work (Prefill, Fork) may instead wait in the admission
  * queue for memory to free (docs/gateway.md); a step of a running Decode never waits there. When
  * relief needs idle sequences written back to the store first (device-resident caches), an
- * admission waits for that write-back; for queued calls one write-back runs at a time, and the
- * queue is tried again as it ends.
+ * admission waits for that write-back. Relief is worked out ahead, in slices, for every admission,
+ * queued calls included (one relief for the queue at a time, the queue tried again as it ends).
  */
 export class SequenceAdmission {
-  /** Set while idle sequences are written back for the call at the head of the queue. */
-  private queueWritingBack = false;
+  /**
+   * Relief for the call at the head of the queue: "running" while it is worked out or written back,
+   * then "prepared" or "written" for the queue's next attempt, which may run it at once.
+   */
+  private queueRelief: "running" | "prepared" | "written" | null = null;
 
   constructor(
     readonly memory: KvMemoryManager<Sequence>,
@@ -125,21 +128,43 @@ export class SequenceAdmission {
   }
 
   /**
-   * A queued call's try: admits now, or, when relief could admit it once idle sequences are written
-   * back, starts that write-back (unless one for the queue runs already) and gives null; the
-   * write-back tries the queue again while those sequences are exactly as stored.
+   * A queued call's try. The queue is tried whenever memory frees or a call ends, at once; so relief
+   * the head of the queue needs is worked out first, in slices (and, where it needs idle sequences
+   * written back, those are written), one such relief at a time, each followed by a try of the queue
+   * whose first attempt may run that relief (`queueRelief`). Gives null while it is not admitted.
    */
   private tryQueued(requestNow: () => AllocationRequest<Sequence>): Reservation | null {
+    const ready = this.queueRelief;
+    if (ready === "running") return null; // the queue is tried again when that relief ends
+    this.queueRelief = null; // prepared or written for this one attempt
     const request = requestNow();
+    if (ready === null && this.memory.needsRelief(request)) {
+      this.relieveQueue("prepared", (retry) => this.memory.prepareRelief(request).then(retry));
+      return null;
+    }
     const now = this.tryAllocate(request);
-    if (now || !this.writeBack || this.queueWritingBack) return now;
+    const writeBack = this.writeBack;
+    if (now || !writeBack || ready === "written") return now; // a write that failed is not tried again until the next try of the queue
     const sequences = this.memory.writeBackFor(request);
-    if (sequences.length === 0) return null;
-    this.queueWritingBack = true;
-    this.writeBack(sequences, () => this.queue.retry())
-      .catch(() => {}) // a failed write is counted by the store's telemetry; the call stays queued
-      .finally(() => (this.queueWritingBack = false));
+    if (sequences.length > 0) this.relieveQueue("written", (retry) => writeBack(sequences, retry));
     return null;
+  }
+
+  /** Runs `relief` for the call at the head of the queue; it calls `retry` when done, which tries the queue with relief `ready`. */
+  private relieveQueue(ready: "prepared" | "written", relief: (retry: () => void) => Promise<unknown>): void {
+    this.queueRelief = "running";
+    let retried = false;
+    const retry = () => {
+      retried = true;
+      this.queueRelief = ready;
+      this.queue.retry();
+      if (this.queueRelief === ready) this.queueRelief = null; // nobody waited any more
+    };
+    relief(retry)
+      .catch(() => {}) // a failed write is counted by the store's telemetry; the call stays queued
+      .finally(() => {
+        if (!retried) this.queueRelief = null;
+      });
   }
 
   /**

@@ -175,6 +175,28 @@ describe("while an eviction is planned", () => {
       expect(await bytes(tight.client, "idle")).toBe(scene.compressed);
     });
 
+    it("answers Stats while a call waiting in the admission queue has the compression it needs worked out", async () => {
+      await tight.close();
+      tight = await startTestServer(model, { kvBudgetBytes: Number(scene.new + (scene.idle + scene.compressed) / 2n), maxQueue: 4 });
+      await idle(tight.client);
+      // While "idle" decodes it is busy, so relief cannot compress it: "new" waits in the queue.
+      const stream = tight.engine.decode({ sequenceId: "idle", maxNewTokens: 2, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0n }, stopTokenIds: [], ignoreEos: true })[Symbol.asyncIterator]();
+      await stream.next();
+      const prefill = tight.client.prefill({ sequenceId: "new", tokenIds: tokenIds(100) }, { deadline: Date.now() + 60_000 });
+      await expect.poll(() => tight.engine.requestsWaiting).toBe(1);
+      await stream.next();
+      const decoded = await bytes(tight.client, "idle");
+      const planning = snapkv.planning();
+      expect((await stream.next()).done).toBe(true); // the stream's end tries the queue again
+      await planning;
+      // Answered before the compression is committed: "idle" still holds all it held.
+      expect(await bytes(tight.client, "idle")).toBe(decoded);
+      await prefill;
+      expect(snapkv.slow.plans).toBe(1);
+      expect(await bytes(tight.client, "idle")).toBeLessThan(decoded);
+      expect(tight.engine.requestsWaiting).toBe(0);
+    });
+
     it("drops a compression worked out for a sequence that changed meanwhile, and plans it again", async () => {
       const planning = snapkv.planning();
       const prefill = tight.client.prefill({ sequenceId: "new", tokenIds: tokenIds(100) });
