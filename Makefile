@@ -24,6 +24,7 @@ bench: build
 	node dist/bench/tokenize-bench.js --out docs/bench/tokenize.md
 	node dist/bench/short-beside-long-bench.js --out docs/bench/short-beside-long.md
 	node dist/bench/soak.js --out docs/bench/soak.md
+	node dist/bench/concurrent-evictions-bench.js --out docs/bench/concurrent-evictions.md
 	node dist/bench/kv-store-bench.js --out docs/bench/kv-store.md
 	node dist/bench/kv-restore-bench.js --out docs/bench/kv-restore.md
 	node dist/bench/kv-capacity-bench.js --out docs/bench/kv-capacity.md
@@ -40,6 +41,7 @@ bench-quick: build
 	node dist/bench/tokenize-bench.js --quick
 	node dist/bench/short-beside-long-bench.js --quick
 	node dist/bench/soak.js --quick
+	node dist/bench/concurrent-evictions-bench.js --quick
 	node dist/bench/kv-store-bench.js --quick
 	node dist/bench/kv-restore-bench.js --quick
 	node dist/bench/kv-capacity-bench.js --quick

@@ -11,9 +11,11 @@
  * or UNKNOWN, on a budget exceeded, or on the server dying.
  */
 import { credentials, status, type ClientReadableStream } from "@grpc/grpc-js";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { Command } from "commander";
 import { POLICIES } from "../src/policies/registry.js";
 import {
@@ -67,6 +69,8 @@ const WORDS = "once upon a time there was a little girl named lily she loved to 
 /** The statuses that mean a server bug rather than a refusal, a cancellation or an expired deadline. */
 const BROKEN = new Set([status.INTERNAL, status.UNKNOWN]);
 const LAG_GAUGE = "nodejs_eventloop_lag_max_seconds";
+/** The first seconds, when every client opens its first sequences at once (fresh memory for all of them). */
+const BURST_SECONDS = 3;
 
 /** Each kind of call and its share of the mix, in percent. */
 const MIX = {
@@ -209,23 +213,38 @@ await lagScrape();
 
 const rssBefore = rssOf(server.pid);
 let rssPeak = rssBefore;
-let longestStall = 0;
+const bystander = spawn(process.execPath, [new URL("./idle-lag-probe.js", import.meta.url).pathname], { stdio: ["ignore", "pipe", "inherit"] });
+const started = performance.now();
+/** Each scrape's longest stall (the second before it), with when it was taken (seconds into the run). */
+const stalls: { at: number; seconds: number }[] = [];
+/** The same, each second, in an idle process beside the server (idle-lag-probe.ts). */
+const bystanderStalls: { at: number; seconds: number }[] = [];
+createInterface({ input: bystander.stdout }).on("line", (line) => bystanderStalls.push({ at: (performance.now() - started) / 1000, seconds: Number(line) }));
 const kvPoller = setInterval(() => stats().then(watch, () => undefined), 100);
 const lagPoller = setInterval(() => {
   if (server.exited()) return;
   rssPeak = Math.max(rssPeak, rssOf(server.pid));
-  lagScrape().then((seconds) => (longestStall = Math.max(longestStall, seconds ?? 0)), () => undefined);
+  const at = (performance.now() - started) / 1000;
+  lagScrape().then((seconds) => stalls.push({ at, seconds: seconds ?? 0 }), () => undefined);
 }, 1_000);
 
-const started = performance.now();
 await Promise.all(Array.from({ length: CLIENTS }, (_, i) => runClient(i, server.address, started + SECONDS * 1000)));
 const elapsed = (performance.now() - started) / 1000;
 clearInterval(kvPoller);
 clearInterval(lagPoller);
+bystander.kill();
 const diedDuringRun = server.exited();
 const final = diedDuringRun ? undefined : await stats();
 if (final) watch(final);
-longestStall = Math.max(longestStall, (diedDuringRun ? 0 : await lagScrape()) ?? 0);
+if (!diedDuringRun) stalls.push({ at: elapsed, seconds: (await lagScrape()) ?? 0 });
+/** The longest stall, that of the seconds after the clients' first burst (every client's first Prefill at once), and how many seconds had one over 20 and over 50 ms. */
+const stallFigures = (seconds: { at: number; seconds: number }[]) => {
+  const ms = (value: number) => `${(value * 1000).toFixed(1)} ms`;
+  const over = (limit: number) => seconds.filter((second) => second.seconds * 1000 > limit).length;
+  const longest = Math.max(0, ...seconds.map((second) => second.seconds));
+  const afterBurst = Math.max(0, ...seconds.filter((second) => second.at > BURST_SECONDS).map((second) => second.seconds));
+  return `${ms(longest)}; after the first ${BURST_SECONDS} s ${ms(afterBurst)}; seconds with one over 20 / 50 ms: ${over(20)} / ${over(50)} of ${seconds.length}`;
+};
 const rssAfter = diedDuringRun ? NaN : rssOf(server.pid);
 observer.close();
 const exitCode = await server.stop();
@@ -244,7 +263,8 @@ print(`Throughput: ${(tally.total / elapsed).toFixed(1)} calls/s (${tally.total}
 print();
 for (const line of tally.table(elapsed)) print(line);
 print();
-print(`Longest event-loop stall in the server: ${(longestStall * 1000).toFixed(1)} ms (\`${LAG_GAUGE}\`, scraped every second).`);
+print(`Longest event-loop stall in the server (\`${LAG_GAUGE}\`, scraped every second): ${stallFigures(stalls)}.`);
+print(`The same in an idle Node process beside it (\`bench/idle-lag-probe.ts\`, measured the same way: what the machine alone costs an event loop): ${stallFigures(bystanderStalls)}.`);
 print();
 const tenants = [...kv.tenants].sort();
 print(`KV high-water mark: ${mib(kv.used)} MiB of the ${mib(kv.budget)} MiB budget; per tenant ${tenants.map(([tenant, t]) => `${tenant} ${mib(t.used)} of ${mib(t.quota)} MiB`).join(", ")}; ${final ? mib(Number(final.kvBytesUsed)) : "?"} MiB in use after the clients released their sequences.`);

@@ -1,5 +1,5 @@
 import { SeededRandom } from "../numerics/seeded-random.js";
-import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
+import { runInSlices } from "../numerics/sliced-work.js";
 import type { EvictionSpec, KeepPlan } from "../policies/policy.js";
 import { evictedAttentionShare } from "./evicted-attention-share.js";
 import type { EvictionOutcome, PlannedEviction, ResolvedEviction } from "./eviction-types.js";
@@ -64,7 +64,7 @@ export function overBudget(sequence: Sequence, budget: (entries: number) => numb
  * the compaction is one synchronous step.
  */
 export async function applyEviction(sequence: Sequence, spec: EvictionSpec, resolved: ResolvedEviction, queryRows?: number, signal?: AbortSignal): Promise<EvictionOutcome> {
-  return commitEviction(sequence, await runInSlices(planEviction(sequence, spec, resolved, queryRows), signal, SLICE_MS));
+  return commitEviction(sequence, await runInSlices(planEviction(sequence, spec, resolved, queryRows), signal));
 }
 
 /** A policy's plan must keep, per head, at least one existing slot, ascending. */

@@ -1,6 +1,6 @@
 import { LaneArenas } from "../kv/lane-arenas.js";
 import { Sampler, type SamplingParams } from "../model/sampling/sampler.js";
-import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
+import { runInSlices } from "../numerics/sliced-work.js";
 import type { EvictionSpec } from "../policies/policy.js";
 import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { Caller } from "./caller.js";
@@ -183,7 +183,7 @@ export class DecodeStreams {
         tokens: arranged.map((s) => s.pendingToken!),
         positions: arranged.map((s) => s.fedTokens),
         // A resize lays out megabytes: in slices, the members waiting for this step meanwhile.
-        past: await runInSlices(arena.gather(arranged.map((s) => s.layers)), undefined, SLICE_MS),
+        past: await runInSlices(arena.gather(arranged.map((s) => s.layers))),
       }),
       arranged.length,
     );

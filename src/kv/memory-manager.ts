@@ -1,4 +1,4 @@
-import { runInSlices, SLICE_MS } from "../numerics/sliced-work.js";
+import { runInSlices } from "../numerics/sliced-work.js";
 import type { KvResident } from "./kv-resident.js";
 import type { ReliefPlan, ReliefStep } from "./pressure-relief.js";
 import type { SlabPool } from "./slab-pool.js";
@@ -145,7 +145,7 @@ export class KvMemoryManager<R extends KvResident> {
     const shortfall = this.budgetShortfall(request);
     const candidates = this.candidatesFor(request.resident);
     for (const step of this.options.relief) {
-      if (step.prepare) await runInSlices(step.prepare(candidates, shortfall, request.resident), signal, SLICE_MS);
+      if (step.prepare) await runInSlices(step.prepare(candidates, shortfall, request.resident), signal);
     }
   }
 

@@ -31,38 +31,50 @@ describe("sliced work", () => {
     expect(log).toEqual(["a1", "a2", "a3"]);
   });
 
-  it("turns the event loop after every step with no slice length", async () => {
+  it("runs short work in one go within a slice, paying no turn", async () => {
     const log: string[] = [];
     const stop = turns(log);
-    expect(await runInSlices(work("a", 3, log))).toBe("a");
-    stop();
-    expect(log.slice(0, 5)).toEqual(["a1", "turn", "a2", "turn", "a3"]);
-  });
-
-  it("runs short work in one go within a slice", async () => {
-    const log: string[] = [];
-    const stop = turns(log);
-    await runInSlices(work("a", 50, log), undefined, 1_000);
+    await runInSlices(work("a", 50, log));
     stop();
     expect(log).toEqual(Array.from({ length: 50 }, (_, i) => `a${i + 1}`));
   });
 
-  it("shares one slice a turn among every work running, each taking a step a turn", async () => {
+  it("turns the event loop once a step spends the slice", async () => {
     const log: string[] = [];
     const stop = turns(log);
-    // a's first step spends the turn's slice: b, starting in the same turn, takes one step and waits for the next.
-    await Promise.all([runInSlices(work("a", 2, log, 20), undefined, 10), runInSlices(work("b", 3, log), undefined, 10)]);
+    expect(await runInSlices(work("a", 3, log, 8))).toBe("a");
     stop();
-    expect(log.slice(0, log.indexOf("turn") + 1)).toEqual(["a1", "b1", "turn"]);
-    expect(log).toContain("b3");
+    expect(log.filter((entry) => entry.startsWith("a") || entry === "turn").slice(0, 5)).toEqual(["a1", "turn", "a2", "turn", "a3"]);
+  });
+
+  it("shares one slice a turn among every work running: one that starts once the slice is spent waits behind those already waiting", async () => {
+    const log: string[] = [];
+    const stop = turns(log);
+    // a's first step spends the turn's slice: b, starting in the same turn, waits behind a.
+    await Promise.all([runInSlices(work("a", 2, log, 20)), runInSlices(work("b", 3, log))]);
+    stop();
+    expect(log.filter((entry, i, all) => entry !== "turn" || all[i - 1] !== "turn")).toEqual(["a1", "turn", "a2", "turn", "b1", "b2", "b3"]);
+  });
+
+  it("takes the waiting works' steps in turn, one a turn when each spends the slice, so none waits for ever", async () => {
+    const log: string[] = [];
+    const stop = turns(log);
+    await Promise.all(["a", "b", "c"].map((name) => runInSlices(work(name, 3, log, 8))));
+    stop();
+    const steps = log.filter((entry, i, all) => entry !== "turn" || all[i - 1] !== "turn");
+    // One step between turns, the works in the order they came.
+    expect(steps.filter((entry) => entry !== "turn")).toEqual(["a1", "a2", "b1", "c1", "a3", "b2", "c2", "b3", "c3"]);
+    steps.forEach((entry, i) => entry !== "turn" && expect(steps[i + 1] ?? "turn").toBe("turn"));
   });
 
   it("stops with the signal's reason once it aborts", async () => {
     const abort = new AbortController();
     const log: string[] = [];
-    const running = runInSlices(work("a", 100, log), abort.signal);
+    const running = runInSlices(work("a", 100, log, 2), abort.signal);
     abort.abort(new Error("gone"));
     await expect(running).rejects.toThrow("gone");
-    expect(log).toEqual(["a1"]);
+    // The steps of the first slice, then nothing.
+    expect(log.length).toBeLessThan(10);
+    expect(log).toEqual(log.map((_, i) => `a${i + 1}`));
   });
 });
