@@ -20,17 +20,16 @@ export function* planEviction(sequence: Sequence, spec: EvictionSpec, { policy, 
   checkPlan(plan.keep, sequence);
   // Each head shrinks to the room its kept entries need.
   const bytesAfter = sequence.layers.reduce((sum, layer, l) => sum - layer.bytes + layer.bytesHolding(plan.keep[l].map((k) => k.length)), sequence.bytes);
-  return { ...base, plan, view, detail: "", bytesAfter };
+  // Unmeasured when the keys are still on the device: a policy that did not score them did not have them read back.
+  const evictedShare = observer.measuring() && sequence.keysOnHost ? yield* evictedAttentionShare(view, plan.keep) : undefined;
+  return { ...base, plan, detail: "", bytesAfter, evictedShare };
 }
 
 /** Compacts the sequence's cache to a planned eviction, returning memory to the pool. */
 export function commitEviction(sequence: Sequence, planned: PlannedEviction): EvictionOutcome {
   const before = { entriesBefore: sequence.entries, bytesBefore: sequence.bytes, entryBytesBefore: sequence.entryBytes, budgetTokens: planned.budgetTokens };
-  let share: number | undefined;
-  const { plan, view } = planned;
-  if (plan && view) {
-    // Unmeasured when the keys are still on the device: a policy that did not score them did not have them read back.
-    if (planned.observer.measuring() && sequence.keysOnHost) share = evictedAttentionShare(view, plan.keep);
+  const { plan, evictedShare } = planned;
+  if (plan) {
     sequence.layers.forEach((layer, l) => layer.retain(plan.keep[l]));
     sequence.recordEviction(plan.lazyLayers ?? []);
   }
@@ -46,7 +45,7 @@ export function commitEviction(sequence: Sequence, planned: PlannedEviction): Ev
     kept: sequence.layers.map((layer) => Array.from(layer.lengths)),
     lazyLayers: plan?.lazyLayers ?? [],
     detail: planned.detail,
-    ...(share === undefined ? {} : { evictedAttentionShare: share }),
+    ...(evictedShare === undefined ? {} : { evictedAttentionShare: evictedShare }),
   };
   planned.observer.evicted(sequence.id, outcome, planned.startTime);
   return outcome;

@@ -11,9 +11,10 @@ export const OBSERVATION_ROWS = 16;
  * (causal), summed over the entries `keep` leaves out, divided by the total.
  * 0 means the window never looked at what is dropped; it estimates the
  * eviction's quality cost. Undefined when no query rows are held. Read the
- * cache before the plan is applied.
+ * cache before the plan is applied. Yields after each query head (it costs as
+ * much as an attention policy's plan, and runs in slices as one does).
  */
-export function evictedAttentionShare(cache: CacheView, keep: KeepPlan, windowRows = OBSERVATION_ROWS): number | undefined {
+export function* evictedAttentionShare(cache: CacheView, keep: KeepPlan, windowRows = OBSERVATION_ROWS): Generator<void, number | undefined> {
   const held = cache.recentQueries.count;
   const rows = Array.from({ length: Math.min(held, windowRows) }, (_, i) => held - Math.min(held, windowRows) + i);
   if (rows.length === 0) return undefined;
@@ -25,6 +26,7 @@ export function evictedAttentionShare(cache: CacheView, keep: KeepPlan, windowRo
       const sums = summedAttention(cache, layer, queryHead, rows);
       for (const sum of sums) total += sum;
       for (const slot of keep[layer][Math.floor(queryHead / group)]) kept += sums[slot];
+      yield;
     }
   }
   return total === 0 ? 0 : Math.min(1, Math.max(0, (total - kept) / total));

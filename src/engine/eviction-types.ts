@@ -1,4 +1,4 @@
-import type { CacheView, Policy, PolicyPlan } from "../policies/policy.js";
+import type { Policy, PolicyPlan } from "../policies/policy.js";
 
 /**
  * What evicting works with and yields: the resolved request, the plan and the
@@ -53,7 +53,8 @@ export interface PlannedEviction {
   budgetTokens: number;
   /** Absent when nothing is to be evicted; `detail` then says why. */
   plan?: PolicyPlan;
-  view?: CacheView;
+  /** The share of recent attention the plan drops (evicted-attention-share.ts), when measured. */
+  evictedShare?: number;
   detail: string;
   bytesAfter: number;
   /** When planning began (performance.now()): the eviction's span covers scoring and compaction. */

@@ -1,6 +1,6 @@
 import { adaptiveCounts } from "./allocators/adaptive.js";
 import { pyramidBudget } from "./allocators/pyramid.js";
-import { eachLayer, InvalidEvictionError, paramOf, type Policy, type PolicyParams } from "./policy.js";
+import { eachLayerInSteps, InvalidEvictionError, paramOf, type Policy, type PolicyParams } from "./policy.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -33,8 +33,8 @@ export const adakvPolicy: Policy = {
     const pyramid = basePolicyOf(this, spec.params) === "pyramidkv";
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
     return {
-      keep: yield* eachLayer(cache.layers, (layer, l) => {
-        const scores = windowAttentionScores(cache, l, rows, scoring);
+      keep: yield* eachLayerInSteps(cache.layers, function* (layer, l) {
+        const scores = yield* windowAttentionScores(cache, l, rows, scoring);
         const heads = scores.map((headScores, h) => {
           const entries = layer.lengths[h];
           const layerBudget = pyramid ? pyramidBudget(entries, budget(entries), scoring.window, beta, l, cache.layers.length) : budget(entries);

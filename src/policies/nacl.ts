@@ -1,7 +1,7 @@
 import { SeededRandom } from "../numerics/seeded-random.js";
 import { proxyQueries, sinkEntries } from "./protected-parts.js";
 import { sinkTokensParameter } from "./sink-tokens.js";
-import { eachLayer, paramOf, type Policy } from "./policy.js";
+import { eachLayerInSteps, paramOf, type Policy } from "./policy.js";
 import { pool1d } from "./scorers/pooling.js";
 import { proxyAttentionScores } from "./scorers/proxy-attention.js";
 import { lastQueryRows, queryRowsInSpan } from "./scorers/query-rows.js";
@@ -67,8 +67,8 @@ export const naclPolicy: Policy = {
     const proxyPositions = new Set(rows.map((row) => cache.recentQueries.positions[row]));
     const random = new SeededRandom(spec.seed ?? 0n);
     return {
-      keep: yield* eachLayer(cache.layers, (layer, l) =>
-        proxyAttentionScores(cache, l, rows, reduction).map((scores, h) => {
+      keep: yield* eachLayerInSteps(cache.layers, function* (layer, l) {
+        return (yield* proxyAttentionScores(cache, l, rows, reduction)).map((scores, h) => {
           const entries = layer.lengths[h];
           const count = budget(entries);
           if (entries <= count) return keepAll(entries);
@@ -78,8 +78,8 @@ export const naclPolicy: Policy = {
           // Protected entries are kept anyway; zeroed, they lend no score to their neighbours.
           const ranked = pooling === "none" ? scores : pool1d(scores.map((score, slot) => (isProtected(slot) ? 0 : score)), kernelSize, pooling);
           return selectTopKWithRandom(ranked, isProtected, { ...naclSplit(count - protectedCount, randomShare), temperature }, random);
-        }),
-      ),
+        });
+      }),
     };
   },
 };

@@ -120,17 +120,28 @@ export interface Policy {
   readonly protectedParts: readonly ProtectedPart[];
   /**
    * Which entries to keep; `budget(T)` is C for a head holding T entries. Pure: no I/O. Worked out
-   * layer by layer, yielding after each (eachLayer), so that the engine can answer other calls
-   * between layers of a long plan (runInSlices in src/numerics/sliced-work.ts); runToEnd runs it at once.
+   * layer by layer, yielding after each (eachLayer; attention scores also after each query head,
+   * eachLayerInSteps), so that the engine can answer other calls between the slices of a long plan
+   * (runInSlices in src/numerics/sliced-work.ts); runToEnd runs it at once.
    */
   plan(cache: CacheView, budget: (entries: number) => number, spec: EvictionSpec): Generator<void, PolicyPlan>;
 }
 
 /** `layers.map(work)`, yielding after each layer: how a policy plans (Policy.plan). */
-export function* eachLayer<T>(layers: readonly LayerView[], work: (layer: LayerView, l: number) => T): Generator<void, T[]> {
+export function eachLayer<T>(layers: readonly LayerView[], work: (layer: LayerView, l: number) => T): Generator<void, T[]> {
+  return eachLayerInSteps(layers, function* (layer, l) {
+    return work(layer, l);
+  });
+}
+
+/**
+ * As eachLayer, for work that yields between steps of its own (attention scores, a query head at a
+ * time): on a large model one layer's scoring is far longer than a slice of the event loop.
+ */
+export function* eachLayerInSteps<T>(layers: readonly LayerView[], work: (layer: LayerView, l: number) => Generator<void, T>): Generator<void, T[]> {
   const results: T[] = [];
   for (let l = 0; l < layers.length; l++) {
-    results.push(work(layers[l], l));
+    results.push(yield* work(layers[l], l));
     yield;
   }
   return results;

@@ -1,5 +1,5 @@
 import { pyramidBudget } from "./allocators/pyramid.js";
-import { eachLayer, paramOf, type Policy } from "./policy.js";
+import { eachLayerInSteps, paramOf, type Policy } from "./policy.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores } from "./scorers/window-attention.js";
 import { selectTopKBeforeWindow } from "./selectors/top-k.js";
@@ -20,12 +20,12 @@ export const pyramidkvPolicy: Policy = {
     const beta = paramOf(this, spec.params, "beta");
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
     return {
-      keep: yield* eachLayer(cache.layers, (layer, l) =>
-        windowAttentionScores(cache, l, rows, scoring).map((scores, h) => {
+      keep: yield* eachLayerInSteps(cache.layers, function* (layer, l) {
+        return (yield* windowAttentionScores(cache, l, rows, scoring)).map((scores, h) => {
           const entries = layer.lengths[h];
           return selectTopKBeforeWindow(scores, entries, pyramidBudget(entries, budget(entries), scoring.window, beta, l, cache.layers.length));
-        }),
-      ),
+        });
+      }),
     };
   },
 };

@@ -1,4 +1,4 @@
-import { eachLayer, paramOf, type ParameterDoc, type Policy, type PolicyParams } from "./policy.js";
+import { eachLayerInSteps, paramOf, type ParameterDoc, type Policy, type PolicyParams } from "./policy.js";
 import { observationWindow } from "./protected-parts.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { windowAttentionScores, type WindowScoring } from "./scorers/window-attention.js";
@@ -41,9 +41,9 @@ export const snapkvPolicy: Policy = {
     const scoring = windowScoringOf(this, spec.params);
     const rows = lastQueryRows(cache.recentQueries, scoring.window, "eviction.window");
     return {
-      keep: yield* eachLayer(cache.layers, (layer, l) =>
-        windowAttentionScores(cache, l, rows, scoring).map((scores, h) => selectTopKBeforeWindow(scores, layer.lengths[h], budget(layer.lengths[h]))),
-      ),
+      keep: yield* eachLayerInSteps(cache.layers, function* (layer, l) {
+        return (yield* windowAttentionScores(cache, l, rows, scoring)).map((scores, h) => selectTopKBeforeWindow(scores, layer.lengths[h], budget(layer.lengths[h])));
+      }),
     };
   },
 };

@@ -1,4 +1,4 @@
-import { eachLayer, type Policy } from "./policy.js";
+import { eachLayerInSteps, type Policy } from "./policy.js";
 import { lastRowAttentionByPosition } from "./scorers/last-row-attention.js";
 import { lastQueryRows } from "./scorers/query-rows.js";
 import { keepAll } from "./selectors/keep-all.js";
@@ -21,8 +21,8 @@ export const tovaPolicy: Policy = {
   *plan(cache, budget) {
     const [lastRow] = lastQueryRows(cache.recentQueries, 1, "eviction");
     return {
-      keep: yield* eachLayer(cache.layers, (layer, l) => {
-        const { positions, scores } = lastRowAttentionByPosition(cache, l, lastRow);
+      keep: yield* eachLayerInSteps(cache.layers, function* (layer, l) {
+        const { positions, scores } = yield* lastRowAttentionByPosition(cache, l, lastRow);
         const count = budget(positions.length);
         const keptPositions = new Set(Array.from(selectTopK(scores, count, () => false), (i) => positions[i]));
         const scoreOf = new Map(Array.from(positions, (position, i) => [position, scores[i]]));

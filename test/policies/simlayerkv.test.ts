@@ -3,6 +3,7 @@ import { lazinessScore } from "../../src/policies/allocators/lazy-layer.js";
 import { simlayerkvPolicy } from "../../src/policies/simlayerkv.js";
 import { cacheView, evictionSpec, kept, planNow, scalarKeys } from "./support/cache-view.js";
 import { minimumBudget } from "../../src/policies/protected-parts.js";
+import { runToEnd } from "../../src/numerics/sliced-work.js";
 
 const rows = { positions: [8, 9] };
 const ten = (keys: number[]) => scalarKeys(keys);
@@ -13,7 +14,7 @@ describe("simlayerkv", () => {
     // Uniform attention (keys 0). S = 1, C = 4: the set is slots 0, 7, 8, 9.
     // Row 8 sees 9 entries, 3 of them in the set; row 9 sees 10, 4 in the set: (3/9 + 4/10) / 2.
     const cache = cacheView({ heads: 1, layers: [[ten(new Array(10).fill(0))]], queries: { ...rows, layers: [[[[1], [1]]]] } });
-    expect(lazinessScore(cache, 0, [0, 1], 1, () => 4)).toBeCloseTo((3 / 9 + 4 / 10) / 2, 12);
+    expect(runToEnd(lazinessScore(cache, 0, [0, 1], 1, () => 4))).toBeCloseTo((3 / 9 + 4 / 10) / 2, 12);
     expect(planNow(simlayerkvPolicy, cache, () => 4, evictionSpec("simlayerkv", { ...params, delta: 0.36 })).lazyLayers).toEqual([0]);
     expect(planNow(simlayerkvPolicy, cache, () => 4, evictionSpec("simlayerkv", { ...params, delta: 0.37 })).lazyLayers).toEqual([]);
   });
@@ -23,7 +24,7 @@ describe("simlayerkv", () => {
     // head 1 avoids it and spreads over the rest: row 8 puts 2/8 on slots 7, 8; row 9 puts 3/9 on 7, 8, 9.
     const sinkKeys = [10, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     const cache = cacheView({ heads: 2, layers: [[ten(sinkKeys)]], queries: { ...rows, layers: [[[[1], [1]], [[-1], [-1]]]] } });
-    expect(lazinessScore(cache, 0, [0, 1], 1, () => 4)).toBeCloseTo((1 + (2 / 8 + 3 / 9) / 2) / 2, 3);
+    expect(runToEnd(lazinessScore(cache, 0, [0, 1], 1, () => 4))).toBeCloseTo((1 + (2 / 8 + 3 / 9) / 2) / 2, 3);
   });
 
   it("trims lazy layers to sinks + recent and leaves the others whole", () => {

@@ -1,4 +1,4 @@
-import { eachLayer, type CacheView } from "../policy.js";
+import { eachLayerInSteps, type CacheView } from "../policy.js";
 import { summedAttention } from "../scorers/attention-probabilities.js";
 
 /**
@@ -6,8 +6,9 @@ import { summedAttention } from "../scorers/attention-probabilities.js";
  * given query rows put on each head's first `sinks` entries and last
  * C - sinks entries (C = budget(T) of that head), averaged over rows and all
  * query heads. A head within its budget counts everything, so it scores 1.
+ * Yields after each query head.
  */
-export function lazinessScore(cache: CacheView, layer: number, rows: readonly number[], sinks: number, budget: (entries: number) => number): number {
+export function* lazinessScore(cache: CacheView, layer: number, rows: readonly number[], sinks: number, budget: (entries: number) => number): Generator<void, number> {
   const { heads, kvHeads } = cache.shape;
   const view = cache.layers[layer];
   let mass = 0;
@@ -17,12 +18,13 @@ export function lazinessScore(cache: CacheView, layer: number, rows: readonly nu
     summedAttention(cache, layer, q, rows).forEach((sum, slot) => {
       if (slot < sinks || slot >= recentFrom) mass += sum;
     });
+    yield;
   }
   return mass / (heads * rows.length);
 }
 
-/** Layers whose laziness exceeds `delta`: SimLayerKV trims these to sinks + recent and leaves the rest whole. Scored layer by layer (Policy.plan). */
+/** Layers whose laziness exceeds `delta`: SimLayerKV trims these to sinks + recent and leaves the rest whole. Scored a query head at a time (Policy.plan). */
 export function* lazyLayers(cache: CacheView, rows: readonly number[], sinks: number, budget: (entries: number) => number, delta: number): Generator<void, number[]> {
-  const scores = yield* eachLayer(cache.layers, (_, l) => lazinessScore(cache, l, rows, sinks, budget));
+  const scores = yield* eachLayerInSteps(cache.layers, (_, l) => lazinessScore(cache, l, rows, sinks, budget));
   return scores.flatMap((score, l) => (score > delta ? [l] : []));
 }

@@ -43,7 +43,12 @@ export function summedAttention(cache: CacheView, layer: number, queryHead: numb
   return sums;
 }
 
-/** `summedAttention` for every query head of a layer, indexed by query head. */
-export function summedAttentionPerQueryHead(cache: CacheView, layer: number, rows: readonly number[]): Float64Array[] {
-  return Array.from({ length: cache.shape.heads }, (_, q) => summedAttention(cache, layer, q, rows));
+/** `summedAttention` for every query head of a layer, indexed by query head, yielding after each (Policy.plan runs in slices). */
+export function* summedAttentionPerQueryHead(cache: CacheView, layer: number, rows: readonly number[]): Generator<void, Float64Array[]> {
+  const sums: Float64Array[] = [];
+  for (let q = 0; q < cache.shape.heads; q++) {
+    sums.push(summedAttention(cache, layer, q, rows));
+    yield;
+  }
+  return sums;
 }

@@ -12,9 +12,9 @@ export interface PositionScores {
  * TOVA's score for one layer: the attention the last query row pays each
  * position, averaged over all query heads. Heads compacted differently by an
  * earlier eviction may hold different positions; a head lacking a position
- * contributes zero to it.
+ * contributes zero to it. Yields after each query head.
  */
-export function lastRowAttentionByPosition(cache: CacheView, layer: number, lastRow: number): PositionScores {
+export function* lastRowAttentionByPosition(cache: CacheView, layer: number, lastRow: number): Generator<void, PositionScores> {
   const { heads, kvHeads } = cache.shape;
   const view = cache.layers[layer];
   const held = new Set<number>();
@@ -30,6 +30,7 @@ export function lastRowAttentionByPosition(cache: CacheView, layer: number, last
     summedAttention(cache, layer, q, [lastRow]).forEach((probability, slot) => {
       scores[indexOf.get(view.positions[base + slot])!] += probability / heads;
     });
+    yield;
   }
   return { positions, scores };
 }

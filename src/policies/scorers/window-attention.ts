@@ -22,12 +22,12 @@ export function entriesBeforeWindow(layer: LayerView, head: number, firstWindowP
  * (the window itself is always kept, so it is not scored): the mean over the
  * window's query rows of attention probabilities, reduced over each GQA group,
  * then pooled over those entries alone (so the pooling edges fall where the
- * references put them).
+ * references put them). Yields after each query head.
  */
-export function windowAttentionScores(cache: CacheView, layer: number, windowRows: readonly number[], scoring: WindowScoring): Float64Array[] {
+export function* windowAttentionScores(cache: CacheView, layer: number, windowRows: readonly number[], scoring: WindowScoring): Generator<void, Float64Array[]> {
   const view = cache.layers[layer];
   const firstWindowPosition = cache.recentQueries.positions[windowRows[0]];
-  const perQueryHead = summedAttentionPerQueryHead(cache, layer, windowRows).map((sums) => sums.map((sum) => sum / windowRows.length));
+  const perQueryHead = (yield* summedAttentionPerQueryHead(cache, layer, windowRows)).map((sums) => sums.map((sum) => sum / windowRows.length));
   return reduceOverGroups(perQueryHead, cache.shape.kvHeads, scoring.groupReduction).map((scores, h) =>
     pool1d(scores.subarray(0, entriesBeforeWindow(view, h, firstWindowPosition)), scoring.kernelSize, scoring.pooling),
   );
