@@ -136,7 +136,7 @@ try {
   // from its first request. Measured from a steady state, like a long-running sidecar.
   for (let cycle = 0; cycle < WARM_UP_CYCLES; cycle++) {
     await snapshots.save(lease, snapshot);
-    await snapshots.load("", "bench");
+    (await snapshots.load("", "bench"))!.done();
   }
   const chunk = Buffer.alloc(DEFAULT_CHUNK_BYTES, 7);
   await store.set("bench-value", chunk, 600_000);
@@ -146,7 +146,7 @@ try {
   // Interleaved, RUNS times, so that every line sees the same machine.
   for (let run = 0; run < RUNS; run++) {
     sample("save", bytes / (await seconds(3, () => snapshots.save(lease, snapshot))));
-    sample("load", bytes / (await seconds(3, () => snapshots.load("", "bench"))));
+    sample("load", bytes / (await seconds(3, async () => (await snapshots.load("", "bench"))!.done())));
     const anchor = await redisBenchmark(redis.port, DEFAULT_CHUNK_BYTES, ANCHOR_REQUESTS);
     sample("SET", anchor.set * DEFAULT_CHUNK_BYTES);
     sample("GET", anchor.get * DEFAULT_CHUNK_BYTES);

@@ -1,5 +1,5 @@
 import type { SnapshotManifest } from "../kv/store/snapshot-manifest.js";
-import type { SnapshotStore } from "../kv/store/snapshot-store.js";
+import type { LoadedSnapshot, SnapshotStore } from "../kv/store/snapshot-store.js";
 import { captureSnapshot, restoredBytes, type KvSnapshot } from "../kv/store/sequence-snapshot.js";
 import type { EngineTelemetry } from "../telemetry/engine-telemetry.js";
 import type { StoreReason } from "../telemetry/store-telemetry.js";
@@ -117,11 +117,13 @@ export class SequenceTiers {
   private async restore(caller: Caller, sequenceId: string, key: string, creating: boolean): Promise<void> {
     const { snapshots } = this.options;
     await this.leases.take(key);
+    let loaded: LoadedSnapshot | null = null;
     try {
       const parked = this.parked.get(key)?.snapshot;
       // Only a snapshot found is a restore (traced and counted); a new sequence finds none.
       const manifest = parked ? null : await snapshots.currentManifest(caller.tenant, sequenceId);
-      const snapshot = parked ?? (manifest && (await this.load(caller.tenant, sequenceId, manifest)));
+      loaded = manifest && (await this.load(caller.tenant, sequenceId, manifest));
+      const snapshot = parked ?? loaded?.snapshot;
       if (!snapshot) {
         if (!creating) await this.leases.letGo(key);
         return;
@@ -136,10 +138,12 @@ export class SequenceTiers {
     } catch (error) {
       await this.leases.letGo(key);
       throw error;
+    } finally {
+      loaded?.done(); // the sequence holds copies of everything now (restoreSnapshot)
     }
   }
 
-  private async load(tenant: string, sequenceId: string, manifest: SnapshotManifest): Promise<KvSnapshot | null> {
+  private async load(tenant: string, sequenceId: string, manifest: SnapshotManifest): Promise<LoadedSnapshot | null> {
     const { chunks, bytes } = manifest;
     const read = await this.options.telemetry.observeTransfer("restore", "explicit", sequenceId, async () => ({ snapshot: await this.options.snapshots.load(tenant, sequenceId), bytes, chunks: chunks.length }));
     return read.snapshot;

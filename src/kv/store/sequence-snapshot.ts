@@ -136,7 +136,7 @@ export function restoreSnapshot<Budget extends SnapshotBudget>(
     evictedAt: snapshot.evictedAt,
     pendingToken: snapshot.pendingToken,
     lastToken: snapshot.lastToken,
-    lastLogits: snapshot.lastLogits,
+    lastLogits: snapshot.lastLogits && Float32Array.from(snapshot.lastLogits), // the sequence keeps it, and a loaded snapshot lends its arrays (SnapshotStore.load)
     decodeBudget: budget,
     lazyLayers: snapshot.lazyLayers,
   });

@@ -50,7 +50,9 @@ function encodedParts(snapshot: KvSnapshot): Buffer[] {
     layers: snapshot.layers.map((layer) => ({ lengths: Array.from(layer.lengths), headCapacities: Array.from(layer.headCapacities) })),
     ring: { words: snapshot.recentQueries.slab.length, count: snapshot.recentQueries.count, next: snapshot.recentQueries.next },
   };
-  const json = Buffer.from(JSON.stringify(header), "utf8");
+  // Padded with spaces (JSON allows them) so that the arrays start 8-byte aligned: a load may then decode them as views of the chunks it read.
+  const unpadded = JSON.stringify(header);
+  const json = Buffer.from(unpadded.padEnd(unpadded.length + ((8 - ((PREAMBLE_BYTES + Buffer.byteLength(unpadded)) % 8)) % 8)), "utf8");
   const preamble = Buffer.alloc(PREAMBLE_BYTES);
   MAGIC.copy(preamble);
   preamble.writeUInt8(SNAPSHOT_FORMAT_VERSION, MAGIC.length);
@@ -112,6 +114,19 @@ class ChunkedBytes {
     }
   }
 
+  /** The `length` bytes from `at` as a view of the chunk holding them all, starting `alignment`-aligned in memory; null when no chunk does. */
+  view(at: number, length: number, alignment: number): Uint8Array | null {
+    let start = 0;
+    for (const chunk of this.chunks) {
+      if (at >= start && at + length <= start + chunk.length) {
+        const byteOffset = chunk.byteOffset + at - start;
+        return byteOffset % alignment === 0 ? new Uint8Array(chunk.buffer, byteOffset, length) : null;
+      }
+      start += chunk.length;
+    }
+    return null;
+  }
+
   /** `length` bytes from `at` (at most the bytes there are): a view when one chunk holds them, else a copy. */
   slice(at: number, length: number): Buffer {
     const count = Math.max(0, Math.min(length, this.length - at));
@@ -126,36 +141,49 @@ class ChunkedBytes {
   }
 }
 
-/** Reads arrays off an encoded snapshot in order, copying each (so it is aligned and owns its memory). */
+/**
+ * Reads arrays off an encoded snapshot in order: each a copy that owns its memory or, when `lend`, a
+ * view of the chunk that holds it where one chunk holds it all, aligned (no copy, no fresh memory).
+ */
 class ArrayReader {
   private at: number;
   constructor(
     private readonly bytes: ChunkedBytes,
     start: number,
+    private readonly lend: boolean,
   ) {
     this.at = start;
   }
 
-  private take(byteLength: number): ArrayBuffer {
+  /** The next `count` elements of `elementBytes` each, as the bytes of a view or of a copy. */
+  private take(count: number, elementBytes: number): { buffer: ArrayBufferLike; byteOffset: number } {
+    const byteLength = count * elementBytes;
     if (!Number.isInteger(byteLength) || byteLength < 0 || this.at + byteLength > this.bytes.length) {
       throw new SnapshotCorrupt(`snapshot is truncated: ${byteLength} bytes wanted at offset ${this.at} of ${this.bytes.length}`);
     }
-    const copy = new Uint8Array(byteLength);
-    this.bytes.copyTo(copy, this.at, byteLength);
+    let bytes = this.lend ? this.bytes.view(this.at, byteLength, elementBytes) : null;
+    if (!bytes) {
+      bytes = new Uint8Array(byteLength);
+      this.bytes.copyTo(bytes, this.at, byteLength);
+    }
     this.at += byteLength;
-    return copy.buffer;
+    return bytes;
   }
 
   float32(count: number): Float32Array {
-    return new Float32Array(this.take(count * 4));
+    const { buffer, byteOffset } = this.take(count, 4);
+    return new Float32Array(buffer, byteOffset, count);
   }
 
   int32(count: number): Int32Array {
-    return new Int32Array(this.take(count * 4));
+    const { buffer, byteOffset } = this.take(count, 4);
+    return new Int32Array(buffer, byteOffset, count);
   }
 
   kv(count: number, dtype: SnapshotShape["kvDtype"]): KvArray {
-    return dtype === "float16" ? new Uint16Array(this.take(count * 2)) : new Float32Array(this.take(count * 4));
+    if (dtype === "float32") return this.float32(count);
+    const { buffer, byteOffset } = this.take(count, 2);
+    return new Uint16Array(buffer, byteOffset, count);
   }
 
   end(): void {
@@ -179,11 +207,15 @@ function parseHeader(bytes: ChunkedBytes): { header: SnapshotHeader; end: number
   }
 }
 
-/** Decodes an encoded snapshot, whole or as the chunks it was stored in (in order). */
-export function decodeSnapshot(encoded: Buffer | readonly Buffer[]): KvSnapshot {
+/**
+ * Decodes an encoded snapshot, whole or as the chunks it was stored in (in order). With `lend`, its
+ * arrays may be views of those chunks (valid while the chunks are; see SnapshotStore.load); otherwise
+ * they are copies.
+ */
+export function decodeSnapshot(encoded: Buffer | readonly Buffer[], { lend = false } = {}): KvSnapshot {
   const bytes = new ChunkedBytes(Buffer.isBuffer(encoded) ? [encoded] : encoded);
   const { header, end } = parseHeader(bytes);
-  const reader = new ArrayReader(bytes, end);
+  const reader = new ArrayReader(bytes, end, lend);
   const { headSize, kvDtype } = header.shape;
   try {
     const fedTokenIds = reader.int32(header.fedTokens);

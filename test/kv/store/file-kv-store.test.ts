@@ -39,7 +39,7 @@ describe("the file store", () => {
 
     const reopened = await FileKvStore.open(url);
     const loaded = await new SnapshotStore(options(reopened, { replica: "replica-b" })).load("tenant-1", "kept");
-    expect(encodeSnapshot(loaded!).equals(encodeSnapshot(snapshot))).toBe(true);
+    expect(encodeSnapshot(loaded!.snapshot).equals(encodeSnapshot(snapshot))).toBe(true);
     expect(await new SnapshotStore(options(reopened)).load("tenant-2", "kept")).toBeNull();
     expect(readdirSync(join(root, "store")).filter((name) => name.startsWith(".tmp-"))).toEqual([]);
   });
@@ -64,9 +64,9 @@ describe("the file store", () => {
       }
     })();
     expect(lease.token).toBeGreaterThan(1);
-    const restored = await successor.load("tenant-1", "killed");
-    expect(encodeSnapshot(restored!).equals(encodeSnapshot(snapshot))).toBe(true);
-    await successor.save(lease, restored!);
+    const restored = (await successor.load("tenant-1", "killed"))!;
+    expect(encodeSnapshot(restored.snapshot).equals(encodeSnapshot(snapshot))).toBe(true);
+    await successor.save(lease, restored.snapshot);
   }, 60_000);
 
   it("records expiry, hides expired values and sweeps them", async () => {

@@ -51,7 +51,7 @@ describe("snapshots in a Redis Cluster", () => {
       const saved = await snapshots.save(await snapshots.acquire("tenant-1", sequenceId), snapshot);
       expect(saved.chunks).toBe(Math.ceil(encoded.length / 8192));
     }
-    for (const sequenceId of sequenceIds) expect(encodeSnapshot((await snapshots.load("tenant-1", sequenceId))!).equals(encoded)).toBe(true);
+    for (const sequenceId of sequenceIds) expect(encodeSnapshot((await snapshots.load("tenant-1", sequenceId))!.snapshot).equals(encoded)).toBe(true);
 
     const byNode = await keysByNode();
     for (const sequenceId of sequenceIds) {

@@ -38,7 +38,7 @@ describe.each<RedisServerBinary>(["redis-server", "valkey-server"])("snapshots i
     const { snapshots, result, lease } = await saved("round-trip");
     const encoded = encodeSnapshot(snapshot);
     expect(result).toMatchObject({ bytes: encoded.length, chunks: Math.ceil(encoded.length / 8192) });
-    expect(encodeSnapshot((await snapshots.load("tenant-1", "round-trip"))!).equals(encoded)).toBe(true);
+    expect(encodeSnapshot((await snapshots.load("tenant-1", "round-trip"))!.snapshot).equals(encoded)).toBe(true);
     const ttl = Number(await redis.cli("PTTL", lease.keys.chunk(result.snapshotId, 0)));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);
@@ -167,7 +167,7 @@ describe.each<RedisServerBinary>(["redis-server", "valkey-server"])("snapshots i
       let current: { snapshotId?: string } | undefined; // undefined until the client has reconnected
       while (current === undefined) current = await snapshots.currentManifest("tenant-1", "interrupted").then((m) => ({ snapshotId: m?.snapshotId }), () => undefined);
       expect(current.snapshotId).toBe(first.snapshotId);
-      expect(encodeSnapshot((await snapshots.load("tenant-1", "interrupted"))!).equals(encodeSnapshot(snapshot))).toBe(true);
+      expect(encodeSnapshot((await snapshots.load("tenant-1", "interrupted"))!.snapshot).equals(encodeSnapshot(snapshot))).toBe(true);
 
       // Now the server goes away while a write waits on it.
       await own.cli("CLIENT", "PAUSE", "10000", "WRITE");

@@ -35,6 +35,20 @@ describe("the snapshot encoding", () => {
     expect(() => decodeSnapshot([encoded.subarray(0, 100), encoded.subarray(101)])).toThrow(SnapshotCorrupt);
   });
 
+  it("starts its arrays 8-byte aligned, and lends them as views of the chunks they lie in whole when asked (copies across a cut)", () => {
+    expect((12 + encoded.readUInt32LE(8)) % 8).toBe(0);
+    // Chunks in buffers of their own, as a load reads them; one cut falls inside the first layer's keys.
+    const cut = Math.floor(encoded.length / 3);
+    const chunks = [encoded.subarray(0, cut), encoded.subarray(cut)].map((chunk) => Buffer.from(chunk));
+    const lent = decodeSnapshot(chunks, { lend: true });
+    expect(lent).toEqual(snapshot);
+    const arrays = lent.layers.flatMap((layer) => [layer.keys, layer.values, layer.mass, layer.positions]);
+    const viewed = arrays.filter((array) => chunks.some((chunk) => array.buffer === chunk.buffer));
+    expect(viewed.length).toBeGreaterThan(arrays.length / 2);
+    expect(viewed.length).toBeLessThan(arrays.length); // the array across the cut is a copy
+    expect(decodeSnapshot(chunks).layers.some((layer) => chunks.some((chunk) => layer.keys.buffer === chunk.buffer))).toBe(false);
+  });
+
   it("encodes straight into chunk buffers the same bytes, cut the same way, as the whole encoding, each chunk complete when yielded", () => {
     for (const chunkBytes of [5, 4096, 16_384, encoded.length, encoded.length + 1]) {
       const taken: Buffer[] = [];
