@@ -4,7 +4,7 @@ import { expectDecodesLikeReference } from "../faults/support/reference-decode.j
 import { sequenceState } from "../faults/support/sequence-state.js";
 import { expectExactAccounting } from "../fuzz/support/accounting.js";
 import { loadTestModel, REFERENCE_FIRST_TOKENS } from "../support/test-model.js";
-import { decodeAll, decodeOutcome, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
+import { decodeAll, startTestServer, statusOf, type TestServer } from "../support/test-server.js";
 
 const PROMPT = [1, ...REFERENCE_FIRST_TOKENS];
 const tokensOf = (messages: { tokenId: number; position: number }[]) => messages.map((m) => [m.position, m.tokenId]);
@@ -81,19 +81,12 @@ describe("Fork", () => {
     for (const id of (await ids()).filter((id) => id.startsWith("fill-"))) await t.client.release(id);
     expect(await ids()).toEqual(held);
 
-    // Busy: a Decode is streaming on the source.
-    let streaming!: () => void;
-    const firstToken = new Promise<void>((resolve) => (streaming = resolve));
-    let cancelDecode!: () => void;
-    const decoding = decodeOutcome(t.client, { sequenceId: "src", maxNewTokens: 200, ignoreEos: true }, (_, received, cancel) => {
-      cancelDecode = cancel;
-      if (received === 1) streaming();
-    });
-    await firstToken;
+    // Busy: a Decode is streaming on the source (held between two of its tokens, so that it cannot end first on a loaded machine).
+    const stream = t.engine.decode({ sequenceId: "src", maxNewTokens: 200, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0n }, stopTokenIds: [], ignoreEos: true });
+    await stream.next();
     expect(await statusOf(t.client.fork("src", "x"))).toMatchObject({ code: status.ABORTED });
-    cancelDecode();
-    await decoding;
-    // Once the cancelled Decode has let go of the source, it forks.
+    await stream.return(undefined);
+    // Once the Decode has let go of the source, it forks.
     const fork = () => t.client.fork("src", "after-busy").then(() => "forked", (error: ServiceError) => error.code);
     await expect.poll(fork).toBe("forked");
     await t.client.release("after-busy");
