@@ -3,7 +3,8 @@
  * costs a page fault per page, and a multi-MiB Buffer is fresh mmap'd memory every time: copying a
  * snapshot into new memory took longer than sending it (docs/kv-store.md, "Benchmarks"). Saves encode
  * into them and loads read chunks into them. A buffer comes back only once the store has answered
- * for it (a save) or the snapshot has been decoded out of it (a load), so nothing in use is overwritten.
+ * for it (a save) or nothing reads the arrays a load lent from it any more (LoadedSnapshot.done), so
+ * nothing in use is overwritten.
  * Holds at most `limit` buffers (outside --kv-budget).
  */
 export class ChunkBufferPool {
