@@ -60,12 +60,11 @@ function handOn(): void {
 }
 
 /**
- * Runs `work` with the event loop turning between slices. Every work running at once shares one slice
- * of SLICE_MS per turn: a work steps at once while the slice has time and no other work waits;
+ * Runs `work` with the event loop turning between slices. Every work running at once shares one
+ * slice of SLICE_MS per turn: a work steps at once while the slice has time and no other work waits;
  * otherwise it waits behind the others, which step in turn, one after another while the slice has
- * time and at least one in each later turn. Many calls' work together thus
- * holds the loop about as long as one's, and none waits for ever. Stops with `signal`'s reason
- * once it aborts.
+ * time and at least one in each later turn. Many calls' work together thus holds the loop about as
+ * long as one's, and none waits for ever. Stops with `signal`'s reason once it aborts.
  */
 export async function runInSlices<T>(work: Generator<void, T>, signal?: AbortSignal): Promise<T> {
   try {
