@@ -10,6 +10,7 @@ import type { CacheView } from "../policy.js";
 export function summedAttention(cache: CacheView, layer: number, queryHead: number, rows: readonly number[]): Float64Array {
   const { heads, kvHeads, headSize } = cache.shape;
   const view = cache.layers[layer];
+  const { keys, positions } = view;
   const queries = cache.recentQueries.layers[layer];
   const held = cache.recentQueries.count;
   const kvHead = Math.floor(queryHead / (heads / kvHeads));
@@ -21,22 +22,27 @@ export function summedAttention(cache: CacheView, layer: number, queryHead: numb
   for (const row of rows) {
     const rowPosition = cache.recentQueries.positions[row];
     const queryBase = (queryHead * held + row) * headSize;
-    // Positions ascend per head, so the entries a row may see are a prefix of the slots.
+    // Positions ascend per head, so the entries a row may see are a prefix of the slots: found by bisection.
     let visible = 0;
-    while (visible < entries && view.positions[slotBase + visible] <= rowPosition) visible++;
+    for (let end = entries; visible < end; ) {
+      const middle = (visible + end) >>> 1;
+      if (positions[slotBase + middle] <= rowPosition) visible = middle + 1;
+      else end = middle;
+    }
     if (visible === 0) continue;
     let max = -Infinity;
-    for (let slot = 0; slot < visible; slot++) {
-      const keyBase = (slotBase + slot) * headSize;
+    for (let slot = 0, keyBase = slotBase * headSize; slot < visible; slot++, keyBase += headSize) {
       let dot = 0;
-      for (let i = 0; i < headSize; i++) dot += queries[queryBase + i] * view.keys[keyBase + i];
-      logits[slot] = dot * scale;
-      if (logits[slot] > max) max = logits[slot];
+      for (let i = 0; i < headSize; i++) dot += queries[queryBase + i] * keys[keyBase + i];
+      const logit = dot * scale;
+      logits[slot] = logit;
+      if (logit > max) max = logit;
     }
     let total = 0;
     for (let slot = 0; slot < visible; slot++) {
-      logits[slot] = Math.exp(logits[slot] - max);
-      total += logits[slot];
+      const weight = Math.exp(logits[slot] - max);
+      logits[slot] = weight;
+      total += weight;
     }
     for (let slot = 0; slot < visible; slot++) sums[slot] += logits[slot] / total;
   }
