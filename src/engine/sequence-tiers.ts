@@ -145,7 +145,7 @@ export class SequenceTiers {
 
   private async load(tenant: string, sequenceId: string, manifest: SnapshotManifest): Promise<LoadedSnapshot | null> {
     const { chunks, bytes } = manifest;
-    const read = await this.options.telemetry.observeTransfer("restore", "explicit", sequenceId, async () => ({ snapshot: await this.options.snapshots.load(tenant, sequenceId), bytes, chunks: chunks.length }));
+    const read = await this.options.telemetry.observeTransfer("restore", "explicit", sequenceId, async () => ({ snapshot: await this.options.snapshots.load(tenant, sequenceId, manifest), bytes, chunks: chunks.length }));
     return read.snapshot;
   }
 

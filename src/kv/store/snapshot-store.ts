@@ -151,9 +151,12 @@ export class SnapshotStore {
     return { snapshotId, bytes, chunks: chunks.length };
   }
 
-  /** The sequence's current snapshot, checked chunk by chunk; null when none is stored (or it expired). */
-  async load(tenant: string, sequenceId: string): Promise<LoadedSnapshot | null> {
-    const manifest = await this.currentManifest(tenant, sequenceId);
+  /**
+   * The sequence's current snapshot, checked chunk by chunk; null when none is stored (or it expired).
+   * `current`: its manifest, when the caller has just read it (currentManifest), not read again.
+   */
+  async load(tenant: string, sequenceId: string, current?: SnapshotManifest): Promise<LoadedSnapshot | null> {
+    const manifest = current ?? (await this.currentManifest(tenant, sequenceId));
     if (!manifest) return null;
     const keys = this.keys(tenant, sequenceId);
     const pooled: Buffer[] = [];
