@@ -79,7 +79,7 @@ try {
   report.print("| continue a sequence by | seconds | vs re-prefill |");
   report.print("|---|---|---|");
   report.print(`| re-prefill (recompute the prompt, snapkv again) | ${prefill.toFixed(3)} | 1x |`);
-  report.print(`| restore (GET chunks, CRC-32, decode, fill) | ${restore.toFixed(3)} | ${(prefill / restore).toFixed(1)}x faster |`);
+  report.print(`| restore (GET chunks, xxHash64, decode, fill) | ${restore.toFixed(3)} | ${(prefill / restore).toFixed(1)}x faster |`);
   if (options.out) report.write(options.out);
   engine.close();
 } finally {

@@ -1,10 +1,9 @@
 /**
- * Chunk-sized buffers reused from one save to the next. In a VM, memory touched for the first time
+ * Chunk-sized buffers reused from one load to the next. In a VM, memory touched for the first time
  * costs a page fault per page, and a multi-MiB Buffer is fresh mmap'd memory every time: copying a
- * snapshot into new memory took longer than sending it (docs/kv-store.md, "Benchmarks"). Saves encode
- * into them and loads read chunks into them. A buffer comes back only once the store has answered
- * for it (a save) or nothing reads the arrays a load lent from it any more (LoadedSnapshot.done), so
- * nothing in use is overwritten.
+ * snapshot into new memory took longer than receiving it (docs/kv-store.md, "Benchmarks"). Loads read
+ * chunks into them. A buffer comes back only once nothing reads the arrays a load lent from it any
+ * more (LoadedSnapshot.done), so nothing in use is overwritten.
  * Holds at most `limit` buffers (outside --kv-budget).
  */
 export class ChunkBufferPool {

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { FenceKeys, HeldLease, KvStore, LeaseAttempt } from "./kv-store.js";
+import type { FenceKeys, HeldLease, KvStore, LeaseAttempt, ManifestWrite, StoredValue } from "./kv-store.js";
 import { KvStoreFull, KvStoreUnavailable } from "./store-errors.js";
 
 /** Each file: its expiry (ms since the epoch, float64 little-endian), then the value. */
@@ -35,6 +35,8 @@ function isMissing(error: unknown): boolean {
 export class FileKvStore implements KvStore {
   /** Serializes this process's locked sections; the lock directory serializes processes. */
   private locked: Promise<unknown> = Promise.resolve();
+  /** Writes under way, by key: a manifest naming one of them waits for it (KvStore.set). */
+  private readonly writing = new Map<string, Promise<void>>();
 
   private constructor(
     readonly location: string,
@@ -69,16 +71,13 @@ export class FileKvStore implements KvStore {
     return Promise.all(keys.map((key) => this.get(key)));
   }
 
-  async set(key: string, value: Buffer, ttlMs: number): Promise<void> {
-    const header = Buffer.alloc(HEADER_BYTES);
-    header.writeDoubleLE(Date.now() + ttlMs);
-    const temporary = join(this.root, `.tmp-${randomUUID()}`);
+  async set(key: string, value: StoredValue, ttlMs: number): Promise<void> {
+    const write = this.write(key, value, ttlMs);
+    this.writing.set(key, write);
     try {
-      await writeFile(temporary, Buffer.concat([header, value]));
-      await rename(temporary, this.path(key));
-    } catch (error) {
-      await rm(temporary, { force: true });
-      throw this.failure(error);
+      await write;
+    } finally {
+      if (this.writing.get(key) === write) this.writing.delete(key);
     }
   }
 
@@ -129,13 +128,15 @@ export class FileKvStore implements KvStore {
     });
   }
 
-  putManifest(keys: FenceKeys, value: Buffer, lease: HeldLease, ttlMs: number): Promise<boolean> {
+  async putManifest(keys: FenceKeys, value: Buffer, lease: HeldLease, ttlMs: number, chunkKeys: readonly string[]): Promise<ManifestWrite> {
+    await Promise.allSettled(chunkKeys.map((key) => this.writing.get(key)));
     return this.withLock(async () => {
-      if (!(await this.holds(keys.lease, lease)) || (await this.manifestFence(keys.manifest)) > lease.token) return false;
+      if (!(await this.holds(keys.lease, lease)) || (await this.manifestFence(keys.manifest)) > lease.token) return "stale";
+      for (const key of chunkKeys) if ((await this.get(key)) === null) return "incomplete";
       const fence = Buffer.alloc(FENCE_BYTES);
       fence.writeDoubleLE(lease.token);
-      await this.set(keys.manifest, Buffer.concat([fence, value]), ttlMs);
-      return true;
+      await this.set(keys.manifest, [fence, value], ttlMs);
+      return "written";
     });
   }
 
@@ -172,6 +173,20 @@ export class FileKvStore implements KvStore {
 
   async close(): Promise<void> {
     await this.locked;
+  }
+
+  /** To a temporary name, then renamed into place: a reader sees the whole value or none. */
+  private async write(key: string, value: StoredValue, ttlMs: number): Promise<void> {
+    const header = Buffer.alloc(HEADER_BYTES);
+    header.writeDoubleLE(Date.now() + ttlMs);
+    const temporary = join(this.root, `.tmp-${randomUUID()}`);
+    try {
+      await writeFile(temporary, [header, ...(Buffer.isBuffer(value) ? [value] : value)]);
+      await rename(temporary, this.path(key));
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw this.failure(error);
+    }
   }
 
   private path(key: string): string {

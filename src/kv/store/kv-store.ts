@@ -23,6 +23,12 @@ export interface HeldLease {
 
 export type LeaseAttempt = { granted: true; token: number } | { granted: false; holder: string; expiresInMs: number };
 
+/** What putManifest did: wrote it; refused for the lease (lost, or a newer holder wrote); refused for a chunk not there. */
+export type ManifestWrite = "written" | "stale" | "incomplete";
+
+/** A value as one buffer, or as the parts it is made of (written gathered, in order, without joining them where the backend can). */
+export type StoredValue = Buffer | readonly Buffer[];
+
 export interface KvStore {
   /** Where the store is, for messages: the URL without credentials. */
   readonly location: string;
@@ -32,8 +38,12 @@ export interface KvStore {
    * buffer from `buffers` (reused memory: docs/kv-store.md, "Benchmarks"); the others ignore it.
    */
   getMany(keys: readonly string[], buffers: ValueBuffers): Promise<(Buffer | null)[]>;
-  /** Writes `value` under `key`, expiring after `ttlMs`. */
-  set(key: string, value: Buffer, ttlMs: number): Promise<void>;
+  /**
+   * Writes `value` under `key`, expiring after `ttlMs`. The value's memory is read until the promise
+   * settles. A later putManifest that names the key sees this write once it has succeeded, without
+   * waiting for it (Redis: one connection answers in order; a folder: the manifest waits for it).
+   */
+  set(key: string, value: StoredValue, ttlMs: number): Promise<void>;
   delete(keys: readonly string[]): Promise<void>;
   /**
    * Takes the lease for `owner` for `ttlMs` unless another owner holds it. A new grant gets a
@@ -47,10 +57,11 @@ export interface KvStore {
   /** Gives a lease still held as `lease` back; false when it was not held. */
   releaseLease(leaseKey: string, lease: HeldLease): Promise<boolean>;
   /**
-   * Writes the manifest, expiring after `ttlMs`, only while `lease` is held and no manifest written
-   * under a greater token exists; false (nothing written) otherwise.
+   * Writes the manifest, expiring after `ttlMs`, only while `lease` is held, no manifest written
+   * under a greater token exists, and every key of `chunkKeys` exists (sets of them issued before
+   * this call count: a save sends its manifest without waiting for its chunks' replies).
    */
-  putManifest(keys: FenceKeys, value: Buffer, lease: HeldLease, ttlMs: number): Promise<boolean>;
+  putManifest(keys: FenceKeys, value: Buffer, lease: HeldLease, ttlMs: number, chunkKeys: readonly string[]): Promise<ManifestWrite>;
   getManifest(manifestKey: string): Promise<Buffer | null>;
   /** Deletes the manifest only while `lease` is held; false (nothing deleted) otherwise. */
   deleteManifest(keys: FenceKeys, lease: HeldLease): Promise<boolean>;

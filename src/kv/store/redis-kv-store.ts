@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { createClient, createCluster, ErrorReply, RESP_TYPES } from "redis";
-import type { FenceKeys, HeldLease, KvStore, LeaseAttempt, ValueBuffers } from "./kv-store.js";
-import { RedisChunkReader } from "./redis-chunk-reader.js";
+import type { FenceKeys, HeldLease, KvStore, LeaseAttempt, ManifestWrite, StoredValue, ValueBuffers } from "./kv-store.js";
+import { RedisChunkConnection } from "./redis-chunk-connection.js";
 import { parseClusterUrl } from "./redis-cluster-url.js";
 import { KvStoreFull, KvStoreUnavailable } from "./store-errors.js";
 import { storeLocation } from "./store-location.js";
@@ -42,10 +42,14 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1`;
 
+// KEYS[3...]: the snapshot's chunks, which must all be there (sent before it, on the same connection).
 const PUT_MANIFEST = `
 if redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end
 local written = tonumber(redis.call('HGET', KEYS[2], 'f') or '0')
 if written > tonumber(ARGV[2]) then return 0 end
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then return -1 end
+end
 redis.call('HSET', KEYS[2], 'f', ARGV[2], 'v', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1`;
@@ -56,6 +60,7 @@ redis.call('DEL', KEYS[2])
 return 1`;
 
 const leaseValue = (lease: HeldLease) => `${lease.token}:${lease.owner}`;
+const MANIFEST_WRITES: Record<number, ManifestWrite> = { 1: "written", 0: "stale", [-1]: "incomplete" };
 
 export interface RedisStoreOptions {
   /** PEM file of the CA that signed the server's certificate (rediss:// only). */
@@ -79,14 +84,19 @@ type ReconnectStrategy = (retries: number, cause: Error) => number | Error;
  * (docs/kv-store.md, "Redis Cluster"; all keys of one sequence share a hash tag, so its scripts and
  * deletes stay in one slot). Values travel as Buffers (RESP type mapping). Commands fail at once while
  * the connection is down (no offline queue), so a caller learns of it instead of waiting.
+ *
+ * On plain TCP, what moves a snapshot (its chunks, its manifest, the deletes of old chunks) goes over a
+ * connection of the store's own (RedisChunkConnection: chunks gathered from the snapshot's arrays, read
+ * into reused buffers), in one pipeline so the manifest follows its chunks in order; leases and the
+ * rest go through node-redis. TLS and Cluster stores send everything through node-redis.
  */
 export class RedisKvStore implements KvStore {
   private constructor(
     readonly location: string,
     private readonly client: RedisCommands,
     private readonly disconnect: () => void,
-    /** Reads snapshot chunks into reused buffers (plain TCP only; TLS and Cluster read through node-redis). */
-    private readonly chunkReader: RedisChunkReader | null = null,
+    /** Moves snapshots (plain TCP only). */
+    private readonly chunks: RedisChunkConnection | null = null,
   ) {}
 
   static async open(url: string, options: RedisStoreOptions = {}): Promise<RedisKvStore> {
@@ -102,8 +112,8 @@ export class RedisKvStore implements KvStore {
       throw new KvStoreUnavailable(location, error);
     }
     connection.connected = true;
-    const chunkReader = url.startsWith("redis:") ? new RedisChunkReader(new URL(url)) : null;
-    return new RedisKvStore(location, client, () => client.isOpen && client.destroy(), chunkReader);
+    const chunks = url.startsWith("redis:") ? new RedisChunkConnection(new URL(url)) : null;
+    return new RedisKvStore(location, client, () => client.isOpen && client.destroy(), chunks);
   }
 
   /** A Redis Cluster: the nodes in the URL are where the client discovers the others from. */
@@ -136,16 +146,22 @@ export class RedisKvStore implements KvStore {
   }
 
   getMany(keys: readonly string[], buffers: ValueBuffers): Promise<(Buffer | null)[]> {
-    const reader = this.chunkReader;
-    return this.call(() => (reader ? reader.getMany(keys, buffers) : Promise.all(keys.map((key) => this.client.get(key)))));
+    const chunks = this.chunks;
+    return this.call(() => (chunks ? chunks.getMany(keys, buffers) : Promise.all(keys.map((key) => this.client.get(key)))));
   }
 
-  async set(key: string, value: Buffer, ttlMs: number): Promise<void> {
-    await this.call(() => this.client.set(key, value, { expiration: { type: "PX", value: ttlMs } }));
+  async set(key: string, value: StoredValue, ttlMs: number): Promise<void> {
+    const chunks = this.chunks;
+    await this.call(() =>
+      chunks
+        ? chunks.command(["SET", key, value, "PX", String(ttlMs)])
+        : this.client.set(key, Buffer.isBuffer(value) ? value : Buffer.concat(value), { expiration: { type: "PX", value: ttlMs } }),
+    );
   }
 
   async delete(keys: readonly string[]): Promise<void> {
-    if (keys.length > 0) await this.call(() => this.client.del([...keys]));
+    const chunks = this.chunks;
+    if (keys.length > 0) await this.call(() => (chunks ? chunks.command(["DEL", ...keys]) : this.client.del([...keys])));
   }
 
   async acquireLease(keys: FenceKeys, owner: string, ttlMs: number, keepMs: number): Promise<LeaseAttempt> {
@@ -162,8 +178,13 @@ export class RedisKvStore implements KvStore {
     return (await this.script(RELEASE, [leaseKey], [leaseValue(lease)])) === 1;
   }
 
-  async putManifest(keys: FenceKeys, value: Buffer, lease: HeldLease, ttlMs: number): Promise<boolean> {
-    return (await this.script(PUT_MANIFEST, [keys.lease, keys.manifest], [value, String(lease.token), leaseValue(lease), String(ttlMs)])) === 1;
+  async putManifest(keys: FenceKeys, value: Buffer, lease: HeldLease, ttlMs: number, chunkKeys: readonly string[]): Promise<ManifestWrite> {
+    const scriptKeys = [keys.lease, keys.manifest, ...chunkKeys];
+    const args = [value, String(lease.token), leaseValue(lease), String(ttlMs)];
+    const chunks = this.chunks;
+    // Behind the chunks on their connection, so that they are stored by the time it runs.
+    const reply = chunks ? await this.call(() => chunks.command(["EVAL", PUT_MANIFEST, String(scriptKeys.length), ...scriptKeys, ...args])) : await this.script(PUT_MANIFEST, scriptKeys, args);
+    return MANIFEST_WRITES[Number(reply)];
   }
 
   getManifest(manifestKey: string): Promise<Buffer | null> {
@@ -175,7 +196,7 @@ export class RedisKvStore implements KvStore {
   }
 
   async close(): Promise<void> {
-    this.chunkReader?.close();
+    this.chunks?.close();
     this.disconnect();
   }
 

@@ -13,8 +13,9 @@ import { SnapshotCorrupt, SnapshotMismatch } from "./store-errors.js";
 /**
  * 2: the recent-query ring is in the KV dtype (a float16 sequence's rows are float16 bits).
  * 3: chunks carry a CRC-32 instead of a sha256 (snapshot-manifest.ts).
+ * 4: chunks carry an xxHash64 instead of a CRC-32.
  */
-export const SNAPSHOT_FORMAT_VERSION = 3;
+export const SNAPSHOT_FORMAT_VERSION = 4;
 const MAGIC = Buffer.from("KVWSNAP", "latin1");
 const PREAMBLE_BYTES = MAGIC.length + 1 + 4; // magic, version byte, header length
 
@@ -69,23 +70,25 @@ export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
 }
 
 /**
- * Encodes `snapshot` straight into chunks of `chunkBytes` taken from `takeChunk`, each yielded once
- * full (the last one cut short): the same bytes as encodeSnapshot, cut as splitChunks would, without
- * a whole-snapshot copy, and a chunk can be on its way while the next is encoded.
+ * The encoded snapshot cut into chunks of `chunkBytes` (the last one shorter), each as the views of
+ * the snapshot's arrays it spans: the same bytes as encodeSnapshot cut every `chunkBytes`, with no
+ * copy (a store writes them gathered: docs/kv-store.md, "Store throughput").
  */
-export function* encodeSnapshotChunks(snapshot: KvSnapshot, chunkBytes: number, takeChunk: () => Buffer): Generator<Buffer, void> {
-  let chunk: Buffer | null = null;
+export function encodeSnapshotChunks(snapshot: KvSnapshot, chunkBytes: number): Buffer[][] {
+  const chunks: Buffer[][] = [];
+  let chunk: Buffer[] = [];
   let filled = 0;
   for (const part of encodedParts(snapshot)) {
     for (let at = 0; at < part.length; ) {
-      chunk ??= takeChunk().subarray(0, chunkBytes);
-      const count = part.copy(chunk, filled, at);
+      const count = Math.min(chunkBytes - filled, part.length - at);
+      chunk.push(part.subarray(at, at + count));
       filled += count;
       at += count;
-      if (filled === chunk.length) yield chunk, (chunk = null), (filled = 0);
+      if (filled === chunkBytes) chunks.push(chunk), (chunk = []), (filled = 0);
     }
   }
-  if (chunk) yield chunk.subarray(0, filled);
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
 }
 
 /**

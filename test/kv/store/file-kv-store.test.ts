@@ -44,6 +44,20 @@ describe("the file store", () => {
     expect(readdirSync(join(root, "store")).filter((name) => name.startsWith(".tmp-"))).toEqual([]);
   });
 
+  it("writes a manifest only once the chunks it names are written, waiting for those under way", async () => {
+    const store = await FileKvStore.open(url);
+    const snapshots = new SnapshotStore(options(store));
+    const lease = await snapshots.acquire("tenant-1", "ordered");
+    const chunkKeys = [0, 1].map((i) => lease.keys.chunk("direct", i));
+    const writes = chunkKeys.map((key, i) => store.set(key, [Buffer.alloc(2 ** 20, i), Buffer.from("end")], 60_000));
+    expect(await store.putManifest(lease.keys, Buffer.from("first"), lease, 60_000, chunkKeys)).toBe("written");
+    await Promise.all(writes);
+    expect((await store.get(chunkKeys[1]))!.equals(Buffer.concat([Buffer.alloc(2 ** 20, 1), Buffer.from("end")]))).toBe(true);
+    expect(await store.putManifest(lease.keys, Buffer.from("second"), lease, 60_000, [...chunkKeys, lease.keys.chunk("direct", 2)])).toBe("incomplete");
+    expect(await store.getManifest(lease.keys.manifest)).toEqual(Buffer.from("first"));
+    await store.close();
+  });
+
   it("keeps what a replica wrote before it was killed (SIGKILL), and lets another take the sequence once its lease expires", async () => {
     const holder = spawn(process.execPath, ["--import", "tsx", "test/kv/store/support/file-store-holder.ts", url, "replica-killed", "4000"], { stdio: ["ignore", "pipe", "inherit"] });
     let said = "";

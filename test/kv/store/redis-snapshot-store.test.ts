@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { RedisKvStore } from "../../../src/kv/store/redis-kv-store.js";
 import type { KvSnapshot } from "../../../src/kv/store/sequence-snapshot.js";
 import { encodeSnapshot } from "../../../src/kv/store/snapshot-codec.js";
@@ -43,9 +43,9 @@ describe.each<RedisServerBinary>(["redis-server", "valkey-server"])("snapshots i
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(600_000);
     expect(Number(await redis.cli("PTTL", lease.keys.manifest))).toBeGreaterThan(0);
-    // A second write replaces the first; the first one's chunks are deleted.
+    // A second write replaces the first; the first one's chunks are deleted (after the save answers: it does not wait for that).
     const second = await snapshots.save(lease, snapshot);
-    expect(await store.get(lease.keys.chunk(result.snapshotId, 0))).toBeNull();
+    await vi.waitFor(async () => expect(await store.get(lease.keys.chunk(result.snapshotId, 0))).toBeNull());
     expect((await snapshots.currentManifest("tenant-1", "round-trip"))!.snapshotId).toBe(second.snapshotId);
   });
 
@@ -83,6 +83,18 @@ describe.each<RedisServerBinary>(["redis-server", "valkey-server"])("snapshots i
     // A manifest cut short is damage, not a snapshot.
     await redis.cli("HSET", lease.keys.manifest, "f", String(lease.token), "v", '{"format":"kvwarden-kv-snapshot","vers');
     await expect(snapshots.load("tenant-1", "half-written")).rejects.toBeInstanceOf(SnapshotCorrupt);
+  });
+
+  it("writes a manifest sent right behind its chunks, without their replies, and refuses one whose chunk is not there", async () => {
+    const snapshots = new SnapshotStore(options());
+    const lease = await snapshots.acquire("tenant-1", "pipelined");
+    const chunkKeys = [0, 1].map((i) => lease.keys.chunk("direct", i));
+    const writes = chunkKeys.map((key, i) => store.set(key, [Buffer.alloc(3 * 2 ** 20, i), Buffer.from("end")], 60_000));
+    expect(await store.putManifest(lease.keys, Buffer.from("first"), lease, 60_000, chunkKeys)).toBe("written");
+    await Promise.all(writes);
+    expect(await store.getManifest(lease.keys.manifest)).toEqual(Buffer.from("first"));
+    expect(await store.putManifest(lease.keys, Buffer.from("second"), lease, 60_000, [...chunkKeys, lease.keys.chunk("direct", 2)])).toBe("incomplete");
+    expect(await store.getManifest(lease.keys.manifest)).toEqual(Buffer.from("first"));
   });
 
   it("never finds another tenant's or another model's snapshot", async () => {
