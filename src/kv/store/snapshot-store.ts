@@ -162,19 +162,14 @@ export class SnapshotStore {
     const keys = this.keys(tenant, sequenceId);
     const pooled: Buffer[] = [];
     const chunkBuffer = (bytes: number) => (bytes <= this.chunkBuffers.chunkBytes ? pooled[pooled.push(this.chunkBuffers.take()) - 1] : null);
-    const read = (round: number[]) => this.options.store.getMany(round.map((i) => keys.chunk(manifest.snapshotId, i)), chunkBuffer);
-    const rounds = readRounds(manifest);
-    let next: Promise<(Buffer | null)[]> | null = read(rounds[0]);
     try {
-      const chunks: Buffer[] = [];
-      for (const [r, round] of rounds.entries()) {
-        const received: (Buffer | null)[] = await next!;
-        next = r + 1 < rounds.length ? read(rounds[r + 1]) : null;
-        // Checked while the next round arrives.
-        received.forEach((chunk, j) => chunks.push(verifyChunk(manifest, round[j], chunk)));
-      }
+      const chunks: (Buffer | null)[] = [];
+      for (const round of readRounds(manifest)) chunks.push(...(await this.options.store.getMany(round.map((i) => keys.chunk(manifest.snapshotId, i)), chunkBuffer)));
       // Decoded from the chunks as received, its arrays lent from them: copies would cost fresh memory and its collection (docs/kv-store.md, "Benchmarks").
-      const snapshot = decodeSnapshot(chunks, { lend: true });
+      const snapshot = decodeSnapshot(
+        chunks.map((chunk, i) => verifyChunk(manifest, i, chunk)),
+        { lend: true },
+      );
       let given = false;
       const done = () => {
         if (!given) this.chunkBuffers.give(pooled);
@@ -182,8 +177,6 @@ export class SnapshotStore {
       };
       return { snapshot, done };
     } catch (error) {
-      // A round still arriving writes into the pooled buffers: they go back once it has settled.
-      await next?.catch(() => {});
       this.chunkBuffers.give(pooled);
       throw error;
     }
