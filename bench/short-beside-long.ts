@@ -50,7 +50,10 @@ export async function shortBesideLong(engine: Engine, longId: string, shortToken
       if (longTokens === 2 || longTokens === 2 + LONG_ALONE_TOKENS) marks.push(performance.now());
       if (longTokens === 2 + LONG_ALONE_TOKENS) aloneDone();
     }
-  })();
+  })().catch((error: unknown) => {
+    // Stopped between two steps it ends quietly, during one with CANCELLED: either way as asked.
+    if (!stop.signal.aborted) throw error;
+  });
   await longAloneDone;
   const longAlone = LONG_ALONE_TOKENS / ((marks[1] - marks[0]) / 1000);
   const longBefore = longTokens;
