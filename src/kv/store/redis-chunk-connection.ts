@@ -31,8 +31,8 @@ const byteLength = (argument: CommandArgument) =>
  * (docs/kv-store.md, "Store throughput"). Reads: node-redis, like Node's default socket, reads a reply
  * in new 64 KiB Buffers and joins them into a new one per value; in a VM where memory touched for the
  * first time costs a page fault per page, that ran at a tenth of redis-benchmark's GET, and no client
- * on npm reads into buffers it is given. Here Node reads into one buffer (`onread`) and each value is
- * copied once, into the buffer it ends in. Writes: a value goes out gathered from its parts (the
+ * on npm reads into buffers it is given. Here Node reads (`onread`) straight into the buffer a value
+ * ends in, and everything else into one reused buffer: no copy of a value at all. Writes: a value goes out gathered from its parts (the
  * snapshot's own arrays) in one `writev`, never joined into a copy, which node-redis cannot do.
  *
  * Every command is written the moment it is called, in the order of the calls (Node holds writes
@@ -90,7 +90,8 @@ class PipelinedSocket {
       host: url.hostname.replace(/^\[|\]$/g, ""),
       port: Number(url.port || 6379),
       noDelay: true,
-      onread: { buffer: readBuffer, callback: (count) => (this.received(readBuffer, count), true) },
+      // Asked before every read: the rest of the value being received, if one is, else the line buffer.
+      onread: { buffer: () => (this.value ? this.value.subarray(this.filled) : readBuffer), callback: (count, buffer) => (this.received(buffer, count), true) },
     });
     this.socket = socket;
     let failure: Error | undefined;
@@ -139,8 +140,21 @@ class PipelinedSocket {
     for (const reply of this.pending.splice(0)) reply.reject(error);
   }
 
-  /** Parses what Node read into `buffer`; the buffer is reused for the next read, so values are copied out now. */
-  private received(buffer: Buffer, count: number): void {
+  /**
+   * Takes what Node read into `buffer`: the next bytes of the value being received, read in place,
+   * or replies to parse from the line buffer, which the next read reuses (a value's first bytes there
+   * are copied out now).
+   */
+  private received(buffer: Uint8Array, count: number): void {
+    if (this.value && buffer.buffer === this.value.buffer) {
+      this.filled += count;
+      if (this.filled === this.value.length) this.answer(this.value), (this.value = null), (this.skip = CR_LF);
+      return;
+    }
+    this.parse(buffer as Buffer, count);
+  }
+
+  private parse(buffer: Buffer, count: number): void {
     let at = 0;
     while (at < count) {
       if (this.value) {
