@@ -15,7 +15,7 @@ import { Sequence } from "../src/engine/sequence.js";
 import { SlabPool } from "../src/kv/slab-pool.js";
 import { RedisKvStore } from "../src/kv/store/redis-kv-store.js";
 import { captureSnapshot, type KvSnapshot } from "../src/kv/store/sequence-snapshot.js";
-import { encodeSnapshot } from "../src/kv/store/snapshot-codec.js";
+import { encodeSnapshot, encodeSnapshotChunks } from "../src/kv/store/snapshot-codec.js";
 import { DEFAULT_CHUNK_BYTES } from "../src/kv/store/snapshot-manifest.js";
 import { SnapshotStore } from "../src/kv/store/snapshot-store.js";
 import { startRedis } from "../test/kv/store/support/redis-server.js";
@@ -172,7 +172,7 @@ try {
   report.print(`Command: \`node dist/bench/kv-store-bench.js${options.quick ? " --quick" : ""}\`; ${WARM_UP_CYCLES} save/load cycles of warm-up, then medians of ${RUNS} interleaved runs (one untimed operation, then 3 timed, each) on one redis-server ${(await redis.cli("INFO", "server")).match(/redis_version:(\S+)/)?.[1]} on loopback.`);
   report.print(`Machine: ${cpus()[0]?.model.trim() ?? "unknown CPU"} x${cpus().length}, Node ${process.version}${process.execArgv.length ? ` (${process.execArgv.join(" ")})` : ""}, load average at the start ${loadavg().map((l) => l.toFixed(2)).join(" ")}.`);
   report.print();
-  report.print(`Snapshot: ${SHAPE.layers} layers x ${SHAPE.kvHeads} KV heads x ${KEPT} entries of ${SHAPE.headSize} (float32), ring of 64 queries, ${snapshot.lastLogits!.length} logits: ${(bytes / 2 ** 20).toFixed(1)} MiB in ${Math.ceil(bytes / DEFAULT_CHUNK_BYTES)} chunk(s) of at most 4 MiB. Anchor: \`redis-benchmark -t set,get -d ${DEFAULT_CHUNK_BYTES} -c 1 -P 1 -n ${ANCHOR_REQUESTS}\` (the chunk size, one connection like the store's client, no pipelining). Throughput is bytes moved per second on both sides.`);
+  report.print(`Snapshot: ${SHAPE.layers} layers x ${SHAPE.kvHeads} KV heads x ${KEPT} entries of ${SHAPE.headSize} (float32), ring of 64 queries, ${snapshot.lastLogits!.length} logits: ${(bytes / 2 ** 20).toFixed(1)} MiB in ${encodeSnapshotChunks(snapshot, DEFAULT_CHUNK_BYTES).length} chunk(s) of at most 4 MiB. Anchor: \`redis-benchmark -t set,get -d ${DEFAULT_CHUNK_BYTES} -c 1 -P 1 -n ${ANCHOR_REQUESTS}\` (the chunk size, one connection like the store's client, no pipelining). Throughput is bytes moved per second on both sides.`);
   report.print();
   report.print("| write path | MiB/s | vs redis-benchmark SET |");
   report.print("|---|---|---|");

@@ -85,7 +85,7 @@ type ReconnectStrategy = (retries: number, cause: Error) => number | Error;
  * deletes stay in one slot). Values travel as Buffers (RESP type mapping). Commands fail at once while
  * the connection is down (no offline queue), so a caller learns of it instead of waiting.
  *
- * On plain TCP, what moves a snapshot (its chunks, its manifest, the deletes of old chunks) goes over a
+ * On plain TCP, what moves a snapshot (its chunks, its manifest both ways, the deletes of old chunks) goes over a
  * connection of the store's own (RedisChunkConnection: chunks gathered from the snapshot's arrays, read
  * into reused buffers), in one pipeline so the manifest follows its chunks in order; leases and the
  * rest go through node-redis. TLS and Cluster stores send everything through node-redis.
@@ -188,7 +188,8 @@ export class RedisKvStore implements KvStore {
   }
 
   getManifest(manifestKey: string): Promise<Buffer | null> {
-    return this.call(() => this.client.hGet(manifestKey, "v"));
+    const chunks = this.chunks;
+    return this.call(async () => (chunks ? ((await chunks.command(["HGET", manifestKey, "v"])) as Buffer | null) : this.client.hGet(manifestKey, "v")));
   }
 
   async deleteManifest(keys: FenceKeys, lease: HeldLease): Promise<boolean> {

@@ -70,24 +70,30 @@ export function encodeSnapshot(snapshot: KvSnapshot): Buffer {
 }
 
 /**
- * The encoded snapshot cut into chunks of `chunkBytes` (the last one shorter), each as the views of
- * the snapshot's arrays it spans: the same bytes as encodeSnapshot cut every `chunkBytes`, with no
- * copy (a store writes them gathered: docs/kv-store.md, "Store throughput").
+ * The encoded snapshot cut into chunks of at most `chunkBytes`, each as the views of the snapshot's
+ * arrays it holds: the same bytes as encodeSnapshot, with no copy (a store writes them gathered:
+ * docs/kv-store.md, "Store throughput"). A chunk ends early rather than cut an array that fits in a
+ * chunk of its own, so that a load can lend every such array from the chunk it arrives in; only a
+ * larger array is cut. Readers take chunks of any size (the manifest lists them).
  */
 export function encodeSnapshotChunks(snapshot: KvSnapshot, chunkBytes: number): Buffer[][] {
   const chunks: Buffer[][] = [];
   let chunk: Buffer[] = [];
   let filled = 0;
+  const close = () => {
+    if (chunk.length > 0) chunks.push(chunk), (chunk = []), (filled = 0);
+  };
   for (const part of encodedParts(snapshot)) {
+    if (part.length <= chunkBytes && filled + part.length > chunkBytes) close();
     for (let at = 0; at < part.length; ) {
       const count = Math.min(chunkBytes - filled, part.length - at);
       chunk.push(part.subarray(at, at + count));
       filled += count;
       at += count;
-      if (filled === chunkBytes) chunks.push(chunk), (chunk = []), (filled = 0);
+      if (filled === chunkBytes) close();
     }
   }
-  if (chunk.length > 0) chunks.push(chunk);
+  close();
   return chunks;
 }
 

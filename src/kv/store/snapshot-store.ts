@@ -148,8 +148,8 @@ export class SnapshotStore {
       throw outcome.value === "stale" ? this.stale(lease) : new KvStoreUnavailable(store.location, "a chunk was gone before its manifest was written");
     }
     const previous = await previousLookup;
-    // Not waited for: the new snapshot is current already, and old chunks expire in any case. (The
-    // lookup went on another connection and may have read the new manifest.)
+    // Not waited for: the new snapshot is current already, and old chunks expire in any case. (A store
+    // that reads manifests on another connection than it writes them may have read the new one.)
     if (previous && previous.snapshotId !== snapshotId) store.delete(previous.chunks.map((_, i) => keys.chunk(previous.snapshotId, i))).catch(() => {});
     return { snapshotId, bytes: manifest.bytes, chunks: chunks.length };
   }

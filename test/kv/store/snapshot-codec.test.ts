@@ -50,16 +50,24 @@ describe("the snapshot encoding", () => {
     expect(decodeSnapshot(chunks).layers.some((layer) => chunks.some((chunk) => layer.keys.buffer === chunk.buffer))).toBe(false);
   });
 
-  it("cuts the encoding into chunks of views of the snapshot's arrays: the same bytes, cut the same way, as the whole encoding", () => {
-    const arrays = new Set<ArrayBufferLike>(snapshot.layers.flatMap((layer) => [layer.keys.buffer, layer.values.buffer]));
-    for (const chunkBytes of [5, 4096, 16_384, encoded.length, encoded.length + 1]) {
+  it("cuts the encoding into chunks of views of the snapshot's arrays, never through an array that fits in a chunk", () => {
+    const own = new Set<ArrayBufferLike>(snapshot.layers.flatMap((layer) => [layer.keys.buffer, layer.values.buffer]));
+    const largest = Math.max(...snapshot.layers.flatMap((layer) => [layer.keys.byteLength, layer.values.byteLength]));
+    for (const chunkBytes of [5, 4096, largest, largest + 100, encoded.length, encoded.length + 1]) {
       const chunks = encodeSnapshotChunks(snapshot, chunkBytes);
-      const expected = Array.from({ length: Math.ceil(encoded.length / chunkBytes) }, (_, i) => encoded.subarray(i * chunkBytes, (i + 1) * chunkBytes));
-      expect(chunks.map((parts) => Buffer.concat(parts).toString("hex"))).toEqual(expected.map((chunk) => chunk.toString("hex")));
+      expect(Buffer.concat(chunks.flat()).equals(encoded)).toBe(true);
+      for (const parts of chunks) expect(parts.reduce((sum, part) => sum + part.length, 0)).toBeLessThanOrEqual(chunkBytes);
       // No copy: the keys and values travel as views of the snapshot's own memory.
-      expect(chunks.flat().some((part) => arrays.has(part.buffer))).toBe(true);
+      expect(chunks.flat().some((part) => own.has(part.buffer))).toBe(true);
       // A chunk's checksum over its parts is the checksum of its bytes.
-      expect(chunks.map(describeChunk)).toEqual(expected.map((chunk) => ({ bytes: chunk.length, xxh64: xxh64(chunk).toString(16).padStart(16, "0") })));
+      expect(chunks.map(describeChunk)).toEqual(chunks.map((parts) => Buffer.concat(parts)).map((chunk) => ({ bytes: chunk.length, xxh64: xxh64(chunk).toString(16).padStart(16, "0") })));
+      // Read back as a load reads them (each chunk in a buffer of its own), every array that fits in a chunk is lent, none copied.
+      const stored = chunks.map((parts) => Buffer.concat(parts));
+      const lent = decodeSnapshot(stored, { lend: true });
+      expect(lent).toEqual(snapshot);
+      if (chunkBytes >= largest) {
+        for (const layer of lent.layers) for (const array of [layer.keys, layer.values]) expect(stored.some((chunk) => chunk.buffer === array.buffer)).toBe(true);
+      }
     }
   });
 
