@@ -32,8 +32,9 @@ const byteLength = (argument: CommandArgument) =>
  * in new 64 KiB Buffers and joins them into a new one per value; in a VM where memory touched for the
  * first time costs a page fault per page, that ran at a tenth of redis-benchmark's GET, and no client
  * on npm reads into buffers it is given. Here Node reads (`onread`) straight into the buffer a value
- * ends in, and everything else into one reused buffer: no copy of a value at all. Writes: a value goes out gathered from its parts (the
- * snapshot's own arrays) in one `writev`, never joined into a copy, which node-redis cannot do.
+ * ends in, and everything else into one reused buffer: no copy of a value at all. Writes: a value
+ * goes out gathered from its parts (the snapshot's own arrays) in one `writev`, never joined into a
+ * copy, which node-redis cannot do.
  *
  * Every command is written the moment it is called, in the order of the calls (Node holds writes
  * made while the socket connects), and the server answers in that order: a write that must follow
@@ -148,7 +149,7 @@ class PipelinedSocket {
   private received(buffer: Uint8Array, count: number): void {
     if (this.value && buffer.buffer === this.value.buffer) {
       this.filled += count;
-      if (this.filled === this.value.length) this.answer(this.value), (this.value = null), (this.skip = CR_LF);
+      if (this.filled === this.value.length) this.finishValue();
       return;
     }
     this.parse(buffer as Buffer, count);
@@ -161,7 +162,7 @@ class PipelinedSocket {
         const copied = buffer.copy(this.value, this.filled, at, Math.min(count, at + this.value.length - this.filled));
         this.filled += copied;
         at += copied;
-        if (this.filled === this.value.length) this.answer(this.value), (this.value = null), (this.skip = CR_LF);
+        if (this.filled === this.value.length) this.finishValue();
       } else if (this.skip > 0) {
         const skipped = Math.min(this.skip, count - at);
         this.skip -= skipped;
@@ -191,7 +192,14 @@ class PipelinedSocket {
     const own = this.pending[0].buffers(bytes);
     this.value = own && own.length >= bytes ? own.subarray(0, bytes) : Buffer.allocUnsafeSlow(bytes);
     this.filled = 0;
-    if (bytes === 0) this.answer(this.value), (this.value = null), (this.skip = CR_LF);
+    if (bytes === 0) this.finishValue();
+  }
+
+  /** The value being received is whole: it answers its command, and the \r\n after it is skipped. */
+  private finishValue(): void {
+    this.answer(this.value);
+    this.value = null;
+    this.skip = CR_LF;
   }
 
   private answer(value: Reply): void {

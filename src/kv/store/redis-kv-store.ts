@@ -85,10 +85,11 @@ type ReconnectStrategy = (retries: number, cause: Error) => number | Error;
  * deletes stay in one slot). Values travel as Buffers (RESP type mapping). Commands fail at once while
  * the connection is down (no offline queue), so a caller learns of it instead of waiting.
  *
- * On plain TCP, what moves a snapshot (its chunks, its manifest both ways, the deletes of old chunks) goes over a
- * connection of the store's own (RedisChunkConnection: chunks gathered from the snapshot's arrays, read
- * into reused buffers), in one pipeline so the manifest follows its chunks in order; leases and the
- * rest go through node-redis. TLS and Cluster stores send everything through node-redis.
+ * On plain TCP, what moves a snapshot (its chunks, its manifest both ways, the deletes of old chunks)
+ * goes over a connection of the store's own (RedisChunkConnection: chunks gathered from the
+ * snapshot's arrays, read into reused buffers), in one pipeline so the manifest follows its chunks in
+ * order; leases and the rest go through node-redis. TLS and Cluster stores send everything through
+ * node-redis.
  */
 export class RedisKvStore implements KvStore {
   private constructor(
