@@ -1,8 +1,9 @@
 /**
  * Target 8 alone (`make bench` runs it inside bench.ts): a short Decode
- * stream's speed beside a long one against alone, with the model on one
- * session thread (steps in turn, as before worker threads) and on two
- * (a short lane steps beside the long one), in one run; also the event loop's
+ * stream's speed beside a long one against alone, in one run, with the model
+ * on one session thread, its long steps in stages (the default: a short step
+ * runs between two stages) or whole (steps in turn), and on two session
+ * threads (a short lane steps beside the long one); also the event loop's
  * longest stall while both decode. On stories260K by default, where a step is
  * onnxruntime's dispatch and the long one's attention; `--model 200m` on the
  * ~200M bench Llama, where a step is bound by its weights and the short stream
@@ -39,43 +40,54 @@ const prompt = (n: number) => Array.from({ length: n }, (_, i) => (i === 0 ? 1 :
 
 const largeFiles = large ? await llama200MFiles(options.quick ? 4 : 12) : undefined;
 const files = large ? undefined : await defaultModelFiles();
-const load = (sessionThreads: number): Promise<EngineModel> => {
-  const runner = { executionProvider: "cpu" as const, intraOpThreads: options.threads, sessionThreads };
+interface Setup {
+  label: string;
+  sessionThreads: number;
+  /** Absent: the default for the model. */
+  stepStages?: number;
+}
+const layers = large ? (options.quick ? 4 : 12) : 5;
+const setups: Setup[] = [
+  { label: `1, steps in stages${large ? ` (--step-stages ${layers})` : " (default)"}`, sessionThreads: 1, stepStages: layers },
+  { label: `1, steps whole (--step-stages 1)${large ? " (default)" : ""}`, sessionThreads: 1, stepStages: 1 },
+  { label: "2, steps whole", sessionThreads: 2, stepStages: 1 },
+];
+const load = ({ sessionThreads, stepStages }: Setup): Promise<EngineModel> => {
+  const runner = { executionProvider: "cpu" as const, intraOpThreads: options.threads, sessionThreads, stepStages };
   return largeFiles ? loadModelDir(largeFiles.dir, runner) : loadModel(files!, runner);
 };
-const engines = new Map<number, Engine>();
-for (const sessionThreads of [1, 2]) {
-  const model = await load(sessionThreads);
-  const engine = new Engine(model, BENCH_ENGINE_OPTIONS);
+const engines = new Map<Setup, Engine>();
+for (const setup of setups) {
+  const engine = new Engine(await load(setup), BENCH_ENGINE_OPTIONS);
   await engine.prefill({ sequenceId: "long", tokenIds: prompt(longContext) });
-  engines.set(sessionThreads, engine);
+  engines.set(setup, engine);
 }
 
-const results = new Map<number, (ShortBesideLongResult & { stallMs: number })[]>([...engines.keys()].map((n) => [n, []]));
-// Interleaved: each round measures every thread count, after one untimed warm-up round.
+const results = new Map<Setup, (ShortBesideLongResult & { stallMs: number })[]>(setups.map((setup) => [setup, []]));
+// Interleaved: each round measures every setup, after one untimed warm-up round.
 for (let round = -1; round < rounds; round++) {
-  for (const [sessionThreads, engine] of engines) {
+  for (const [setup, engine] of engines) {
     const delay = monitorEventLoopDelay({ resolution: 1 });
     delay.enable();
     const result = await shortBesideLong(engine, "long", shortTokens, `round-${round}`);
     delay.disable();
-    if (round >= 0) results.get(sessionThreads)!.push({ ...result, stallMs: delay.max / 1e6 });
+    if (round >= 0) results.get(setup)!.push({ ...result, stallMs: delay.max / 1e6 });
   }
 }
 
 const report = new MarkdownReport();
-report.print("# Target 8: a short stream beside a long one, by session threads");
+report.print("# Target 8: a short stream beside a long one, by session threads and step stages");
 report.print();
 report.print(`${large ? `The ~200M bench Llama (${options.quick ? 4 : 12} layers, float32, random weights)` : "stories260K"}: a short stream (${shortTokens} tokens) beside a long one (${longContext} cached), ${rounds} rounds, medians (of each round's ratio for the ratio); load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs; command: \`node dist/bench/short-beside-long-bench.js${process.argv.slice(2).map((arg) => ` ${arg}`).join("")}\`.`);
 report.print();
 report.print("| session threads | short alone tok/s | short beside tok/s | short beside / alone | long alone tok/s | long beside tok/s | longest event-loop stall | same tokens |");
 report.print("|---|---|---|---|---|---|---|---|");
 let mismatch = false;
-for (const [sessionThreads, list] of results) {
+for (const [setup, list] of results) {
   const m = (pick: (r: ShortBesideLongResult & { stallMs: number }) => number) => median(list.map(pick));
   mismatch ||= list.some((r) => !r.sameTokens);
   report.print(
-    `| ${sessionThreads} | ${m((r) => r.shortAlone).toFixed(0)} | ${m((r) => r.shortBeside).toFixed(0)} | ${m((r) => r.shortBeside / r.shortAlone).toFixed(2)}x | ${m((r) => r.longAlone).toFixed(0)} | ${m((r) => r.longBeside).toFixed(0)} | ${m((r) => r.stallMs).toFixed(1)} ms | ${list.every((r) => r.sameTokens)} |`,
+    `| ${setup.label} | ${m((r) => r.shortAlone).toFixed(0)} | ${m((r) => r.shortBeside).toFixed(0)} | ${m((r) => r.shortBeside / r.shortAlone).toFixed(2)}x | ${m((r) => r.longAlone).toFixed(0)} | ${m((r) => r.longBeside).toFixed(0)} | ${m((r) => r.stallMs).toFixed(1)} ms | ${list.every((r) => r.sameTokens)} |`,
   );
 }
 if (options.out) report.write(options.out);

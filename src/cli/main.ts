@@ -90,6 +90,11 @@ program
   .addOption(new Option("--execution-provider <name>", "onnxruntime execution provider").choices(["cpu", "cuda", "webgpu"]).default("cpu"))
   .option("--threads <n>", "onnxruntime intra-op threads", positiveInt, 1)
   .option("--session-threads <n>", "CPU: worker threads that run the model off the event loop, each with its own onnxruntime session and copy of the weights (docs/worker-threads.md)", positiveInt, DEFAULT_SESSION_THREADS)
+  .option(
+    "--step-stages <n>",
+    "CPU: cut a long step into this many runs of consecutive layers, so that short steps run between them (1 = never; each session thread then holds the weights twice) (default: one per layer for weights up to 64 MiB, else 1; docs/worker-threads.md)",
+    positiveInt,
+  )
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish and, with --kv-store, for offloading every resident sequence", positiveInt, 10)
   .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")
   .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
@@ -143,7 +148,7 @@ program
 
     // Listen first and load after, so health answers NOT_SERVING while the model loads.
     const loading = (async () => {
-      const runnerOptions = { executionProvider, intraOpThreads: options.threads, sessionThreads: options.sessionThreads, kvDtype: options.kvDtype };
+      const runnerOptions = { executionProvider, intraOpThreads: options.threads, sessionThreads: options.sessionThreads, stepStages: options.stepStages, kvDtype: options.kvDtype };
       const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
       model = await loadModelSource(source, runnerOptions, { onConvert });
       const kvStore = options.kvStore && {

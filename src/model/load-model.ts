@@ -9,10 +9,10 @@ import { defaultModelFiles } from "./default-model.js";
 import type { ModelFiles } from "./model-files.js";
 import { isConvertedModel, isCurrentConversion, readManifest, stepGraphFile } from "./conversion/converted-model.js";
 import { HfTokenizer } from "./tokenizers/hf-tokenizer.js";
-import { buildStepGraphInMemory } from "./graph/llama-step-graph.js";
+import { buildStepGraphInMemory, type StepStage } from "./graph/llama-step-graph.js";
 import type { ModelConfig } from "./config/model-config.js";
 import type { ModelRunner, RunnerOptions } from "./runners/model-runner.js";
-import { StepRunner } from "./runners/step-runner.js";
+import { DEFAULT_STAGED_WEIGHTS_MAX_BYTES, stageBounds, StepRunner } from "./runners/step-runner.js";
 import { WebGpuStepRunner } from "./runners/webgpu-step-runner.js";
 import { Llama2cTokenizer } from "./tokenizers/llama2c-tokenizer.js";
 
@@ -53,7 +53,9 @@ export async function loadModelSource(source: ModelSource, options: RunnerOption
 export async function loadModel(files: ModelFiles, options: RunnerOptions): Promise<EngineModel> {
   const weights = loadLlama2cCheckpoint(files.modelPath, basename(files.modelPath).replace(/\.bin$/, ""));
   const tokenizer = Llama2cTokenizer.load(files.tokenizerPath, weights.config.vocabSize);
-  const runner = await createRunner(weights.config, options, (deviceCache) => buildStepGraphInMemory(weights, { kvDtype: options.kvDtype ?? "float32", deviceCache }));
+  const runner = await createRunner(weights.config, options, statSync(files.modelPath).size, (deviceCache, stage) =>
+    buildStepGraphInMemory(weights, { kvDtype: options.kvDtype ?? "float32", deviceCache, stage }),
+  );
   return {
     config: weights.config,
     tokenizer,
@@ -64,9 +66,22 @@ export async function loadModel(files: ModelFiles, options: RunnerOptions): Prom
   };
 }
 
-/** The runner for the execution provider: WebGPU keeps the KV cache on the device and needs the graph built for that. */
-async function createRunner(config: ModelConfig, options: RunnerOptions, graph: (deviceCache: boolean) => Uint8Array | string): Promise<ModelRunner> {
-  if (options.executionProvider !== "webgpu") return StepRunner.create(graph(false), config, options);
+/**
+ * The runner for the execution provider: WebGPU keeps the KV cache on the device and needs the graph
+ * built for that; on the CPU, steps may be cut into stages (RunnerOptions.stepStages) for a model of
+ * `weightBytes`.
+ */
+async function createRunner(
+  config: ModelConfig,
+  options: RunnerOptions,
+  weightBytes: number,
+  graph: (deviceCache: boolean, stage?: StepStage) => Uint8Array | string,
+): Promise<ModelRunner> {
+  if (options.executionProvider !== "webgpu") {
+    const bounds = stageBounds(config.layers, options.stepStages ?? (weightBytes <= DEFAULT_STAGED_WEIGHTS_MAX_BYTES ? config.layers : 1));
+    const stages = bounds.length > 2 ? bounds.slice(1).map((to, i) => graph(false, { from: bounds[i], to })) : [];
+    return StepRunner.create({ whole: graph(false), stages }, config, options);
+  }
   if ((options.kvDtype ?? "float32") !== "float32") throw new Error("--execution-provider webgpu keeps the KV cache in float32: drop --kv-dtype float16");
   return WebGpuStepRunner.create(graph(true), config, options.intraOpThreads);
 }
@@ -93,7 +108,8 @@ export async function loadModelDir(dir: string, options: RunnerOptions, dirOptio
   }
   const manifest = readManifest(converted);
   const kvDtype = options.kvDtype ?? "float32";
-  const runner = await createRunner(manifest.config, options, (deviceCache) => stepGraphFile(converted, manifest, kvDtype, deviceCache));
+  const weightBytes = manifest.tensors.reduce((sum, tensor) => sum + tensor.length, 0);
+  const runner = await createRunner(manifest.config, options, weightBytes, (deviceCache, stage) => stepGraphFile(converted, manifest, kvDtype, deviceCache, stage));
   const tokenizer = HfTokenizer.load(converted);
   return { config: manifest.config, tokenizer, runner, weightDtype: manifest.projections.dtype, defaultStopTokens: tokenizer.stopTokens };
 }

@@ -1,6 +1,7 @@
 import type { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { buildStepGraphInMemory } from "../../src/model/graph/llama-step-graph.js";
+import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { STEP_IO } from "../../src/model/graph/step-io.js";
 import { SessionThreads, type ThreadTensor } from "../../src/model/runners/session-threads.js";
 import type { ModelConfig } from "../../src/model/config/model-config.js";
@@ -26,6 +27,23 @@ function firstStep(config: ModelConfig, token: number): Record<string, ThreadTen
   return feeds;
 }
 
+/** The feeds of a decode step of `token` over a cache of `slots` made-up entries (the last `masked` hidden). */
+function stepOverCache(config: ModelConfig, token: number, slots: number, masked: number): Record<string, ThreadTensor> {
+  const { layers, kvHeads, headSize } = config;
+  const generator = new SeededRandom(slots);
+  const random = () => generator.next();
+  const feeds = firstStep(config, token);
+  feeds[STEP_IO.positionIds] = { type: "int64", data: BigInt64Array.of(BigInt(slots - masked)), dims: [1, 1] };
+  for (let l = 0; l < layers; l++) {
+    const values = () => Float32Array.from({ length: kvHeads * slots * headSize }, () => random() - 0.5);
+    feeds[STEP_IO.pastKey(l)] = { type: "float32", data: values(), dims: [1, kvHeads, 1, slots, headSize] };
+    feeds[STEP_IO.pastValue(l)] = { type: "float32", data: values(), dims: [1, kvHeads, 1, slots, headSize] };
+    const mask = Float32Array.from({ length: kvHeads * slots }, (_, i) => (i % slots < slots - masked ? 0 : -Infinity));
+    feeds[STEP_IO.pastMask(l)] = { type: "float32", data: mask, dims: [1, kvHeads, 1, 1, slots] };
+  }
+  return feeds;
+}
+
 /** The threads' workers, reached past the class's privacy: to end one as an uncaught error would, and to see them gone. */
 const workersOf = (threads: SessionThreads) => (Reflect.get(threads, "threads") as { worker: Worker }[]).map((thread) => thread.worker);
 
@@ -41,7 +59,7 @@ describe("SessionThreads", () => {
   let expected: Float32Array;
 
   beforeAll(async () => {
-    threads = await SessionThreads.start(graph, SESSION_OPTIONS, 2);
+    threads = await SessionThreads.start({ whole: graph, stages: [] }, SESSION_OPTIONS, 2);
     expected = (await threads.run(firstStep(weights.config, 1)))[STEP_IO.logits].data as Float32Array;
   });
   afterAll(() => threads.close());
@@ -70,11 +88,11 @@ describe("SessionThreads", () => {
   });
 
   it("refuses a graph onnxruntime cannot load, with its reason", async () => {
-    await expect(SessionThreads.start(new Uint8Array([1, 2, 3]), SESSION_OPTIONS, 2)).rejects.toThrow(/^onnxruntime could not create the session: /);
+    await expect(SessionThreads.start({ whole: new Uint8Array([1, 2, 3]), stages: [] }, SESSION_OPTIONS, 2)).rejects.toThrow(/^onnxruntime could not create the session: /);
   });
 
   it("fails runs waiting or running when closed, and every later one; its threads end", async () => {
-    const pool = await SessionThreads.start(graph, SESSION_OPTIONS, 1);
+    const pool = await SessionThreads.start({ whole: graph, stages: [] }, SESSION_OPTIONS, 1);
     const runs = Promise.allSettled([pool.run(firstStep(weights.config, 1)), pool.run(firstStep(weights.config, 1))]);
     await pool.close();
     for (const outcome of await runs) expect(outcome).toMatchObject({ status: "rejected", reason: { message: "the model's session threads were shut down" } });
@@ -83,7 +101,7 @@ describe("SessionThreads", () => {
   });
 
   it("after a failed run that updated inputs kept on a thread, sends them whole again and computes the same", async () => {
-    const pool = await SessionThreads.start(graph, SESSION_OPTIONS, 2, 0);
+    const pool = await SessionThreads.start({ whole: graph, stages: [] }, SESSION_OPTIONS, 2, 0);
     try {
       const { kvHeads, headSize } = weights.config;
       // Every past input kept on its thread (threshold 0): the empty cache's stores, appended to by nothing.
@@ -100,5 +118,46 @@ describe("SessionThreads", () => {
     } finally {
       await pool.close();
     }
+  });
+
+  describe("with the graph in stages", () => {
+    const { layers } = weights.config;
+    const stages = [0, 2, 3, layers].slice(1).map((to, i, ends) => buildStepGraphInMemory(weights, { kvDtype: "float32", stage: { from: i === 0 ? 0 : ends[i - 1], to } }));
+    let pool: SessionThreads;
+    beforeAll(async () => {
+      pool = await SessionThreads.start({ whole: graph, stages }, SESSION_OPTIONS, 1);
+    });
+    afterAll(() => pool.close());
+
+    it("computes through the stages exactly what the whole graph computes, every output", async () => {
+      const whole = await pool.run(stepOverCache(weights.config, 7, 3000, 40));
+      const staged = await pool.run(stepOverCache(weights.config, 7, 3000, 40), true);
+      expect(Object.keys(staged).sort()).toEqual(Object.keys(whole).sort());
+      for (const [name, output] of Object.entries(whole)) {
+        expect(staged[name].dims, name).toEqual(output.dims);
+        expect(staged[name].data, name).toEqual(output.data);
+      }
+    });
+
+    it("runs a step that is not staged between a staged step's stages, each computing what it computes alone", async () => {
+      const long = () => stepOverCache(weights.config, 3, 20_000, 100);
+      const short = () => firstStep(weights.config, 1);
+      const longAlone = await pool.run(long(), true);
+      const finished: string[] = [];
+      const [longBeside, shortBeside] = await Promise.all([
+        pool.run(long(), true).then((outputs) => (finished.push("long"), outputs)),
+        pool.run(short()).then((outputs) => (finished.push("short"), outputs)),
+      ]);
+      // Both were posted at once: the short one's message reaches the thread while the first stage runs.
+      expect(finished).toEqual(["short", "long"]);
+      expect(shortBeside[STEP_IO.logits].data).toEqual(expected);
+      for (const [name, output] of Object.entries(longAlone)) expect(longBeside[name].data, name).toEqual(output.data);
+    });
+
+    it("runs a second staged step after the first, not inside it", async () => {
+      const finished: number[] = [];
+      await Promise.all([0, 1, 2].map((index) => pool.run(stepOverCache(weights.config, 3, 5000, 10), true).then(() => finished.push(index))));
+      expect(finished).toEqual([0, 1, 2]);
+    });
   });
 });

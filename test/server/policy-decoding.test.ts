@@ -308,7 +308,8 @@ describe("every policy over gRPC decodes as the reference does on the entries it
       // The prompt is compacted at once; then a head grows to C + slack and is compacted on the next step.
       const evictedAt = messages.flatMap((m, i) => (m.eviction ? [i] : []));
       expect(evictedAt).toEqual(range(0, 60).filter((i) => i % (slack + 1) === 0));
-      expect(Math.max(...longest)).toBeLessThanOrEqual(budget + slack);
+      // As above, Stats may see the step's new entry (C + slack + 1) while the compaction after it is planned.
+      expect(Math.max(...longest)).toBeLessThanOrEqual(budget + slack + 1);
       for (const m of messages.filter((m) => m.eviction)) {
         expect(m.eviction).toMatchObject({ policy: "streaming_llm", applied: true, budgetTokens: budget });
         expect(maxHead(m.eviction!.kept.map((layer) => layer.headLengths))).toBe(budget);

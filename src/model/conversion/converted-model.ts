@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { KvDtype } from "../../kv/layer-cache.js";
 import type { ModelConfig } from "../config/model-config.js";
 import { fileWeights } from "../graph/graph-weights.js";
-import { buildLlamaStepGraph } from "../graph/llama-step-graph.js";
+import { buildLlamaStepGraph, type StepStage } from "../graph/llama-step-graph.js";
 import type { ProjectionStorage, StoredTensor } from "../graph/weight-layout.js";
 
 /**
@@ -52,14 +52,14 @@ export function readManifest(dir: string): ConvertedManifest {
 }
 
 /**
- * The path of the step graph for `kvDtype`, (re)written when this kvwarden
+ * The path of the step graph for `kvDtype` (or one `stage` of it), (re)written when this kvwarden
  * builds a different graph than the file holds, so a folder converted by an
  * earlier version still runs the current graph. The graph holds no weights:
  * building it takes milliseconds.
  */
-export function stepGraphFile(dir: string, manifest: ConvertedManifest, kvDtype: KvDtype, deviceCache = false): string {
-  const path = join(dir, `step-kv-${kvDtype}${deviceCache ? "-device" : ""}.onnx`);
-  const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors, manifest.projections), { kvDtype, deviceCache });
+export function stepGraphFile(dir: string, manifest: ConvertedManifest, kvDtype: KvDtype, deviceCache = false, stage?: StepStage): string {
+  const path = join(dir, `step-kv-${kvDtype}${deviceCache ? "-device" : ""}${stage ? `-layers-${stage.from}-${stage.to}` : ""}.onnx`);
+  const graph = buildLlamaStepGraph(manifest.config, fileWeights(WEIGHTS_FILE, manifest.tensors, manifest.projections), { kvDtype, deviceCache, stage });
   if (!existsSync(path) || !Buffer.from(graph).equals(readFileSync(path))) {
     // Written aside and renamed, so a concurrent reader never sees half a file.
     const partial = `${path}.${process.pid}.partial`;

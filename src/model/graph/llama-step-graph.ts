@@ -25,6 +25,20 @@ export interface StepGraphOptions {
    * so the next step reads a slab that never left the device. One sequence per run (B = 1).
    */
   deviceCache?: boolean;
+  /**
+   * Only layers [from, to) (default: all): a stage of the step, so that a session thread can run
+   * other steps between a long step's stages (docs/worker-threads.md). A stage after the first takes
+   * the residual stream as `hidden_in` [B, S, dim] instead of embedding `input_ids` (still fed: it
+   * gives the sizes); a stage before the last returns it as `hidden_out` instead of `logits`. `new_keys`,
+   * `new_values` and `queries` stack the stage's layers only.
+   */
+  stage?: StepStage;
+}
+
+/** Layers [from, to) of the model: one stage of a step graph. */
+export interface StepStage {
+  from: number;
+  to: number;
 }
 
 /** The step graph of a model held in memory, with its weights inside the graph. */
@@ -38,15 +52,22 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   const group = heads / kvHeads;
   const kvType = options.kvDtype;
   const g = new OnnxGraph();
-  const weight = (name: string) => weights.place(g, name);
+  // Placed once each: the embedding may serve as the classifier too.
+  const placed = new Map<string, string>();
+  const weight = (name: string) => placed.get(name) ?? placed.set(name, weights.place(g, name)).get(name)!;
   /** x times projection weight `name`, [.., inFeatures] -> [.., outFeatures]. */
   const project = (x: string, name: string, inFeatures: number, outFeatures: number) => emitProjection(g, weights, x, name, inFeatures, outFeatures);
 
+  const { from, to } = options.stage ?? { from: 0, to: layers };
+  if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from < to && to <= layers)) {
+    throw new Error(`a step graph stage is layers [from, to) of 0..${layers}, not [${from}, ${to})`);
+  }
+  const first = from === 0;
+  const last = to === layers;
   const inputIds = g.input(STEP_IO.inputIds, "int64", ["B", "S"]);
   const positionIds = g.input(STEP_IO.positionIds, "int64", ["B", "S"]);
   const causalMask = g.input(STEP_IO.causalMask, "float32", ["S", "S"]);
   const queryRows = g.input(STEP_IO.queryRows, "int64", [1]);
-  const logitRows = g.input(STEP_IO.logitRows, "int64", [1]);
 
   const shape = (name: string, dims: number[]) => g.ints(name, dims);
   const axis = (name: string, values: number[]) => g.ints(name, values);
@@ -88,14 +109,13 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
     return alpha === undefined ? product : g.op("Mul", [product, g.floats(`alpha_${g.opCount()}`, [], [alpha])]);
   };
 
-  const embedding = weight(W.embedding);
-  let hidden = g.op("Gather", [embedding, inputIds], { axis: 0 });
+  let hidden = first ? g.op("Gather", [weight(W.embedding), inputIds], { axis: 0 }) : g.input(STEP_IO.hiddenIn, "float32", ["B", "S", dim]);
   const newKeys: string[] = [];
   const newValues: string[] = [];
   const queries: string[] = [];
   const scale = 1 / Math.sqrt(headSize);
 
-  for (let l = 0; l < layers; l++) {
+  for (let l = from; l < to; l++) {
     // Fed as [B, Hkv, 1, C, d]: the group axis is already there for the grouped matmuls.
     const pastKey = g.input(STEP_IO.pastKey(l), kvType, ["B", kvHeads, 1, `C${l}`, headSize]);
     const pastValue = g.input(STEP_IO.pastValue(l), kvType, ["B", kvHeads, 1, `C${l}`, headSize]);
@@ -147,13 +167,18 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
     hidden = g.op("Add", [hidden, project(activated, W.down(l), hiddenDim, dim)]);
   }
 
-  const lastRows = g.op("Slice", [hidden, g.op("Sub", [seqLen, logitRows]), int64Max, axis("row_axis", [1])]);
-  const finalHidden = rmsNorm(lastRows, W.finalNorm);
-  const logits =
-    weights.projections.dtype === "float32"
-      ? matMulTransB(finalHidden, weights.has(W.classifier) ? weight(W.classifier) : embedding, 2)
-      : project(finalHidden, W.classifier, dim, vocabSize);
-  g.output(logits, STEP_IO.logits, "float32", ["B", "logit_rows", vocabSize]);
+  if (last) {
+    const logitRows = g.input(STEP_IO.logitRows, "int64", [1]);
+    const lastRows = g.op("Slice", [hidden, g.op("Sub", [seqLen, logitRows]), int64Max, axis("row_axis", [1])]);
+    const finalHidden = rmsNorm(lastRows, W.finalNorm);
+    const logits =
+      weights.projections.dtype === "float32"
+        ? matMulTransB(finalHidden, weight(weights.has(W.classifier) ? W.classifier : W.embedding), 2)
+        : project(finalHidden, W.classifier, dim, vocabSize);
+    g.output(logits, STEP_IO.logits, "float32", ["B", "logit_rows", vocabSize]);
+  } else {
+    g.output(hidden, STEP_IO.hiddenOut, "float32", ["B", "S", dim]);
+  }
   const stackLayers = (values: string[]) => {
     const stacked = g.op("Concat", values, { axis: 0 });
     return kvType === "float16" ? g.op("Cast", [stacked], { to: FLOAT16 }) : stacked;
@@ -164,7 +189,7 @@ export function buildLlamaStepGraph(config: ModelConfig, weights: GraphWeights, 
   }
   // In the KV dtype, as the sequence's recent-query ring keeps them: half the bytes out of the step in float16.
   g.output(stackLayers(queries), STEP_IO.queries, kvType, ["L_times_B", heads, "R", headSize]);
-  return g.encode(`${config.name}-step`, OPSETS);
+  return g.encode(options.stage ? `${config.name}-step-${from}-${to}` : `${config.name}-step`, OPSETS);
 }
 
 /** The device-resident graph's per-layer `present_*` outputs: the past slab with the new rows written in. */

@@ -28,6 +28,9 @@ export const STEP_IO = {
   pastValue: (layer: number) => `past_value_${layer}`,
   pastMask: (layer: number) => `past_mask_${layer}`,
   logits: "logits",
+  /** The residual stream between a step's stages (StepGraphOptions.stage, llama-step-graph.ts). */
+  hiddenIn: "hidden_in",
+  hiddenOut: "hidden_out",
   newKeys: "new_keys",
   newValues: "new_values",
   queries: "queries",

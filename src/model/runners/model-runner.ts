@@ -101,6 +101,13 @@ export interface RunnerOptions {
   intraOpThreads: number;
   /** CPU and CUDA: worker_threads, each with its own session (and weights), that run steps off the event loop. */
   sessionThreads?: number;
+  /**
+   * CPU and CUDA: into how many stages (runs of consecutive layers) a long step may be cut, so that
+   * short steps run between its stages instead of after it; each thread then holds the weights twice
+   * (the whole graph's and the stages'). 1: never. Default: one stage per layer for a model whose
+   * weights take at most DEFAULT_STAGED_WEIGHTS_MAX_BYTES, else 1 (docs/worker-threads.md).
+   */
+  stepStages?: number;
   /** CPU and CUDA: a sequence's cache layer stores this large or larger stay on a session thread between steps (default 256 KiB; docs/worker-threads.md). */
   residentInputMinBytes?: number;
   /** How the KV store keeps keys and values (default float32); the graph must be built for it. */

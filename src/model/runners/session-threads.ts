@@ -27,7 +27,10 @@ export interface ThreadOutput {
 }
 
 interface Job {
+  id: number;
   feeds: Record<string, PostedTensor>;
+  /** Through the graph's stages, letting a run that is not staged go between them (onnx-session-worker.js). */
+  staged: boolean;
   /** The thread that holds this run's resident inputs: only it can run it. */
   home?: SessionThread;
   /** Resident copies this run sends or updates. */
@@ -36,13 +39,22 @@ interface Job {
   reject(error: Error): void;
 }
 
-/** Every reply to a run gives back the buffers of its inputs. */
-type Reply = { ready: true } | { outputs: Record<string, ThreadOutput>; inputs: ArrayBuffer[] } | { error: string; inputs: ArrayBuffer[] };
+/** Every reply to a run names it and gives back the buffers of its inputs. */
+type Reply = { ready: true } | { run: number; outputs: Record<string, ThreadOutput>; inputs: ArrayBuffer[] } | { run: number; error: string; inputs: ArrayBuffer[] };
 
-/** One worker_thread holding one session, and the job it runs. */
+/** One worker_thread holding one session (and its stages), the job it runs, and a job it runs between that one's stages. */
 interface SessionThread {
   worker: Worker;
   job: Job | null;
+  beside: Job | null;
+}
+
+/** The graph a session thread runs, whole and, possibly, cut into stages (llama-step-graph.ts). */
+export interface ThreadGraphs {
+  /** The model bytes, or the path of an .onnx file whose weights lie beside it. */
+  whole: Uint8Array | string;
+  /** The same model in stages, in order; none: runs are never staged. */
+  stages: readonly (Uint8Array | string)[];
 }
 
 /**
@@ -64,9 +76,10 @@ export class SessionThreads {
   /** Large inputs kept on the threads between runs. */
   private readonly residents: ResidentInputs<SessionThread>;
   private closed = false;
+  private nextId = 0;
 
   private constructor(
-    private readonly graph: Uint8Array | string,
+    private readonly graphs: ThreadGraphs,
     private readonly options: object,
     /** How many runs can proceed at once: the threads started (a lost one is replaced). */
     readonly size: number,
@@ -78,11 +91,11 @@ export class SessionThreads {
   }
 
   /**
-   * `count` threads, each with a session of `graph` created with `options` (onnxruntime SessionOptions);
+   * `count` threads, each with sessions of `graphs` created with `options` (onnxruntime SessionOptions);
    * appendable inputs of `residentMinBytes` or more (default RESIDENT_MIN_BYTES) are kept on the threads.
    */
-  static async start(graph: Uint8Array | string, options: object, count: number, residentMinBytes?: number): Promise<SessionThreads> {
-    const pool = new SessionThreads(graph, options, count, residentMinBytes);
+  static async start(graphs: ThreadGraphs, options: object, count: number, residentMinBytes?: number): Promise<SessionThreads> {
+    const pool = new SessionThreads(graphs, options, count, residentMinBytes);
     try {
       await Promise.all(Array.from({ length: count }, () => pool.spawn()));
     } catch (error) {
@@ -92,7 +105,16 @@ export class SessionThreads {
     return pool;
   }
 
-  run(feeds: Record<string, ThreadTensor>): Promise<Record<string, ThreadOutput>> {
+  /** How many stages the threads hold: 0 (runs are never staged), or 2 and more. */
+  get stages(): number {
+    return this.graphs.stages.length;
+  }
+
+  /**
+   * One run of the graph on `feeds`; `staged` (with stages held), through the stages, so that a run
+   * that is not staged may go between two of them on the same thread rather than wait for it.
+   */
+  run(feeds: Record<string, ThreadTensor>, staged = false): Promise<Record<string, ThreadOutput>> {
     if (this.closed) return Promise.reject(new Error("the model's session threads were shut down"));
     // Copied now, not when a thread is free: the caller's arrays may change once this returns.
     const kept = Object.values(feeds).flatMap((tensor) => (this.residents.keeps(tensor.data, tensor.appendable) ? [{ store: tensor.data, appendable: tensor.appendable }] : []));
@@ -109,7 +131,7 @@ export class SessionThreads {
       copies[name] = { type: tensor.type, data: this.copyOf(tensor.data.subarray(0, tensor.dims.reduce((product, n) => product * n, 1))), dims: tensor.dims };
     }
     return new Promise((resolve, reject) => {
-      this.waiting.push({ feeds: copies, home, residentIds, resolve, reject });
+      this.waiting.push({ id: this.nextId++, feeds: copies, staged: staged && this.stages > 0, home, residentIds, resolve, reject });
       this.startNext();
     });
   }
@@ -130,7 +152,7 @@ export class SessionThreads {
     const error = new Error("the model's session threads were shut down");
     for (const job of this.waiting.splice(0)) job.reject(error);
     const threads = this.threads.splice(0);
-    for (const thread of threads) thread.job?.reject(error);
+    for (const thread of threads) for (const job of [thread.job, thread.beside]) job?.reject(error);
     this.buffers.clear();
     await Promise.all(threads.map((thread) => stop(thread.worker)));
   }
@@ -145,25 +167,42 @@ export class SessionThreads {
     return best?.thread;
   }
 
-  /** Gives waiting runs, in call order, to idle threads: a run with resident inputs only to their thread. */
+  /**
+   * Gives waiting runs, in call order, to idle threads, then a run that is not staged to each thread
+   * running a staged one, to go between its stages: a run with resident inputs only to their thread.
+   */
   private startNext(): void {
     for (const thread of this.threads) {
       if (thread.job) continue;
-      const index = this.waiting.findIndex((job) => !job.home || job.home === thread);
-      if (index < 0) continue;
-      const [job] = this.waiting.splice(index, 1);
-      thread.job = job;
-      const transfer = [...new Set(Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer))];
-      thread.worker.ref();
-      thread.worker.postMessage({ feeds: job.feeds }, transfer);
+      const job = this.take((waiting) => !waiting.home || waiting.home === thread);
+      if (job) this.post(thread, (thread.job = job));
     }
+    for (const thread of this.threads) {
+      if (!thread.job?.staged || thread.beside) continue;
+      const job = this.take((waiting) => !waiting.staged && (!waiting.home || waiting.home === thread));
+      if (job) this.post(thread, (thread.beside = job));
+    }
+  }
+
+  /** The first waiting job that `fits`, out of the queue. */
+  private take(fits: (job: Job) => boolean): Job | undefined {
+    const index = this.waiting.findIndex(fits);
+    return index < 0 ? undefined : this.waiting.splice(index, 1)[0];
+  }
+
+  private post(thread: SessionThread, job: Job): void {
+    const transfer = [...new Set(Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer))];
+    thread.worker.ref();
+    thread.worker.postMessage({ run: job.id, feeds: job.feeds, staged: job.staged }, transfer);
   }
 
   /** Starts a thread and resolves once its session is created. */
   private spawn(): Promise<void> {
     // The compiled file next to this module; under vitest, the plain-JS source next to this one.
-    const worker = new Worker(new URL("./onnx-session-worker.js", import.meta.url), { workerData: { graph: this.graph, options: this.options } });
-    const thread: SessionThread = { worker, job: null };
+    const worker = new Worker(new URL("./onnx-session-worker.js", import.meta.url), {
+      workerData: { graph: this.graphs.whole, stages: this.graphs.stages, options: this.options },
+    });
+    const thread: SessionThread = { worker, job: null, beside: null };
     return new Promise((resolve, reject) => {
       let ready = false;
       worker.on("message", (reply: Reply) => {
@@ -186,8 +225,9 @@ export class SessionThreads {
         // After close, the run's caller has had its answer; the thread is ending (kept alive until then).
         if (this.closed) return;
         for (const buffer of reply.inputs) this.buffers.give(buffer);
-        const job = thread.job;
-        thread.job = null;
+        let job: Job | null = null;
+        if (thread.beside?.id === reply.run) [job, thread.beside] = [thread.beside, null];
+        else if (thread.job?.id === reply.run) [job, thread.job, thread.beside] = [thread.job, thread.beside, null];
         if ("outputs" in reply) job?.resolve(reply.outputs);
         else {
           // The thread dropped the copies this run sent or updated: they go whole next time.
@@ -205,7 +245,7 @@ export class SessionThreads {
     });
   }
 
-  /** An idle thread takes the next run, or stops keeping the process alive. */
+  /** A thread with a free place takes the next run, or an idle one stops keeping the process alive. */
   private idle(thread: SessionThread): void {
     this.startNext();
     if (!thread.job) thread.worker.unref();
@@ -216,10 +256,10 @@ export class SessionThreads {
     const index = this.threads.indexOf(thread);
     if (index < 0) return;
     this.threads.splice(index, 1);
-    const job = thread.job;
-    thread.job = null;
+    const jobs = [thread.job, thread.beside];
+    thread.job = thread.beside = null;
     const failure = new Error(`the model's session thread failed: ${error.message}`);
-    job?.reject(failure);
+    for (const job of jobs) job?.reject(failure);
     // Runs tied to its copies cannot run elsewhere: those copies are gone with it.
     this.residents.lost(thread);
     for (const waiting of this.waiting.filter((other) => other.home === thread)) {

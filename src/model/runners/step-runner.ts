@@ -6,10 +6,26 @@ import { CausalMasks } from "./causal-masks.js";
 import type { ModelConfig } from "../config/model-config.js";
 import type { DecodeBatchInput, ModelRunner, PastLayer, RunnerOptions, StepInput, StepOutput } from "./model-runner.js";
 import { STEP_IO } from "../graph/step-io.js";
-import { SessionThreads, type ThreadTensor } from "./session-threads.js";
+import { SessionThreads, type ThreadGraphs, type ThreadTensor } from "./session-threads.js";
 
 /** One session thread by default, as each holds its own copy of the weights; two let two length lanes step at once (docs/worker-threads.md). */
 export const DEFAULT_SESSION_THREADS = 1;
+
+/** Steps are cut into stages by default for models whose weights take at most this (a second copy is cheap). */
+export const DEFAULT_STAGED_WEIGHTS_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A run goes through the stages when its attention covers this many (query row, cached slot) pairs
+ * per layer or more: there the stages' own cost (about 0.03 ms each on stories260K) is a small part
+ * of the run, and a short step waits for one stage instead of the whole run.
+ */
+export const STAGED_RUN_MIN_PAIRS = 4096;
+
+/** Layer boundaries of `stages` stages of `layers` layers, as even as they divide: [0, .., layers]. */
+export function stageBounds(layers: number, stages: number): number[] {
+  const count = Math.min(Math.max(1, Math.floor(stages)), layers);
+  return Array.from({ length: count + 1 }, (_, i) => Math.round((i * layers) / count));
+}
 
 /**
  * Runs the step graph: one call per prefill chunk, decode step or batch of
@@ -28,8 +44,8 @@ export class StepRunner implements ModelRunner {
     readonly kvDtype: KvDtype,
   ) {}
 
-  /** `graph`: the model bytes, or the path of an .onnx file whose weights lie beside it. */
-  static async create(graph: Uint8Array | string, config: ModelConfig, options: RunnerOptions): Promise<StepRunner> {
+  /** `graphs`: the model bytes, or the paths of .onnx files whose weights lie beside them, whole and in stages (possibly none). */
+  static async create(graphs: ThreadGraphs, config: ModelConfig, options: RunnerOptions): Promise<StepRunner> {
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [options.executionProvider],
       intraOpNumThreads: options.intraOpThreads,
@@ -37,13 +53,13 @@ export class StepRunner implements ModelRunner {
       // The graph's outputs have symbolic shapes that ORT's checker cannot verify; the values are exact.
       logSeverityLevel: 3,
     };
-    const sessions = await SessionThreads.start(graph, sessionOptions, options.sessionThreads ?? DEFAULT_SESSION_THREADS, options.residentInputMinBytes);
+    const sessions = await SessionThreads.start(graphs, sessionOptions, options.sessionThreads ?? DEFAULT_SESSION_THREADS, options.residentInputMinBytes);
     return new StepRunner(sessions, config, options.kvDtype ?? "float32");
   }
 
-  /** Runs that can proceed at once: one per session thread. */
+  /** Runs that can proceed at once: one per session thread, and with stages one more each, between a long run's stages. */
   get parallelism(): number {
-    return this.sessions.size;
+    return this.sessions.size * (this.sessions.stages > 0 ? 2 : 1);
   }
 
   /** One sequence: a prefill chunk of `tokens`, or a decode step (one token). */
@@ -96,8 +112,9 @@ export class StepRunner implements ModelRunner {
       feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims, appendable: appendable(headSize, relaidFrom?.valueStore, ARENA_PAD.kv) };
       feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity], appendable: appendable(1, relaidFrom?.mask, ARENA_PAD.mask) };
     });
+    const pairs = batch * count * Math.max(...past.map((layer) => layer.capacity + count));
     // The inputs are copied here, synchronously: the caches may change while the step runs.
-    const out = await this.sessions.run(feeds);
+    const out = await this.sessions.run(feeds, pairs >= STAGED_RUN_MIN_PAIRS);
     const data = (name: string) => out[name].data as Float32Array;
     const kvData = (name: string) => out[name].data as KvArray;
     return {
