@@ -15,15 +15,26 @@ export interface ShortBesideLongResult {
   /** Tokens per second of the long stream alone (just before), and while the short one decoded beside it. */
   longAlone: number;
   longBeside: number;
+  /** The 90th percentile of the time between two of the short stream's tokens, alone and beside, in ms. */
+  shortGapP90Alone: number;
+  shortGapP90Beside: number;
   /** The short stream generated the same tokens beside the long one as alone. */
   sameTokens: boolean;
 }
 
-async function decodeTimed(engine: Engine, sequenceId: string, tokens: number): Promise<{ rate: number; generated: number[] }> {
+async function decodeTimed(engine: Engine, sequenceId: string, tokens: number): Promise<{ rate: number; gapP90: number; generated: number[] }> {
   const generated: number[] = [];
   const start = performance.now();
-  for await (const token of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: GREEDY, stopTokenIds: [], ignoreEos: true })) generated.push(token.tokenId);
-  return { rate: tokens / ((performance.now() - start) / 1000), generated };
+  const gaps: number[] = [];
+  let last = start;
+  for await (const token of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: GREEDY, stopTokenIds: [], ignoreEos: true })) {
+    generated.push(token.tokenId);
+    const now = performance.now();
+    gaps.push(now - last);
+    last = now;
+  }
+  gaps.sort((a, b) => a - b);
+  return { rate: tokens / ((last - start) / 1000), gapP90: gaps[Math.floor(0.9 * (gaps.length - 1))], generated };
 }
 
 /**
@@ -65,5 +76,5 @@ export async function shortBesideLong(engine: Engine, longId: string, shortToken
   await long;
   await engine.release(shortId("beside"));
   const sameTokens = beside.generated.every((token, i) => token === alone.generated[i]);
-  return { shortAlone: alone.rate, shortBeside: beside.rate, longAlone, longBeside, sameTokens };
+  return { shortAlone: alone.rate, shortBeside: beside.rate, shortGapP90Alone: alone.gapP90, shortGapP90Beside: beside.gapP90, longAlone, longBeside, sameTokens };
 }

@@ -47,6 +47,7 @@ const options = new Command("soak")
   .option("--quick", `${QUICK_SECONDS} seconds instead of ${FULL_SECONDS}`, false)
   .option("--duration <seconds>", "how long the clients run", (v) => Number(v))
   .option("--clients <n>", "concurrent clients", (v) => Number(v), 32)
+  .option("--step-stages <n>", "the server's --step-stages (default: its own default)")
   .option("--out <file>", "also write the report (Markdown) to this file")
   .parse()
   .opts();
@@ -204,7 +205,7 @@ async function runClient(index: number, address: string, until: number): Promise
 }
 
 const folder = mkdtempSync(join(tmpdir(), "kvwarden-soak-"));
-const server = await startKvwarden(folder, TENANTS, SERVER_FLAGS);
+const server = await startKvwarden(folder, TENANTS, [...SERVER_FLAGS, ...(options.stepStages ? ["--step-stages", String(options.stepStages)] : [])]);
 const observer = new KvCacheClient(server.address, credentials.createInsecure(), { interceptors: [bearer(tenantToken(TENANTS[0]))] });
 const stats = () => new Promise<StatsResponse>((resolve, reject) => observer.stats(StatsRequest.fromPartial({}), (error, reply) => (error ? reject(error) : resolve(reply))));
 // prom-client resets the lag histogram at each scrape: this one drops the model load's stalls, and each later one covers the second before it.

@@ -26,6 +26,9 @@ export class DecodeBatcher<T extends object> {
   /** Streams whose step runs now. */
   private readonly stepping = new Set<T>();
   private runs = 0;
+  /** Of those, runs in stages, and runs started between a staged run's stages (one per staged run). */
+  private stagedRuns = 0;
+  private besideRuns = 0;
   private scheduled = false;
   /** Streams inside a decode loop: the most that can ask for the next batch. */
   private participants = 0;
@@ -36,7 +39,9 @@ export class DecodeBatcher<T extends object> {
    * cached head. Up to `parallelism` batches run at once, each of another lane (the runner's
    * session threads: a short lane steps beside a long one instead of after it). `attendedOf` is
    * what a stream's step attends, which its runs are charged: its cache's slots, the room grown
-   * ahead included (a step runs over them all, masked or not).
+   * ahead included (a step runs over them all, masked or not). A run whose members attend slots that
+   * `inStages` accepts goes in stages, and one more run not in stages may start beside it, to run
+   * between its stages on its thread (docs/worker-threads.md).
    */
   constructor(
     private readonly runBatch: (batch: T[], lane: number, lanes: number) => Promise<void>,
@@ -44,6 +49,7 @@ export class DecodeBatcher<T extends object> {
     private readonly entriesOf: (item: T) => number,
     private readonly parallelism = 1,
     private readonly attendedOf = entriesOf,
+    private readonly inStages: (slots: number) => boolean = () => false,
   ) {}
 
   /** A stream enters its decode loop; `leave` when it ends. */
@@ -91,8 +97,13 @@ export class DecodeBatcher<T extends object> {
     });
   }
 
+  /** Whether another run may start: a thread is free, or a staged run has room beside it. */
+  private get roomForRun(): boolean {
+    return this.runs < this.parallelism || this.besideRuns < this.stagedRuns;
+  }
+
   private startIfReady(): void {
-    if (this.runs >= this.parallelism || this.waiting.length === 0) return;
+    if (!this.roomForRun || this.waiting.length === 0) return;
     if (this.waiting.length >= Math.min(this.participants - this.stepping.size, this.maxBatchSize)) {
       this.startAll();
     } else if (!this.scheduled) {
@@ -107,7 +118,7 @@ export class DecodeBatcher<T extends object> {
 
   /** Starts batches while a run is free and a lane with waiting steps is not stepping. */
   private startAll(): void {
-    while (this.runs < this.parallelism && this.startNext());
+    while (this.roomForRun && this.startNext());
   }
 
   private startNext(): boolean {
@@ -126,19 +137,25 @@ export class DecodeBatcher<T extends object> {
     const least = this.share.charge(batch[0].item);
     const longest = Math.max(...batch.map((waiting) => this.entriesOf(waiting.item)));
     if ([...this.stepping].some((item) => this.share.charge(item) < least && this.entriesOf(item) < longest)) return false;
+    // With every thread taken, only a run not in stages can start, beside a staged one.
+    const staged = this.inStages(Math.max(...batch.map((waiting) => this.attendedOf(waiting.item))));
+    const beside = this.runs >= this.parallelism;
+    if (beside && staged) return false;
     for (const waiting of batch) {
       this.waiting.splice(this.waiting.indexOf(waiting), 1);
       if (waiting.onAbort) waiting.signal!.removeEventListener("abort", waiting.onAbort);
     }
-    void this.run(batch, picked.index, lanes.length);
+    void this.run(batch, picked.index, lanes.length, staged, beside);
     return true;
   }
 
-  private async run(batch: Waiting<T>[], lane: number, lanes: number): Promise<void> {
+  private async run(batch: Waiting<T>[], lane: number, lanes: number, staged: boolean, beside: boolean): Promise<void> {
     const items = batch.map((waiting) => waiting.item);
     const attended = Math.max(...items.map(this.attendedOf));
     this.share.ran(items, attended, [...this.waiting.map((waiting) => waiting.item), ...this.stepping]);
     this.runs++;
+    if (staged) this.stagedRuns++;
+    if (beside) this.besideRuns++;
     for (const item of items) this.stepping.add(item);
     try {
       await this.runBatch(items, lane, lanes);
@@ -149,6 +166,8 @@ export class DecodeBatcher<T extends object> {
     } finally {
       for (const item of items) this.stepping.delete(item);
       this.runs--;
+      if (staged) this.stagedRuns--;
+      if (beside) this.besideRuns--;
       this.startIfReady();
     }
   }

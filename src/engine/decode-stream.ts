@@ -67,6 +67,7 @@ export class DecodeStreams {
       (sequence) => sequence.maxHeadLength,
       model.runner.parallelism,
       (sequence) => sequence.maxCapacity,
+      (slots) => model.runner.decodeInStages?.(slots) ?? false,
     );
     const { layers, kvHeads, headSize } = model.config;
     this.arenas = new LaneArenas(layers, { kvHeads, headSize, kvDtype: model.runner.kvDtype });

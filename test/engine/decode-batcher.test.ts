@@ -333,6 +333,80 @@ describe("DecodeBatcher with two runs at once (session threads)", () => {
   });
 });
 
+describe("DecodeBatcher with one thread and long steps in stages", () => {
+  /** Streams by name, their cached length in the name's number; steps over 4096 slots or more go in stages. */
+  const entriesOf = (item: { key: string }) => Number(item.key.split(" ")[1]);
+
+  function staged() {
+    const box = boxes<string>();
+    const batches: string[] = [];
+    const finish = new Map<string, () => void>();
+    const batcher = new DecodeBatcher<{ key: string }>(
+      (batch) => {
+        const keys = batch.map((b) => b.key).join(",");
+        batches.push(keys);
+        return new Promise<void>((resolve) => finish.set(keys, resolve));
+      },
+      8,
+      entriesOf,
+      1,
+      entriesOf,
+      (slots) => slots >= 4096,
+    );
+    return { batcher, batches, finish, step: (key: string) => outcome(batcher.step(box(key))) };
+  }
+
+  it("starts one run not in stages beside a staged one, and nothing beside a whole one", async () => {
+    const { batcher, batches, finish, step } = staged();
+    for (let i = 0; i < 3; i++) batcher.join();
+    const long = step("long 5000");
+    await settle();
+    const short = step("short 2");
+    const mid = step("mid 3000");
+    await settle();
+    // The short lane goes beside the staged long step; the mid one (whole too) waits for that room.
+    expect(batches).toEqual(["long 5000", "short 2"]);
+    finish.get("short 2")!();
+    await settle();
+    expect(short.state()).toBe("done");
+    expect(batches).toEqual(["long 5000", "short 2", "mid 3000"]);
+    finish.get("long 5000")!();
+    await settle();
+    expect(long.state()).toBe("done");
+    // A whole step runs on the one thread: neither the short lane nor the long one starts beside it.
+    const [short2, long2] = [step("short 2"), step("long 5000")];
+    await settle();
+    expect(batches).toHaveLength(3);
+    finish.get("mid 3000")!();
+    await settle();
+    expect(mid.state()).toBe("done");
+    expect(batches).toHaveLength(4);
+    finish.get(batches[3])!();
+    await settle();
+    expect(batches).toHaveLength(5);
+    finish.get(batches[4])!();
+    await settle();
+    expect([short2.state(), long2.state()]).toEqual(["done", "done"]);
+  });
+
+  it("never starts a staged run beside another", async () => {
+    const { batcher, batches, finish, step } = staged();
+    batcher.join();
+    batcher.join();
+    const first = step("long 5000");
+    const second = step("longer 9000");
+    await settle();
+    expect(batches).toEqual(["long 5000"]);
+    finish.get("long 5000")!();
+    await settle();
+    expect(first.state()).toBe("done");
+    expect(batches).toEqual(["long 5000", "longer 9000"]);
+    finish.get("longer 9000")!();
+    await settle();
+    expect(second.state()).toBe("done");
+  });
+});
+
 describe("DecodeBatcher's fair turns", () => {
   it("charges a stream's runs for the slots they attend, the room its cache grew ahead included", async () => {
     /** "name entries slots": a stream's longest head, then the slots its step attends. */

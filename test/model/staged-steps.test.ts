@@ -3,7 +3,7 @@ import { Engine, type EngineModel } from "../../src/engine/engine.js";
 import { DEFAULT_ENGINE_OPTIONS } from "../../src/engine/engine-options.js";
 import type { KvDtype } from "../../src/kv/layer-cache.js";
 import { loadModel } from "../../src/model/load-model.js";
-import { stageBounds } from "../../src/model/runners/step-runner.js";
+import { STAGED_STEP_MIN_SLOTS, stageBounds } from "../../src/model/runners/step-runner.js";
 import { GREEDY, life, prompt, recording } from "../support/cache-life.js";
 import { MODEL_FILES } from "../support/test-model.js";
 
@@ -21,8 +21,8 @@ describe("stageBounds", () => {
 });
 
 /**
- * Long steps cut into stages (RunnerOptions.stepStages, docs/worker-threads.md) compute exactly what
- * whole steps do: the same logits, bit for bit, and the same tokens, through prefill, eviction,
+ * Long decode steps cut into stages (RunnerOptions.stepStages, docs/worker-threads.md) compute
+ * exactly what whole steps do: the same logits, bit for bit, and the same tokens, through eviction,
  * truncate, fork and batches; stories260K's weights are small enough that stages are its default.
  */
 describe.each<KvDtype>(["float32", "float16"])("steps in stages (%s)", (kvDtype) => {
@@ -35,18 +35,21 @@ describe.each<KvDtype>(["float32", "float16"])("steps in stages (%s)", (kvDtype)
     for (const model of models.values()) await model.runner.release();
   });
 
-  it("let a second run go between a long run's stages only when there are stages", () => {
-    expect(models.get("whole")!.runner.parallelism).toBe(1);
-    expect(models.get("default")!.runner.parallelism).toBe(2);
-    expect(models.get("two stages")!.runner.parallelism).toBe(2);
+  it("go in stages for decode steps over 4,096 cached slots or more, unless told not to", () => {
+    for (const [name, model] of models) {
+      expect(model.runner.parallelism, name).toBe(1);
+      expect(model.runner.decodeInStages?.(STAGED_STEP_MIN_SLOTS), name).toBe(name !== "whole");
+      expect(model.runner.decodeInStages?.(STAGED_STEP_MIN_SLOTS - 1), name).toBe(false);
+    }
   });
 
   it("give the same logits and tokens as whole steps", async () => {
     const outcomes = new Map<string, { logits: Float32Array[]; tokens: number[][] }>();
     for (const [name, model] of models) {
       const logits: Float32Array[] = [];
-      const engine = new Engine({ ...model, runner: recording(model.runner, logits) }, DEFAULT_ENGINE_OPTIONS);
-      outcomes.set(name, { tokens: await life(engine), logits });
+      const engine = new Engine({ ...model, runner: recording(model.runner, logits) }, { ...DEFAULT_ENGINE_OPTIONS, allowPastContext: true });
+      // From 4,200 tokens, its decode steps attend enough slots to go in stages (STAGED_STEP_MIN_SLOTS).
+      outcomes.set(name, { tokens: await life(engine, 4200), logits });
       engine.close();
     }
     const whole = outcomes.get("whole")!;
@@ -72,7 +75,7 @@ describe("a short stream beside a long one whose steps go in stages", () => {
       for await (const token of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: GREEDY, stopTokenIds: [], ignoreEos: true })) out.push(token.tokenId);
       return out;
     };
-    // 4,500 cached: every long step is staged (STAGED_RUN_MIN_PAIRS), each short one whole, in lanes of their own.
+    // 4,500 cached: every long decode step is staged (STAGED_STEP_MIN_SLOTS), each short one whole, in lanes of their own.
     await engine.prefill({ sequenceId: "long", tokenIds: prompt(4500) });
     await engine.prefill({ sequenceId: "short", tokenIds: prompt(6) });
     await engine.fork("long", "long-beside");

@@ -23,21 +23,18 @@ function observeLongStep(model: EngineModel): { model: EngineModel; running: Pro
 
 /**
  * The model runs off the event loop (docs/worker-threads.md): while one long
- * step runs, health checks and Stats are answered; a decode of another
- * sequence goes on too, between the long step's stages (the default for
- * stories260K) or on a second session thread, and with one thread running
- * whole steps it waits.
+ * step runs, health checks and Stats are answered; with a second session
+ * thread a decode of another sequence goes on too, and with one it waits.
  */
 describe.each([
-  { threads: 1, stages: undefined, label: "default", first: ["decode 4", "health SERVING", "stats long,short"], then: ["prefill"] },
-  { threads: 1, stages: 1, label: "1", first: ["health SERVING", "stats long,short"], then: ["prefill", "decode 4"] },
-  { threads: 2, stages: 1, label: "1", first: ["decode 4", "health SERVING", "stats long,short"], then: ["prefill"] },
-])("while the model runs a long step ($threads session threads, --step-stages $label)", ({ threads, stages, first, then }) => {
+  { threads: 1, first: ["health SERVING", "stats long,short"], then: ["prefill", "decode 4"] },
+  { threads: 2, first: ["decode 4", "health SERVING", "stats long,short"], then: ["prefill"] },
+])("while the model runs a long step ($threads session threads)", ({ threads, first, then }) => {
   let t: TestServer;
   let running: Promise<void>;
 
   beforeAll(async () => {
-    const observed = observeLongStep(await loadTestModel(threads, stages));
+    const observed = observeLongStep(await loadTestModel(threads));
     running = observed.running;
     t = await startTestServer(observed.model, { prefillChunkTokens: LONG_CHUNK, maxSequenceTokens: 2 * LONG_CHUNK, allowPastContext: true });
     await t.client.prefill({ sequenceId: "short", tokenIds: [1, 403] });

@@ -19,20 +19,21 @@ export function recording(runner: ModelRunner, logits: Float32Array[]): ModelRun
 /**
  * What a sequence's life does to its cache (prefill, decode, eviction, truncate, fork, neighbours
  * stepping with it in one batch), in the same order every time: calls one at a time, or two
- * decodes started together (their steps run as batches, through the batch arena).
+ * decodes started together (their steps run as batches, through the batch arena). The first
+ * sequence starts from a prompt of `promptLength` tokens.
  */
-export async function life(engine: Engine): Promise<number[][]> {
+export async function life(engine: Engine, promptLength = 300): Promise<number[][]> {
   const decode = async (sequenceId: string, tokens: number) => {
     const out: number[] = [];
     for await (const token of engine.decode({ sequenceId, maxNewTokens: tokens, sampling: GREEDY, stopTokenIds: [], ignoreEos: true })) out.push(token.tokenId);
     return out;
   };
   const generated: number[][] = [];
-  await engine.prefill({ sequenceId: "long", tokenIds: prompt(300) });
+  await engine.prefill({ sequenceId: "long", tokenIds: prompt(promptLength) });
   generated.push(await decode("long", 40));
   await engine.evict("long", { policy: "h2o", budget: { maxTokens: 200 }, params: {} });
   generated.push(await decode("long", 20));
-  await engine.truncate("long", 350);
+  await engine.truncate("long", promptLength + 50);
   generated.push(await decode("long", 20));
   await engine.fork("long", "copy");
   generated.push(await decode("copy", 20), await decode("long", 10));

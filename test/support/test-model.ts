@@ -22,6 +22,6 @@ export function loadTestWeights(): ModelWeights {
   return loadLlama2cCheckpoint(MODEL_FILES.modelPath, "stories260K");
 }
 
-export function loadTestModel(sessionThreads?: number, stepStages?: number): Promise<EngineModel> {
-  return loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads, stepStages });
+export function loadTestModel(sessionThreads?: number): Promise<EngineModel> {
+  return loadModel(MODEL_FILES, { executionProvider: "cpu", intraOpThreads: 1, sessionThreads });
 }

@@ -12,6 +12,11 @@ export interface ModelRunner {
   readonly kvDtype: KvDtype;
   /** Runs that can proceed at once (the engine steps that many length lanes together). */
   readonly parallelism: number;
+  /**
+   * Whether a decode step whose sequences attend `slots` cached slots per layer runs in stages, so
+   * that one more run, not in stages, can go between two of them on its thread (docs/worker-threads.md).
+   */
+  decodeInStages?(slots: number): boolean;
   run(input: StepInput): Promise<StepOutput>;
   runDecodeBatch(input: DecodeBatchInput): Promise<StepOutput>;
   release(): Promise<void>;

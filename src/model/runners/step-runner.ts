@@ -15,11 +15,14 @@ export const DEFAULT_SESSION_THREADS = 1;
 export const DEFAULT_STAGED_WEIGHTS_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
- * A run goes through the stages when its attention covers this many (query row, cached slot) pairs
- * per layer or more: there the stages' own cost (about 0.03 ms each on stories260K) is a small part
- * of the run, and a short step waits for one stage instead of the whole run.
+ * A decode step (or batch of them) goes through the stages when its sequences attend this many
+ * cached slots per layer or more: a long context's step, which a short stream's step should not
+ * wait for whole, and whose run the stages' own cost (about 0.03 ms each on stories260K) hardly
+ * lengthens. Batches of shorter sequences run whole: staging them cost the soak about a tenth of
+ * its calls/s. Prefill chunks run whole too: each stage's session keeps its own arena for what its
+ * run computes, and a chunk's attention scores would be held once per stage (docs/worker-threads.md).
  */
-export const STAGED_RUN_MIN_PAIRS = 4096;
+export const STAGED_STEP_MIN_SLOTS = 4096;
 
 /** Layer boundaries of `stages` stages of `layers` layers, as even as they divide: [0, .., layers]. */
 export function stageBounds(layers: number, stages: number): number[] {
@@ -57,9 +60,13 @@ export class StepRunner implements ModelRunner {
     return new StepRunner(sessions, config, options.kvDtype ?? "float32");
   }
 
-  /** Runs that can proceed at once: one per session thread, and with stages one more each, between a long run's stages. */
+  /** Runs that can proceed at once: one per session thread (and one more between a staged run's stages: decodeInStages). */
   get parallelism(): number {
-    return this.sessions.size * (this.sessions.stages > 0 ? 2 : 1);
+    return this.sessions.size;
+  }
+
+  decodeInStages(slots: number): boolean {
+    return this.sessions.stages > 0 && slots >= STAGED_STEP_MIN_SLOTS;
   }
 
   /** One sequence: a prefill chunk of `tokens`, or a decode step (one token). */
@@ -112,9 +119,9 @@ export class StepRunner implements ModelRunner {
       feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims, appendable: appendable(headSize, relaidFrom?.valueStore, ARENA_PAD.kv) };
       feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity], appendable: appendable(1, relaidFrom?.mask, ARENA_PAD.mask) };
     });
-    const pairs = batch * count * Math.max(...past.map((layer) => layer.capacity + count));
+    const staged = count === 1 && this.decodeInStages(Math.max(...past.map((layer) => layer.capacity)));
     // The inputs are copied here, synchronously: the caches may change while the step runs.
-    const out = await this.sessions.run(feeds, pairs >= STAGED_RUN_MIN_PAIRS);
+    const out = await this.sessions.run(feeds, staged);
     const data = (name: string) => out[name].data as Float32Array;
     const kvData = (name: string) => out[name].data as KvArray;
     return {
