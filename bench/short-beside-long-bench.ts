@@ -80,7 +80,7 @@ report.print("# Target 8: a short stream beside a long one, by session threads a
 report.print();
 report.print(`${large ? `The ~200M bench Llama (${options.quick ? 4 : 12} layers, float32, random weights)` : "stories260K"}: a short stream (${shortTokens} tokens) beside a long one (${longContext} cached), ${rounds} rounds, medians (of each round's ratio for the ratio); load average ${loadavg()[0].toFixed(1)} on ${cpus().length} CPUs; command: \`node dist/bench/short-beside-long-bench.js${process.argv.slice(2).map((arg) => ` ${arg}`).join("")}\`.`);
 report.print();
-report.print("| session threads | short alone tok/s | short beside tok/s | short beside / alone | short p90 ms between tokens, alone / beside | long alone tok/s | long beside tok/s | longest event-loop stall | same tokens |");
+report.print("| setup: session threads, steps | short alone tok/s | short beside tok/s | short beside / alone | short p90 ms between tokens, alone / beside | long alone tok/s | long beside tok/s | longest event-loop stall | same tokens |");
 report.print("|---|---|---|---|---|---|---|---|---|");
 let mismatch = false;
 for (const [setup, list] of results) {
