@@ -7,7 +7,8 @@ import { parentPort, receiveMessageOnPort, workerData } from "node:worker_thread
  * One onnxruntime session on its own thread (see session-threads.ts): onnxruntime-node runs a session
  * synchronously on the calling thread, so running it here keeps the main event loop free.
  * workerData: {graph: model bytes or .onnx path, stages: the same model cut into stages, in order
- * (possibly none), options: session options}. Answers {ready} or {error} once the sessions are
+ * (possibly none), options: session options, posted: an Int32Array over shared memory whose first
+ * value the main thread bumps after posting each message}. Answers {ready} or {error} once the sessions are
  * created, then to each {run: id, feeds: {name: {type, data, dims, resident?}}, staged} {run: id,
  * outputs: {name: {data, dims}}, inputs} or {run: id, error, inputs}, where inputs are the feeds'
  * buffers, and every buffer is transferred; to {drop: ids} it lets those resident copies go; to
@@ -147,13 +148,15 @@ async function runBeside(shareMs, anticipate) {
 
 /**
  * The first pending run that is not staged, having let pending drops go; waits up to `waitMs` for
- * one to arrive (spinning: a timer cannot wait less than a millisecond).
+ * one to arrive, blocked on `posted`, which the main thread bumps after each message (a timer cannot
+ * wait less than a millisecond, and spinning measured slower: docs/worker-threads.md).
  * @param {number} waitMs
  * @returns {{run: number, feeds: Feeds} | undefined}
  */
 function nextBeside(waitMs) {
   const until = performance.now() + waitMs;
-  do {
+  for (;;) {
+    const seen = Atomics.load(workerData.posted, 0);
     receiveAll();
     for (let index = 0; index < pending.length; index++) {
       const message = pending[index];
@@ -165,8 +168,10 @@ function nextBeside(waitMs) {
         return message;
       }
     }
-  } while (performance.now() < until);
-  return undefined;
+    const left = until - performance.now();
+    if (left <= 0) return undefined;
+    Atomics.wait(workerData.posted, 0, seen, left);
+  }
 }
 
 /**

@@ -45,6 +45,8 @@ type Reply = { ready: true } | { run: number; outputs: Record<string, ThreadOutp
 /** One worker_thread holding one session (and its stages), the job it runs, and a job it runs between that one's stages. */
 interface SessionThread {
   worker: Worker;
+  /** Counts the messages posted to the thread, so that it can wait for the next without spinning. */
+  posted: Int32Array;
   job: Job | null;
   beside: Job | null;
 }
@@ -194,15 +196,18 @@ export class SessionThreads {
     const transfer = [...new Set(Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer))];
     thread.worker.ref();
     thread.worker.postMessage({ run: job.id, feeds: job.feeds, staged: job.staged }, transfer);
+    Atomics.add(thread.posted, 0, 1);
+    Atomics.notify(thread.posted, 0);
   }
 
   /** Starts a thread and resolves once its session is created. */
   private spawn(): Promise<void> {
     // The compiled file next to this module; under vitest, the plain-JS source next to this one.
+    const posted = new Int32Array(new SharedArrayBuffer(4));
     const worker = new Worker(new URL("./onnx-session-worker.js", import.meta.url), {
-      workerData: { graph: this.graphs.whole, stages: this.graphs.stages, options: this.options },
+      workerData: { graph: this.graphs.whole, stages: this.graphs.stages, options: this.options, posted },
     });
-    const thread: SessionThread = { worker, job: null, beside: null };
+    const thread: SessionThread = { worker, posted, job: null, beside: null };
     return new Promise((resolve, reject) => {
       let ready = false;
       worker.on("message", (reply: Reply) => {
