@@ -92,7 +92,7 @@ program
   .option("--session-threads <n>", "CPU: worker threads that run the model off the event loop, each with its own onnxruntime session and copy of the weights (docs/worker-threads.md)", positiveInt, DEFAULT_SESSION_THREADS)
   .option(
     "--step-stages <n>",
-    "CPU: cut a long step into this many runs of consecutive layers, so that short steps run between them (1 = never; each session thread then holds the weights twice) (default: one per layer for weights up to 64 MiB, else 1; docs/worker-threads.md)",
+    "CPU: while other streams decode, cut a step over a long context into this many runs of consecutive layers, so that short steps run between them (1 = never; each session thread then holds the weights twice) (default: one per layer for weights up to 64 MiB, else 1; docs/worker-threads.md)",
     positiveInt,
   )
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish and, with --kv-store, for offloading every resident sequence", positiveInt, 10)

@@ -40,11 +40,12 @@ export class DecodeBatcher<T extends object> {
    * session threads: a short lane steps beside a long one instead of after it). `attendedOf` is
    * what a stream's step attends, which its runs are charged: its cache's slots, the room grown
    * ahead included (a step runs over them all, masked or not). A run whose members attend slots that
-   * `inStages` accepts goes in stages, and one more run not in stages may start beside it, to run
-   * between its stages on its thread (docs/worker-threads.md).
+   * `inStages` accepts goes in stages while other streams decode (alone, it would only pay for the
+   * stages), and one more run not in stages may start beside it, to run between its stages on its
+   * thread (docs/worker-threads.md).
    */
   constructor(
-    private readonly runBatch: (batch: T[], lane: number, lanes: number) => Promise<void>,
+    private readonly runBatch: (batch: T[], lane: number, lanes: number, inStages: boolean) => Promise<void>,
     readonly maxBatchSize: number,
     private readonly entriesOf: (item: T) => number,
     private readonly parallelism = 1,
@@ -138,7 +139,7 @@ export class DecodeBatcher<T extends object> {
     const longest = Math.max(...batch.map((waiting) => this.entriesOf(waiting.item)));
     if ([...this.stepping].some((item) => this.share.charge(item) < least && this.entriesOf(item) < longest)) return false;
     // With every thread taken, only a run not in stages can start, beside a staged one.
-    const staged = this.inStages(Math.max(...batch.map((waiting) => this.attendedOf(waiting.item))));
+    const staged = this.participants > batch.length && this.inStages(Math.max(...batch.map((waiting) => this.attendedOf(waiting.item))));
     const beside = this.runs >= this.parallelism;
     if (beside && staged) return false;
     for (const waiting of batch) {
@@ -158,7 +159,7 @@ export class DecodeBatcher<T extends object> {
     if (beside) this.besideRuns++;
     for (const item of items) this.stepping.add(item);
     try {
-      await this.runBatch(items, lane, lanes);
+      await this.runBatch(items, lane, lanes, staged);
       for (const item of items) this.stepping.delete(item);
       for (const waiting of batch) waiting.resolve();
     } catch (error) {

@@ -62,7 +62,7 @@ export class DecodeStreams {
     // A device-resident cache steps one sequence per run: the batch arena is a host copy.
     const maxBatch = model.runner.deviceCache ? 1 : Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
     this.batcher = new DecodeBatcher(
-      (batch, lane, lanes) => this.runDecodeBatch(batch, lane, lanes),
+      (batch, lane, lanes, inStages) => this.runDecodeBatch(batch, lane, lanes, inStages),
       maxBatch,
       (sequence) => sequence.maxHeadLength,
       model.runner.parallelism,
@@ -166,13 +166,13 @@ export class DecodeStreams {
   }
 
   /** Runs one decode step for each sequence of `batch` (room already reserved), alone or in one batched graph run. */
-  private async runDecodeBatch(batch: Sequence[], lane: number, lanes: number): Promise<void> {
+  private async runDecodeBatch(batch: Sequence[], lane: number, lanes: number, inStages: boolean): Promise<void> {
     const { vocabSize } = this.model.config;
     if (batch.length === 1) {
       const [sequence] = batch;
       const tokens = [sequence.pendingToken!];
       const out = await this.telemetry.observeStep("decode", sequence.id, 1, sequence.fedTokens, () =>
-        this.model.runner.run({ tokens, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows: 1 }),
+        this.model.runner.run({ tokens, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows: 1, inStages }),
       );
       sequence.absorbStep(out, tokens, 0, 1, vocabSize);
       return;
@@ -185,6 +185,7 @@ export class DecodeStreams {
         positions: arranged.map((s) => s.fedTokens),
         // A resize lays out megabytes: in slices, the members waiting for this step meanwhile.
         past: await runInSlices(arena.gather(arranged.map((s) => s.layers))),
+        inStages,
       }),
       arranged.length,
     );

@@ -337,14 +337,16 @@ describe("DecodeBatcher with one thread and long steps in stages", () => {
   /** Streams by name, their cached length in the name's number; steps over 4096 slots or more go in stages. */
   const entriesOf = (item: { key: string }) => Number(item.key.split(" ")[1]);
 
-  function staged() {
+  function oneThreadInStages() {
     const box = boxes<string>();
     const batches: string[] = [];
     const finish = new Map<string, () => void>();
+    const staged: string[] = [];
     const batcher = new DecodeBatcher<{ key: string }>(
-      (batch) => {
+      (batch, _lane, _lanes, inStages) => {
         const keys = batch.map((b) => b.key).join(",");
         batches.push(keys);
+        if (inStages) staged.push(keys);
         return new Promise<void>((resolve) => finish.set(keys, resolve));
       },
       8,
@@ -353,11 +355,33 @@ describe("DecodeBatcher with one thread and long steps in stages", () => {
       entriesOf,
       (slots) => slots >= 4096,
     );
-    return { batcher, batches, finish, step: (key: string) => outcome(batcher.step(box(key))) };
+    return { batcher, batches, staged, finish, step: (key: string) => outcome(batcher.step(box(key))) };
   }
 
+  it("runs a long stream's steps in stages only while another stream decodes", async () => {
+    const { batcher, batches, staged, finish, step } = oneThreadInStages();
+    batcher.join();
+    const alone = step("long 5000");
+    await settle();
+    finish.get("long 5000")!();
+    await settle();
+    expect(alone.state()).toBe("done");
+    batcher.join();
+    const long = step("long 5000");
+    await settle();
+    const short = step("short 2");
+    await settle();
+    expect(batches).toEqual(["long 5000", "long 5000", "short 2"]);
+    // Alone it would only pay for the stages; with another stream decoding it goes in them, and that one's steps between.
+    expect(staged).toEqual(["long 5000"]);
+    finish.get("short 2")!();
+    finish.get("long 5000")!();
+    await settle();
+    expect([long.state(), short.state()]).toEqual(["done", "done"]);
+  });
+
   it("starts one run not in stages beside a staged one, and nothing beside a whole one", async () => {
-    const { batcher, batches, finish, step } = staged();
+    const { batcher, batches, finish, step } = oneThreadInStages();
     for (let i = 0; i < 3; i++) batcher.join();
     const long = step("long 5000");
     await settle();
@@ -390,7 +414,7 @@ describe("DecodeBatcher with one thread and long steps in stages", () => {
   });
 
   it("never starts a staged run beside another", async () => {
-    const { batcher, batches, finish, step } = staged();
+    const { batcher, batches, finish, step } = oneThreadInStages();
     batcher.join();
     batcher.join();
     const first = step("long 5000");

@@ -13,8 +13,9 @@ export interface ModelRunner {
   /** Runs that can proceed at once (the engine steps that many length lanes together). */
   readonly parallelism: number;
   /**
-   * Whether a decode step whose sequences attend `slots` cached slots per layer runs in stages, so
-   * that one more run, not in stages, can go between two of them on its thread (docs/worker-threads.md).
+   * Whether a decode step whose sequences attend `slots` cached slots per layer may run in stages
+   * (`inStages` of its input), so that one more run, not in stages, can go between two of them on
+   * its thread (docs/worker-threads.md).
    */
   decodeInStages?(slots: number): boolean;
   run(input: StepInput): Promise<StepOutput>;
@@ -71,6 +72,8 @@ export interface StepInput {
   queryRows: number;
   /** Trailing rows that get logits (default 1: the last token's). */
   logitRows?: number;
+  /** A decode step that `decodeInStages` allows: run it in stages. */
+  inStages?: boolean;
 }
 
 /** One decode step for each of B sequences, run together. */
@@ -81,6 +84,8 @@ export interface DecodeBatchInput {
   positions: readonly number[];
   /** Per layer, the B sequences' caches side by side. */
   past: readonly PastLayer[];
+  /** A step that `decodeInStages` allows: run it in stages. */
+  inStages?: boolean;
 }
 
 export interface StepOutput {

@@ -15,10 +15,10 @@ export const DEFAULT_SESSION_THREADS = 1;
 export const DEFAULT_STAGED_WEIGHTS_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
- * A decode step (or batch of them) goes through the stages when its sequences attend this many
- * cached slots per layer or more: a long context's step, which a short stream's step should not
- * wait for whole, and whose run the stages' own cost (about 0.03 ms each on stories260K) hardly
- * lengthens. Batches of shorter sequences run whole: staging them cost the soak about a tenth of
+ * A decode step (or batch of them) may go through the stages (decodeInStages; the decode batcher
+ * has it do so while other streams decode) when its sequences attend this many cached slots per
+ * layer or more: a long context's step, which a short stream's step should not wait for whole, and
+ * whose run the stages' own cost (about 0.03 ms each on stories260K) lengthens by about a tenth. Batches of shorter sequences run whole: staging them cost the soak about a tenth of
  * its calls/s. Prefill chunks run whole too: each stage's session keeps its own arena for what its
  * run computes, and a chunk's attention scores would be held once per stage (docs/worker-threads.md).
  */
@@ -74,12 +74,12 @@ export class StepRunner implements ModelRunner {
     const count = input.tokens.length;
     const positions = Array.from({ length: count }, (_, i) => input.firstPosition + i);
     const past = input.past.map((layer) => hostLayer(layer, "the CPU runner steps host slab caches only"));
-    return this.execute(input.tokens, positions, 1, past, Math.min(input.queryRows, count), Math.min(input.logitRows ?? 1, count));
+    return this.execute(input.tokens, positions, 1, past, Math.min(input.queryRows, count), Math.min(input.logitRows ?? 1, count), input.inStages === true && count === 1);
   }
 
   /** One decode step of each of B sequences in one graph run. */
   runDecodeBatch(input: DecodeBatchInput): Promise<StepOutput> {
-    return this.execute(input.tokens, input.positions, input.tokens.length, input.past, 1, 1);
+    return this.execute(input.tokens, input.positions, input.tokens.length, input.past, 1, 1, input.inStages === true);
   }
 
   async release(): Promise<void> {
@@ -94,6 +94,7 @@ export class StepRunner implements ModelRunner {
     past: readonly PastLayer[],
     queryRows: number,
     logitRows: number,
+    inStages: boolean,
   ): Promise<StepOutput> {
     const { layers, kvHeads, headSize } = this.config;
     const count = tokens.length / batch;
@@ -119,9 +120,8 @@ export class StepRunner implements ModelRunner {
       feeds[STEP_IO.pastValue(l)] = { type: this.kvDtype, data: layer.valueStore, dims, appendable: appendable(headSize, relaidFrom?.valueStore, ARENA_PAD.kv) };
       feeds[STEP_IO.pastMask(l)] = { type: "float32", data: layer.mask, dims: [batch, kvHeads, 1, 1, layer.capacity], appendable: appendable(1, relaidFrom?.mask, ARENA_PAD.mask) };
     });
-    const staged = count === 1 && this.decodeInStages(Math.max(...past.map((layer) => layer.capacity)));
     // The inputs are copied here, synchronously: the caches may change while the step runs.
-    const out = await this.sessions.run(feeds, staged);
+    const out = await this.sessions.run(feeds, inStages);
     const data = (name: string) => out[name].data as Float32Array;
     const kvData = (name: string) => out[name].data as KvArray;
     return {
