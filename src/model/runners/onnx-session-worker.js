@@ -46,7 +46,7 @@ try {
   process.exit(1);
 }
 
-/** Step outputs stacked over layers, which a staged run joins from its stages. */
+/** Step outputs stacked over layers, which a staged run joins from its stages (names as in step-io.ts, which plain JS cannot import here). */
 const STACKED = new Set(["new_keys", "new_values", "queries"]);
 
 /**
@@ -64,7 +64,8 @@ async function run({ run: id, feeds: request, staged }) {
       const values = dims.reduce((product, n) => product * n, 1);
       feeds[name] = new ort.Tensor(type, kept ? residentCopy(kept, data).subarray(0, values) : data, dims);
     }
-    const results = staged && stages.length > 0 ? await runStages(feeds) : await session.run(feeds);
+    // The main thread sends `staged` only to a thread that holds stages (session-threads.ts).
+    const results = staged ? await runStages(feeds) : await session.run(feeds);
     /** @type {Record<string, {data: unknown, dims: readonly number[]}>} */
     const outputs = {};
     const buffers = new Set();

@@ -18,9 +18,10 @@ export const DEFAULT_STAGED_WEIGHTS_MAX_BYTES = 64 * 1024 * 1024;
  * A decode step (or batch of them) may go through the stages (decodeInStages; the decode batcher
  * has it do so while other streams decode) when its sequences attend this many cached slots per
  * layer or more: a long context's step, which a short stream's step should not wait for whole, and
- * whose run the stages' own cost (about 0.03 ms each on stories260K) lengthens by about a tenth. Batches of shorter sequences run whole: staging them cost the soak about a tenth of
- * its calls/s. Prefill chunks run whole too: each stage's session keeps its own arena for what its
- * run computes, and a chunk's attention scores would be held once per stage (docs/worker-threads.md).
+ * whose run the stages' own cost (about 0.03 ms each on stories260K) lengthens by about a tenth.
+ * Batches of shorter sequences run whole: staging them cost the soak about a tenth of its calls/s.
+ * Prefill chunks run whole too: each stage's session keeps its own arena for what its run
+ * computes, and a chunk's attention scores would be held once per stage (docs/worker-threads.md).
  */
 export const STAGED_STEP_MIN_SLOTS = 4096;
 
