@@ -175,6 +175,7 @@ export class DecodeStreams {
         this.model.runner.run({ tokens, firstPosition: sequence.fedTokens, past: sequence.layers, queryRows: 1, inStages }),
       );
       sequence.absorbStep(out, tokens, 0, 1, vocabSize);
+      this.model.runner.recycle?.(out);
       return;
     }
     const arena = this.arenas.of(lane, lanes);
@@ -190,5 +191,6 @@ export class DecodeStreams {
       arranged.length,
     );
     arranged.forEach((sequence, b) => sequence.absorbStep(out, [sequence.pendingToken!], b, 1, vocabSize));
+    this.model.runner.recycle?.(out);
   }
 }

@@ -158,6 +158,7 @@ export class Prefill {
           }
         }
         sequence.absorbStep(out, chunk, 0, queryRows, this.model.config.vocabSize);
+        this.model.runner.recycle?.(out);
       }
     } catch (error) {
       if (checkpoint) sequence.rollback(checkpoint);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { buildStepGraphInMemory } from "../../src/model/graph/llama-step-graph.js";
 import { SeededRandom } from "../../src/numerics/seeded-random.js";
 import { STEP_IO } from "../../src/model/graph/step-io.js";
-import { SessionThreads, type ThreadTensor } from "../../src/model/runners/session-threads.js";
+import { OUTPUT_REUSE_MIN_BYTES, SessionThreads, type ThreadTensor } from "../../src/model/runners/session-threads.js";
 import type { ModelConfig } from "../../src/model/config/model-config.js";
 import { loadTestWeights } from "../support/test-model.js";
 
@@ -115,6 +115,31 @@ describe("SessionThreads", () => {
       await expect(pool.run(bad)).rejects.toThrow(/input_ids|size|shape/i);
       // The thread dropped its copies with the failure: were they sent as updates, it would answer "not held".
       expect((await pool.run(feeds))[STEP_IO.logits].data).toEqual(expected);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("carries large outputs back in buffers of recycled ones, with the same values, and leaves other arrays alone", async () => {
+    const pool = await SessionThreads.start({ whole: graph, stages: [] }, SESSION_OPTIONS, 1);
+    try {
+      const step = () => stepOverCache(weights.config, 5, 20_000, 10);
+      const first = await pool.run(step());
+      const values = Object.fromEntries(Object.entries(first).map(([name, output]) => [name, output.data.slice()]));
+      const sums = first[STEP_IO.attentionColsum(0)].data;
+      expect(sums.byteLength).toBeGreaterThanOrEqual(OUTPUT_REUSE_MIN_BYTES);
+      // In a buffer of a size a slightly larger output fits too: a power of two.
+      expect(Math.log2(sums.buffer.byteLength) % 1).toBe(0);
+      const own = new Float32Array(OUTPUT_REUSE_MIN_BYTES);
+      pool.recycle([...Object.values(first).map((output) => output.data), own]);
+      for (let round = 0; round < 2; round++) {
+        const again = await pool.run(step());
+        // Lent to the thread with that run: gone from here.
+        expect(sums.buffer.byteLength).toBe(0);
+        for (const [name, output] of Object.entries(again)) expect(output.data, name).toEqual(values[name]);
+        pool.recycle(Object.values(again).map((output) => output.data));
+      }
+      expect(own.length).toBe(OUTPUT_REUSE_MIN_BYTES);
     } finally {
       await pool.close();
     }

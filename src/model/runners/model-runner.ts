@@ -20,6 +20,11 @@ export interface ModelRunner {
   decodeInStages?(slots: number): boolean;
   run(input: StepInput): Promise<StepOutput>;
   runDecodeBatch(input: DecodeBatchInput): Promise<StepOutput>;
+  /**
+   * The engine has taken what it keeps from `output` (Sequence.absorbStep copies it all) and reads
+   * it no more: its buffers may carry a later step's outputs instead of fresh memory.
+   */
+  recycle?(output: StepOutput): void;
   release(): Promise<void>;
   /** Present when keys and values live on the device rather than in host slabs. */
   readonly deviceCache?: DeviceCacheRuntime;

@@ -8,11 +8,14 @@ import { parentPort, receiveMessageOnPort, workerData } from "node:worker_thread
  * synchronously on the calling thread, so running it here keeps the main event loop free.
  * workerData: {graph: model bytes or .onnx path, stages: the same model cut into stages, in order
  * (possibly none), options: session options, posted: an Int32Array over shared memory whose first
- * value the main thread bumps after posting each message}. Answers {ready} or {error} once the sessions are
- * created, then to each {run: id, feeds: {name: {type, data, dims, resident?}}, staged} {run: id,
- * outputs: {name: {data, dims}}, inputs} or {run: id, error, inputs}, where inputs are the feeds'
- * buffers, and every buffer is transferred; to {drop: ids} it lets those resident copies go; to
- * {close} it ends once the runs before it are done.
+ * value the main thread bumps after posting each message, outputReuseMinBytes}. Answers {ready} or
+ * {error} once the sessions are created, then to each {run: id, feeds: {name: {type, data, dims,
+ * resident?}}, staged, spare} {run: id, outputs: {name: {data, dims}}, inputs} or {run: id, error,
+ * inputs}, where inputs are the feeds' buffers, and every buffer is transferred; to {drop: ids} it
+ * lets those resident copies go; to {close} it ends once the runs before it are done.
+ * `spare` lends buffers of earlier outputs: an output of outputReuseMinBytes or more is copied into
+ * one of them, or into a fresh one of the same sizes, rather than sent in onnxruntime's own, so that
+ * the main thread collects no fresh buffer per step (session-threads.ts).
  * A staged run goes through the stages one after another, and a run that arrives meanwhile runs
  * between two of them: a short step need not wait for a long one (docs/worker-threads.md). The
  * stages' outputs come back as the whole graph's: the same values, `new_keys`, `new_values` and
@@ -29,7 +32,7 @@ const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPor
 const messageOf = (error) => (error instanceof Error ? error.message : String(error));
 
 /** @typedef {Record<string, {type: any, data: any, dims: number[], resident?: any}>} Feeds */
-/** @typedef {{run: number, feeds: Feeds, staged?: boolean} | {drop: number[]} | {close: true}} Message */
+/** @typedef {{run: number, feeds: Feeds, staged?: boolean, spare?: ArrayBuffer[]} | {drop: number[]} | {close: true}} Message */
 
 /** @type {ort.InferenceSession} */
 let session;
@@ -46,15 +49,44 @@ try {
   process.exit(1);
 }
 
+/** Lent output buffers by size, a power of two (as transfer-buffers.ts sizes its own). @type {Map<number, ArrayBuffer[]>} */
+const spareOutputs = new Map();
+/** Lent buffers kept per size: more than the outputs of a few runs in flight need is dropped. */
+const SPARE_OUTPUTS_PER_SIZE = 16;
+
+/** @param {ArrayBuffer[]} buffers */
+function keepSpare(buffers) {
+  for (const buffer of buffers) {
+    const list = spareOutputs.get(buffer.byteLength) ?? [];
+    if (list.length < SPARE_OUTPUTS_PER_SIZE) list.push(buffer);
+    spareOutputs.set(buffer.byteLength, list);
+  }
+}
+
+/**
+ * `data` as it goes back: a large output copied into a lent buffer (or a fresh one of a size that a
+ * later, slightly larger output fits too), a small one as it is.
+ * @param {Float32Array | Uint16Array} data
+ */
+function outgoing(data) {
+  if (data.byteLength < workerData.outputReuseMinBytes) return data;
+  const size = 2 ** Math.ceil(Math.log2(data.byteLength));
+  const buffer = spareOutputs.get(size)?.pop() ?? new ArrayBuffer(size);
+  const copy = /** @type {Float32Array | Uint16Array} */ (new /** @type {any} */ (data.constructor)(buffer, 0, data.length));
+  copy.set(data);
+  return copy;
+}
+
 /** Step outputs stacked over layers, which a staged run joins from its stages (names as in step-io.ts, which plain JS cannot import here). */
 const STACKED = new Set(["new_keys", "new_values", "queries"]);
 
 /**
  * One run: its outputs and its inputs' buffers, which go back for the next run's inputs (fresh
  * memory is dear).
- * @param {{run: number, feeds: Feeds, staged?: boolean}} message
+ * @param {{run: number, feeds: Feeds, staged?: boolean, spare?: ArrayBuffer[]}} message
  */
-async function run({ run: id, feeds: request, staged }) {
+async function run({ run: id, feeds: request, staged, spare }) {
+  if (spare) keepSpare(spare);
   const inputs = [...new Set(Object.values(request).map((feed) => feed.data.buffer))];
   try {
     /** @type {Record<string, ort.Tensor>} */
@@ -70,8 +102,9 @@ async function run({ run: id, feeds: request, staged }) {
     const outputs = {};
     const buffers = new Set();
     for (const [name, tensor] of Object.entries(results)) {
-      outputs[name] = { data: tensor.data, dims: tensor.dims };
-      buffers.add(/** @type {Float32Array} */ (tensor.data).buffer);
+      const data = outgoing(/** @type {Float32Array | Uint16Array} */ (tensor.data));
+      outputs[name] = { data, dims: tensor.dims };
+      buffers.add(data.buffer);
     }
     port.postMessage({ run: id, outputs, inputs }, [...buffers, ...inputs]);
   } catch (error) {

@@ -26,6 +26,13 @@ export interface ThreadOutput {
   dims: readonly number[];
 }
 
+/**
+ * Outputs this large or larger come back in buffers the engine gave back (recycle) rather than in
+ * fresh ones: at 8,192 cached tokens a step's attention sums are 640 KiB, and collecting a fresh
+ * copy per step cost the event loop a full collection every 70-80 ms (docs/worker-threads.md).
+ */
+export const OUTPUT_REUSE_MIN_BYTES = 64 * 1024;
+
 interface Job {
   id: number;
   feeds: Record<string, PostedTensor>;
@@ -67,14 +74,18 @@ export interface ThreadGraphs {
  * one in call order, so that as many run at once as there are threads.
  * Inputs are copied once when a run is asked for, into buffers that go to the
  * thread and come back with its reply (transfer-buffers.ts); outputs come back
- * transferred, not copied. A thread that dies fails its run with the reason and
- * is started again for the next.
+ * transferred, large ones in buffers of earlier outputs that were recycled. A
+ * thread that dies fails its run with the reason and is started again for the next.
  */
 export class SessionThreads {
   private readonly threads: SessionThread[] = [];
   private readonly waiting: Job[] = [];
   /** Input buffers, transferred to a thread with a run and back with its reply. */
   private readonly buffers = new TransferBuffers();
+  /** Buffers of large outputs the threads sent, until recycled: only those are lent back. */
+  private readonly largeOutputs = new WeakSet<ArrayBuffer>();
+  /** Output buffers the engine is done with (recycle), lent to the thread of the next run posted to carry outputs back. */
+  private readonly spareOutputs = new Set<ArrayBuffer>();
   /** Large inputs kept on the threads between runs. */
   private readonly residents: ResidentInputs<SessionThread>;
   private closed = false;
@@ -148,11 +159,24 @@ export class SessionThreads {
     return copy;
   }
 
+  /**
+   * Outputs of earlier runs that their reader is done with: the buffers of those of
+   * OUTPUT_REUSE_MIN_BYTES or more go to a thread with the next run posted, which copies its large
+   * outputs into them rather than into fresh memory. Any other array, and one recycled before, is left alone.
+   */
+  recycle(outputs: readonly ArrayBufferView[]): void {
+    for (const { buffer } of outputs) {
+      if (!(buffer instanceof ArrayBuffer) || !this.largeOutputs.delete(buffer)) continue;
+      this.spareOutputs.add(buffer);
+    }
+  }
+
   /** Ends every thread, each once its run in progress is done; runs in progress or waiting fail at once. */
   async close(): Promise<void> {
     this.closed = true;
     const error = new Error("the model's session threads were shut down");
     for (const job of this.waiting.splice(0)) job.reject(error);
+    this.spareOutputs.clear();
     const threads = this.threads.splice(0);
     for (const thread of threads) for (const job of [thread.job, thread.beside]) job?.reject(error);
     this.buffers.clear();
@@ -194,8 +218,10 @@ export class SessionThreads {
 
   private post(thread: SessionThread, job: Job): void {
     const transfer = [...new Set(Object.values(job.feeds).map((tensor) => tensor.data.buffer as ArrayBuffer))];
+    const spare = [...this.spareOutputs];
+    this.spareOutputs.clear();
     thread.worker.ref();
-    thread.worker.postMessage({ run: job.id, feeds: job.feeds, staged: job.staged }, transfer);
+    thread.worker.postMessage({ run: job.id, feeds: job.feeds, staged: job.staged, spare }, [...transfer, ...spare]);
     Atomics.add(thread.posted, 0, 1);
     Atomics.notify(thread.posted, 0);
   }
@@ -205,7 +231,7 @@ export class SessionThreads {
     // The compiled file next to this module; under vitest, the plain-JS source next to this one.
     const posted = new Int32Array(new SharedArrayBuffer(4));
     const worker = new Worker(new URL("./onnx-session-worker.js", import.meta.url), {
-      workerData: { graph: this.graphs.whole, stages: this.graphs.stages, options: this.options, posted },
+      workerData: { graph: this.graphs.whole, stages: this.graphs.stages, options: this.options, posted, outputReuseMinBytes: OUTPUT_REUSE_MIN_BYTES },
     });
     const thread: SessionThread = { worker, posted, job: null, beside: null };
     return new Promise((resolve, reject) => {
@@ -233,7 +259,10 @@ export class SessionThreads {
         let job: Job | null = null;
         if (thread.beside?.id === reply.run) [job, thread.beside] = [thread.beside, null];
         else if (thread.job?.id === reply.run) [job, thread.job, thread.beside] = [thread.job, thread.beside, null];
-        if ("outputs" in reply) job?.resolve(reply.outputs);
+        if ("outputs" in reply) {
+          for (const { data } of Object.values(reply.outputs)) if (data.byteLength >= OUTPUT_REUSE_MIN_BYTES) this.largeOutputs.add(data.buffer as ArrayBuffer);
+          job?.resolve(reply.outputs);
+        }
         else {
           // The thread dropped the copies this run sent or updated: they go whole next time.
           this.residents.failed(job?.residentIds ?? []);

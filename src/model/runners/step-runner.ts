@@ -83,6 +83,10 @@ export class StepRunner implements ModelRunner {
     return this.execute(input.tokens, input.positions, input.tokens.length, input.past, 1, 1, input.inStages === true);
   }
 
+  recycle(output: StepOutput): void {
+    this.sessions.recycle([output.logits, output.newKeys, output.newValues, output.queries, ...output.attentionColsums]);
+  }
+
   async release(): Promise<void> {
     await this.sessions.close();
   }
