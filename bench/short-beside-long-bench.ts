@@ -1,9 +1,10 @@
 /**
  * Target 8 alone (`make bench` runs it inside bench.ts): a short Decode
  * stream's speed beside a long one against alone, in one run, with the model
- * on one session thread, its long steps in stages (the default: a short step
- * runs between two stages) or whole (steps in turn), and on two session
- * threads (a short lane steps beside the long one); also the event loop's
+ * on one session thread, its long steps in stages (the default: short steps
+ * run between two stages, with three times the stages' thread time, or with
+ * equal time) or whole (steps in turn), and on two session threads (a short
+ * lane steps beside the long one); also the event loop's
  * longest stall while both decode. On stories260K by default, where a step is
  * onnxruntime's dispatch and the long one's attention; `--model 200m` on the
  * ~200M bench Llama, where a step is bound by its weights and the short stream
@@ -45,15 +46,18 @@ interface Setup {
   sessionThreads: number;
   /** Absent: the default for the model. */
   stepStages?: number;
+  /** Absent: the default. */
+  shortStepWeight?: number;
 }
 const layers = large ? (options.quick ? 4 : 12) : 5;
 const setups: Setup[] = [
   { label: `1, steps in stages${large ? ` (--step-stages ${layers})` : " (default)"}`, sessionThreads: 1, stepStages: layers },
+  { label: `1, steps in stages, equal time (${large ? `--step-stages ${layers} ` : ""}--short-step-weight 1)`, sessionThreads: 1, stepStages: layers, shortStepWeight: 1 },
   { label: `1, steps whole (--step-stages 1)${large ? " (default)" : ""}`, sessionThreads: 1, stepStages: 1 },
   { label: "2, steps whole", sessionThreads: 2, stepStages: 1 },
 ];
-const load = ({ sessionThreads, stepStages }: Setup): Promise<EngineModel> => {
-  const runner = { executionProvider: "cpu" as const, intraOpThreads: options.threads, sessionThreads, stepStages };
+const load = ({ sessionThreads, stepStages, shortStepWeight }: Setup): Promise<EngineModel> => {
+  const runner = { executionProvider: "cpu" as const, intraOpThreads: options.threads, sessionThreads, stepStages, shortStepWeight };
   return largeFiles ? loadModelDir(largeFiles.dir, runner) : loadModel(files!, runner);
 };
 const engines = new Map<Setup, Engine>();

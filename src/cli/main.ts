@@ -16,6 +16,7 @@ import { openKvStore } from "../kv/store/open-kv-store.js";
 import { SnapshotStore } from "../kv/store/snapshot-store.js";
 import { DEFAULT_BLOCK_SIZE, projectionStorage } from "../model/graph/projection-weights.js";
 import { DEFAULT_SESSION_THREADS } from "../model/runners/step-runner.js";
+import { DEFAULT_SHORT_STEP_WEIGHT } from "../model/runners/session-threads.js";
 import { QUANTIZED_ACTIVATIONS, WEIGHT_DTYPES } from "../model/graph/weight-layout.js";
 import type { ExecutionProvider } from "../model/runners/model-runner.js";
 import { AuthTokens } from "../server/auth-tokens.js";
@@ -95,6 +96,12 @@ program
     "CPU: while other streams decode, cut a step over a long context into this many runs of consecutive layers, so that short steps run between them (1 = never; each session thread then holds the weights twice) (default: one per layer for weights up to 64 MiB, else 1; docs/worker-threads.md)",
     positiveInt,
   )
+  .option(
+    "--short-step-weight <n>",
+    "CPU, with --step-stages: between two stages of a long step, steps of other streams may take up to N times the thread time of the stage before (1 = equal time; docs/worker-threads.md)",
+    positiveInt,
+    DEFAULT_SHORT_STEP_WEIGHT,
+  )
   .option("--shutdown-grace <seconds>", "on SIGTERM, time for running calls to finish and, with --kv-store, for offloading every resident sequence", positiveInt, 10)
   .option("--auth-tokens <file>", "require 'authorization: Bearer TOKEN': lines of TOKEN TENANT (# comments), re-read on SIGHUP")
   .option("--tls-cert <file>", "serve TLS on a host:port listener with this PEM certificate chain (with --tls-key); the TLS files are re-read on SIGHUP")
@@ -148,7 +155,7 @@ program
 
     // Listen first and load after, so health answers NOT_SERVING while the model loads.
     const loading = (async () => {
-      const runnerOptions = { executionProvider, intraOpThreads: options.threads, sessionThreads: options.sessionThreads, stepStages: options.stepStages, kvDtype: options.kvDtype };
+      const runnerOptions = { executionProvider, intraOpThreads: options.threads, sessionThreads: options.sessionThreads, stepStages: options.stepStages, shortStepWeight: options.shortStepWeight, kvDtype: options.kvDtype };
       const onConvert = (cacheDir: string) => log({ level: "info", msg: "converting the Hugging Face checkpoint once", model: options.model, cacheDir });
       model = await loadModelSource(source, runnerOptions, { onConvert });
       const kvStore = options.kvStore && {

@@ -87,6 +87,10 @@ describe("SessionThreads", () => {
     for (const output of after) expect(output[STEP_IO.logits].data).toEqual(expected);
   });
 
+  it("refuses a short steps' weight below 1, naming it", async () => {
+    await expect(SessionThreads.start({ whole: graph, stages: [] }, SESSION_OPTIONS, 1, { shortStepWeight: 0.5 })).rejects.toThrow("the short steps' weight must be 1 or more, not 0.5");
+  });
+
   it("refuses a graph onnxruntime cannot load, with its reason", async () => {
     await expect(SessionThreads.start({ whole: new Uint8Array([1, 2, 3]), stages: [] }, SESSION_OPTIONS, 2)).rejects.toThrow(/^onnxruntime could not create the session: /);
   });
@@ -101,7 +105,7 @@ describe("SessionThreads", () => {
   });
 
   it("after a failed run that updated inputs kept on a thread, sends them whole again and computes the same", async () => {
-    const pool = await SessionThreads.start({ whole: graph, stages: [] }, SESSION_OPTIONS, 2, 0);
+    const pool = await SessionThreads.start({ whole: graph, stages: [] }, SESSION_OPTIONS, 2, { residentMinBytes: 0 });
     try {
       const { kvHeads, headSize } = weights.config;
       // Every past input kept on its thread (threshold 0): the empty cache's stores, appended to by nothing.

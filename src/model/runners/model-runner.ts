@@ -123,6 +123,12 @@ export interface RunnerOptions {
    * weights take at most DEFAULT_STAGED_WEIGHTS_MAX_BYTES, else 1 (docs/worker-threads.md).
    */
   stepStages?: number;
+  /**
+   * CPU and CUDA, with steps in stages: between two stages of a long step, steps of other streams may
+   * take up to this many times the thread time of the stage before (default DEFAULT_SHORT_STEP_WEIGHT;
+   * 1: equal time; docs/worker-threads.md).
+   */
+  shortStepWeight?: number;
   /** CPU and CUDA: a sequence's cache layer stores this large or larger stay on a session thread between steps (default 256 KiB; docs/worker-threads.md). */
   residentInputMinBytes?: number;
   /** How the KV store keeps keys and values (default float32); the graph must be built for it. */

@@ -8,7 +8,7 @@ import { parentPort, receiveMessageOnPort, workerData } from "node:worker_thread
  * synchronously on the calling thread, so running it here keeps the main event loop free.
  * workerData: {graph: model bytes or .onnx path, stages: the same model cut into stages, in order
  * (possibly none), options: session options, posted: an Int32Array over shared memory whose first
- * value the main thread bumps after posting each message, outputReuseMinBytes}. Answers {ready} or
+ * value the main thread bumps after posting each message, outputReuseMinBytes, shortStepWeight}. Answers {ready} or
  * {error} once the sessions are created, then to each {run: id, feeds: {name: {type, data, dims,
  * resident?}}, staged, spare} {run: id, outputs: {name: {data, dims}}, inputs} or {run: id, error,
  * inputs}, where inputs are the feeds' buffers, and every buffer is transferred; to {drop: ids} it
@@ -127,11 +127,12 @@ const ANTICIPATION_MS = 0.5;
 /**
  * The stages in turn, each fed its inputs and the residual stream from the one before; the outputs
  * as the whole graph's. Between two stages, the runs that arrived meanwhile go first, until they
- * have had as much of the thread as the last stage took: the staged run and the runs beside it
- * share the thread by time, as the batcher's turns by cost intend (src/engine/fair-share.ts). Once
- * a run has gone beside this one, the thread waits up to ANTICIPATION_MS for the next while their
- * share lasts (anticipatory scheduling: Iyer and Druschel, SOSP 2001), rather than start a stage
- * that the next would wait behind.
+ * have had `shortStepWeight` times as much of the thread as the last stage took: the staged run and
+ * the runs beside it share the thread by time, weighted (weighted fair queuing), for a short
+ * stream's step waits on its stream while a stage is a piece of a long one (docs/worker-threads.md,
+ * "Short steps' weight"). Once a run has gone beside this one, the thread waits up to
+ * ANTICIPATION_MS for the next while their share lasts (anticipatory scheduling: Iyer and Druschel,
+ * SOSP 2001), rather than start a stage that the next would wait behind.
  * @param {Record<string, ort.Tensor>} feeds
  */
 async function runStages(feeds) {
@@ -144,7 +145,7 @@ async function runStages(feeds) {
   let lastStageMs = 0;
   let anticipate = false;
   for (const [index, stage] of stages.entries()) {
-    if (index > 0) anticipate = (await runBeside(lastStageMs, anticipate)) || anticipate;
+    if (index > 0) anticipate = (await runBeside(lastStageMs * workerData.shortStepWeight, anticipate)) || anticipate;
     const stageFeeds = Object.fromEntries(stage.inputNames.map((name) => [name, name === "hidden_in" ? /** @type {ort.Tensor} */ (hidden) : feeds[name]]));
     const started = performance.now();
     const results = await stage.run(stageFeeds);

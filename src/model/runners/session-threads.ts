@@ -58,6 +58,25 @@ interface SessionThread {
   beside: Job | null;
 }
 
+/** How the threads share out their work and memory. */
+export interface SessionThreadOptions {
+  /** Appendable inputs this large or larger are kept on the threads (default RESIDENT_MIN_BYTES). */
+  residentMinBytes?: number;
+  /**
+   * Between two stages of a staged run, the runs beside it may take up to this many times the
+   * thread time of the stage before (default DEFAULT_SHORT_STEP_WEIGHT; docs/worker-threads.md).
+   */
+  shortStepWeight?: number;
+}
+
+/**
+ * Short steps beside a long one's stages get three times the thread time the stages get: the
+ * weight at which a short stream kept 0.7x its speed alone beside a long one, in medians over 15
+ * rounds (1: 0.60x, 2: 0.72x, 3: 0.75x), while the long stream kept a fifth of its own
+ * (docs/worker-threads.md, "Short steps' weight").
+ */
+export const DEFAULT_SHORT_STEP_WEIGHT = 3;
+
 /** The graph a session thread runs, whole and, possibly, cut into stages (llama-step-graph.ts). */
 export interface ThreadGraphs {
   /** The model bytes, or the path of an .onnx file whose weights lie beside it. */
@@ -96,19 +115,18 @@ export class SessionThreads {
     private readonly options: object,
     /** How many runs can proceed at once: the threads started (a lost one is replaced). */
     readonly size: number,
-    residentMinBytes: number | undefined,
+    private readonly sharing: SessionThreadOptions,
   ) {
     this.residents = new ResidentInputs<SessionThread>((thread, ids) => {
       if (!this.closed && this.threads.includes(thread)) thread.worker.postMessage({ drop: ids });
-    }, residentMinBytes);
+    }, sharing.residentMinBytes);
   }
 
-  /**
-   * `count` threads, each with sessions of `graphs` created with `options` (onnxruntime SessionOptions);
-   * appendable inputs of `residentMinBytes` or more (default RESIDENT_MIN_BYTES) are kept on the threads.
-   */
-  static async start(graphs: ThreadGraphs, options: object, count: number, residentMinBytes?: number): Promise<SessionThreads> {
-    const pool = new SessionThreads(graphs, options, count, residentMinBytes);
+  /** `count` threads, each with sessions of `graphs` created with `options` (onnxruntime SessionOptions). */
+  static async start(graphs: ThreadGraphs, options: object, count: number, sharing: SessionThreadOptions = {}): Promise<SessionThreads> {
+    const shortStepWeight = sharing.shortStepWeight ?? DEFAULT_SHORT_STEP_WEIGHT;
+    if (!(shortStepWeight >= 1)) throw new Error(`the short steps' weight must be 1 or more, not ${shortStepWeight}`);
+    const pool = new SessionThreads(graphs, options, count, sharing);
     try {
       await Promise.all(Array.from({ length: count }, () => pool.spawn()));
     } catch (error) {
@@ -231,7 +249,14 @@ export class SessionThreads {
     // The compiled file next to this module; under vitest, the plain-JS source next to this one.
     const posted = new Int32Array(new SharedArrayBuffer(4));
     const worker = new Worker(new URL("./onnx-session-worker.js", import.meta.url), {
-      workerData: { graph: this.graphs.whole, stages: this.graphs.stages, options: this.options, posted, outputReuseMinBytes: OUTPUT_REUSE_MIN_BYTES },
+      workerData: {
+        graph: this.graphs.whole,
+        stages: this.graphs.stages,
+        options: this.options,
+        posted,
+        outputReuseMinBytes: OUTPUT_REUSE_MIN_BYTES,
+        shortStepWeight: this.sharing.shortStepWeight ?? DEFAULT_SHORT_STEP_WEIGHT,
+      },
     });
     const thread: SessionThread = { worker, posted, job: null, beside: null };
     return new Promise((resolve, reject) => {

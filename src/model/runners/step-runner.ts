@@ -57,7 +57,10 @@ export class StepRunner implements ModelRunner {
       // The graph's outputs have symbolic shapes that ORT's checker cannot verify; the values are exact.
       logSeverityLevel: 3,
     };
-    const sessions = await SessionThreads.start(graphs, sessionOptions, options.sessionThreads ?? DEFAULT_SESSION_THREADS, options.residentInputMinBytes);
+    const sessions = await SessionThreads.start(graphs, sessionOptions, options.sessionThreads ?? DEFAULT_SESSION_THREADS, {
+      residentMinBytes: options.residentInputMinBytes,
+      shortStepWeight: options.shortStepWeight,
+    });
     return new StepRunner(sessions, config, options.kvDtype ?? "float32");
   }
 
