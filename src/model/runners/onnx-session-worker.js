@@ -8,14 +8,15 @@ import { parentPort, receiveMessageOnPort, workerData } from "node:worker_thread
  * synchronously on the calling thread, so running it here keeps the main event loop free.
  * workerData: {graph: model bytes or .onnx path, stages: the same model cut into stages, in order
  * (possibly none), options: session options, posted: an Int32Array over shared memory whose first
- * value the main thread bumps after posting each message, outputReuseMinBytes, shortStepWeight}. Answers {ready} or
- * {error} once the sessions are created, then to each {run: id, feeds: {name: {type, data, dims,
- * resident?}}, staged, spare} {run: id, outputs: {name: {data, dims}}, inputs} or {run: id, error,
- * inputs}, where inputs are the feeds' buffers, and every buffer is transferred; to {drop: ids} it
- * lets those resident copies go; to {close} it ends once the runs before it are done.
- * `spare` lends buffers of earlier outputs: an output of outputReuseMinBytes or more is copied into
- * one of them, or into a fresh one of the same sizes, rather than sent in onnxruntime's own, so that
- * the main thread collects no fresh buffer per step (session-threads.ts).
+ * value the main thread bumps after posting each message, outputReuse: {minBytes, keptMaxBytes},
+ * shortStepWeight}.
+ * Answers {ready} or {error} once the sessions are created, then to each {run: id, feeds: {name:
+ * {type, data, dims, resident?}}, staged, spare} {run: id, outputs: {name: {data, dims}}, inputs} or
+ * {run: id, error, inputs}, where inputs are the feeds' buffers, and every buffer is transferred; to
+ * {drop: ids} it lets those resident copies go; to {close} it ends once the runs before it are done.
+ * `spare` lends buffers of earlier outputs, kept up to keptMaxBytes: an output of minBytes or more is
+ * copied into one of them (or into a fresh one, sized to the next power of two) rather than sent in
+ * onnxruntime's own, so that the main thread collects no fresh buffer per step (session-threads.ts).
  * A staged run goes through the stages one after another, and a run that arrives meanwhile runs
  * between two of them: a short step need not wait for a long one (docs/worker-threads.md). The
  * stages' outputs come back as the whole graph's: the same values, `new_keys`, `new_values` and
@@ -51,16 +52,23 @@ try {
 
 /** Lent output buffers by size, a power of two (as transfer-buffers.ts sizes its own). @type {Map<number, ArrayBuffer[]>} */
 const spareOutputs = new Map();
-/** Lent buffers kept per size: more than the outputs of a few runs in flight need is dropped. */
-const SPARE_OUTPUTS_PER_SIZE = 16;
+/** The bytes of spareOutputs, kept to at most outputReuse.keptMaxBytes: a buffer lent beyond that is dropped. */
+let spareBytes = 0;
 
 /** @param {ArrayBuffer[]} buffers */
 function keepSpare(buffers) {
   for (const buffer of buffers) {
-    const list = spareOutputs.get(buffer.byteLength) ?? [];
-    if (list.length < SPARE_OUTPUTS_PER_SIZE) list.push(buffer);
-    spareOutputs.set(buffer.byteLength, list);
+    if (spareBytes + buffer.byteLength > workerData.outputReuse.keptMaxBytes) continue;
+    spareBytes += buffer.byteLength;
+    spareOutputs.set(buffer.byteLength, [...(spareOutputs.get(buffer.byteLength) ?? []), buffer]);
   }
+}
+
+/** A kept buffer of `size` bytes, if there is one. @param {number} size */
+function takeSpare(size) {
+  const buffer = spareOutputs.get(size)?.pop();
+  if (buffer) spareBytes -= size;
+  return buffer;
 }
 
 /**
@@ -69,9 +77,9 @@ function keepSpare(buffers) {
  * @param {Float32Array | Uint16Array} data
  */
 function outgoing(data) {
-  if (data.byteLength < workerData.outputReuseMinBytes) return data;
+  if (data.byteLength < workerData.outputReuse.minBytes) return data;
   const size = 2 ** Math.ceil(Math.log2(data.byteLength));
-  const buffer = spareOutputs.get(size)?.pop() ?? new ArrayBuffer(size);
+  const buffer = takeSpare(size) ?? new ArrayBuffer(size);
   const copy = /** @type {Float32Array | Uint16Array} */ (new /** @type {any} */ (data.constructor)(buffer, 0, data.length));
   copy.set(data);
   return copy;

@@ -33,6 +33,14 @@ export interface ThreadOutput {
  */
 export const OUTPUT_REUSE_MIN_BYTES = 64 * 1024;
 
+/**
+ * The most a thread keeps of lent output buffers between runs: a long step's outputs many times over
+ * (stories260K at 8,192 cached: 1.25 MiB), yet a bound, as buffers of sizes no later output has
+ * (a sequence whose cache grew past a power of two) would otherwise pile up; a buffer lent beyond
+ * it is dropped.
+ */
+export const OUTPUT_REUSE_KEPT_MAX_BYTES = 32 * 1024 * 1024;
+
 interface Job {
   id: number;
   feeds: Record<string, PostedTensor>;
@@ -70,10 +78,10 @@ export interface SessionThreadOptions {
 }
 
 /**
- * Short steps beside a long one's stages get three times the thread time the stages get: the
- * weight at which a short stream kept 0.7x its speed alone beside a long one, in medians over 15
- * rounds (1: 0.60x, 2: 0.72x, 3: 0.75x), while the long stream kept a fifth of its own
- * (docs/worker-threads.md, "Short steps' weight").
+ * Short steps beside a long one's stages get three times the thread time the stages get. Over 15
+ * rounds of target 8, a short stream kept 0.60x, 0.72x and 0.75x of its speed alone (medians) with
+ * weights 1, 2 and 3; only with 3 did every round keep 0.70x (2: down to 0.63x). The long stream
+ * then kept a fifth of its own speed (docs/worker-threads.md, "Short steps' weight").
  */
 export const DEFAULT_SHORT_STEP_WEIGHT = 3;
 
@@ -126,7 +134,7 @@ export class SessionThreads {
   static async start(graphs: ThreadGraphs, options: object, count: number, sharing: SessionThreadOptions = {}): Promise<SessionThreads> {
     const shortStepWeight = sharing.shortStepWeight ?? DEFAULT_SHORT_STEP_WEIGHT;
     if (!(shortStepWeight >= 1)) throw new Error(`the short steps' weight must be 1 or more, not ${shortStepWeight}`);
-    const pool = new SessionThreads(graphs, options, count, sharing);
+    const pool = new SessionThreads(graphs, options, count, { ...sharing, shortStepWeight });
     try {
       await Promise.all(Array.from({ length: count }, () => pool.spawn()));
     } catch (error) {
@@ -254,8 +262,8 @@ export class SessionThreads {
         stages: this.graphs.stages,
         options: this.options,
         posted,
-        outputReuseMinBytes: OUTPUT_REUSE_MIN_BYTES,
-        shortStepWeight: this.sharing.shortStepWeight ?? DEFAULT_SHORT_STEP_WEIGHT,
+        outputReuse: { minBytes: OUTPUT_REUSE_MIN_BYTES, keptMaxBytes: OUTPUT_REUSE_KEPT_MAX_BYTES },
+        shortStepWeight: this.sharing.shortStepWeight,
       },
     });
     const thread: SessionThread = { worker, posted, job: null, beside: null };
@@ -287,8 +295,7 @@ export class SessionThreads {
         if ("outputs" in reply) {
           for (const { data } of Object.values(reply.outputs)) if (data.byteLength >= OUTPUT_REUSE_MIN_BYTES) this.largeOutputs.add(data.buffer as ArrayBuffer);
           job?.resolve(reply.outputs);
-        }
-        else {
+        } else {
           // The thread dropped the copies this run sent or updated: they go whole next time.
           this.residents.failed(job?.residentIds ?? []);
           job?.reject(new Error(reply.error));
