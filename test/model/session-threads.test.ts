@@ -1,4 +1,5 @@
-import type { Worker } from "node:worker_threads";
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { buildStepGraphInMemory } from "../../src/model/graph/llama-step-graph.js";
 import { SeededRandom } from "../../src/numerics/seeded-random.js";
@@ -187,6 +188,47 @@ describe("SessionThreads", () => {
       const finished: number[] = [];
       await Promise.all([0, 1, 2].map((index) => pool.run(stepOverCache(weights.config, 3, 5000, 10), true).then(() => finished.push(index))));
       expect(finished).toEqual([0, 1, 2]);
+    });
+  });
+  describe("a session thread's share between two stages (onnx-session-worker.js, posted to directly)", () => {
+    const { layers } = weights.config;
+    const twoStages = [0, 3, layers].slice(1).map((to, i, ends) => buildStepGraphInMemory(weights, { kvDtype: "float32", stage: { from: i === 0 ? 0 : ends[i - 1], to } }));
+    const posted = (feeds: Record<string, ThreadTensor>) => Object.fromEntries(Object.entries(feeds).map(([name, { type, data, dims }]) => [name, { type, data, dims }]));
+
+    /** The order of the replies to a staged step over a long context and `shorts` short steps, all posted at once. */
+    async function replyOrder(shortStepWeight: number, shorts: number): Promise<string[]> {
+      const worker = new Worker(new URL("../../src/model/runners/onnx-session-worker.js", import.meta.url), {
+        workerData: { graph, stages: twoStages, options: SESSION_OPTIONS, posted: new Int32Array(new SharedArrayBuffer(4)), outputReuse: { minBytes: OUTPUT_REUSE_MIN_BYTES, keptMaxBytes: 0 }, shortStepWeight },
+      });
+      try {
+        expect((await once(worker, "message"))[0]).toEqual({ ready: true });
+        const order: string[] = [];
+        const replied = new Promise<void>((resolve, reject) =>
+          worker.on("message", (reply: { run: number; error?: string }) => {
+            if (reply.error) reject(new Error(reply.error));
+            order.push(reply.run === 0 ? "long" : "short");
+            if (order.length === shorts + 1) resolve();
+          }),
+        );
+        worker.postMessage({ run: 0, feeds: posted(stepOverCache(weights.config, 3, 30_000, 100)), staged: true });
+        for (let run = 1; run <= shorts; run++) worker.postMessage({ run, feeds: posted(firstStep(weights.config, 1)) });
+        await replied;
+        return order;
+      } finally {
+        const exited = once(worker, "exit");
+        worker.postMessage({ close: true });
+        await exited;
+      }
+    }
+
+    it("lets the short steps waiting at the boundary have up to the weight times the stage's time, then goes on", async () => {
+      // Equal time: the first stage takes milliseconds, a short step a tenth of one, so some go between the
+      // stages and the rest after the long step.
+      const equal = (await replyOrder(1, 100)).indexOf("long");
+      expect(equal).toBeGreaterThan(0);
+      expect(equal).toBeLessThan(100);
+      // A weight far beyond what they take: every one goes before the long step's last stage.
+      expect((await replyOrder(1e6, 100)).indexOf("long")).toBe(100);
     });
   });
 });
