@@ -60,7 +60,9 @@ function keepSpare(buffers) {
   for (const buffer of buffers) {
     if (spareBytes + buffer.byteLength > workerData.outputReuse.keptMaxBytes) continue;
     spareBytes += buffer.byteLength;
-    spareOutputs.set(buffer.byteLength, [...(spareOutputs.get(buffer.byteLength) ?? []), buffer]);
+    const list = spareOutputs.get(buffer.byteLength);
+    if (list) list.push(buffer);
+    else spareOutputs.set(buffer.byteLength, [buffer]);
   }
 }
 
