@@ -2,6 +2,7 @@
 // Plain JavaScript, so that the same file runs as a worker_thread from the sources (vitest) and from dist/.
 import ort from "onnxruntime-node";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import { TransferBuffers } from "./transfer-buffers.js";
 
 /**
  * One onnxruntime session on its own thread (see session-threads.ts): onnxruntime-node runs a session
@@ -50,28 +51,8 @@ try {
   process.exit(1);
 }
 
-/** Lent output buffers by size, a power of two (as transfer-buffers.ts sizes its own). @type {Map<number, ArrayBuffer[]>} */
-const spareOutputs = new Map();
-/** The bytes of spareOutputs, kept to at most outputReuse.keptMaxBytes: a buffer lent beyond that is dropped. */
-let spareBytes = 0;
-
-/** @param {ArrayBuffer[]} buffers */
-function keepSpare(buffers) {
-  for (const buffer of buffers) {
-    if (spareBytes + buffer.byteLength > workerData.outputReuse.keptMaxBytes) continue;
-    spareBytes += buffer.byteLength;
-    const list = spareOutputs.get(buffer.byteLength);
-    if (list) list.push(buffer);
-    else spareOutputs.set(buffer.byteLength, [buffer]);
-  }
-}
-
-/** A kept buffer of `size` bytes, if there is one. @param {number} size */
-function takeSpare(size) {
-  const buffer = spareOutputs.get(size)?.pop();
-  if (buffer) spareBytes -= size;
-  return buffer;
-}
+/** Output buffers the main thread lent, kept up to outputReuse.keptMaxBytes. */
+const spareOutputs = new TransferBuffers(workerData.outputReuse.keptMaxBytes);
 
 /**
  * `data` as it goes back: a large output copied into a lent buffer (or a fresh one of a size that a
@@ -80,9 +61,7 @@ function takeSpare(size) {
  */
 function outgoing(data) {
   if (data.byteLength < workerData.outputReuse.minBytes) return data;
-  const size = 2 ** Math.ceil(Math.log2(data.byteLength));
-  const buffer = takeSpare(size) ?? new ArrayBuffer(size);
-  const copy = /** @type {Float32Array | Uint16Array} */ (new /** @type {any} */ (data.constructor)(buffer, 0, data.length));
+  const copy = /** @type {Float32Array | Uint16Array} */ (new /** @type {any} */ (data.constructor)(spareOutputs.take(data.byteLength), 0, data.length));
   copy.set(data);
   return copy;
 }
@@ -96,7 +75,7 @@ const STACKED = new Set(["new_keys", "new_values", "queries"]);
  * @param {{run: number, feeds: Feeds, staged?: boolean, spare?: ArrayBuffer[]}} message
  */
 async function run({ run: id, feeds: request, staged, spare }) {
-  if (spare) keepSpare(spare);
+  for (const buffer of spare ?? []) spareOutputs.give(buffer);
   const inputs = [...new Set(Object.values(request).map((feed) => feed.data.buffer))];
   try {
     /** @type {Record<string, ort.Tensor>} */

@@ -100,7 +100,7 @@ export interface ThreadGraphs {
  * length of a step (docs/limits.md). Runs go to an idle thread, or wait for
  * one in call order, so that as many run at once as there are threads.
  * Inputs are copied once when a run is asked for, into buffers that go to the
- * thread and come back with its reply (transfer-buffers.ts); outputs come back
+ * thread and come back with its reply (transfer-buffers.js); outputs come back
  * transferred, large ones in buffers of earlier outputs that were recycled. A
  * thread that dies fails its run with the reason and is started again for the next.
  */
