@@ -175,7 +175,7 @@ async function runBeside(shareMs, anticipate) {
  * one to arrive, blocked on `posted`, which the main thread bumps after each message (a timer cannot
  * wait less than a millisecond, and spinning measured slower: docs/worker-threads.md).
  * @param {number} waitMs
- * @returns {{run: number, feeds: Feeds} | undefined}
+ * @returns {{run: number, feeds: Feeds, spare?: ArrayBuffer[]} | undefined}
  */
 function nextBeside(waitMs) {
   const until = performance.now() + waitMs;
